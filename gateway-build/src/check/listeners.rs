@@ -1,0 +1,58 @@
+//! Listeners: there must be one, and no two may claim the same address.
+
+use crate::diagnostic::Diagnostic;
+use crate::syntax::Config;
+
+/// Routes name listeners in a 64-bit set.
+pub(crate) const MAX_LISTENERS: usize = 64;
+
+pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
+    if config.listeners.is_empty() {
+        found.push(
+            Diagnostic::error(0..0, "no listener: the gateway would accept no traffic")
+                .with_help("add `[listeners.public]` with `bind = \"0.0.0.0:8080\"`"),
+        );
+    }
+    if config.listeners.len() > MAX_LISTENERS {
+        found.push(Diagnostic::error(
+            config.listeners[MAX_LISTENERS].0.span(),
+            format!("more than {MAX_LISTENERS} listeners"),
+        ));
+    }
+    // Literal addresses only: two references may well resolve to different ports.
+    let mut binds: Vec<(&str, std::ops::Range<usize>, String)> = config
+        .listeners
+        .iter()
+        .map(|(name, l)| {
+            let bind = &l.get_ref().bind;
+            (
+                bind.get_ref().as_str(),
+                bind.span(),
+                format!("listener `{}`", name.get_ref()),
+            )
+        })
+        .collect();
+    if let Some(admin) = &config.admin {
+        let bind = &admin.get_ref().bind;
+        binds.push((
+            bind.get_ref().as_str(),
+            bind.span(),
+            "the admin listener".into(),
+        ));
+    }
+    for (i, (bind, span, owner)) in binds.iter().enumerate() {
+        if bind.contains("${") || bind.ends_with(":0") {
+            continue;
+        }
+        if let Some((_, first_span, first_owner)) = binds[..i].iter().find(|(b, ..)| b == bind) {
+            found.push(
+                Diagnostic::error(
+                    span.clone(),
+                    format!("{owner} binds `{bind}`, which {first_owner} binds already"),
+                )
+                .with_related(first_span.clone(), format!("{first_owner} binds it"))
+                .with_help("give each listener its own address or port"),
+            );
+        }
+    }
+}

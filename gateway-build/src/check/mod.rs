@@ -1,0 +1,23 @@
+//! Validation: every rule that a parsed gateway.toml must satisfy before lowering.
+//!
+//! Each submodule holds one family of rules and pushes into one shared list, so the
+//! user sees every error of the file at once. Lowering (`plan`) runs only when this
+//! returns no errors, and may then rely on every rule here.
+
+pub(crate) mod listeners;
+mod references;
+pub(crate) mod routes;
+mod values;
+
+use crate::diagnostic::Diagnostic;
+use crate::syntax::Config;
+
+/// Runs every rule; returns errors and warnings in no particular order.
+pub fn check(config: &Config) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    values::check(config, &mut found);
+    listeners::check(config, &mut found);
+    references::check(config, &mut found);
+    routes::check(config, &mut found);
+    found
+}

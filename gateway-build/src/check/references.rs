@@ -1,0 +1,73 @@
+//! Names that point elsewhere in the file: upstreams and listeners named by routes.
+
+use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::syntax::Config;
+
+pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
+    let upstream_names: Vec<&str> = config
+        .upstreams
+        .iter()
+        .map(|(n, _)| n.get_ref().as_str())
+        .collect();
+    let listener_names: Vec<&str> = config
+        .listeners
+        .iter()
+        .map(|(n, _)| n.get_ref().as_str())
+        .collect();
+    let mut used = vec![false; upstream_names.len()];
+    for route in &config.routes {
+        let route = route.get_ref();
+        if let Some(upstream) = &route.upstream {
+            match upstream_names.iter().position(|n| n == upstream.get_ref()) {
+                Some(i) => used[i] = true,
+                None => found.push(
+                    Diagnostic::error(
+                        upstream.span(),
+                        format!(
+                            "unknown upstream `{}`{}",
+                            upstream.get_ref(),
+                            did_you_mean(upstream.get_ref(), upstream_names.iter().copied())
+                        ),
+                    )
+                    .with_help(format!(
+                        "declare it with `[upstreams.{}]`",
+                        upstream.get_ref()
+                    )),
+                ),
+            }
+        }
+        for listener in route.listeners.iter().flat_map(|l| l.get_ref()) {
+            if !listener_names.contains(&listener.get_ref().as_str()) {
+                found.push(Diagnostic::error(
+                    listener.span(),
+                    format!(
+                        "unknown listener `{}`{}",
+                        listener.get_ref(),
+                        did_you_mean(listener.get_ref(), listener_names.iter().copied())
+                    ),
+                ));
+            }
+        }
+    }
+    // An unused upstream is dead configuration, often a route that names the wrong one.
+    for ((name, _), used) in config.upstreams.iter().zip(used) {
+        if !used {
+            found.push(Diagnostic::warning(
+                name.span(),
+                format!("upstream `{}` is not used by any route", name.get_ref()),
+            ));
+        }
+    }
+    for (name, upstream) in &config.upstreams {
+        let targets = &upstream.get_ref().targets;
+        if targets.get_ref().is_empty() {
+            found.push(
+                Diagnostic::error(
+                    targets.span(),
+                    format!("upstream `{}` has no targets", name.get_ref()),
+                )
+                .with_help("list at least one, such as `targets = [\"http://127.0.0.1:8001\"]`"),
+            );
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Errors and warnings about a gateway.toml, located by byte span and rendered either
+//! as one `file:line:col: message` line (for `cargo::error=` and `compile_error!`) or
+//! in the full rustc style with the source line and a caret (for humans).
+
+use std::fmt::Write as _;
+use std::ops::Range;
+
+use annotate_snippets::{AnnotationKind, Level, Renderer, Snippet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One finding about the configuration.
+#[derive(Debug, Clone)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub message: String,
+    /// Byte range in the source that the message is about.
+    pub span: Range<usize>,
+    /// Other places the message refers to, such as the first of two duplicates.
+    pub related: Vec<(Range<usize>, String)>,
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(span: Range<usize>, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            message: message.into(),
+            span,
+            related: Vec::new(),
+            help: None,
+        }
+    }
+
+    pub fn warning(span: Range<usize>, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(span, message)
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn with_related(mut self, span: Range<usize>, label: impl Into<String>) -> Self {
+        self.related.push((span, label.into()));
+        self
+    }
+}
+
+/// Every finding about one source file, in source order.
+#[derive(Debug, Clone)]
+pub struct Diagnostics {
+    /// The file name as the user should see it, such as `gateway.toml`.
+    pub file: String,
+    pub source: String,
+    pub items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    pub(crate) fn new(file: &str, source: &str, mut items: Vec<Diagnostic>) -> Self {
+        items.sort_by_key(|d| (d.span.start, d.span.end));
+        Self {
+            file: file.to_owned(),
+            source: source.to_owned(),
+            items,
+        }
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.items.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.source.len());
+        let before = &self.source[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        (line, before[line_start..].chars().count() + 1)
+    }
+
+    fn location(&self, offset: usize) -> String {
+        let (line, col) = self.line_col(offset);
+        format!("{}:{line}:{col}", self.file)
+    }
+
+    /// One line per diagnostic: `gateway.toml:14:12: unknown upstream `user` (...)`,
+    /// with related places and help folded into the same line.
+    pub fn short_lines(&self) -> Vec<String> {
+        self.items
+            .iter()
+            .map(|d| {
+                let mut line = format!("{}: {}", self.location(d.span.start), d.message);
+                if d.severity == Severity::Warning {
+                    line = format!("{}: warning: {}", self.location(d.span.start), d.message);
+                }
+                for (span, label) in &d.related {
+                    let _ = write!(line, "; {label} at {}", self.location(span.start));
+                }
+                if let Some(help) = &d.help {
+                    let _ = write!(line, "; help: {help}");
+                }
+                line
+            })
+            .collect()
+    }
+
+    /// The rustc-style rendering: header, source excerpt with carets, help.
+    pub fn render(&self, color: bool) -> String {
+        let renderer = if color {
+            Renderer::styled()
+        } else {
+            Renderer::plain()
+        };
+        let mut out = String::new();
+        for d in &self.items {
+            let level = match d.severity {
+                Severity::Error => Level::ERROR,
+                Severity::Warning => Level::WARNING,
+            };
+            let mut snippet = Snippet::source(self.source.as_str())
+                .path(self.file.as_str())
+                .annotation(AnnotationKind::Primary.span(d.span.clone()));
+            for (span, label) in &d.related {
+                snippet =
+                    snippet.annotation(AnnotationKind::Context.span(span.clone()).label(label));
+            }
+            let mut group = level.primary_title(d.message.as_str()).element(snippet);
+            if let Some(help) = &d.help {
+                group = group.element(Level::HELP.message(help.as_str()));
+            }
+            out.push_str(&renderer.render(&[group]));
+            out.push_str("\n\n");
+        }
+        let errors = self
+            .items
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        if errors > 0 {
+            let _ = writeln!(
+                out,
+                "error: {} has {errors} error{}",
+                self.file,
+                if errors == 1 { "" } else { "s" }
+            );
+        }
+        out
+    }
+}
+
+/// The candidate closest to `name` by edit distance, when it is close enough to be a typo.
+pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|&(d, c)| d <= (c.chars().count().max(name.chars().count()) / 3).max(1))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// `" (did you mean `x`?)"` or nothing.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    suggest(name, candidates).map_or_else(String::new, |s| format!(" (did you mean `{s}`?)"))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Typos find their nearest candidate; unrelated names find none.
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("user", ["users", "orders"]), Some("users"));
+        assert_eq!(
+            suggest("rate_limt", ["rate_limit", "jwt"]),
+            Some("rate_limit")
+        );
+        assert_eq!(suggest("payments", ["users", "orders"]), None);
+    }
+
+    /// Lines and columns are 1-based and count characters, not bytes.
+    #[test]
+    fn locations() {
+        let d = Diagnostics::new("g.toml", "a = 1\nbé = 2\n", vec![]);
+        assert_eq!(d.line_col(0), (1, 1));
+        assert_eq!(d.line_col(6), (2, 1));
+        assert_eq!(d.line_col(9), (2, 3));
+    }
+}

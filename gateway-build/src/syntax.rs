@@ -1,0 +1,283 @@
+//! gateway.toml as written: every value a user can get wrong keeps its span.
+//!
+//! Parsing is lenient in one way only: each item (a listener, an upstream, a route)
+//! is deserialised on its own, so one bad item does not hide the errors of the next.
+//! Meaning is checked in `check`, not here.
+
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::diagnostic::{Diagnostic, did_you_mean};
+
+/// A parsed gateway.toml.
+#[derive(Debug, Default)]
+pub struct Config {
+    pub gateway: Option<Spanned<GatewaySection>>,
+    pub admin: Option<Spanned<Admin>>,
+    /// In the order of their names.
+    pub listeners: Vec<(Spanned<String>, Spanned<Listener>)>,
+    /// In the order of their names.
+    pub upstreams: Vec<(Spanned<String>, Spanned<Upstream>)>,
+    /// In the order they are written.
+    pub routes: Vec<Spanned<Route>>,
+}
+
+/// `[gateway]`: settings of the whole binary.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    pub name: Spanned<String>,
+    /// Worker threads, each with its own runtime and listening socket; default: one per core.
+    pub workers: Option<Spanned<i64>>,
+    /// How long SIGTERM waits for in-flight requests before closing connections.
+    pub shutdown_timeout: Option<Spanned<String>>,
+}
+
+/// `[admin]`: `/healthz` and `/readyz` on a separate address.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub bind: Spanned<String>,
+}
+
+/// `[listeners.NAME]`: where clients connect (HTTP/1.1 and h2c on the same port).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub bind: Spanned<String>,
+    #[serde(default)]
+    pub timeouts: ListenerTimeouts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTimeouts {
+    /// From accepting a connection, or from the end of the previous response, to a
+    /// complete request head; on HTTP/1.1 this also bounds idle keep-alive time.
+    pub header_read: Option<Spanned<String>>,
+}
+
+/// `[upstreams.NAME]`: a pool of targets that routes forward to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub targets: Spanned<Vec<Spanned<String>>>,
+    pub balance: Option<Spanned<Balance>>,
+    #[serde(default)]
+    pub timeouts: UpstreamTimeouts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    RoundRobin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTimeouts {
+    pub connect: Option<Spanned<String>>,
+    /// From sending the request to receiving the response head.
+    pub response: Option<Spanned<String>>,
+    /// How long a pooled keep-alive connection may sit unused.
+    pub idle: Option<Spanned<String>>,
+}
+
+/// `[[routes]]`: which requests go where.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Shown in logs; defaults to the method list and path.
+    pub name: Option<Spanned<String>>,
+    /// A matchit pattern: `/users/{id}`, `/files/{*rest}`.
+    pub path: Spanned<String>,
+    /// Default: every method.
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Default: every host.
+    pub host: Option<Spanned<String>>,
+    /// Default: every listener.
+    pub listeners: Option<Spanned<Vec<Spanned<String>>>>,
+    pub upstream: Option<Spanned<String>>,
+    pub strip_prefix: Option<Spanned<String>>,
+    pub rewrite: Option<Spanned<String>>,
+}
+
+const SECTIONS: [&str; 5] = ["gateway", "admin", "listeners", "upstreams", "routes"];
+
+/// Parses the source into a `Config`, returning every syntax and shape error found.
+pub fn parse(source: &str) -> (Config, Vec<Diagnostic>) {
+    let mut errors = Vec::new();
+    let (document, syntax_errors) = DeTable::parse_recoverable(source);
+    if !syntax_errors.is_empty() {
+        for e in syntax_errors {
+            let span = e.span().unwrap_or(0..0);
+            errors.push(Diagnostic::error(span, first_line(e.message())));
+        }
+        return (Config::default(), errors);
+    }
+    let mut config = Config::default();
+    for (key, value) in document.into_inner() {
+        let key_span = key.span();
+        match key.get_ref().as_ref() {
+            "gateway" => config.gateway = item(value, &mut errors),
+            "admin" => config.admin = item(value, &mut errors),
+            "listeners" => config.listeners = named_items(value, "listeners", &mut errors),
+            "upstreams" => config.upstreams = named_items(value, "upstreams", &mut errors),
+            "routes" => match array(value, "routes", &mut errors) {
+                Some(items) => {
+                    config.routes = items
+                        .into_iter()
+                        .filter_map(|v| item(v, &mut errors))
+                        .collect()
+                }
+                None => {}
+            },
+            other => errors.push(Diagnostic::error(
+                key_span,
+                format!("unknown section `{other}`{}", did_you_mean(other, SECTIONS)),
+            )),
+        }
+    }
+    (config, errors)
+}
+
+fn item<T: for<'de> Deserialize<'de>>(
+    value: Spanned<DeValue<'_>>,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Spanned<T>> {
+    let span = value.span();
+    match T::deserialize(value.into_deserializer()) {
+        Ok(parsed) => Some(Spanned::new(span, parsed)),
+        Err(e) => {
+            errors.push(shape_error(e.span().unwrap_or(span), e.message()));
+            None
+        }
+    }
+}
+
+fn named_items<T: for<'de> Deserialize<'de>>(
+    value: Spanned<DeValue<'_>>,
+    section: &str,
+    errors: &mut Vec<Diagnostic>,
+) -> Vec<(Spanned<String>, Spanned<T>)> {
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        errors.push(Diagnostic::error(
+            span,
+            format!("`{section}` must be a table of named entries, such as `[{section}.NAME]`"),
+        ));
+        return Vec::new();
+    };
+    table
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let name = Spanned::new(name.span(), name.into_inner().into_owned());
+            item(value, errors).map(|parsed| (name, parsed))
+        })
+        .collect()
+}
+
+fn array<'i>(
+    value: Spanned<DeValue<'i>>,
+    section: &str,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<Vec<Spanned<DeValue<'i>>>> {
+    let span = value.span();
+    match value.into_inner() {
+        DeValue::Array(items) => Some(items.into_iter().collect()),
+        _ => {
+            errors.push(Diagnostic::error(
+                span,
+                format!("`{section}` must be an array of tables: write `[[{section}]]`"),
+            ));
+            None
+        }
+    }
+}
+
+/// Rewrites serde's messages into ours: `unknown field` gets a suggestion.
+fn shape_error(span: Range<usize>, message: &str) -> Diagnostic {
+    let message = first_line(message);
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((field, expected)) = rest.split_once('`') {
+            let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            let help = format!(
+                "the keys allowed here are {}",
+                candidates
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return Diagnostic::error(
+                span,
+                format!(
+                    "unknown key `{field}`{}",
+                    did_you_mean(field, candidates.iter().copied())
+                ),
+            )
+            .with_help(help);
+        }
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or(rest);
+        return Diagnostic::error(span, format!("missing key `{field}`"));
+    }
+    Diagnostic::error(span, message)
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every bad item is reported, not only the first one.
+    #[test]
+    fn errors_in_several_items_are_all_reported() {
+        let src = r#"
+[upstreams.a]
+targetz = ["http://x"]
+
+[upstreams.b]
+targets = "http://x"
+
+[[routes]]
+path = 5
+"#;
+        let (_, errors) = parse(src);
+        let messages: Vec<_> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(errors.len(), 3, "{messages:?}");
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.starts_with("unknown key `targetz` (did you mean `targets`?)")),
+            "{messages:?}"
+        );
+        assert!(messages.iter().any(|m| m.contains("invalid type")));
+    }
+
+    /// Syntax errors carry a span and stop further checks.
+    #[test]
+    fn syntax_errors() {
+        let (_, errors) = parse("[upstreams\nx = 1\n");
+        assert!(!errors.is_empty());
+        assert_eq!(errors[0].span.start, 10);
+    }
+
+    /// Unknown sections get a suggestion.
+    #[test]
+    fn unknown_section() {
+        let (_, errors) = parse("[upstream.x]\ntargets = []\n");
+        assert_eq!(
+            errors[0].message,
+            "unknown section `upstream` (did you mean `upstreams`?)"
+        );
+    }
+}

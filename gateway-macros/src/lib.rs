@@ -1,0 +1,44 @@
+//! `gateway!("gateway.toml")`: the gateway compiler as a proc macro, for crates that
+//! prefer no build script. Same front end and code generator as `gateway-build`;
+//! errors become one `compile_error!` per diagnostic, each naming `file:line:col`.
+
+use proc_macro::TokenStream;
+use quote::quote;
+
+/// Expands to the `gateway` module compiled from the named file, relative to the
+/// crate's `Cargo.toml`.
+#[proc_macro]
+pub fn gateway(input: TokenStream) -> TokenStream {
+    let path = syn::parse_macro_input!(input as syn::LitStr);
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let full_path = std::path::Path::new(&manifest_dir).join(path.value());
+    let full_path_str = full_path.display().to_string();
+    // Makes Cargo rebuild the crate when the file changes.
+    let track = quote!(
+        const _: &[u8] = include_bytes!(#full_path_str);
+    );
+    let source = match std::fs::read_to_string(&full_path) {
+        Ok(source) => source,
+        Err(e) => {
+            let message = format!("cannot read {full_path_str}: {e}");
+            return quote_spanned_error(&path, &[message]).into();
+        }
+    };
+    match gateway_build::generate(&path.value(), &source) {
+        Ok(output) => {
+            let tokens = output.tokens;
+            quote!(#track #tokens).into()
+        }
+        Err(diagnostics) => {
+            let errors = quote_spanned_error(&path, &diagnostics.short_lines());
+            quote!(#track #errors).into()
+        }
+    }
+}
+
+fn quote_spanned_error(at: &syn::LitStr, messages: &[String]) -> proc_macro2::TokenStream {
+    let errors = messages
+        .iter()
+        .map(|m| syn::Error::new(at.span(), m).to_compile_error());
+    quote!(#(#errors)*)
+}

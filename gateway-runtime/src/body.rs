@@ -1,0 +1,54 @@
+//! The response body type: either the upstream's body, streamed through untouched, or
+//! a small body the gateway wrote itself. An enum instead of a boxed body keeps the
+//! hot path free of dynamic dispatch.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+#[derive(Debug)]
+pub enum Body {
+    Upstream(Incoming),
+    Local(Full<Bytes>),
+}
+
+impl Body {
+    pub fn local(bytes: impl Into<Bytes>) -> Self {
+        Body::Local(Full::new(bytes.into()))
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Body::Local(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Upstream(body) => body.is_end_stream(),
+            Body::Local(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Upstream(body) => body.size_hint(),
+            Body::Local(body) => body.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Responses the gateway writes itself: `{"error": "...", "status": N}` with the status.
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::Body;
+
+/// A JSON error response. `message` is one of the gateway's own fixed texts, never
+/// client input, so it needs no escaping beyond what `json_string` does.
+pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
+    let body = format!(
+        r#"{{"error":{},"status":{}}}"#,
+        json_string(message),
+        status.as_u16()
+    );
+    let mut response = Response::new(Body::local(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The body is valid JSON carrying the status.
+    #[test]
+    fn shape() {
+        assert_eq!(json_string("a\"b\\\n"), r#""a\"b\\\u000a""#);
+        let r = json_error(StatusCode::NOT_FOUND, "no route");
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+    }
+}

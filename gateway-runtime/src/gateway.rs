@@ -1,0 +1,77 @@
+//! The contract between generated code and the runtime: the compiled tables as
+//! constants, and one `handle` that the generated code implements as a `match`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use http::HeaderValue;
+use hyper::body::Incoming;
+
+use crate::body::Body;
+use crate::methods::MethodSet;
+use crate::settings::{Setting, SettingError};
+
+pub type Request = http::Request<Incoming>;
+pub type Response = http::Response<Body>;
+pub type Params<'k, 'v> = matchit::Params<'k, 'v>;
+
+/// A gateway compiled from a gateway.toml. Implemented only by generated code.
+///
+/// One instance is built per worker thread; `handle` futures are not required to be
+/// `Send` because each stays on the worker that accepted its connection.
+pub trait Gateway: Sized + Send + 'static {
+    const NAME: &'static str;
+    /// Worker threads; `None`: one per core.
+    const WORKERS: Option<usize>;
+    const SHUTDOWN_TIMEOUT: Setting;
+    const ADMIN: Option<Setting>;
+    const LISTENERS: &'static [ListenerSpec];
+    /// Indexed by route id.
+    const ROUTES: &'static [RouteSpec];
+
+    /// Resolves settings (environment, files) and builds upstream pools.
+    fn new() -> Result<Self, SettingError>;
+
+    /// Runs route `route` on a request the router matched to it.
+    fn handle(
+        &self,
+        route: usize,
+        params: &Params<'_, '_>,
+        req: Request,
+        cx: &RequestContext,
+    ) -> impl Future<Output = Response>;
+}
+
+/// A `[listeners.NAME]` section.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerSpec {
+    pub name: &'static str,
+    pub bind: Setting,
+    pub header_read_timeout: Setting,
+}
+
+/// One `[[routes]]` entry, as the router needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec {
+    /// For logs.
+    pub name: &'static str,
+    /// Lower-case; `None` for every host.
+    pub host: Option<&'static str>,
+    /// Canonical matchit pattern (parameters named by position).
+    pub path: &'static str,
+    pub methods: MethodSet,
+    /// Bit `i`: served on listener `i`.
+    pub listeners: u64,
+    /// What the route forwards to, for logs.
+    pub target: &'static str,
+}
+
+/// What the gateway knows about the connection a request came on; computed once per
+/// connection, not per request.
+#[derive(Debug)]
+pub struct RequestContext {
+    pub listener: &'static str,
+    pub client: SocketAddr,
+    /// The client IP, ready to append to `X-Forwarded-For`.
+    pub client_ip: HeaderValue,
+}

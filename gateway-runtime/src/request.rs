@@ -1,0 +1,233 @@
+//! The request filter phase: what every request must satisfy before routing, per
+//! RFC 9110/9112, and the normal form of its path. A request that fails here never
+//! reaches an upstream.
+
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::uri::{Authority, PathAndQuery, Uri};
+use http::{Request, StatusCode, Version};
+
+/// Why a request was refused: status, fixed message, and whether the connection must
+/// close afterwards because its framing can no longer be trusted.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: StatusCode,
+    pub message: &'static str,
+    pub close: bool,
+}
+
+const fn bad_request(message: &'static str) -> Rejection {
+    Rejection {
+        status: StatusCode::BAD_REQUEST,
+        message,
+        close: false,
+    }
+}
+
+/// Checks the message framing; runs first, because a request refused for any other
+/// reason must still not leave an ambiguous body on the connection.
+pub fn check_framing<B>(req: &Request<B>) -> Result<(), Rejection> {
+    let headers = req.headers();
+    // RFC 9112 §6.1: a message with both may be a smuggling attempt; refuse it and
+    // close, so no byte of its ambiguous body is read as a next request.
+    if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
+        return Err(Rejection {
+            close: true,
+            ..bad_request("both Transfer-Encoding and Content-Length are present")
+        });
+    }
+    Ok(())
+}
+
+/// Checks Host and returns the host (without port) to route on.
+pub fn host<B>(req: &Request<B>) -> Result<Option<&str>, Rejection> {
+    let headers = req.headers();
+    // RFC 9112 §3.2.2: absolute-form targets (and HTTP/2 `:authority`) carry the host.
+    if let Some(authority) = req.uri().authority() {
+        return Ok(Some(authority.host()));
+    }
+    let mut hosts = headers.get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        // RFC 9112 §3.2: exactly one Host in HTTP/1.1, and a valid one.
+        (Some(_), Some(_)) => Err(bad_request("more than one Host header")),
+        (Some(value), None) => {
+            let authority = value
+                .to_str()
+                .ok()
+                .and_then(|text| text.parse::<Authority>().ok())
+                .filter(|a| !a.as_str().contains('@'))
+                .ok_or(bad_request("invalid Host header"))?;
+            let host_len = authority.host().len();
+            // The host is the start of the header value; borrow it from there.
+            Ok(value.to_str().ok().map(|text| &text[..host_len]))
+        }
+        (None, _) if req.version() == Version::HTTP_11 => Err(bad_request("missing Host header")),
+        (None, _) => Ok(None),
+    }
+}
+
+/// The path in normal form when it is not already: dot segments resolved (also when
+/// written `%2e`), repeated slashes merged. Encoded slashes, backslashes and NUL are
+/// refused outright, because upstreams disagree on what they mean and that
+/// disagreement is how path-based access rules get bypassed.
+pub fn normalize_path(path: &str) -> Result<Option<String>, Rejection> {
+    if !path.starts_with('/') {
+        return Err(bad_request(
+            "the request target must be a path starting with `/`",
+        ));
+    }
+    let bytes = path.as_bytes();
+    let mut suspicious = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'\\' => return Err(bad_request("backslash in path")),
+            b'%' => {
+                let code = bytes.get(i + 1..i + 3).unwrap_or_default();
+                if code.eq_ignore_ascii_case(b"2f")
+                    || code.eq_ignore_ascii_case(b"5c")
+                    || code == b"00"
+                {
+                    return Err(bad_request("encoded slash, backslash or NUL in path"));
+                }
+                if code.eq_ignore_ascii_case(b"2e") {
+                    suspicious = true;
+                }
+            }
+            b'/' if matches!(bytes.get(i + 1), Some(b'/' | b'.')) => suspicious = true,
+            _ => {}
+        }
+    }
+    if !suspicious {
+        return Ok(None);
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    let parts: Vec<&str> = path[1..].split('/').collect();
+    let last = parts.len() - 1;
+    let mut trailing_slash = false;
+    for (i, segment) in parts.into_iter().enumerate() {
+        match dots(segment) {
+            Some(1) => trailing_slash = i == last,
+            Some(2) => {
+                if segments.pop().is_none() {
+                    return Err(bad_request("path climbs above the root"));
+                }
+                trailing_slash = i == last;
+            }
+            _ if segment.is_empty() => trailing_slash = i == last,
+            _ => {
+                segments.push(segment);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for segment in &segments {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if trailing_slash || segments.is_empty() {
+        out.push('/');
+    }
+    Ok(Some(out))
+}
+
+/// `Some(1)` for a `.` segment, `Some(2)` for `..`, counting `%2e` as a dot.
+fn dots(segment: &str) -> Option<usize> {
+    let mut count = 0;
+    let mut rest = segment.as_bytes();
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3 && rest[0] == b'%' && rest[1..3].eq_ignore_ascii_case(b"2e") {
+            rest = &rest[3..];
+        } else {
+            return None;
+        }
+        count += 1;
+    }
+    (1..=2).contains(&count).then_some(count)
+}
+
+/// `uri` with its path replaced by `path`, query kept.
+pub fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
+    let pq = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(pq).ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normal(path: &str) -> Result<Option<String>, &'static str> {
+        normalize_path(path).map_err(|r| r.message)
+    }
+
+    /// Already normal paths cost no allocation.
+    #[test]
+    fn normal_paths_pass_untouched() {
+        assert_eq!(normal("/api/users/42"), Ok(None));
+        assert_eq!(normal("/a.b/c..d/%41"), Ok(None));
+    }
+
+    /// Dot segments resolve, encoded or not; slashes merge; trailing slashes stay.
+    #[test]
+    fn dot_segments() {
+        assert_eq!(normal("/a/./b/../c"), Ok(Some("/a/c".into())));
+        assert_eq!(normal("/a/%2e%2E/b"), Ok(Some("/b".into())));
+        assert_eq!(normal("/a//b/"), Ok(Some("/a/b/".into())));
+        assert_eq!(normal("/a/b/.."), Ok(Some("/a/".into())));
+        assert_eq!(normal("/."), Ok(Some("/".into())));
+        assert_eq!(normal("/a/.%2e/.%2E/x"), Err("path climbs above the root"));
+        assert_eq!(normal("/.."), Err("path climbs above the root"));
+    }
+
+    /// Encodings that upstreams read differently are refused.
+    #[test]
+    fn ambiguous_encodings() {
+        for path in ["/a%2fb", "/a%2F..%2Fb", "/a%5cb", "/a%00", "/a\\b"] {
+            assert!(normal(path).is_err(), "{path}");
+        }
+        assert!(normal("*").is_err());
+    }
+
+    /// Host comes from the single Host header, or from an absolute-form target.
+    #[test]
+    fn hosts() {
+        let req = Request::get("/")
+            .header(HOST, "Api.Example.com:8080")
+            .body(())
+            .unwrap();
+        assert_eq!(host(&req), Ok(Some("Api.Example.com")));
+        let req = Request::get("http://a.example/x")
+            .header(HOST, "b.example")
+            .body(())
+            .unwrap();
+        assert_eq!(host(&req), Ok(Some("a.example")));
+        let req = Request::get("/").body(()).unwrap();
+        assert_eq!(host(&req).unwrap_err().message, "missing Host header");
+        let req = Request::get("/")
+            .header(HOST, "a")
+            .header(HOST, "b")
+            .body(())
+            .unwrap();
+        assert_eq!(host(&req).unwrap_err().status, 400);
+        let req = Request::get("/").header(HOST, "a b").body(()).unwrap();
+        assert!(host(&req).is_err());
+    }
+
+    /// Both framing headers: refused, and the connection closes.
+    #[test]
+    fn smuggling_framing() {
+        let req = Request::post("/")
+            .header(HOST, "a")
+            .header(TRANSFER_ENCODING, "chunked")
+            .header(CONTENT_LENGTH, "5")
+            .body(())
+            .unwrap();
+        assert!(host(&req).unwrap_err().close);
+    }
+}

@@ -1,0 +1,193 @@
+//! Finds the route for a request: host first (exact, case-insensitive), then the
+//! routes for any host; within each, matchit on the path and a bit test on the method.
+//! Built once per listener at start-up from the compiled route table.
+
+use http::Method;
+
+use crate::gateway::RouteSpec;
+use crate::methods::MethodSet;
+
+/// One matchit tree; each distinct pattern leads to the routes it serves, told apart by method.
+#[derive(Debug, Default)]
+struct PathRouter {
+    paths: matchit::Router<usize>,
+    /// The pattern of each entry, to find it again when a second route shares it.
+    patterns: Vec<&'static str>,
+    entries: Vec<Vec<(MethodSet, usize)>>,
+}
+
+/// The routes served on one listener.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// Lower-case host name and its routes; few enough that a scan beats hashing.
+    hosts: Vec<(&'static str, PathRouter)>,
+    any_host: PathRouter,
+}
+
+/// The result of a lookup.
+pub enum Lookup<'r, 'p> {
+    Found {
+        route: usize,
+        params: matchit::Params<'r, 'p>,
+    },
+    /// The path is routed, but not for this method: the methods it is routed for.
+    MethodNotAllowed(MethodSet),
+    NotFound,
+}
+
+impl RouteTable {
+    /// The table for listener `listener` (its index in the compiled listener list).
+    ///
+    /// The compiler has already refused duplicates and conflicts, so inserts succeed.
+    pub fn new(routes: &'static [RouteSpec], listener: usize) -> Self {
+        let mut table = RouteTable::default();
+        for (id, spec) in routes.iter().enumerate() {
+            if spec.listeners & (1 << listener) == 0 {
+                continue;
+            }
+            let router = match spec.host {
+                None => &mut table.any_host,
+                Some(host) => match table.hosts.iter().position(|(h, _)| *h == host) {
+                    Some(i) => &mut table.hosts[i].1,
+                    None => {
+                        table.hosts.push((host, PathRouter::default()));
+                        &mut table.hosts.last_mut().expect("just pushed").1
+                    }
+                },
+            };
+            router.insert(spec.path, spec.methods, id);
+        }
+        table
+    }
+
+    /// Looks up a request. `host` is the request's host without port, any case.
+    pub fn lookup<'r, 'p>(
+        &'r self,
+        host: Option<&str>,
+        method: &Method,
+        path: &'p str,
+    ) -> Lookup<'r, 'p> {
+        let mut allowed: Option<MethodSet> = None;
+        let host_router = host.and_then(|h| {
+            self.hosts
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(h))
+                .map(|(_, r)| r)
+        });
+        for router in host_router.into_iter().chain([&self.any_host]) {
+            let Ok(matched) = router.paths.at(path) else {
+                continue;
+            };
+            let routes = &router.entries[*matched.value];
+            match routes.iter().find(|(methods, _)| methods.contains(method)) {
+                Some(&(_, route)) => {
+                    return Lookup::Found {
+                        route,
+                        params: matched.params,
+                    };
+                }
+                None => {
+                    let methods = routes
+                        .iter()
+                        .fold(MethodSet::ANY, |set, (m, _)| set.union(*m));
+                    allowed = Some(allowed.map_or(methods, |a| a.union(methods)));
+                }
+            }
+        }
+        match allowed {
+            Some(methods) => Lookup::MethodNotAllowed(methods),
+            None => Lookup::NotFound,
+        }
+    }
+}
+
+impl PathRouter {
+    fn insert(&mut self, path: &'static str, methods: MethodSet, id: usize) {
+        if let Some(entry) = self.patterns.iter().position(|p| *p == path) {
+            self.entries[entry].push((methods, id));
+            return;
+        }
+        match self.paths.insert(path, self.entries.len()) {
+            Ok(()) => {
+                self.patterns.push(path);
+                self.entries.push(vec![(methods, id)]);
+            }
+            // Unreachable for compiled tables: the compiler runs the same inserts.
+            Err(e) => tracing::error!(path, error = %e, "route refused by the router"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROUTES: &[RouteSpec] = &[
+        RouteSpec {
+            name: "a",
+            host: None,
+            path: "/users/{p0}",
+            methods: MethodSet::from_bits(0b11),
+            listeners: 1,
+            target: "u",
+        },
+        RouteSpec {
+            name: "b",
+            host: None,
+            path: "/users/{p0}",
+            methods: MethodSet::from_bits(0b100),
+            listeners: 1,
+            target: "u",
+        },
+        RouteSpec {
+            name: "c",
+            host: Some("api.example.com"),
+            path: "/users/{p0}",
+            methods: MethodSet::ANY,
+            listeners: 1,
+            target: "u",
+        },
+        RouteSpec {
+            name: "d",
+            host: None,
+            path: "/only-b",
+            methods: MethodSet::ANY,
+            listeners: 2,
+            target: "u",
+        },
+    ];
+
+    fn found(lookup: Lookup<'_, '_>) -> Option<usize> {
+        match lookup {
+            Lookup::Found { route, .. } => Some(route),
+            _ => None,
+        }
+    }
+
+    /// Method, host and listener all take part in the match.
+    #[test]
+    fn lookups() {
+        let table = RouteTable::new(ROUTES, 0);
+        assert_eq!(found(table.lookup(None, &Method::GET, "/users/1")), Some(0));
+        assert_eq!(
+            found(table.lookup(None, &Method::POST, "/users/1")),
+            Some(1)
+        );
+        assert_eq!(
+            found(table.lookup(Some("API.example.com"), &Method::PUT, "/users/1")),
+            Some(2)
+        );
+        match table.lookup(None, &Method::PUT, "/users/1") {
+            Lookup::MethodNotAllowed(m) => {
+                assert_eq!(m.names().collect::<Vec<_>>(), ["GET", "HEAD", "POST"])
+            }
+            _ => panic!("expected 405"),
+        }
+        assert!(matches!(
+            table.lookup(None, &Method::GET, "/only-b"),
+            Lookup::NotFound
+        ));
+        let other = RouteTable::new(ROUTES, 1);
+        assert_eq!(found(other.lookup(None, &Method::GET, "/only-b")), Some(3));
+    }
+}

@@ -1,0 +1,389 @@
+//! Process life: start-up (settings, sockets), one worker thread per core each with
+//! its own single-threaded runtime and `SO_REUSEPORT` socket, the admin listener, and
+//! graceful shutdown on SIGTERM or SIGINT.
+//!
+//! Thread-per-core keeps every per-request structure (router, pool, round-robin
+//! counter) local to one thread: no locks and no atomics on the request path
+//! (../shared/PERF.md measured 7–10% less CPU than a work-stealing runtime).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use http::header::{ALLOW, CONNECTION, HeaderValue};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use socket2::{Domain, Socket, Type};
+use tokio::sync::watch;
+
+use crate::error::json_error;
+use crate::gateway::{Gateway, Request, RequestContext, Response};
+use crate::request::{Rejection, check_framing, host, normalize_path, with_path};
+use crate::router::{Lookup, RouteTable};
+use crate::settings::SettingError;
+
+/// Why the gateway could not start.
+#[derive(Debug)]
+enum StartError {
+    Setting(SettingError),
+    Io(String),
+}
+
+impl From<SettingError> for StartError {
+    fn from(e: SettingError) -> Self {
+        StartError::Setting(e)
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Setting(e) => e.fmt(f),
+            StartError::Io(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Entry point of a generated gateway: logs to stderr (`RUST_LOG` filters, default
+/// `info`), runs until a signal, and exits non-zero when start-up fails.
+pub fn main<G: Gateway>() -> ExitCode {
+    init_logging();
+    match run::<G>() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("cannot start gateway `{}`: {e}", G::NAME);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// A listener as one worker serves it.
+struct WorkerListener {
+    index: usize,
+    name: &'static str,
+    socket: std::net::TcpListener,
+    header_read_timeout: Duration,
+}
+
+fn run<G: Gateway>() -> Result<(), StartError> {
+    let workers = G::WORKERS
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let drain_timeout = G::SHUTDOWN_TIMEOUT.duration()?;
+    // Everything that can fail is done before the first socket is bound.
+    let gateways = (0..workers)
+        .map(|_| G::new())
+        .collect::<Result<Vec<G>, _>>()?;
+    let mut per_worker: Vec<Vec<WorkerListener>> = (0..workers).map(|_| Vec::new()).collect();
+    for (index, spec) in G::LISTENERS.iter().enumerate() {
+        let requested = spec.bind.bind()?;
+        let header_read_timeout = spec.header_read_timeout.duration()?;
+        // Port 0 picks a port once; the other workers join that same port.
+        let mut addr = requested;
+        for (worker, listeners) in per_worker.iter_mut().enumerate() {
+            let socket = reuseport_listener(addr).map_err(|e| {
+                StartError::Io(format!(
+                    "{}: cannot listen on {addr}: {e}",
+                    spec.bind.origin
+                ))
+            })?;
+            if worker == 0 {
+                addr = socket
+                    .local_addr()
+                    .map_err(|e| StartError::Io(e.to_string()))?;
+                tracing::info!(listener = spec.name, %addr, workers, "listening");
+            }
+            listeners.push(WorkerListener {
+                index,
+                name: spec.name,
+                socket,
+                header_read_timeout,
+            });
+        }
+    }
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut threads = Vec::with_capacity(workers);
+    for (i, (gateway, listeners)) in gateways.into_iter().zip(per_worker).enumerate() {
+        let shutdown = shutdown_rx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("gateway-worker-{i}"))
+            .spawn(move || worker(gateway, listeners, shutdown, drain_timeout))
+            .map_err(|e| StartError::Io(format!("cannot start worker thread: {e}")))?;
+        threads.push(thread);
+    }
+
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Io(format!("cannot start runtime: {e}")))?;
+    control.block_on(async move {
+        let ready = Arc::new(AtomicBool::new(true));
+        if let Some(admin) = G::ADMIN {
+            let addr = admin.bind()?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| StartError::Io(format!("{}: cannot listen on {addr}: {e}", admin.origin)))?;
+            let addr = listener.local_addr().map_err(|e| StartError::Io(e.to_string()))?;
+            tracing::info!(listener = "admin", %addr, "listening");
+            tokio::spawn(crate::admin::serve(listener, ready.clone()));
+        }
+        wait_for_signal().await;
+        tracing::info!(drain_timeout = ?drain_timeout, "shutting down: finishing in-flight requests");
+        ready.store(false, Ordering::Relaxed);
+        let _ = shutdown_tx.send(true);
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Spawns `!Send` futures (HTTP/2 streams) on the worker's local task set.
+#[derive(Clone, Copy)]
+struct LocalExec;
+
+impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
+    fn execute(&self, future: F) {
+        tokio::task::spawn_local(future);
+    }
+}
+
+fn worker<G: Gateway>(
+    gateway: G,
+    listeners: Vec<WorkerListener>,
+    mut shutdown: watch::Receiver<bool>,
+    drain_timeout: Duration,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start worker runtime");
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let gateway = Rc::new(gateway);
+        let graceful = Rc::new(GracefulShutdown::new());
+        let mut accept_loops = Vec::new();
+        for listener in listeners {
+            let table = Rc::new(RouteTable::new(G::ROUTES, listener.index));
+            let socket = match tokio::net::TcpListener::from_std(listener.socket) {
+                Ok(socket) => socket,
+                Err(e) => {
+                    tracing::error!(listener = listener.name, error = %e, "cannot register listener");
+                    continue;
+                }
+            };
+            accept_loops.push(tokio::task::spawn_local(accept_loop(
+                gateway.clone(),
+                table,
+                socket,
+                listener.name,
+                listener.header_read_timeout,
+                graceful.clone(),
+            )));
+        }
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        // Closing the sockets first sends new connections to no one rather than to a
+        // worker that is about to go away.
+        for accept in &accept_loops {
+            accept.abort();
+        }
+        for accept in accept_loops {
+            let _ = accept.await;
+        }
+        let Ok(graceful) = Rc::try_unwrap(graceful) else {
+            tracing::error!("graceful shutdown still shared; closing connections");
+            return;
+        };
+        if tokio::time::timeout(drain_timeout, graceful.shutdown()).await.is_err() {
+            tracing::warn!("drain timeout reached; closing the remaining connections");
+        }
+    });
+}
+
+async fn accept_loop<G: Gateway>(
+    gateway: Rc<G>,
+    table: Rc<RouteTable>,
+    socket: tokio::net::TcpListener,
+    listener: &'static str,
+    header_read_timeout: Duration,
+    graceful: Rc<GracefulShutdown>,
+) {
+    loop {
+        let (stream, client) = match socket.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(listener, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let client_ip = HeaderValue::from_str(&client.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let connection = Rc::new(Connection {
+            gateway: gateway.clone(),
+            table: table.clone(),
+            cx: RequestContext {
+                listener,
+                client,
+                client_ip,
+            },
+        });
+        let service = service_fn(move |req| {
+            let connection = connection.clone();
+            async move { Ok::<_, Infallible>(connection.serve(req).await) }
+        });
+        let mut builder = auto::Builder::new(LocalExec);
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout);
+        builder.http2().timer(TokioTimer::new());
+        let watched = graceful.watch(
+            builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned(),
+        );
+        tokio::task::spawn_local(async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// One client connection's view of the gateway.
+struct Connection<G> {
+    gateway: Rc<G>,
+    table: Rc<RouteTable>,
+    cx: RequestContext,
+}
+
+impl<G: Gateway> Connection<G> {
+    /// Runs one request through the phases and writes its access-log line.
+    async fn serve(&self, req: Request) -> Response {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let (response, route) = self.dispatch(req).await;
+        let spec = route.map(|id| &G::ROUTES[id]);
+        tracing::info!(
+            target: "gateway::access",
+            listener = self.cx.listener,
+            client = %self.cx.client.ip(),
+            method = %method,
+            path = uri.path(),
+            route = spec.map_or("-", |s| s.name),
+            upstream = spec.map_or("-", |s| s.target),
+            status = response.status().as_u16(),
+            duration_us = start.elapsed().as_micros() as u64,
+        );
+        response
+    }
+
+    async fn dispatch(&self, mut req: Request) -> (Response, Option<usize>) {
+        if let Err(rejection) = check_framing(&req) {
+            return (reject(rejection), None);
+        }
+        // The router and the upstream must see the same path, so the normal form
+        // replaces the request's own.
+        match normalize_path(req.uri().path()) {
+            Ok(None) => {}
+            Ok(Some(normal)) => match with_path(req.uri(), &normal) {
+                Some(uri) => *req.uri_mut() = uri,
+                None => return (json_error(StatusCode::BAD_REQUEST, "invalid path"), None),
+            },
+            Err(rejection) => return (reject(rejection), None),
+        }
+        // A cheap clone (reference-counted parts) that the route's parameters borrow,
+        // so that the request itself can move on to the upstream.
+        let uri = req.uri().clone();
+        let lookup = match host(&req) {
+            Ok(host) => self.table.lookup(host, req.method(), uri.path()),
+            Err(rejection) => return (reject(rejection), None),
+        };
+        match lookup {
+            Lookup::Found { route, params } => {
+                let response = self.gateway.handle(route, &params, req, &self.cx).await;
+                (response, Some(route))
+            }
+            Lookup::MethodNotAllowed(methods) => {
+                let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+                let allow = methods.names().collect::<Vec<_>>().join(", ");
+                if let Ok(allow) = HeaderValue::from_str(&allow) {
+                    response.headers_mut().insert(ALLOW, allow);
+                }
+                (response, None)
+            }
+            Lookup::NotFound => (json_error(StatusCode::NOT_FOUND, "no route"), None),
+        }
+    }
+}
+
+fn reject(rejection: Rejection) -> Response {
+    let mut response = json_error(rejection.status, rejection.message);
+    if rejection.close {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}

@@ -1,0 +1,376 @@
+//! Values that may come from the environment: `${env:NAME}`, `${env:NAME:-default}`
+//! and `${file:PATH}` references inside configuration strings, and the parsers for
+//! the typed values they hold (durations, bind addresses, upstream targets).
+//!
+//! The compiler validates literal values with these same parsers at build time, and
+//! the generated gateway resolves references with them at start-up, so a value that
+//! passes the build can never be read differently when the binary starts.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme, Uri};
+
+/// One piece of a configuration string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part<'a> {
+    /// Text used as written.
+    Literal(&'a str),
+    /// `${env:NAME}` or `${env:NAME:-default}`.
+    Env {
+        name: &'a str,
+        default: Option<&'a str>,
+    },
+    /// `${file:PATH}`: the file's contents, without a trailing newline.
+    File { path: &'a str },
+}
+
+/// A malformed reference, with the byte range inside the string it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    pub range: std::ops::Range<usize>,
+    pub message: String,
+}
+
+/// Splits a configuration string into literal text and references.
+///
+/// `$${` writes a literal `${`; a `$` not followed by `{` is literal text.
+pub fn parse_template(raw: &str) -> Result<Vec<Part<'_>>, TemplateError> {
+    let mut parts = Vec::new();
+    let mut rest_start = 0;
+    let mut literal_start = 0;
+    let bytes = raw.as_bytes();
+    while let Some(found) = raw[rest_start..].find('$') {
+        let at = rest_start + found;
+        if bytes.get(at + 1) == Some(&b'$') && bytes.get(at + 2) == Some(&b'{') {
+            // `$${` escapes: keep one `$`, then continue after the brace.
+            push_literal(&mut parts, &raw[literal_start..at]);
+            literal_start = at + 1;
+            rest_start = at + 3;
+            continue;
+        }
+        if bytes.get(at + 1) != Some(&b'{') {
+            rest_start = at + 1;
+            continue;
+        }
+        let Some(close) = raw[at..].find('}') else {
+            return Err(TemplateError {
+                range: at..raw.len(),
+                message: "unclosed `${`: write `${env:NAME}` or `${file:PATH}`".into(),
+            });
+        };
+        let end = at + close + 1;
+        push_literal(&mut parts, &raw[literal_start..at]);
+        parts.push(
+            parse_reference(&raw[at + 2..end - 1]).map_err(|message| TemplateError {
+                range: at..end,
+                message,
+            })?,
+        );
+        literal_start = end;
+        rest_start = end;
+    }
+    push_literal(&mut parts, &raw[literal_start..]);
+    Ok(parts)
+}
+
+fn push_literal<'a>(parts: &mut Vec<Part<'a>>, text: &'a str) {
+    if !text.is_empty() {
+        parts.push(Part::Literal(text));
+    }
+}
+
+fn parse_reference(inner: &str) -> Result<Part<'_>, String> {
+    if let Some(spec) = inner.strip_prefix("env:") {
+        let (name, default) = match spec.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (spec, None),
+        };
+        if !is_env_name(name) {
+            return Err(format!(
+                "`{name}` is not an environment variable name (letters, digits and `_`, not starting with a digit)"
+            ));
+        }
+        Ok(Part::Env { name, default })
+    } else if let Some(path) = inner.strip_prefix("file:") {
+        if path.is_empty() {
+            return Err("`${file:}` needs a path".into());
+        }
+        Ok(Part::File { path })
+    } else {
+        Err(format!(
+            "unknown reference `${{{inner}}}`: write `${{env:NAME}}`, `${{env:NAME:-default}}` or `${{file:PATH}}`"
+        ))
+    }
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// True when the string holds at least one reference, so it can only be checked at start-up.
+pub fn has_references(parts: &[Part<'_>]) -> bool {
+    parts.iter().any(|p| !matches!(p, Part::Literal(_)))
+}
+
+// === typed values ===
+
+/// Parses `500ms`, `5s`, `2m` or `1h`; zero is refused because every wait needs a bound.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let hint = "write a whole number with a unit: `500ms`, `5s`, `2m` or `1h`";
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: {hint}"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        "h" => Duration::from_secs(number.saturating_mul(3600)),
+        _ => return Err(format!("`{text}` is not a duration: {hint}")),
+    };
+    if duration.is_zero() {
+        return Err(format!(
+            "`{text}` is zero: every wait needs a bound above zero"
+        ));
+    }
+    Ok(duration)
+}
+
+/// Parses a listening address: `IP:PORT`, `[IPv6]:PORT` or `localhost:PORT`.
+pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = text.strip_prefix("localhost:") {
+        let port = port
+            .parse()
+            .map_err(|_| format!("`{port}` is not a port number (0 to 65535)"))?;
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    text.parse().map_err(|_| {
+        format!("`{text}` is not a listening address: write `IP:PORT`, such as `0.0.0.0:8080` or `[::]:8080`")
+    })
+}
+
+/// Where an upstream lives: the scheme and authority that requests are sent to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub scheme: Scheme,
+    pub authority: Authority,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.authority)
+    }
+}
+
+/// Parses an upstream target URL such as `http://10.0.0.5:8001`.
+///
+/// A path is refused rather than silently prefixed: paths are the routes' business
+/// (`strip_prefix`, `rewrite`), so one place decides what the upstream sees.
+pub fn parse_target(text: &str) -> Result<Target, String> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a URL: write `http://HOST:PORT`"))?;
+    let scheme = uri
+        .scheme()
+        .cloned()
+        .ok_or_else(|| format!("`{text}` has no scheme: write `http://{text}`"))?;
+    if scheme != Scheme::HTTP {
+        return Err(format!(
+            "scheme `{scheme}` is not supported for upstreams yet: use `http://`"
+        ));
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("`{text}` has no host"))?;
+    if authority.host().is_empty() {
+        return Err(format!("`{text}` has no host"));
+    }
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "`{text}` carries credentials: pass them in a header policy, not in the URL"
+        ));
+    }
+    if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/") {
+        return Err(format!(
+            "`{text}` has a path or query: targets name a host only; use `strip_prefix` or `rewrite` on the route"
+        ));
+    }
+    Ok(Target { scheme, authority })
+}
+
+// === start-up resolution ===
+
+/// A configuration string as written in gateway.toml, resolved at start-up.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// `gateway.toml:12:5 (upstreams.users.targets[0])`: named in every error.
+    pub origin: &'static str,
+    /// The string exactly as written, references included.
+    pub raw: &'static str,
+}
+
+/// Why the gateway could not start; always names the setting it concerns.
+#[derive(Debug)]
+pub struct SettingError {
+    origin: &'static str,
+    message: String,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.origin, self.message)
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+impl Setting {
+    pub const fn new(origin: &'static str, raw: &'static str) -> Self {
+        Self { origin, raw }
+    }
+
+    /// Substitutes every reference from the environment or the file system.
+    pub fn resolve(&self) -> Result<String, SettingError> {
+        let error = |message: String| SettingError {
+            origin: self.origin,
+            message,
+        };
+        let parts = parse_template(self.raw).map_err(|e| error(e.message))?;
+        let mut out = String::new();
+        for part in parts {
+            match part {
+                Part::Literal(text) => out.push_str(text),
+                Part::Env { name, default } => match (std::env::var(name), default) {
+                    (Ok(value), _) => out.push_str(&value),
+                    (Err(std::env::VarError::NotPresent), Some(default)) => out.push_str(default),
+                    (Err(std::env::VarError::NotPresent), None) => {
+                        return Err(error(format!(
+                            "environment variable `{name}` is not set (set it, or write `${{env:{name}:-DEFAULT}}`)"
+                        )));
+                    }
+                    (Err(std::env::VarError::NotUnicode(_)), _) => {
+                        return Err(error(format!(
+                            "environment variable `{name}` is not valid UTF-8"
+                        )));
+                    }
+                },
+                Part::File { path } => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| error(format!("cannot read `{path}`: {e}")))?;
+                    out.push_str(text.strip_suffix('\n').unwrap_or(&text));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn parse<T>(&self, parse: fn(&str) -> Result<T, String>) -> Result<T, SettingError> {
+        let value = self.resolve()?;
+        parse(&value).map_err(|message| SettingError {
+            origin: self.origin,
+            message,
+        })
+    }
+
+    pub fn duration(&self) -> Result<Duration, SettingError> {
+        self.parse(parse_duration)
+    }
+
+    pub fn bind(&self) -> Result<SocketAddr, SettingError> {
+        self.parse(parse_bind)
+    }
+
+    pub fn target(&self) -> Result<Target, SettingError> {
+        self.parse(parse_target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// References and literal text split apart, with `$${` as the escape.
+    #[test]
+    fn templates_split_into_parts() {
+        assert_eq!(
+            parse_template("http://${env:HOST:-localhost}:${env:PORT}/x$${y}").unwrap(),
+            vec![
+                Part::Literal("http://"),
+                Part::Env {
+                    name: "HOST",
+                    default: Some("localhost")
+                },
+                Part::Literal(":"),
+                Part::Env {
+                    name: "PORT",
+                    default: None
+                },
+                Part::Literal("/x"),
+                Part::Literal("${y}"),
+            ]
+        );
+        assert_eq!(parse_template("a$b").unwrap(), vec![Part::Literal("a$b")]);
+    }
+
+    /// Malformed references point at the reference itself.
+    #[test]
+    fn malformed_references_are_located() {
+        let err = parse_template("x${env:1BAD}").unwrap_err();
+        assert_eq!(err.range, 1..12);
+        assert!(
+            parse_template("${vault:x}")
+                .unwrap_err()
+                .message
+                .contains("unknown reference")
+        );
+        assert!(
+            parse_template("${env:X")
+                .unwrap_err()
+                .message
+                .contains("unclosed")
+        );
+    }
+
+    /// Durations need a unit and a value above zero.
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("1.5s").is_err());
+    }
+
+    /// Targets are scheme and host only.
+    #[test]
+    fn targets() {
+        let t = parse_target("http://10.0.0.5:8001").unwrap();
+        assert_eq!(t.to_string(), "http://10.0.0.5:8001");
+        assert!(parse_target("10.0.0.5:8001").is_err());
+        assert!(parse_target("http://h/base").unwrap_err().contains("path"));
+        assert!(parse_target("ftp://h").is_err());
+        assert!(parse_target("http://u:p@h").is_err());
+    }
+
+    /// Missing variables are named, defaults apply, set values win.
+    #[test]
+    fn resolution_from_the_environment() {
+        let s = Setting::new("gateway.toml:1:1", "${env:GATEWAY_TEST_SURELY_UNSET_VAR}");
+        assert!(
+            s.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("GATEWAY_TEST_SURELY_UNSET_VAR")
+        );
+        let s = Setting::new("o", "${env:GATEWAY_TEST_SURELY_UNSET_VAR:-1s}");
+        assert_eq!(s.duration().unwrap(), Duration::from_secs(1));
+        let s = Setting::new("o", "${env:PATH}");
+        assert_eq!(s.resolve().unwrap(), std::env::var("PATH").unwrap());
+    }
+}
