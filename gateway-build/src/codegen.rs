@@ -39,20 +39,26 @@ pub fn tokens(plan: &Plan) -> TokenStream {
             #field: rt::Upstream
         }
     });
-    let constructors = plan.upstreams.iter().zip(&field_names).map(|(u, field)| {
+    let upstream_specs = plan.upstreams.iter().map(|u| {
         let name = &u.name;
         let targets = u.targets.iter().map(setting);
         let connect = setting(&u.connect_timeout);
         let response = setting(&u.response_timeout);
         let idle = setting(&u.idle_timeout);
         quote! {
-            #field: rt::Upstream::new(#name, &[#(#targets),*], rt::UpstreamTimeouts {
-                connect: #connect,
-                response: #response,
-                idle: #idle,
-            })?
+            rt::UpstreamSpec {
+                name: #name,
+                targets: &[#(#targets),*],
+                connect_timeout: #connect,
+                response_timeout: #response,
+                idle_timeout: #idle,
+            }
         }
     });
+    let constructors = field_names
+        .iter()
+        .enumerate()
+        .map(|(i, field)| quote!(#field: rt::Upstream::new(&Self::UPSTREAMS[#i])?));
     let route_specs = plan.routes.iter().map(|r| {
         let name = &r.name;
         let host = match &r.host {
@@ -94,6 +100,7 @@ pub fn tokens(plan: &Plan) -> TokenStream {
                 let segments = segments.iter().map(|s| match s {
                     RewriteSegment::Literal(text) => quote!(rt::RewriteSegment::Literal(#text)),
                     RewriteSegment::Param(i) => quote!(rt::RewriteSegment::Param(#i)),
+                    RewriteSegment::QueryParam(i) => quote!(rt::RewriteSegment::QueryParam(#i)),
                 });
                 quote!(rt::rewrite(req.uri(), &[#(#segments),*], params))
             }
@@ -132,6 +139,7 @@ pub fn tokens(plan: &Plan) -> TokenStream {
                 const SHUTDOWN_TIMEOUT: rt::Setting = #shutdown_timeout;
                 const ADMIN: ::core::option::Option<rt::Setting> = #admin;
                 const LISTENERS: &'static [rt::ListenerSpec] = &[#(#listeners),*];
+                const UPSTREAMS: &'static [rt::UpstreamSpec] = &[#(#upstream_specs),*];
                 const ROUTES: &'static [rt::RouteSpec] = &[#(#route_specs),*];
 
                 fn new() -> ::core::result::Result<Self, rt::SettingError> {

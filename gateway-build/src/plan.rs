@@ -91,6 +91,8 @@ pub enum RewriteSegment {
     Literal(String),
     /// The route's parameter at this position.
     Param(usize),
+    /// The same, after the template's `?`.
+    QueryParam(usize),
 }
 
 /// Lowers a checked configuration.
@@ -183,13 +185,22 @@ pub fn lower(config: &Config, diagnostics: &Diagnostics) -> Plan {
                 PathChange::StripPrefix(prefix.get_ref().clone())
             } else if let Some(rewrite) = &route.rewrite {
                 let parts = pattern::parse_rewrite(rewrite.get_ref()).unwrap_or_default();
+                let mut in_query = false;
                 PathChange::Rewrite(
                     parts
                         .into_iter()
                         .map(|p| match p {
-                            RewritePart::Literal(text) => RewriteSegment::Literal(text),
+                            RewritePart::Literal(text) => {
+                                in_query |= text.contains('?');
+                                RewriteSegment::Literal(text)
+                            }
                             RewritePart::Param { name, .. } => {
-                                RewriteSegment::Param(pattern.param_index(&name).unwrap_or(0))
+                                let index = pattern.param_index(&name).unwrap_or(0);
+                                if in_query {
+                                    RewriteSegment::QueryParam(index)
+                                } else {
+                                    RewriteSegment::Param(index)
+                                }
                             }
                         })
                         .collect(),

@@ -18,9 +18,9 @@ use crate::diagnostic::{Diagnostic, did_you_mean};
 pub struct Config {
     pub gateway: Option<Spanned<GatewaySection>>,
     pub admin: Option<Spanned<Admin>>,
-    /// In the order of their names.
+    /// In the order they are written.
     pub listeners: Vec<(Spanned<String>, Spanned<Listener>)>,
-    /// In the order of their names.
+    /// In the order they are written.
     pub upstreams: Vec<(Spanned<String>, Spanned<Upstream>)>,
     /// In the order they are written.
     pub routes: Vec<Spanned<Route>>,
@@ -172,13 +172,16 @@ fn named_items<T: for<'de> Deserialize<'de>>(
         ));
         return Vec::new();
     };
-    table
+    let mut items: Vec<_> = table
         .into_iter()
         .filter_map(|(name, value)| {
             let name = Spanned::new(name.span(), name.into_inner().into_owned());
             item(value, errors).map(|parsed| (name, parsed))
         })
-        .collect()
+        .collect();
+    // The TOML map is ordered by name; the file's order reads better everywhere after.
+    items.sort_by_key(|(name, _)| name.span().start);
+    items
 }
 
 fn array<'i>(

@@ -26,10 +26,12 @@ pub trait Gateway: Sized + Send + 'static {
     const SHUTDOWN_TIMEOUT: Setting;
     const ADMIN: Option<Setting>;
     const LISTENERS: &'static [ListenerSpec];
+    const UPSTREAMS: &'static [UpstreamSpec];
     /// Indexed by route id.
     const ROUTES: &'static [RouteSpec];
 
-    /// Resolves settings (environment, files) and builds upstream pools.
+    /// Builds the upstream pools. Start-up has checked every setting beforehand, so
+    /// an error here is one that appeared in between (a file that just vanished).
     fn new() -> Result<Self, SettingError>;
 
     /// Runs route `route` on a request the router matched to it.
@@ -48,6 +50,48 @@ pub struct ListenerSpec {
     pub name: &'static str,
     pub bind: Setting,
     pub header_read_timeout: Setting,
+}
+
+/// An `[upstreams.NAME]` section.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamSpec {
+    pub name: &'static str,
+    pub targets: &'static [Setting],
+    pub connect_timeout: Setting,
+    pub response_timeout: Setting,
+    pub idle_timeout: Setting,
+}
+
+/// Every setting of a gateway checked at once, so that start-up names all the
+/// missing variables and bad values in one go instead of one per attempt.
+pub(crate) fn check_settings<G: Gateway>() -> Vec<SettingError> {
+    let mut errors = Vec::new();
+    let mut check = |result: Result<(), SettingError>| {
+        if let Err(e) = result {
+            errors.push(e);
+        }
+    };
+    check(G::SHUTDOWN_TIMEOUT.duration().map(drop));
+    if let Some(admin) = G::ADMIN {
+        check(admin.bind().map(drop));
+    }
+    for listener in G::LISTENERS {
+        check(listener.bind.bind().map(drop));
+        check(listener.header_read_timeout.duration().map(drop));
+    }
+    for upstream in G::UPSTREAMS {
+        for target in upstream.targets {
+            check(target.target().map(drop));
+        }
+        for timeout in [
+            upstream.connect_timeout,
+            upstream.response_timeout,
+            upstream.idle_timeout,
+        ] {
+            check(timeout.duration().map(drop));
+        }
+    }
+    errors
 }
 
 /// One `[[routes]]` entry, as the router needs it.

@@ -34,13 +34,13 @@ pub mod upstream;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::gateway::{
-        Gateway, ListenerSpec, Params, Request, RequestContext, Response, RouteSpec,
+        Gateway, ListenerSpec, Params, Request, RequestContext, Response, RouteSpec, UpstreamSpec,
     };
     pub use crate::methods::MethodSet;
     pub use crate::path::{RewriteSegment, rewrite, strip_prefix};
     pub use crate::server::main;
     pub use crate::settings::{Setting, SettingError};
-    pub use crate::upstream::{Upstream, UpstreamTimeouts};
+    pub use crate::upstream::Upstream;
 
     /// The answer for a route id outside the table; generated matches end with it.
     pub fn no_route() -> Response {

@@ -8,8 +8,12 @@ use http::uri::PathAndQuery;
 #[derive(Debug, Clone, Copy)]
 pub enum RewriteSegment {
     Literal(&'static str),
-    /// The route's parameter at this position.
+    /// The route's parameter at this position, in the path part.
     Param(usize),
+    /// The route's parameter at this position, after the template's `?`: characters
+    /// that would end or start a query parameter are percent-encoded, so a path value
+    /// cannot add parameters of its own.
+    QueryParam(usize),
 }
 
 /// The request's path without `prefix`. The compiler has checked that every path the
@@ -36,16 +40,32 @@ pub fn rewrite(
     for segment in segments {
         match *segment {
             RewriteSegment::Literal(text) => out.push_str(text),
-            RewriteSegment::Param(i) => out.push_str(params.iter().nth(i).map_or("", |(_, v)| v)),
+            RewriteSegment::Param(i) => out.push_str(param(params, i)),
+            RewriteSegment::QueryParam(i) => {
+                for c in param(params, i).chars() {
+                    match c {
+                        '&' => out.push_str("%26"),
+                        '=' => out.push_str("%3D"),
+                        '+' => out.push_str("%2B"),
+                        ';' => out.push_str("%3B"),
+                        c => out.push(c),
+                    }
+                }
+            }
         }
     }
     push_query(&mut out, uri);
     PathAndQuery::try_from(out).ok()
 }
 
+fn param<'v>(params: &matchit::Params<'_, 'v>, i: usize) -> &'v str {
+    params.iter().nth(i).map_or("", |(_, v)| v)
+}
+
+/// Appends the request's query, after the template's own query if it has one.
 fn push_query(out: &mut String, uri: &Uri) {
     if let Some(query) = uri.query() {
-        out.push('?');
+        out.push(if out.contains('?') { '&' } else { '?' });
         out.push_str(query);
     }
 }

@@ -2,40 +2,26 @@
 //! RFC 9110/9112, and the normal form of its path. A request that fails here never
 //! reaches an upstream.
 
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Uri};
 use http::{Request, StatusCode, Version};
 
-/// Why a request was refused: status, fixed message, and whether the connection must
-/// close afterwards because its framing can no longer be trusted.
+/// Why a request was refused: always 400, with a fixed message.
+///
+/// Message framing is hyper's: a request with both Transfer-Encoding and
+/// Content-Length is read by Transfer-Encoding alone, Content-Length is dropped, and
+/// the connection closes after the response (RFC 9112 §6.1, §6.3).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rejection {
     pub status: StatusCode,
     pub message: &'static str,
-    pub close: bool,
 }
 
 const fn bad_request(message: &'static str) -> Rejection {
     Rejection {
         status: StatusCode::BAD_REQUEST,
         message,
-        close: false,
     }
-}
-
-/// Checks the message framing; runs first, because a request refused for any other
-/// reason must still not leave an ambiguous body on the connection.
-pub fn check_framing<B>(req: &Request<B>) -> Result<(), Rejection> {
-    let headers = req.headers();
-    // RFC 9112 §6.1: a message with both may be a smuggling attempt; refuse it and
-    // close, so no byte of its ambiguous body is read as a next request.
-    if headers.contains_key(TRANSFER_ENCODING) && headers.contains_key(CONTENT_LENGTH) {
-        return Err(Rejection {
-            close: true,
-            ..bad_request("both Transfer-Encoding and Content-Length are present")
-        });
-    }
-    Ok(())
 }
 
 /// Checks Host and returns the host (without port) to route on.
@@ -217,17 +203,5 @@ mod tests {
         assert_eq!(host(&req).unwrap_err().status, 400);
         let req = Request::get("/").header(HOST, "a b").body(()).unwrap();
         assert!(host(&req).is_err());
-    }
-
-    /// Both framing headers: refused, and the connection closes.
-    #[test]
-    fn smuggling_framing() {
-        let req = Request::post("/")
-            .header(HOST, "a")
-            .header(TRANSFER_ENCODING, "chunked")
-            .header(CONTENT_LENGTH, "5")
-            .body(())
-            .unwrap();
-        assert!(host(&req).unwrap_err().close);
     }
 }

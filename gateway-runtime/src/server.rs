@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use http::header::{ALLOW, CONNECTION, HeaderValue};
+use http::header::{ALLOW, HeaderValue};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -24,28 +24,34 @@ use socket2::{Domain, Socket, Type};
 use tokio::sync::watch;
 
 use crate::error::json_error;
-use crate::gateway::{Gateway, Request, RequestContext, Response};
-use crate::request::{Rejection, check_framing, host, normalize_path, with_path};
+use crate::gateway::{Gateway, Request, RequestContext, Response, check_settings};
+use crate::request::{Rejection, host, normalize_path, with_path};
 use crate::router::{Lookup, RouteTable};
 use crate::settings::SettingError;
 
-/// Why the gateway could not start.
+/// Why the gateway could not start: every bad setting, or the one I/O failure.
 #[derive(Debug)]
 enum StartError {
-    Setting(SettingError),
+    Settings(Vec<SettingError>),
     Io(String),
 }
 
 impl From<SettingError> for StartError {
     fn from(e: SettingError) -> Self {
-        StartError::Setting(e)
+        StartError::Settings(vec![e])
     }
 }
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StartError::Setting(e) => e.fmt(f),
+            StartError::Settings(errors) => {
+                for (i, e) in errors.iter().enumerate() {
+                    let separator = if i == 0 { "" } else { "\n  " };
+                    write!(f, "{separator}{e}")?;
+                }
+                Ok(())
+            }
             StartError::Io(e) => f.write_str(e),
         }
     }
@@ -86,6 +92,10 @@ fn run<G: Gateway>() -> Result<(), StartError> {
     let workers = G::WORKERS
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    let errors = check_settings::<G>();
+    if !errors.is_empty() {
+        return Err(StartError::Settings(errors));
+    }
     let drain_timeout = G::SHUTDOWN_TIMEOUT.duration()?;
     // Everything that can fail is done before the first socket is bound.
     let gateways = (0..workers)
@@ -340,9 +350,6 @@ impl<G: Gateway> Connection<G> {
     }
 
     async fn dispatch(&self, mut req: Request) -> (Response, Option<usize>) {
-        if let Err(rejection) = check_framing(&req) {
-            return (reject(rejection), None);
-        }
         // The router and the upstream must see the same path, so the normal form
         // replaces the request's own.
         match normalize_path(req.uri().path()) {
@@ -379,11 +386,5 @@ impl<G: Gateway> Connection<G> {
 }
 
 fn reject(rejection: Rejection) -> Response {
-    let mut response = json_error(rejection.status, rejection.message);
-    if rejection.close {
-        response
-            .headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
+    json_error(rejection.status, rejection.message)
 }

@@ -15,17 +15,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::Body;
 use crate::error::json_error;
-use crate::gateway::{Request, RequestContext, Response};
+use crate::gateway::{Request, RequestContext, Response, UpstreamSpec};
 use crate::headers::{X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, strip_hop_by_hop};
-use crate::settings::{Setting, SettingError};
-
-/// The timeouts of one upstream, as written in gateway.toml.
-#[derive(Debug, Clone, Copy)]
-pub struct UpstreamTimeouts {
-    pub connect: Setting,
-    pub response: Setting,
-    pub idle: Setting,
-}
+use crate::settings::SettingError;
 
 /// One target, with what every request to it needs precomputed.
 #[derive(Debug)]
@@ -49,12 +41,9 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(
-        name: &'static str,
-        targets: &[Setting],
-        timeouts: UpstreamTimeouts,
-    ) -> Result<Self, SettingError> {
-        let endpoints = targets
+    pub fn new(spec: &'static UpstreamSpec) -> Result<Self, SettingError> {
+        let endpoints = spec
+            .targets
             .iter()
             .map(|setting| {
                 let target = setting.target()?;
@@ -68,18 +57,18 @@ impl Upstream {
             })
             .collect::<Result<Box<[_]>, SettingError>>()?;
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeouts.connect.duration()?));
+        connector.set_connect_timeout(Some(spec.connect_timeout.duration()?));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(timeouts.idle.duration()?)
+            .pool_idle_timeout(spec.idle_timeout.duration()?)
             .build(connector);
         Ok(Self {
-            name,
+            name: spec.name,
             endpoints,
             next: Cell::new(0),
             client,
-            response_timeout: timeouts.response.duration()?,
+            response_timeout: spec.response_timeout.duration()?,
         })
     }
 
