@@ -12,7 +12,10 @@ pub fn tokens(plan: &Plan) -> TokenStream {
     let name = &plan.name;
     let doc = format!(" The gateway `{name}`, compiled from `{}`.", plan.file);
     let workers = match plan.workers {
-        Some(n) => quote!(::core::option::Option::Some(#n)),
+        Some(n) => {
+            let n = Literal::usize_unsuffixed(n);
+            quote!(::core::option::Option::Some(#n))
+        }
         None => quote!(::core::option::Option::None),
     };
     let shutdown_timeout = setting(&plan.shutdown_timeout);
@@ -84,6 +87,7 @@ pub fn tokens(plan: &Plan) -> TokenStream {
     let route_ids = plan.routes.iter().enumerate().map(|(id, r)| {
         let ident = format_ident!("ROUTE_{}", id);
         let doc = format!(" `{}`, {}:{}", r.name, plan.file, r.line);
+        let id = Literal::usize_unsuffixed(id);
         quote! {
             #[doc = #doc]
             const #ident: usize = #id;
@@ -99,8 +103,14 @@ pub fn tokens(plan: &Plan) -> TokenStream {
             PathChange::Rewrite(segments) => {
                 let segments = segments.iter().map(|s| match s {
                     RewriteSegment::Literal(text) => quote!(rt::RewriteSegment::Literal(#text)),
-                    RewriteSegment::Param(i) => quote!(rt::RewriteSegment::Param(#i)),
-                    RewriteSegment::QueryParam(i) => quote!(rt::RewriteSegment::QueryParam(#i)),
+                    RewriteSegment::Param(i) => {
+                        let i = Literal::usize_unsuffixed(*i);
+                        quote!(rt::RewriteSegment::Param(#i))
+                    }
+                    RewriteSegment::QueryParam(i) => {
+                        let i = Literal::usize_unsuffixed(*i);
+                        quote!(rt::RewriteSegment::QueryParam(#i))
+                    }
                 });
                 quote!(rt::rewrite(req.uri(), &[#(#segments),*], params))
             }

@@ -91,16 +91,16 @@ impl Diagnostics {
         format!("{}:{line}:{col}", self.file)
     }
 
-    /// One line per diagnostic: `gateway.toml:14:12: unknown upstream `user` (...)`,
-    /// with related places and help folded into the same line.
-    pub fn short_lines(&self) -> Vec<String> {
+    /// One line per diagnostic of `severity`, such as
+    /// `gateway.toml:14:12: unknown upstream `user` (did you mean `users`?)`, with
+    /// related places and help folded into the same line: the form for
+    /// `cargo::error=`, `cargo::warning=` and `compile_error!`, which show one line.
+    pub fn short_lines(&self, severity: Severity) -> Vec<String> {
         self.items
             .iter()
+            .filter(|d| d.severity == severity)
             .map(|d| {
                 let mut line = format!("{}: {}", self.location(d.span.start), d.message);
-                if d.severity == Severity::Warning {
-                    line = format!("{}: warning: {}", self.location(d.span.start), d.message);
-                }
                 for (span, label) in &d.related {
                     let _ = write!(line, "; {label} at {}", self.location(span.start));
                 }

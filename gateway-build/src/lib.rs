@@ -44,10 +44,11 @@ pub struct Output {
 
 /// Parses, checks, lowers and generates. `file` is the name used in messages.
 pub fn generate(file: &str, source: &str) -> Result<Output, Diagnostics> {
-    let (config, mut found) = syntax::parse(source);
-    if found.is_empty() {
-        found = check::check(&config);
-    }
+    let (config, mut found) = match syntax::parse(source) {
+        Ok(parsed) => parsed,
+        Err(syntax_errors) => return Err(Diagnostics::new(file, source, syntax_errors)),
+    };
+    found.extend(check::check(&config));
     let diagnostics = Diagnostics::new(file, source, found);
     if diagnostics.has_errors() {
         return Err(diagnostics);
@@ -104,16 +105,26 @@ impl Builder {
 
     /// Compiles, reporting to Cargo; exits the process with status 1 on errors.
     pub fn compile(self, path: impl AsRef<Path>) {
-        if let Err(lines) = self.try_compile(path.as_ref()) {
-            for line in lines {
-                println!("cargo::error={line}");
+        match self.try_compile(path.as_ref()) {
+            Ok(_) => {}
+            Err(CompileError::Io(message)) => {
+                println!("cargo::error={message}");
+                std::process::exit(1);
             }
-            std::process::exit(1);
+            Err(CompileError::Config(diagnostics)) => {
+                for line in diagnostics.short_lines(Severity::Warning) {
+                    println!("cargo::warning={line}");
+                }
+                for line in diagnostics.short_lines(Severity::Error) {
+                    println!("cargo::error={line}");
+                }
+                std::process::exit(1);
+            }
         }
     }
 
-    /// Compiles, returning the `cargo::error=` lines it would print instead of printing them.
-    pub fn try_compile(self, path: &Path) -> Result<PathBuf, Vec<String>> {
+    /// Compiles and writes the output, printing only `rerun-if-changed` and warnings.
+    pub fn try_compile(self, path: &Path) -> Result<PathBuf, CompileError> {
         let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
             .map(PathBuf::from)
             .unwrap_or_default();
@@ -121,26 +132,38 @@ impl Builder {
         println!("cargo::rerun-if-changed={}", full_path.display());
         let display = path.display().to_string();
         let source = std::fs::read_to_string(&full_path).map_err(|e| {
-            vec![format!(
+            CompileError::Io(format!(
                 "{display}: cannot read {}: {e}",
                 full_path.display()
-            )]
+            ))
         })?;
-        let output = generate(&display, &source).map_err(|d| d.short_lines())?;
-        for warning in output.warnings.short_lines() {
+        let output = generate(&display, &source).map_err(CompileError::Config)?;
+        for warning in output.warnings.short_lines(Severity::Warning) {
             println!("cargo::warning={warning}");
         }
         let out_dir = std::env::var_os("OUT_DIR")
             .map(PathBuf::from)
             .ok_or_else(|| {
-                vec!["OUT_DIR is not set: call gateway_build from a build script".to_owned()]
+                CompileError::Io(
+                    "OUT_DIR is not set: call gateway_build from a build script".into(),
+                )
             })?;
         let out_path = out_dir.join(&self.out_file);
         // Rewriting an unchanged file would make Cargo rebuild the crate for nothing.
         if std::fs::read_to_string(&out_path).ok().as_deref() != Some(output.source.as_str()) {
-            std::fs::write(&out_path, &output.source)
-                .map_err(|e| vec![format!("cannot write {}: {e}", out_path.display())])?;
+            std::fs::write(&out_path, &output.source).map_err(|e| {
+                CompileError::Io(format!("cannot write {}: {e}", out_path.display()))
+            })?;
         }
         Ok(out_path)
     }
+}
+
+/// Why [`Builder::try_compile`] produced nothing.
+#[derive(Debug)]
+pub enum CompileError {
+    /// The file could not be read or the output not written.
+    Io(String),
+    /// The configuration has errors (and maybe warnings).
+    Config(Diagnostics),
 }

@@ -24,6 +24,12 @@ pub struct Config {
     pub upstreams: Vec<(Spanned<String>, Spanned<Upstream>)>,
     /// In the order they are written.
     pub routes: Vec<Spanned<Route>>,
+    /// Names of listeners and upstreams whose sections had errors of their own:
+    /// references to them are not reported again as unknown.
+    pub broken_names: Vec<String>,
+    /// Some item had shape errors and is missing here, so conclusions about the
+    /// whole file (such as "unused") would be guesses.
+    pub incomplete: bool,
 }
 
 /// `[gateway]`: settings of the whole binary.
@@ -108,16 +114,17 @@ pub struct Route {
 
 const SECTIONS: [&str; 5] = ["gateway", "admin", "listeners", "upstreams", "routes"];
 
-/// Parses the source into a `Config`, returning every syntax and shape error found.
-pub fn parse(source: &str) -> (Config, Vec<Diagnostic>) {
+/// Parses the source into a `Config` and the shape errors found (unknown keys, wrong
+/// types): the items that parsed are kept, so that `check` can still report on them.
+/// TOML syntax errors leave nothing to work on: they are the `Err`.
+pub fn parse(source: &str) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let (document, syntax_errors) = DeTable::parse_recoverable(source);
     if !syntax_errors.is_empty() {
-        for e in syntax_errors {
-            let span = e.span().unwrap_or(0..0);
-            errors.push(Diagnostic::error(span, first_line(e.message())));
-        }
-        return (Config::default(), errors);
+        return Err(syntax_errors
+            .into_iter()
+            .map(|e| Diagnostic::error(e.span().unwrap_or(0..0), first_line(e.message())))
+            .collect());
     }
     let mut config = Config::default();
     for (key, value) in document.into_inner() {
@@ -125,24 +132,32 @@ pub fn parse(source: &str) -> (Config, Vec<Diagnostic>) {
         match key.get_ref().as_ref() {
             "gateway" => config.gateway = item(value, &mut errors),
             "admin" => config.admin = item(value, &mut errors),
-            "listeners" => config.listeners = named_items(value, "listeners", &mut errors),
-            "upstreams" => config.upstreams = named_items(value, "upstreams", &mut errors),
-            "routes" => match array(value, "routes", &mut errors) {
-                Some(items) => {
+            "listeners" => {
+                config.listeners =
+                    named_items(value, "listeners", &mut errors, &mut config.broken_names)
+            }
+            "upstreams" => {
+                config.upstreams =
+                    named_items(value, "upstreams", &mut errors, &mut config.broken_names)
+            }
+            "routes" => {
+                if let Some(items) = array(value, "routes", &mut errors) {
+                    let count = items.len();
                     config.routes = items
                         .into_iter()
                         .filter_map(|v| item(v, &mut errors))
-                        .collect()
+                        .collect();
+                    config.incomplete |= config.routes.len() < count;
                 }
-                None => {}
-            },
+            }
             other => errors.push(Diagnostic::error(
                 key_span,
                 format!("unknown section `{other}`{}", did_you_mean(other, SECTIONS)),
             )),
         }
     }
-    (config, errors)
+    config.incomplete |= !config.broken_names.is_empty();
+    Ok((config, errors))
 }
 
 fn item<T: for<'de> Deserialize<'de>>(
@@ -163,6 +178,7 @@ fn named_items<T: for<'de> Deserialize<'de>>(
     value: Spanned<DeValue<'_>>,
     section: &str,
     errors: &mut Vec<Diagnostic>,
+    broken_names: &mut Vec<String>,
 ) -> Vec<(Spanned<String>, Spanned<T>)> {
     let span = value.span();
     let DeValue::Table(table) = value.into_inner() else {
@@ -176,7 +192,11 @@ fn named_items<T: for<'de> Deserialize<'de>>(
         .into_iter()
         .filter_map(|(name, value)| {
             let name = Spanned::new(name.span(), name.into_inner().into_owned());
-            item(value, errors).map(|parsed| (name, parsed))
+            let parsed = item(value, errors);
+            if parsed.is_none() {
+                broken_names.push(name.get_ref().clone());
+            }
+            parsed.map(|parsed| (name, parsed))
         })
         .collect();
     // The TOML map is ordered by name; the file's order reads better everywhere after.
@@ -254,7 +274,7 @@ targets = "http://x"
 [[routes]]
 path = 5
 "#;
-        let (_, errors) = parse(src);
+        let (_, errors) = parse(src).unwrap();
         let messages: Vec<_> = errors.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(errors.len(), 3, "{messages:?}");
         assert!(
@@ -269,7 +289,7 @@ path = 5
     /// Syntax errors carry a span and stop further checks.
     #[test]
     fn syntax_errors() {
-        let (_, errors) = parse("[upstreams\nx = 1\n");
+        let errors = parse("[upstreams\nx = 1\n").unwrap_err();
         assert!(!errors.is_empty());
         assert_eq!(errors[0].span.start, 10);
     }
@@ -277,7 +297,7 @@ path = 5
     /// Unknown sections get a suggestion.
     #[test]
     fn unknown_section() {
-        let (_, errors) = parse("[upstream.x]\ntargets = []\n");
+        let (_, errors) = parse("[upstream.x]\ntargets = []\n").unwrap();
         assert_eq!(
             errors[0].message,
             "unknown section `upstream` (did you mean `upstreams`?)"

@@ -30,7 +30,11 @@ pub fn gateway(input: TokenStream) -> TokenStream {
             quote!(#track #tokens).into()
         }
         Err(diagnostics) => {
-            let errors = quote_spanned_error(&path, &diagnostics.short_lines());
+            // Proc macros cannot emit warnings on stable Rust: only errors are shown.
+            let errors = quote_spanned_error(
+                &path,
+                &diagnostics.short_lines(gateway_build::Severity::Error),
+            );
             quote!(#track #errors).into()
         }
     }

@@ -21,3 +21,6 @@ pub fn check(config: &Config) -> Vec<Diagnostic> {
     routes::check(config, &mut found);
     found
 }
+
+#[cfg(test)]
+mod tests;

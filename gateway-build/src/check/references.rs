@@ -20,6 +20,7 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
         if let Some(upstream) = &route.upstream {
             match upstream_names.iter().position(|n| n == upstream.get_ref()) {
                 Some(i) => used[i] = true,
+                None if config.broken_names.contains(upstream.get_ref()) => {}
                 None => found.push(
                     Diagnostic::error(
                         upstream.span(),
@@ -37,7 +38,9 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
             }
         }
         for listener in route.listeners.iter().flat_map(|l| l.get_ref()) {
-            if !listener_names.contains(&listener.get_ref().as_str()) {
+            if !listener_names.contains(&listener.get_ref().as_str())
+                && !config.broken_names.contains(listener.get_ref())
+            {
                 found.push(Diagnostic::error(
                     listener.span(),
                     format!(
@@ -51,7 +54,7 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
     }
     // An unused upstream is dead configuration, often a route that names the wrong one.
     for ((name, _), used) in config.upstreams.iter().zip(used) {
-        if !used {
+        if !used && !config.incomplete {
             found.push(Diagnostic::warning(
                 name.span(),
                 format!("upstream `{}` is not used by any route", name.get_ref()),
