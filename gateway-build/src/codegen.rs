@@ -58,10 +58,10 @@ pub fn tokens(plan: &Plan) -> TokenStream {
             }
         }
     });
-    let constructors = field_names
-        .iter()
-        .enumerate()
-        .map(|(i, field)| quote!(#field: rt::Upstream::new(&Self::UPSTREAMS[#i])?));
+    let constructors = field_names.iter().enumerate().map(|(i, field)| {
+        let i = Literal::usize_unsuffixed(i);
+        quote!(#field: rt::Upstream::new(&Self::UPSTREAMS[#i])?)
+    });
     let route_specs = plan.routes.iter().map(|r| {
         let name = &r.name;
         let host = match &r.host {

@@ -3,9 +3,8 @@
 //! Use it from a `build.rs`:
 //!
 //! ```no_run
-//! fn main() {
-//!     gateway_build::compile("gateway.toml");
-//! }
+//! // build.rs
+//! gateway_build::compile("gateway.toml");
 //! ```
 //!
 //! and include the result from `main.rs`:

@@ -225,26 +225,26 @@ fn array<'i>(
 /// Rewrites serde's messages into ours: `unknown field` gets a suggestion.
 fn shape_error(span: Range<usize>, message: &str) -> Diagnostic {
     let message = first_line(message);
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some((field, expected)) = rest.split_once('`') {
-            let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-            let help = format!(
-                "the keys allowed here are {}",
-                candidates
-                    .iter()
-                    .map(|c| format!("`{c}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            return Diagnostic::error(
-                span,
-                format!(
-                    "unknown key `{field}`{}",
-                    did_you_mean(field, candidates.iter().copied())
-                ),
-            )
-            .with_help(help);
-        }
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, expected)) = rest.split_once('`')
+    {
+        let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let help = format!(
+            "the keys allowed here are {}",
+            candidates
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Diagnostic::error(
+            span,
+            format!(
+                "unknown key `{field}`{}",
+                did_you_mean(field, candidates.iter().copied())
+            ),
+        )
+        .with_help(help);
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or(rest);

@@ -148,10 +148,10 @@ impl Upstream {
 fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
     let mut source = e.source();
     while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
         }
         source = err.source();
     }

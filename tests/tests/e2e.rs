@@ -265,7 +265,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     let in_flight_client = s.client.clone();
     let in_flight = tokio::spawn(async move { get(&in_flight_client, &url).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    s.gateway.signal("TERM");
+    s.gateway.terminate();
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let readyz = get(&s.client, &admin).await;

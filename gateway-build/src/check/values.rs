@@ -18,16 +18,16 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
                 "`name` must not be empty",
             ));
         }
-        if let Some(workers) = &gateway.workers {
-            if !(1..=1024).contains(workers.get_ref()) {
-                found.push(
-                    Diagnostic::error(
-                        workers.span(),
-                        format!("`workers = {}` is out of range", workers.get_ref()),
-                    )
-                    .with_help("use 1 to 1024, or leave it out for one worker per core"),
-                );
-            }
+        if let Some(workers) = &gateway.workers
+            && !(1..=1024).contains(workers.get_ref())
+        {
+            found.push(
+                Diagnostic::error(
+                    workers.span(),
+                    format!("`workers = {}` is out of range", workers.get_ref()),
+                )
+                .with_help("use 1 to 1024, or leave it out for one worker per core"),
+            );
         }
         setting(&gateway.shutdown_timeout, settings::parse_duration, found);
     }
