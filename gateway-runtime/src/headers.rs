@@ -58,22 +58,22 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Appends the client address to `X-Forwarded-For`, as nginx's
-/// `$proxy_add_x_forwarded_for` does, so the chain of proxies stays visible.
+/// `$proxy_add_x_forwarded_for` does, so the chain of proxies stays visible. Several
+/// field lines are one list (RFC 9110 §5.3) and are joined into one line.
 pub fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
-    let combined = match headers.get(&X_FORWARDED_FOR) {
-        None => None,
-        Some(existing) => {
-            let mut value = Vec::with_capacity(existing.len() + 2 + client_ip.len());
-            value.extend_from_slice(existing.as_bytes());
-            value.extend_from_slice(b", ");
-            value.extend_from_slice(client_ip.as_bytes());
-            HeaderValue::from_bytes(&value).ok()
-        }
+    let mut combined: Vec<u8> = Vec::new();
+    for existing in headers.get_all(&X_FORWARDED_FOR) {
+        combined.extend_from_slice(existing.as_bytes());
+        combined.extend_from_slice(b", ");
+    }
+    let value = if combined.is_empty() {
+        client_ip.clone()
+    } else {
+        combined.extend_from_slice(client_ip.as_bytes());
+        // Joined from valid values with ", ": valid again; the fallback never runs.
+        HeaderValue::from_bytes(&combined).unwrap_or_else(|_| client_ip.clone())
     };
-    headers.insert(
-        X_FORWARDED_FOR.clone(),
-        combined.unwrap_or_else(|| client_ip.clone()),
-    );
+    headers.insert(X_FORWARDED_FOR.clone(), value);
 }
 
 #[cfg(test)]
@@ -103,5 +103,12 @@ mod tests {
         assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1");
         append_forwarded_for(&mut h, &ip);
         assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1, 127.0.0.1");
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
+        append_forwarded_for(&mut h, &ip);
+        assert_eq!(h.get_all(&X_FORWARDED_FOR).iter().count(), 1);
+        assert_eq!(
+            h[&X_FORWARDED_FOR],
+            "127.0.0.1, 127.0.0.1, 10.0.0.1, 127.0.0.1"
+        );
     }
 }

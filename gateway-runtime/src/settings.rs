@@ -373,4 +373,17 @@ mod tests {
         let s = Setting::new("o", "${env:PATH}");
         assert_eq!(s.resolve().unwrap(), std::env::var("PATH").unwrap());
     }
+
+    /// File references read the file, without its trailing newline, and name it when missing.
+    #[test]
+    fn resolution_from_files() {
+        let path = std::env::temp_dir().join(format!("gateway-setting-{}", std::process::id()));
+        std::fs::write(&path, "http://10.0.0.9:80\n").unwrap();
+        let raw: &'static str = Box::leak(format!("${{file:{}}}", path.display()).into_boxed_str());
+        let target = Setting::new("o", raw).target().unwrap();
+        assert_eq!(target.to_string(), "http://10.0.0.9:80");
+        std::fs::remove_file(&path).unwrap();
+        let err = Setting::new("o", raw).resolve().unwrap_err().to_string();
+        assert!(err.contains("cannot read"), "{err}");
+    }
 }

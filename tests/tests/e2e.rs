@@ -412,3 +412,23 @@ async fn response_headers_arrive_before_the_body_ends() {
     let first = body.frame().await.expect("a first frame").expect("frame");
     assert!(first.data_ref().is_some_and(|d| d.len() < 1_048_576));
 }
+
+/// An upstream that never completes the TCP handshake: 504 after the connect timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_is_a_504() {
+    let (stalled, _fillers, _socket) = stalled_listener();
+    let s = setup(
+        BUILD_RS_GATEWAY,
+        &[("STALLED", format!("http://{stalled}"))],
+    )
+    .await;
+    let started = Instant::now();
+    let reply = get(&s.client, &s.gateway.url("/stalled")).await;
+    assert_eq!(reply.status, 504, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "upstream connect timed out");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+}

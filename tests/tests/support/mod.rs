@@ -266,6 +266,31 @@ async fn answer(
     json(format!(r#"{{"upstream":"{name}","target":"{target}"}}"#))
 }
 
+/// A listener that never accepts, with its accept queue already full: the kernel drops
+/// further SYNs, so a connection attempt hangs until the connecting side gives up.
+/// Keep the returned value alive for as long as the address must stall.
+pub fn stalled_listener() -> (SocketAddr, Vec<std::net::TcpStream>, socket2::Socket) {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    socket.listen(0).expect("listen");
+    let addr = socket
+        .local_addr()
+        .expect("address")
+        .as_socket()
+        .expect("inet address");
+    let mut fillers = Vec::new();
+    while fillers.len() < 8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(stream) => fillers.push(stream),
+            Err(_) => break,
+        }
+    }
+    (addr, fillers, socket)
+}
+
 /// An address on which nothing listens: bound, then released.
 pub fn refused_addr() -> SocketAddr {
     let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -345,7 +370,9 @@ impl Gateway {
             ("USERS_B", users_b.url()),
             ("ORDERS", orders.url()),
             ("DEAD", format!("http://{}", refused_addr())),
+            ("STALLED", format!("http://{}", refused_addr())),
         ];
+        // Later entries win: a test may point an upstream elsewhere.
         env.extend(extra.iter().cloned());
         Gateway::start(binary, &env).unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"))
     }
