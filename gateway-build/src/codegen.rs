@@ -150,7 +150,7 @@ pub fn tokens(plan: &Plan) -> TokenStream {
                 const ADMIN: ::core::option::Option<rt::Setting> = #admin;
                 const LISTENERS: &'static [rt::ListenerSpec] = &[#(#listeners),*];
                 const UPSTREAMS: &'static [rt::UpstreamSpec] = &[#(#upstream_specs),*];
-                const ROUTES: &'static [rt::RouteSpec] = &[#(#route_specs),*];
+                const ROUTES: &'static [rt::RouteSpec<'static>] = &[#(#route_specs),*];
 
                 fn new() -> ::core::result::Result<Self, rt::SettingError> {
                     ::core::result::Result::Ok(Self { #(#constructors,)* })

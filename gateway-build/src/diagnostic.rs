@@ -7,15 +7,20 @@ use std::ops::Range;
 
 use annotate_snippets::{AnnotationKind, Level, Renderer, Snippet};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use crate::codes::Code;
+
+/// How much a diagnostic matters; `Allow` ones are dropped before anyone sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
-    Error,
+    Allow,
     Warning,
+    Error,
 }
 
 /// One finding about the configuration.
 #[derive(Debug, Clone)]
 pub struct Diagnostic {
+    pub code: &'static Code,
     pub severity: Severity,
     pub message: String,
     /// Byte range in the source that the message is about.
@@ -26,20 +31,15 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(span: Range<usize>, message: impl Into<String>) -> Self {
+    /// A diagnostic of kind `code`, at its default severity.
+    pub fn new(code: &'static Code, span: Range<usize>, message: impl Into<String>) -> Self {
         Self {
-            severity: Severity::Error,
+            code,
+            severity: code.severity,
             message: message.into(),
             span,
             related: Vec::new(),
             help: None,
-        }
-    }
-
-    pub fn warning(span: Range<usize>, message: impl Into<String>) -> Self {
-        Self {
-            severity: Severity::Warning,
-            ..Self::error(span, message)
         }
     }
 
@@ -73,6 +73,12 @@ impl Diagnostics {
         }
     }
 
+    /// Adds findings, keeping source order.
+    pub(crate) fn extend(&mut self, items: Vec<Diagnostic>) {
+        self.items.extend(items);
+        self.items.sort_by_key(|d| (d.span.start, d.span.end));
+    }
+
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(|d| d.severity == Severity::Error)
     }
@@ -100,7 +106,13 @@ impl Diagnostics {
             .iter()
             .filter(|d| d.severity == severity)
             .map(|d| {
-                let mut line = format!("{}: {}", self.location(d.span.start), d.message);
+                let mut line = format!(
+                    "{}: {}[{}]: {}",
+                    self.location(d.span.start),
+                    severity_word(d.severity),
+                    d.code.id,
+                    d.message
+                );
                 for (span, label) in &d.related {
                     let _ = write!(line, "; {label} at {}", self.location(span.start));
                 }
@@ -124,6 +136,7 @@ impl Diagnostics {
             let level = match d.severity {
                 Severity::Error => Level::ERROR,
                 Severity::Warning => Level::WARNING,
+                Severity::Allow => continue,
             };
             let mut snippet = Snippet::source(self.source.as_str())
                 .path(self.file.as_str())
@@ -132,7 +145,10 @@ impl Diagnostics {
                 snippet =
                     snippet.annotation(AnnotationKind::Context.span(span.clone()).label(label));
             }
-            let mut group = level.primary_title(d.message.as_str()).element(snippet);
+            let mut group = level
+                .primary_title(d.message.as_str())
+                .id(d.code.id)
+                .element(snippet);
             if let Some(help) = &d.help {
                 group = group.element(Level::HELP.message(help.as_str()));
             }
@@ -153,6 +169,14 @@ impl Diagnostics {
             );
         }
         out
+    }
+}
+
+fn severity_word(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Allow => "allow",
     }
 }
 

@@ -21,9 +21,11 @@
 
 pub mod check;
 pub mod codegen;
+pub mod codes;
 pub mod diagnostic;
 pub mod pattern;
 pub mod plan;
+mod route_tests;
 pub mod syntax;
 
 use std::path::{Path, PathBuf};
@@ -48,11 +50,16 @@ pub fn generate(file: &str, source: &str) -> Result<Output, Diagnostics> {
         Err(syntax_errors) => return Err(Diagnostics::new(file, source, syntax_errors)),
     };
     found.extend(check::check(&config));
-    let diagnostics = Diagnostics::new(file, source, found);
+    check::lints::apply_levels(&config, &mut found);
+    let mut diagnostics = Diagnostics::new(file, source, found);
     if diagnostics.has_errors() {
         return Err(diagnostics);
     }
     let plan = plan::lower(&config, &diagnostics);
+    diagnostics.extend(route_tests::run(&config, &plan));
+    if diagnostics.has_errors() {
+        return Err(diagnostics);
+    }
     let tokens = codegen::tokens(&plan);
     let syntax_tree: syn::File = syn::parse2(tokens.clone()).unwrap_or_else(|e| {
         panic!("gateway-build generated invalid Rust ({e}); this is a bug in gateway-build")

@@ -11,6 +11,7 @@ use serde::de::IntoDeserializer;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use crate::codes;
 use crate::diagnostic::{Diagnostic, did_you_mean};
 
 /// A parsed gateway.toml.
@@ -24,6 +25,10 @@ pub struct Config {
     pub upstreams: Vec<(Spanned<String>, Spanned<Upstream>)>,
     /// In the order they are written.
     pub routes: Vec<Spanned<Route>>,
+    /// `[[tests]]`, in the order they are written.
+    pub tests: Vec<Spanned<RouteTest>>,
+    /// `[lints]`: lint name and level, as written.
+    pub lints: Vec<(Spanned<String>, Spanned<String>)>,
     /// Names of listeners and upstreams whose sections had errors of their own:
     /// references to them are not reported again as unknown.
     pub broken_names: Vec<String>,
@@ -112,7 +117,39 @@ pub struct Route {
     pub rewrite: Option<Spanned<String>>,
 }
 
-const SECTIONS: [&str; 5] = ["gateway", "admin", "listeners", "upstreams", "routes"];
+/// `[[tests]]`: a request and what the compiled route table must do with it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTest {
+    /// `METHOD /path?query`.
+    pub request: Spanned<String>,
+    pub host: Option<Spanned<String>>,
+    /// Default: the first listener.
+    pub listener: Option<Spanned<String>>,
+    pub expect: Spanned<Expectation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    /// The route's `name`.
+    pub route: Option<Spanned<String>>,
+    pub upstream: Option<Spanned<String>>,
+    /// Path and query sent upstream.
+    pub path: Option<Spanned<String>>,
+    /// 200 (routed), 400, 404 or 405.
+    pub status: Option<Spanned<i64>>,
+}
+
+const SECTIONS: [&str; 7] = [
+    "gateway",
+    "admin",
+    "listeners",
+    "upstreams",
+    "routes",
+    "tests",
+    "lints",
+];
 
 /// Parses the source into a `Config` and the shape errors found (unknown keys, wrong
 /// types): the items that parsed are kept, so that `check` can still report on them.
@@ -123,7 +160,13 @@ pub fn parse(source: &str) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>>
     if !syntax_errors.is_empty() {
         return Err(syntax_errors
             .into_iter()
-            .map(|e| Diagnostic::error(e.span().unwrap_or(0..0), first_line(e.message())))
+            .map(|e| {
+                Diagnostic::new(
+                    &codes::TOML_SYNTAX,
+                    e.span().unwrap_or(0..0),
+                    first_line(e.message()),
+                )
+            })
             .collect());
     }
     let mut config = Config::default();
@@ -150,7 +193,17 @@ pub fn parse(source: &str) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>>
                     config.incomplete |= config.routes.len() < count;
                 }
             }
-            other => errors.push(Diagnostic::error(
+            "tests" => {
+                if let Some(items) = array(value, "tests", &mut errors) {
+                    config.tests = items
+                        .into_iter()
+                        .filter_map(|v| item(v, &mut errors))
+                        .collect();
+                }
+            }
+            "lints" => config.lints = lint_levels(value, &mut errors),
+            other => errors.push(Diagnostic::new(
+                &codes::UNKNOWN_SECTION,
                 key_span,
                 format!("unknown section `{other}`{}", did_you_mean(other, SECTIONS)),
             )),
@@ -182,7 +235,8 @@ fn named_items<T: for<'de> Deserialize<'de>>(
 ) -> Vec<(Spanned<String>, Spanned<T>)> {
     let span = value.span();
     let DeValue::Table(table) = value.into_inner() else {
-        errors.push(Diagnostic::error(
+        errors.push(Diagnostic::new(
+            &codes::SECTION_SHAPE,
             span,
             format!("`{section}` must be a table of named entries, such as `[{section}.NAME]`"),
         ));
@@ -204,6 +258,40 @@ fn named_items<T: for<'de> Deserialize<'de>>(
     items
 }
 
+/// `[lints]` is a table of `name = "level"`.
+fn lint_levels(
+    value: Spanned<DeValue<'_>>,
+    errors: &mut Vec<Diagnostic>,
+) -> Vec<(Spanned<String>, Spanned<String>)> {
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        errors.push(Diagnostic::new(
+            &codes::SECTION_SHAPE,
+            span,
+            "`lints` must be a table: write `[lints]`",
+        ));
+        return Vec::new();
+    };
+    table
+        .into_iter()
+        .filter_map(|(name, level)| {
+            let name = Spanned::new(name.span(), name.into_inner().into_owned());
+            let level_span = level.span();
+            match level.into_inner() {
+                DeValue::String(text) => Some((name, Spanned::new(level_span, text.into_owned()))),
+                _ => {
+                    errors.push(Diagnostic::new(
+                        &codes::WRONG_TYPE,
+                        level_span,
+                        "a lint level is a string: `\"allow\"`, `\"warn\"` or `\"deny\"`",
+                    ));
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 fn array<'i>(
     value: Spanned<DeValue<'i>>,
     section: &str,
@@ -213,7 +301,8 @@ fn array<'i>(
     match value.into_inner() {
         DeValue::Array(items) => Some(items.into_iter().collect()),
         _ => {
-            errors.push(Diagnostic::error(
+            errors.push(Diagnostic::new(
+                &codes::SECTION_SHAPE,
                 span,
                 format!("`{section}` must be an array of tables: write `[[{section}]]`"),
             ));
@@ -237,7 +326,8 @@ fn shape_error(span: Range<usize>, message: &str) -> Diagnostic {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        return Diagnostic::error(
+        return Diagnostic::new(
+            &codes::UNKNOWN_KEY,
             span,
             format!(
                 "unknown key `{field}`{}",
@@ -248,9 +338,9 @@ fn shape_error(span: Range<usize>, message: &str) -> Diagnostic {
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or(rest);
-        return Diagnostic::error(span, format!("missing key `{field}`"));
+        return Diagnostic::new(&codes::MISSING_KEY, span, format!("missing key `{field}`"));
     }
-    Diagnostic::error(span, message)
+    Diagnostic::new(&codes::WRONG_TYPE, span, message)
 }
 
 fn first_line(message: &str) -> String {

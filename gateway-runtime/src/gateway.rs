@@ -8,7 +8,7 @@ use http::HeaderValue;
 use hyper::body::Incoming;
 
 use crate::body::Body;
-use crate::methods::MethodSet;
+use crate::router::RouteSpec;
 use crate::settings::{Setting, SettingError};
 
 pub type Request = http::Request<Incoming>;
@@ -28,7 +28,7 @@ pub trait Gateway: Sized + Send + 'static {
     const LISTENERS: &'static [ListenerSpec];
     const UPSTREAMS: &'static [UpstreamSpec];
     /// Indexed by route id.
-    const ROUTES: &'static [RouteSpec];
+    const ROUTES: &'static [RouteSpec<'static>];
 
     /// Builds the upstream pools. Start-up has checked every setting beforehand, so
     /// an error here is one that appeared in between (a file that just vanished).
@@ -92,22 +92,6 @@ pub(crate) fn check_settings<G: Gateway>() -> Vec<SettingError> {
         }
     }
     errors
-}
-
-/// One `[[routes]]` entry, as the router needs it.
-#[derive(Debug, Clone, Copy)]
-pub struct RouteSpec {
-    /// For logs.
-    pub name: &'static str,
-    /// Lower-case; `None` for every host.
-    pub host: Option<&'static str>,
-    /// Canonical matchit pattern (parameters named by position).
-    pub path: &'static str,
-    pub methods: MethodSet,
-    /// Bit `i`: served on listener `i`.
-    pub listeners: u64,
-    /// What the route forwards to, for logs.
-    pub target: &'static str,
 }
 
 /// What the gateway knows about the connection a request came on; computed once per

@@ -6,8 +6,8 @@ use http::uri::PathAndQuery;
 
 /// One piece of a compiled rewrite template.
 #[derive(Debug, Clone, Copy)]
-pub enum RewriteSegment {
-    Literal(&'static str),
+pub enum RewriteSegment<'a> {
+    Literal(&'a str),
     /// The route's parameter at this position, in the path part.
     Param(usize),
     /// The route's parameter at this position, after the template's `?`: characters
@@ -33,7 +33,7 @@ pub fn strip_prefix(uri: &Uri, prefix: &str) -> Option<PathAndQuery> {
 /// as received (still percent-encoded), so they cannot introduce new path structure.
 pub fn rewrite(
     uri: &Uri,
-    segments: &[RewriteSegment],
+    segments: &[RewriteSegment<'_>],
     params: &matchit::Params<'_, '_>,
 ) -> Option<PathAndQuery> {
     let mut out = String::with_capacity(uri.path().len() + 16);

@@ -4,24 +4,39 @@
 
 use http::Method;
 
-use crate::gateway::RouteSpec;
 use crate::methods::MethodSet;
 
 /// One matchit tree; each distinct pattern leads to the routes it serves, told apart by method.
 #[derive(Debug, Default)]
-struct PathRouter {
+struct PathRouter<'a> {
     paths: matchit::Router<usize>,
     /// The pattern of each entry, to find it again when a second route shares it.
-    patterns: Vec<&'static str>,
+    patterns: Vec<&'a str>,
     entries: Vec<Vec<(MethodSet, usize)>>,
+}
+
+/// One `[[routes]]` entry, as the router needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec<'a> {
+    /// For logs.
+    pub name: &'a str,
+    /// Lower-case; `None` for every host.
+    pub host: Option<&'a str>,
+    /// Canonical matchit pattern (parameters named by position).
+    pub path: &'a str,
+    pub methods: MethodSet,
+    /// Bit `i`: served on listener `i`.
+    pub listeners: u64,
+    /// What the route forwards to, for logs.
+    pub target: &'a str,
 }
 
 /// The routes served on one listener.
 #[derive(Debug, Default)]
-pub struct RouteTable {
+pub struct RouteTable<'a> {
     /// Lower-case host name and its routes; few enough that a scan beats hashing.
-    hosts: Vec<(&'static str, PathRouter)>,
-    any_host: PathRouter,
+    hosts: Vec<(&'a str, PathRouter<'a>)>,
+    any_host: PathRouter<'a>,
 }
 
 /// The result of a lookup.
@@ -35,11 +50,12 @@ pub enum Lookup<'r, 'p> {
     NotFound,
 }
 
-impl RouteTable {
+impl<'a> RouteTable<'a> {
     /// The table for listener `listener` (its index in the compiled listener list).
+    /// Routes sharing a pattern are tried in the order given.
     ///
-    /// The compiler has already refused duplicates and conflicts, so inserts succeed.
-    pub fn new(routes: &'static [RouteSpec], listener: usize) -> Self {
+    /// The compiler has already refused conflicts, so inserts succeed.
+    pub fn new(routes: &[RouteSpec<'a>], listener: usize) -> Self {
         let mut table = RouteTable::default();
         for (id, spec) in routes.iter().enumerate() {
             if spec.listeners & (1 << listener) == 0 {
@@ -101,19 +117,16 @@ impl RouteTable {
     }
 }
 
-impl PathRouter {
-    fn insert(&mut self, path: &'static str, methods: MethodSet, id: usize) {
+impl<'a> PathRouter<'a> {
+    fn insert(&mut self, path: &'a str, methods: MethodSet, id: usize) {
         if let Some(entry) = self.patterns.iter().position(|p| *p == path) {
             self.entries[entry].push((methods, id));
             return;
         }
-        match self.paths.insert(path, self.entries.len()) {
-            Ok(()) => {
-                self.patterns.push(path);
-                self.entries.push(vec![(methods, id)]);
-            }
-            // Unreachable for compiled tables: the compiler runs the same inserts.
-            Err(e) => tracing::error!(path, error = %e, "route refused by the router"),
+        // Fails only for patterns the compiler refuses as conflicting.
+        if self.paths.insert(path, self.entries.len()).is_ok() {
+            self.patterns.push(path);
+            self.entries.push(vec![(methods, id)]);
         }
     }
 }
@@ -122,7 +135,7 @@ impl PathRouter {
 mod tests {
     use super::*;
 
-    const ROUTES: &[RouteSpec] = &[
+    const ROUTES: &[RouteSpec<'static>] = &[
         RouteSpec {
             name: "a",
             host: None,

@@ -269,7 +269,7 @@ fn worker<G: Gateway>(
 
 async fn accept_loop<G: Gateway>(
     gateway: Rc<G>,
-    table: Rc<RouteTable>,
+    table: Rc<RouteTable<'static>>,
     socket: tokio::net::TcpListener,
     listener: &'static str,
     header_read_timeout: Duration,
@@ -323,7 +323,7 @@ async fn accept_loop<G: Gateway>(
 /// One client connection's view of the gateway.
 struct Connection<G> {
     gateway: Rc<G>,
-    table: Rc<RouteTable>,
+    table: Rc<RouteTable<'static>>,
     cx: RequestContext,
 }
 

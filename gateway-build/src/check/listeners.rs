@@ -1,5 +1,6 @@
 //! Listeners: there must be one, and no two may claim the same address.
 
+use crate::codes;
 use crate::diagnostic::Diagnostic;
 use crate::syntax::Config;
 
@@ -9,12 +10,17 @@ pub(crate) const MAX_LISTENERS: usize = 64;
 pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
     if config.listeners.is_empty() {
         found.push(
-            Diagnostic::error(0..0, "no listener: the gateway would accept no traffic")
-                .with_help("add `[listeners.public]` with `bind = \"0.0.0.0:8080\"`"),
+            Diagnostic::new(
+                &codes::NO_LISTENER,
+                0..0,
+                "no listener: the gateway would accept no traffic",
+            )
+            .with_help("add `[listeners.public]` with `bind = \"0.0.0.0:8080\"`"),
         );
     }
     if config.listeners.len() > MAX_LISTENERS {
-        found.push(Diagnostic::error(
+        found.push(Diagnostic::new(
+            &codes::TOO_MANY_LISTENERS,
             config.listeners[MAX_LISTENERS].0.span(),
             format!("more than {MAX_LISTENERS} listeners"),
         ));
@@ -46,7 +52,8 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
         }
         if let Some((_, first_span, first_owner)) = binds[..i].iter().find(|(b, ..)| b == bind) {
             found.push(
-                Diagnostic::error(
+                Diagnostic::new(
+                    &codes::ADDRESS_IN_USE_TWICE,
                     span.clone(),
                     format!("{owner} binds `{bind}`, which {first_owner} binds already"),
                 )

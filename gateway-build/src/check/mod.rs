@@ -4,6 +4,7 @@
 //! user sees every error of the file at once. Lowering (`plan`) runs only when this
 //! returns no errors, and may then rely on every rule here.
 
+pub(crate) mod lints;
 pub(crate) mod listeners;
 mod references;
 pub(crate) mod routes;
@@ -19,6 +20,8 @@ pub fn check(config: &Config) -> Vec<Diagnostic> {
     listeners::check(config, &mut found);
     references::check(config, &mut found);
     routes::check(config, &mut found);
+    crate::route_tests::check(config, &mut found);
+    lints::check(config, &mut found);
     found
 }
 

@@ -1,5 +1,6 @@
 //! Names that point elsewhere in the file: upstreams and listeners named by routes.
 
+use crate::codes;
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::syntax::Config;
 
@@ -22,7 +23,8 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
                 Some(i) => used[i] = true,
                 None if config.broken_names.contains(upstream.get_ref()) => {}
                 None => found.push(
-                    Diagnostic::error(
+                    Diagnostic::new(
+                        &codes::UNKNOWN_UPSTREAM,
                         upstream.span(),
                         format!(
                             "unknown upstream `{}`{}",
@@ -41,7 +43,8 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
             if !listener_names.contains(&listener.get_ref().as_str())
                 && !config.broken_names.contains(listener.get_ref())
             {
-                found.push(Diagnostic::error(
+                found.push(Diagnostic::new(
+                    &codes::UNKNOWN_LISTENER,
                     listener.span(),
                     format!(
                         "unknown listener `{}`{}",
@@ -55,7 +58,8 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
     // An unused upstream is dead configuration, often a route that names the wrong one.
     for ((name, _), used) in config.upstreams.iter().zip(used) {
         if !used && !config.incomplete {
-            found.push(Diagnostic::warning(
+            found.push(Diagnostic::new(
+                &codes::UNUSED_UPSTREAM,
                 name.span(),
                 format!("upstream `{}` is not used by any route", name.get_ref()),
             ));
@@ -65,7 +69,8 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
         let targets = &upstream.get_ref().targets;
         if targets.get_ref().is_empty() {
             found.push(
-                Diagnostic::error(
+                Diagnostic::new(
+                    &codes::NO_TARGETS,
                     targets.span(),
                     format!("upstream `{}` has no targets", name.get_ref()),
                 )

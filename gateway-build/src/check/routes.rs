@@ -2,11 +2,13 @@
 //! a whole: two routes that match the same requests on the same listener and host are
 //! an error, named with both locations.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use gateway_runtime::methods::MethodSet;
 
 use crate::check::listeners::MAX_LISTENERS;
+use crate::codes;
 use crate::diagnostic::Diagnostic;
 use crate::pattern::{self, Pattern, RewritePart};
 use crate::syntax::{Config, Route};
@@ -32,7 +34,8 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
 fn check_path(route: &Route, found: &mut Vec<Diagnostic>) -> Option<Pattern> {
     let path = &route.path;
     if !path.get_ref().starts_with('/') {
-        found.push(Diagnostic::error(
+        found.push(Diagnostic::new(
+            &codes::PATH_NOT_ABSOLUTE,
             path.span(),
             format!("path `{}` must start with `/`", path.get_ref()),
         ));
@@ -41,7 +44,8 @@ fn check_path(route: &Route, found: &mut Vec<Diagnostic>) -> Option<Pattern> {
     match pattern::parse(path.get_ref()) {
         Ok(pattern) => Some(pattern),
         Err(message) => {
-            found.push(Diagnostic::error(
+            found.push(Diagnostic::new(
+                &codes::INVALID_PATTERN,
                 path.span(),
                 format!("invalid path pattern: {message}"),
             ));
@@ -57,7 +61,8 @@ pub(crate) fn methods(route: &Route, found: &mut Vec<Diagnostic>) -> Option<Meth
     };
     if methods.get_ref().is_empty() {
         found.push(
-            Diagnostic::error(
+            Diagnostic::new(
+                &codes::EMPTY_METHODS,
                 methods.span(),
                 "`methods` is empty, so the route matches nothing",
             )
@@ -79,7 +84,8 @@ pub(crate) fn methods(route: &Route, found: &mut Vec<Diagnostic>) -> Option<Meth
                     "use GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE or PATCH".into()
                 };
                 found.push(
-                    Diagnostic::error(
+                    Diagnostic::new(
+                        &codes::UNKNOWN_METHOD,
                         method.span(),
                         format!("unknown method `{}`", method.get_ref()),
                     )
@@ -112,7 +118,12 @@ fn check_host(route: &Route, found: &mut Vec<Diagnostic>) {
             "write a DNS name such as `api.example.com`"
         };
         found.push(
-            Diagnostic::error(host.span(), format!("`{text}` is not a host name")).with_help(help),
+            Diagnostic::new(
+                &codes::INVALID_HOST,
+                host.span(),
+                format!("`{text}` is not a host name"),
+            )
+            .with_help(help),
         );
     }
 }
@@ -120,7 +131,8 @@ fn check_host(route: &Route, found: &mut Vec<Diagnostic>) {
 fn check_target(route: &Route, found: &mut Vec<Diagnostic>) {
     if route.upstream.is_none() {
         found.push(
-            Diagnostic::error(
+            Diagnostic::new(
+                &codes::NO_TARGET,
                 route.path.span(),
                 format!("route `{}` has no target", route.path.get_ref()),
             )
@@ -132,7 +144,8 @@ fn check_target(route: &Route, found: &mut Vec<Diagnostic>) {
 fn check_path_change(route: &Route, pattern: &Pattern, found: &mut Vec<Diagnostic>) {
     if let (Some(strip), Some(rewrite)) = (&route.strip_prefix, &route.rewrite) {
         found.push(
-            Diagnostic::error(
+            Diagnostic::new(
+                &codes::REWRITE_WITH_STRIP_PREFIX,
                 rewrite.span(),
                 "`rewrite` and `strip_prefix` cannot both be set",
             )
@@ -153,7 +166,7 @@ fn check_path_change(route: &Route, pattern: &Pattern, found: &mut Vec<Diagnosti
             || !at_boundary
         {
             found.push(
-                Diagnostic::error(
+                Diagnostic::new(&codes::STRIP_PREFIX_MISMATCH,
                     strip.span(),
                     format!("`strip_prefix = \"{prefix}\"` is not a whole-segment prefix of the path `{}`", route.path.get_ref()),
                 )
@@ -178,7 +191,8 @@ fn check_rewrite(
     found: &mut Vec<Diagnostic>,
 ) {
     if !text.starts_with('/') {
-        found.push(Diagnostic::error(
+        found.push(Diagnostic::new(
+            &codes::REWRITE_NOT_ABSOLUTE,
             span,
             format!("rewrite `{text}` must start with `/`"),
         ));
@@ -187,7 +201,8 @@ fn check_rewrite(
     // The string's content starts one byte after its opening quote.
     let content = span.start + 1;
     match pattern::parse_rewrite(text) {
-        Err((range, message)) => found.push(Diagnostic::error(
+        Err((range, message)) => found.push(Diagnostic::new(
+            &codes::REWRITE_SYNTAX,
             content + range.start..content + range.end,
             message,
         )),
@@ -208,7 +223,8 @@ fn check_rewrite(
                         format!("the path captures {}", captured.join(", "))
                     };
                     found.push(
-                        Diagnostic::error(
+                        Diagnostic::new(
+                            &codes::REWRITE_UNKNOWN_PARAMETER,
                             content + range.start..content + range.end,
                             format!(
                                 "`{{{name}}}` is not captured by the route's path `{}`",
@@ -240,80 +256,178 @@ pub(crate) fn listener_mask(config: &Config, route: &Route) -> u64 {
     }
 }
 
-/// Two routes on a common listener and the same host (or both on any host) whose paths
-/// are the same pattern and whose methods overlap: the second can never be reached.
-/// Patterns that matchit cannot hold side by side are refused too, as the router would
-/// refuse them at start-up.
+/// Every method bit, plus bit 9 for methods outside the standard set, which only a
+/// route for every method takes.
+const ALL_METHODS: u16 = 0x3ff;
+
+fn method_bits(methods: MethodSet) -> u16 {
+    if methods.is_any() {
+        ALL_METHODS
+    } else {
+        methods.bits()
+    }
+}
+
+fn method_names(bits: u16) -> String {
+    if bits == ALL_METHODS {
+        return "every method".to_owned();
+    }
+    MethodSet::from_bits(bits & !(1 << 9))
+        .names()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The routes of one listener and host: one matchit tree, as the runtime builds it, and
+/// for each distinct pattern the routes sharing it, in declaration order.
+#[derive(Default)]
+struct Group {
+    router: matchit::Router<usize>,
+    patterns: HashMap<String, usize>,
+    /// Per pattern: (route index, method bits) in declaration order.
+    entries: Vec<Vec<(usize, u16)>>,
+}
+
+/// The route set as a whole. At run time the router takes, for a host and listener, the
+/// matchit entry of the path and then the first route in declaration order whose
+/// methods include the request's. So a later route on the same pattern is unreachable
+/// for the methods earlier routes take: all of them is an error (duplicate or
+/// shadowed), some of them a warning. Patterns matchit cannot hold together are errors
+/// here rather than at start-up.
 fn check_overlaps(
     config: &Config,
     table: &[(&Route, Pattern, MethodSet)],
     found: &mut Vec<Diagnostic>,
 ) {
-    for (j, (later, later_pattern, later_methods)) in table.iter().enumerate() {
-        let later_mask = listener_mask(config, later);
-        let later_host = later
+    let mut groups: HashMap<(usize, Option<String>), Group> = HashMap::new();
+    for (j, (route, pattern, methods)) in table.iter().enumerate() {
+        let bits = method_bits(*methods);
+        let host = route
             .host
             .as_ref()
             .map(|h| h.get_ref().to_ascii_lowercase());
-        let mut router = matchit::Router::new();
-        let mut entries: Vec<(&str, Range<usize>)> = Vec::new();
-        for (earlier, earlier_pattern, earlier_methods) in &table[..j] {
-            let same_host = earlier
-                .host
-                .as_ref()
-                .map(|h| h.get_ref().to_ascii_lowercase())
-                == later_host;
-            if !same_host || listener_mask(config, earlier) & later_mask == 0 {
-                continue;
-            }
-            if earlier_pattern.canonical == later_pattern.canonical {
-                if earlier_methods.overlaps(*later_methods) {
-                    let same_text = earlier.path.get_ref() == later.path.get_ref();
-                    let message = if same_text {
-                        format!(
-                            "duplicate route: `{}` is already routed for these methods",
-                            later.path.get_ref()
-                        )
-                    } else {
-                        format!(
-                            "duplicate route: `{}` matches the same paths as `{}`, which is already routed for these methods",
-                            later.path.get_ref(),
-                            earlier.path.get_ref()
-                        )
-                    };
-                    found.push(
-                        Diagnostic::error(later.path.span(), message)
-                            .with_related(earlier.path.span(), "first routed")
-                            .with_help(
-                                "remove one, or give them methods or hosts that do not overlap",
-                            ),
-                    );
-                    break;
-                }
-                continue;
-            }
-            // matchit holds one entry per canonical pattern; conflicts are between entries.
-            if router
-                .insert(earlier_pattern.canonical.as_str(), ())
-                .is_ok()
-            {
-                entries.push((earlier_pattern.canonical.as_str(), earlier.path.span()));
-            }
-        }
-        if let Err(matchit::InsertError::Conflict { with }) =
-            router.insert(later_pattern.canonical.as_str(), ())
-        {
-            let Some((_, earlier_span)) = entries.iter().find(|(c, _)| *c == with).cloned() else {
-                continue;
+        let mask = listener_mask(config, route);
+        // Which earlier routes take which of this route's methods, on every listener.
+        let mut taken_everywhere = bits;
+        let mut takers: Vec<(usize, u16)> = Vec::new();
+        let mut conflicts: Vec<usize> = Vec::new();
+        for listener in (0..MAX_LISTENERS).filter(|l| mask & (1 << l) != 0) {
+            let group = groups.entry((listener, host.clone())).or_default();
+            let entry = match group.patterns.get(&pattern.canonical) {
+                Some(&entry) => entry,
+                None => match group
+                    .router
+                    .insert(pattern.canonical.as_str(), group.entries.len())
+                {
+                    Ok(()) => {
+                        group
+                            .patterns
+                            .insert(pattern.canonical.clone(), group.entries.len());
+                        group.entries.push(Vec::new());
+                        group.entries.len() - 1
+                    }
+                    Err(matchit::InsertError::Conflict { with }) => {
+                        if let Some(&other) = group.patterns.get(&with) {
+                            conflicts.push(group.entries[other][0].0);
+                        }
+                        taken_everywhere = 0;
+                        continue;
+                    }
+                    // `check_path` has reported invalid patterns already.
+                    Err(_) => continue,
+                },
             };
+            let mut taken_here = 0;
+            for &(earlier, earlier_bits) in &group.entries[entry] {
+                let overlap = earlier_bits & bits & !taken_here;
+                if overlap != 0 {
+                    taken_here |= overlap;
+                    match takers.iter_mut().find(|(r, _)| *r == earlier) {
+                        Some((_, b)) => *b |= overlap,
+                        None => takers.push((earlier, overlap)),
+                    }
+                }
+            }
+            taken_everywhere &= taken_here;
+            group.entries[entry].push((j, bits));
+        }
+        conflicts.sort_unstable();
+        conflicts.dedup();
+        for earlier in conflicts {
+            let earlier = table[earlier].0;
             found.push(
-                Diagnostic::error(
-                    later.path.span(),
-                    format!("path `{}` conflicts with a route declared before it", later.path.get_ref()),
+                Diagnostic::new(
+                    &codes::CONFLICTING_PATTERNS,
+                    route.path.span(),
+                    format!(
+                        "path `{}` conflicts with `{}`, declared before it",
+                        route.path.get_ref(),
+                        earlier.path.get_ref()
+                    ),
                 )
-                .with_related(earlier_span, "the conflicting route")
-                .with_help("the router cannot tell these patterns apart: use the same parameter position or a distinct static segment"),
+                .with_related(earlier.path.span(), "the conflicting route")
+                .with_help(codes::CONFLICTING_PATTERNS.fix),
             );
         }
+        if takers.is_empty() {
+            continue;
+        }
+        let first = table[takers[0].0].0;
+        let same_methods = |r: usize| method_bits(table[r].2) == bits;
+        let diagnostic = if taken_everywhere == bits
+            && takers.len() == 1
+            && same_methods(takers[0].0)
+        {
+            let message = if first.path.get_ref() == route.path.get_ref() {
+                format!(
+                    "duplicate route: `{}` is already routed for these methods",
+                    route.path.get_ref()
+                )
+            } else {
+                format!(
+                    "duplicate route: `{}` matches the same paths as `{}`, which is already routed for these methods",
+                    route.path.get_ref(),
+                    first.path.get_ref()
+                )
+            };
+            Diagnostic::new(&codes::DUPLICATE_ROUTE, route.path.span(), message)
+                .with_related(first.path.span(), "first routed")
+                .with_help("remove one, or give them methods or hosts that do not overlap")
+        } else if taken_everywhere == bits {
+            let mut d = Diagnostic::new(
+                &codes::SHADOWED_ROUTE,
+                route.path.span(),
+                format!(
+                    "route `{}` can never match: routes declared before it take every request it would",
+                    route.path.get_ref()
+                ),
+            );
+            for &(earlier, overlap) in &takers {
+                d = d.with_related(
+                    table[earlier].0.path.span(),
+                    format!("takes {}", method_names(overlap)),
+                );
+            }
+            d.with_help(codes::SHADOWED_ROUTE.fix)
+        } else {
+            let all: u16 = takers.iter().fold(0, |a, (_, b)| a | b);
+            let mut d = Diagnostic::new(
+                &codes::PARTLY_SHADOWED_ROUTE,
+                route.path.span(),
+                format!(
+                    "route `{}` never gets {}: routes declared before it take them",
+                    route.path.get_ref(),
+                    method_names(all)
+                ),
+            );
+            for &(earlier, overlap) in &takers {
+                d = d.with_related(
+                    table[earlier].0.path.span(),
+                    format!("takes {}", method_names(overlap)),
+                );
+            }
+            d.with_help(codes::PARTLY_SHADOWED_ROUTE.fix)
+        };
+        found.push(diagnostic);
     }
 }

@@ -31,6 +31,39 @@ fn route(fields: &str) -> String {
     format!("\n[[routes]]\nupstream = \"users\"\n{fields}\n")
 }
 
+/// A route for every method after a GET route takes the other methods: no error. The
+/// other way round, the GET route could never match.
+#[test]
+fn declaration_order_decides_shadowing() {
+    let specific_first = route("path = \"/u\"\nmethods = [\"GET\"]") + &route("path = \"/u\"");
+    let found =
+        crate::generate("gateway.toml", &format!("{BASE}{specific_first}")).expect("no error");
+    let warnings = found.warnings.short_lines(Severity::Warning);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .contains("route `/u` never gets GET, HEAD: routes declared before it take them"),
+        "{warnings:?}"
+    );
+    let general_first = route("path = \"/u\"") + &route("path = \"/u\"\nmethods = [\"GET\"]");
+    assert_eq!(
+        errors(&general_first),
+        ["route `/u` can never match: routes declared before it take every request it would"]
+    );
+}
+
+/// Several earlier routes together can shadow a later one.
+#[test]
+fn shadowing_by_several_routes() {
+    let routes = route("path = \"/u/{a}\"\nmethods = [\"GET\"]")
+        + &route("path = \"/u/{b}\"\nmethods = [\"POST\"]")
+        + &route("path = \"/u/{c}\"\nmethods = [\"POST\", \"GET\"]");
+    assert_eq!(
+        errors(&routes),
+        ["route `/u/{c}` can never match: routes declared before it take every request it would"]
+    );
+}
+
 /// Same pattern, disjoint methods: two routes, no error.
 #[test]
 fn disjoint_methods_are_not_duplicates() {
@@ -77,9 +110,9 @@ fn conflicting_patterns() {
     let routes = route("path = \"/files/{*rest}\"") + &route("path = \"/files/{name}/{*rest}\"");
     let found = errors(&routes);
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(
-        found[0].contains("conflicts with a route declared before it"),
-        "{found:?}"
+    assert_eq!(
+        found[0],
+        "path `/files/{name}/{*rest}` conflicts with `/files/{*rest}`, declared before it"
     );
 }
 
@@ -136,7 +169,7 @@ fn unused_upstream_is_a_warning() {
     let output = crate::generate("gateway.toml", &source).expect("warnings do not fail the build");
     assert_eq!(
         output.warnings.short_lines(Severity::Warning),
-        ["gateway.toml:10:12: upstream `spare` is not used by any route"]
+        ["gateway.toml:10:12: warning[G0103]: upstream `spare` is not used by any route"]
     );
 }
 

@@ -6,6 +6,7 @@ use toml::Spanned;
 
 use gateway_runtime::settings::{self, has_references, parse_template};
 
+use crate::codes::{self, Code};
 use crate::diagnostic::Diagnostic;
 use crate::syntax::Config;
 
@@ -13,7 +14,8 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
     if let Some(gateway) = &config.gateway {
         let gateway = gateway.get_ref();
         if gateway.name.get_ref().trim().is_empty() {
-            found.push(Diagnostic::error(
+            found.push(Diagnostic::new(
+                &codes::EMPTY_NAME,
                 gateway.name.span(),
                 "`name` must not be empty",
             ));
@@ -22,39 +24,62 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
             && !(1..=1024).contains(workers.get_ref())
         {
             found.push(
-                Diagnostic::error(
+                Diagnostic::new(
+                    &codes::OUT_OF_RANGE,
                     workers.span(),
                     format!("`workers = {}` is out of range", workers.get_ref()),
                 )
                 .with_help("use 1 to 1024, or leave it out for one worker per core"),
             );
         }
-        setting(&gateway.shutdown_timeout, settings::parse_duration, found);
+        setting(
+            &gateway.shutdown_timeout,
+            settings::parse_duration,
+            &codes::INVALID_DURATION,
+            found,
+        );
     }
     if let Some(admin) = &config.admin {
         setting(
             &Some(admin.get_ref().bind.clone()),
             settings::parse_bind,
+            &codes::INVALID_ADDRESS,
             found,
         );
     }
     for (_, listener) in &config.listeners {
         let listener = listener.get_ref();
-        setting(&Some(listener.bind.clone()), settings::parse_bind, found);
+        setting(
+            &Some(listener.bind.clone()),
+            settings::parse_bind,
+            &codes::INVALID_ADDRESS,
+            found,
+        );
         setting(
             &listener.timeouts.header_read,
             settings::parse_duration,
+            &codes::INVALID_DURATION,
             found,
         );
     }
     for (_, upstream) in &config.upstreams {
         let upstream = upstream.get_ref();
         for target in upstream.targets.get_ref() {
-            setting(&Some(target.clone()), settings::parse_target, found);
+            setting(
+                &Some(target.clone()),
+                settings::parse_target,
+                &codes::INVALID_URL,
+                found,
+            );
         }
         let timeouts = &upstream.timeouts;
         for value in [&timeouts.connect, &timeouts.response, &timeouts.idle] {
-            setting(value, settings::parse_duration, found);
+            setting(
+                value,
+                settings::parse_duration,
+                &codes::INVALID_DURATION,
+                found,
+            );
         }
     }
 }
@@ -64,6 +89,7 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
 fn setting<T>(
     value: &Option<Spanned<String>>,
     parse: fn(&str) -> Result<T, String>,
+    code: &'static Code,
     found: &mut Vec<Diagnostic>,
 ) {
     let Some(value) = value else { return };
@@ -71,13 +97,14 @@ fn setting<T>(
     // The span covers the quotes; the string's content starts one byte later.
     let content_start = value.span().start + 1;
     match parse_template(text) {
-        Err(e) => found.push(Diagnostic::error(
+        Err(e) => found.push(Diagnostic::new(
+            &codes::INVALID_REFERENCE,
             content_start + e.range.start..content_start + e.range.end,
             e.message,
         )),
         Ok(parts) if !has_references(&parts) => {
             if let Err(message) = parse(text) {
-                found.push(Diagnostic::error(value.span(), message));
+                found.push(Diagnostic::new(code, value.span(), message));
             }
         }
         Ok(_) => {}

@@ -1,0 +1,255 @@
+//! Every diagnostic has a stable code, so that users can look it up, CI can match on
+//! it, and lints can be configured by name. `docs/diagnostics.md` is generated from
+//! [`ALL`] (a test keeps the two equal); codes are never reused for another meaning.
+
+use crate::diagnostic::Severity;
+
+/// One kind of diagnostic.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Code {
+    /// `G0101`.
+    pub id: &'static str,
+    /// `unknown-upstream`; lints are configured by this name with `_` for `-`.
+    pub name: &'static str,
+    pub severity: Severity,
+    /// Whether `[lints]` may change its level.
+    pub lint: bool,
+    /// One line: what is wrong.
+    pub explanation: &'static str,
+    /// One line: how to fix it.
+    pub fix: &'static str,
+}
+
+macro_rules! codes {
+    ($($konst:ident = $id:literal $name:literal $severity:ident $lint:literal: $explanation:literal; $fix:literal;)*) => {
+        $(
+            pub const $konst: Code = Code {
+                id: $id,
+                name: $name,
+                severity: Severity::$severity,
+                lint: $lint,
+                explanation: $explanation,
+                fix: $fix,
+            };
+        )*
+        /// Every code, in order.
+        pub const ALL: &[Code] = &[$($konst),*];
+    };
+}
+
+codes! {
+    TOML_SYNTAX = "G0001" "toml-syntax" Error false:
+        "the file is not valid TOML";
+        "fix the syntax at the place shown; nothing else is checked until it parses";
+    UNKNOWN_KEY = "G0002" "unknown-key" Error false:
+        "a key that this section does not have, often a typo";
+        "use one of the keys listed in the help, or remove it";
+    WRONG_TYPE = "G0003" "wrong-type" Error false:
+        "a value of the wrong type, such as a string where a list is expected";
+        "write the value in the type the message names";
+    MISSING_KEY = "G0004" "missing-key" Error false:
+        "a required key is missing";
+        "add the key";
+    UNKNOWN_SECTION = "G0005" "unknown-section" Error false:
+        "a top-level section that gateway.toml does not have";
+        "use one of `gateway`, `admin`, `listeners`, `upstreams`, `routes`, `tests`, `lints`";
+    SECTION_SHAPE = "G0006" "section-shape" Error false:
+        "a section written in the wrong form, such as `[routes]` for an array of routes";
+        "write named sections as `[upstreams.NAME]` and lists as `[[routes]]`";
+
+    UNKNOWN_UPSTREAM = "G0101" "unknown-upstream" Error false:
+        "a route names an upstream that is not declared";
+        "declare it with `[upstreams.NAME]` or fix the name";
+    UNKNOWN_LISTENER = "G0102" "unknown-listener" Error false:
+        "a route or test names a listener that is not declared";
+        "declare it with `[listeners.NAME]` or fix the name";
+    UNUSED_UPSTREAM = "G0103" "unused-upstream" Warning true:
+        "an upstream that no route uses: dead configuration, or a route naming the wrong one";
+        "route to it, or remove it";
+    NO_LISTENER = "G0104" "no-listener" Error false:
+        "the gateway has no listener and would accept no traffic";
+        "add `[listeners.NAME]` with a `bind` address";
+    NO_TARGETS = "G0105" "no-targets" Error false:
+        "an upstream with an empty target list";
+        "list at least one `http://HOST:PORT` target";
+    DUPLICATE_ROUTE_NAME = "G0106" "duplicate-route-name" Error false:
+        "two routes with the same `name`, so logs and route tests cannot tell them apart";
+        "give each route its own name";
+    TOO_MANY_LISTENERS = "G0107" "too-many-listeners" Error false:
+        "more than 64 listeners";
+        "merge listeners; routes name listeners in a 64-bit set";
+
+    PATH_NOT_ABSOLUTE = "G0201" "path-not-absolute" Error false:
+        "a route path that does not start with `/`, so it can match no request";
+        "start the path with `/`";
+    INVALID_PATTERN = "G0202" "invalid-pattern" Error false:
+        "a route path that is not a valid pattern";
+        "write parameters as `{name}` (one per segment) and a catch-all as a last `{*name}`";
+    DUPLICATE_ROUTE = "G0203" "duplicate-route" Error false:
+        "two routes match the same requests (same listener, host, method and path, parameter names aside)";
+        "remove one, or make their methods, hosts or listeners differ";
+    CONFLICTING_PATTERNS = "G0204" "conflicting-patterns" Error false:
+        "two path patterns the router cannot hold side by side";
+        "use the same parameter at the same position, or a distinct static segment";
+    SHADOWED_ROUTE = "G0205" "shadowed-route" Error false:
+        "a route that can never match: routes declared before it take every request it would";
+        "remove it, or narrow the earlier routes' methods, hosts or listeners";
+    PARTLY_SHADOWED_ROUTE = "G0206" "partly-shadowed-route" Warning true:
+        "some of a route's methods are taken by routes declared before it";
+        "drop those methods from the later route, or from the earlier ones";
+    UNKNOWN_METHOD = "G0207" "unknown-method" Error false:
+        "a method name that is not one of the standard methods (names are case-sensitive)";
+        "use GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE or PATCH";
+    EMPTY_METHODS = "G0208" "empty-methods" Error false:
+        "`methods = []` matches nothing";
+        "list methods, or leave `methods` out to match every method";
+    INVALID_HOST = "G0209" "invalid-host" Error false:
+        "a route `host` that is not a DNS name";
+        "write a host such as `api.example.com`, without scheme or port";
+    NO_TARGET = "G0210" "no-target" Error false:
+        "a route that says nowhere to send requests";
+        "add `upstream = \"NAME\"`";
+    REWRITE_WITH_STRIP_PREFIX = "G0211" "rewrite-with-strip-prefix" Error false:
+        "a route with both `rewrite` and `strip_prefix`";
+        "keep one: a rewrite already writes the whole path";
+    STRIP_PREFIX_MISMATCH = "G0212" "strip-prefix-mismatch" Error false:
+        "a `strip_prefix` that is not a whole-segment prefix of every path the route matches";
+        "strip a prefix of the route's literal start that ends at a `/`";
+    REWRITE_NOT_ABSOLUTE = "G0213" "rewrite-not-absolute" Error false:
+        "a `rewrite` that does not start with `/`";
+        "start the rewrite with `/`";
+    REWRITE_UNKNOWN_PARAMETER = "G0214" "rewrite-unknown-parameter" Error false:
+        "a `rewrite` uses a parameter that the route's path does not capture";
+        "use a parameter of the path, or capture it in the path";
+    REWRITE_SYNTAX = "G0215" "rewrite-syntax" Error false:
+        "a `rewrite` with an unclosed or empty `{}`";
+        "write parameters as `{name}`";
+
+    INVALID_DURATION = "G0301" "invalid-duration" Error false:
+        "not a duration, or zero";
+        "write a whole number with a unit: `500ms`, `5s`, `2m`, `1h`";
+    INVALID_ADDRESS = "G0302" "invalid-address" Error false:
+        "not a listening address";
+        "write `IP:PORT`, `[IPv6]:PORT` or `localhost:PORT`";
+    INVALID_URL = "G0303" "invalid-url" Error false:
+        "not a usable upstream URL";
+        "write `http://HOST:PORT` with no path, query or credentials";
+    INVALID_REFERENCE = "G0304" "invalid-reference" Error false:
+        "a malformed `${…}` reference";
+        "write `${env:NAME}`, `${env:NAME:-default}` or `${file:PATH}`";
+    OUT_OF_RANGE = "G0305" "out-of-range" Error false:
+        "a number outside the range the setting allows";
+        "use a value in the range the message gives";
+    ADDRESS_IN_USE_TWICE = "G0306" "address-in-use-twice" Error false:
+        "two listeners bind the same address; the second would fail at start-up";
+        "give each listener its own address or port";
+    EMPTY_NAME = "G0307" "empty-name" Error false:
+        "an empty name";
+        "write a name";
+    INVALID_SIZE = "G0308" "invalid-size" Error false:
+        "not a size, or zero";
+        "write a whole number with a unit: `512B`, `64KiB`, `10MiB`, `1GiB`";
+
+    INVALID_TEST_REQUEST = "G0401" "invalid-test-request" Error false:
+        "a route test whose `request` is not `METHOD /path`";
+        "write it like `GET /api/users/42`";
+    ROUTE_TEST_FAILED = "G0402" "route-test-failed" Error false:
+        "a route test's expectation does not hold for the compiled route table";
+        "fix the routes or the expectation; the message says what the request did";
+    UNKNOWN_ROUTE = "G0403" "unknown-route" Error false:
+        "a route test expects a route name that no route has";
+        "use a route's `name`";
+    INVALID_STATUS = "G0404" "invalid-status" Error false:
+        "not an HTTP status code the router can answer";
+        "expect 200 (routed), 404 or 405, or leave `status` out";
+    EMPTY_EXPECTATION = "G0405" "empty-expectation" Error false:
+        "a route test that expects nothing, and so can never fail";
+        "add `route`, `upstream`, `path` or `status` to `expect`";
+
+    UNKNOWN_LINT = "G0501" "unknown-lint" Error false:
+        "`[lints]` names a lint that does not exist, or sets a level other than allow, warn or deny";
+        "use a lint name from docs/diagnostics.md and `allow`, `warn` or `deny`";
+    PLAIN_HTTP_UPSTREAM = "G0502" "plain-http-upstream" Warning true:
+        "an upstream reached over plain HTTP on a non-loopback host: traffic and credentials cross the network unencrypted";
+        "reach it over a private network you trust, or allow the lint with a reason";
+    DEFAULT_RESPONSE_TIMEOUT = "G0503" "default-response-timeout" Allow true:
+        "an upstream relies on the default 30s response timeout";
+        "set `timeouts.response` to what the upstream's latency budget really is";
+}
+
+/// The code whose lint name (`plain_http_upstream`) is `name`.
+pub fn lint_by_name(name: &str) -> Option<&'static Code> {
+    ALL.iter()
+        .find(|c| c.lint && c.name.replace('-', "_") == name)
+}
+
+/// The lint names, for suggestions.
+pub fn lint_names() -> impl Iterator<Item = String> {
+    ALL.iter()
+        .filter(|c| c.lint)
+        .map(|c| c.name.replace('-', "_"))
+}
+
+/// `docs/diagnostics.md`, generated.
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Diagnostics\n\n\
+         Every diagnostic of `gateway check` and of the build has a stable code. Lints (marked\n\
+         *lint*) can be set to `allow`, `warn` or `deny` in a `[lints]` table by the name shown\n\
+         with `_` for `-`, as clippy's are: `[lints] plain_http_upstream = \"deny\"`.\n\n\
+         This file is generated from `gateway-build/src/codes.rs`; `cargo test` fails when they\n\
+         differ (`GATEWAY_BLESS=1 cargo test -p gateway-build` rewrites it).\n\n\
+         | code | name | level | what is wrong | how to fix it |\n|---|---|---|---|---|\n",
+    );
+    for code in ALL {
+        let level = match (code.severity, code.lint) {
+            (Severity::Error, false) => "error",
+            (Severity::Error, true) => "error (lint)",
+            (Severity::Warning, false) => "warning",
+            (Severity::Warning, true) => "warn (lint)",
+            (Severity::Allow, _) => "allow (lint)",
+        };
+        out.push_str(&format!(
+            "| {} | `{}` | {} | {} | {} |\n",
+            code.id,
+            code.name,
+            level,
+            code.explanation.replace('|', "\\|"),
+            code.fix.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ids and names are unique and well formed.
+    #[test]
+    fn codes_are_unique() {
+        for (i, a) in ALL.iter().enumerate() {
+            assert!(a.id.starts_with('G') && a.id.len() == 5, "{}", a.id);
+            for b in &ALL[i + 1..] {
+                assert_ne!(a.id, b.id);
+                assert_ne!(a.name, b.name);
+            }
+        }
+        assert!(ALL.len() >= 30);
+    }
+
+    /// docs/diagnostics.md is the generated table.
+    #[test]
+    fn docs_match_the_codes() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/diagnostics.md");
+        let generated = markdown();
+        if std::env::var_os("GATEWAY_BLESS").is_some() {
+            std::fs::write(path, &generated).expect("write docs/diagnostics.md");
+        }
+        let written = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            written == generated,
+            "docs/diagnostics.md is out of date: run `GATEWAY_BLESS=1 cargo test -p gateway-build`"
+        );
+    }
+}
