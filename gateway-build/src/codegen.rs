@@ -19,6 +19,9 @@ pub fn tokens(plan: &Plan) -> TokenStream {
         None => quote!(::core::option::Option::None),
     };
     let shutdown_timeout = setting(&plan.shutdown_timeout);
+    let file = &plan.file;
+    let sha = &plan.config_sha256;
+    let compiler = concat!("gateway-build ", env!("CARGO_PKG_VERSION"));
     let admin = match &plan.admin {
         Some(bind) => {
             let bind = setting(bind);
@@ -145,6 +148,12 @@ pub fn tokens(plan: &Plan) -> TokenStream {
 
             impl rt::Gateway for Gateway {
                 const NAME: &'static str = #name;
+                const PROVENANCE: rt::Provenance = rt::Provenance {
+                    config_file: #file,
+                    config_sha256: #sha,
+                    compiler: #compiler,
+                    policies: &[],
+                };
                 const WORKERS: ::core::option::Option<usize> = #workers;
                 const SHUTDOWN_TIMEOUT: rt::Setting = #shutdown_timeout;
                 const ADMIN: ::core::option::Option<rt::Setting> = #admin;

@@ -32,6 +32,38 @@ use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 
+/// A configuration that passed every check, lowered.
+#[derive(Debug)]
+pub struct Analysis {
+    pub plan: plan::Plan,
+    /// Warnings; errors never reach an `Analysis`.
+    pub warnings: Diagnostics,
+}
+
+/// Parses, checks, lowers and runs the route tests: everything but code generation.
+/// `file` is the name used in messages.
+pub fn analyze(file: &str, source: &str) -> Result<Analysis, Diagnostics> {
+    let (config, mut found) = match syntax::parse(source) {
+        Ok(parsed) => parsed,
+        Err(syntax_errors) => return Err(Diagnostics::new(file, source, syntax_errors)),
+    };
+    found.extend(check::check(&config));
+    check::lints::apply_levels(&config, &mut found);
+    let mut diagnostics = Diagnostics::new(file, source, found);
+    if diagnostics.has_errors() {
+        return Err(diagnostics);
+    }
+    let plan = plan::lower(&config, source, &diagnostics);
+    diagnostics.extend(route_tests::run(&config, &plan));
+    if diagnostics.has_errors() {
+        return Err(diagnostics);
+    }
+    Ok(Analysis {
+        plan,
+        warnings: diagnostics,
+    })
+}
+
 /// The compiler's result for one configuration file.
 #[derive(Debug)]
 pub struct Output {
@@ -43,23 +75,9 @@ pub struct Output {
     pub warnings: Diagnostics,
 }
 
-/// Parses, checks, lowers and generates. `file` is the name used in messages.
+/// Analyzes and generates the gateway's Rust code.
 pub fn generate(file: &str, source: &str) -> Result<Output, Diagnostics> {
-    let (config, mut found) = match syntax::parse(source) {
-        Ok(parsed) => parsed,
-        Err(syntax_errors) => return Err(Diagnostics::new(file, source, syntax_errors)),
-    };
-    found.extend(check::check(&config));
-    check::lints::apply_levels(&config, &mut found);
-    let mut diagnostics = Diagnostics::new(file, source, found);
-    if diagnostics.has_errors() {
-        return Err(diagnostics);
-    }
-    let plan = plan::lower(&config, &diagnostics);
-    diagnostics.extend(route_tests::run(&config, &plan));
-    if diagnostics.has_errors() {
-        return Err(diagnostics);
-    }
+    let Analysis { plan, warnings } = analyze(file, source)?;
     let tokens = codegen::tokens(&plan);
     let syntax_tree: syn::File = syn::parse2(tokens.clone()).unwrap_or_else(|e| {
         panic!("gateway-build generated invalid Rust ({e}); this is a bug in gateway-build")
@@ -72,7 +90,7 @@ pub fn generate(file: &str, source: &str) -> Result<Output, Diagnostics> {
     Ok(Output {
         source,
         tokens,
-        warnings: diagnostics,
+        warnings,
     })
 }
 

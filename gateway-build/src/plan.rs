@@ -22,6 +22,8 @@ pub struct Plan {
     pub name: String,
     /// The configuration file as named in messages.
     pub file: String,
+    /// SHA-256 of the configuration source, hex: which config a binary enforces.
+    pub config_sha256: String,
     pub workers: Option<usize>,
     pub shutdown_timeout: SettingPlan,
     pub admin: Option<SettingPlan>,
@@ -96,7 +98,7 @@ pub enum RewriteSegment {
 }
 
 /// Lowers a checked configuration.
-pub fn lower(config: &Config, diagnostics: &Diagnostics) -> Plan {
+pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
     let at = |offset: usize, key: &str| {
         let (line, col) = diagnostics.line_col(offset);
         format!("{}:{line}:{col} ({key})", diagnostics.file)
@@ -235,6 +237,7 @@ pub fn lower(config: &Config, diagnostics: &Diagnostics) -> Plan {
     Plan {
         name: gateway.map_or_else(|| "gateway".to_owned(), |g| g.name.get_ref().clone()),
         file: diagnostics.file.clone(),
+        config_sha256: sha256_hex(source.as_bytes()),
         workers: gateway
             .and_then(|g| g.workers.as_ref())
             .map(|w| *w.get_ref() as usize),
@@ -251,4 +254,12 @@ pub fn lower(config: &Config, diagnostics: &Diagnostics) -> Plan {
         upstreams,
         routes,
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

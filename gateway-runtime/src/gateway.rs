@@ -21,6 +21,7 @@ pub type Params<'k, 'v> = matchit::Params<'k, 'v>;
 /// `Send` because each stays on the worker that accepted its connection.
 pub trait Gateway: Sized + Send + 'static {
     const NAME: &'static str;
+    const PROVENANCE: Provenance;
     /// Worker threads; `None`: one per core.
     const WORKERS: Option<usize>;
     const SHUTDOWN_TIMEOUT: Setting;
@@ -50,6 +51,34 @@ pub struct ListenerSpec {
     pub name: &'static str,
     pub bind: Setting,
     pub header_read_timeout: Setting,
+}
+
+/// Which configuration a binary enforces: printed by `--version` and logged at start-up,
+/// so an operator can tell exactly what a running gateway was built from.
+#[derive(Debug, Clone, Copy)]
+pub struct Provenance {
+    pub config_file: &'static str,
+    /// SHA-256 of the configuration source, hex.
+    pub config_sha256: &'static str,
+    /// `gateway-build 0.1.0`.
+    pub compiler: &'static str,
+    /// The policy kinds compiled in; empty for a pure router.
+    pub policies: &'static [&'static str],
+}
+
+impl std::fmt::Display for Provenance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let policies = if self.policies.is_empty() {
+            "none".to_owned()
+        } else {
+            self.policies.join(", ")
+        };
+        write!(
+            f,
+            "config: {} sha256:{}\ncompiler: {}\npolicies: {}",
+            self.config_file, self.config_sha256, self.compiler, policies
+        )
+    }
 }
 
 /// An `[upstreams.NAME]` section.

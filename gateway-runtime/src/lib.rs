@@ -34,7 +34,7 @@ pub mod upstream;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::gateway::{
-        Gateway, ListenerSpec, Params, Request, RequestContext, Response, UpstreamSpec,
+        Gateway, ListenerSpec, Params, Provenance, Request, RequestContext, Response, UpstreamSpec,
     };
     pub use crate::methods::MethodSet;
     pub use crate::path::{RewriteSegment, rewrite, strip_prefix};

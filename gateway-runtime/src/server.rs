@@ -60,7 +60,18 @@ impl std::fmt::Display for StartError {
 /// Entry point of a generated gateway: logs to stderr (`RUST_LOG` filters, default
 /// `info`), runs until a signal, and exits non-zero when start-up fails.
 pub fn main<G: Gateway>() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--version") {
+        println!("{}\n{}", G::NAME, G::PROVENANCE);
+        return ExitCode::SUCCESS;
+    }
     init_logging();
+    tracing::info!(
+        gateway = G::NAME,
+        config = G::PROVENANCE.config_file,
+        sha256 = G::PROVENANCE.config_sha256,
+        compiler = G::PROVENANCE.compiler,
+        "starting"
+    );
     match run::<G>() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -73,7 +73,7 @@ fn write_crate(dir: &Path, dependencies: &str, build_rs: Option<&str>, main_rs: 
 /// Builds the crate in `dir` with each case's gateway.toml; returns the failures.
 fn run_cases(dir: &Path) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-fail-target");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("scratch-crates-target");
     let mut failures = Vec::new();
     for case in cases() {
         std::fs::write(dir.join("gateway.toml"), &case.source).expect("gateway.toml");

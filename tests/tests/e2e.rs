@@ -432,3 +432,27 @@ async fn connect_timeout_is_a_504() {
         "{waited:?}"
     );
 }
+
+/// `--version` names the gateway, the SHA-256 of the configuration it was compiled from,
+/// the compiler, and the policies compiled in.
+#[test]
+fn version_tells_which_configuration_is_compiled_in() {
+    use sha2::Digest;
+    let source = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/gateways/e2e.toml")).unwrap();
+    let hash: String = sha2::Sha256::digest(&source)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    for binary in [BUILD_RS_GATEWAY, MACRO_GATEWAY] {
+        let out = std::process::Command::new(binary)
+            .arg("--version")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let expected = format!(
+            "e2e\nconfig: gateways/e2e.toml sha256:{hash}\ncompiler: gateway-build {}\npolicies: none\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    }
+}

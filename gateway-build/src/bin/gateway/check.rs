@@ -1,0 +1,182 @@
+//! `gateway check`: diagnostics as rustc-style text, JSON lines or GitHub annotations.
+
+use std::io::IsTerminal;
+
+use gateway_build::{Diagnostic, Diagnostics, Severity};
+
+use crate::{EXIT_ERRORS, EXIT_USAGE, USAGE};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Human,
+    Json,
+    Github,
+}
+
+pub fn run(args: &[String]) -> Result<u8, String> {
+    let mut format = Format::Human;
+    let mut deny_warnings = false;
+    let mut files = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--deny-warnings" => deny_warnings = true,
+            "--format" => {
+                format = match args.next().map(String::as_str) {
+                    Some("human") => Format::Human,
+                    Some("json") => Format::Json,
+                    Some("github") => Format::Github,
+                    other => {
+                        return Err(format!(
+                            "unknown format {other:?}: use human, json or github"
+                        ));
+                    }
+                }
+            }
+            flag if flag.starts_with('-') => {
+                return Err(format!("unknown option `{flag}`\n{USAGE}"));
+            }
+            file => files.push(file.to_owned()),
+        }
+    }
+    if files.is_empty() {
+        files.push("gateway.toml".to_owned());
+    }
+    let mut status = 0;
+    for file in &files {
+        let (name, source) = match crate::read(file) {
+            Ok(read) => read,
+            Err(message) => {
+                eprintln!("error: {message}");
+                status = EXIT_USAGE;
+                continue;
+            }
+        };
+        let (diagnostics, summary) = match gateway_build::analyze(&name, &source) {
+            Ok(analysis) => {
+                let plan = &analysis.plan;
+                let summary = format!(
+                    "{name}: ok ({} routes, {} upstreams, {} listeners)",
+                    plan.routes.len(),
+                    plan.upstreams.len(),
+                    plan.listeners.len()
+                );
+                (analysis.warnings, Some(summary))
+            }
+            Err(diagnostics) => (diagnostics, None),
+        };
+        print(format, &diagnostics);
+        let warned = diagnostics
+            .items
+            .iter()
+            .any(|d| d.severity == Severity::Warning);
+        if summary.is_none() || (deny_warnings && warned) {
+            status = status.max(EXIT_ERRORS);
+        }
+        if let (Some(summary), Format::Human) = (summary, format) {
+            eprintln!("{summary}");
+        }
+    }
+    Ok(status)
+}
+
+fn print(format: Format, diagnostics: &Diagnostics) {
+    match format {
+        Format::Human => {
+            if !diagnostics.items.is_empty() {
+                eprint!("{}", diagnostics.render(std::io::stderr().is_terminal()));
+            }
+        }
+        Format::Json => {
+            for d in &diagnostics.items {
+                println!("{}", json(diagnostics, d));
+            }
+        }
+        Format::Github => {
+            for d in &diagnostics.items {
+                println!("{}", github(diagnostics, d));
+            }
+        }
+    }
+}
+
+fn severity(d: &Diagnostic) -> &'static str {
+    match d.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Allow => "allow",
+    }
+}
+
+/// One JSON object per diagnostic, on one line.
+fn json(all: &Diagnostics, d: &Diagnostic) -> String {
+    let (line, column) = all.line_col(d.span.start);
+    let (end_line, end_column) = all.line_col(d.span.end);
+    let related: Vec<String> = d
+        .related
+        .iter()
+        .map(|(span, label)| {
+            let (line, column) = all.line_col(span.start);
+            format!(
+                r#"{{"line":{line},"column":{column},"label":{}}}"#,
+                json_string(label)
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"severity":"{}","code":"{}","message":{},"file":{},"line":{line},"column":{column},"end_line":{end_line},"end_column":{end_column},"help":{},"related":[{}]}}"#,
+        severity(d),
+        d.code.id,
+        json_string(&d.message),
+        json_string(&all.file),
+        d.help.as_deref().map_or("null".to_owned(), json_string),
+        related.join(",")
+    )
+}
+
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A GitHub Actions workflow command, which the runner turns into an annotation.
+fn github(all: &Diagnostics, d: &Diagnostic) -> String {
+    let (line, column) = all.line_col(d.span.start);
+    let (end_line, end_column) = all.line_col(d.span.end);
+    let mut message = d.message.clone();
+    if let Some(help) = &d.help {
+        message = format!("{message}\nhelp: {help}");
+    }
+    format!(
+        "::{} file={},line={line},col={column},endLine={end_line},endColumn={end_column},title={}::{}",
+        if d.severity == Severity::Error {
+            "error"
+        } else {
+            "warning"
+        },
+        escape_property(&all.file),
+        d.code.id,
+        escape_data(&message)
+    )
+}
+
+fn escape_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+fn escape_property(text: &str) -> String {
+    escape_data(text).replace(':', "%3A").replace(',', "%2C")
+}

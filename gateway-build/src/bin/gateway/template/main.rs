@@ -1,0 +1,5 @@
+include!(concat!(env!("OUT_DIR"), "/gateway.rs"));
+
+fn main() -> std::process::ExitCode {
+    gateway::main()
+}
