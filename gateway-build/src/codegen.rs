@@ -33,8 +33,24 @@ pub fn tokens(plan: &Plan) -> TokenStream {
         let name = &l.name;
         let bind = setting(&l.bind);
         let header_read = setting(&l.header_read_timeout);
+        let max_body = match &l.max_body {
+            Some(size) => {
+                let size = setting(size);
+                quote!(::core::option::Option::Some(#size))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        let max_header_size = setting(&l.max_header_size);
+        let max_headers = Literal::usize_unsuffixed(l.max_headers);
         quote! {
-            rt::ListenerSpec { name: #name, bind: #bind, header_read_timeout: #header_read }
+            rt::ListenerSpec {
+                name: #name,
+                bind: #bind,
+                header_read_timeout: #header_read,
+                max_body: #max_body,
+                max_header_size: #max_header_size,
+                max_headers: #max_headers,
+            }
         }
     });
     let field_names = upstream_fields(plan);

@@ -16,6 +16,10 @@ const DEFAULT_HEADER_READ_TIMEOUT: &str = "30s";
 const DEFAULT_CONNECT_TIMEOUT: &str = "5s";
 const DEFAULT_RESPONSE_TIMEOUT: &str = "30s";
 const DEFAULT_POOL_IDLE_TIMEOUT: &str = "90s";
+/// Envoy's 60 KiB, rounded up; nginx allows 4 × 8 KiB by default.
+const DEFAULT_MAX_HEADER_SIZE: &str = "64KiB";
+/// Envoy's and hyper's default.
+const DEFAULT_MAX_HEADERS: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -45,6 +49,10 @@ pub struct ListenerPlan {
     pub name: String,
     pub bind: SettingPlan,
     pub header_read_timeout: SettingPlan,
+    /// `None`: no limit.
+    pub max_body: Option<SettingPlan>,
+    pub max_header_size: SettingPlan,
+    pub max_headers: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,23 +122,37 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
         },
     };
     let gateway = config.gateway.as_ref().map(|g| g.get_ref());
-    let listeners = config
-        .listeners
-        .iter()
-        .map(|(name, l)| {
-            let name = name.get_ref();
-            let l = l.get_ref();
-            ListenerPlan {
-                name: name.clone(),
-                bind: setting(Some(&l.bind), &format!("listeners.{name}.bind"), ""),
-                header_read_timeout: setting(
-                    l.timeouts.header_read.as_ref(),
-                    &format!("listeners.{name}.timeouts.header_read"),
-                    DEFAULT_HEADER_READ_TIMEOUT,
-                ),
-            }
-        })
-        .collect();
+    let listeners =
+        config
+            .listeners
+            .iter()
+            .map(|(name, l)| {
+                let name = name.get_ref();
+                let l = l.get_ref();
+                ListenerPlan {
+                    name: name.clone(),
+                    bind: setting(Some(&l.bind), &format!("listeners.{name}.bind"), ""),
+                    header_read_timeout: setting(
+                        l.timeouts.header_read.as_ref(),
+                        &format!("listeners.{name}.timeouts.header_read"),
+                        DEFAULT_HEADER_READ_TIMEOUT,
+                    ),
+                    max_body: l.limits.max_body.as_ref().map(|v| {
+                        setting(Some(v), &format!("listeners.{name}.limits.max_body"), "")
+                    }),
+                    max_header_size: setting(
+                        l.limits.max_header_size.as_ref(),
+                        &format!("listeners.{name}.limits.max_header_size"),
+                        DEFAULT_MAX_HEADER_SIZE,
+                    ),
+                    max_headers: l
+                        .limits
+                        .max_headers
+                        .as_ref()
+                        .map_or(DEFAULT_MAX_HEADERS, |n| *n.get_ref() as usize),
+                }
+            })
+            .collect();
     let upstreams = config
         .upstreams
         .iter()

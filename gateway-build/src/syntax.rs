@@ -62,6 +62,20 @@ pub struct Listener {
     pub bind: Spanned<String>,
     #[serde(default)]
     pub timeouts: ListenerTimeouts,
+    #[serde(default)]
+    pub limits: ListenerLimits,
+}
+
+/// Bounds on what one request may send.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerLimits {
+    /// Request body size; larger bodies get 413. Default: no limit.
+    pub max_body: Option<Spanned<String>>,
+    /// Bytes of the request head; larger heads get 431.
+    pub max_header_size: Option<Spanned<String>>,
+    /// Number of request header fields (HTTP/1.1); more get 431.
+    pub max_headers: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -51,6 +51,10 @@ pub struct ListenerSpec {
     pub name: &'static str,
     pub bind: Setting,
     pub header_read_timeout: Setting,
+    /// `None`: no limit.
+    pub max_body: Option<Setting>,
+    pub max_header_size: Setting,
+    pub max_headers: usize,
 }
 
 /// Which configuration a binary enforces: printed by `--version` and logged at start-up,
@@ -107,6 +111,10 @@ pub(crate) fn check_settings<G: Gateway>() -> Vec<SettingError> {
     for listener in G::LISTENERS {
         check(listener.bind.bind().map(drop));
         check(listener.header_read_timeout.duration().map(drop));
+        check(listener.max_header_size.header_size().map(drop));
+        if let Some(max_body) = listener.max_body {
+            check(max_body.size().map(drop));
+        }
     }
     for upstream in G::UPSTREAMS {
         for target in upstream.targets {
@@ -128,6 +136,8 @@ pub(crate) fn check_settings<G: Gateway>() -> Vec<SettingError> {
 #[derive(Debug)]
 pub struct RequestContext {
     pub listener: &'static str,
+    /// The listener's request body limit; `u64::MAX` when it has none.
+    pub max_body: u64,
     pub client: SocketAddr,
     /// The client IP, ready to append to `X-Forwarded-For`.
     pub client_ip: HeaderValue,

@@ -24,7 +24,7 @@ use socket2::{Domain, Socket, Type};
 use tokio::sync::watch;
 
 use crate::error::json_error;
-use crate::gateway::{Gateway, Request, RequestContext, Response, check_settings};
+use crate::gateway::{Gateway, ListenerSpec, Request, RequestContext, Response, check_settings};
 use crate::request::{Rejection, host, normalize_path, with_path};
 use crate::router::{Lookup, RouteTable};
 use crate::settings::SettingError;
@@ -94,9 +94,35 @@ fn init_logging() {
 /// A listener as one worker serves it.
 struct WorkerListener {
     index: usize,
-    name: &'static str,
     socket: std::net::TcpListener,
+    settings: ListenerSettings,
+}
+
+/// A listener's resolved settings, the same for every worker.
+#[derive(Debug, Clone, Copy)]
+struct ListenerSettings {
+    name: &'static str,
     header_read_timeout: Duration,
+    max_body: u64,
+    max_header_size: usize,
+    max_headers: usize,
+}
+
+impl ListenerSettings {
+    fn resolve(spec: &ListenerSpec) -> Result<Self, SettingError> {
+        Ok(Self {
+            name: spec.name,
+            header_read_timeout: spec.header_read_timeout.duration()?,
+            max_body: spec
+                .max_body
+                .map(|s| s.size())
+                .transpose()?
+                .unwrap_or(u64::MAX),
+            max_header_size: usize::try_from(spec.max_header_size.header_size()?)
+                .unwrap_or(usize::MAX),
+            max_headers: spec.max_headers,
+        })
+    }
 }
 
 fn run<G: Gateway>() -> Result<(), StartError> {
@@ -115,7 +141,7 @@ fn run<G: Gateway>() -> Result<(), StartError> {
     let mut per_worker: Vec<Vec<WorkerListener>> = (0..workers).map(|_| Vec::new()).collect();
     for (index, spec) in G::LISTENERS.iter().enumerate() {
         let requested = spec.bind.bind()?;
-        let header_read_timeout = spec.header_read_timeout.duration()?;
+        let settings = ListenerSettings::resolve(spec)?;
         // Port 0 picks a port once; the other workers join that same port.
         let mut addr = requested;
         for (worker, listeners) in per_worker.iter_mut().enumerate() {
@@ -133,9 +159,8 @@ fn run<G: Gateway>() -> Result<(), StartError> {
             }
             listeners.push(WorkerListener {
                 index,
-                name: spec.name,
                 socket,
-                header_read_timeout,
+                settings,
             });
         }
     }
@@ -246,7 +271,7 @@ fn worker<G: Gateway>(
             let socket = match tokio::net::TcpListener::from_std(listener.socket) {
                 Ok(socket) => socket,
                 Err(e) => {
-                    tracing::error!(listener = listener.name, error = %e, "cannot register listener");
+                    tracing::error!(listener = listener.settings.name, error = %e, "cannot register listener");
                     continue;
                 }
             };
@@ -254,8 +279,7 @@ fn worker<G: Gateway>(
                 gateway.clone(),
                 table,
                 socket,
-                listener.name,
-                listener.header_read_timeout,
+                listener.settings,
                 graceful.clone(),
             )));
         }
@@ -282,10 +306,10 @@ async fn accept_loop<G: Gateway>(
     gateway: Rc<G>,
     table: Rc<RouteTable<'static>>,
     socket: tokio::net::TcpListener,
-    listener: &'static str,
-    header_read_timeout: Duration,
+    settings: ListenerSettings,
     graceful: Rc<GracefulShutdown>,
 ) {
+    let listener = settings.name;
     loop {
         let (stream, client) = match socket.accept().await {
             Ok(accepted) => accepted,
@@ -304,6 +328,7 @@ async fn accept_loop<G: Gateway>(
             table: table.clone(),
             cx: RequestContext {
                 listener,
+                max_body: settings.max_body,
                 client,
                 client_ip,
             },
@@ -316,8 +341,13 @@ async fn accept_loop<G: Gateway>(
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_read_timeout);
-        builder.http2().timer(TokioTimer::new());
+            .header_read_timeout(settings.header_read_timeout)
+            .max_headers(settings.max_headers)
+            .max_buf_size(settings.max_header_size);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
         let watched = graceful.watch(
             builder
                 .serve_connection(TokioIo::new(stream), service)

@@ -141,6 +141,38 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// Parses a size: a whole number with `B`, `KiB`, `MiB` or `GiB`; zero is refused.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let hint = "write a whole number with a unit: `512B`, `64KiB`, `10MiB` or `1GiB`";
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size: {hint}"))?;
+    let scale: u64 = match unit {
+        "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(format!("`{text}` is not a size: {hint}")),
+    };
+    match number.checked_mul(scale) {
+        Some(0) => Err(format!("`{text}` is zero")),
+        Some(size) => Ok(size),
+        None => Err(format!("`{text}` is too large")),
+    }
+}
+
+/// A bound on the bytes of a request head: at least 8 KiB (hyper's smallest read
+/// buffer), at most 1 MiB.
+pub fn parse_header_size(text: &str) -> Result<u64, String> {
+    let size = parse_size(text)?;
+    if !(8 << 10..=1 << 20).contains(&size) {
+        return Err(format!("`{text}` is out of range: use 8KiB to 1MiB"));
+    }
+    Ok(size)
+}
+
 /// Parses a listening address: `IP:PORT`, `[IPv6]:PORT` or `localhost:PORT`.
 pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
     if let Some(port) = text.strip_prefix("localhost:") {
@@ -289,6 +321,14 @@ impl Setting {
     pub fn target(&self) -> Result<Target, SettingError> {
         self.parse(parse_target)
     }
+
+    pub fn size(&self) -> Result<u64, SettingError> {
+        self.parse(parse_size)
+    }
+
+    pub fn header_size(&self) -> Result<u64, SettingError> {
+        self.parse(parse_header_size)
+    }
 }
 
 #[cfg(test)]
@@ -345,6 +385,23 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("1.5s").is_err());
+    }
+
+    /// Sizes take binary units; header sizes have a range.
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512B"), Ok(512));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("10MiB"), Ok(10 << 20));
+        assert!(parse_size("10MB").is_err());
+        assert!(parse_size("0KiB").is_err());
+        assert!(parse_size("99999999999GiB").is_err());
+        assert!(
+            parse_header_size("4KiB")
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert_eq!(parse_header_size("8KiB"), Ok(8192));
     }
 
     /// Targets are scheme and host only.

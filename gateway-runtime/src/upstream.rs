@@ -5,9 +5,10 @@ use std::cell::Cell;
 use std::error::Error as _;
 use std::time::Duration;
 
-use http::header::{HOST, HeaderValue};
+use http::header::{CONTENT_LENGTH, HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{StatusCode, Version};
+use http_body_util::{LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -36,7 +37,7 @@ pub struct Upstream {
     name: &'static str,
     endpoints: Box<[Endpoint]>,
     next: Cell<usize>,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Limited<Incoming>>,
     response_timeout: Duration,
 }
 
@@ -82,10 +83,22 @@ impl Upstream {
     /// query) as the target, and streams the response back.
     pub async fn forward(
         &self,
-        mut req: Request,
+        req: Request,
         path: Option<PathAndQuery>,
         cx: &RequestContext,
     ) -> Response {
+        // A declared length over the limit is refused before the upstream is bothered;
+        // a body without one is cut off when it crosses the limit (see `failure`).
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > cx.max_body) {
+            return json_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        }
+        let limit = usize::try_from(cx.max_body).unwrap_or(usize::MAX);
+        let mut req = req.map(|body| Limited::new(body, limit));
         let endpoint = self.pick();
         let path = match path {
             Some(path) => path,
@@ -127,15 +140,9 @@ impl Upstream {
                 Response::from_parts(parts, Body::Upstream(body))
             }
             Ok(Err(e)) => {
-                let timed_out = is_timeout(&e);
+                let (status, message) = failure(&e);
                 tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %error_chain(&e), "upstream request failed");
-                if timed_out {
-                    json_error(StatusCode::GATEWAY_TIMEOUT, "upstream connect timed out")
-                } else if e.is_connect() {
-                    json_error(StatusCode::BAD_GATEWAY, "upstream unreachable")
-                } else {
-                    json_error(StatusCode::BAD_GATEWAY, "upstream connection failed")
-                }
+                json_error(status, message)
             }
             Err(_) => {
                 tracing::warn!(upstream = self.name, target = %endpoint.authority, timeout = ?self.response_timeout, "upstream response timed out");
@@ -145,17 +152,26 @@ impl Upstream {
     }
 }
 
-fn is_timeout(e: &hyper_util::client::legacy::Error) -> bool {
+/// The status for a failed upstream exchange: the client's body crossing the limit is
+/// the client's fault (413); a connect timeout is a 504; anything else a 502.
+fn failure(e: &hyper_util::client::legacy::Error) -> (StatusCode, &'static str) {
     let mut source = e.source();
     while let Some(err) = source {
+        if err.is::<LengthLimitError>() {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        }
         if let Some(io) = err.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
         {
-            return true;
+            return (StatusCode::GATEWAY_TIMEOUT, "upstream connect timed out");
         }
         source = err.source();
     }
-    false
+    if e.is_connect() {
+        (StatusCode::BAD_GATEWAY, "upstream unreachable")
+    } else {
+        (StatusCode::BAD_GATEWAY, "upstream connection failed")
+    }
 }
 
 fn error_chain(e: &hyper_util::client::legacy::Error) -> String {

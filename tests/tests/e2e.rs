@@ -379,10 +379,18 @@ fn missing_environment_variables_are_named() {
             "{err}"
         );
     }
-    assert!(
-        err.contains("gateways/e2e.toml:20:30 (upstreams.users.targets)"),
-        "{err}"
+    let config = include_str!("../gateways/e2e.toml");
+    let (line, text) = config
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains("${env:USERS_B}"))
+        .expect("USERS_B in e2e.toml");
+    let column = text.find("\"${env:USERS_B}").expect("column") + 1;
+    let place = format!(
+        "gateways/e2e.toml:{}:{column} (upstreams.users.targets)",
+        line + 1
     );
+    assert!(err.contains(&place), "{place} not in {err}");
 
     let err = Gateway::start(
         BUILD_RS_GATEWAY,
@@ -455,4 +463,56 @@ fn version_tells_which_configuration_is_compiled_in() {
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
     }
+}
+
+/// Listener limits: a body over `max_body` gets 413 whether its length is declared or
+/// not, and too many or too large headers get 431; the upstream sees none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_limits() {
+    let s = setup(BUILD_RS_GATEWAY, &[]).await;
+    let internal = s.gateway.addr("internal");
+
+    let body = "x".repeat(2048);
+    let reply = raw(
+        internal,
+        format!("POST /o/declared HTTP/1.1\r\nHost: a\r\nContent-Length: 2048\r\nConnection: close\r\n\r\n{body}").as_bytes(),
+    );
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(
+        reply.contains(r#"{"error":"request body too large","status":413}"#),
+        "{reply}"
+    );
+
+    let chunk = format!("400\r\n{}\r\n", "y".repeat(1024));
+    let chunked = format!(
+        "POST /o/chunked HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunk}{chunk}{chunk}0\r\n\r\n"
+    );
+    let reply = raw(internal, chunked.as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+
+    let many: String = (0..30).map(|i| format!("x-h{i}: 1\r\n")).collect();
+    let reply = raw(
+        internal,
+        format!("GET /o/many HTTP/1.1\r\nHost: a\r\n{many}\r\n").as_bytes(),
+    );
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+
+    let big = "z".repeat(10 * 1024);
+    let reply = raw(
+        internal,
+        format!("GET /o/big HTTP/1.1\r\nHost: a\r\nx-big: {big}\r\n\r\n").as_bytes(),
+    );
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+
+    // Within the limits, the same listener serves as usual.
+    let reply = raw(
+        internal,
+        b"POST /o/small HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let targets: Vec<String> = s.orders.seen().into_iter().map(|r| r.target).collect();
+    assert!(
+        targets.iter().all(|t| t == "/o/small" || t == "/o/chunked"),
+        "{targets:?}"
+    );
 }

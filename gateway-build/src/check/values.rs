@@ -61,6 +61,31 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
             &codes::INVALID_DURATION,
             found,
         );
+        let limits = &listener.limits;
+        setting(
+            &limits.max_body,
+            settings::parse_size,
+            &codes::INVALID_SIZE,
+            found,
+        );
+        setting(
+            &limits.max_header_size,
+            settings::parse_header_size,
+            &codes::INVALID_SIZE,
+            found,
+        );
+        if let Some(count) = &limits.max_headers
+            && !(1..=1000).contains(count.get_ref())
+        {
+            found.push(Diagnostic::new(
+                &codes::OUT_OF_RANGE,
+                count.span(),
+                format!(
+                    "`max_headers = {}` is out of range: use 1 to 1000",
+                    count.get_ref()
+                ),
+            ));
+        }
     }
     for (_, upstream) in &config.upstreams {
         let upstream = upstream.get_ref();
