@@ -161,7 +161,7 @@ codes! {
         "use a route's `name`";
     INVALID_STATUS = "G0404" "invalid-status" Error false:
         "not an HTTP status code the router can answer";
-        "expect 200 (routed), 404 or 405, or leave `status` out";
+        "expect 200 (routed), 400, 404 or 405, or leave `status` out";
     EMPTY_EXPECTATION = "G0405" "empty-expectation" Error false:
         "a route test that expects nothing, and so can never fail";
         "add `route`, `upstream`, `path` or `status` to `expect`";

@@ -197,8 +197,8 @@ pub fn parse(source: &str) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>>
                 config.upstreams =
                     named_items(value, "upstreams", &mut errors, &mut config.broken_names)
             }
-            "routes" => {
-                if let Some(items) = array(value, "routes", &mut errors) {
+            "routes" => match array(value, "routes", &mut errors) {
+                Some(items) => {
                     let count = items.len();
                     config.routes = items
                         .into_iter()
@@ -206,7 +206,8 @@ pub fn parse(source: &str) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>>
                         .collect();
                     config.incomplete |= config.routes.len() < count;
                 }
-            }
+                None => config.incomplete = true,
+            },
             "tests" => {
                 if let Some(items) = array(value, "tests", &mut errors) {
                     config.tests = items

@@ -1,7 +1,7 @@
 //! Names that point elsewhere in the file: upstreams and listeners named by routes.
 
 use crate::codes;
-use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::diagnostic::{Diagnostic, did_you_mean, suggest};
 use crate::syntax::Config;
 
 pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
@@ -22,21 +22,32 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
             match upstream_names.iter().position(|n| n == upstream.get_ref()) {
                 Some(i) => used[i] = true,
                 None if config.broken_names.contains(upstream.get_ref()) => {}
-                None => found.push(
-                    Diagnostic::new(
-                        &codes::UNKNOWN_UPSTREAM,
-                        upstream.span(),
-                        format!(
-                            "unknown upstream `{}`{}",
-                            upstream.get_ref(),
-                            did_you_mean(upstream.get_ref(), upstream_names.iter().copied())
-                        ),
-                    )
-                    .with_help(format!(
-                        "declare it with `[upstreams.{}]`",
-                        upstream.get_ref()
-                    )),
-                ),
+                None => {
+                    // The upstream the user probably meant is not "unused": one
+                    // message about the typo is enough.
+                    let meant = suggest(upstream.get_ref(), upstream_names.iter().copied());
+                    if let Some(i) = meant.and_then(|m| upstream_names.iter().position(|n| *n == m))
+                    {
+                        used[i] = true;
+                    }
+                    found.push(
+                        Diagnostic::new(
+                            &codes::UNKNOWN_UPSTREAM,
+                            upstream.span(),
+                            format!(
+                                "unknown upstream `{}`{}",
+                                upstream.get_ref(),
+                                meant.map_or_else(String::new, |m| format!(
+                                    " (did you mean `{m}`?)"
+                                ))
+                            ),
+                        )
+                        .with_help(format!(
+                            "declare it with `[upstreams.{}]`",
+                            upstream.get_ref()
+                        )),
+                    );
+                }
             }
         }
         for listener in route.listeners.iter().flat_map(|l| l.get_ref()) {
@@ -76,6 +87,26 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
                 )
                 .with_help("list at least one, such as `targets = [\"http://127.0.0.1:8001\"]`"),
             );
+        }
+    }
+    // Route names identify routes in logs and in route tests.
+    let mut named: Vec<&toml::Spanned<String>> = Vec::new();
+    for route in &config.routes {
+        let Some(name) = &route.get_ref().name else {
+            continue;
+        };
+        if let Some(first) = named.iter().find(|n| n.get_ref() == name.get_ref()) {
+            found.push(
+                Diagnostic::new(
+                    &codes::DUPLICATE_ROUTE_NAME,
+                    name.span(),
+                    format!("a route named `{}` exists already", name.get_ref()),
+                )
+                .with_related(first.span(), "first named here")
+                .with_help(codes::DUPLICATE_ROUTE_NAME.fix),
+            );
+        } else {
+            named.push(name);
         }
     }
 }
