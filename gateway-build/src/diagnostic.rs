@@ -61,15 +61,21 @@ pub struct Diagnostics {
     pub file: String,
     pub source: String,
     pub items: Vec<Diagnostic>,
+    /// Byte offset of the start of each line, for `line_col` in O(log n).
+    line_starts: Vec<usize>,
 }
 
 impl Diagnostics {
     pub(crate) fn new(file: &str, source: &str, mut items: Vec<Diagnostic>) -> Self {
         items.sort_by_key(|d| (d.span.start, d.span.end));
+        let line_starts = std::iter::once(0)
+            .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         Self {
             file: file.to_owned(),
             source: source.to_owned(),
             items,
+            line_starts,
         }
     }
 
@@ -86,10 +92,13 @@ impl Diagnostics {
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.source.len());
-        let before = &self.source[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        (line, before[line_start..].chars().count() + 1)
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line - 1];
+        let column = self
+            .source
+            .get(line_start..offset)
+            .map_or(1, |text| text.chars().count() + 1);
+        (line, column)
     }
 
     fn location(&self, offset: usize) -> String {
