@@ -11,10 +11,10 @@ use crate::plan::{PathChange, Plan, RewriteSegment, SettingPlan, Target};
 pub fn tokens(plan: &Plan) -> TokenStream {
     let name = &plan.name;
     let doc = format!(" The gateway `{name}`, compiled from `{}`.", plan.file);
-    let workers = match plan.workers {
-        Some(n) => {
-            let n = Literal::usize_unsuffixed(n);
-            quote!(::core::option::Option::Some(#n))
+    let workers = match &plan.workers {
+        Some(workers) => {
+            let workers = setting(workers);
+            quote!(::core::option::Option::Some(#workers))
         }
         None => quote!(::core::option::Option::None),
     };
@@ -170,7 +170,7 @@ pub fn tokens(plan: &Plan) -> TokenStream {
                     compiler: #compiler,
                     policies: &[],
                 };
-                const WORKERS: ::core::option::Option<usize> = #workers;
+                const WORKERS: ::core::option::Option<rt::Setting> = #workers;
                 const SHUTDOWN_TIMEOUT: rt::Setting = #shutdown_timeout;
                 const ADMIN: ::core::option::Option<rt::Setting> = #admin;
                 const LISTENERS: &'static [rt::ListenerSpec] = &[#(#listeners),*];

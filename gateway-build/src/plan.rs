@@ -28,7 +28,8 @@ pub struct Plan {
     pub file: String,
     /// SHA-256 of the configuration source, hex: which config a binary enforces.
     pub config_sha256: String,
-    pub workers: Option<usize>,
+    /// `None`: one per core.
+    pub workers: Option<SettingPlan>,
     pub shutdown_timeout: SettingPlan,
     pub admin: Option<SettingPlan>,
     pub listeners: Vec<ListenerPlan>,
@@ -262,7 +263,10 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
         config_sha256: sha256_hex(source.as_bytes()),
         workers: gateway
             .and_then(|g| g.workers.as_ref())
-            .map(|w| *w.get_ref() as usize),
+            .map(|w| SettingPlan {
+                origin: at(w.span().start, "gateway.workers"),
+                raw: w.get_ref().raw(),
+            }),
         shutdown_timeout: setting(
             gateway.and_then(|g| g.shutdown_timeout.as_ref()),
             "gateway.shutdown_timeout",

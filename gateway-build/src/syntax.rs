@@ -42,10 +42,29 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct GatewaySection {
     pub name: Spanned<String>,
-    /// Worker threads, each with its own runtime and listening socket; default: one per core.
-    pub workers: Option<Spanned<i64>>,
+    /// Worker threads, each with its own runtime and listening socket; default: one per
+    /// core. A number, or a string that may hold `${env:…}`.
+    pub workers: Option<Spanned<NumberOrText>>,
     /// How long SIGTERM waits for in-flight requests before closing connections.
     pub shutdown_timeout: Option<Spanned<String>>,
+}
+
+/// A count written as a number, or as a string so that it can come from the environment.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum NumberOrText {
+    Number(i64),
+    Text(String),
+}
+
+impl NumberOrText {
+    /// The value as a setting string: numbers in decimal, text as written.
+    pub fn raw(&self) -> String {
+        match self {
+            NumberOrText::Number(n) => n.to_string(),
+            NumberOrText::Text(text) => text.clone(),
+        }
+    }
 }
 
 /// `[admin]`: `/healthz` and `/readyz` on a separate address.

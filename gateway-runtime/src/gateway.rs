@@ -23,7 +23,7 @@ pub trait Gateway: Sized + Send + 'static {
     const NAME: &'static str;
     const PROVENANCE: Provenance;
     /// Worker threads; `None`: one per core.
-    const WORKERS: Option<usize>;
+    const WORKERS: Option<Setting>;
     const SHUTDOWN_TIMEOUT: Setting;
     const ADMIN: Option<Setting>;
     const LISTENERS: &'static [ListenerSpec];
@@ -105,6 +105,9 @@ pub(crate) fn check_settings<G: Gateway>() -> Vec<SettingError> {
         }
     };
     check(G::SHUTDOWN_TIMEOUT.duration().map(drop));
+    if let Some(workers) = G::WORKERS {
+        check(workers.workers().map(drop));
+    }
     if let Some(admin) = G::ADMIN {
         check(admin.bind().map(drop));
     }

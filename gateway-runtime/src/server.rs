@@ -126,14 +126,15 @@ impl ListenerSettings {
 }
 
 fn run<G: Gateway>() -> Result<(), StartError> {
-    let workers = G::WORKERS
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
     let errors = check_settings::<G>();
     if !errors.is_empty() {
         return Err(StartError::Settings(errors));
     }
     let drain_timeout = G::SHUTDOWN_TIMEOUT.duration()?;
+    let workers = match G::WORKERS {
+        Some(workers) => workers.workers()?,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
     // Everything that can fail is done before the first socket is bound.
     let gateways = (0..workers)
         .map(|_| G::new())

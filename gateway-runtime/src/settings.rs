@@ -173,6 +173,16 @@ pub fn parse_header_size(text: &str) -> Result<u64, String> {
     Ok(size)
 }
 
+/// Parses a worker thread count: 1 to 1024.
+pub fn parse_workers(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`workers = {text}` is out of range: use 1 to 1024, or leave it out for one worker per core"
+        )),
+    }
+}
+
 /// Parses a listening address: `IP:PORT`, `[IPv6]:PORT` or `localhost:PORT`.
 pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
     if let Some(port) = text.strip_prefix("localhost:") {
@@ -320,6 +330,10 @@ impl Setting {
 
     pub fn target(&self) -> Result<Target, SettingError> {
         self.parse(parse_target)
+    }
+
+    pub fn workers(&self) -> Result<usize, SettingError> {
+        self.parse(parse_workers)
     }
 
     pub fn size(&self) -> Result<u64, SettingError> {

@@ -148,7 +148,7 @@ fn shapes_and_ranges() {
     assert!(
         found
             .iter()
-            .any(|m| m.contains("`workers = 0` is out of range")),
+            .any(|m| m.starts_with("`workers = 0` is out of range")),
         "{found:?}"
     );
     assert!(

@@ -20,16 +20,13 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
                 "`name` must not be empty",
             ));
         }
-        if let Some(workers) = &gateway.workers
-            && !(1..=1024).contains(workers.get_ref())
-        {
-            found.push(
-                Diagnostic::new(
-                    &codes::OUT_OF_RANGE,
-                    workers.span(),
-                    format!("`workers = {}` is out of range", workers.get_ref()),
-                )
-                .with_help("use 1 to 1024, or leave it out for one worker per core"),
+        if let Some(workers) = &gateway.workers {
+            let raw = Spanned::new(workers.span(), workers.get_ref().raw());
+            setting(
+                &Some(raw),
+                settings::parse_workers,
+                &codes::OUT_OF_RANGE,
+                found,
             );
         }
         setting(
