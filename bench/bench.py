@@ -346,13 +346,14 @@ def instructions_per_request(make, path, workdir, name):
         subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=True)
     finally:
         candidate.stop()
+    # Each dump holds the costs since the previous one; the window is their sum.
     total = 0
     for dump in [f for f in os.listdir(workdir) if f.startswith(f"callgrind.{name}.out")]:
         with open(os.path.join(workdir, dump)) as f:
             for line in f:
-                if line.startswith("summary:") or line.startswith("totals:"):
-                    total = max(total, int(line.split()[1]))
-                    break
+                if line.startswith("totals:"):
+                    total += int(line.split()[1])
+        os.unlink(os.path.join(workdir, dump))
     return total / max(result["requests"], 1), result["requests"]
 
 

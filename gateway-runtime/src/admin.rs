@@ -10,8 +10,10 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
-use crate::body::Body;
-use crate::error::json_error;
+use bytes::Bytes;
+use http_body_util::Full;
+
+use crate::error::json_response;
 
 pub(crate) async fn serve(listener: tokio::net::TcpListener, ready: Arc<AtomicBool>) {
     loop {
@@ -25,8 +27,8 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, ready: Arc<AtomicBo
                 Ok::<_, Infallible>(match req.uri().path() {
                     "/healthz" => status_ok("ok"),
                     "/readyz" if ready => status_ok("ready"),
-                    "/readyz" => json_error(StatusCode::SERVICE_UNAVAILABLE, "draining"),
-                    _ => json_error(StatusCode::NOT_FOUND, "no such admin endpoint"),
+                    "/readyz" => json_response(StatusCode::SERVICE_UNAVAILABLE, "draining"),
+                    _ => json_response(StatusCode::NOT_FOUND, "no such admin endpoint"),
                 })
             }
         });
@@ -38,8 +40,10 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, ready: Arc<AtomicBo
     }
 }
 
-fn status_ok(status: &'static str) -> http::Response<Body> {
-    let mut response = http::Response::new(Body::local(format!(r#"{{"status":"{status}"}}"#)));
+fn status_ok(status: &'static str) -> http::Response<Full<Bytes>> {
+    let mut response = http::Response::new(Full::new(Bytes::from(format!(
+        r#"{{"status":"{status}"}}"#
+    ))));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -5,14 +5,14 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::pool::PooledBody;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
 #[derive(Debug)]
 pub enum Body {
-    Upstream(Incoming),
+    Upstream(PooledBody),
     Local(Full<Bytes>),
 }
 

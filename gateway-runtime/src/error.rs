@@ -3,17 +3,26 @@
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 
+use bytes::Bytes;
+use http_body_util::Full;
+
 use crate::body::Body;
 
 /// A JSON error response. `message` is one of the gateway's own fixed texts, never
 /// client input, so it needs no escaping beyond what `json_string` does.
 pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(status, message).map(Body::Local)
+}
+
+/// The same with a plain body, for the admin listener, whose responses never come from
+/// an upstream.
+pub fn json_response(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     let body = format!(
         r#"{{"error":{},"status":{}}}"#,
         json_string(message),
         status.as_u16()
     );
-    let mut response = Response::new(Body::local(body));
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response
         .headers_mut()

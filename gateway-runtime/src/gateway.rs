@@ -17,9 +17,9 @@ pub type Params<'k, 'v> = matchit::Params<'k, 'v>;
 
 /// A gateway compiled from a gateway.toml. Implemented only by generated code.
 ///
-/// One instance is built per worker thread; `handle` futures are not required to be
-/// `Send` because each stays on the worker that accepted its connection.
-pub trait Gateway: Sized + Send + 'static {
+/// One instance is built on each worker thread and never leaves it, so neither it nor
+/// its `handle` futures need to be `Send`: per-thread state needs no locks.
+pub trait Gateway: Sized + 'static {
     const NAME: &'static str;
     const PROVENANCE: Provenance;
     /// Worker threads; `None`: one per core.

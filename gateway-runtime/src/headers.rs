@@ -2,58 +2,77 @@
 //! upstream learns who the client was through `X-Forwarded-*`.
 
 use http::HeaderMap;
-use http::header::{
-    CONNECTION, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
-    TRANSFER_ENCODING, UPGRADE,
-};
+use http::header::{self, HeaderName, HeaderValue};
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Headers that concern one connection only. Transfer-Encoding is among them: hyper
-/// frames the forwarded message itself from the body it is given.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == CONNECTION
-        || name == TRANSFER_ENCODING
-        || name == TE
-        || name == UPGRADE
-        || name == PROXY_AUTHORIZATION
-        || name == PROXY_AUTHENTICATE
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
+/// Headers that concern one connection only (RFC 9110 §7.6.1, plus the proxy
+/// credentials of RFC 9110 §11.7). Transfer-Encoding is among them: hyper frames the
+/// forwarded message itself from the body it is given.
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
+
+/// The index of `name` in `HOP_BY_HOP`, in any case. Runs for every header of every
+/// request and response, so it compares lengths before bytes: most names fail on the
+/// length alone.
+fn hop_by_hop_index(name: &str) -> Option<usize> {
+    let index = match name.len() {
+        10 if name.eq_ignore_ascii_case("connection") => 0,
+        10 if name.eq_ignore_ascii_case("keep-alive") => 1,
+        16 if name.eq_ignore_ascii_case("proxy-connection") => 2,
+        2 if name.eq_ignore_ascii_case("te") => 3,
+        17 if name.eq_ignore_ascii_case("transfer-encoding") => 4,
+        7 if name.eq_ignore_ascii_case("upgrade") => 5,
+        19 if name.eq_ignore_ascii_case("proxy-authorization") => 6,
+        18 if name.eq_ignore_ascii_case("proxy-authenticate") => 7,
+        _ => return None,
+    };
+    Some(index)
 }
 
 /// Removes hop-by-hop headers and every header that `Connection` names.
 ///
-/// One scan over the names in the common case where there is nothing to remove.
+/// One scan finds which are present; only those are removed, so the common
+/// `Connection: keep-alive` costs one removal and no allocation.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_hop_by_hop) {
+    let present = headers.keys().fold(0u16, |bits, name| {
+        bits | hop_by_hop_index(name.as_str()).map_or(0, |i| 1 << i)
+    });
+    if present == 0 {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if present & 1 != 0 {
+        // Names listed in Connection that are not removed anyway; usually none.
+        let mut listed: Vec<HeaderName> = Vec::new();
+        for value in headers.get_all(header::CONNECTION) {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") || hop_by_hop_index(token).is_some() {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    listed.push(name);
+                }
+            }
+        }
+        for name in listed {
+            headers.remove(name);
+        }
     }
-    for name in [
-        &CONNECTION,
-        &TRANSFER_ENCODING,
-        &TE,
-        &UPGRADE,
-        &PROXY_AUTHORIZATION,
-        &PROXY_AUTHENTICATE,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-    ] {
-        headers.remove(name);
+    for (index, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << index) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
@@ -84,14 +103,26 @@ mod tests {
     #[test]
     fn hop_by_hop() {
         let mut h = HeaderMap::new();
-        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, X-Secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(TE, HeaderValue::from_static("trailers"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+        // `Connection: close` names no header; the common response needs no allocation.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        h.insert(
+            "close",
+            HeaderValue::from_static("a header that happens to be named close"),
+        );
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
     }
 
     /// The client address is appended to an existing chain.

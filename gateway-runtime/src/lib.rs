@@ -25,6 +25,8 @@ pub mod gateway;
 #[cfg(feature = "server")]
 pub mod headers;
 #[cfg(feature = "server")]
+pub mod pool;
+#[cfg(feature = "server")]
 mod server;
 #[cfg(feature = "server")]
 pub mod upstream;

@@ -3,7 +3,7 @@
 //! reaches an upstream.
 
 use http::header::HOST;
-use http::uri::{Authority, PathAndQuery, Uri};
+use http::uri::{PathAndQuery, Uri};
 use http::{Request, StatusCode, Version};
 
 /// Why a request was refused: always 400, with a fixed message.
@@ -35,20 +35,52 @@ pub fn host<B>(req: &Request<B>) -> Result<Option<&str>, Rejection> {
     match (hosts.next(), hosts.next()) {
         // RFC 9112 §3.2: exactly one Host in HTTP/1.1, and a valid one.
         (Some(_), Some(_)) => Err(bad_request("more than one Host header")),
-        (Some(value), None) => {
-            let authority = value
-                .to_str()
-                .ok()
-                .and_then(|text| text.parse::<Authority>().ok())
-                .filter(|a| !a.as_str().contains('@'))
-                .ok_or(bad_request("invalid Host header"))?;
-            let host_len = authority.host().len();
-            // The host is the start of the header value; borrow it from there.
-            Ok(value.to_str().ok().map(|text| &text[..host_len]))
-        }
+        (Some(value), None) => value
+            .to_str()
+            .ok()
+            .and_then(host_of)
+            .map(Some)
+            .ok_or(bad_request("invalid Host header")),
         (None, _) if req.version() == Version::HTTP_11 => Err(bad_request("missing Host header")),
         (None, _) => Ok(None),
     }
+}
+
+/// The host part of a `Host` value (RFC 9110 §7.2: `uri-host [ ":" port ]`), checked
+/// byte by byte without allocating; `None` when the value is not a valid host.
+fn host_of(value: &str) -> Option<&str> {
+    let (host, port) = if value.starts_with('[') {
+        let close = value.find(']')?;
+        let (host, rest) = value.split_at(close + 1);
+        let literal = &host[1..host.len() - 1];
+        let ip_literal = !literal.is_empty()
+            && literal
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        if !ip_literal {
+            return None;
+        }
+        let port = if rest.is_empty() {
+            None
+        } else {
+            Some(rest.strip_prefix(':')?)
+        };
+        (host, port)
+    } else {
+        match value.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (value, None),
+        }
+    };
+    if port.is_some_and(|p| p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    // reg-name (RFC 3986 §3.2.2): unreserved, sub-delims and percent-encoded octets.
+    let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
+    if !host.starts_with('[') && (host.is_empty() || !host.bytes().all(reg_name)) {
+        return None;
+    }
+    Some(host)
 }
 
 /// The path in normal form when it is not already: dot segments resolved (also when
@@ -201,7 +233,17 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(host(&req).unwrap_err().status, 400);
-        let req = Request::get("/").header(HOST, "a b").body(()).unwrap();
-        assert!(host(&req).is_err());
+        for bad in ["a b", "u@a", "a:80:80", "a:x", "[zz]", "[::1", ":80", ""] {
+            let req = Request::get("/").header(HOST, bad).body(()).unwrap();
+            assert!(host(&req).is_err(), "{bad:?}");
+        }
+        for (good, expected) in [
+            ("[::1]:8080", "[::1]"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("a.b:", "a.b"),
+        ] {
+            let req = Request::get("/").header(HOST, good).body(()).unwrap();
+            assert_eq!(host(&req), Ok(Some(expected)));
+        }
     }
 }

@@ -135,10 +135,6 @@ fn run<G: Gateway>() -> Result<(), StartError> {
         Some(workers) => workers.workers()?,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    // Everything that can fail is done before the first socket is bound.
-    let gateways = (0..workers)
-        .map(|_| G::new())
-        .collect::<Result<Vec<G>, _>>()?;
     let mut per_worker: Vec<Vec<WorkerListener>> = (0..workers).map(|_| Vec::new()).collect();
     for (index, spec) in G::LISTENERS.iter().enumerate() {
         let requested = spec.bind.bind()?;
@@ -167,14 +163,31 @@ fn run<G: Gateway>() -> Result<(), StartError> {
     }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::with_capacity(workers);
-    for (i, (gateway, listeners)) in gateways.into_iter().zip(per_worker).enumerate() {
+    for (i, listeners) in per_worker.into_iter().enumerate() {
         let shutdown = shutdown_rx.clone();
+        let started = started_tx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("gateway-worker-{i}"))
-            .spawn(move || worker(gateway, listeners, shutdown, drain_timeout))
+            .spawn(move || worker::<G>(listeners, shutdown, started, drain_timeout))
             .map_err(|e| StartError::Io(format!("cannot start worker thread: {e}")))?;
         threads.push(thread);
+    }
+    drop(started_tx);
+    // Each worker builds its own gateway (pools, counters) on its own thread and says
+    // whether it could; start-up fails as a whole if one could not.
+    for _ in 0..workers {
+        let outcome = started_rx
+            .recv()
+            .unwrap_or_else(|_| Err(StartError::Io("a worker thread died while starting".into())));
+        if let Err(e) = outcome {
+            let _ = shutdown_tx.send(true);
+            for thread in threads {
+                let _ = thread.join();
+            }
+            return Err(e);
+        }
     }
 
     let control = tokio::runtime::Builder::new_current_thread()
@@ -247,9 +260,9 @@ impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
 }
 
 fn worker<G: Gateway>(
-    gateway: G,
     listeners: Vec<WorkerListener>,
     mut shutdown: watch::Receiver<bool>,
+    started: std::sync::mpsc::Sender<Result<(), StartError>>,
     drain_timeout: Duration,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -258,13 +271,22 @@ fn worker<G: Gateway>(
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            tracing::error!(error = %e, "cannot start worker runtime");
+            let _ = started.send(Err(StartError::Io(format!(
+                "cannot start worker runtime: {e}"
+            ))));
             return;
         }
     };
+    let gateway = match G::new() {
+        Ok(gateway) => Rc::new(gateway),
+        Err(e) => {
+            let _ = started.send(Err(e.into()));
+            return;
+        }
+    };
+    let _ = started.send(Ok(()));
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let gateway = Rc::new(gateway);
         let graceful = Rc::new(GracefulShutdown::new());
         let mut accept_loops = Vec::new();
         for listener in listeners {

@@ -3,46 +3,51 @@
 
 use std::cell::Cell;
 use std::error::Error as _;
+use std::rc::Rc;
 use std::time::Duration;
 
 use http::header::{CONTENT_LENGTH, HOST, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::uri::{Authority, PathAndQuery, Uri};
 use http::{StatusCode, Version};
 use http_body_util::{LengthLimitError, Limited};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::Body;
 use crate::error::json_error;
 use crate::gateway::{Request, RequestContext, Response, UpstreamSpec};
 use crate::headers::{X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, strip_hop_by_hop};
+use crate::pool::{ConnectError, Connection, Pool, PooledBody, RequestBody};
 use crate::settings::SettingError;
 
 /// One target, with what every request to it needs precomputed.
 #[derive(Debug)]
 struct Endpoint {
-    scheme: Scheme,
     authority: Authority,
     /// `Host` sent upstream: the target's authority, as nginx and Kong send by default;
     /// the client's host travels in `X-Forwarded-Host`.
     host: HeaderValue,
+    pool: Rc<Pool>,
 }
 
-/// A pool of targets served round-robin; one instance per worker thread, so the
-/// rotation and the connection pool need no locks.
+/// A set of targets served round-robin; one instance per worker thread, so the
+/// rotation and the connection pools need no locks.
 #[derive(Debug)]
 pub struct Upstream {
     name: &'static str,
     endpoints: Box<[Endpoint]>,
     next: Cell<usize>,
-    client: Client<HttpConnector, Limited<Incoming>>,
+    connect_timeout: Duration,
     response_timeout: Duration,
+}
+
+/// Why forwarding failed, mapped to a status by `failure`.
+enum Failure {
+    Connect(ConnectError),
+    Exchange(hyper::Error),
 }
 
 impl Upstream {
     pub fn new(spec: &'static UpstreamSpec) -> Result<Self, SettingError> {
+        let idle_timeout = spec.idle_timeout.duration()?;
         let endpoints = spec
             .targets
             .iter()
@@ -51,24 +56,17 @@ impl Upstream {
                 let host = HeaderValue::from_str(target.authority.as_str())
                     .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
                 Ok(Endpoint {
-                    scheme: target.scheme,
                     authority: target.authority,
                     host,
+                    pool: Rc::new(Pool::new(idle_timeout)),
                 })
             })
             .collect::<Result<Box<[_]>, SettingError>>()?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(spec.connect_timeout.duration()?));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(spec.idle_timeout.duration()?)
-            .build(connector);
         Ok(Self {
             name: spec.name,
             endpoints,
             next: Cell::new(0),
-            client,
+            connect_timeout: spec.connect_timeout.duration()?,
             response_timeout: spec.response_timeout.duration()?,
         })
     }
@@ -98,29 +96,23 @@ impl Upstream {
             return json_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
         }
         let limit = usize::try_from(cx.max_body).unwrap_or(usize::MAX);
-        let mut req = req.map(|body| Limited::new(body, limit));
         let endpoint = self.pick();
+        // Changed in place: moving a request costs a copy of its head each time.
+        let mut req = req;
         let path = match path {
             Some(path) => path,
             None => req
-                .uri_mut()
+                .uri()
                 .path_and_query()
                 .cloned()
                 .unwrap_or_else(|| PathAndQuery::from_static("/")),
         };
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(endpoint.scheme.clone());
-        parts.authority = Some(endpoint.authority.clone());
-        parts.path_and_query = Some(path);
-        let Ok(uri) = Uri::from_parts(parts) else {
-            return json_error(StatusCode::BAD_REQUEST, "invalid request target");
+        let original_host = match req.uri().authority() {
+            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+            None => req.headers().get(HOST).cloned(),
         };
-        let original_host = req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            .or_else(|| req.headers().get(HOST).cloned());
-        *req.uri_mut() = uri;
+        // Origin-form: the upstream is an origin server, not a proxy.
+        *req.uri_mut() = Uri::from(path);
         // The upstream leg is HTTP/1.1 whatever the client spoke.
         *req.version_mut() = Version::HTTP_11;
         let headers = req.headers_mut();
@@ -132,16 +124,24 @@ impl Upstream {
             None => headers.remove(&X_FORWARDED_HOST),
         };
         headers.insert(HOST, endpoint.host.clone());
+        let req = req.map(|body| Limited::new(body, limit));
 
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
-            Ok(Ok(response)) => {
-                let (mut parts, body) = response.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                Response::from_parts(parts, Body::Upstream(body))
+        match tokio::time::timeout(self.response_timeout, self.exchange(endpoint, req)).await {
+            Ok(Ok((mut response, conn))) => {
+                strip_hop_by_hop(response.headers_mut());
+                let pool = endpoint.pool.clone();
+                response.map(|body| Body::Upstream(PooledBody::new(body, pool, conn)))
             }
             Ok(Err(e)) => {
                 let (status, message) = failure(&e);
-                tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %error_chain(&e), "upstream request failed");
+                match &e {
+                    Failure::Connect(e) => {
+                        tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %e, "upstream connect failed")
+                    }
+                    Failure::Exchange(e) => {
+                        tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %error_chain(e), "upstream request failed")
+                    }
+                }
                 json_error(status, message)
             }
             Err(_) => {
@@ -150,31 +150,64 @@ impl Upstream {
             }
         }
     }
+
+    /// Sends the request on a pooled connection, or a new one. A pooled connection may
+    /// have been closed by the upstream in the meantime; when hyper reports that the
+    /// request was not sent at all, it is sent again on the next connection, which is
+    /// safe for any method because the upstream never saw it.
+    async fn exchange(
+        &self,
+        endpoint: &Endpoint,
+        mut req: http::Request<RequestBody>,
+    ) -> Result<(http::Response<hyper::body::Incoming>, Connection), Failure> {
+        loop {
+            let mut conn = match endpoint.pool.checkout() {
+                Some(conn) => conn,
+                // Boxed because it is rare: inline, the connect future would make
+                // every request's future larger, and futures are moved by copying.
+                None => Box::pin(Pool::connect(&endpoint.authority, self.connect_timeout))
+                    .await
+                    .map_err(Failure::Connect)?,
+            };
+            if let Err(e) = conn.sender.ready().await {
+                if conn.reused {
+                    continue;
+                }
+                return Err(Failure::Exchange(e));
+            }
+            match conn.sender.try_send_request(req).await {
+                Ok(response) => return Ok((response, conn)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if conn.reused => req = unsent,
+                    _ => return Err(Failure::Exchange(e.into_error())),
+                },
+            }
+        }
+    }
 }
 
 /// The status for a failed upstream exchange: the client's body crossing the limit is
 /// the client's fault (413); a connect timeout is a 504; anything else a 502.
-fn failure(e: &hyper_util::client::legacy::Error) -> (StatusCode, &'static str) {
-    let mut source = e.source();
-    while let Some(err) = source {
-        if err.is::<LengthLimitError>() {
-            return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+fn failure(e: &Failure) -> (StatusCode, &'static str) {
+    match e {
+        Failure::Connect(ConnectError::TimedOut) => {
+            (StatusCode::GATEWAY_TIMEOUT, "upstream connect timed out")
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return (StatusCode::GATEWAY_TIMEOUT, "upstream connect timed out");
+        Failure::Connect(_) => (StatusCode::BAD_GATEWAY, "upstream unreachable"),
+        Failure::Exchange(e) => {
+            let mut source = e.source();
+            while let Some(err) = source {
+                if err.is::<LengthLimitError>() {
+                    return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+                }
+                source = err.source();
+            }
+            (StatusCode::BAD_GATEWAY, "upstream connection failed")
         }
-        source = err.source();
-    }
-    if e.is_connect() {
-        (StatusCode::BAD_GATEWAY, "upstream unreachable")
-    } else {
-        (StatusCode::BAD_GATEWAY, "upstream connection failed")
     }
 }
 
-fn error_chain(e: &hyper_util::client::legacy::Error) -> String {
+fn error_chain(e: &hyper::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(err) = source {
