@@ -516,3 +516,21 @@ async fn listener_limits() {
         "{targets:?}"
     );
 }
+
+/// Pooled connections that the upstream closed are not used: sequential requests to an
+/// upstream that closes every connection after one response all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_closed_by_the_upstream_are_not_reused() {
+    let (closing, accepted) = closing_upstream().await;
+    let s = setup(
+        BUILD_RS_GATEWAY,
+        &[("CLOSING", format!("http://{closing}"))],
+    )
+    .await;
+    for i in 0..20 {
+        let reply = get(&s.client, &s.gateway.url("/closing")).await;
+        assert_eq!(reply.status, 200, "request {i}: {}", reply.body);
+        assert_eq!(reply.body, "ok");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 20);
+}

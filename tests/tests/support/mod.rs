@@ -291,6 +291,39 @@ pub fn stalled_listener() -> (SocketAddr, Vec<std::net::TcpStream>, socket2::Soc
     (addr, fillers, socket)
 }
 
+/// An HTTP/1.1 upstream that answers one request per connection and then closes it,
+/// without announcing `Connection: close`: every kept-alive connection to it goes stale.
+/// Returns its address and the number of connections it accepted.
+pub async fn closing_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
 /// An address on which nothing listens: bound, then released.
 pub fn refused_addr() -> SocketAddr {
     let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -371,6 +404,7 @@ impl Gateway {
             ("ORDERS", orders.url()),
             ("DEAD", format!("http://{}", refused_addr())),
             ("STALLED", format!("http://{}", refused_addr())),
+            ("CLOSING", format!("http://{}", refused_addr())),
         ];
         // Later entries win: a test may point an upstream elsewhere.
         env.extend(extra.iter().cloned());
