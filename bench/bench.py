@@ -30,7 +30,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GATEWAY = os.path.join(ROOT, "target", "release", "bench-gateway")
+# GATEWAY_BIN measures another build, for before/after figures.
+GATEWAY = os.environ.get("GATEWAY_BIN", os.path.join(ROOT, "target", "release", "bench-gateway"))
 ORIGIN_PORT, NGINX_PORT, GATEWAY_PORT = 18080, 28081, 28080
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SMALL_JSON = json.dumps(
@@ -53,6 +54,7 @@ SCENARIOS = {
     "1m": ("/static/1m.bin", "GET, 1 MiB body streamed", True),
     "two-workers": ("/api/users/42", "GET, ~150-byte body, 2 workers each, unpinned", False),
     "idle-10k": ("/api/users/42", "as small, with 10,000 idle keep-alive connections held open", True),
+    "logged": ("/api/users/42", "as small, with an access log line per request written to a file", True),
 }
 
 
@@ -158,8 +160,9 @@ def origin_conf(workdir):
     )
 
 
-def proxy_conf(workdir, workers, valgrind=False):
+def proxy_conf(workdir, workers, valgrind=False, logged=False):
     extra = "master_process off;" if valgrind else ""
+    access_log = f"access_log {workdir}/proxy.access.log combined buffer=64k flush=1s;" if logged else ""
     conf = nginx_conf(
         workdir,
         "proxy",
@@ -167,6 +170,7 @@ def proxy_conf(workdir, workers, valgrind=False):
     upstream origin {{ server 127.0.0.1:{ORIGIN_PORT}; keepalive 128; }}
     server {{
         listen 127.0.0.1:{NGINX_PORT} backlog=4096;
+        {access_log}
         location ~ ^/(api/users/[^/]+|static/.+)$ {{
             limit_except GET {{ deny all; }}
             proxy_pass http://origin;
@@ -195,8 +199,8 @@ class Candidate:
         self.name, self.port, self._start = name, port, start
         self.proc = None
 
-    def start(self, workers, pinned, valgrind_out=None):
-        self.proc = self._start(workers, pinned, valgrind_out)
+    def start(self, workers, pinned, valgrind_out=None, logged=False):
+        self.proc = self._start(workers, pinned, valgrind_out, logged)
         wait_port(self.port, timeout=60 if valgrind_out else 10)
 
     def pids(self):
@@ -208,8 +212,8 @@ class Candidate:
 
 
 def start_nginx(workdir):
-    def start(workers, pinned, valgrind_out):
-        conf = proxy_conf(workdir, workers, valgrind=bool(valgrind_out))
+    def start(workers, pinned, valgrind_out, logged):
+        conf = proxy_conf(workdir, workers, valgrind=bool(valgrind_out), logged=logged)
         cmd = ["nginx", "-c", conf, "-p", workdir]
         if valgrind_out:
             cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={valgrind_out}"] + cmd
@@ -220,7 +224,14 @@ def start_nginx(workdir):
     return start
 
 
-def start_gateway(workers, pinned, valgrind_out):
+def start_gateway(workdir):
+    def start(workers, pinned, valgrind_out, logged):
+        return launch_gateway(workdir, workers, pinned, valgrind_out, logged)
+
+    return start
+
+
+def launch_gateway(workdir, workers, pinned, valgrind_out, logged):
     cmd = [GATEWAY]
     if valgrind_out:
         cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={valgrind_out}"] + cmd
@@ -231,9 +242,10 @@ def start_gateway(workers, pinned, valgrind_out):
         WORKERS=str(workers),
         BIND=f"127.0.0.1:{GATEWAY_PORT}",
         ORIGIN=f"http://127.0.0.1:{ORIGIN_PORT}",
-        RUST_LOG=os.environ.get("GATEWAY_LOG", "warn"),
+        RUST_LOG="info" if logged else "warn",
     )
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stderr = open(os.path.join(workdir, "gateway.log"), "w") if logged else subprocess.DEVNULL
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
 # === load ===
@@ -440,11 +452,11 @@ def main():
             log(f"== {scenario}: {description}")
             candidates = {
                 "nginx": Candidate("nginx", NGINX_PORT, start_nginx(workdir)),
-                "gateway": Candidate("gateway", GATEWAY_PORT, start_gateway),
+                "gateway": Candidate("gateway", GATEWAY_PORT, start_gateway(workdir)),
             }
             results = {"direct": [], "nginx": [], "gateway": []}
             for name, c in candidates.items():
-                c.start(workers, pinned)
+                c.start(workers, pinned, logged=scenario == "logged")
                 check_body(c.port, path, sizes[path])
             held = []
             try:
@@ -473,7 +485,7 @@ def main():
             instructions = {}
             if not args.no_callgrind and scenario == "small":
                 for name, make in [("nginx", lambda: Candidate("nginx", NGINX_PORT, start_nginx(workdir))),
-                                   ("gateway", lambda: Candidate("gateway", GATEWAY_PORT, start_gateway))]:
+                                   ("gateway", lambda: Candidate("gateway", GATEWAY_PORT, start_gateway(workdir)))]:
                     ir, n = instructions_per_request(make, path, workdir, name)
                     instructions[name] = ir
                     log(f"   callgrind {name}: {ir:,.0f} instructions/request over {n} requests")

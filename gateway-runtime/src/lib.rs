@@ -15,6 +15,8 @@ pub mod router;
 pub mod settings;
 
 #[cfg(feature = "server")]
+pub mod access_log;
+#[cfg(feature = "server")]
 mod admin;
 #[cfg(feature = "server")]
 pub mod body;

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::StatusCode;
 use http::header::{ALLOW, HeaderValue};
@@ -23,6 +23,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use socket2::{Domain, Socket, Type};
 use tokio::sync::watch;
 
+use crate::access_log::{self, AccessLog, LoggedPath, Record};
 use crate::error::json_error;
 use crate::gateway::{Gateway, ListenerSpec, Request, RequestContext, Response, check_settings};
 use crate::request::{Rejection, host, normalize_path, with_path};
@@ -162,15 +163,18 @@ fn run<G: Gateway>() -> Result<(), StartError> {
         }
     }
 
+    let (log, log_thread) = access_log::start()
+        .map_err(|e| StartError::Io(format!("cannot start the access log: {e}")))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::with_capacity(workers);
     for (i, listeners) in per_worker.into_iter().enumerate() {
         let shutdown = shutdown_rx.clone();
         let started = started_tx.clone();
+        let log = log.clone();
         let thread = std::thread::Builder::new()
             .name(format!("gateway-worker-{i}"))
-            .spawn(move || worker::<G>(listeners, shutdown, started, drain_timeout))
+            .spawn(move || worker::<G>(listeners, shutdown, started, log, drain_timeout))
             .map_err(|e| StartError::Io(format!("cannot start worker thread: {e}")))?;
         threads.push(thread);
     }
@@ -215,6 +219,11 @@ fn run<G: Gateway>() -> Result<(), StartError> {
             }
         })
         .await;
+        // Every worker has dropped its senders; the last one lets the log thread finish.
+        drop(log);
+        if let Some(thread) = log_thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         tracing::info!("stopped");
         Ok(())
     })
@@ -263,6 +272,7 @@ fn worker<G: Gateway>(
     listeners: Vec<WorkerListener>,
     mut shutdown: watch::Receiver<bool>,
     started: std::sync::mpsc::Sender<Result<(), StartError>>,
+    log: AccessLog,
     drain_timeout: Duration,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -304,6 +314,7 @@ fn worker<G: Gateway>(
                 socket,
                 listener.settings,
                 graceful.clone(),
+                log.clone(),
             )));
         }
         let _ = shutdown.wait_for(|stop| *stop).await;
@@ -331,6 +342,7 @@ async fn accept_loop<G: Gateway>(
     socket: tokio::net::TcpListener,
     settings: ListenerSettings,
     graceful: Rc<GracefulShutdown>,
+    log: AccessLog,
 ) {
     let listener = settings.name;
     loop {
@@ -355,6 +367,7 @@ async fn accept_loop<G: Gateway>(
                 client,
                 client_ip,
             },
+            log: log.clone(),
         });
         let service = service_fn(move |req| {
             let connection = connection.clone();
@@ -389,27 +402,31 @@ struct Connection<G> {
     gateway: Rc<G>,
     table: Rc<RouteTable<'static>>,
     cx: RequestContext,
+    log: AccessLog,
 }
 
 impl<G: Gateway> Connection<G> {
     /// Runs one request through the phases and writes its access-log line.
     async fn serve(&self, req: Request) -> Response {
+        let Some(log) = &self.log else {
+            return self.dispatch(req).await.0;
+        };
+        let at = SystemTime::now();
         let start = Instant::now();
         let method = req.method().clone();
-        let uri = req.uri().clone();
+        let path = LoggedPath::new(req.uri().path());
         let (response, route) = self.dispatch(req).await;
-        let spec = route.map(|id| &G::ROUTES[id]);
-        tracing::info!(
-            target: "gateway::access",
-            listener = self.cx.listener,
-            client = %self.cx.client.ip(),
-            method = %method,
-            path = uri.path(),
-            route = spec.map_or("-", |s| s.name),
-            upstream = spec.map_or("-", |s| s.target),
-            status = response.status().as_u16(),
-            duration_us = start.elapsed().as_micros() as u64,
-        );
+        // The log thread may be gone only at exit; a lost line then is no reason to fail.
+        let _ = log.send(Record {
+            at,
+            listener: self.cx.listener,
+            client: self.cx.client.ip(),
+            method,
+            path,
+            route: route.map(|id| &G::ROUTES[id]),
+            status: response.status().as_u16(),
+            duration: start.elapsed(),
+        });
         response
     }
 
