@@ -328,8 +328,6 @@ def measured_run(candidate, path, seconds, connections, pinned):
 
 def hold_idle_connections(port, count, path):
     """Opens `count` keep-alive connections, each after one full request, and returns them."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, count + 1000), max(hard, count + 1000)))
     held = []
     request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
     for _ in range(count):
@@ -424,6 +422,9 @@ def main():
         if s not in SCENARIOS:
             sys.exit(f"unknown scenario {s}; known: {', '.join(SCENARIOS)}")
 
+    # idle-10k holds 10,000 connections to one proxy at a time.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     workdir = tempfile.mkdtemp(prefix="gateway-bench-")
     os.makedirs(os.path.join(workdir, "www", "static"))
     with open(os.path.join(workdir, "www", "static", "16k.json"), "wb") as f:
@@ -458,28 +459,31 @@ def main():
             for name, c in candidates.items():
                 c.start(workers, pinned, logged=scenario == "logged")
                 check_body(c.port, path, sizes[path])
-            held = []
             try:
-                if scenario == "idle-10k":
-                    for name, c in candidates.items():
-                        before = rss_kib(c.pids())
-                        held += hold_idle_connections(c.port, 10_000, path)
-                        after = rss_kib(c.pids())
-                        log(f"   {name}: 10,000 idle connections: +{(after - before) / 1024:.1f} MiB, {(after - before) * 1024 / 10_000:,.0f} bytes each")
-                        report_lines.append(
-                            f"\n{scenario}: {name} holds 10,000 idle keep-alive connections in "
-                            f"{(after - before) * 1024 / 10_000:,.0f} bytes each (RSS {before / 1024:.1f} → {after / 1024:.1f} MiB)"
-                        )
                 for round_ in range(args.rounds):
                     for name in ["direct", "nginx", "gateway"]:
                         c = candidates.get(name)
-                        r = measured_run(c, path, args.seconds, args.connections, pinned)
+                        held = []
+                        if scenario == "idle-10k" and c:
+                            before = rss_kib(c.pids())
+                            held = hold_idle_connections(c.port, 10_000, path)
+                            after = rss_kib(c.pids())
+                            per_connection = (after - before) * 1024 / 10_000
+                            log(f"   {name}: 10,000 idle connections: {before / 1024:.1f} -> {after / 1024:.1f} MiB, {per_connection:,.0f} bytes each")
+                            if round_ == 0:
+                                report_lines.append(
+                                    f"\n{scenario}: {name} holds 10,000 idle keep-alive connections in "
+                                    f"{per_connection:,.0f} bytes each (RSS {before / 1024:.1f} → {after / 1024:.1f} MiB)"
+                                )
+                        try:
+                            r = measured_run(c, path, args.seconds, args.connections, pinned)
+                        finally:
+                            for s in held:
+                                s.close()
                         results[name].append(r)
                         log(f"   round {round_ + 1} {name:8} {r['rps']:>10,.0f} req/s  p99 {r['p99']:.2f} ms  "
                             f"cpu {fmt(r['cpu_us'])} µs/req  syscalls {fmt(r['syscalls'], 2)}/req  rss {r['rss_kib'] / 1024:.1f} MiB")
             finally:
-                for s in held:
-                    s.close()
                 for c in candidates.values():
                     c.stop()
             instructions = {}

@@ -126,7 +126,25 @@ impl ListenerSettings {
     }
 }
 
+/// A gateway holds a descriptor per connection, and the usual soft limit of 1,024 would
+/// cap connections long before memory does: raise it to the hard limit, as nginx's
+/// `worker_rlimit_nofile` and Go's runtime do.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the open files limit");
+        }
+    }
+}
+
 fn run<G: Gateway>() -> Result<(), StartError> {
+    raise_open_files_limit();
     let errors = check_settings::<G>();
     if !errors.is_empty() {
         return Err(StartError::Settings(errors));
