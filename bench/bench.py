@@ -33,6 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # GATEWAY_BIN measures another build, for before/after figures.
 GATEWAY = os.environ.get("GATEWAY_BIN", os.path.join(ROOT, "target", "release", "bench-gateway"))
 ORIGIN_PORT, NGINX_PORT, GATEWAY_PORT = 18080, 28081, 28080
+# nginx serves h2c on a port of its own; the gateway detects it on its one port.
+NGINX_H2C_PORT = 28082
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SMALL_JSON = json.dumps(
     {
@@ -55,6 +57,7 @@ SCENARIOS = {
     "two-workers": ("/api/users/42", "GET, ~150-byte body, 2 workers each, unpinned", False),
     "idle-10k": ("/api/users/42", "as small, with 10,000 idle keep-alive connections held open", True),
     "logged": ("/api/users/42", "as small, with an access log line per request written to a file", True),
+    "h2c": ("/api/users/42", "as small, over HTTP/2 cleartext from the client (h2load), HTTP/1.1 to the origin", True),
 }
 
 
@@ -170,6 +173,7 @@ def proxy_conf(workdir, workers, valgrind=False, logged=False):
     upstream origin {{ server 127.0.0.1:{ORIGIN_PORT}; keepalive 128; }}
     server {{
         listen 127.0.0.1:{NGINX_PORT} backlog=4096;
+        listen 127.0.0.1:{NGINX_H2C_PORT} http2 backlog=4096;
         {access_log}
         location ~ ^/(api/users/[^/]+|static/.+)$ {{
             limit_except GET {{ deny all; }}
@@ -280,6 +284,25 @@ def run_wrk(port, path, seconds, connections, pinned):
     }
 
 
+def run_h2load(port, path, seconds, connections, pinned):
+    cmd = ["h2load", "-t1", f"-c{connections}", "-m1", f"-D{seconds}", f"http://127.0.0.1:{port}{path}"]
+    if pinned:
+        cmd = ["taskset", "-c", "1"] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", out)
+    done, succeeded = int(m.group(3)), int(m.group(4))
+    codes = re.search(r"status codes: (\d+) 2xx", out)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out)
+    return {
+        "requests": done,
+        "rps": float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1)),
+        # h2load reports no percentiles: the mean stands in the p50 column.
+        "p50": parse_latency(mean.group(1)) if mean else float("nan"),
+        "p99": float("nan"),
+        "errors": (done - succeeded) + (done - int(codes.group(1)) if codes else 0),
+    }
+
+
 def check_body(port, path, expected_len):
     """One request by hand: status 200 and the full body length, before measuring."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -295,7 +318,7 @@ def check_body(port, path, expected_len):
         raise RuntimeError(f"port {port} {path}: bad response ({head[:60]!r}, {len(body)} bytes)")
 
 
-def measured_run(candidate, path, seconds, connections, pinned):
+def measured_run(candidate, path, seconds, connections, pinned, h2c=False):
     pids = candidate.pids() if candidate else []
     perf = None
     if pids:
@@ -307,7 +330,11 @@ def measured_run(candidate, path, seconds, connections, pinned):
         )
         time.sleep(0.2)
     cpu_before = cpu_seconds(pids)
-    result = run_wrk(candidate.port if candidate else ORIGIN_PORT, path, seconds, connections, pinned)
+    if h2c:
+        port = NGINX_H2C_PORT if candidate.name == "nginx" else candidate.port
+        result = run_h2load(port, path, seconds, connections, pinned)
+    else:
+        result = run_wrk(candidate.port if candidate else ORIGIN_PORT, path, seconds, connections, pinned)
     cpu_after = cpu_seconds(pids)
     result["rss_kib"] = rss_kib(pids) if pids else 0
     result["cpu_us"] = (cpu_after - cpu_before) * 1e6 / max(result["requests"], 1) if pids else float("nan")
@@ -412,7 +439,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--scenarios", default="small,16k,1m,two-workers,idle-10k")
+    parser.add_argument("--scenarios", default="small,16k,1m,two-workers,logged,h2c,idle-10k")
     parser.add_argument("--no-callgrind", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -456,6 +483,8 @@ def main():
                 "gateway": Candidate("gateway", GATEWAY_PORT, start_gateway(workdir)),
             }
             results = {"direct": [], "nginx": [], "gateway": []}
+            if scenario == "h2c":
+                del results["direct"]
             for name, c in candidates.items():
                 c.start(workers, pinned, logged=scenario == "logged")
                 check_body(c.port, path, sizes[path])
@@ -463,6 +492,8 @@ def main():
                 for round_ in range(args.rounds):
                     for name in ["direct", "nginx", "gateway"]:
                         c = candidates.get(name)
+                        if scenario == "h2c" and not c:
+                            continue  # the origin speaks HTTP/1.1 only
                         held = []
                         if scenario == "idle-10k" and c:
                             before = rss_kib(c.pids())
@@ -476,7 +507,7 @@ def main():
                                     f"{per_connection:,.0f} bytes each (RSS {before / 1024:.1f} → {after / 1024:.1f} MiB)"
                                 )
                         try:
-                            r = measured_run(c, path, args.seconds, args.connections, pinned)
+                            r = measured_run(c, path, args.seconds, args.connections, pinned, h2c=scenario == "h2c")
                         finally:
                             for s in held:
                                 s.close()
