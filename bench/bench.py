@@ -437,7 +437,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one round of 3 s, small scenario, no callgrind")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--scenarios", default="small,16k,1m,two-workers,logged,h2c,idle-10k")
     parser.add_argument("--no-callgrind", action="store_true")
