@@ -68,14 +68,9 @@ pub(crate) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
         if let Some(listener) = &test.listener
             && !listener_names.contains(&listener.get_ref().as_str())
         {
-            found.push(Diagnostic::new(
-                &codes::UNKNOWN_LISTENER,
-                listener.span(),
-                format!(
-                    "unknown listener `{}`{}",
-                    listener.get_ref(),
-                    did_you_mean(listener.get_ref(), listener_names.iter().copied())
-                ),
+            found.push(crate::check::references::unknown_listener(
+                listener,
+                &listener_names,
             ));
         }
         let expect = test.expect.get_ref();

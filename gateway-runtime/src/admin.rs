@@ -18,6 +18,8 @@ use crate::error::json_response;
 pub(crate) async fn serve(listener: tokio::net::TcpListener, ready: Arc<AtomicBool>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of descriptors and the like: back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let ready = ready.clone();

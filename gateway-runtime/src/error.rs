@@ -9,7 +9,7 @@ use http_body_util::Full;
 use crate::body::Body;
 
 /// A JSON error response. `message` is one of the gateway's own fixed texts, never
-/// client input, so it needs no escaping beyond what `json_string` does.
+/// client input; `json::quote` escapes it all the same.
 pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
     json_response(status, message).map(Body::Local)
 }
@@ -19,7 +19,7 @@ pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
 pub fn json_response(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     let body = format!(
         r#"{{"error":{},"status":{}}}"#,
-        json_string(message),
+        crate::json::quote(message),
         status.as_u16()
     );
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -30,21 +30,6 @@ pub fn json_response(status: StatusCode, message: &str) -> Response<Full<Bytes>>
     response
 }
 
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,7 +37,6 @@ mod tests {
     /// The body is valid JSON carrying the status.
     #[test]
     fn shape() {
-        assert_eq!(json_string("a\"b\\\n"), r#""a\"b\\\u000a""#);
         let r = json_error(StatusCode::NOT_FOUND, "no route");
         assert_eq!(r.status(), 404);
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");

@@ -8,6 +8,7 @@
 //! order: request filter (`request`) → routing (`router`) → path change (`path`) →
 //! upstream call (`upstream`, with `headers`) → access log (`server`).
 
+pub mod json;
 pub mod methods;
 pub mod path;
 pub mod request;

@@ -6,7 +6,7 @@
 
 pub(crate) mod lints;
 pub(crate) mod listeners;
-mod references;
+pub(crate) mod references;
 pub(crate) mod routes;
 mod values;
 

@@ -54,15 +54,7 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
             if !listener_names.contains(&listener.get_ref().as_str())
                 && !config.broken_names.contains(listener.get_ref())
             {
-                found.push(Diagnostic::new(
-                    &codes::UNKNOWN_LISTENER,
-                    listener.span(),
-                    format!(
-                        "unknown listener `{}`{}",
-                        listener.get_ref(),
-                        did_you_mean(listener.get_ref(), listener_names.iter().copied())
-                    ),
-                ));
+                found.push(unknown_listener(listener, &listener_names));
             }
         }
     }
@@ -109,4 +101,17 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
             named.push(name);
         }
     }
+}
+
+/// A reference to a listener that is not declared, with the nearest name.
+pub(crate) fn unknown_listener(listener: &toml::Spanned<String>, declared: &[&str]) -> Diagnostic {
+    Diagnostic::new(
+        &codes::UNKNOWN_LISTENER,
+        listener.span(),
+        format!(
+            "unknown listener `{}`{}",
+            listener.get_ref(),
+            did_you_mean(listener.get_ref(), declared.iter().copied())
+        ),
+    )
 }

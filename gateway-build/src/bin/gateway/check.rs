@@ -119,7 +119,7 @@ fn json(all: &Diagnostics, d: &Diagnostic) -> String {
             let (line, column) = all.line_col(span.start);
             format!(
                 r#"{{"line":{line},"column":{column},"label":{}}}"#,
-                json_string(label)
+                gateway_runtime::json::quote(label)
             )
         })
         .collect();
@@ -127,27 +127,13 @@ fn json(all: &Diagnostics, d: &Diagnostic) -> String {
         r#"{{"severity":"{}","code":"{}","message":{},"file":{},"line":{line},"column":{column},"end_line":{end_line},"end_column":{end_column},"help":{},"related":[{}]}}"#,
         severity(d),
         d.code.id,
-        json_string(&d.message),
-        json_string(&all.file),
-        d.help.as_deref().map_or("null".to_owned(), json_string),
+        gateway_runtime::json::quote(&d.message),
+        gateway_runtime::json::quote(&all.file),
+        d.help
+            .as_deref()
+            .map_or("null".to_owned(), gateway_runtime::json::quote),
         related.join(",")
     )
-}
-
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A GitHub Actions workflow command, which the runner turns into an annotation.
