@@ -76,6 +76,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// `Via` (RFC 9110 §7.6.3), which a proxy must add to every message it forwards: the
+/// protocol version it received the message in, and a pseudonym for itself.
+pub fn append_via(headers: &mut HeaderMap, received: http::Version) {
+    let value = match received {
+        http::Version::HTTP_2 => "2 gateway",
+        http::Version::HTTP_10 => "1.0 gateway",
+        http::Version::HTTP_3 => "3 gateway",
+        _ => "1.1 gateway",
+    };
+    // A separate field line is a list element of its own: earlier proxies stay listed.
+    headers.append(header::VIA, HeaderValue::from_static(value));
+}
+
 /// Appends the client address to `X-Forwarded-For`, as nginx's
 /// `$proxy_add_x_forwarded_for` does, so the chain of proxies stays visible. Several
 /// field lines are one list (RFC 9110 §5.3) and are joined into one line.

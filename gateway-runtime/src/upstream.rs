@@ -14,7 +14,9 @@ use http_body_util::{LengthLimitError, Limited};
 use crate::body::Body;
 use crate::error::json_error;
 use crate::gateway::{Request, RequestContext, Response, UpstreamSpec};
-use crate::headers::{X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, strip_hop_by_hop};
+use crate::headers::{
+    X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, append_via, strip_hop_by_hop,
+};
 use crate::pool::{ConnectError, Connection, Pool, PooledBody, RequestBody};
 use crate::settings::SettingError;
 
@@ -113,10 +115,12 @@ impl Upstream {
         };
         // Origin-form: the upstream is an origin server, not a proxy.
         *req.uri_mut() = Uri::from(path);
+        let received = req.version();
         // The upstream leg is HTTP/1.1 whatever the client spoke.
         *req.version_mut() = Version::HTTP_11;
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
+        append_via(headers, received);
         append_forwarded_for(headers, &cx.client_ip);
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
         match original_host {
@@ -129,6 +133,7 @@ impl Upstream {
         match tokio::time::timeout(self.response_timeout, self.exchange(endpoint, req)).await {
             Ok(Ok((mut response, conn))) => {
                 strip_hop_by_hop(response.headers_mut());
+                append_via(response.headers_mut(), Version::HTTP_11);
                 let pool = endpoint.pool.clone();
                 response.map(|body| Body::Upstream(PooledBody::new(body, pool, conn)))
             }

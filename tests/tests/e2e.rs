@@ -127,6 +127,9 @@ async fn forwarded_and_hop_by_hop_headers() {
     assert_eq!(h["x-forwarded-host"], "shop.example.com");
     assert_eq!(h["host"], s.orders.addr.to_string());
     assert_eq!(h["x-kept"], "yes");
+    // RFC 9110 §7.6.3: the proxy adds itself to Via, in both directions.
+    assert_eq!(h["via"], "1.1 gateway");
+    assert_eq!(reply.headers["via"], "1.1 gateway");
     for gone in [
         "x-client-private",
         "keep-alive",
@@ -230,6 +233,7 @@ async fn h2c_clients() {
         s.orders.last().headers["x-forwarded-host"],
         s.gateway.addr("main").to_string()
     );
+    assert_eq!(s.orders.last().headers["via"], "2 gateway");
 }
 
 /// A route limited to one listener is not served on another.
