@@ -538,3 +538,24 @@ async fn connections_closed_by_the_upstream_are_not_reused() {
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 20);
 }
+
+/// Responses without a body (HEAD, 204) give their upstream connection back to the pool
+/// just like the others: a mix of them still runs on one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodiless_responses_keep_their_connection() {
+    let s = setup(BUILD_RS_GATEWAY, &[]).await;
+    for i in 0..5 {
+        let head = Request::head(s.gateway.url(&format!("/o/head{i}")))
+            .body(TestBody::empty())
+            .unwrap();
+        let reply = send(&s.client, head).await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.body.is_empty());
+        let reply = get(&s.client, &s.gateway.url("/o/nocontent")).await;
+        assert_eq!(reply.status, 204);
+        let reply = get(&s.client, &s.gateway.url(&format!("/o/get{i}"))).await;
+        assert_eq!(reply.status, 200);
+    }
+    assert_eq!(s.orders.seen().len(), 15);
+    assert_eq!(s.orders.connections.load(Ordering::SeqCst), 1);
+}

@@ -143,7 +143,8 @@ pub struct Seen {
 ///
 /// Paths it understands: `/slow` (answers after 3 s), `…/upload` (answers with the
 /// length of a pattern body, or 422), `…/download?bytes=N` (streams a pattern body),
-/// `…/wait?ms=N` (answers after N ms), `…/hop` (answers with hop-by-hop headers);
+/// `…/wait?ms=N` (answers after N ms), `…/hop` (answers with hop-by-hop headers),
+/// `…/nocontent` (204);
 /// anything else gets `{"upstream": NAME, "target": PATH?QUERY}`.
 #[derive(Clone)]
 pub struct Upstream {
@@ -250,6 +251,11 @@ async fn answer(
         let ms = query_value(&target, "ms").unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(ms)).await;
         return json(format!(r#"{{"waited":{ms}}}"#));
+    }
+    if path.ends_with("/nocontent") {
+        let mut r = Response::new(TestBody::empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        return r;
     }
     if path.ends_with("/hop") {
         let mut r = json("{}".into());
