@@ -51,11 +51,7 @@ pub(crate) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
         .iter()
         .filter_map(|r| r.get_ref().name.as_ref().map(|n| n.get_ref().as_str()))
         .collect();
-    let listener_names: Vec<&str> = config
-        .listeners
-        .iter()
-        .map(|(n, _)| n.get_ref().as_str())
-        .collect();
+    let listener_names = config.listener_names();
     for test in &config.tests {
         let test = test.get_ref();
         if let Err(message) = parse_request(test.request.get_ref()) {

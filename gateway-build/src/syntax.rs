@@ -37,6 +37,24 @@ pub struct Config {
     pub incomplete: bool,
 }
 
+impl Config {
+    /// The declared listener names, in file order.
+    pub fn listener_names(&self) -> Vec<&str> {
+        self.listeners
+            .iter()
+            .map(|(n, _)| n.get_ref().as_str())
+            .collect()
+    }
+
+    /// The declared upstream names, in file order.
+    pub fn upstream_names(&self) -> Vec<&str> {
+        self.upstreams
+            .iter()
+            .map(|(n, _)| n.get_ref().as_str())
+            .collect()
+    }
+}
+
 /// `[gateway]`: settings of the whole binary.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

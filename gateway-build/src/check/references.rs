@@ -5,16 +5,8 @@ use crate::diagnostic::{Diagnostic, did_you_mean, suggest};
 use crate::syntax::Config;
 
 pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
-    let upstream_names: Vec<&str> = config
-        .upstreams
-        .iter()
-        .map(|(n, _)| n.get_ref().as_str())
-        .collect();
-    let listener_names: Vec<&str> = config
-        .listeners
-        .iter()
-        .map(|(n, _)| n.get_ref().as_str())
-        .collect();
+    let upstream_names = config.upstream_names();
+    let listener_names = config.listener_names();
     let mut used = vec![false; upstream_names.len()];
     for route in &config.routes {
         let route = route.get_ref();
