@@ -71,7 +71,28 @@ impl MethodSet {
         Some(1 << bit)
     }
 
-    /// The names in the set, for an `Allow` header.
+    /// The set less `method`; the set of every method becomes the standard ones less it.
+    pub fn without(self, method: &Method) -> Self {
+        let all = if self.is_any() {
+            (1 << NAMES.len()) - 1
+        } else {
+            self.0
+        };
+        Self(all & !Self::bit_of(method).unwrap_or(0))
+    }
+
+    /// The `Allow` header value: the names in the set, or every standard method for
+    /// the set of every method.
+    pub fn allow_header(self) -> String {
+        let set = if self.is_any() {
+            Self((1 << NAMES.len()) - 1)
+        } else {
+            self
+        };
+        set.names().collect::<Vec<_>>().join(", ")
+    }
+
+    /// The names in the set.
     pub fn names(self) -> impl Iterator<Item = &'static str> {
         NAMES
             .iter()
@@ -99,6 +120,10 @@ mod tests {
         assert_eq!(
             get.union(post).names().collect::<Vec<_>>(),
             ["GET", "HEAD", "POST"]
+        );
+        assert_eq!(
+            MethodSet::ANY.without(&Method::TRACE).allow_header(),
+            "GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, PATCH"
         );
     }
 }

@@ -46,6 +46,40 @@ pub fn host<B>(req: &Request<B>) -> Result<Option<&str>, Rejection> {
     }
 }
 
+/// What `Max-Forwards` says about an OPTIONS or TRACE request (RFC 9110 §7.6.2).
+#[derive(Debug, PartialEq, Eq)]
+pub enum MaxForwards {
+    /// Forward it; the header, if any, has been decremented.
+    Forward,
+    /// The count is zero: answer as the final recipient instead of forwarding.
+    Answer,
+}
+
+/// Checks and decrements `Max-Forwards`, which every intermediary must do for OPTIONS
+/// and TRACE. Other methods pass untouched.
+pub fn max_forwards<B>(req: &mut Request<B>) -> Result<MaxForwards, Rejection> {
+    if req.method() != http::Method::OPTIONS && req.method() != http::Method::TRACE {
+        return Ok(MaxForwards::Forward);
+    }
+    let Some(value) = req.headers().get(http::header::MAX_FORWARDS) else {
+        return Ok(MaxForwards::Forward);
+    };
+    let count: u64 = value
+        .to_str()
+        .ok()
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse().ok())
+        .ok_or(bad_request("invalid Max-Forwards header"))?;
+    if count == 0 {
+        return Ok(MaxForwards::Answer);
+    }
+    req.headers_mut().insert(
+        http::header::MAX_FORWARDS,
+        http::HeaderValue::from(count - 1),
+    );
+    Ok(MaxForwards::Forward)
+}
+
 /// The host part of a `Host` value (RFC 9110 §7.2: `uri-host [ ":" port ]`), checked
 /// byte by byte without allocating; `None` when the value is not a valid host.
 fn host_of(value: &str) -> Option<&str> {
@@ -226,6 +260,32 @@ mod tests {
             assert!(normal(path).is_err(), "{path}");
         }
         assert!(normal("*").is_err());
+    }
+
+    /// Max-Forwards counts down on OPTIONS and TRACE only, and stops them at zero.
+    #[test]
+    fn max_forwards_counts_down() {
+        let mut req = Request::options("/")
+            .header("max-forwards", "3")
+            .body(())
+            .unwrap();
+        assert_eq!(max_forwards(&mut req), Ok(MaxForwards::Forward));
+        assert_eq!(req.headers()["max-forwards"], "2");
+        let mut req = Request::options("/")
+            .header("max-forwards", "0")
+            .body(())
+            .unwrap();
+        assert_eq!(max_forwards(&mut req), Ok(MaxForwards::Answer));
+        let mut req = Request::get("/")
+            .header("max-forwards", "0")
+            .body(())
+            .unwrap();
+        assert_eq!(max_forwards(&mut req), Ok(MaxForwards::Forward));
+        let mut req = Request::trace("/")
+            .header("max-forwards", "-1")
+            .body(())
+            .unwrap();
+        assert!(max_forwards(&mut req).is_err());
     }
 
     /// Host comes from the single Host header, or from an absolute-form target.

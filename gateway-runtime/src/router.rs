@@ -117,6 +117,30 @@ impl<'a> RouteTable<'a> {
     }
 }
 
+impl RouteTable<'_> {
+    /// Every method routed for this path and host, for `Allow`.
+    pub fn allowed(&self, host: Option<&str>, path: &str) -> MethodSet {
+        let host_router = host.and_then(|h| {
+            self.hosts
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(h))
+                .map(|(_, r)| r)
+        });
+        let mut allowed = MethodSet::from_bits(0);
+        for router in host_router.into_iter().chain([&self.any_host]) {
+            if let Ok(matched) = router.paths.at(path) {
+                for (methods, _) in &router.entries[*matched.value] {
+                    if methods.is_any() {
+                        return MethodSet::ANY;
+                    }
+                    allowed = allowed.union(*methods);
+                }
+            }
+        }
+        allowed
+    }
+}
+
 impl<'a> PathRouter<'a> {
     fn insert(&mut self, path: &'a str, methods: MethodSet, id: usize) {
         if let Some(entry) = self.patterns.iter().position(|p| *p == path) {

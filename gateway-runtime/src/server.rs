@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use crate::access_log::{self, AccessLog, LoggedPath, Record};
 use crate::error::json_error;
 use crate::gateway::{Gateway, ListenerSpec, Request, RequestContext, Response, check_settings};
-use crate::request::{Rejection, host, normalize_path, with_path};
+use crate::request::{MaxForwards, Rejection, host, max_forwards, normalize_path, with_path};
 use crate::router::{Lookup, RouteTable};
 use crate::settings::SettingError;
 
@@ -467,21 +467,52 @@ impl<G: Gateway> Connection<G> {
             Err(rejection) => return (reject(rejection), None),
         };
         match lookup {
-            Lookup::Found { route, params } => {
-                let response = self.gateway.handle(route, &params, req, &self.cx).await;
-                (response, Some(route))
-            }
-            Lookup::MethodNotAllowed(methods) => {
-                let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-                let allow = methods.names().collect::<Vec<_>>().join(", ");
-                if let Ok(allow) = HeaderValue::from_str(&allow) {
-                    response.headers_mut().insert(ALLOW, allow);
+            Lookup::Found { route, params } => match max_forwards(&mut req) {
+                Ok(MaxForwards::Forward) => {
+                    let response = self.gateway.handle(route, &params, req, &self.cx).await;
+                    (response, Some(route))
                 }
-                (response, None)
+                Ok(MaxForwards::Answer) => (self.answer_locally(&req), Some(route)),
+                Err(rejection) => (reject(rejection), None),
+            },
+            Lookup::MethodNotAllowed(methods) => {
+                let response = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+                (with_allow(response, methods), None)
             }
             Lookup::NotFound => (json_error(StatusCode::NOT_FOUND, "no route"), None),
         }
     }
+}
+
+impl<G: Gateway> Connection<G> {
+    /// The answer to an OPTIONS or TRACE request whose `Max-Forwards` reached zero: the
+    /// gateway is then the final recipient (RFC 9110 §7.6.2). OPTIONS gets the methods
+    /// routed for the path; TRACE is refused rather than echoed, as echoing a request
+    /// back exposes its credentials to scripts (cross-site tracing).
+    fn answer_locally(&self, req: &Request) -> Response {
+        let host = host(req).ok().flatten();
+        let allowed = self.table.allowed(host, req.uri().path());
+        if req.method() == http::Method::OPTIONS {
+            let mut response = Response::new(crate::body::Body::local(""));
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            with_allow(response, allowed)
+        } else {
+            let refused = json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "TRACE is not answered by the gateway",
+            );
+            with_allow(refused, allowed.without(&http::Method::TRACE))
+        }
+    }
+}
+
+fn with_allow(mut response: Response, methods: crate::methods::MethodSet) -> Response {
+    if let Ok(allow) = HeaderValue::from_str(&methods.allow_header()) {
+        response.headers_mut().insert(ALLOW, allow);
+    }
+    response
 }
 
 fn reject(rejection: Rejection) -> Response {

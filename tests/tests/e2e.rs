@@ -559,3 +559,56 @@ async fn bodiless_responses_keep_their_connection() {
     assert_eq!(s.orders.seen().len(), 15);
     assert_eq!(s.orders.connections.load(Ordering::SeqCst), 1);
 }
+
+/// RFC 9110 §7.6.2: OPTIONS and TRACE lose one Max-Forwards per hop, and at zero the
+/// gateway answers itself: OPTIONS with `Allow`, TRACE refused rather than echoed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_forwards_on_options_and_trace() {
+    let s = setup(BUILD_RS_GATEWAY, &[]).await;
+    let addr = s.gateway.addr("main");
+
+    // A route for every method: the gateway answers for it, listing them all.
+    let reply = raw(
+        addr,
+        b"OPTIONS /o/1 HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply.contains("allow: GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH"),
+        "{reply}"
+    );
+    // A path not routed for OPTIONS says which methods it is routed for.
+    let reply = raw(
+        addr,
+        b"OPTIONS /users/1 HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
+    assert!(reply.contains("allow: GET, HEAD, PUT, PATCH"), "{reply}");
+
+    let reply = raw(
+        addr,
+        b"TRACE /o/t HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
+    assert!(
+        reply.contains("allow: GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, PATCH\r\n"),
+        "{reply}"
+    );
+
+    let reply = raw(
+        addr,
+        b"OPTIONS /o/x HTTP/1.1\r\nHost: a\r\nMax-Forwards: abc\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(
+        s.orders.seen().is_empty() && s.users_a.seen().is_empty(),
+        "a request at zero hops was forwarded"
+    );
+
+    let reply = raw(
+        addr,
+        b"OPTIONS /o/x HTTP/1.1\r\nHost: a\r\nMax-Forwards: 5\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(s.orders.last().headers["max-forwards"], "4");
+}
