@@ -84,13 +84,7 @@ impl<'a> RouteTable<'a> {
         path: &'p str,
     ) -> Lookup<'r, 'p> {
         let mut allowed: Option<MethodSet> = None;
-        let host_router = host.and_then(|h| {
-            self.hosts
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(h))
-                .map(|(_, r)| r)
-        });
-        for router in host_router.into_iter().chain([&self.any_host]) {
+        for router in self.routers(host) {
             let Ok(matched) = router.paths.at(path) else {
                 continue;
             };
@@ -120,24 +114,29 @@ impl<'a> RouteTable<'a> {
 impl RouteTable<'_> {
     /// Every method routed for this path and host, for `Allow`.
     pub fn allowed(&self, host: Option<&str>, path: &str) -> MethodSet {
+        let mut allowed = 0;
+        for router in self.routers(host) {
+            if let Ok(matched) = router.paths.at(path) {
+                for (methods, _) in &router.entries[*matched.value] {
+                    if methods.is_any() {
+                        return MethodSet::ANY;
+                    }
+                    allowed |= methods.bits();
+                }
+            }
+        }
+        MethodSet::from_bits(allowed)
+    }
+
+    /// The routers a request with this host tries, in order: its host's, then any host's.
+    fn routers(&self, host: Option<&str>) -> impl Iterator<Item = &PathRouter<'_>> {
         let host_router = host.and_then(|h| {
             self.hosts
                 .iter()
                 .find(|(name, _)| name.eq_ignore_ascii_case(h))
                 .map(|(_, r)| r)
         });
-        let mut allowed = MethodSet::from_bits(0);
-        for router in host_router.into_iter().chain([&self.any_host]) {
-            if let Ok(matched) = router.paths.at(path) {
-                for (methods, _) in &router.entries[*matched.value] {
-                    if methods.is_any() {
-                        return MethodSet::ANY;
-                    }
-                    allowed = allowed.union(*methods);
-                }
-            }
-        }
-        allowed
+        host_router.into_iter().chain([&self.any_host])
     }
 }
 

@@ -118,14 +118,20 @@ pub fn has_references(parts: &[Part<'_>]) -> bool {
 
 // === typed values ===
 
-/// Parses `500ms`, `5s`, `2m` or `1h`; zero is refused because every wait needs a bound.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Splits `500ms` into `(500, "ms")`; the unit is checked by the caller.
+fn number_and_unit<'t>(text: &'t str, what: &str, hint: &str) -> Result<(u64, &'t str), String> {
     let digits = text.bytes().take_while(u8::is_ascii_digit).count();
     let (number, unit) = text.split_at(digits);
-    let hint = "write a whole number with a unit: `500ms`, `5s`, `2m` or `1h`";
-    let number: u64 = number
+    let number = number
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration: {hint}"))?;
+        .map_err(|_| format!("`{text}` is not {what}: {hint}"))?;
+    Ok((number, unit))
+}
+
+/// Parses `500ms`, `5s`, `2m` or `1h`; zero is refused because every wait needs a bound.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let hint = "write a whole number with a unit: `500ms`, `5s`, `2m` or `1h`";
+    let (number, unit) = number_and_unit(text, "a duration", hint)?;
     let duration = match unit {
         "ms" => Duration::from_millis(number),
         "s" => Duration::from_secs(number),
@@ -143,12 +149,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses a size: a whole number with `B`, `KiB`, `MiB` or `GiB`; zero is refused.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
     let hint = "write a whole number with a unit: `512B`, `64KiB`, `10MiB` or `1GiB`";
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size: {hint}"))?;
+    let (number, unit) = number_and_unit(text, "a size", hint)?;
     let scale: u64 = match unit {
         "B" => 1,
         "KiB" => 1 << 10,
