@@ -5,14 +5,14 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::pool::PooledBody;
+use crate::client::{BodyError, UpstreamBody};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::Full;
 
 #[derive(Debug)]
 pub enum Body {
-    Upstream(PooledBody),
+    Upstream(UpstreamBody),
     Local(Full<Bytes>),
 }
 
@@ -24,12 +24,12 @@ impl Body {
 
 impl http_body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             Body::Upstream(body) => Pin::new(body).poll_frame(cx),
             Body::Local(body) => Pin::new(body)

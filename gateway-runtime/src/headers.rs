@@ -4,118 +4,179 @@
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
-pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// Headers that concern one connection only (RFC 9110 §7.6.1, plus the proxy
-/// credentials of RFC 9110 §11.7). Transfer-Encoding is among them: hyper frames the
-/// forwarded message itself from the body it is given.
-static HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-    header::PROXY_AUTHENTICATE,
-];
-
-/// The index of `name` in `HOP_BY_HOP`, in any case. Runs for every header of every
-/// request and response, so it compares lengths before bytes: most names fail on the
-/// length alone.
-fn hop_by_hop_index(name: &str) -> Option<usize> {
-    let index = match name.len() {
-        10 if name.eq_ignore_ascii_case("connection") => 0,
-        10 if name.eq_ignore_ascii_case("keep-alive") => 1,
-        16 if name.eq_ignore_ascii_case("proxy-connection") => 2,
-        2 if name.eq_ignore_ascii_case("te") => 3,
-        17 if name.eq_ignore_ascii_case("transfer-encoding") => 4,
-        7 if name.eq_ignore_ascii_case("upgrade") => 5,
-        19 if name.eq_ignore_ascii_case("proxy-authorization") => 6,
-        18 if name.eq_ignore_ascii_case("proxy-authenticate") => 7,
-        _ => return None,
-    };
-    Some(index)
+/// Whether a field concerns one connection only (RFC 9110 §7.6.1, plus the proxy
+/// credentials of RFC 9110 §11.7), in any case. `Transfer-Encoding` is among them:
+/// the gateway frames each message it sends itself. Runs for every field of every
+/// message, so it compares lengths before bytes: most names fail on the length alone.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    match name.len() {
+        2 => name.eq_ignore_ascii_case(b"te"),
+        7 => name.eq_ignore_ascii_case(b"upgrade"),
+        10 => name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive"),
+        16 => name.eq_ignore_ascii_case(b"proxy-connection"),
+        17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
+        18 => name.eq_ignore_ascii_case(b"proxy-authenticate"),
+        19 => name.eq_ignore_ascii_case(b"proxy-authorization"),
+        _ => false,
+    }
 }
 
-/// Removes hop-by-hop headers and every header that `Connection` names.
-///
-/// One scan finds which are present; only those are removed, so the common
-/// `Connection: keep-alive` costs one removal and no allocation.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let present = headers.keys().fold(0u16, |bits, name| {
-        bits | hop_by_hop_index(name.as_str()).map_or(0, |i| 1 << i)
-    });
-    if present == 0 {
-        return;
-    }
-    if present & 1 != 0 {
-        // Names listed in Connection that are not removed anyway; usually none.
-        let mut listed: Vec<HeaderName> = Vec::new();
-        for value in headers.get_all(header::CONNECTION) {
-            let Ok(value) = value.to_str() else { continue };
-            for token in value.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") || hop_by_hop_index(token).is_some() {
-                    continue;
-                }
-                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                    listed.push(name);
-                }
+/// Whether `Connection` field values list `name` (RFC 9110 §7.6.1: the sender marks
+/// those fields as meant for this hop only).
+pub fn connection_lists<'v>(mut values: impl Iterator<Item = &'v [u8]>, name: &[u8]) -> bool {
+    values.any(|value| {
+        value
+            .split(|&b| b == b',')
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
+    })
+}
+
+/// How the body of a forwarded request is framed on the upstream connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body and no framing field.
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// What a forwarded request says about the hop it came from.
+#[derive(Debug)]
+pub struct Forwarding<'a> {
+    /// `Host` sent upstream.
+    pub host: &'a HeaderValue,
+    pub client_ip: &'a HeaderValue,
+    /// The host the client asked for, sent as `X-Forwarded-Host`.
+    pub original_host: Option<&'a [u8]>,
+    /// The protocol version the client spoke, for `Via`.
+    pub received: http::Version,
+}
+
+/// Writes the HTTP/1.1 head of the request sent upstream, straight from the client's
+/// request: hop-by-hop fields and those `Connection` lists are left out; `Host`,
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` are replaced; `X-Forwarded-For` gets the
+/// client appended as nginx's `$proxy_add_x_forwarded_for` does (several field lines
+/// are one list, RFC 9110 §5.3, and are joined); `Via` is added (RFC 9110 §7.6.3); and
+/// the body framing is the gateway's own. The client's header map is only read, so
+/// none of this hashes, allocates or parses per field.
+pub fn write_request_head(
+    out: &mut Vec<u8>,
+    method: &http::Method,
+    target: &str,
+    headers: &HeaderMap,
+    forwarding: &Forwarding<'_>,
+    framing: RequestFraming,
+) {
+    out.clear();
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(forwarding.host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let connection = headers.get_all(header::CONNECTION);
+    let mut forwarded_for = false;
+    for (name, value) in headers {
+        let name = name.as_str();
+        match name {
+            // Replaced below, or framed by the gateway itself.
+            "host" | "content-length" | "x-forwarded-proto" | "x-forwarded-host" => continue,
+            // The gateway answers `100-continue` itself when it reads the body.
+            "expect" => continue,
+            "x-forwarded-for" => {
+                forwarded_for = true;
+                continue;
             }
+            _ if is_hop_by_hop(name.as_bytes()) => continue,
+            _ => {}
         }
-        for name in listed {
-            headers.remove(name);
+        if connection_lists(
+            connection.iter().map(HeaderValue::as_bytes),
+            name.as_bytes(),
+        ) {
+            continue;
+        }
+        write_field(out, name.as_bytes(), value.as_bytes());
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if forwarded_for {
+        for existing in headers.get_all(&X_FORWARDED_FOR) {
+            out.extend_from_slice(existing.as_bytes());
+            out.extend_from_slice(b", ");
         }
     }
-    for (index, name) in HOP_BY_HOP.iter().enumerate() {
-        if present & (1 << index) != 0 {
-            headers.remove(name);
-        }
+    out.extend_from_slice(forwarding.client_ip.as_bytes());
+    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+    if let Some(host) = forwarding.original_host {
+        write_field(out, b"x-forwarded-host", host);
     }
+    out.extend_from_slice(b"via: ");
+    out.extend_from_slice(via(forwarding.received).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    match framing {
+        RequestFraming::None => {}
+        RequestFraming::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            let mut digits = itoa::Buffer::new();
+            out.extend_from_slice(digits.format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
-/// `Via` (RFC 9110 §7.6.3), which a proxy must add to every message it forwards: the
+fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The `Via` element (RFC 9110 §7.6.3) a proxy adds to every message it forwards: the
 /// protocol version it received the message in, and a pseudonym for itself.
-pub fn append_via(headers: &mut HeaderMap, received: http::Version) {
-    let value = match received {
+pub fn via(received: http::Version) -> &'static str {
+    match received {
         http::Version::HTTP_2 => "2 gateway",
         http::Version::HTTP_10 => "1.0 gateway",
         http::Version::HTTP_3 => "3 gateway",
         _ => "1.1 gateway",
-    };
-    // A separate field line is a list element of its own: earlier proxies stay listed.
-    headers.append(header::VIA, HeaderValue::from_static(value));
-}
-
-/// Appends the client address to `X-Forwarded-For`, as nginx's
-/// `$proxy_add_x_forwarded_for` does, so the chain of proxies stays visible. Several
-/// field lines are one list (RFC 9110 §5.3) and are joined into one line.
-pub fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
-    let mut combined: Vec<u8> = Vec::new();
-    for existing in headers.get_all(&X_FORWARDED_FOR) {
-        combined.extend_from_slice(existing.as_bytes());
-        combined.extend_from_slice(b", ");
     }
-    let value = if combined.is_empty() {
-        client_ip.clone()
-    } else {
-        combined.extend_from_slice(client_ip.as_bytes());
-        // Joined from valid values with ", ": valid again; the fallback never runs.
-        HeaderValue::from_bytes(&combined).unwrap_or_else(|_| client_ip.clone())
-    };
-    headers.insert(X_FORWARDED_FOR.clone(), value);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Hop-by-hop headers and those named in Connection go; the rest stays.
+    fn head(headers: &HeaderMap, framing: RequestFraming) -> String {
+        let host = HeaderValue::from_static("backend:8080");
+        let client_ip = HeaderValue::from_static("127.0.0.1");
+        let forwarding = Forwarding {
+            host: &host,
+            client_ip: &client_ip,
+            original_host: Some(b"api.example.com"),
+            received: http::Version::HTTP_11,
+        };
+        let mut out = Vec::new();
+        write_request_head(
+            &mut out,
+            &http::Method::GET,
+            "/x?y=1",
+            headers,
+            &forwarding,
+            framing,
+        );
+        String::from_utf8(out).expect("ASCII head")
+    }
+
+    /// Hop-by-hop fields and those named in Connection go; the proxy's own fields are
+    /// replaced, not duplicated; the rest is forwarded as it came.
     #[test]
-    fn hop_by_hop() {
+    fn forwarded_head() {
         let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("api.example.com"));
         h.insert(
             header::CONNECTION,
             HeaderValue::from_static("keep-alive, X-Secret"),
@@ -123,36 +184,67 @@ mod tests {
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.insert("x-kept", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("x-kept"));
-        // `Connection: close` names no header; the common response needs no allocation.
-        let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         h.insert(
-            "close",
-            HeaderValue::from_static("a header that happens to be named close"),
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
         );
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
+        h.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        h.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        h.append("x-kept", HeaderValue::from_static("2"));
+        assert_eq!(
+            head(&h, RequestFraming::Chunked),
+            "GET /x?y=1 HTTP/1.1\r\n\
+             host: backend:8080\r\n\
+             x-kept: 1\r\n\
+             x-kept: 2\r\n\
+             x-forwarded-for: 127.0.0.1\r\n\
+             x-forwarded-proto: http\r\n\
+             x-forwarded-host: api.example.com\r\n\
+             via: 1.1 gateway\r\n\
+             transfer-encoding: chunked\r\n\r\n"
+        );
     }
 
-    /// The client address is appended to an existing chain.
+    /// The client address is appended to an existing chain, several lines joined.
     #[test]
-    fn forwarded_for() {
+    fn forwarded_for_chain() {
         let mut h = HeaderMap::new();
-        let ip = HeaderValue::from_static("127.0.0.1");
-        append_forwarded_for(&mut h, &ip);
-        assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1");
-        append_forwarded_for(&mut h, &ip);
-        assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1, 127.0.0.1");
         h.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
-        append_forwarded_for(&mut h, &ip);
-        assert_eq!(h.get_all(&X_FORWARDED_FOR).iter().count(), 1);
-        assert_eq!(
-            h[&X_FORWARDED_FOR],
-            "127.0.0.1, 127.0.0.1, 10.0.0.1, 127.0.0.1"
+        h.append(
+            &X_FORWARDED_FOR,
+            HeaderValue::from_static("10.0.0.2, 10.0.0.3"),
         );
+        let head = head(&h, RequestFraming::Length(5));
+        assert!(head.contains("x-forwarded-for: 10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1\r\n"));
+        assert_eq!(head.matches("x-forwarded-for").count(), 1);
+        assert!(head.ends_with("content-length: 5\r\n\r\n"));
+    }
+
+    /// Hop-by-hop names match in any case; `Connection` tokens are trimmed.
+    #[test]
+    fn hop_by_hop_names() {
+        for name in [
+            "Connection",
+            "keep-alive",
+            "TE",
+            "Transfer-Encoding",
+            "upgrade",
+            "Proxy-Authorization",
+            "proxy-authenticate",
+            "proxy-connection",
+        ] {
+            assert!(is_hop_by_hop(name.as_bytes()), "{name}");
+        }
+        for name in ["content-length", "tee", "x-upgrade", "via"] {
+            assert!(!is_hop_by_hop(name.as_bytes()), "{name}");
+        }
+        assert!(connection_lists(
+            [&b"close ,  X-Secret"[..]].into_iter(),
+            b"x-secret"
+        ));
+        assert!(!connection_lists([&b"close"[..]].into_iter(), b"x-secret"));
     }
 }

@@ -22,7 +22,11 @@ mod admin;
 #[cfg(feature = "server")]
 pub mod body;
 #[cfg(feature = "server")]
+pub mod client;
+#[cfg(feature = "server")]
 pub mod error;
+#[cfg(feature = "server")]
+pub mod framing;
 #[cfg(feature = "server")]
 pub mod gateway;
 #[cfg(feature = "server")]

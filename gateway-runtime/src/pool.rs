@@ -1,42 +1,94 @@
 //! Keep-alive connections to one upstream target, owned by one worker thread.
 //!
-//! A LIFO stack of HTTP/1.1 senders (`hyper::client::conn::http1`): the most recently
-//! used connection is the warmest and the least likely to have been closed by the
-//! upstream. A connection returns to the stack when its response body has been read to
-//! the end, so every pooled sender is free; checkout drops the closed, the idle-expired
-//! and the too old. Being per thread, the stack needs no lock and no hashing
-//! (../shared/PERF.md measured -23% instructions per request against hyper-util's
-//! shared pool).
+//! A LIFO stack of idle connections: the most recently used is the warmest and the
+//! least likely to have been closed by the upstream. A connection returns to the stack
+//! when its response body has been read to the end, so every pooled connection is
+//! free; checkout drops the closed, the idle-expired and the too old. Being per
+//! thread, the stack needs no lock and no hashing (../shared/PERF.md measured -23%
+//! instructions per request against hyper-util's shared pool).
 
 use std::cell::RefCell;
 use std::pin::Pin;
-use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use http::uri::Authority;
-use http_body::{Body as _, Frame, SizeHint};
-use http_body_util::Limited;
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
-
-/// What the gateway sends upstream: the client's body, cut off at the listener's limit.
-pub type RequestBody = Limited<Incoming>;
+use tokio::io::AsyncRead;
+use tokio::net::TcpStream;
+use tokio_util::io::poll_read_buf;
 
 /// Connections older than this are not reused, so that DNS changes and upstream
 /// rebalancing reach long-running gateways.
 const MAX_LIFETIME: Duration = Duration::from_secs(600);
 
-/// One open connection.
+/// First read size; doubled while reads fill the buffer (large bodies), as hyper's
+/// adaptive read strategy does.
+const INITIAL_READ: usize = 8 * 1024;
+const MAX_READ: usize = 256 * 1024;
+
+/// One open connection, with its buffers.
 #[derive(Debug)]
 pub struct Connection {
-    pub sender: SendRequest<RequestBody>,
+    pub stream: TcpStream,
+    pub read: ReadBuffer,
+    /// The request head being written; kept for its capacity.
+    pub write_buf: Vec<u8>,
     created: Instant,
     idle_since: Instant,
-    /// True once it has carried a request: a failure to send on it may be staleness.
+    /// True once it has carried a request: a failure on it may be staleness.
     pub reused: bool,
+}
+
+/// Bytes read from a connection and not yet consumed. Body data is split off without
+/// copying.
+#[derive(Debug)]
+pub struct ReadBuffer {
+    pub bytes: BytesMut,
+    next_read: usize,
+}
+
+impl ReadBuffer {
+    fn new() -> Self {
+        Self {
+            bytes: BytesMut::new(),
+            next_read: INITIAL_READ,
+        }
+    }
+
+    /// Reads once from `reader`, making room first; `Ok(0)` is end of stream.
+    pub fn poll_fill<R: AsyncRead>(
+        &mut self,
+        reader: Pin<&mut R>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<usize>> {
+        if self.bytes.capacity() - self.bytes.len() < 1024 {
+            self.bytes.reserve(self.next_read);
+        }
+        let spare = self.bytes.capacity() - self.bytes.len();
+        let n = std::task::ready!(poll_read_buf(reader, cx, &mut self.bytes))?;
+        if n == spare && self.next_read < MAX_READ {
+            self.next_read *= 2;
+        }
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl Connection {
+    /// Whether the upstream has closed it, or sent bytes nobody asked for, while it sat
+    /// in the pool. Costs no system call unless the socket was reported readable.
+    fn is_stale(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => false,
+            Poll::Ready(Err(_)) => true,
+            // Readable may be left over from the last response's final read: look.
+            Poll::Ready(Ok(())) => !matches!(
+                self.stream.try_read_buf(&mut self.read.bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+            ),
+        }
+    }
 }
 
 /// The pool of one target.
@@ -51,7 +103,6 @@ pub struct Pool {
 pub enum ConnectError {
     TimedOut,
     Io(std::io::Error),
-    Handshake(hyper::Error),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -59,7 +110,6 @@ impl std::fmt::Display for ConnectError {
         match self {
             ConnectError::TimedOut => f.write_str("connect timed out"),
             ConnectError::Io(e) => write!(f, "connect: {e}"),
-            ConnectError::Handshake(e) => write!(f, "handshake: {e}"),
         }
     }
 }
@@ -84,10 +134,10 @@ impl Pool {
         {
             idle.remove(0);
         }
-        while let Some(conn) = idle.pop() {
-            let usable = !conn.sender.is_closed()
-                && now.duration_since(conn.idle_since) <= self.idle_timeout
-                && now.duration_since(conn.created) <= MAX_LIFETIME;
+        while let Some(mut conn) = idle.pop() {
+            let usable = now.duration_since(conn.idle_since) <= self.idle_timeout
+                && now.duration_since(conn.created) <= MAX_LIFETIME
+                && !conn.is_stale();
             if usable {
                 return Some(conn);
             }
@@ -95,103 +145,34 @@ impl Pool {
         None
     }
 
-    /// Opens a new connection to `authority` and spawns its I/O task on this thread.
+    /// Opens a new connection to `authority`.
     pub async fn connect(
         authority: &Authority,
         timeout: Duration,
     ) -> Result<Connection, ConnectError> {
         let port = authority.port_u16().unwrap_or(80);
         let host = authority.host().trim_matches(['[', ']']);
-        let stream =
-            match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return Err(ConnectError::Io(e)),
-                Err(_) => return Err(ConnectError::TimedOut),
-            };
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect((host, port))).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(ConnectError::Io(e)),
+            Err(_) => return Err(ConnectError::TimedOut),
+        };
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(ConnectError::Handshake)?;
-        tokio::task::spawn_local(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
         let now = Instant::now();
         Ok(Connection {
-            sender,
+            stream,
+            read: ReadBuffer::new(),
+            write_buf: Vec::new(),
             created: now,
             idle_since: now,
             reused: false,
         })
     }
 
-    fn give_back(&self, mut conn: Connection) {
+    /// Takes back a connection whose last response was read to its end.
+    pub fn give_back(&self, mut conn: Connection) {
         conn.idle_since = Instant::now();
         conn.reused = true;
         self.idle.borrow_mut().push(conn);
-    }
-}
-
-/// An upstream response body that returns its connection to the pool when it has been
-/// read to the end (or, for bodies that are empty from the start, when it is dropped).
-#[derive(Debug)]
-pub struct PooledBody {
-    body: Incoming,
-    /// `None` once given back.
-    conn: Option<(Rc<Pool>, Connection)>,
-}
-
-impl PooledBody {
-    pub fn new(body: Incoming, pool: Rc<Pool>, conn: Connection) -> Self {
-        Self {
-            body,
-            conn: Some((pool, conn)),
-        }
-    }
-
-    fn release(&mut self) {
-        if let Some((pool, conn)) = self.conn.take() {
-            pool.give_back(conn);
-        }
-    }
-}
-
-impl http_body::Body for PooledBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.release(),
-            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.release(),
-            // A broken body means a broken connection: let it go.
-            Poll::Ready(Some(Err(_))) => self.conn = None,
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Drop for PooledBody {
-    fn drop(&mut self) {
-        // HEAD, 204 and 304 responses are never polled; their connection is still good.
-        // A body dropped half-read is not: its connection closes with the sender.
-        if self.body.is_end_stream() {
-            self.release();
-        }
     }
 }

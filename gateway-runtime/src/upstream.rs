@@ -2,22 +2,21 @@
 //! the forwarding of one request with its failure modes mapped to 502 and 504.
 
 use std::cell::Cell;
-use std::error::Error as _;
 use std::rc::Rc;
 use std::time::Duration;
 
 use http::header::{CONTENT_LENGTH, HOST, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Uri};
-use http::{StatusCode, Version};
-use http_body_util::{LengthLimitError, Limited};
+use http::uri::{Authority, PathAndQuery};
+use http::{Method, StatusCode};
+use http_body::Body as _;
+use http_body_util::Limited;
 
 use crate::body::Body;
+use crate::client::{self, ExchangeError, RequestBody, ResponseHead, UpstreamBody};
 use crate::error::json_error;
 use crate::gateway::{Request, RequestContext, Response, UpstreamSpec};
-use crate::headers::{
-    X_FORWARDED_HOST, X_FORWARDED_PROTO, append_forwarded_for, append_via, strip_hop_by_hop,
-};
-use crate::pool::{ConnectError, Connection, Pool, PooledBody, RequestBody};
+use crate::headers::{Forwarding, RequestFraming, write_request_head};
+use crate::pool::{ConnectError, Connection, Pool};
 use crate::settings::SettingError;
 
 /// One target, with what every request to it needs precomputed.
@@ -42,9 +41,19 @@ pub struct Upstream {
 }
 
 /// Why forwarding failed, mapped to a status by `failure`.
+#[derive(Debug)]
 enum Failure {
     Connect(ConnectError),
-    Exchange(hyper::Error),
+    Exchange(ExchangeError),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Connect(e) => e.fmt(f),
+            Failure::Exchange(e) => e.fmt(f),
+        }
+    }
 }
 
 impl Upstream {
@@ -87,66 +96,67 @@ impl Upstream {
         path: Option<PathAndQuery>,
         cx: &RequestContext,
     ) -> Response {
+        let (parts, body) = req.into_parts();
         // A declared length over the limit is refused before the upstream is bothered;
         // a body without one is cut off when it crosses the limit (see `failure`).
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > cx.max_body) {
+        let declared = parts.headers.get(CONTENT_LENGTH).is_some();
+        let exact = body.size_hint().exact();
+        if declared && exact.is_some_and(|len| len > cx.max_body) {
             return json_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
         }
-        let limit = usize::try_from(cx.max_body).unwrap_or(usize::MAX);
+        let (framing, body) = if body.is_end_stream() {
+            // An empty body is still declared when the client declared it: some
+            // upstreams refuse a POST without a length (411).
+            let framing = if declared {
+                RequestFraming::Length(0)
+            } else {
+                RequestFraming::None
+            };
+            (framing, None)
+        } else {
+            let limit = usize::try_from(cx.max_body).unwrap_or(usize::MAX);
+            let framing = match exact {
+                Some(len) => RequestFraming::Length(len),
+                None => RequestFraming::Chunked,
+            };
+            (framing, Some(Limited::new(body, limit)))
+        };
+        let target = match &path {
+            Some(path) => path.as_str(),
+            None => parts.uri.path_and_query().map_or("/", PathAndQuery::as_str),
+        };
         let endpoint = self.pick();
-        // Changed in place: moving a request costs a copy of its head each time.
-        let mut req = req;
-        let path = match path {
-            Some(path) => path,
-            None => req
-                .uri()
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        let forwarding = Forwarding {
+            host: &endpoint.host,
+            client_ip: &cx.client_ip,
+            original_host: match parts.uri.authority() {
+                Some(authority) => Some(authority.as_str().as_bytes()),
+                None => parts.headers.get(HOST).map(HeaderValue::as_bytes),
+            },
+            received: parts.version,
         };
-        let original_host = match req.uri().authority() {
-            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-            None => req.headers().get(HOST).cloned(),
+        let request = UpstreamRequest {
+            parts: &parts,
+            target,
+            forwarding: &forwarding,
+            framing,
+            // Only a request without a body can be sent twice; RFC 9110 §9.2.2 allows
+            // a proxy to retry idempotent methods only.
+            replayable: body.is_none() && is_idempotent(&parts.method),
         };
-        // Origin-form: the upstream is an origin server, not a proxy.
-        *req.uri_mut() = Uri::from(path);
-        let received = req.version();
-        // The upstream leg is HTTP/1.1 whatever the client spoke.
-        *req.version_mut() = Version::HTTP_11;
-        let headers = req.headers_mut();
-        strip_hop_by_hop(headers);
-        append_via(headers, received);
-        append_forwarded_for(headers, &cx.client_ip);
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-        match original_host {
-            Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
-            None => headers.remove(&X_FORWARDED_HOST),
-        };
-        headers.insert(HOST, endpoint.host.clone());
-        let req = req.map(|body| Limited::new(body, limit));
-
-        match tokio::time::timeout(self.response_timeout, self.exchange(endpoint, req)).await {
-            Ok(Ok((mut response, conn))) => {
-                strip_hop_by_hop(response.headers_mut());
-                append_via(response.headers_mut(), Version::HTTP_11);
-                let pool = endpoint.pool.clone();
-                response.map(|body| Body::Upstream(PooledBody::new(body, pool, conn)))
+        let exchange = self.exchange(endpoint, &request, body);
+        match tokio::time::timeout(self.response_timeout, exchange).await {
+            Ok(Ok((head, conn))) => {
+                let body =
+                    UpstreamBody::new(conn, endpoint.pool.clone(), head.length, head.reusable);
+                let mut response = Response::new(Body::Upstream(body));
+                *response.status_mut() = head.status;
+                *response.headers_mut() = head.headers;
+                response
             }
             Ok(Err(e)) => {
                 let (status, message) = failure(&e);
-                match &e {
-                    Failure::Connect(e) => {
-                        tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %e, "upstream connect failed")
-                    }
-                    Failure::Exchange(e) => {
-                        tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %error_chain(e), "upstream request failed")
-                    }
-                }
+                tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %e, "upstream request failed");
                 json_error(status, message)
             }
             Err(_) => {
@@ -157,14 +167,14 @@ impl Upstream {
     }
 
     /// Sends the request on a pooled connection, or a new one. A pooled connection may
-    /// have been closed by the upstream in the meantime; when hyper reports that the
-    /// request was not sent at all, it is sent again on the next connection, which is
-    /// safe for any method because the upstream never saw it.
+    /// have been closed by the upstream just as it was taken; when it ends before any
+    /// byte of a response, a replayable request is sent again on the next connection.
     async fn exchange(
         &self,
         endpoint: &Endpoint,
-        mut req: http::Request<RequestBody>,
-    ) -> Result<(http::Response<hyper::body::Incoming>, Connection), Failure> {
+        request: &UpstreamRequest<'_>,
+        mut body: Option<RequestBody>,
+    ) -> Result<(ResponseHead, Connection), Failure> {
         loop {
             let mut conn = match endpoint.pool.checkout() {
                 Some(conn) => conn,
@@ -174,51 +184,55 @@ impl Upstream {
                     .await
                     .map_err(Failure::Connect)?,
             };
-            if let Err(e) = conn.sender.ready().await {
-                if conn.reused {
-                    continue;
-                }
-                return Err(Failure::Exchange(e));
-            }
-            match conn.sender.try_send_request(req).await {
-                Ok(response) => return Ok((response, conn)),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if conn.reused => req = unsent,
-                    _ => return Err(Failure::Exchange(e.into_error())),
-                },
+            write_request_head(
+                &mut conn.write_buf,
+                &request.parts.method,
+                request.target,
+                &request.parts.headers,
+                request.forwarding,
+                request.framing,
+            );
+            let head_request = request.parts.method == Method::HEAD;
+            match client::exchange(&mut conn, body.take(), request.framing, head_request).await {
+                Ok(head) => return Ok((head, conn)),
+                Err(ExchangeError::NoResponse(_)) if conn.reused && request.replayable => {}
+                Err(e) => return Err(Failure::Exchange(e)),
             }
         }
     }
 }
 
-/// The status for a failed upstream exchange: the client's body crossing the limit is
-/// the client's fault (413); a connect timeout is a 504; anything else a 502.
+/// What every attempt at sending one request needs.
+struct UpstreamRequest<'a> {
+    parts: &'a http::request::Parts,
+    target: &'a str,
+    forwarding: &'a Forwarding<'a>,
+    framing: RequestFraming,
+    replayable: bool,
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// The status for a failed upstream exchange: the client's body crossing the limit or
+/// breaking off is the client's fault (413, 400); a connect timeout is a 504; anything
+/// else a 502.
 fn failure(e: &Failure) -> (StatusCode, &'static str) {
     match e {
         Failure::Connect(ConnectError::TimedOut) => {
             (StatusCode::GATEWAY_TIMEOUT, "upstream connect timed out")
         }
         Failure::Connect(_) => (StatusCode::BAD_GATEWAY, "upstream unreachable"),
-        Failure::Exchange(e) => {
-            let mut source = e.source();
-            while let Some(err) = source {
-                if err.is::<LengthLimitError>() {
-                    return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
-                }
-                source = err.source();
-            }
-            (StatusCode::BAD_GATEWAY, "upstream connection failed")
+        Failure::Exchange(ExchangeError::BodyTooLarge) => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
         }
+        Failure::Exchange(ExchangeError::ClientBody) => {
+            (StatusCode::BAD_REQUEST, "request body could not be read")
+        }
+        Failure::Exchange(_) => (StatusCode::BAD_GATEWAY, "upstream connection failed"),
     }
-}
-
-fn error_chain(e: &hyper::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(err) = source {
-        text.push_str(": ");
-        text.push_str(&err.to_string());
-        source = err.source();
-    }
-    text
 }

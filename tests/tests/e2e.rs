@@ -525,18 +525,19 @@ async fn listener_limits() {
 /// upstream that closes every connection after one response all succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_closed_by_the_upstream_are_not_reused() {
-    let (closing, accepted) = closing_upstream().await;
-    let s = setup(
-        BUILD_RS_GATEWAY,
-        &[("CLOSING", format!("http://{closing}"))],
+    let closing = ScriptedUpstream::start(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        true,
+        true,
     )
     .await;
+    let s = setup(BUILD_RS_GATEWAY, &[("SCRIPTED", closing.url())]).await;
     for i in 0..20 {
-        let reply = get(&s.client, &s.gateway.url("/closing")).await;
+        let reply = get(&s.client, &s.gateway.url("/scripted/x")).await;
         assert_eq!(reply.status, 200, "request {i}: {}", reply.body);
         assert_eq!(reply.body, "ok");
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 20);
+    assert_eq!(closing.connections(), 20);
 }
 
 /// Responses without a body (HEAD, 204) give their upstream connection back to the pool

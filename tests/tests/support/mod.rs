@@ -297,37 +297,91 @@ pub fn stalled_listener() -> (SocketAddr, Vec<std::net::TcpStream>, socket2::Soc
     (addr, fillers, socket)
 }
 
-/// An HTTP/1.1 upstream that answers one request per connection and then closes it,
-/// without announcing `Connection: close`: every kept-alive connection to it goes stale.
-/// Returns its address and the number of connections it accepted.
-pub async fn closing_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
+/// An HTTP/1.1 upstream written byte by byte, for responses no well-behaved server
+/// sends. It reads each request head, and the body when `read_body` (by
+/// Content-Length or up to the last chunk), records the request, and writes `reply`
+/// verbatim; with `close` it then closes the connection without announcing it.
+pub struct ScriptedUpstream {
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+    /// Every request received, head and body, as text.
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl ScriptedUpstream {
+    pub async fn start(reply: &'static [u8], close: bool, read_body: bool) -> ScriptedUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (counter, log) = (accepted.clone(), requests.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut pending = Vec::new();
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        let complete = |data: &[u8]| {
+                            let end = data.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+                            if !read_body {
+                                return Some(end);
+                            }
+                            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+                            if head.contains("transfer-encoding: chunked") {
+                                let last =
+                                    data[end..].windows(5).position(|w| w == b"0\r\n\r\n")?;
+                                return Some(end + last + 5);
+                            }
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length: "))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            (data.len() >= end + length).then_some(end + length)
+                        };
+                        let end = loop {
+                            if let Some(end) = complete(&pending) {
+                                break end;
+                            }
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                            }
+                        };
+                        let request: Vec<u8> = pending.drain(..end).collect();
+                        log.lock()
+                            .expect("log")
+                            .push(String::from_utf8_lossy(&request).into_owned());
+                        if stream.write_all(reply).await.is_err() {
+                            return;
+                        }
+                        if close {
+                            let _ = stream.shutdown().await;
+                            return;
+                        }
                     }
-                }
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
-                let _ = stream.shutdown().await;
-            });
+                });
+            }
+        });
+        ScriptedUpstream {
+            addr,
+            accepted,
+            requests,
         }
-    });
-    (addr, accepted)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
 }
 
 /// An address on which nothing listens: bound, then released.
@@ -410,7 +464,7 @@ impl Gateway {
             ("ORDERS", orders.url()),
             ("DEAD", format!("http://{}", refused_addr())),
             ("STALLED", format!("http://{}", refused_addr())),
-            ("CLOSING", format!("http://{}", refused_addr())),
+            ("SCRIPTED", format!("http://{}", refused_addr())),
         ];
         // Later entries win: a test may point an upstream elsewhere.
         env.extend(extra.iter().cloned());

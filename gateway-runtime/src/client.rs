@@ -1,0 +1,545 @@
+//! The HTTP/1.1 client half of the proxy: the request head (written by `headers`) and
+//! body go out on a pooled connection, the response head comes back parsed into `http`
+//! types, and the response body streams back as `UpstreamBody`.
+//!
+//! It runs inside the client connection's own task. hyper's client runs a task per
+//! upstream connection and talks to it through channels, so every request cost two
+//! task switches; that task was 40% of the gateway's instructions per request.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::{Pin, pin};
+use std::rc::Rc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use http::StatusCode;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http_body::{Frame, SizeHint};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::framing::{self, BodyLength, ChunkedDecoder, Decoded, FramingError};
+use crate::headers::{RequestFraming, connection_lists, is_hop_by_hop};
+use crate::pool::{Connection, Pool, ReadBuffer};
+
+/// What the gateway sends upstream: the client's body, cut off at the listener's limit.
+pub type RequestBody = Limited<Incoming>;
+
+/// Longest upstream response head accepted; nginx refuses heads over its 4–8 KiB
+/// `proxy_buffer_size`, hyper's client over about 400 KiB.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Most field lines in an upstream response head.
+const MAX_RESPONSE_FIELDS: usize = 128;
+/// Most `Connection` field lines in one response.
+const MAX_CONNECTION_FIELDS: usize = 8;
+
+/// Why an exchange with the upstream failed.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// The client's body crossed the listener's limit.
+    BodyTooLarge,
+    /// The client's body could not be read: the client left, or framed it badly.
+    ClientBody,
+    /// The connection ended before any byte of a response arrived. On a reused
+    /// connection this is the keep-alive race: the upstream closed it as it was taken.
+    NoResponse(Option<io::Error>),
+    Io(io::Error),
+    /// The upstream's response cannot be forwarded faithfully.
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExchangeError::BodyTooLarge => f.write_str("request body too large"),
+            ExchangeError::ClientBody => f.write_str("request body could not be read"),
+            ExchangeError::NoResponse(None) => f.write_str("connection closed before a response"),
+            ExchangeError::NoResponse(Some(e)) => {
+                write!(f, "connection failed before a response: {e}")
+            }
+            ExchangeError::Io(e) => write!(f, "connection failed: {e}"),
+            ExchangeError::Invalid(why) => write!(f, "invalid response: {why}"),
+        }
+    }
+}
+
+/// A parsed final response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    /// Without hop-by-hop fields, with the gateway's `Via` appended.
+    pub headers: HeaderMap,
+    pub length: BodyLength,
+    /// Whether the connection can carry another request after this response's body.
+    pub reusable: bool,
+}
+
+/// Sends the request head in `conn.write_buf` and then `body`, and reads the response
+/// head. A response that arrives while the body is still being sent is taken as it
+/// is (an upstream may refuse a body early); the connection is then not reused.
+pub async fn exchange(
+    conn: &mut Connection,
+    body: Option<RequestBody>,
+    framing: RequestFraming,
+    head_request: bool,
+) -> Result<ResponseHead, ExchangeError> {
+    if let Err(e) = conn.stream.write_all(&conn.write_buf).await {
+        return Err(ExchangeError::NoResponse(Some(e)));
+    }
+    let Some(body) = body else {
+        return read_head(&mut conn.stream, &mut conn.read, head_request).await;
+    };
+    let (mut reader, mut writer) = conn.stream.split();
+    let mut send = pin!(send_body(
+        &mut writer,
+        body,
+        framing == RequestFraming::Chunked
+    ));
+    let mut head = pin!(read_head(&mut reader, &mut conn.read, head_request));
+    let mut sent: Option<io::Result<()>> = None;
+    poll_fn(|cx| {
+        if sent.is_none() {
+            match send.as_mut().poll(cx) {
+                Poll::Ready(Ok(())) => sent = Some(Ok(())),
+                Poll::Ready(Err(SendError::Client(e))) => return Poll::Ready(Err(e)),
+                // The upstream may have answered before it stopped reading: look.
+                Poll::Ready(Err(SendError::Upstream(e))) => sent = Some(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        match ready!(head.as_mut().poll(cx)) {
+            Ok(mut head) => {
+                head.reusable &= matches!(sent, Some(Ok(())));
+                Poll::Ready(Ok(head))
+            }
+            Err(e) => Poll::Ready(Err(match sent.take() {
+                Some(Err(write)) => ExchangeError::Io(write),
+                _ => e,
+            })),
+        }
+    })
+    .await
+}
+
+enum SendError {
+    Client(ExchangeError),
+    Upstream(io::Error),
+}
+
+/// Streams the client's body upstream, in the chunked coding when its length is not
+/// known. Trailers are not forwarded.
+async fn send_body<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    mut body: RequestBody,
+    chunked: bool,
+) -> Result<(), SendError> {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            SendError::Client(if e.is::<LengthLimitError>() {
+                ExchangeError::BodyTooLarge
+            } else {
+                ExchangeError::ClientBody
+            })
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let written = if chunked {
+            let mut size = [0u8; 18];
+            let size = chunk_size_line(data.len(), &mut size);
+            let mut chunk = size.chain(data).chain(&b"\r\n"[..]);
+            writer.write_all_buf(&mut chunk).await
+        } else {
+            writer.write_all(&data).await
+        };
+        written.map_err(SendError::Upstream)?;
+    }
+    if chunked {
+        writer
+            .write_all(b"0\r\n\r\n")
+            .await
+            .map_err(SendError::Upstream)?;
+    }
+    Ok(())
+}
+
+/// `len` in hex followed by CRLF, written into `out`.
+fn chunk_size_line(len: usize, out: &mut [u8; 18]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut at = 16;
+    let mut n = len;
+    loop {
+        at -= 1;
+        out[at] = HEX[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out[16] = b'\r';
+    out[17] = b'\n';
+    &out[at..]
+}
+
+/// Reads until a final response head is complete, skipping interim (1xx) responses.
+async fn read_head<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    read: &mut ReadBuffer,
+    head_request: bool,
+) -> Result<ResponseHead, ExchangeError> {
+    let mut received = !read.bytes.is_empty();
+    loop {
+        if !read.bytes.is_empty() {
+            match parse_head(read, head_request)? {
+                Parsed::Final(head) => return Ok(head),
+                Parsed::Interim => continue,
+                Parsed::Partial if read.bytes.len() >= MAX_RESPONSE_HEAD => {
+                    return Err(ExchangeError::Invalid("response head too large"));
+                }
+                Parsed::Partial => {}
+            }
+        }
+        match poll_fn(|cx| read.poll_fill(Pin::new(&mut *reader), cx)).await {
+            Ok(0) if received => {
+                return Err(ExchangeError::Invalid("connection closed inside the head"));
+            }
+            Ok(0) => return Err(ExchangeError::NoResponse(None)),
+            Ok(_) => received = true,
+            Err(e) if received => return Err(ExchangeError::Io(e)),
+            Err(e) => return Err(ExchangeError::NoResponse(Some(e))),
+        }
+    }
+}
+
+enum Parsed {
+    Partial,
+    /// A 1xx response, consumed.
+    Interim,
+    Final(ResponseHead),
+}
+
+/// Where a kept field sits in the head. Offsets fit 16 bits because heads are
+/// limited to 64 KiB; the table of them is cleared for every response, so it is small.
+#[derive(Clone, Copy, Default)]
+struct FieldAt {
+    name: (u16, u16),
+    value: (u16, u16),
+}
+
+/// Parses the response head at the start of `read`, consuming it when complete. The
+/// header map's values point into the head's bytes, so no field is copied.
+fn parse_head(read: &mut ReadBuffer, head_request: bool) -> Result<Parsed, ExchangeError> {
+    use ExchangeError::Invalid;
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_FIELDS];
+    let mut response = httparse::Response::new(&mut []);
+    let base = read.bytes.as_ptr() as usize;
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        &read.bytes,
+        &mut slots,
+    );
+    let len = match parsed {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(httparse::Error::TooManyHeaders) => return Err(Invalid("too many header fields")),
+        // Obsolete line folding, bare CR or LF, spaces before colons, bad bytes: a
+        // proxy that guessed would let a response split (RFC 9112 §5.2, §11.1).
+        Err(_) => return Err(Invalid("malformed head")),
+    };
+    let code = response.code.unwrap_or(0);
+    if (100..200).contains(&code) {
+        // The gateway never asks to switch protocols.
+        if code == 101 {
+            return Err(Invalid("unexpected 101 Switching Protocols"));
+        }
+        read.bytes.advance(len);
+        return Ok(Parsed::Interim);
+    }
+    if len > MAX_RESPONSE_HEAD {
+        return Err(Invalid("response head too large"));
+    }
+    let status = StatusCode::from_u16(code).map_err(|_| Invalid("invalid status code"))?;
+    // In range: every field lies inside the head.
+    let at = |s: &[u8]| ((s.as_ptr() as usize - base) as u16, s.len() as u16);
+
+    let mut kept = [FieldAt::default(); MAX_RESPONSE_FIELDS];
+    let mut kept_len = 0;
+    let mut connection = [(0, 0); MAX_CONNECTION_FIELDS];
+    let mut connection_len = 0;
+    let mut content_length = None;
+    let mut chunked = None;
+    let mut close = false;
+    let mut keep_alive = false;
+    for field in response.headers.iter() {
+        let name = field.name.as_bytes();
+        let value = field.value;
+        if name.eq_ignore_ascii_case(b"content-length") {
+            content_length = Some(
+                framing::content_length(value, content_length)
+                    .map_err(|FramingError(why)| Invalid(why))?,
+            );
+        } else if is_hop_by_hop(name) {
+            if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                // Several field lines are one list: `chunked` must be its only element.
+                chunked = Some(chunked.is_none() && framing::is_chunked_only(value));
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                if connection_len == MAX_CONNECTION_FIELDS {
+                    return Err(Invalid("too many Connection fields"));
+                }
+                connection[connection_len] = at(value);
+                connection_len += 1;
+                close |= connection_lists(std::iter::once(value), b"close");
+                keep_alive |= connection_lists(std::iter::once(value), b"keep-alive");
+            }
+            continue;
+        }
+        kept[kept_len] = FieldAt {
+            name: at(name),
+            value: at(value),
+        };
+        kept_len += 1;
+    }
+    let persistent = match response.version {
+        Some(1) => !close,
+        _ => keep_alive && !close,
+    };
+    let length = if head_request || code == 204 || code == 304 {
+        BodyLength::Empty
+    } else {
+        match (chunked, content_length) {
+            (Some(true), _) => BodyLength::Chunked,
+            (Some(false), _) => return Err(Invalid("unsupported transfer coding")),
+            (None, Some(n)) => BodyLength::Length(n),
+            (None, None) => BodyLength::UntilClose,
+        }
+    };
+    // Both fields: Transfer-Encoding wins, Content-Length goes, and the connection is
+    // not trusted again (RFC 9112 §6.3, item 3).
+    let both = chunked.is_some() && content_length.is_some();
+
+    let head = read.bytes.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(kept_len + 1);
+    for field in &kept[..kept_len] {
+        let name = HeaderName::from_bytes(span(&head, field.name))
+            .map_err(|_| Invalid("invalid field name"))?;
+        if both && name == header::CONTENT_LENGTH {
+            continue;
+        }
+        let (start, len) = field.value;
+        let (start, len) = (usize::from(start), usize::from(len));
+        let value = HeaderValue::from_maybe_shared(head.slice(start..start + len))
+            .map_err(|_| Invalid("invalid field value"))?;
+        headers.append(name, value);
+    }
+    // Fields the upstream marked as meant for the hop to the gateway only.
+    for &field in &connection[..connection_len] {
+        for token in span(&head, field).split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            let hop_option =
+                token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive");
+            if !hop_option && let Ok(name) = HeaderName::from_bytes(token) {
+                headers.remove(name);
+            }
+        }
+    }
+    headers.append(header::VIA, HeaderValue::from_static("1.1 gateway"));
+    Ok(Parsed::Final(ResponseHead {
+        status,
+        headers,
+        length,
+        reusable: persistent && !both && length != BodyLength::UntilClose,
+    }))
+}
+
+fn span(head: &[u8], (start, len): (u16, u16)) -> &[u8] {
+    let start = usize::from(start);
+    &head[start..start + usize::from(len)]
+}
+
+/// An upstream response body, read from its connection as the client takes it. The
+/// connection goes back to the pool when the body has been read to its end (or, for
+/// bodies that are empty from the start, when it is dropped).
+#[derive(Debug)]
+pub struct UpstreamBody {
+    /// `None` once given back or broken.
+    conn: Option<Connection>,
+    pool: Rc<Pool>,
+    remaining: Remaining,
+    reusable: bool,
+}
+
+#[derive(Debug)]
+enum Remaining {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+}
+
+/// Why an upstream response body broke off; the client's connection is closed.
+#[derive(Debug)]
+pub enum BodyError {
+    Io(io::Error),
+    Framing(FramingError),
+    /// The upstream closed the connection before the declared end.
+    Truncated,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Io(e) => write!(f, "upstream body: {e}"),
+            BodyError::Framing(e) => write!(f, "upstream body: {e}"),
+            BodyError::Truncated => f.write_str("upstream body: connection closed early"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl UpstreamBody {
+    pub fn new(conn: Connection, pool: Rc<Pool>, length: BodyLength, reusable: bool) -> Self {
+        let remaining = match length {
+            BodyLength::Empty => Remaining::Length(0),
+            BodyLength::Length(n) => Remaining::Length(n),
+            BodyLength::Chunked => Remaining::Chunked(ChunkedDecoder::default()),
+            BodyLength::UntilClose => Remaining::UntilClose,
+        };
+        Self {
+            conn: Some(conn),
+            pool,
+            remaining,
+            reusable,
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        match &self.remaining {
+            Remaining::Length(n) => *n == 0,
+            Remaining::Chunked(decoder) => decoder.is_done(),
+            Remaining::UntilClose => false,
+        }
+    }
+
+    /// Ends the body: the connection goes back to the pool if nothing is left on it.
+    fn release(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && self.reusable
+            && conn.read.bytes.is_empty()
+        {
+            self.pool.give_back(conn);
+        }
+    }
+
+    /// The next piece of data from the buffer, `None` at the end of the body, or
+    /// `Pending` after a read was started.
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, BodyError>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(Ok(None));
+        };
+        loop {
+            let buffered = &mut conn.read.bytes;
+            match &mut self.remaining {
+                Remaining::Length(0) => return Poll::Ready(Ok(None)),
+                Remaining::Length(n) if !buffered.is_empty() => {
+                    let take = usize::try_from(*n)
+                        .unwrap_or(usize::MAX)
+                        .min(buffered.len());
+                    *n -= take as u64;
+                    return Poll::Ready(Ok(Some(buffered.split_to(take).freeze())));
+                }
+                Remaining::Chunked(decoder) => match decoder.decode(buffered) {
+                    Ok(Decoded::Data(data)) => return Poll::Ready(Ok(Some(data))),
+                    Ok(Decoded::Done) => return Poll::Ready(Ok(None)),
+                    Ok(Decoded::NeedMore) => {}
+                    Err(e) => return Poll::Ready(Err(BodyError::Framing(e))),
+                },
+                Remaining::UntilClose if !buffered.is_empty() => {
+                    return Poll::Ready(Ok(Some(buffered.split().freeze())));
+                }
+                Remaining::Length(_) | Remaining::UntilClose => {}
+            }
+            let n = ready!(conn.read.poll_fill(Pin::new(&mut conn.stream), cx))
+                .map_err(BodyError::Io)?;
+            if n == 0 {
+                return Poll::Ready(match self.remaining {
+                    Remaining::UntilClose => Ok(None),
+                    _ => Err(BodyError::Truncated),
+                });
+            }
+        }
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        match ready!(this.poll_data(cx)) {
+            Ok(Some(data)) => {
+                // Given back at once, so the client's next request can reuse it.
+                if this.is_complete() {
+                    this.release();
+                }
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Ok(None) => {
+                this.release();
+                Poll::Ready(None)
+            }
+            Err(e) => {
+                // A broken body means a broken connection: let it go.
+                this.conn = None;
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none() || self.is_complete()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Remaining::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // HEAD, 204 and 304 bodies are never polled; their connection is still good.
+        // A body dropped half-read is not: its connection closes here.
+        if self.is_complete() {
+            self.release();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunk size lines are lower-case hex with CRLF.
+    #[test]
+    fn chunk_size_lines() {
+        let mut buf = [0u8; 18];
+        assert_eq!(chunk_size_line(0, &mut buf), b"0\r\n");
+        assert_eq!(chunk_size_line(255, &mut buf), b"ff\r\n");
+        assert_eq!(
+            chunk_size_line(usize::MAX, &mut buf),
+            b"ffffffffffffffff\r\n"
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! HTTP/1.1 message framing (RFC 9112 §6–7): how long a body is, and the chunked
+//! transfer coding. Strict on purpose: wherever two readings of a message are
+//! possible, the message is refused, because a proxy and the server behind it that
+//! disagree about where a message ends are how requests get smuggled.
+
+use bytes::{Bytes, BytesMut};
+
+/// How the body of a received message is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLength {
+    /// No body at all (HEAD responses, 1xx, 204, 304).
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// The chunked coding.
+    Chunked,
+    /// Until the sender closes the connection (a response with neither field).
+    UntilClose,
+}
+
+/// A message whose framing cannot be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FramingError(pub &'static str);
+
+impl std::fmt::Display for FramingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for FramingError {}
+
+/// Folds one `Content-Length` field line into the value seen so far. A list of
+/// identical values counts as that value (RFC 9112 §6.3, item 5); anything else that
+/// is not one run of digits, or values that differ, is an error.
+pub fn content_length(value: &[u8], seen: Option<u64>) -> Result<u64, FramingError> {
+    const INVALID: FramingError = FramingError("invalid Content-Length");
+    let mut result = seen;
+    for element in value.split(|&b| b == b',') {
+        let digits = element.trim_ascii();
+        if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(INVALID);
+        }
+        let n = digits
+            .iter()
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        match result {
+            Some(previous) if previous != n => {
+                return Err(FramingError("conflicting Content-Length values"));
+            }
+            _ => result = Some(n),
+        }
+    }
+    result.ok_or(INVALID)
+}
+
+/// Whether a `Transfer-Encoding` field line is exactly `chunked`. Other codings would
+/// have to be undone before the body could be re-framed, and `chunked` applied twice
+/// is invalid (RFC 9112 §6.1), so everything else is refused.
+pub fn is_chunked_only(value: &[u8]) -> bool {
+    value.trim_ascii().eq_ignore_ascii_case(b"chunked")
+}
+
+/// Longest chunk-size line (size, extensions and CRLF) accepted; extensions carry
+/// nothing a proxy needs and must not make it buffer without bound.
+const MAX_CHUNK_LINE: usize = 4096;
+/// Longest trailer section accepted; trailers are read and dropped.
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// Decodes the chunked coding (RFC 9112 §7.1) from a connection's read buffer.
+#[derive(Debug, Clone)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    /// Data bytes left in the current chunk.
+    remaining: u64,
+    /// Bytes of the current size line or of the trailer section so far.
+    consumed: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Hex digits of the chunk size; at least one seen once `consumed > 0`.
+    Size,
+    /// Whitespace after the size, before `;` or CR.
+    SizeSpace,
+    /// Chunk extensions, skipped up to CR.
+    Extension,
+    /// LF after the size line.
+    SizeLf,
+    Data,
+    /// CR, then LF, after a chunk's data.
+    DataCr,
+    DataLf,
+    /// The start of a trailer line, or the CR of the final empty line.
+    TrailerStart,
+    /// Inside a trailer field line.
+    Trailer,
+    TrailerLf,
+    /// LF of the final empty line.
+    EndLf,
+    Done,
+}
+
+/// What one call to `ChunkedDecoder::decode` produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    Data(Bytes),
+    /// The buffer holds no complete next step: read more.
+    NeedMore,
+    /// The terminating chunk and trailer section have been read.
+    Done,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        Self {
+            state: ChunkState::Size,
+            remaining: 0,
+            consumed: 0,
+        }
+    }
+}
+
+impl ChunkedDecoder {
+    /// Consumes framing bytes from `buf` and returns the next piece of data, without
+    /// copying it. Bytes after the end of the body stay in `buf`.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, FramingError> {
+        use ChunkState::*;
+        let mut used = 0;
+        while used < buf.len() {
+            if self.state == Data {
+                // Skip the framing consumed so far, then hand out the data itself.
+                let _ = buf.split_to(used);
+                let n = usize::try_from(self.remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
+                self.remaining -= n as u64;
+                if self.remaining == 0 {
+                    self.state = DataCr;
+                }
+                return Ok(Decoded::Data(buf.split_to(n).freeze()));
+            }
+            let byte = buf[used];
+            used += 1;
+            self.state = self.step(byte)?;
+            if self.state == Done {
+                let _ = buf.split_to(used);
+                return Ok(Decoded::Done);
+            }
+        }
+        let _ = buf.split_to(used);
+        Ok(Decoded::NeedMore)
+    }
+
+    /// Whether the whole body has been decoded.
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// The state after `byte`, outside chunk data.
+    fn step(&mut self, byte: u8) -> Result<ChunkState, FramingError> {
+        use ChunkState::*;
+        const BAD_SIZE: FramingError = FramingError("invalid chunk size line");
+        match self.state {
+            Size | SizeSpace | Extension | SizeLf => {
+                self.consumed += 1;
+                if self.consumed > MAX_CHUNK_LINE {
+                    return Err(FramingError("chunk size line too long"));
+                }
+            }
+            TrailerStart | Trailer | TrailerLf | EndLf => {
+                self.consumed += 1;
+                if self.consumed > MAX_TRAILERS {
+                    return Err(FramingError("trailer section too large"));
+                }
+            }
+            Data | DataCr | DataLf | Done => {}
+        }
+        let next = match (self.state, byte) {
+            (Size, b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F') => {
+                // Sixteen hex digits fill a u64; a seventeenth would overflow.
+                if self.remaining >> 60 != 0 {
+                    return Err(FramingError("chunk size too large"));
+                }
+                let digit = (byte as char).to_digit(16).unwrap_or(0);
+                self.remaining = self.remaining << 4 | u64::from(digit);
+                Size
+            }
+            // A size needs at least one digit: `consumed` counts this byte too.
+            (Size, _) if self.consumed == 1 => return Err(BAD_SIZE),
+            (Size | SizeSpace, b' ' | b'\t') => SizeSpace,
+            (Size | SizeSpace, b';') => Extension,
+            (Size | SizeSpace | Extension, b'\r') => SizeLf,
+            (Extension, b'\t' | b' '..=b'~' | 0x80..=0xff) => Extension,
+            (SizeLf, b'\n') => {
+                self.consumed = 0;
+                if self.remaining == 0 {
+                    TrailerStart
+                } else {
+                    Data
+                }
+            }
+            (DataCr, b'\r') => DataLf,
+            (DataLf, b'\n') => Size,
+            (TrailerStart, b'\r') => EndLf,
+            (TrailerStart | Trailer, b'\t' | b' '..=b'~' | 0x80..=0xff) => Trailer,
+            (Trailer, b'\r') => TrailerLf,
+            (TrailerLf, b'\n') => TrailerStart,
+            (EndLf, b'\n') => Done,
+            (DataCr | DataLf, _) => return Err(FramingError("chunk data not followed by CRLF")),
+            // Bare LF, bare CR, control bytes: refused rather than guessed at.
+            _ => return Err(BAD_SIZE),
+        };
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, Vec<u8>), FramingError> {
+        let mut decoder = ChunkedDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut body = Vec::new();
+        let mut fed = 0;
+        loop {
+            match decoder.decode(&mut buf)? {
+                Decoded::Data(data) => body.extend_from_slice(&data),
+                Decoded::Done => return Ok((body, [&buf[..], &input[fed..]].concat())),
+                Decoded::NeedMore if fed < input.len() => {
+                    let end = (fed + step).min(input.len());
+                    buf.extend_from_slice(&input[fed..end]);
+                    fed = end;
+                }
+                Decoded::NeedMore => return Err(FramingError("truncated")),
+            }
+        }
+    }
+
+    /// The chunked coding decodes the same whether bytes arrive all at once or one by one.
+    #[test]
+    fn chunked_round_trip() {
+        let input = b"5;name=\"v\"\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        for step in [1, 2, 7, input.len()] {
+            let (body, rest) = decode_all(input, step).expect("valid body");
+            assert_eq!(body, b"helloabcdefghijklmnopqrstuvwxyz");
+            assert_eq!(rest, b"NEXT", "bytes after the body stay unread");
+        }
+    }
+
+    /// Framing that two parsers could read differently is refused (smuggling corpus).
+    #[test]
+    fn chunked_rejects_ambiguous_framing() {
+        for bad in [
+            &b"5\nhello\r\n0\r\n\r\n"[..],  // bare LF after size
+            b"5\r\nhello\n0\r\n\r\n",       // bare LF after data
+            b"5\r\nhelloX\r\n0\r\n\r\n",    // data longer than its size
+            b"\r\nhello\r\n0\r\n\r\n",      // no size
+            b"-5\r\nhello\r\n0\r\n\r\n",    // sign
+            b"0x5\r\nhello\r\n0\r\n\r\n",   // prefix
+            b"5 5\r\nhello\r\n0\r\n\r\n",   // space inside the size
+            b"10000000000000000\r\n",       // 17 hex digits
+            b"0\r\nbad\x00trailer\r\n\r\n", // control byte in a trailer
+            b"0\r\n\r\r\n",                 // bare CR in the final line
+        ] {
+            assert!(
+                decode_all(bad, 3).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let long_extension = [&b"1;"[..], &[b'x'; MAX_CHUNK_LINE], b"\r\n"].concat();
+        assert!(decode_all(&long_extension, 512).is_err());
+    }
+
+    /// Content-Length: digits only; a list of equal values is one value.
+    #[test]
+    fn content_length_rules() {
+        assert_eq!(content_length(b"42", None), Ok(42));
+        assert_eq!(content_length(b"42, 42", None), Ok(42));
+        assert_eq!(content_length(b"42", Some(42)), Ok(42));
+        for bad in [
+            &b""[..],
+            b"+1",
+            b"-1",
+            b"1 2",
+            b"0x10",
+            b"42,",
+            b"99999999999999999999",
+        ] {
+            assert!(content_length(bad, None).is_err(), "{bad:?}");
+        }
+        assert!(content_length(b"42, 43", None).is_err());
+        assert!(content_length(b"43", Some(42)).is_err());
+        assert!(is_chunked_only(b"Chunked"));
+        assert!(!is_chunked_only(b"gzip, chunked"));
+        assert!(!is_chunked_only(b"chunked, chunked"));
+    }
+}

@@ -1,0 +1,257 @@
+//! End-to-end: the gateway's HTTP/1.1 client against upstreams that answer with
+//! hand-written bytes, for every way RFC 9112 lets a response be framed, and for the
+//! ways it must not be trusted.
+
+mod support;
+
+use support::*;
+
+/// The gateway in front of one scripted upstream, reached under `/scripted/`.
+fn gateway_for(upstream: &ScriptedUpstream) -> Gateway {
+    let unused = || format!("http://{}", refused_addr());
+    Gateway::start(
+        BUILD_RS_GATEWAY,
+        &[
+            ("USERS_A", unused()),
+            ("USERS_B", unused()),
+            ("ORDERS", unused()),
+            ("DEAD", unused()),
+            ("STALLED", unused()),
+            ("SCRIPTED", upstream.url()),
+        ],
+    )
+    .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"))
+}
+
+/// The gateway's JSON error for an upstream whose response cannot be forwarded.
+fn assert_bad_gateway(reply: &Reply) {
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert_eq!(reply.json()["status"], 502, "{}", reply.body);
+}
+
+/// A chunked response (with an extension and a trailer) reaches the client decoded and
+/// complete, and its connection carries the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_responses_are_decoded_and_keep_their_connection() {
+    let upstream = ScriptedUpstream::start(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+          5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-trailer: t\r\n\r\n",
+        false,
+        true,
+    )
+    .await;
+    let gateway = gateway_for(&upstream);
+    let client = client();
+    for _ in 0..3 {
+        let reply = get(&client, &gateway.url("/scripted/a")).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, "hello, world");
+    }
+    assert_eq!(upstream.connections(), 1);
+}
+
+/// A response with neither Content-Length nor Transfer-Encoding ends when the upstream
+/// closes (RFC 9112 §6.3 item 8); that connection is never reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_delimited_responses_end_at_close() {
+    let upstream =
+        ScriptedUpstream::start(b"HTTP/1.1 200 OK\r\n\r\nuntil the end", true, true).await;
+    let gateway = gateway_for(&upstream);
+    let client = client();
+    for _ in 0..2 {
+        let reply = get(&client, &gateway.url("/scripted/a")).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, "until the end");
+    }
+    assert_eq!(upstream.connections(), 2);
+}
+
+/// With both Transfer-Encoding and Content-Length the chunked coding wins, the length
+/// is not forwarded, and the connection is not trusted again (RFC 9112 §6.3 item 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_encoding_overrides_content_length() {
+    let upstream = ScriptedUpstream::start(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\n\r\n",
+        false,
+        true,
+    )
+    .await;
+    let gateway = gateway_for(&upstream);
+    let client = client();
+    for _ in 0..2 {
+        let reply = get(&client, &gateway.url("/scripted/a")).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, "hello");
+        assert_ne!(
+            reply.headers.get("content-length").map(|v| v.as_bytes()),
+            Some(&b"3"[..])
+        );
+    }
+    assert_eq!(upstream.connections(), 2);
+}
+
+/// Responses a proxy could read two ways, or not at all, become a JSON 502: obsolete
+/// line folding, conflicting lengths, codings other than chunked, a bad chunk size, a
+/// bad status line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_responses_are_a_502() {
+    let cases: [&'static [u8]; 7] = [
+        b"HTTP/1.1 200 OK\r\nx-folded: a\r\n b\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2, 3\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nx-bad header: 1\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 2000 OK\r\ncontent-length: 2\r\n\r\nok",
+    ];
+    for case in cases {
+        let upstream = ScriptedUpstream::start(case, true, true).await;
+        let gateway = gateway_for(&upstream);
+        let reply = get(&client(), &gateway.url("/scripted/a")).await;
+        assert_bad_gateway(&reply);
+    }
+}
+
+/// A body that turns invalid after the head was forwarded cannot become a 502: the
+/// client's connection is cut instead, so what the client got never looks complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_bodies_cut_the_client_connection() {
+    for case in [
+        &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\nZZ\r\n"[..],
+        b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello",
+    ] {
+        let upstream = ScriptedUpstream::start(case, true, true).await;
+        let gateway = gateway_for(&upstream);
+        let answer = raw(
+            gateway.addr("main"),
+            b"GET /scripted/a HTTP/1.1\r\nhost: x\r\n\r\n",
+        );
+        // hyper may not have flushed the head before the body broke.
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{answer}"
+        );
+        let body_start = answer.find("\r\n\r\n").map_or(answer.len(), |i| i + 4);
+        let body = &answer[body_start..];
+        assert!(!body.ends_with("0\r\n\r\n"), "looks complete: {body:?}");
+        assert!(body.len() < 10, "{body:?}");
+    }
+}
+
+/// Interim responses (100, 103) are consumed by the gateway; the client gets the final
+/// response only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_responses_are_skipped() {
+    let upstream = ScriptedUpstream::start(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n\
+          HTTP/1.1 201 Created\r\ncontent-length: 4\r\n\r\ndone",
+        false,
+        true,
+    )
+    .await;
+    let gateway = gateway_for(&upstream);
+    let reply = get(&client(), &gateway.url("/scripted/a")).await;
+    assert_eq!(reply.status, 201);
+    assert_eq!(reply.body, "done");
+    assert!(!reply.headers.contains_key("link"));
+}
+
+/// Fields the upstream's `Connection` lists stop at the gateway, as do hop-by-hop
+/// fields; `Connection: close` means the next request opens a new connection; `Via`
+/// names the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_hop_by_hop_fields_stop_at_the_gateway() {
+    let upstream = ScriptedUpstream::start(
+        b"HTTP/1.1 200 OK\r\nconnection: close, X-Upstream-Secret\r\nx-upstream-secret: s\r\n\
+          keep-alive: timeout=5\r\nproxy-authenticate: Basic\r\nx-kept: k\r\ncontent-length: 2\r\n\r\nok",
+        false,
+        true,
+    )
+    .await;
+    let gateway = gateway_for(&upstream);
+    let client = client();
+    for _ in 0..2 {
+        let reply = get(&client, &gateway.url("/scripted/a")).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, "ok");
+        for gone in ["x-upstream-secret", "keep-alive", "proxy-authenticate"] {
+            assert!(!reply.headers.contains_key(gone), "{gone} was forwarded");
+        }
+        assert_eq!(reply.headers["x-kept"], "k");
+        assert_eq!(reply.headers["via"], "1.1 gateway");
+    }
+    assert_eq!(upstream.connections(), 2);
+}
+
+/// Request bodies are framed by the gateway: a known length as Content-Length, an
+/// unknown one in the chunked coding; the client's own framing fields never pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_are_framed_by_the_gateway() {
+    let upstream = ScriptedUpstream::start(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        false,
+        true,
+    )
+    .await;
+    let gateway = gateway_for(&upstream);
+    let addr = gateway.addr("main");
+    let answer = raw(
+        addr,
+        b"POST /scripted/a HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\
+          connection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    let answer = raw(
+        addr,
+        b"POST /scripted/a HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\
+          connection: close\r\n\r\nhello",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    let requests = upstream.requests.lock().expect("requests").clone();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let chunked = requests[0].to_ascii_lowercase();
+    assert!(
+        chunked.contains("\r\ntransfer-encoding: chunked\r\n"),
+        "{chunked}"
+    );
+    assert!(
+        chunked.ends_with("\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"),
+        "{chunked}"
+    );
+    let sized = requests[1].to_ascii_lowercase();
+    assert!(sized.contains("\r\ncontent-length: 5\r\n"), "{sized}");
+    assert!(sized.ends_with("\r\n\r\nhello"), "{sized}");
+    for request in &requests {
+        let lower = request.to_ascii_lowercase();
+        assert!(!lower.contains("connection:"), "{request}");
+        assert_eq!(
+            lower.matches("content-length").count() + lower.matches("transfer-encoding").count(),
+            1,
+            "{request}"
+        );
+    }
+}
+
+/// An upstream may answer before it has read the body (here a 413 on the head alone):
+/// the client gets that answer, not a 502, and the connection is not reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_responses_during_an_upload_are_forwarded() {
+    let upstream = ScriptedUpstream::start(
+        b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo much",
+        true,
+        false,
+    )
+    .await;
+    let gateway = gateway_for(&upstream);
+    // A real client would still be sending; raw() sends part of the body and listens.
+    let mut request =
+        b"POST /scripted/upload HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n".to_vec();
+    request.extend_from_slice(&[b'x'; 64 * 1024]);
+    let answer = raw(gateway.addr("main"), &request);
+    assert!(
+        answer.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\r\n\r\ntoo much"), "{answer}");
+}
