@@ -99,6 +99,18 @@ def rss_kib(pids):
     return total
 
 
+def require_free_ports(ports):
+    """Fails early when a port is taken: a leftover proxy from an interrupted run
+    would otherwise answer in place of the candidate being measured."""
+    for port in ports:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                pass
+        except OSError:
+            continue
+        sys.exit(f"port {port} is in use (a leftover nginx or gateway?); stop it and run again")
+
+
 def wait_port(port, timeout=10.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -449,6 +461,7 @@ def main():
         if s not in SCENARIOS:
             sys.exit(f"unknown scenario {s}; known: {', '.join(SCENARIOS)}")
 
+    require_free_ports([ORIGIN_PORT, NGINX_PORT, NGINX_H2C_PORT, GATEWAY_PORT])
     # idle-10k holds 10,000 connections to one proxy at a time.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

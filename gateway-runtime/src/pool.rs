@@ -23,9 +23,11 @@ use tokio_util::io::poll_read_buf;
 const MAX_LIFETIME: Duration = Duration::from_secs(600);
 
 /// First read size; doubled while reads fill the buffer (large bodies), as hyper's
-/// adaptive read strategy does.
+/// adaptive read strategy does, up to `MAX_READ`.
 const INITIAL_READ: usize = 8 * 1024;
-const MAX_READ: usize = 256 * 1024;
+const MAX_READ: usize = 64 * 1024;
+/// Largest read size an idle pooled connection keeps.
+const KEPT_READ: usize = 32 * 1024;
 
 /// One open connection, with its buffers.
 #[derive(Debug)]
@@ -62,7 +64,9 @@ impl ReadBuffer {
         reader: Pin<&mut R>,
         cx: &mut Context<'_>,
     ) -> Poll<std::io::Result<usize>> {
-        if self.bytes.capacity() - self.bytes.len() < 1024 {
+        // Reserving reclaims the buffer in place once the body data split off it has
+        // been written and dropped, so this allocates only while the buffer grows.
+        if self.bytes.capacity() - self.bytes.len() < self.next_read / 2 {
             self.bytes.reserve(self.next_read);
         }
         let spare = self.bytes.capacity() - self.bytes.len();
@@ -171,6 +175,11 @@ impl Pool {
 
     /// Takes back a connection whose last response was read to its end.
     pub fn give_back(&self, mut conn: Connection) {
+        // An idle connection keeps a buffer for a mid-sized body (one read for 16 KiB
+        // responses); one grown for a large body goes.
+        if conn.read.next_read > KEPT_READ {
+            conn.read = ReadBuffer::new();
+        }
         conn.idle_since = Instant::now();
         conn.reused = true;
         self.idle.borrow_mut().push(conn);
