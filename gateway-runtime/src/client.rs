@@ -18,7 +18,6 @@ use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::framing::{self, BodyLength, ChunkedDecoder, Decoded, FramingError};
@@ -26,7 +25,7 @@ use crate::headers::{RequestFraming, connection_lists, is_hop_by_hop};
 use crate::pool::{Connection, Pool, ReadBuffer};
 
 /// What the gateway sends upstream: the client's body, cut off at the listener's limit.
-pub type RequestBody = Limited<Incoming>;
+pub type RequestBody = Limited<crate::request_body::RequestBody>;
 
 /// Longest upstream response head accepted; nginx refuses heads over its 4–8 KiB
 /// `proxy_buffer_size`, hyper's client over about 400 KiB.
@@ -152,7 +151,7 @@ async fn send_body<W: AsyncWrite + Unpin>(
         }
         let written = if chunked {
             let mut size = [0u8; 18];
-            let size = chunk_size_line(data.len(), &mut size);
+            let size = framing::chunk_size_line(data.len(), &mut size);
             let mut chunk = size.chain(data).chain(&b"\r\n"[..]);
             writer.write_all_buf(&mut chunk).await
         } else {
@@ -167,24 +166,6 @@ async fn send_body<W: AsyncWrite + Unpin>(
             .map_err(SendError::Upstream)?;
     }
     Ok(())
-}
-
-/// `len` in hex followed by CRLF, written into `out`.
-fn chunk_size_line(len: usize, out: &mut [u8; 18]) -> &[u8] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut at = 16;
-    let mut n = len;
-    loop {
-        at -= 1;
-        out[at] = HEX[n & 0xf];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out[16] = b'\r';
-    out[17] = b'\n';
-    &out[at..]
 }
 
 /// Reads until a final response head is complete, skipping interim (1xx) responses.
@@ -524,22 +505,5 @@ impl Drop for UpstreamBody {
         if self.is_complete() {
             self.release();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Chunk size lines are lower-case hex with CRLF.
-    #[test]
-    fn chunk_size_lines() {
-        let mut buf = [0u8; 18];
-        assert_eq!(chunk_size_line(0, &mut buf), b"0\r\n");
-        assert_eq!(chunk_size_line(255, &mut buf), b"ff\r\n");
-        assert_eq!(
-            chunk_size_line(usize::MAX, &mut buf),
-            b"ffffffffffffffff\r\n"
-        );
     }
 }

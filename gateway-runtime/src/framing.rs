@@ -61,6 +61,51 @@ pub fn is_chunked_only(value: &[u8]) -> bool {
     value.trim_ascii().eq_ignore_ascii_case(b"chunked")
 }
 
+/// The transfer codings of a request, all its `Transfer-Encoding` lines taken as one
+/// list (RFC 9112 §6.1).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TransferCodings {
+    chunked: bool,
+    last_is_chunked: bool,
+    other: bool,
+    repeated_chunked: bool,
+}
+
+impl TransferCodings {
+    pub fn add(&mut self, value: &[u8]) {
+        for coding in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if coding.is_empty() {
+                continue;
+            }
+            let chunked = coding.eq_ignore_ascii_case(b"chunked");
+            self.repeated_chunked |= chunked && self.chunked;
+            self.chunked |= chunked;
+            self.other |= !chunked;
+            self.last_is_chunked = chunked;
+        }
+    }
+
+    /// `Ok` for exactly `chunked`. A final coding other than chunked, or chunked twice,
+    /// leaves the body's end unknown (400, RFC 9112 §6.3 item 4); other codings the
+    /// gateway would have to undo are not implemented (501, §6.1).
+    pub fn check(&self) -> Result<(), CodingError> {
+        if !self.last_is_chunked || self.repeated_chunked {
+            Err(CodingError::Unframed)
+        } else if self.other {
+            Err(CodingError::Unsupported)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Why a request's transfer codings cannot be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodingError {
+    Unframed,
+    Unsupported,
+}
+
 /// Longest chunk-size line (size, extensions and CRLF) accepted; extensions carry
 /// nothing a proxy needs and must not make it buffer without bound.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -215,6 +260,24 @@ impl ChunkedDecoder {
     }
 }
 
+/// `len` in hex followed by CRLF, written into `out`.
+pub fn chunk_size_line(len: usize, out: &mut [u8; 18]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut at = 16;
+    let mut n = len;
+    loop {
+        at -= 1;
+        out[at] = HEX[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out[16] = b'\r';
+    out[17] = b'\n';
+    &out[at..]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +337,18 @@ mod tests {
         assert!(decode_all(&long_extension, 512).is_err());
     }
 
+    /// Chunk size lines are lower-case hex with CRLF.
+    #[test]
+    fn chunk_size_lines() {
+        let mut buf = [0u8; 18];
+        assert_eq!(chunk_size_line(0, &mut buf), b"0\r\n");
+        assert_eq!(chunk_size_line(255, &mut buf), b"ff\r\n");
+        assert_eq!(
+            chunk_size_line(usize::MAX, &mut buf),
+            b"ffffffffffffffff\r\n"
+        );
+    }
+
     /// Content-Length: digits only; a list of equal values is one value.
     #[test]
     fn content_length_rules() {
@@ -293,6 +368,22 @@ mod tests {
         }
         assert!(content_length(b"42, 43", None).is_err());
         assert!(content_length(b"43", Some(42)).is_err());
+        let codings = |lines: &[&[u8]]| {
+            let mut codings = TransferCodings::default();
+            lines.iter().for_each(|line| codings.add(line));
+            codings.check()
+        };
+        assert_eq!(codings(&[b"Chunked"]), Ok(()));
+        assert_eq!(
+            codings(&[b"gzip", b"chunked"]),
+            Err(CodingError::Unsupported)
+        );
+        assert_eq!(codings(&[b"chunked, gzip"]), Err(CodingError::Unframed));
+        assert_eq!(
+            codings(&[b"chunked", b"chunked"]),
+            Err(CodingError::Unframed)
+        );
+        assert_eq!(codings(&[b"identity"]), Err(CodingError::Unframed));
         assert!(is_chunked_only(b"Chunked"));
         assert!(!is_chunked_only(b"gzip, chunked"));
         assert!(!is_chunked_only(b"chunked, chunked"));

@@ -5,13 +5,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use http::HeaderValue;
-use hyper::body::Incoming;
 
 use crate::body::Body;
 use crate::router::RouteSpec;
 use crate::settings::{Setting, SettingError};
 
-pub type Request = http::Request<Incoming>;
+pub type Request = http::Request<crate::request_body::RequestBody>;
 pub type Response = http::Response<Body>;
 pub type Params<'k, 'v> = matchit::Params<'k, 'v>;
 

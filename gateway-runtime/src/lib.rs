@@ -24,6 +24,8 @@ pub mod body;
 #[cfg(feature = "server")]
 pub mod client;
 #[cfg(feature = "server")]
+mod date;
+#[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]
 pub mod framing;
@@ -32,7 +34,13 @@ pub mod gateway;
 #[cfg(feature = "server")]
 pub mod headers;
 #[cfg(feature = "server")]
+mod http1;
+#[cfg(feature = "server")]
 pub mod pool;
+#[cfg(feature = "server")]
+mod prefixed;
+#[cfg(feature = "server")]
+pub mod request_body;
 #[cfg(feature = "server")]
 mod server;
 #[cfg(feature = "server")]

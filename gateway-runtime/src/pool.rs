@@ -36,8 +36,11 @@ pub struct Connection {
     pub read: ReadBuffer,
     /// The request head being written; kept for its capacity.
     pub write_buf: Vec<u8>,
-    created: Instant,
-    idle_since: Instant,
+    /// Not reused after this: created + `MAX_LIFETIME`.
+    retire_at: Instant,
+    /// Not reused after this: returned + the idle timeout. Deadlines rather than
+    /// timestamps, so that checkout compares instants instead of subtracting them.
+    idle_until: Instant,
     /// True once it has carried a request: a failure on it may be staleness.
     pub reused: bool,
 }
@@ -50,11 +53,22 @@ pub struct ReadBuffer {
     next_read: usize,
 }
 
-impl ReadBuffer {
-    fn new() -> Self {
+impl Default for ReadBuffer {
+    fn default() -> Self {
         Self {
             bytes: BytesMut::new(),
             next_read: INITIAL_READ,
+        }
+    }
+}
+
+impl ReadBuffer {
+    /// Lets go of the buffer's memory while nothing is buffered: the next read
+    /// allocates again.
+    pub fn release(&mut self) {
+        if self.bytes.is_empty() && self.bytes.capacity() > 0 {
+            self.bytes = BytesMut::new();
+            self.next_read = INITIAL_READ;
         }
     }
 
@@ -132,16 +146,11 @@ impl Pool {
         let now = Instant::now();
         // The oldest sit at the bottom: expire one per checkout, so a pool that
         // shrank after a burst gives its connections back over time.
-        if idle
-            .first()
-            .is_some_and(|c| now.duration_since(c.idle_since) > self.idle_timeout)
-        {
+        if idle.first().is_some_and(|c| now > c.idle_until) {
             idle.remove(0);
         }
         while let Some(mut conn) = idle.pop() {
-            let usable = now.duration_since(conn.idle_since) <= self.idle_timeout
-                && now.duration_since(conn.created) <= MAX_LIFETIME
-                && !conn.is_stale();
+            let usable = now <= conn.idle_until && now <= conn.retire_at && !conn.is_stale();
             if usable {
                 return Some(conn);
             }
@@ -165,10 +174,10 @@ impl Pool {
         let now = Instant::now();
         Ok(Connection {
             stream,
-            read: ReadBuffer::new(),
+            read: ReadBuffer::default(),
             write_buf: Vec::new(),
-            created: now,
-            idle_since: now,
+            retire_at: now + MAX_LIFETIME,
+            idle_until: now,
             reused: false,
         })
     }
@@ -178,9 +187,9 @@ impl Pool {
         // An idle connection keeps a buffer for a mid-sized body (one read for 16 KiB
         // responses); one grown for a large body goes.
         if conn.read.next_read > KEPT_READ {
-            conn.read = ReadBuffer::new();
+            conn.read = ReadBuffer::default();
         }
-        conn.idle_since = Instant::now();
+        conn.idle_until = Instant::now() + self.idle_timeout;
         conn.reused = true;
         self.idle.borrow_mut().push(conn);
     }

