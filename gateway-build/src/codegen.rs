@@ -135,12 +135,26 @@ pub fn tokens(plan: &Plan) -> TokenStream {
             }
         };
         quote! {
-            #ident => {
-                let path = #new_path;
-                self.#field.forward(req, path, cx).await
-            }
+            #ident => (&self.#field, #new_path),
         }
     });
+    let dispatch = if plan.routes.is_empty() {
+        quote! {
+            let _ = (route, params, req, cx);
+            rt::no_route()
+        }
+    } else {
+        quote! {
+            let _ = params;
+            // The arms only choose; the one `await` below keeps this future as large
+            // as one forward, however many routes there are.
+            let (upstream, path) = match route {
+                #(#arms)*
+                _ => return rt::no_route(),
+            };
+            upstream.forward(req, path, cx).await
+        }
+    };
     quote! {
         #[doc = #doc]
         #[allow(
@@ -188,11 +202,7 @@ pub fn tokens(plan: &Plan) -> TokenStream {
                     req: rt::Request,
                     cx: &rt::RequestContext,
                 ) -> rt::Response {
-                    let _ = params;
-                    match route {
-                        #(#arms)*
-                        _ => rt::no_route(),
-                    }
+                    #dispatch
                 }
             }
         }

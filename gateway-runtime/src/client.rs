@@ -88,15 +88,26 @@ pub async fn exchange(
     if let Err(e) = conn.stream.write_all(&conn.write_buf).await {
         return Err(ExchangeError::NoResponse(Some(e)));
     }
-    let Some(body) = body else {
-        return read_head(&mut conn.stream, &mut conn.read, head_request).await;
-    };
+    match body {
+        None => read_head(&mut conn.stream, &mut conn.read, head_request).await,
+        // Boxed: sending a body while watching for an early answer takes two futures
+        // side by side; inline, every request's future would carry them.
+        Some(body) => {
+            let chunked = framing == RequestFraming::Chunked;
+            Box::pin(send_and_read_head(conn, body, chunked, head_request)).await
+        }
+    }
+}
+
+/// Streams `body` upstream while reading the response head.
+async fn send_and_read_head(
+    conn: &mut Connection,
+    body: RequestBody,
+    chunked: bool,
+    head_request: bool,
+) -> Result<ResponseHead, ExchangeError> {
     let (mut reader, mut writer) = conn.stream.split();
-    let mut send = pin!(send_body(
-        &mut writer,
-        body,
-        framing == RequestFraming::Chunked
-    ));
+    let mut send = pin!(send_body(&mut writer, body, chunked));
     let mut head = pin!(read_head(&mut reader, &mut conn.read, head_request));
     let mut sent: Option<io::Result<()>> = None;
     poll_fn(|cx| {

@@ -230,7 +230,7 @@ where
             Next::Reject(status, message) => {
                 let response = json_error(status, message);
                 let _ = write_response(&mut writer, &mut out, response, false, true, true).await;
-                linger(inbound, writer).await;
+                Box::pin(linger(inbound, writer)).await;
                 return Ended::Closed;
             }
         };
@@ -264,7 +264,7 @@ where
         match write_response(&mut writer, &mut out, response, head_request, http10, close).await {
             Ok(true) if !close => {}
             Ok(_) if !body_done => {
-                linger(inbound, writer).await;
+                Box::pin(linger(inbound, writer)).await;
                 return Ended::Closed;
             }
             _ => return Ended::Closed,
@@ -577,6 +577,9 @@ enum Framing {
     UntilClose,
 }
 
+/// Boxed where it is awaited: its discard buffer would otherwise be part of every
+/// connection's task, idle ones included.
+///
 /// Closes after an answer that left request bytes unread: the write side first, then
 /// what the client still sends is read and dropped for a moment, so that the kernel
 /// does not reset the connection under the response (RFC 9112 §9.6).

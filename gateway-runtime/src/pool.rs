@@ -26,6 +26,10 @@ const MAX_LIFETIME: Duration = Duration::from_secs(600);
 /// adaptive read strategy does, up to `MAX_READ`.
 const INITIAL_READ: usize = 8 * 1024;
 const MAX_READ: usize = 64 * 1024;
+/// Most idle connections kept per target and worker, as nginx's `keepalive`: a burst
+/// of concurrent requests opens as many connections as it needs, and all but these
+/// close once it has passed.
+const MAX_IDLE: usize = 128;
 /// Largest read size an idle pooled connection keeps.
 const KEPT_READ: usize = 32 * 1024;
 
@@ -191,6 +195,9 @@ impl Pool {
         }
         conn.idle_until = Instant::now() + self.idle_timeout;
         conn.reused = true;
-        self.idle.borrow_mut().push(conn);
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
     }
 }

@@ -467,25 +467,31 @@ struct Connection<G> {
 impl<G: Gateway> Connection<G> {
     /// Runs one request through the phases and writes its access-log line.
     async fn serve(&self, req: Request) -> Response {
-        let Some(log) = &self.log else {
-            return self.dispatch(req).await.0;
-        };
-        let at = SystemTime::now();
-        let start = Instant::now();
-        let method = req.method().clone();
-        let path = LoggedPath::new(req.uri().path());
-        let (response, route) = self.dispatch(req).await;
-        // The log thread may be gone only at exit; a lost line then is no reason to fail.
-        let _ = log.send(Record {
-            at,
-            listener: self.cx.listener,
-            client: self.cx.client.ip(),
-            method,
-            path,
-            route: route.map(|id| &G::ROUTES[id]),
-            status: response.status().as_u16(),
-            duration: start.elapsed(),
+        // One `await` for both cases: two would give the future two dispatch slots.
+        let logged = self.log.as_ref().map(|_| {
+            let path = LoggedPath::new(req.uri().path());
+            (
+                SystemTime::now(),
+                Instant::now(),
+                req.method().clone(),
+                path,
+            )
         });
+        let (response, route) = self.dispatch(req).await;
+        if let (Some(log), Some((at, start, method, path))) = (&self.log, logged) {
+            // The log thread may be gone only at exit; a lost line then is no reason
+            // to fail.
+            let _ = log.send(Record {
+                at,
+                listener: self.cx.listener,
+                client: self.cx.client.ip(),
+                method,
+                path,
+                route: route.map(|id| &G::ROUTES[id]),
+                status: response.status().as_u16(),
+                duration: start.elapsed(),
+            });
+        }
         response
     }
 

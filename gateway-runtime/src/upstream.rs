@@ -144,8 +144,12 @@ impl Upstream {
             // a proxy to retry idempotent methods only.
             replayable: body.is_none() && is_idempotent(&parts.method),
         };
-        let exchange = self.exchange(endpoint, &request, body);
-        match tokio::time::timeout(self.response_timeout, exchange).await {
+        // Built in place: a separate binding would keep a second copy of the future.
+        let exchanged = tokio::time::timeout(
+            self.response_timeout,
+            self.exchange(endpoint, &request, body),
+        );
+        match exchanged.await {
             Ok(Ok((head, conn))) => {
                 let body =
                     UpstreamBody::new(conn, endpoint.pool.clone(), head.length, head.reusable);

@@ -221,6 +221,31 @@ async fn upstream_connections_are_kept_alive() {
     assert_eq!(s.orders.connections.load(Ordering::SeqCst), 1);
 }
 
+/// A burst opens as many upstream connections as it needs; afterwards the pool keeps
+/// 128 of them (per worker, as nginx's `keepalive 128`), so the next burst of the same
+/// size opens the rest again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_keep_a_bounded_number_of_idle_connections() {
+    let s = setup(BUILD_RS_GATEWAY, &[]).await;
+    let url = s.gateway.url("/o/wait?ms=1000");
+    let burst = || {
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..150 {
+            let (client, url) = (s.client.clone(), url.clone());
+            requests.spawn(async move { get(&client, &url).await });
+        }
+        requests.join_all()
+    };
+    for reply in burst().await {
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    assert_eq!(s.orders.connections.load(Ordering::SeqCst), 150);
+    for reply in burst().await {
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    assert_eq!(s.orders.connections.load(Ordering::SeqCst), 150 + 150 - 128);
+}
+
 /// HTTP/2 cleartext clients are served on the same port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_clients() {
