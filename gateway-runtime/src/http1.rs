@@ -41,8 +41,9 @@ use crate::request_body::{Http1Body, Inbound, RequestBody};
 
 /// The client preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// Most field lines a request head may have, whatever the listener allows.
-const MAX_FIELDS: usize = 256;
+/// Room for as many field lines as any listener may allow; uninitialised, so its size
+/// costs nothing per request.
+const MAX_FIELDS: usize = crate::settings::MAX_HEADERS;
 /// Bytes of an unread request body discarded before closing, so that the client reads
 /// the response before the connection resets (RFC 9112 §9.6).
 const LINGER_BYTES: usize = 1 << 20;

@@ -165,6 +165,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     }
 }
 
+/// Most header fields a listener may allow per request (`limits.max_headers`).
+pub const MAX_HEADERS: usize = 1000;
+
 /// A bound on the bytes of a request head: at least 8 KiB (hyper's smallest read
 /// buffer), at most 1 MiB.
 pub fn parse_header_size(text: &str) -> Result<u64, String> {

@@ -72,14 +72,16 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
             found,
         );
         if let Some(count) = &limits.max_headers
-            && !(1..=1000).contains(count.get_ref())
+            && !usize::try_from(*count.get_ref())
+                .is_ok_and(|count| (1..=settings::MAX_HEADERS).contains(&count))
         {
             found.push(Diagnostic::new(
                 &codes::OUT_OF_RANGE,
                 count.span(),
                 format!(
-                    "`max_headers = {}` is out of range: use 1 to 1000",
-                    count.get_ref()
+                    "`max_headers = {}` is out of range: use 1 to {}",
+                    count.get_ref(),
+                    settings::MAX_HEADERS
                 ),
             ));
         }
