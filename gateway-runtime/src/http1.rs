@@ -159,10 +159,8 @@ where
                         match parse_head(bytes, &mut fields, &limits) {
                             Ok(Some(head)) => return Poll::Ready(Next::Head(head)),
                             Ok(None) if bytes.len() > limits.max_header_size => {
-                                return Poll::Ready(Next::Reject(
-                                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                                    "request head too large",
-                                ));
+                                let (status, message) = oversized(bytes, limits.max_header_size);
+                                return Poll::Ready(Next::Reject(status, message));
                             }
                             Ok(None) => {}
                             Err((status, message)) => {
@@ -273,6 +271,18 @@ where
     }
 }
 
+/// The refusal of a head over the size limit: 414 when the request line alone is
+/// over it (RFC 9110 §15.5.15), 431 otherwise.
+fn oversized(head: &[u8], limit: usize) -> (StatusCode, &'static str) {
+    match head.iter().position(|&b| b == b'\n') {
+        Some(line_end) if line_end < limit => (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request head too large",
+        ),
+        _ => (StatusCode::URI_TOO_LONG, "request target too long"),
+    }
+}
+
 /// Whether `future` is ready when polled once.
 async fn poll_once(mut future: Pin<&mut impl Future<Output = ()>>) -> bool {
     poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx).is_ready())).await
@@ -309,10 +319,7 @@ fn parse_head(
         Err(_) => return Err((BAD, "malformed request head")),
     };
     if len > limits.max_header_size {
-        return Err((
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request head too large",
-        ));
+        return Err(oversized(&bytes[..len], limits.max_header_size));
     }
     // In range: the head is at most `max_header_size` bytes, and that fits in u32.
     let at = |s: &[u8]| ((s.as_ptr() as usize - base) as u32, s.len() as u32);
@@ -684,6 +691,8 @@ mod tests {
         assert_eq!(status(&many), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
         let long: Vec<u8> = [&b"GET / HTTP/1.1\r\nx: "[..], &[b'a'; 9000], b"\r\n\r\n"].concat();
         assert_eq!(status(&long), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let target: Vec<u8> = [&b"GET /"[..], &[b'a'; 9000], b" HTTP/1.1\r\n\r\n"].concat();
+        assert_eq!(status(&target), StatusCode::URI_TOO_LONG);
     }
 
     /// HTTP/1.0 keeps the connection only when asked; HTTP/1.1 unless told to close.

@@ -534,6 +534,14 @@ async fn listener_limits() {
     assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
     assert!(reply.contains(r#""status":431"#), "a JSON error: {reply}");
 
+    let long_target = "t".repeat(10 * 1024);
+    let reply = raw(
+        internal,
+        format!("GET /o/{long_target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(),
+    );
+    assert!(reply.starts_with("HTTP/1.1 414"), "{reply}");
+    assert!(reply.contains(r#""status":414"#), "a JSON error: {reply}");
+
     let big = "z".repeat(10 * 1024);
     let reply = raw(
         internal,
