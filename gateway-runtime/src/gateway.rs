@@ -143,4 +143,6 @@ pub struct RequestContext {
     pub client: SocketAddr,
     /// The client IP, ready to append to `X-Forwarded-For`.
     pub client_ip: HeaderValue,
+    /// Limits the wait for upstream responses; one per connection.
+    pub response_timer: crate::timer::ConnectionTimer,
 }

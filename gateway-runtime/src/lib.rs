@@ -44,6 +44,8 @@ pub mod request_body;
 #[cfg(feature = "server")]
 mod server;
 #[cfg(feature = "server")]
+pub mod timer;
+#[cfg(feature = "server")]
 pub mod upstream;
 
 /// What generated code uses; not a stable API for hand-written code.

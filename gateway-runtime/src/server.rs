@@ -31,6 +31,7 @@ use crate::request::{MaxForwards, Rejection, host, max_forwards, normalize_path,
 use crate::request_body::RequestBody;
 use crate::router::{Lookup, RouteTable};
 use crate::settings::SettingError;
+use crate::timer::ConnectionTimer;
 
 /// Why the gateway could not start: every bad setting, or the one I/O failure.
 #[derive(Debug)]
@@ -414,6 +415,7 @@ async fn accept_loop<G: Gateway>(
                 max_body: settings.max_body,
                 client,
                 client_ip,
+                response_timer: ConnectionTimer::default(),
             },
             log: log.clone(),
         });
@@ -423,6 +425,7 @@ async fn accept_loop<G: Gateway>(
                 http1::serve(stream, limits, shutdown.signal, |req| connection.serve(req)).await;
             drop(shutdown.alive);
             if let http1::Ended::Http2(stream, preface) = ended {
+                connection.cx.response_timer.set_multiplexed();
                 serve_http2(stream, preface, connection, &settings, &shutdown.http2).await;
             }
         });

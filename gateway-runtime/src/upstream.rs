@@ -145,7 +145,7 @@ impl Upstream {
             replayable: body.is_none() && is_idempotent(&parts.method),
         };
         // Built in place: a separate binding would keep a second copy of the future.
-        let exchanged = tokio::time::timeout(
+        let exchanged = cx.response_timer.limit(
             self.response_timeout,
             self.exchange(endpoint, &request, body),
         );
