@@ -21,6 +21,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::framing::{self, BodyLength, ChunkedDecoder, Decoded, FramingError};
+use crate::header_maps;
 use crate::headers::{RequestFraming, connection_lists, is_hop_by_hop};
 use crate::pool::{Connection, Pool, ReadBuffer};
 
@@ -316,7 +317,7 @@ fn parse_head(read: &mut ReadBuffer, head_request: bool) -> Result<Parsed, Excha
     let both = chunked.is_some() && content_length.is_some();
 
     let head = read.bytes.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(kept_len + 1);
+    let mut headers = header_maps::take(kept_len + 1);
     for field in &kept[..kept_len] {
         let name = HeaderName::from_bytes(span(&head, field.name))
             .map_err(|_| Invalid("invalid field name"))?;

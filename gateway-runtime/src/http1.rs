@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use crate::error::json_error;
 use crate::framing;
 use crate::gateway::{Request, Response};
+use crate::header_maps;
 use crate::headers::connection_lists;
 use crate::pool::ReadBuffer;
 use crate::request_body::{Http1Body, Inbound, RequestBody};
@@ -398,7 +399,7 @@ fn parse_head(
     let method = Method::from_bytes(&head[span(method)]).map_err(|_| (BAD, "invalid method"))?;
     let uri = Uri::from_maybe_shared(head.slice(span(target)))
         .map_err(|_| (BAD, "invalid request target"))?;
-    let mut headers = HeaderMap::with_capacity(fields.len());
+    let mut headers = header_maps::take(fields.len());
     for field in fields.iter() {
         let name = HeaderName::from_bytes(&head[span(field.name)])
             .map_err(|_| (BAD, "invalid field name"))?;
@@ -470,6 +471,7 @@ async fn write_response(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    header_maps::give_back(parts.headers);
     if !has_date {
         crate::date::write_date_field(out);
     }

@@ -32,6 +32,8 @@ pub mod framing;
 #[cfg(feature = "server")]
 pub mod gateway;
 #[cfg(feature = "server")]
+mod header_maps;
+#[cfg(feature = "server")]
 pub mod headers;
 #[cfg(feature = "server")]
 mod http1;

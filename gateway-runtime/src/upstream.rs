@@ -15,6 +15,7 @@ use crate::body::Body;
 use crate::client::{self, ExchangeError, RequestBody, ResponseHead, UpstreamBody};
 use crate::error::json_error;
 use crate::gateway::{Request, RequestContext, Response, UpstreamSpec};
+use crate::header_maps;
 use crate::headers::{Forwarding, RequestFraming, write_request_head};
 use crate::pool::{ConnectError, Connection, Pool};
 use crate::settings::SettingError;
@@ -149,7 +150,9 @@ impl Upstream {
             self.response_timeout,
             self.exchange(endpoint, &request, body),
         );
-        match exchanged.await {
+        let exchanged = exchanged.await;
+        header_maps::give_back(parts.headers);
+        match exchanged {
             Ok(Ok((head, conn))) => {
                 let body =
                     UpstreamBody::new(conn, endpoint.pool.clone(), head.length, head.reusable);
