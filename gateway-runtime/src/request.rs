@@ -25,24 +25,29 @@ const fn bad_request(message: &'static str) -> Rejection {
 }
 
 /// Checks Host and returns the host (without port) to route on.
+///
+/// RFC 9112 §3.2: an HTTP/1.1 request has exactly one valid Host, even when its target
+/// is in absolute form; the target's authority then decides (§3.2.2), as HTTP/2's
+/// `:authority` does.
 pub fn host<B>(req: &Request<B>) -> Result<Option<&str>, Rejection> {
-    let headers = req.headers();
-    // RFC 9112 §3.2.2: absolute-form targets (and HTTP/2 `:authority`) carry the host.
-    if let Some(authority) = req.uri().authority() {
-        return Ok(Some(authority.host()));
-    }
-    let mut hosts = headers.get_all(HOST).iter();
-    match (hosts.next(), hosts.next()) {
-        // RFC 9112 §3.2: exactly one Host in HTTP/1.1, and a valid one.
-        (Some(_), Some(_)) => Err(bad_request("more than one Host header")),
-        (Some(value), None) => value
-            .to_str()
-            .ok()
-            .and_then(host_of)
-            .map(Some)
-            .ok_or(bad_request("invalid Host header")),
-        (None, _) if req.version() == Version::HTTP_11 => Err(bad_request("missing Host header")),
-        (None, _) => Ok(None),
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let header = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(bad_request("more than one Host header")),
+        (Some(value), None) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(host_of)
+                .ok_or(bad_request("invalid Host header"))?,
+        ),
+        (None, _) if req.version() == Version::HTTP_11 => {
+            return Err(bad_request("missing Host header"));
+        }
+        (None, _) => None,
+    };
+    match req.uri().authority() {
+        Some(authority) => Ok(Some(authority.host())),
+        None => Ok(header),
     }
 }
 
@@ -343,6 +348,18 @@ mod tests {
         assert_eq!(host(&req), Ok(Some("a.example")));
         let req = Request::get("/").body(()).unwrap();
         assert_eq!(host(&req).unwrap_err().message, "missing Host header");
+        let req = Request::get("http://a.example/x").body(()).unwrap();
+        assert_eq!(host(&req).unwrap_err().message, "missing Host header");
+        let req = Request::get("http://a.example/x")
+            .header(HOST, "b c")
+            .body(())
+            .unwrap();
+        assert_eq!(host(&req).unwrap_err().message, "invalid Host header");
+        let req = Request::get("http://a.example/x")
+            .version(Version::HTTP_2)
+            .body(())
+            .unwrap();
+        assert_eq!(host(&req), Ok(Some("a.example")), ":authority without Host");
         let req = Request::get("/")
             .header(HOST, "a")
             .header(HOST, "b")
