@@ -228,8 +228,9 @@ where
                 };
             }
             Next::Reject(status, message) => {
+                // The head was not understood: answer as to HTTP/1.1, and close.
                 let response = json_error(status, message);
-                let _ = write_response(&mut writer, &mut out, response, false, true, true).await;
+                let _ = write_response(&mut writer, &mut out, response, false, false, true).await;
                 Box::pin(linger(inbound, writer)).await;
                 return Ended::Closed;
             }
