@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use http::header::{CONTENT_LENGTH, HOST, HeaderValue};
+use http::header::{HOST, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, StatusCode};
 use http_body::Body as _;
@@ -100,15 +100,14 @@ impl Upstream {
         let (parts, body) = req.into_parts();
         // A declared length over the limit is refused before the upstream is bothered;
         // a body without one is cut off when it crosses the limit (see `failure`).
-        let declared = parts.headers.get(CONTENT_LENGTH).is_some();
         let exact = body.size_hint().exact();
-        if declared && exact.is_some_and(|len| len > cx.max_body) {
+        if exact.is_some_and(|len| len > cx.max_body) {
             return json_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
         }
         let (framing, body) = if body.is_end_stream() {
-            // An empty body is still declared when the client declared it: some
-            // upstreams refuse a POST without a length (411).
-            let framing = if declared {
+            // RFC 9110 §8.6: a request whose method gives content a meaning says how
+            // long it is, even when empty; some upstreams refuse a POST without (411).
+            let framing = if expects_content(&parts.method) {
                 RequestFraming::Length(0)
             } else {
                 RequestFraming::None
@@ -216,6 +215,11 @@ struct UpstreamRequest<'a> {
     forwarding: &'a Forwarding<'a>,
     framing: RequestFraming,
     replayable: bool,
+}
+
+/// Methods whose requests normally carry content.
+fn expects_content(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
 }
 
 fn is_idempotent(method: &Method) -> bool {

@@ -187,7 +187,8 @@ async fn response_hop_by_hop_fields_stop_at_the_gateway() {
 }
 
 /// Request bodies are framed by the gateway: a known length as Content-Length, an
-/// unknown one in the chunked coding; the client's own framing fields never pass.
+/// unknown one in the chunked coding, none for a GET without one; the client's own
+/// framing fields never pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_bodies_are_framed_by_the_gateway() {
     let upstream = ScriptedUpstream::start(
@@ -210,8 +211,29 @@ async fn request_bodies_are_framed_by_the_gateway() {
           connection: close\r\n\r\nhello",
     );
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-    let requests = upstream.requests.lock().expect("requests").clone();
-    assert_eq!(requests.len(), 2, "{requests:?}");
+    // An empty POST still says so (RFC 9110 §8.6); an empty GET says nothing.
+    let answer = raw(
+        addr,
+        b"POST /scripted/a HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    let answer = raw(
+        addr,
+        b"GET /scripted/a HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    let mut requests = upstream.requests.lock().expect("requests").clone();
+    assert_eq!(requests.len(), 4, "{requests:?}");
+    let get = requests.pop().expect("GET").to_ascii_lowercase();
+    assert!(
+        !get.contains("content-length") && !get.contains("transfer-encoding"),
+        "{get}"
+    );
+    let empty_post = requests[2].to_ascii_lowercase();
+    assert!(
+        empty_post.contains("\r\ncontent-length: 0\r\n"),
+        "{empty_post}"
+    );
     let chunked = requests[0].to_ascii_lowercase();
     assert!(
         chunked.contains("\r\ntransfer-encoding: chunked\r\n"),
