@@ -20,7 +20,7 @@ use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::framing::{self, BodyLength, ChunkedDecoder, Decoded, FramingError};
+use crate::framing::{self, BodyDecoder, BodyLength, Decoded, FramingError};
 use crate::header_maps;
 use crate::headers::{RequestFraming, connection_lists, is_hop_by_hop};
 use crate::pool::{Connection, Pool, ReadBuffer};
@@ -363,15 +363,8 @@ pub struct UpstreamBody {
     /// `None` once given back or broken.
     conn: Option<Connection>,
     pool: Rc<Pool>,
-    remaining: Remaining,
+    decoder: BodyDecoder,
     reusable: bool,
-}
-
-#[derive(Debug)]
-enum Remaining {
-    Length(u64),
-    Chunked(ChunkedDecoder),
-    UntilClose,
 }
 
 /// Why an upstream response body broke off; the client's connection is closed.
@@ -397,25 +390,11 @@ impl std::error::Error for BodyError {}
 
 impl UpstreamBody {
     pub fn new(conn: Connection, pool: Rc<Pool>, length: BodyLength, reusable: bool) -> Self {
-        let remaining = match length {
-            BodyLength::Empty => Remaining::Length(0),
-            BodyLength::Length(n) => Remaining::Length(n),
-            BodyLength::Chunked => Remaining::Chunked(ChunkedDecoder::default()),
-            BodyLength::UntilClose => Remaining::UntilClose,
-        };
         Self {
             conn: Some(conn),
             pool,
-            remaining,
+            decoder: BodyDecoder::from(length),
             reusable,
-        }
-    }
-
-    fn is_complete(&self) -> bool {
-        match &self.remaining {
-            Remaining::Length(n) => *n == 0,
-            Remaining::Chunked(decoder) => decoder.is_done(),
-            Remaining::UntilClose => false,
         }
     }
 
@@ -436,33 +415,19 @@ impl UpstreamBody {
             return Poll::Ready(Ok(None));
         };
         loop {
-            let buffered = &mut conn.read.bytes;
-            match &mut self.remaining {
-                Remaining::Length(0) => return Poll::Ready(Ok(None)),
-                Remaining::Length(n) if !buffered.is_empty() => {
-                    let take = usize::try_from(*n)
-                        .unwrap_or(usize::MAX)
-                        .min(buffered.len());
-                    *n -= take as u64;
-                    return Poll::Ready(Ok(Some(buffered.split_to(take).freeze())));
-                }
-                Remaining::Chunked(decoder) => match decoder.decode(buffered) {
-                    Ok(Decoded::Data(data)) => return Poll::Ready(Ok(Some(data))),
-                    Ok(Decoded::Done) => return Poll::Ready(Ok(None)),
-                    Ok(Decoded::NeedMore) => {}
-                    Err(e) => return Poll::Ready(Err(BodyError::Framing(e))),
-                },
-                Remaining::UntilClose if !buffered.is_empty() => {
-                    return Poll::Ready(Ok(Some(buffered.split().freeze())));
-                }
-                Remaining::Length(_) | Remaining::UntilClose => {}
+            match self.decoder.decode(&mut conn.read.bytes) {
+                Ok(Decoded::Data(data)) => return Poll::Ready(Ok(Some(data))),
+                Ok(Decoded::Done) => return Poll::Ready(Ok(None)),
+                Ok(Decoded::NeedMore) => {}
+                Err(e) => return Poll::Ready(Err(BodyError::Framing(e))),
             }
             let n = ready!(conn.read.poll_fill(Pin::new(&mut conn.stream), cx))
                 .map_err(BodyError::Io)?;
             if n == 0 {
-                return Poll::Ready(match self.remaining {
-                    Remaining::UntilClose => Ok(None),
-                    _ => Err(BodyError::Truncated),
+                return Poll::Ready(if self.decoder.ends_at_close() {
+                    Ok(None)
+                } else {
+                    Err(BodyError::Truncated)
                 });
             }
         }
@@ -481,7 +446,7 @@ impl http_body::Body for UpstreamBody {
         match ready!(this.poll_data(cx)) {
             Ok(Some(data)) => {
                 // Given back at once, so the client's next request can reuse it.
-                if this.is_complete() {
+                if this.decoder.is_done() {
                     this.release();
                 }
                 Poll::Ready(Some(Ok(Frame::data(data))))
@@ -499,13 +464,13 @@ impl http_body::Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.conn.is_none() || self.is_complete()
+        self.conn.is_none() || self.decoder.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.remaining {
-            Remaining::Length(n) => SizeHint::with_exact(n),
-            _ => SizeHint::default(),
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
         }
     }
 }
@@ -514,7 +479,7 @@ impl Drop for UpstreamBody {
     fn drop(&mut self) {
         // HEAD, 204 and 304 bodies are never polled; their connection is still good.
         // A body dropped half-read is not: its connection closes here.
-        if self.is_complete() {
+        if self.decoder.is_done() {
             self.release();
         }
     }

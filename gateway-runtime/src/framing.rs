@@ -106,6 +106,66 @@ pub enum CodingError {
     Unsupported,
 }
 
+/// Where a received body stands: what is left of it, and how its end is known.
+#[derive(Debug)]
+pub enum BodyDecoder {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+}
+
+impl From<BodyLength> for BodyDecoder {
+    fn from(length: BodyLength) -> Self {
+        match length {
+            BodyLength::Empty => BodyDecoder::Length(0),
+            BodyLength::Length(n) => BodyDecoder::Length(n),
+            BodyLength::Chunked => BodyDecoder::Chunked(ChunkedDecoder::default()),
+            BodyLength::UntilClose => BodyDecoder::UntilClose,
+        }
+    }
+}
+
+impl BodyDecoder {
+    /// The next piece of the body from `buf`, without copying; bytes after the body
+    /// stay in `buf`.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, FramingError> {
+        Ok(match self {
+            BodyDecoder::Length(0) => Decoded::Done,
+            BodyDecoder::Length(_) | BodyDecoder::UntilClose if buf.is_empty() => Decoded::NeedMore,
+            BodyDecoder::Length(n) => {
+                let take = usize::try_from(*n).unwrap_or(usize::MAX).min(buf.len());
+                *n -= take as u64;
+                Decoded::Data(buf.split_to(take).freeze())
+            }
+            BodyDecoder::Chunked(decoder) => return decoder.decode(buf),
+            BodyDecoder::UntilClose => Decoded::Data(buf.split().freeze()),
+        })
+    }
+
+    /// Whether the whole body has been decoded. A body that ends at the close never
+    /// is, until the caller sees the close.
+    pub fn is_done(&self) -> bool {
+        match self {
+            BodyDecoder::Length(n) => *n == 0,
+            BodyDecoder::Chunked(decoder) => decoder.is_done(),
+            BodyDecoder::UntilClose => false,
+        }
+    }
+
+    /// Whether the connection closing ends the body, rather than cutting it short.
+    pub fn ends_at_close(&self) -> bool {
+        matches!(self, BodyDecoder::UntilClose)
+    }
+
+    /// The bytes still to come, when known.
+    pub fn remaining(&self) -> Option<u64> {
+        match self {
+            BodyDecoder::Length(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
 /// Longest chunk-size line (size, extensions and CRLF) accepted; extensions carry
 /// nothing a proxy needs and must not make it buffer without bound.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -335,6 +395,31 @@ mod tests {
         }
         let long_extension = [&b"1;"[..], &[b'x'; MAX_CHUNK_LINE], b"\r\n"].concat();
         assert!(decode_all(&long_extension, 512).is_err());
+    }
+
+    /// A length-delimited body takes exactly its bytes and leaves the next message's;
+    /// a close-delimited one takes all there is and only ends at the close.
+    #[test]
+    fn length_and_close_delimited() {
+        let mut buf = BytesMut::from(&b"helloNEXT"[..]);
+        let mut sized = BodyDecoder::from(BodyLength::Length(5));
+        assert_eq!(
+            sized.decode(&mut buf),
+            Ok(Decoded::Data(Bytes::from_static(b"hello")))
+        );
+        assert!(sized.is_done());
+        assert_eq!(sized.decode(&mut buf), Ok(Decoded::Done));
+        assert_eq!(&buf[..], b"NEXT");
+        let mut rest = BodyDecoder::from(BodyLength::UntilClose);
+        assert_eq!(
+            rest.decode(&mut buf),
+            Ok(Decoded::Data(Bytes::from_static(b"NEXT")))
+        );
+        assert_eq!(rest.decode(&mut buf), Ok(Decoded::NeedMore));
+        assert!(!rest.is_done() && rest.ends_at_close());
+        let mut empty = BodyDecoder::from(BodyLength::Empty);
+        assert_eq!(empty.decode(&mut BytesMut::new()), Ok(Decoded::Done));
+        assert_eq!(empty.remaining(), Some(0));
     }
 
     /// Chunk size lines are lower-case hex with CRLF.

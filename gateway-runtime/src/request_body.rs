@@ -11,7 +11,7 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::net::tcp::OwnedReadHalf;
 
-use crate::framing::{ChunkedDecoder, Decoded, FramingError};
+use crate::framing::{BodyDecoder, BodyLength, Decoded, FramingError};
 use crate::pool::ReadBuffer;
 
 /// The reading side of a client's HTTP/1.1 connection, shared by the connection (which
@@ -59,29 +59,16 @@ impl std::error::Error for ClientBodyError {}
 #[derive(Debug)]
 pub struct Http1Body {
     inbound: Rc<RefCell<Inbound>>,
-    remaining: Remaining,
-}
-
-#[derive(Debug)]
-enum Remaining {
-    Length(u64),
-    Chunked(ChunkedDecoder),
+    decoder: BodyDecoder,
 }
 
 impl Http1Body {
     /// A body of `length` bytes, or chunked when `None`.
     pub fn new(inbound: Rc<RefCell<Inbound>>, length: Option<u64>) -> Self {
-        let remaining = match length {
-            Some(n) => Remaining::Length(n),
-            None => Remaining::Chunked(ChunkedDecoder::default()),
-        };
-        Self { inbound, remaining }
-    }
-
-    fn is_done(&self) -> bool {
-        match &self.remaining {
-            Remaining::Length(n) => *n == 0,
-            Remaining::Chunked(decoder) => decoder.is_done(),
+        let length = length.map_or(BodyLength::Chunked, BodyLength::Length);
+        Self {
+            inbound,
+            decoder: BodyDecoder::from(length),
         }
     }
 
@@ -92,30 +79,15 @@ impl Http1Body {
         };
         let inbound = &mut *inbound;
         loop {
-            let buffered = &mut inbound.read.bytes;
-            match &mut self.remaining {
-                Remaining::Length(0) => {
-                    inbound.body_done = true;
-                    return Poll::Ready(Ok(None));
-                }
-                Remaining::Length(n) if !buffered.is_empty() => {
-                    let take = usize::try_from(*n)
-                        .unwrap_or(usize::MAX)
-                        .min(buffered.len());
-                    *n -= take as u64;
-                    inbound.body_done = *n == 0;
-                    return Poll::Ready(Ok(Some(buffered.split_to(take).freeze())));
-                }
-                Remaining::Length(_) => {}
-                Remaining::Chunked(decoder) => match decoder.decode(buffered) {
-                    Ok(Decoded::Data(data)) => return Poll::Ready(Ok(Some(data))),
-                    Ok(Decoded::Done) => {
-                        inbound.body_done = true;
-                        return Poll::Ready(Ok(None));
-                    }
-                    Ok(Decoded::NeedMore) => {}
-                    Err(e) => return Poll::Ready(Err(ClientBodyError::Framing(e))),
-                },
+            let decoded = self
+                .decoder
+                .decode(&mut inbound.read.bytes)
+                .map_err(ClientBodyError::Framing)?;
+            inbound.body_done = self.decoder.is_done();
+            match decoded {
+                Decoded::Data(data) => return Poll::Ready(Ok(Some(data))),
+                Decoded::Done => return Poll::Ready(Ok(None)),
+                Decoded::NeedMore => {}
             }
             let n = ready!(inbound.read.poll_fill(Pin::new(&mut inbound.reader), cx))
                 .map_err(ClientBodyError::Io)?;
@@ -146,18 +118,17 @@ impl http_body::Body for RequestBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RequestBody::Http1(body) => body.is_done(),
+            RequestBody::Http1(body) => body.decoder.is_done(),
             RequestBody::Http2(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RequestBody::Http1(Http1Body {
-                remaining: Remaining::Length(n),
-                ..
-            }) => SizeHint::with_exact(*n),
-            RequestBody::Http1(_) => SizeHint::default(),
+            RequestBody::Http1(body) => match body.decoder.remaining() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
             RequestBody::Http2(body) => body.size_hint(),
         }
     }
