@@ -7,6 +7,10 @@
 //! the server. Request phases, in
 //! order: request filter (`request`) → routing (`router`) → path change (`path`) →
 //! upstream call (`upstream`, with `headers`) → access log (`server`).
+//!
+//! HTTP/1.1 is the gateway's own on both sides: `http1` serves clients and `client`
+//! talks to upstreams over `pool`'s connections, both framing bodies with `framing`.
+//! HTTP/2 clients (h2c) are served by hyper.
 
 pub mod json;
 pub mod methods;
