@@ -49,6 +49,10 @@ const MAX_FIELDS: usize = crate::settings::MAX_HEADERS;
 /// the response before the connection resets (RFC 9112 §9.6).
 const LINGER_BYTES: usize = 1 << 20;
 const LINGER_TIME: Duration = Duration::from_secs(1);
+/// How long one write may wait for the client to make room, as nginx's `send_timeout`:
+/// a client that stops reading does not hold its connection, and the upstream
+/// connection whose body it is being sent, for ever.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A listener's limits on request heads.
 #[derive(Debug, Clone, Copy)]
@@ -238,8 +242,7 @@ where
         if head.expect_continue && head.body.is_some() && inbound.borrow().read.bytes.is_empty() {
             // The gateway takes the body for the upstream; waiting for the upstream's
             // own 100 would cost a round trip for nothing (nginx answers it too).
-            if writer
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if send(&mut writer, b"HTTP/1.1 100 Continue\r\n\r\n")
                 .await
                 .is_err()
             {
@@ -503,7 +506,7 @@ async fn write_response(
     if framing == Framing::None {
         // Dropped unread: an upstream body that is empty gives its connection back.
         drop(body);
-        writer.write_all(out).await?;
+        send(writer, out).await?;
         return Ok(!close);
     }
 
@@ -519,7 +522,7 @@ async fn write_response(
             Poll::Ready(frame) => frame,
             Poll::Pending => {
                 if !head_sent {
-                    writer.write_all(out).await?;
+                    send(writer, out).await?;
                     out.clear();
                     head_sent = true;
                 }
@@ -557,12 +560,12 @@ async fn write_response(
             if body.is_end_stream() {
                 break;
             }
-            writer.write_all(out).await?;
+            send(writer, out).await?;
         } else {
-            writer.write_all(out).await?;
-            writer.write_all(&data).await?;
+            send(writer, out).await?;
+            send(writer, &data).await?;
             if framing == Framing::Chunked {
-                writer.write_all(b"\r\n").await?;
+                send(writer, b"\r\n").await?;
             }
         }
         out.clear();
@@ -575,9 +578,26 @@ async fn write_response(
         out.extend_from_slice(b"0\r\n\r\n");
     }
     if !out.is_empty() {
-        writer.write_all(out).await?;
+        send(writer, out).await?;
     }
     Ok(!close)
+}
+
+/// Writes all of `bytes`. Most writes complete at once and need no timer; one that has
+/// to wait for the client gets `SEND_TIMEOUT`.
+async fn send(writer: &mut OwnedWriteHalf, bytes: &[u8]) -> io::Result<()> {
+    let mut write = pin!(writer.write_all(bytes));
+    let first = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    if let Poll::Ready(result) = first {
+        return result;
+    }
+    match tokio::time::timeout(SEND_TIMEOUT, write).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client did not read in time",
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -696,6 +716,27 @@ mod tests {
         assert_eq!(status(&long), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
         let target: Vec<u8> = [&b"GET /"[..], &[b'a'; 9000], b" HTTP/1.1\r\n\r\n"].concat();
         assert_eq!(status(&target), StatusCode::URI_TOO_LONG);
+    }
+
+    /// A client that stops reading gets its writes cut off after `SEND_TIMEOUT`.
+    #[tokio::test(start_paused = true)]
+    async fn writes_to_a_client_that_does_not_read_time_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let (_reader, mut writer) = server.into_split();
+        let started = Instant::now();
+        let big = vec![0u8; 64 << 20];
+        let error = send(&mut writer, &big)
+            .await
+            .expect_err("the client never reads");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= SEND_TIMEOUT);
+        let small = send(&mut writer, b"x").await;
+        assert!(small.is_err(), "the buffer is still full: {small:?}");
     }
 
     /// HTTP/1.0 keeps the connection only when asked; HTTP/1.1 unless told to close.
