@@ -23,7 +23,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use crate::framing::{self, BodyDecoder, BodyLength, Decoded, FramingError};
 use crate::header_maps;
 use crate::headers::{RequestFraming, connection_lists, is_hop_by_hop};
-use crate::pool::{Connection, Pool, ReadBuffer};
+use crate::pool::{Connection, Pool};
+use crate::read_buffer::ReadBuffer;
 
 /// What the gateway sends upstream: the client's body, cut off at the listener's limit.
 pub type RequestBody = Limited<crate::request_body::RequestBody>;

@@ -37,7 +37,7 @@ use crate::framing;
 use crate::gateway::{Request, Response};
 use crate::header_maps;
 use crate::headers::connection_lists;
-use crate::pool::ReadBuffer;
+use crate::read_buffer::ReadBuffer;
 use crate::request_body::{Http1Body, Inbound, RequestBody};
 
 /// The client preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).

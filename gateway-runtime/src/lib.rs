@@ -46,6 +46,8 @@ pub mod pool;
 #[cfg(feature = "server")]
 mod prefixed;
 #[cfg(feature = "server")]
+pub mod read_buffer;
+#[cfg(feature = "server")]
 pub mod request_body;
 #[cfg(feature = "server")]
 mod server;

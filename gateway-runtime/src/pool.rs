@@ -8,39 +8,22 @@
 //! instructions per request against hyper-util's shared pool).
 
 use std::cell::RefCell;
-use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use http::uri::Authority;
-use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
-use tokio_util::io::poll_read_buf;
+
+use crate::read_buffer::ReadBuffer;
 
 /// Connections older than this are not reused, so that DNS changes and upstream
 /// rebalancing reach long-running gateways.
 const MAX_LIFETIME: Duration = Duration::from_secs(600);
 
-/// First read size; doubled while reads fill the buffer (large bodies), as hyper's
-/// adaptive read strategy does, up to `MAX_READ`.
-const INITIAL_READ: usize = 8 * 1024;
-const MAX_READ: usize = 64 * 1024;
 /// Most idle connections kept per target and worker, as nginx's `keepalive`: a burst
 /// of concurrent requests opens as many connections as it needs, and all but these
 /// close once it has passed.
 const MAX_IDLE: usize = 128;
-/// Largest read size an idle pooled connection keeps.
-const KEPT_READ: usize = 32 * 1024;
-
-/// Read buffers kept per worker thread for idle connections to lend out: 2 MiB at
-/// most, whatever the number of idle connections.
-const MAX_SPARE_BUFFERS: usize = 256;
-
-thread_local! {
-    static SPARE_BUFFERS: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
-}
-
 /// One open connection, with its buffers.
 #[derive(Debug)]
 pub struct Connection {
@@ -55,64 +38,6 @@ pub struct Connection {
     idle_until: Instant,
     /// True once it has carried a request: a failure on it may be staleness.
     pub reused: bool,
-}
-
-/// Bytes read from a connection and not yet consumed. Body data is split off without
-/// copying.
-#[derive(Debug)]
-pub struct ReadBuffer {
-    pub bytes: BytesMut,
-    next_read: usize,
-}
-
-impl Default for ReadBuffer {
-    fn default() -> Self {
-        Self {
-            bytes: BytesMut::new(),
-            next_read: INITIAL_READ,
-        }
-    }
-}
-
-impl ReadBuffer {
-    /// Lets go of the buffer while nothing is buffered, for an idle connection: it
-    /// goes to this thread's spare list, where the next connection to read takes it.
-    /// Allocating a buffer anew for every request measured 900 instructions a request.
-    pub fn release(&mut self) {
-        if self.bytes.is_empty() && self.bytes.capacity() > 0 {
-            let buffer = std::mem::take(&mut self.bytes);
-            self.next_read = INITIAL_READ;
-            SPARE_BUFFERS.with_borrow_mut(|spare| {
-                if spare.len() < MAX_SPARE_BUFFERS {
-                    spare.push(buffer);
-                }
-            });
-        }
-    }
-
-    /// Reads once from `reader`, making room first; `Ok(0)` is end of stream.
-    pub fn poll_fill<R: AsyncRead>(
-        &mut self,
-        reader: Pin<&mut R>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<usize>> {
-        // Reserving reclaims the buffer in place once the body data split off it has
-        // been written and dropped, so this allocates only while the buffer grows.
-        if self.bytes.capacity() == 0
-            && let Some(spare) = SPARE_BUFFERS.with_borrow_mut(Vec::pop)
-        {
-            self.bytes = spare;
-        }
-        if self.bytes.capacity() - self.bytes.len() < self.next_read / 2 {
-            self.bytes.reserve(self.next_read);
-        }
-        let spare = self.bytes.capacity() - self.bytes.len();
-        let n = std::task::ready!(poll_read_buf(reader, cx, &mut self.bytes))?;
-        if n == spare && self.next_read < MAX_READ {
-            self.next_read *= 2;
-        }
-        Poll::Ready(Ok(n))
-    }
 }
 
 impl Connection {
@@ -209,9 +134,7 @@ impl Pool {
     pub fn give_back(&self, mut conn: Connection) {
         // An idle connection keeps a buffer for a mid-sized body (one read for 16 KiB
         // responses); one grown for a large body goes.
-        if conn.read.next_read > KEPT_READ {
-            conn.read = ReadBuffer::default();
-        }
+        conn.read.shrink();
         conn.idle_until = Instant::now() + self.idle_timeout;
         conn.reused = true;
         let mut idle = self.idle.borrow_mut();

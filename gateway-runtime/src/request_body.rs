@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use tokio::net::tcp::OwnedReadHalf;
 
 use crate::framing::{BodyDecoder, BodyLength, Decoded, FramingError};
-use crate::pool::ReadBuffer;
+use crate::read_buffer::ReadBuffer;
 
 /// The reading side of a client's HTTP/1.1 connection, shared by the connection (which
 /// reads heads) and the body of its current request.
