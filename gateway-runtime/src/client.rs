@@ -20,9 +20,11 @@ use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::framing::{self, BodyDecoder, BodyLength, Decoded, FramingError};
+use crate::framing::{
+    self, BodyDecoder, BodyLength, Decoded, FramingError, FramingField, FramingFields,
+};
 use crate::header_maps;
-use crate::headers::{RequestFraming, connection_lists, is_hop_by_hop};
+use crate::headers::{RequestFraming, is_hop_by_hop};
 use crate::pool::{Connection, Pool};
 use crate::read_buffer::ReadBuffer;
 
@@ -266,31 +268,22 @@ fn parse_head(read: &mut ReadBuffer, head_request: bool) -> Result<Parsed, Excha
     let mut kept_len = 0;
     let mut connection = [(0, 0); MAX_CONNECTION_FIELDS];
     let mut connection_len = 0;
-    let mut content_length = None;
-    let mut chunked = None;
-    let mut close = false;
-    let mut keep_alive = false;
+    let mut framing = FramingFields::default();
     for field in response.headers.iter() {
         let name = field.name.as_bytes();
         let value = field.value;
-        if name.eq_ignore_ascii_case(b"content-length") {
-            content_length = Some(
-                framing::content_length(value, content_length)
-                    .map_err(|FramingError(why)| Invalid(why))?,
-            );
-        } else if is_hop_by_hop(name) {
-            if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                // Several field lines are one list: `chunked` must be its only element.
-                chunked = Some(chunked.is_none() && framing::is_chunked_only(value));
-            } else if name.eq_ignore_ascii_case(b"connection") {
-                if connection_len == MAX_CONNECTION_FIELDS {
-                    return Err(Invalid("too many Connection fields"));
-                }
-                connection[connection_len] = at(value);
-                connection_len += 1;
-                close |= connection_lists(std::iter::once(value), b"close");
-                keep_alive |= connection_lists(std::iter::once(value), b"keep-alive");
+        let kind = framing
+            .observe(name, value)
+            .map_err(|FramingError(why)| Invalid(why))?;
+        if kind == FramingField::Connection {
+            // Remembered: the fields it names are removed below.
+            if connection_len == MAX_CONNECTION_FIELDS {
+                return Err(Invalid("too many Connection fields"));
             }
+            connection[connection_len] = at(value);
+            connection_len += 1;
+        }
+        if is_hop_by_hop(name) {
             continue;
         }
         kept[kept_len] = FieldAt {
@@ -299,23 +292,24 @@ fn parse_head(read: &mut ReadBuffer, head_request: bool) -> Result<Parsed, Excha
         };
         kept_len += 1;
     }
-    let persistent = match response.version {
-        Some(1) => !close,
-        _ => keep_alive && !close,
-    };
+    let persistent = framing.persistent(response.version != Some(1));
     let length = if head_request || code == 204 || code == 304 {
         BodyLength::Empty
     } else {
-        match (chunked, content_length) {
-            (Some(true), _) => BodyLength::Chunked,
-            (Some(false), _) => return Err(Invalid("unsupported transfer coding")),
+        match (&framing.transfer_codings, framing.content_length) {
+            // Codings other than chunked would have to be undone before the body could
+            // be framed again: refused rather than passed on mislabelled.
+            (Some(codings), _) if codings.check().is_err() => {
+                return Err(Invalid("unsupported transfer coding"));
+            }
+            (Some(_), _) => BodyLength::Chunked,
             (None, Some(n)) => BodyLength::Length(n),
             (None, None) => BodyLength::UntilClose,
         }
     };
     // Both fields: Transfer-Encoding wins, Content-Length goes, and the connection is
     // not trusted again (RFC 9112 §6.3, item 3).
-    let both = chunked.is_some() && content_length.is_some();
+    let both = framing.transfer_codings.is_some() && framing.content_length.is_some();
 
     let head = read.bytes.split_to(len).freeze();
     let mut headers = header_maps::take(kept_len + 1);

@@ -54,14 +54,61 @@ pub fn content_length(value: &[u8], seen: Option<u64>) -> Result<u64, FramingErr
     result.ok_or(INVALID)
 }
 
-/// Whether a `Transfer-Encoding` field line is exactly `chunked`. Other codings would
-/// have to be undone before the body could be re-framed, and `chunked` applied twice
-/// is invalid (RFC 9112 §6.1), so everything else is refused.
-pub fn is_chunked_only(value: &[u8]) -> bool {
-    value.trim_ascii().eq_ignore_ascii_case(b"chunked")
+/// What a message head's framing and persistence fields say, gathered field line by
+/// field line as the head is read; the same rules for requests and responses.
+#[derive(Debug, Default)]
+pub struct FramingFields {
+    pub content_length: Option<u64>,
+    pub transfer_codings: Option<TransferCodings>,
+    /// `Connection` lists `close`.
+    pub close: bool,
+    /// `Connection` lists `keep-alive` (what keeps an HTTP/1.0 connection open).
+    pub keep_alive: bool,
 }
 
-/// The transfer codings of a request, all its `Transfer-Encoding` lines taken as one
+/// Which framing field a field line was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FramingField {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Other,
+}
+
+impl FramingFields {
+    /// Takes note of one field line. A `Content-Length` that is not a number, or that
+    /// disagrees with an earlier one, is an error.
+    pub fn observe(&mut self, name: &[u8], value: &[u8]) -> Result<FramingField, FramingError> {
+        Ok(match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                self.content_length = Some(content_length(value, self.content_length)?);
+                FramingField::ContentLength
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                self.transfer_codings
+                    .get_or_insert_with(TransferCodings::default)
+                    .add(value);
+                FramingField::TransferEncoding
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                    self.close |= option.eq_ignore_ascii_case(b"close");
+                    self.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+                }
+                FramingField::Connection
+            }
+            _ => FramingField::Other,
+        })
+    }
+
+    /// Whether the connection may carry another message, by RFC 9112 §9.3: HTTP/1.1
+    /// unless `close`, HTTP/1.0 only with `keep-alive`.
+    pub fn persistent(&self, http10: bool) -> bool {
+        !self.close && (!http10 || self.keep_alive)
+    }
+}
+
+/// The transfer codings of a message, all its `Transfer-Encoding` lines taken as one
 /// list (RFC 9112 §6.1).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TransferCodings {
@@ -434,6 +481,38 @@ mod tests {
         );
     }
 
+    /// Framing fields are recognised in any case; `Connection` options are read as a
+    /// list; persistence follows the version.
+    #[test]
+    fn framing_fields() {
+        let mut fields = FramingFields::default();
+        assert_eq!(
+            fields.observe(b"Content-Length", b"5"),
+            Ok(FramingField::ContentLength)
+        );
+        assert!(fields.observe(b"content-length", b"6").is_err());
+        assert_eq!(
+            fields.observe(b"CONNECTION", b"Keep-Alive , x"),
+            Ok(FramingField::Connection)
+        );
+        assert_eq!(
+            fields.observe(b"x-connection", b"close"),
+            Ok(FramingField::Other)
+        );
+        assert!(fields.persistent(true) && fields.persistent(false));
+        fields.observe(b"connection", b"close").expect("valid");
+        assert!(!fields.persistent(false));
+        let mut plain = FramingFields::default();
+        assert!(
+            !plain.persistent(true),
+            "HTTP/1.0 closes unless asked not to"
+        );
+        plain
+            .observe(b"Transfer-Encoding", b"chunked")
+            .expect("valid");
+        assert_eq!(plain.transfer_codings.map(|c| c.check()), Some(Ok(())));
+    }
+
     /// Content-Length: digits only; a list of equal values is one value.
     #[test]
     fn content_length_rules() {
@@ -469,8 +548,5 @@ mod tests {
             Err(CodingError::Unframed)
         );
         assert_eq!(codings(&[b"identity"]), Err(CodingError::Unframed));
-        assert!(is_chunked_only(b"Chunked"));
-        assert!(!is_chunked_only(b"gzip, chunked"));
-        assert!(!is_chunked_only(b"chunked, chunked"));
     }
 }

@@ -33,10 +33,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::json_error;
-use crate::framing;
+use crate::framing::{self, FramingField, FramingFields};
 use crate::gateway::{Request, Response};
 use crate::header_maps;
-use crate::headers::connection_lists;
 use crate::read_buffer::ReadBuffer;
 use crate::request_body::{Http1Body, Inbound, RequestBody};
 
@@ -343,26 +342,15 @@ fn parse_head(
         _ => Version::HTTP_11,
     };
     fields.clear();
-    let mut content_length = None;
-    let mut transfer_encoding = None;
-    let mut close = false;
-    let mut keep_alive = false;
+    let mut framing = FramingFields::default();
     let mut expect_continue = false;
     for field in request.headers.iter() {
         let name = field.name.as_bytes();
         let value = field.value;
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let length = framing::content_length(value, content_length)
-                .map_err(|framing::FramingError(why)| (BAD, why))?;
-            content_length = Some(length);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            transfer_encoding
-                .get_or_insert_with(framing::TransferCodings::default)
-                .add(value);
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            close |= connection_lists(std::iter::once(value), b"close");
-            keep_alive |= connection_lists(std::iter::once(value), b"keep-alive");
-        } else if name.eq_ignore_ascii_case(b"expect") {
+        let kind = framing
+            .observe(name, value)
+            .map_err(|framing::FramingError(why)| (BAD, why))?;
+        if kind == FramingField::Other && name.eq_ignore_ascii_case(b"expect") {
             if !value.eq_ignore_ascii_case(b"100-continue") {
                 return Err((StatusCode::EXPECTATION_FAILED, "unsupported expectation"));
             }
@@ -375,7 +363,7 @@ fn parse_head(
     }
     // RFC 9112 §6.1 and §6.3: a transfer coding in HTTP/1.0, a final coding other than
     // chunked, or a coding next to a length make the body's end uncertain.
-    let body = match (transfer_encoding, content_length) {
+    let body = match (framing.transfer_codings, framing.content_length) {
         (Some(_), _) if version == Version::HTTP_10 => {
             return Err((BAD, "Transfer-Encoding in an HTTP/1.0 request"));
         }
@@ -394,6 +382,7 @@ fn parse_head(
         (None, Some(0) | None) => None,
         (None, Some(n)) => Some(Some(n)),
     };
+    let keep_alive = framing.persistent(version == Version::HTTP_10);
 
     let head = bytes.split_to(len).freeze();
     let span = |(start, len): (u32, u32)| {
@@ -417,10 +406,7 @@ fn parse_head(
         version,
         headers,
         body,
-        keep_alive: match version {
-            Version::HTTP_10 => keep_alive && !close,
-            _ => !close,
-        },
+        keep_alive,
         expect_continue,
     }))
 }
