@@ -275,16 +275,19 @@ fn parse_head(read: &mut ReadBuffer, head_request: bool) -> Result<Parsed, Excha
         let kind = framing
             .observe(name, value)
             .map_err(|FramingError(why)| Invalid(why))?;
-        if kind == FramingField::Connection {
-            // Remembered: the fields it names are removed below.
-            if connection_len == MAX_CONNECTION_FIELDS {
-                return Err(Invalid("too many Connection fields"));
+        match kind {
+            FramingField::Connection => {
+                // Remembered: the fields it names are removed below.
+                if connection_len == MAX_CONNECTION_FIELDS {
+                    return Err(Invalid("too many Connection fields"));
+                }
+                connection[connection_len] = at(value);
+                connection_len += 1;
+                continue;
             }
-            connection[connection_len] = at(value);
-            connection_len += 1;
-        }
-        if is_hop_by_hop(name) {
-            continue;
+            FramingField::TransferEncoding => continue,
+            FramingField::Other if is_hop_by_hop(name) => continue,
+            FramingField::ContentLength | FramingField::Other => {}
         }
         kept[kept_len] = FieldAt {
             name: at(name),
