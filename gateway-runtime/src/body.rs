@@ -20,6 +20,14 @@ impl Body {
     pub fn local(bytes: impl Into<Bytes>) -> Self {
         Body::Local(Full::new(bytes.into()))
     }
+
+    /// Interim (1xx) responses to send to an HTTP/1.1 client before this response.
+    pub fn interim(&self) -> &[u8] {
+        match self {
+            Body::Upstream(body) => body.interim(),
+            Body::Local(_) => &[],
+        }
+    }
 }
 
 impl http_body::Body for Body {

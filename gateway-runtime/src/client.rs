@@ -78,6 +78,9 @@ pub struct ResponseHead {
     pub length: BodyLength,
     /// Whether the connection can carry another request after this response's body.
     pub reusable: bool,
+    /// Interim (1xx) responses that came first, written for an HTTP/1.1 client; empty
+    /// (and not allocated) almost always.
+    pub interim: Vec<u8>,
 }
 
 /// Sends the request head in `conn.write_buf` and then `body`, and reads the response
@@ -190,10 +193,14 @@ async fn read_head<R: AsyncRead + Unpin>(
     head_request: bool,
 ) -> Result<ResponseHead, ExchangeError> {
     let mut received = !read.bytes.is_empty();
+    let mut interim = Vec::new();
     loop {
         if !read.bytes.is_empty() {
-            match parse_head(read, head_request)? {
-                Parsed::Final(head) => return Ok(head),
+            match parse_head(read, head_request, &mut interim)? {
+                Parsed::Final(mut head) => {
+                    head.interim = interim;
+                    return Ok(head);
+                }
                 Parsed::Interim => continue,
                 Parsed::Partial if read.bytes.len() >= MAX_RESPONSE_HEAD => {
                     return Err(ExchangeError::Invalid("response head too large"));
@@ -230,7 +237,11 @@ struct FieldAt {
 
 /// Parses the response head at the start of `read`, consuming it when complete. The
 /// header map's values point into the head's bytes, so no field is copied.
-fn parse_head(read: &mut ReadBuffer, head_request: bool) -> Result<Parsed, ExchangeError> {
+fn parse_head(
+    read: &mut ReadBuffer,
+    head_request: bool,
+    interim: &mut Vec<u8>,
+) -> Result<Parsed, ExchangeError> {
     use ExchangeError::Invalid;
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_FIELDS];
     let mut response = httparse::Response::new(&mut []);
@@ -253,6 +264,18 @@ fn parse_head(read: &mut ReadBuffer, head_request: bool) -> Result<Parsed, Excha
         // The gateway never asks to switch protocols.
         if code == 101 {
             return Err(Invalid("unexpected 101 Switching Protocols"));
+        }
+        // RFC 9110 §15.2: a proxy forwards 1xx responses it did not ask for itself. It
+        // asked for 100 (Continue) by sending a body, having answered the client's
+        // `Expect` on its own; 103 (Early Hints) and the rest go on to the client, up to
+        // 64 KiB of them in all.
+        if code != 100 && interim.len() + len <= MAX_RESPONSE_HEAD {
+            write_interim(
+                interim,
+                code,
+                response.reason.unwrap_or(""),
+                response.headers,
+            );
         }
         read.bytes.advance(len);
         return Ok(Parsed::Interim);
@@ -345,7 +368,28 @@ fn parse_head(read: &mut ReadBuffer, head_request: bool) -> Result<Parsed, Excha
         headers,
         length,
         reusable: persistent && !both && length != BodyLength::UntilClose,
+        interim: Vec::new(),
     }))
+}
+
+/// Appends an interim response as it goes to an HTTP/1.1 client, without the fields
+/// that concern the upstream hop only.
+fn write_interim(out: &mut Vec<u8>, code: u16, reason: &str, fields: &[httparse::Header<'_>]) {
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(digits.format(code).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for field in fields {
+        if !is_hop_by_hop(field.name.as_bytes()) {
+            out.extend_from_slice(field.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(field.value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 fn span(head: &[u8], (start, len): (u16, u16)) -> &[u8] {
@@ -363,6 +407,8 @@ pub struct UpstreamBody {
     pool: Rc<Pool>,
     decoder: BodyDecoder,
     reusable: bool,
+    /// Interim responses to send before this response's head.
+    interim: Vec<u8>,
 }
 
 /// Why an upstream response body broke off; the client's connection is closed.
@@ -387,13 +433,19 @@ impl std::fmt::Display for BodyError {
 impl std::error::Error for BodyError {}
 
 impl UpstreamBody {
-    pub fn new(conn: Connection, pool: Rc<Pool>, length: BodyLength, reusable: bool) -> Self {
+    pub fn new(conn: Connection, pool: Rc<Pool>, head: &mut ResponseHead) -> Self {
         Self {
             conn: Some(conn),
             pool,
-            decoder: BodyDecoder::from(length),
-            reusable,
+            decoder: BodyDecoder::from(head.length),
+            reusable: head.reusable,
+            interim: std::mem::take(&mut head.interim),
         }
+    }
+
+    /// Interim responses the upstream sent before this one, for an HTTP/1.1 client.
+    pub fn interim(&self) -> &[u8] {
+        &self.interim
     }
 
     /// Ends the body: the connection goes back to the pool if nothing is left on it.

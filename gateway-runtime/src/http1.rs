@@ -436,6 +436,10 @@ async fn write_response(
     };
     let close = close || framing == Framing::UntilClose;
     out.clear();
+    // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+    if !http10 {
+        out.extend_from_slice(body.interim());
+    }
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');

@@ -152,9 +152,8 @@ impl Upstream {
         let exchanged = exchanged.await;
         header_maps::give_back(parts.headers);
         match exchanged {
-            Ok(Ok((head, conn))) => {
-                let body =
-                    UpstreamBody::new(conn, endpoint.pool.clone(), head.length, head.reusable);
+            Ok(Ok((mut head, conn))) => {
+                let body = UpstreamBody::new(conn, endpoint.pool.clone(), &mut head);
                 let mut response = Response::new(Body::Upstream(body));
                 *response.status_mut() = head.status;
                 *response.headers_mut() = head.headers;

@@ -141,18 +141,40 @@ async fn broken_bodies_cut_the_client_connection() {
     }
 }
 
-/// Interim responses (100, 103) are consumed by the gateway; the client gets the final
-/// response only.
+/// Interim responses go on to HTTP/1.1 clients, before the final one and without
+/// hop-by-hop fields (RFC 9110 §15.2), except 100 (Continue), which the gateway answers
+/// itself; HTTP/1.0 clients get none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interim_responses_are_skipped() {
+async fn interim_responses_are_forwarded() {
     let upstream = ScriptedUpstream::start(
-        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n\
-          HTTP/1.1 201 Created\r\ncontent-length: 4\r\n\r\ndone",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\
+          keep-alive: timeout=5\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 4\r\n\r\ndone",
         false,
         true,
     )
     .await;
     let gateway = gateway_for(&upstream);
+    let reply = raw(
+        gateway.addr("main"),
+        b"GET /scripted/a HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert!(
+        reply.starts_with(
+            "HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 201 Created\r\n"
+        ),
+        "{reply}"
+    );
+    assert!(reply.ends_with("\r\n\r\ndone"), "{reply}");
+    assert!(
+        !reply.contains("100 Continue") && !reply.contains("keep-alive: timeout"),
+        "{reply}"
+    );
+    let old_client = raw(gateway.addr("main"), b"GET /scripted/a HTTP/1.0\r\n\r\n");
+    assert!(
+        old_client.starts_with("HTTP/1.1 201 Created\r\n"),
+        "{old_client}"
+    );
+    // The final response's own fields are the final response's only.
     let reply = get(&client(), &gateway.url("/scripted/a")).await;
     assert_eq!(reply.status, 201);
     assert_eq!(reply.body, "done");
