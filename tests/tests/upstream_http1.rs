@@ -23,6 +23,20 @@ fn gateway_for(upstream: &ScriptedUpstream) -> Gateway {
     .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"))
 }
 
+/// Sends `times` GETs through `gateway` one after another, each expected to come back
+/// 200 with `body`, and returns the replies.
+async fn get_repeatedly(gateway: &Gateway, times: usize, body: &str) -> Vec<Reply> {
+    let client = client();
+    let mut replies = Vec::with_capacity(times);
+    for _ in 0..times {
+        let reply = get(&client, &gateway.url("/scripted/a")).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(reply.body, body);
+        replies.push(reply);
+    }
+    replies
+}
+
 /// The gateway's JSON error for an upstream whose response cannot be forwarded.
 fn assert_bad_gateway(reply: &Reply) {
     assert_eq!(reply.status, 502, "{}", reply.body);
@@ -41,12 +55,7 @@ async fn chunked_responses_are_decoded_and_keep_their_connection() {
     )
     .await;
     let gateway = gateway_for(&upstream);
-    let client = client();
-    for _ in 0..3 {
-        let reply = get(&client, &gateway.url("/scripted/a")).await;
-        assert_eq!(reply.status, 200);
-        assert_eq!(reply.body, "hello, world");
-    }
+    get_repeatedly(&gateway, 3, "hello, world").await;
     assert_eq!(upstream.connections(), 1);
 }
 
@@ -57,12 +66,7 @@ async fn close_delimited_responses_end_at_close() {
     let upstream =
         ScriptedUpstream::start(b"HTTP/1.1 200 OK\r\n\r\nuntil the end", true, true).await;
     let gateway = gateway_for(&upstream);
-    let client = client();
-    for _ in 0..2 {
-        let reply = get(&client, &gateway.url("/scripted/a")).await;
-        assert_eq!(reply.status, 200);
-        assert_eq!(reply.body, "until the end");
-    }
+    get_repeatedly(&gateway, 2, "until the end").await;
     assert_eq!(upstream.connections(), 2);
 }
 
@@ -78,11 +82,7 @@ async fn transfer_encoding_overrides_content_length() {
     )
     .await;
     let gateway = gateway_for(&upstream);
-    let client = client();
-    for _ in 0..2 {
-        let reply = get(&client, &gateway.url("/scripted/a")).await;
-        assert_eq!(reply.status, 200);
-        assert_eq!(reply.body, "hello");
+    for reply in get_repeatedly(&gateway, 2, "hello").await {
         assert_ne!(
             reply.headers.get("content-length").map(|v| v.as_bytes()),
             Some(&b"3"[..])
@@ -194,11 +194,7 @@ async fn response_hop_by_hop_fields_stop_at_the_gateway() {
     )
     .await;
     let gateway = gateway_for(&upstream);
-    let client = client();
-    for _ in 0..2 {
-        let reply = get(&client, &gateway.url("/scripted/a")).await;
-        assert_eq!(reply.status, 200);
-        assert_eq!(reply.body, "ok");
+    for reply in get_repeatedly(&gateway, 2, "ok").await {
         for gone in ["x-upstream-secret", "keep-alive", "proxy-authenticate"] {
             assert!(!reply.headers.contains_key(gone), "{gone} was forwarded");
         }
