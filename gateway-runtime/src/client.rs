@@ -15,15 +15,14 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
 use http::StatusCode;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use crate::fields::Fields;
 use crate::framing::{
     self, BodyDecoder, BodyLength, Decoded, FramingError, FramingField, FramingFields,
 };
-use crate::header_maps;
 use crate::headers::{RequestFraming, is_hop_by_hop};
 use crate::pool::{Connection, Pool};
 use crate::read_buffer::ReadBuffer;
@@ -69,12 +68,15 @@ impl std::fmt::Display for ExchangeError {
     }
 }
 
+/// Added to every forwarded response (RFC 9110 §7.6.3).
+const VIA: &[u8] = b"1.1 gateway";
+
 /// A parsed final response head.
 #[derive(Debug)]
 pub struct ResponseHead {
     pub status: StatusCode,
     /// Without hop-by-hop fields, with the gateway's `Via` appended.
-    pub headers: HeaderMap,
+    pub fields: Fields,
     pub length: BodyLength,
     /// Whether the connection can carry another request after this response's body.
     pub reusable: bool,
@@ -337,35 +339,35 @@ fn parse_head(
     // not trusted again (RFC 9112 §6.3, item 3).
     let both = framing.transfer_codings.is_some() && framing.content_length.is_some();
 
-    let head = read.bytes.split_to(len).freeze();
-    let mut headers = header_maps::take(kept_len + 1);
+    let text = kept[..kept_len]
+        .iter()
+        .map(|field| usize::from(field.name.1) + usize::from(field.value.1))
+        .sum::<usize>();
+    let mut fields = Fields::with_capacity(kept_len + 1, text + VIA.len());
+    let head = &read.bytes[..len];
     for field in &kept[..kept_len] {
-        let name = HeaderName::from_bytes(span(&head, field.name))
-            .map_err(|_| Invalid("invalid field name"))?;
-        if both && name == header::CONTENT_LENGTH {
+        let name = span(head, field.name);
+        if both && name.eq_ignore_ascii_case(b"content-length") {
             continue;
         }
-        let (start, len) = field.value;
-        let (start, len) = (usize::from(start), usize::from(len));
-        let value = HeaderValue::from_maybe_shared(head.slice(start..start + len))
-            .map_err(|_| Invalid("invalid field value"))?;
-        headers.append(name, value);
+        fields.append(name, span(head, field.value));
     }
     // Fields the upstream marked as meant for the hop to the gateway only.
     for &field in &connection[..connection_len] {
-        for token in span(&head, field).split(|&b| b == b',') {
+        for token in span(head, field).split(|&b| b == b',') {
             let token = token.trim_ascii();
             let hop_option =
                 token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive");
-            if !hop_option && let Ok(name) = HeaderName::from_bytes(token) {
-                headers.remove(name);
+            if !hop_option {
+                fields.remove(token);
             }
         }
     }
-    headers.append(header::VIA, HeaderValue::from_static("1.1 gateway"));
+    read.bytes.advance(len);
+    fields.append(b"via", VIA);
     Ok(Parsed::Final(ResponseHead {
         status,
-        headers,
+        fields,
         length,
         reusable: persistent && !both && length != BodyLength::UntilClose,
         interim: Vec::new(),

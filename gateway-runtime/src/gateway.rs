@@ -6,12 +6,11 @@ use std::net::SocketAddr;
 
 use http::HeaderValue;
 
-use crate::body::Body;
 use crate::router::RouteSpec;
 use crate::settings::{Setting, SettingError};
 
 pub type Request = http::Request<crate::request_body::RequestBody>;
-pub type Response = http::Response<Body>;
+pub use crate::response::Response;
 pub type Params<'k, 'v> = matchit::Params<'k, 'v>;
 
 /// A gateway compiled from a gateway.toml. Implemented only by generated code.

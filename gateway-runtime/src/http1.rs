@@ -22,7 +22,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -421,8 +421,7 @@ async fn write_response(
     http10: bool,
     close: bool,
 ) -> io::Result<bool> {
-    let (parts, mut body) = response.into_parts();
-    let status = parts.status;
+    let (status, fields, mut body) = response.into_parts();
     let bodiless = head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -447,25 +446,27 @@ async fn write_response(
     out.extend_from_slice(b"\r\n");
     let mut has_length = false;
     let mut has_date = false;
-    for (name, value) in &parts.headers {
-        if *name == header::CONTENT_LENGTH {
-            // The body's own length frames the message; a bodiless response keeps the
-            // length it describes (RFC 9110 §8.6).
-            if !bodiless {
-                continue;
+    for (name, value) in fields.iter() {
+        match name.len() {
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                // The body's own length frames the message; a bodiless response keeps
+                // the length it describes (RFC 9110 §8.6).
+                if !bodiless {
+                    continue;
+                }
+                has_length = true;
             }
-            has_length = true;
-        } else if *name == header::TRANSFER_ENCODING || *name == header::CONNECTION {
-            continue;
-        } else if *name == header::DATE {
-            has_date = true;
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => continue,
+            10 if name.eq_ignore_ascii_case(b"connection") => continue,
+            4 if name.eq_ignore_ascii_case(b"date") => has_date = true,
+            _ => {}
         }
-        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(name);
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
-    header_maps::give_back(parts.headers);
+    drop(fields);
     if !has_date {
         crate::date::write_date_field(out);
     }

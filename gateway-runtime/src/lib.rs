@@ -32,6 +32,8 @@ mod date;
 #[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]
+pub mod fields;
+#[cfg(feature = "server")]
 pub mod framing;
 #[cfg(feature = "server")]
 pub mod gateway;
@@ -49,6 +51,8 @@ mod prefixed;
 pub mod read_buffer;
 #[cfg(feature = "server")]
 pub mod request_body;
+#[cfg(feature = "server")]
+pub mod response;
 #[cfg(feature = "server")]
 mod server;
 #[cfg(feature = "server")]

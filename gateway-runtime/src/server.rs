@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::StatusCode;
-use http::header::{ALLOW, HeaderValue};
+use http::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use crate::access_log::{self, AccessLog, LoggedPath, Record};
 use crate::error::json_error;
+use crate::fields::Fields;
 use crate::gateway::{Gateway, ListenerSpec, Request, RequestContext, Response, check_settings};
 use crate::http1;
 use crate::prefixed::Prefixed;
@@ -445,7 +446,7 @@ async fn serve_http2<G: Gateway>(
         let connection = connection.clone();
         async move {
             let req = req.map(RequestBody::Http2);
-            Ok::<_, Infallible>(connection.serve(req).await)
+            Ok::<_, Infallible>(connection.serve(req).await.into_http())
         }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
@@ -543,10 +544,11 @@ impl<G: Gateway> Connection<G> {
         let host = host(req).ok().flatten();
         let allowed = self.table.allowed(host, req.uri().path());
         if req.method() == http::Method::OPTIONS {
-            let mut response = Response::new(crate::body::Body::local(""));
-            response
-                .headers_mut()
-                .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            let response = Response::new(
+                StatusCode::OK,
+                Fields::with_capacity(1, 64),
+                crate::body::Body::local(""),
+            );
             with_allow(response, allowed)
         } else {
             let refused = json_error(
@@ -559,9 +561,9 @@ impl<G: Gateway> Connection<G> {
 }
 
 fn with_allow(mut response: Response, methods: crate::methods::MethodSet) -> Response {
-    if let Ok(allow) = HeaderValue::from_str(&methods.allow_header()) {
-        response.headers_mut().insert(ALLOW, allow);
-    }
+    response
+        .fields_mut()
+        .append(b"allow", methods.allow_header().as_bytes());
     response
 }
 

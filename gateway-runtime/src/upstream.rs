@@ -154,10 +154,7 @@ impl Upstream {
         match exchanged {
             Ok(Ok((mut head, conn))) => {
                 let body = UpstreamBody::new(conn, endpoint.pool.clone(), &mut head);
-                let mut response = Response::new(Body::Upstream(body));
-                *response.status_mut() = head.status;
-                *response.headers_mut() = head.headers;
-                response
+                Response::new(head.status, head.fields, Body::Upstream(body))
             }
             Ok(Err(e)) => {
                 let (status, message) = failure(&e);
