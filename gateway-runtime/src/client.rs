@@ -339,18 +339,14 @@ fn parse_head(
     // not trusted again (RFC 9112 §6.3, item 3).
     let both = framing.transfer_codings.is_some() && framing.content_length.is_some();
 
-    let text = kept[..kept_len]
-        .iter()
-        .map(|field| usize::from(field.name.1) + usize::from(field.value.1))
-        .sum::<usize>();
-    let mut fields = Fields::with_capacity(kept_len + 1, text + VIA.len());
     let head = &read.bytes[..len];
+    let mut fields = Fields::from_head(head, kept_len + 1);
     for field in &kept[..kept_len] {
-        let name = span(head, field.name);
-        if both && name.eq_ignore_ascii_case(b"content-length") {
+        if both && span(head, field.name).eq_ignore_ascii_case(b"content-length") {
             continue;
         }
-        fields.append(name, span(head, field.value));
+        let at = |(start, len): (u16, u16)| (usize::from(start), usize::from(len));
+        fields.push_at(at(field.name), at(field.value));
     }
     // Fields the upstream marked as meant for the hop to the gateway only.
     for &field in &connection[..connection_len] {

@@ -52,6 +52,27 @@ impl Fields {
         Self { text, list }
     }
 
+    /// Fields whose names and values lie in `head`, a message head as it was received
+    /// and parsed: the head is copied once, and `push_at` then says where each field
+    /// is. Between a name and its value there must be only the colon and whitespace.
+    pub(crate) fn from_head(head: &[u8], fields: usize) -> Self {
+        let mut new = Self::with_capacity(fields, head.len() + 32);
+        new.text.extend_from_slice(head);
+        new
+    }
+
+    /// Adds the field whose name and value are at these offsets (start, length) of the
+    /// head given to `from_head`.
+    pub(crate) fn push_at(&mut self, name: (usize, usize), value: (usize, usize)) {
+        debug_assert!(name.0 + name.1 < value.0 && value.0 + value.1 <= self.text.len());
+        self.list.push(Field {
+            name: name.0 as u32,
+            name_len: name.1 as u32,
+            value: value.0 as u32,
+            value_len: value.1 as u32,
+        });
+    }
+
     pub fn len(&self) -> usize {
         self.list.len()
     }
@@ -67,13 +88,14 @@ impl Fields {
         debug_assert!(HeaderValue::from_bytes(value).is_ok());
         let start = self.text.len();
         self.text.extend_from_slice(name);
+        self.text.extend_from_slice(b": ");
         self.text.extend_from_slice(value);
         // Lengths are bounded by the head limits of the parsers and by the gateway's
         // own short fields.
         self.list.push(Field {
             name: start as u32,
             name_len: name.len() as u32,
-            value: (start + name.len()) as u32,
+            value: (start + name.len() + 2) as u32,
             value_len: value.len() as u32,
         });
     }
@@ -106,6 +128,17 @@ impl Fields {
             (
                 span(&self.text, field.name, field.name_len),
                 span(&self.text, field.value, field.value_len),
+            )
+        })
+    }
+
+    /// Names with their whole field line, `name: value` without the line's end, as it
+    /// goes on an HTTP/1.1 connection.
+    pub fn lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.list.iter().map(|field| {
+            (
+                span(&self.text, field.name, field.name_len),
+                &self.text[field.name as usize..(field.value + field.value_len) as usize],
             )
         })
     }
@@ -199,6 +232,26 @@ mod tests {
         fields.remove(b"VARY");
         assert_eq!(names(&fields), ["etag=\"x\""]);
         assert_eq!(fields.len(), 1);
+    }
+
+    /// Fields taken from a received head keep their place in it, and go out as the
+    /// lines they were; fields added later go out as `name: value`.
+    #[test]
+    fn fields_of_a_received_head() {
+        let head = b"HTTP/1.1 200 OK\r\nServer:nginx\r\nX-Drop: 1\r\nETag:  \"a\"\r\n\r\n";
+        let mut fields = Fields::from_head(head, 3);
+        fields.push_at((17, 6), (24, 5));
+        fields.push_at((42, 4), (49, 3));
+        fields.append(b"via", b"1.1 gateway");
+        assert_eq!(
+            names(&fields),
+            ["Server=nginx", "ETag=\"a\"", "via=1.1 gateway"]
+        );
+        let lines: Vec<_> = fields.lines().map(|(_, line)| line).collect();
+        assert_eq!(
+            lines,
+            [&b"Server:nginx"[..], b"ETag:  \"a\"", b"via: 1.1 gateway"]
+        );
     }
 
     /// HTTP/2 gets lowercase names and every value, in order.

@@ -446,7 +446,7 @@ async fn write_response(
     out.extend_from_slice(b"\r\n");
     let mut has_length = false;
     let mut has_date = false;
-    for (name, value) in fields.iter() {
+    for (name, line) in fields.lines() {
         match name.len() {
             14 if name.eq_ignore_ascii_case(b"content-length") => {
                 // The body's own length frames the message; a bodiless response keeps
@@ -461,9 +461,7 @@ async fn write_response(
             4 if name.eq_ignore_ascii_case(b"date") => has_date = true,
             _ => {}
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
+        out.extend_from_slice(line);
         out.extend_from_slice(b"\r\n");
     }
     drop(fields);

@@ -12,8 +12,8 @@
 //! HTTP/2 streams run concurrently in tasks of their own and each gets its own timer.
 
 use std::cell::{Cell, RefCell};
-use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -41,33 +41,18 @@ impl ConnectionTimer {
     }
 
     /// Runs `future` for at most `timeout` (plus the slack described above).
-    pub async fn limit<F: Future>(
-        &self,
-        timeout: Duration,
-        future: F,
-    ) -> Result<F::Output, Elapsed> {
-        let mut future = pin!(future);
-        let mut own = pin!(None::<Sleep>);
-        if self.multiplexed.get() {
-            own.set(Some(tokio::time::sleep(timeout)));
-        } else {
-            self.prepare(timeout);
+    ///
+    /// A future type rather than an `async fn`: an `async fn` keeps its argument and
+    /// the pinned copy of it side by side, which doubled the size of the upstream
+    /// exchange this wraps, and every request moves it.
+    pub fn limit<F: Future>(&self, timeout: Duration, future: F) -> Limit<'_, F> {
+        Limit {
+            future,
+            own: None,
+            timer: self,
+            timeout,
+            started: false,
         }
-        poll_fn(|cx| {
-            if let Poll::Ready(output) = future.as_mut().poll(cx) {
-                return Poll::Ready(Ok(output));
-            }
-            let expired = match own.as_mut().as_pin_mut() {
-                Some(sleep) => sleep.poll(cx).is_ready(),
-                None => self.poll_shared(cx),
-            };
-            if expired {
-                Poll::Ready(Err(Elapsed))
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
     }
 
     /// Moves the shared timer if its deadline is not within the allowed window.
@@ -104,6 +89,49 @@ impl ConnectionTimer {
         } else {
             self.armed.set(true);
             sleep.as_mut().poll(cx).is_ready()
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future returned by `ConnectionTimer::limit`.
+    pub struct Limit<'t, F> {
+        #[pin]
+        future: F,
+        // The request's own timer, on a multiplexed connection.
+        #[pin]
+        own: Option<Sleep>,
+        timer: &'t ConnectionTimer,
+        timeout: Duration,
+        started: bool,
+    }
+}
+
+impl<F: Future> Future for Limit<'_, F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        // The time runs from the first poll, as it would in an `async fn`.
+        if !*this.started {
+            *this.started = true;
+            if this.timer.multiplexed.get() {
+                this.own.set(Some(tokio::time::sleep(*this.timeout)));
+            } else {
+                this.timer.prepare(*this.timeout);
+            }
+        }
+        if let Poll::Ready(output) = this.future.poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        let expired = match this.own.as_pin_mut() {
+            Some(sleep) => sleep.poll(cx).is_ready(),
+            None => this.timer.poll_shared(cx),
+        };
+        if expired {
+            Poll::Ready(Err(Elapsed))
+        } else {
+            Poll::Pending
         }
     }
 }
