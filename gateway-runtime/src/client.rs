@@ -19,7 +19,7 @@ use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use crate::fields::Fields;
+use crate::fields::{self, Fields};
 use crate::framing::{
     self, BodyDecoder, BodyLength, Decoded, FramingError, FramingField, FramingFields,
 };
@@ -342,7 +342,7 @@ fn parse_head(
     let head = &read.bytes[..len];
     let mut fields = Fields::from_head(head, kept_len + 1);
     for field in &kept[..kept_len] {
-        if both && span(head, field.name).eq_ignore_ascii_case(b"content-length") {
+        if both && fields::is(span(head, field.name), b"content-length") {
             continue;
         }
         let at = |(start, len): (u16, u16)| (usize::from(start), usize::from(len));
@@ -352,8 +352,7 @@ fn parse_head(
     for &field in &connection[..connection_len] {
         for token in span(head, field).split(|&b| b == b',') {
             let token = token.trim_ascii();
-            let hop_option =
-                token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive");
+            let hop_option = fields::is(token, b"close") || fields::is(token, b"keep-alive");
             if !hop_option {
                 fields.remove(token);
             }

@@ -5,6 +5,8 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::fields;
+
 /// How the body of a received message is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyLength {
@@ -80,20 +82,20 @@ impl FramingFields {
     /// disagrees with an earlier one, is an error.
     pub fn observe(&mut self, name: &[u8], value: &[u8]) -> Result<FramingField, FramingError> {
         Ok(match name.len() {
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            14 if fields::is(name, b"content-length") => {
                 self.content_length = Some(content_length(value, self.content_length)?);
                 FramingField::ContentLength
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            17 if fields::is(name, b"transfer-encoding") => {
                 self.transfer_codings
                     .get_or_insert_with(TransferCodings::default)
                     .add(value);
                 FramingField::TransferEncoding
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            10 if fields::is(name, b"connection") => {
                 for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                    self.close |= option.eq_ignore_ascii_case(b"close");
-                    self.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+                    self.close |= fields::is(option, b"close");
+                    self.keep_alive |= fields::is(option, b"keep-alive");
                 }
                 FramingField::Connection
             }
@@ -124,7 +126,7 @@ impl TransferCodings {
             if coding.is_empty() {
                 continue;
             }
-            let chunked = coding.eq_ignore_ascii_case(b"chunked");
+            let chunked = fields::is(coding, b"chunked");
             self.repeated_chunked |= chunked && self.chunked;
             self.chunked |= chunked;
             self.other |= !chunked;

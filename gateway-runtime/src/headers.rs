@@ -4,6 +4,8 @@
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
+use crate::fields::is;
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Whether a field concerns one connection only (RFC 9110 §7.6.1, plus the proxy
@@ -12,13 +14,13 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// message, so it compares lengths before bytes: most names fail on the length alone.
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
     match name.len() {
-        2 => name.eq_ignore_ascii_case(b"te"),
-        7 => name.eq_ignore_ascii_case(b"upgrade"),
-        10 => name.eq_ignore_ascii_case(b"connection") || name.eq_ignore_ascii_case(b"keep-alive"),
-        16 => name.eq_ignore_ascii_case(b"proxy-connection"),
-        17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
-        18 => name.eq_ignore_ascii_case(b"proxy-authenticate"),
-        19 => name.eq_ignore_ascii_case(b"proxy-authorization"),
+        2 => is(name, b"te"),
+        7 => is(name, b"upgrade"),
+        10 => is(name, b"connection") || is(name, b"keep-alive"),
+        16 => is(name, b"proxy-connection"),
+        17 => is(name, b"transfer-encoding"),
+        18 => is(name, b"proxy-authenticate"),
+        19 => is(name, b"proxy-authorization"),
         _ => false,
     }
 }

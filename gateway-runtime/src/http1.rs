@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::json_error;
+use crate::fields;
 use crate::framing::{self, FramingField, FramingFields};
 use crate::gateway::{Request, Response};
 use crate::header_maps;
@@ -448,7 +449,7 @@ async fn write_response(
     let mut has_date = false;
     for (name, line) in fields.lines() {
         match name.len() {
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            14 if fields::is(name, b"content-length") => {
                 // The body's own length frames the message; a bodiless response keeps
                 // the length it describes (RFC 9110 §8.6).
                 if !bodiless {
@@ -456,9 +457,9 @@ async fn write_response(
                 }
                 has_length = true;
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => continue,
-            10 if name.eq_ignore_ascii_case(b"connection") => continue,
-            4 if name.eq_ignore_ascii_case(b"date") => has_date = true,
+            17 if fields::is(name, b"transfer-encoding") => continue,
+            10 if fields::is(name, b"connection") => continue,
+            4 if fields::is(name, b"date") => has_date = true,
             _ => {}
         }
         out.extend_from_slice(line);
