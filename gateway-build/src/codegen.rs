@@ -118,7 +118,7 @@ pub fn tokens(plan: &Plan) -> TokenStream {
         let ident = format_ident!("ROUTE_{}", id);
         let new_path = match path {
             PathChange::Keep => quote!(::core::option::Option::None),
-            PathChange::StripPrefix(prefix) => quote!(rt::strip_prefix(req.uri(), #prefix)),
+            PathChange::StripPrefix(prefix) => quote!(rt::strip_prefix(&req.uri, #prefix)),
             PathChange::Rewrite(segments) => {
                 let segments = segments.iter().map(|s| match s {
                     RewriteSegment::Literal(text) => quote!(rt::RewriteSegment::Literal(#text)),
@@ -131,7 +131,7 @@ pub fn tokens(plan: &Plan) -> TokenStream {
                         quote!(rt::RewriteSegment::QueryParam(#i))
                     }
                 });
-                quote!(rt::rewrite(req.uri(), &[#(#segments),*], params))
+                quote!(rt::rewrite(&req.uri, &[#(#segments),*], params))
             }
         };
         quote! {

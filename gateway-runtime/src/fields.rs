@@ -1,11 +1,11 @@
-//! The header fields of a response, in the order they go out.
+//! The header fields of a request or response, in the order they came and go out.
 //!
-//! An upstream's fields are forwarded as they came, minus the hop-by-hop ones, so they
-//! are kept as bytes: one buffer holds every name and value, and a list of spans gives
+//! A proxy forwards most fields as they came, minus the hop-by-hop ones, so they are
+//! kept as bytes: one buffer holds every name and value, and a list of spans gives
 //! their order. Building an `http::HeaderMap` instead (parsing each name, hashing it,
 //! validating each value) and walking it again to write the head measured about 2,000
 //! instructions per proxied response, an eighth of the gateway's whole cost. Lookups
-//! scan the list, which for the dozen fields of a response is as fast as a hash.
+//! scan the list, which for the dozen fields of a message is as fast as a hash.
 //!
 //! Names keep the case they arrived in and compare without it (RFC 9110 §5.1). Every
 //! name and value was checked by the parser that produced it, or is the gateway's own.
@@ -55,7 +55,7 @@ impl Fields {
     /// Fields whose names and values lie in `head`, a message head as it was received
     /// and parsed: the head is copied once, and `push_at` then says where each field
     /// is. Between a name and its value there must be only the colon and whitespace.
-    pub(crate) fn from_head(head: &[u8], fields: usize) -> Self {
+    pub fn from_head(head: &[u8], fields: usize) -> Self {
         let mut new = Self::with_capacity(fields, head.len() + 32);
         new.text.extend_from_slice(head);
         new
@@ -63,7 +63,7 @@ impl Fields {
 
     /// Adds the field whose name and value are at these offsets (start, length) of the
     /// head given to `from_head`.
-    pub(crate) fn push_at(&mut self, name: (usize, usize), value: (usize, usize)) {
+    pub fn push_at(&mut self, name: (usize, usize), value: (usize, usize)) {
         debug_assert!(name.0 + name.1 < value.0 && value.0 + value.1 <= self.text.len());
         self.list.push(Field {
             name: name.0 as u32,
@@ -98,6 +98,12 @@ impl Fields {
             value: (start + name.len() + 2) as u32,
             value_len: value.len() as u32,
         });
+    }
+
+    /// Replaces every field called `name` with one carrying `value`, at the end.
+    pub fn set(&mut self, name: &[u8], value: &[u8]) {
+        self.remove(name);
+        self.append(name, value);
     }
 
     /// The first value of the field called `name`.
@@ -141,6 +147,19 @@ impl Fields {
                 &self.text[field.name as usize..(field.value + field.value_len) as usize],
             )
         })
+    }
+
+    /// The fields of an `http::HeaderMap`, from hyper's HTTP/2 server.
+    pub fn from_header_map(map: &HeaderMap) -> Self {
+        let bytes = map
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 2)
+            .sum();
+        let mut fields = Self::with_capacity(map.len(), bytes);
+        for (name, value) in map {
+            fields.append(name.as_str().as_bytes(), value.as_bytes());
+        }
+        fields
     }
 
     /// The fields as an `http::HeaderMap`, for HTTP/2, whose framing lowercases names.
@@ -302,6 +321,18 @@ mod tests {
         let map = fields.to_header_map();
         let values: Vec<_> = map.get_all("x-trace").iter().collect();
         assert_eq!(values, ["1", "2"]);
+        let back = Fields::from_header_map(&map);
+        assert_eq!(names(&back), ["x-trace=1", "x-trace=2"]);
+    }
+
+    /// `set` leaves exactly one field of the name, last.
+    #[test]
+    fn set_replaces() {
+        let mut fields = Fields::with_capacity(3, 64);
+        fields.append(b"Max-Forwards", b"3");
+        fields.append(b"accept", b"*/*");
+        fields.set(b"max-forwards", b"2");
+        assert_eq!(names(&fields), ["accept=*/*", "max-forwards=2"]);
     }
 
     /// Fields dropped on a thread come back empty from the next `with_capacity`.

@@ -4,14 +4,28 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use http::HeaderValue;
+use http::{HeaderValue, Method, Uri, Version};
+
+use crate::fields::Fields;
+use crate::request_body::RequestBody;
 
 use crate::router::RouteSpec;
 use crate::settings::{Setting, SettingError};
 
-pub type Request = http::Request<crate::request_body::RequestBody>;
 pub use crate::response::Response;
 pub type Params<'k, 'v> = matchit::Params<'k, 'v>;
+
+/// A client's request as the phases see it. Its fields are the bytes the client sent
+/// (see `fields`); `uri` is the target, in origin form or, from an absolute-form
+/// target or HTTP/2, with the authority.
+#[derive(Debug)]
+pub struct Request {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub fields: Fields,
+    pub body: RequestBody,
+}
 
 /// A gateway compiled from a gateway.toml. Implemented only by generated code.
 ///

@@ -1,12 +1,9 @@
 //! Header rules of a proxy: hop-by-hop headers stop here (RFC 9110 §7.6.1), and the
 //! upstream learns who the client was through `X-Forwarded-*`.
 
-use http::HeaderMap;
-use http::header::{self, HeaderName, HeaderValue};
+use http::HeaderValue;
 
-use crate::fields::is;
-
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+use crate::fields::{Fields, is};
 
 /// Whether a field concerns one connection only (RFC 9110 §7.6.1, plus the proxy
 /// credentials of RFC 9110 §11.7), in any case. `Transfer-Encoding` is among them:
@@ -61,13 +58,13 @@ pub struct Forwarding<'a> {
 /// `X-Forwarded-Proto` and `X-Forwarded-Host` are replaced; `X-Forwarded-For` gets the
 /// client appended as nginx's `$proxy_add_x_forwarded_for` does (several field lines
 /// are one list, RFC 9110 §5.3, and are joined); `Via` is added (RFC 9110 §7.6.3); and
-/// the body framing is the gateway's own. The client's header map is only read, so
-/// none of this hashes, allocates or parses per field.
+/// the body framing is the gateway's own. The client's fields are only read, and go out
+/// as the lines they came in.
 pub fn write_request_head(
     out: &mut Vec<u8>,
     method: &http::Method,
     target: &str,
-    headers: &HeaderMap,
+    fields: &Fields,
     forwarding: &Forwarding<'_>,
     framing: RequestFraming,
 ) {
@@ -78,34 +75,33 @@ pub fn write_request_head(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(forwarding.host.as_bytes());
     out.extend_from_slice(b"\r\n");
-    let connection = headers.get_all(header::CONNECTION);
+    let has_connection = fields.get(b"connection").is_some();
     let mut forwarded_for = false;
-    for (name, value) in headers {
-        let name = name.as_str();
-        match name {
+    for (name, line) in fields.lines() {
+        let skip = match name.len() {
             // Replaced below, or framed by the gateway itself.
-            "host" | "content-length" | "x-forwarded-proto" | "x-forwarded-host" => continue,
+            4 => is(name, b"host"),
+            14 => is(name, b"content-length"),
+            17 => is(name, b"x-forwarded-proto") || is(name, b"transfer-encoding"),
+            16 => is(name, b"x-forwarded-host") || is(name, b"proxy-connection"),
             // The gateway answers `100-continue` itself when it reads the body.
-            "expect" => continue,
-            "x-forwarded-for" => {
+            6 => is(name, b"expect"),
+            15 if is(name, b"x-forwarded-for") => {
                 forwarded_for = true;
-                continue;
+                true
             }
-            _ if is_hop_by_hop(name.as_bytes()) => continue,
-            _ => {}
-        }
-        if connection_lists(
-            connection.iter().map(HeaderValue::as_bytes),
-            name.as_bytes(),
-        ) {
+            _ => is_hop_by_hop(name),
+        };
+        if skip || (has_connection && connection_lists(fields.get_all(b"connection"), name)) {
             continue;
         }
-        write_field(out, name.as_bytes(), value.as_bytes());
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     if forwarded_for {
-        for existing in headers.get_all(&X_FORWARDED_FOR) {
-            out.extend_from_slice(existing.as_bytes());
+        for existing in fields.get_all(b"x-forwarded-for") {
+            out.extend_from_slice(existing);
             out.extend_from_slice(b", ");
         }
     }
@@ -152,7 +148,11 @@ pub fn via(received: http::Version) -> &'static str {
 mod tests {
     use super::*;
 
-    fn head(headers: &HeaderMap, framing: RequestFraming) -> String {
+    fn head(list: &[(&str, &str)], framing: RequestFraming) -> String {
+        let mut fields = Fields::with_capacity(list.len(), 256);
+        for (name, value) in list {
+            fields.append(name.as_bytes(), value.as_bytes());
+        }
         let host = HeaderValue::from_static("backend:8080");
         let client_ip = HeaderValue::from_static("127.0.0.1");
         let forwarding = Forwarding {
@@ -166,7 +166,7 @@ mod tests {
             &mut out,
             &http::Method::GET,
             "/x?y=1",
-            headers,
+            &fields,
             &forwarding,
             framing,
         );
@@ -174,33 +174,29 @@ mod tests {
     }
 
     /// Hop-by-hop fields and those named in Connection go; the proxy's own fields are
-    /// replaced, not duplicated; the rest is forwarded as it came.
+    /// replaced, not duplicated; the rest is forwarded as it came, in its case.
     #[test]
     fn forwarded_head() {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static("api.example.com"));
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Secret"),
-        );
-        h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("99"));
-        h.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
-        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        h.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
-        h.insert("x-kept", HeaderValue::from_static("1"));
-        h.append("x-kept", HeaderValue::from_static("2"));
+        let list = [
+            ("Host", "api.example.com"),
+            ("Connection", "keep-alive, X-Secret"),
+            ("x-secret", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Transfer-Encoding", "chunked"),
+            ("Content-Length", "99"),
+            ("Expect", "100-continue"),
+            ("X-Forwarded-Proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("Proxy-Connection", "keep-alive"),
+            ("X-Kept", "1"),
+            ("x-kept", "2"),
+        ];
         assert_eq!(
-            head(&h, RequestFraming::Chunked),
+            head(&list, RequestFraming::Chunked),
             "GET /x?y=1 HTTP/1.1\r\n\
              host: backend:8080\r\n\
-             x-kept: 1\r\n\
+             X-Kept: 1\r\n\
              x-kept: 2\r\n\
              x-forwarded-for: 127.0.0.1\r\n\
              x-forwarded-proto: http\r\n\
@@ -213,15 +209,16 @@ mod tests {
     /// The client address is appended to an existing chain, several lines joined.
     #[test]
     fn forwarded_for_chain() {
-        let mut h = HeaderMap::new();
-        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
-        h.append(
-            &X_FORWARDED_FOR,
-            HeaderValue::from_static("10.0.0.2, 10.0.0.3"),
-        );
-        let head = head(&h, RequestFraming::Length(5));
+        let list = [
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2, 10.0.0.3"),
+        ];
+        let head = head(&list, RequestFraming::Length(5));
         assert!(head.contains("x-forwarded-for: 10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1\r\n"));
-        assert_eq!(head.matches("x-forwarded-for").count(), 1);
+        assert_eq!(
+            head.to_ascii_lowercase().matches("x-forwarded-for").count(),
+            1
+        );
         assert!(head.ends_with("content-length: 5\r\n\r\n"));
     }
 

@@ -22,7 +22,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -33,10 +32,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::json_error;
-use crate::fields;
+use crate::fields::{self, Fields};
 use crate::framing::{self, FramingField, FramingFields};
 use crate::gateway::{Request, Response};
-use crate::header_maps;
 use crate::read_buffer::ReadBuffer;
 use crate::request_body::{Http1Body, Inbound, RequestBody};
 
@@ -75,7 +73,7 @@ struct Head {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: HeaderMap,
+    fields: Fields,
     /// `None`: no body; `Some(None)`: chunked; `Some(Some(n))`: `n` bytes.
     body: Option<Option<u64>>,
     /// The client asked to keep the connection (HTTP/1.1 without `close`, or HTTP/1.0
@@ -95,13 +93,6 @@ enum Next {
     Close,
     Reject(StatusCode, &'static str),
     Http2,
-}
-
-/// Where a field sits in the head; kept between requests for its capacity.
-#[derive(Debug, Clone, Copy)]
-struct FieldAt {
-    name: (u32, u32),
-    value: (u32, u32),
 }
 
 /// Serves HTTP/1.1 requests on `stream` with `service` until the client, an error or
@@ -124,7 +115,6 @@ where
         body_done: true,
     }));
     let mut out = Vec::new();
-    let mut fields = Vec::new();
     // Polled once, so that the shutdown signal wakes this task; after that a version
     // check tells whether it has come, without registering again on every wait.
     let mut watcher = shutdown.clone();
@@ -161,7 +151,7 @@ where
                             return Poll::Ready(Next::Http2);
                         }
                     } else {
-                        match parse_head(bytes, &mut fields, &limits) {
+                        match parse_head(bytes, &limits) {
                             Ok(Some(head)) => return Poll::Ready(Next::Head(head)),
                             Ok(None) if bytes.len() > limits.max_header_size => {
                                 let (status, message) = oversized(bytes, limits.max_header_size);
@@ -256,11 +246,13 @@ where
             None => Http1Body::new(inbound.clone(), Some(0)),
             Some(length) => Http1Body::new(inbound.clone(), length),
         };
-        let mut request = Request::new(RequestBody::Http1(body));
-        *request.method_mut() = head.method;
-        *request.uri_mut() = head.uri;
-        *request.version_mut() = head.version;
-        *request.headers_mut() = head.headers;
+        let request = Request {
+            method: head.method,
+            uri: head.uri,
+            version: head.version,
+            fields: head.fields,
+            body: RequestBody::Http1(body),
+        };
         let response = service(request).await;
         stopping |= stopped();
         let body_done = inbound.borrow().body_done;
@@ -296,7 +288,6 @@ async fn poll_once(mut future: Pin<&mut impl Future<Output = ()>>) -> bool {
 /// Parses the request head at the start of `bytes`, consuming it when complete.
 fn parse_head(
     bytes: &mut BytesMut,
-    fields: &mut Vec<FieldAt>,
     limits: &HeadLimits,
 ) -> Result<Option<Head>, (StatusCode, &'static str)> {
     const BAD: StatusCode = StatusCode::BAD_REQUEST;
@@ -342,7 +333,7 @@ fn parse_head(
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    fields.clear();
+    let mut fields = Fields::from_head(&bytes[..len], request.headers.len());
     let mut framing = FramingFields::default();
     let mut expect_continue = false;
     for field in request.headers.iter() {
@@ -357,10 +348,8 @@ fn parse_head(
             }
             expect_continue = true;
         }
-        fields.push(FieldAt {
-            name: at(name),
-            value: at(value),
-        });
+        let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+        fields.push_at(at(name), at(value));
     }
     // RFC 9112 §6.1 and §6.3: a transfer coding in HTTP/1.0, a final coding other than
     // chunked, or a coding next to a length make the body's end uncertain.
@@ -393,19 +382,11 @@ fn parse_head(
     let method = Method::from_bytes(&head[span(method)]).map_err(|_| (BAD, "invalid method"))?;
     let uri = Uri::from_maybe_shared(head.slice(span(target)))
         .map_err(|_| (BAD, "invalid request target"))?;
-    let mut headers = header_maps::take(fields.len());
-    for field in fields.iter() {
-        let name = HeaderName::from_bytes(&head[span(field.name)])
-            .map_err(|_| (BAD, "invalid field name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(span(field.value)))
-            .map_err(|_| (BAD, "invalid field value"))?;
-        headers.append(name, value);
-    }
     Ok(Some(Head {
         method,
         uri,
         version,
-        headers,
+        fields,
         body,
         keep_alive,
         expect_continue,
@@ -636,7 +617,7 @@ mod tests {
             max_header_size: 8192,
             max_headers: 20,
         };
-        parse_head(&mut BytesMut::from(head), &mut Vec::new(), &limits)
+        parse_head(&mut BytesMut::from(head), &limits)
     }
 
     fn status(head: &[u8]) -> StatusCode {
@@ -655,7 +636,7 @@ mod tests {
             .expect("complete");
         assert_eq!(head.method, Method::GET);
         assert_eq!(head.uri, "/a?b=1");
-        assert_eq!(head.headers.get_all("x-a").iter().count(), 2);
+        assert_eq!(head.fields.get_all(b"x-a").count(), 2);
         assert!(head.keep_alive);
         assert_eq!(head.body, None);
         assert!(

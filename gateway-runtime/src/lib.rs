@@ -12,6 +12,7 @@
 //! talks to upstreams over `pool`'s connections, both framing bodies with `framing`.
 //! HTTP/2 clients (h2c) are served by hyper.
 
+pub mod fields;
 pub mod json;
 pub mod methods;
 pub mod path;
@@ -32,13 +33,9 @@ mod date;
 #[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]
-pub mod fields;
-#[cfg(feature = "server")]
 pub mod framing;
 #[cfg(feature = "server")]
 pub mod gateway;
-#[cfg(feature = "server")]
-mod header_maps;
 #[cfg(feature = "server")]
 pub mod headers;
 #[cfg(feature = "server")]

@@ -2,9 +2,10 @@
 //! RFC 9110/9112, and the normal form of its path. A request that fails here never
 //! reaches an upstream.
 
-use http::header::HOST;
 use http::uri::{PathAndQuery, Uri};
-use http::{Request, StatusCode, Version};
+use http::{Method, StatusCode, Version};
+
+use crate::fields::Fields;
 
 /// Why a request was refused: always 400, with a fixed message.
 ///
@@ -29,23 +30,26 @@ const fn bad_request(message: &'static str) -> Rejection {
 /// RFC 9112 §3.2: an HTTP/1.1 request has exactly one valid Host, even when its target
 /// is in absolute form; the target's authority then decides (§3.2.2), as HTTP/2's
 /// `:authority` does.
-pub fn host<B>(req: &Request<B>) -> Result<Option<&str>, Rejection> {
-    let mut hosts = req.headers().get_all(HOST).iter();
+pub fn host<'r>(
+    uri: &'r Uri,
+    version: Version,
+    fields: &'r Fields,
+) -> Result<Option<&'r str>, Rejection> {
+    let mut hosts = fields.get_all(b"host");
     let header = match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => return Err(bad_request("more than one Host header")),
         (Some(value), None) => Some(
-            value
-                .to_str()
+            std::str::from_utf8(value)
                 .ok()
                 .and_then(host_of)
                 .ok_or(bad_request("invalid Host header"))?,
         ),
-        (None, _) if req.version() == Version::HTTP_11 => {
+        (None, _) if version == Version::HTTP_11 => {
             return Err(bad_request("missing Host header"));
         }
         (None, _) => None,
     };
-    match req.uri().authority() {
+    match uri.authority() {
         Some(authority) => Ok(Some(authority.host())),
         None => Ok(header),
     }
@@ -62,15 +66,14 @@ pub enum MaxForwards {
 
 /// Checks and decrements `Max-Forwards`, which every intermediary must do for OPTIONS
 /// and TRACE. Other methods pass untouched.
-pub fn max_forwards<B>(req: &mut Request<B>) -> Result<MaxForwards, Rejection> {
-    if req.method() != http::Method::OPTIONS && req.method() != http::Method::TRACE {
+pub fn max_forwards(method: &Method, fields: &mut Fields) -> Result<MaxForwards, Rejection> {
+    if method != Method::OPTIONS && method != Method::TRACE {
         return Ok(MaxForwards::Forward);
     }
-    let Some(value) = req.headers().get(http::header::MAX_FORWARDS) else {
+    let Some(value) = fields.get(b"max-forwards") else {
         return Ok(MaxForwards::Forward);
     };
-    let count: u64 = value
-        .to_str()
+    let count: u64 = std::str::from_utf8(value)
         .ok()
         .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|v| v.parse().ok())
@@ -78,10 +81,7 @@ pub fn max_forwards<B>(req: &mut Request<B>) -> Result<MaxForwards, Rejection> {
     if count == 0 {
         return Ok(MaxForwards::Answer);
     }
-    req.headers_mut().insert(
-        http::header::MAX_FORWARDS,
-        http::HeaderValue::from(count - 1),
-    );
+    fields.set(b"max-forwards", (count - 1).to_string().as_bytes());
     Ok(MaxForwards::Forward)
 }
 
@@ -298,30 +298,31 @@ mod tests {
         assert!(normal("*").is_err());
     }
 
+    fn fields(list: &[(&str, &str)]) -> Fields {
+        let mut fields = Fields::with_capacity(list.len(), 64);
+        for (name, value) in list {
+            fields.append(name.as_bytes(), value.as_bytes());
+        }
+        fields
+    }
+
     /// Max-Forwards counts down on OPTIONS and TRACE only, and stops them at zero.
     #[test]
     fn max_forwards_counts_down() {
-        let mut req = Request::options("/")
-            .header("max-forwards", "3")
-            .body(())
-            .unwrap();
-        assert_eq!(max_forwards(&mut req), Ok(MaxForwards::Forward));
-        assert_eq!(req.headers()["max-forwards"], "2");
-        let mut req = Request::options("/")
-            .header("max-forwards", "0")
-            .body(())
-            .unwrap();
-        assert_eq!(max_forwards(&mut req), Ok(MaxForwards::Answer));
-        let mut req = Request::get("/")
-            .header("max-forwards", "0")
-            .body(())
-            .unwrap();
-        assert_eq!(max_forwards(&mut req), Ok(MaxForwards::Forward));
-        let mut req = Request::trace("/")
-            .header("max-forwards", "-1")
-            .body(())
-            .unwrap();
-        assert!(max_forwards(&mut req).is_err());
+        let mut f = fields(&[("Max-Forwards", "3")]);
+        assert_eq!(
+            max_forwards(&Method::OPTIONS, &mut f),
+            Ok(MaxForwards::Forward)
+        );
+        assert_eq!(f.get(b"max-forwards"), Some(&b"2"[..]));
+        let mut f = fields(&[("max-forwards", "0")]);
+        assert_eq!(
+            max_forwards(&Method::OPTIONS, &mut f),
+            Ok(MaxForwards::Answer)
+        );
+        assert_eq!(max_forwards(&Method::GET, &mut f), Ok(MaxForwards::Forward));
+        let mut f = fields(&[("max-forwards", "-1")]);
+        assert!(max_forwards(&Method::TRACE, &mut f).is_err());
     }
 
     /// The reg-name table holds RFC 3986's unreserved and sub-delims characters and `%`.
@@ -336,47 +337,49 @@ mod tests {
     /// Host comes from the single Host header, or from an absolute-form target.
     #[test]
     fn hosts() {
-        let req = Request::get("/")
-            .header(HOST, "Api.Example.com:8080")
-            .body(())
-            .unwrap();
-        assert_eq!(host(&req), Ok(Some("Api.Example.com")));
-        let req = Request::get("http://a.example/x")
-            .header(HOST, "b.example")
-            .body(())
-            .unwrap();
-        assert_eq!(host(&req), Ok(Some("a.example")));
-        let req = Request::get("/").body(()).unwrap();
-        assert_eq!(host(&req).unwrap_err().message, "missing Host header");
-        let req = Request::get("http://a.example/x").body(()).unwrap();
-        assert_eq!(host(&req).unwrap_err().message, "missing Host header");
-        let req = Request::get("http://a.example/x")
-            .header(HOST, "b c")
-            .body(())
-            .unwrap();
-        assert_eq!(host(&req).unwrap_err().message, "invalid Host header");
-        let req = Request::get("http://a.example/x")
-            .version(Version::HTTP_2)
-            .body(())
-            .unwrap();
-        assert_eq!(host(&req), Ok(Some("a.example")), ":authority without Host");
-        let req = Request::get("/")
-            .header(HOST, "a")
-            .header(HOST, "b")
-            .body(())
-            .unwrap();
-        assert_eq!(host(&req).unwrap_err().status, 400);
+        let origin = Uri::from_static("/");
+        let absolute = Uri::from_static("http://a.example/x");
+        let h11 = Version::HTTP_11;
+        let check = |uri, version, list: &[(&str, &str)]| {
+            host(uri, version, &fields(list))
+                .map(|h| h.map(str::to_owned))
+                .map_err(|r| r.message)
+        };
+        assert_eq!(
+            check(&origin, h11, &[("Host", "Api.Example.com:8080")]),
+            Ok(Some("Api.Example.com".into()))
+        );
+        assert_eq!(
+            check(&absolute, h11, &[("host", "b.example")]),
+            Ok(Some("a.example".into()))
+        );
+        assert_eq!(check(&origin, h11, &[]), Err("missing Host header"));
+        assert_eq!(check(&absolute, h11, &[]), Err("missing Host header"));
+        assert_eq!(
+            check(&absolute, h11, &[("host", "b c")]),
+            Err("invalid Host header")
+        );
+        assert_eq!(
+            check(&absolute, Version::HTTP_2, &[]),
+            Ok(Some("a.example".into())),
+            ":authority without Host"
+        );
+        assert_eq!(
+            check(&origin, h11, &[("host", "a"), ("HOST", "b")]),
+            Err("more than one Host header")
+        );
         for bad in ["a b", "u@a", "a:80:80", "a:x", "[zz]", "[::1", ":80", ""] {
-            let req = Request::get("/").header(HOST, bad).body(()).unwrap();
-            assert!(host(&req).is_err(), "{bad:?}");
+            assert!(check(&origin, h11, &[("host", bad)]).is_err(), "{bad:?}");
         }
         for (good, expected) in [
             ("[::1]:8080", "[::1]"),
             ("127.0.0.1", "127.0.0.1"),
             ("a.b:", "a.b"),
         ] {
-            let req = Request::get("/").header(HOST, good).body(()).unwrap();
-            assert_eq!(host(&req), Ok(Some(expected)));
+            assert_eq!(
+                check(&origin, h11, &[("host", good)]),
+                Ok(Some(expected.into()))
+            );
         }
     }
 }

@@ -445,7 +445,14 @@ async fn serve_http2<G: Gateway>(
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let connection = connection.clone();
         async move {
-            let req = req.map(RequestBody::Http2);
+            let (parts, body) = req.into_parts();
+            let req = Request {
+                fields: Fields::from_header_map(&parts.headers),
+                method: parts.method,
+                uri: parts.uri,
+                version: parts.version,
+                body: RequestBody::Http2(body),
+            };
             Ok::<_, Infallible>(connection.serve(req).await.into_http())
         }
     });
@@ -473,13 +480,8 @@ impl<G: Gateway> Connection<G> {
     async fn serve(&self, req: Request) -> Response {
         // One `await` for both cases: two would give the future two dispatch slots.
         let logged = self.log.as_ref().map(|_| {
-            let path = LoggedPath::new(req.uri().path());
-            (
-                SystemTime::now(),
-                Instant::now(),
-                req.method().clone(),
-                path,
-            )
+            let path = LoggedPath::new(req.uri.path());
+            (SystemTime::now(), Instant::now(), req.method.clone(), path)
         });
         let (response, route) = self.dispatch(req).await;
         if let (Some(log), Some((at, start, method, path))) = (&self.log, logged) {
@@ -502,23 +504,23 @@ impl<G: Gateway> Connection<G> {
     async fn dispatch(&self, mut req: Request) -> (Response, Option<usize>) {
         // The router and the upstream must see the same path, so the normal form
         // replaces the request's own.
-        match normalize_path(req.uri().path()) {
+        match normalize_path(req.uri.path()) {
             Ok(None) => {}
-            Ok(Some(normal)) => match with_path(req.uri(), &normal) {
-                Some(uri) => *req.uri_mut() = uri,
+            Ok(Some(normal)) => match with_path(&req.uri, &normal) {
+                Some(uri) => req.uri = uri,
                 None => return (json_error(StatusCode::BAD_REQUEST, "invalid path"), None),
             },
             Err(rejection) => return (reject(rejection), None),
         }
         // A cheap clone (reference-counted parts) that the route's parameters borrow,
         // so that the request itself can move on to the upstream.
-        let uri = req.uri().clone();
-        let lookup = match host(&req) {
-            Ok(host) => self.table.lookup(host, req.method(), uri.path()),
+        let uri = req.uri.clone();
+        let lookup = match host(&req.uri, req.version, &req.fields) {
+            Ok(host) => self.table.lookup(host, &req.method, uri.path()),
             Err(rejection) => return (reject(rejection), None),
         };
         match lookup {
-            Lookup::Found { route, params } => match max_forwards(&mut req) {
+            Lookup::Found { route, params } => match max_forwards(&req.method, &mut req.fields) {
                 Ok(MaxForwards::Forward) => {
                     let response = self.gateway.handle(route, &params, req, &self.cx).await;
                     (response, Some(route))
@@ -541,9 +543,9 @@ impl<G: Gateway> Connection<G> {
     /// routed for the path; TRACE is refused rather than echoed, as echoing a request
     /// back exposes its credentials to scripts (cross-site tracing).
     fn answer_locally(&self, req: &Request) -> Response {
-        let host = host(req).ok().flatten();
-        let allowed = self.table.allowed(host, req.uri().path());
-        if req.method() == http::Method::OPTIONS {
+        let host = host(&req.uri, req.version, &req.fields).ok().flatten();
+        let allowed = self.table.allowed(host, req.uri.path());
+        if req.method == http::Method::OPTIONS {
             let response = Response::new(
                 StatusCode::OK,
                 Fields::with_capacity(1, 64),

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use http::header::{HOST, HeaderValue};
+use http::header::HeaderValue;
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, StatusCode};
 use http_body::Body as _;
@@ -14,8 +14,8 @@ use http_body_util::Limited;
 use crate::body::Body;
 use crate::client::{self, ExchangeError, RequestBody, ResponseHead, UpstreamBody};
 use crate::error::json_error;
+use crate::fields::Fields;
 use crate::gateway::{Request, RequestContext, Response, UpstreamSpec};
-use crate::header_maps;
 use crate::headers::{Forwarding, RequestFraming, write_request_head};
 use crate::pool::{ConnectError, Connection, Pool};
 use crate::settings::SettingError;
@@ -97,7 +97,13 @@ impl Upstream {
         path: Option<PathAndQuery>,
         cx: &RequestContext,
     ) -> Response {
-        let (parts, body) = req.into_parts();
+        let Request {
+            method,
+            uri,
+            version,
+            fields,
+            body,
+        } = req;
         // A declared length over the limit is refused before the upstream is bothered;
         // a body without one is cut off when it crosses the limit (see `failure`).
         let exact = body.size_hint().exact();
@@ -107,7 +113,7 @@ impl Upstream {
         let (framing, body) = if body.is_end_stream() {
             // RFC 9110 §8.6: a request whose method gives content a meaning says how
             // long it is, even when empty; some upstreams refuse a POST without (411).
-            let framing = if expects_content(&parts.method) {
+            let framing = if expects_content(&method) {
                 RequestFraming::Length(0)
             } else {
                 RequestFraming::None
@@ -123,26 +129,27 @@ impl Upstream {
         };
         let target = match &path {
             Some(path) => path.as_str(),
-            None => parts.uri.path_and_query().map_or("/", PathAndQuery::as_str),
+            None => uri.path_and_query().map_or("/", PathAndQuery::as_str),
         };
         let endpoint = self.pick();
         let forwarding = Forwarding {
             host: &endpoint.host,
             client_ip: &cx.client_ip,
-            original_host: match parts.uri.authority() {
+            original_host: match uri.authority() {
                 Some(authority) => Some(authority.as_str().as_bytes()),
-                None => parts.headers.get(HOST).map(HeaderValue::as_bytes),
+                None => fields.get(b"host"),
             },
-            received: parts.version,
+            received: version,
         };
         let request = UpstreamRequest {
-            parts: &parts,
+            method: &method,
+            fields: &fields,
             target,
             forwarding: &forwarding,
             framing,
             // Only a request without a body can be sent twice; RFC 9110 §9.2.2 allows
             // a proxy to retry idempotent methods only.
-            replayable: body.is_none() && is_idempotent(&parts.method),
+            replayable: body.is_none() && is_idempotent(&method),
         };
         // Built in place: a separate binding would keep a second copy of the future.
         let exchanged = cx.response_timer.limit(
@@ -150,7 +157,6 @@ impl Upstream {
             self.exchange(endpoint, &request, body),
         );
         let exchanged = exchanged.await;
-        header_maps::give_back(parts.headers);
         match exchanged {
             Ok(Ok((mut head, conn))) => {
                 let body = UpstreamBody::new(conn, endpoint.pool.clone(), &mut head);
@@ -188,13 +194,13 @@ impl Upstream {
             };
             write_request_head(
                 &mut conn.write_buf,
-                &request.parts.method,
+                request.method,
                 request.target,
-                &request.parts.headers,
+                request.fields,
                 request.forwarding,
                 request.framing,
             );
-            let head_request = request.parts.method == Method::HEAD;
+            let head_request = *request.method == Method::HEAD;
             match client::exchange(&mut conn, body.take(), request.framing, head_request).await {
                 Ok(head) => return Ok((head, conn)),
                 Err(ExchangeError::NoResponse(_)) if conn.reused && request.replayable => {}
@@ -206,7 +212,8 @@ impl Upstream {
 
 /// What every attempt at sending one request needs.
 struct UpstreamRequest<'a> {
-    parts: &'a http::request::Parts,
+    method: &'a Method,
+    fields: &'a Fields,
     target: &'a str,
     forwarding: &'a Forwarding<'a>,
     framing: RequestFraming,
