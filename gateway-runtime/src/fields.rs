@@ -62,8 +62,14 @@ impl Fields {
     }
 
     /// Adds the field whose name and value are at these offsets (start, length) of the
-    /// head given to `from_head`.
+    /// head given to `from_head`. An empty value is placed right after the colon,
+    /// wherever the parser pointed it.
     pub fn push_at(&mut self, name: (usize, usize), value: (usize, usize)) {
+        let value = if value.1 == 0 {
+            (name.0 + name.1 + 1, 0)
+        } else {
+            value
+        };
         debug_assert!(name.0 + name.1 < value.0 && value.0 + value.1 <= self.text.len());
         self.list.push(Field {
             name: name.0 as u32,

@@ -628,6 +628,20 @@ mod tests {
         }
     }
 
+    /// Empty values, with or without whitespace around them, keep their place.
+    #[test]
+    fn empty_field_values() {
+        let head =
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\nX-Empty:\r\nX-Blank:   \r\nX-Tab:\t\r\n\r\n")
+                .expect("valid")
+                .expect("complete");
+        assert_eq!(head.fields.get(b"x-empty"), Some(&b""[..]));
+        assert_eq!(head.fields.get(b"x-blank"), Some(&b""[..]));
+        let lines: Vec<_> = head.fields.lines().map(|(_, line)| line).collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[1..], [&b"X-Empty:"[..], b"X-Blank:", b"X-Tab:"]);
+    }
+
     /// A plain head parses into method, target, version and fields, all of them kept.
     #[test]
     fn parses_a_head() {
@@ -637,6 +651,8 @@ mod tests {
         assert_eq!(head.method, Method::GET);
         assert_eq!(head.uri, "/a?b=1");
         assert_eq!(head.fields.get_all(b"x-a").count(), 2);
+        let lines: Vec<_> = head.fields.lines().map(|(_, line)| line).collect();
+        assert_eq!(lines, [&b"Host: x"[..], b"X-A: 1", b"x-a: 2"]);
         assert!(head.keep_alive);
         assert_eq!(head.body, None);
         assert!(

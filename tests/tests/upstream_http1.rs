@@ -204,6 +204,45 @@ async fn response_hop_by_hop_fields_stop_at_the_gateway() {
     assert_eq!(upstream.connections(), 2);
 }
 
+/// Fields go on as they came, both ways: in their case and order, repeated ones as
+/// separate lines, empty values and UTF-8 (obs-text) values unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_are_forwarded_as_they_came() {
+    let upstream = ScriptedUpstream::start(
+        "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nX-Upstream-Case: V\r\nset-cookie: b=2\r\n\
+         X-Empty:\r\nX-Text: café\r\nCONNECTION: X-Gone\r\nx-gone: 1\r\nContent-Length: 2\r\n\r\nok"
+            .as_bytes(),
+        false,
+        true,
+    )
+    .await;
+    let gateway = gateway_for(&upstream);
+    let reply = raw(
+        gateway.addr("main"),
+        "GET /scripted/a HTTP/1.1\r\nHost: x\r\nX-Mixed-Case: v\r\nX-Dup: 1\r\n\
+         Accept: */*\r\nx-dup: 2\r\nX-Blank:   \r\nX-Name: Zoë\r\nConnection: close\r\n\r\n"
+            .as_bytes(),
+    );
+    assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+    assert!(
+        reply.contains(
+            "\r\nSet-Cookie: a=1\r\nX-Upstream-Case: V\r\nset-cookie: b=2\r\n\
+             X-Empty:\r\nX-Text: café\r\n"
+        ),
+        "{reply}"
+    );
+    assert!(!reply.to_ascii_lowercase().contains("x-gone"), "{reply}");
+    let requests = upstream.requests.lock().expect("requests").clone();
+    let request = &requests[0];
+    assert!(
+        request.contains(
+            "\r\nX-Mixed-Case: v\r\nX-Dup: 1\r\nAccept: */*\r\nx-dup: 2\r\nX-Blank:\r\n\
+             X-Name: Zoë\r\n"
+        ),
+        "{request}"
+    );
+}
+
 /// Request bodies are framed by the gateway: a known length as Content-Length, an
 /// unknown one in the chunked coding, none for a GET without one; the client's own
 /// framing fields never pass.
