@@ -2,7 +2,7 @@
 //!
 //! It knows nothing of TOML: the generated code hands it typed, validated tables and
 //! implements `gateway::Gateway` with one `match` over route ids. Without the default
-//! `server` feature only the pure parts remain (settings, methods, router, paths), which
+//! `server` feature only the pure parts remain (settings, methods, router, paths, fields), which
 //! the compiler uses so that build-time checks and route tests run the same code as
 //! the server. Request phases, in
 //! order: request filter (`request`) → routing (`router`) → path change (`path`) →
@@ -10,7 +10,8 @@
 //!
 //! HTTP/1.1 is the gateway's own on both sides: `http1` serves clients and `client`
 //! talks to upstreams over `pool`'s connections, both framing bodies with `framing`.
-//! HTTP/2 clients (h2c) are served by hyper.
+//! Requests and responses carry their header fields as the bytes they came in
+//! (`fields`), not as `http::HeaderMap`s. HTTP/2 clients (h2c) are served by hyper.
 
 pub mod fields;
 pub mod json;
