@@ -477,62 +477,81 @@ struct Connection<G> {
 
 impl<G: Gateway> Connection<G> {
     /// Runs one request through the phases and writes its access-log line.
-    async fn serve(&self, req: Request) -> Response {
-        // One `await` for both cases: two would give the future two dispatch slots.
-        let logged = self.log.as_ref().map(|_| {
-            let path = LoggedPath::new(req.uri.path());
-            (SystemTime::now(), Instant::now(), req.method.clone(), path)
-        });
-        let (response, route) = self.dispatch(req).await;
-        if let (Some(log), Some((at, start, method, path))) = (&self.log, logged) {
-            // The log thread may be gone only at exit; a lost line then is no reason
-            // to fail.
-            let _ = log.send(Record {
-                at,
-                listener: self.cx.listener,
-                client: self.cx.client.ip(),
-                method,
-                path,
-                route: route.map(|id| &G::ROUTES[id]),
-                status: response.status().as_u16(),
-                duration: start.elapsed(),
+    ///
+    /// This and `dispatch` return `async` blocks rather than being `async fn`s: an
+    /// `async fn` moves its arguments into locals and its future keeps room for both
+    /// copies (rust-lang/rust#62958), so each level of the request's future carried the
+    /// request twice, and copied it.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold the request twice"
+    )]
+    fn serve(&self, req: Request) -> impl Future<Output = Response> + '_ {
+        async move {
+            // One `await` for both cases: two would give the future two dispatch slots.
+            let logged = self.log.as_ref().map(|_| {
+                let path = LoggedPath::new(req.uri.path());
+                (SystemTime::now(), Instant::now(), req.method.clone(), path)
             });
+            let (response, route) = self.dispatch(req).await;
+            if let (Some(log), Some((at, start, method, path))) = (&self.log, logged) {
+                // The log thread may be gone only at exit; a lost line then is no reason
+                // to fail.
+                let _ = log.send(Record {
+                    at,
+                    listener: self.cx.listener,
+                    client: self.cx.client.ip(),
+                    method,
+                    path,
+                    route: route.map(|id| &G::ROUTES[id]),
+                    status: response.status().as_u16(),
+                    duration: start.elapsed(),
+                });
+            }
+            response
         }
-        response
     }
 
-    async fn dispatch(&self, mut req: Request) -> (Response, Option<usize>) {
-        // The router and the upstream must see the same path, so the normal form
-        // replaces the request's own.
-        match normalize_path(req.uri.path()) {
-            Ok(None) => {}
-            Ok(Some(normal)) => match with_path(&req.uri, &normal) {
-                Some(uri) => req.uri = uri,
-                None => return (json_error(StatusCode::BAD_REQUEST, "invalid path"), None),
-            },
-            Err(rejection) => return (reject(rejection), None),
-        }
-        // A cheap clone (reference-counted parts) that the route's parameters borrow,
-        // so that the request itself can move on to the upstream.
-        let uri = req.uri.clone();
-        let lookup = match host(&req.uri, req.version, &req.fields) {
-            Ok(host) => self.table.lookup(host, &req.method, uri.path()),
-            Err(rejection) => return (reject(rejection), None),
-        };
-        match lookup {
-            Lookup::Found { route, params } => match max_forwards(&req.method, &mut req.fields) {
-                Ok(MaxForwards::Forward) => {
-                    let response = self.gateway.handle(route, &params, req, &self.cx).await;
-                    (response, Some(route))
-                }
-                Ok(MaxForwards::Answer) => (self.answer_locally(&req), Some(route)),
-                Err(rejection) => (reject(rejection), None),
-            },
-            Lookup::MethodNotAllowed(methods) => {
-                let response = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-                (with_allow(response, methods), None)
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold the request twice"
+    )]
+    fn dispatch(&self, mut req: Request) -> impl Future<Output = (Response, Option<usize>)> + '_ {
+        async move {
+            // The router and the upstream must see the same path, so the normal form
+            // replaces the request's own.
+            match normalize_path(req.uri.path()) {
+                Ok(None) => {}
+                Ok(Some(normal)) => match with_path(&req.uri, &normal) {
+                    Some(uri) => req.uri = uri,
+                    None => return (json_error(StatusCode::BAD_REQUEST, "invalid path"), None),
+                },
+                Err(rejection) => return (reject(rejection), None),
             }
-            Lookup::NotFound => (json_error(StatusCode::NOT_FOUND, "no route"), None),
+            // A cheap clone (reference-counted parts) that the route's parameters borrow,
+            // so that the request itself can move on to the upstream.
+            let uri = req.uri.clone();
+            let lookup = match host(&req.uri, req.version, &req.fields) {
+                Ok(host) => self.table.lookup(host, &req.method, uri.path()),
+                Err(rejection) => return (reject(rejection), None),
+            };
+            match lookup {
+                Lookup::Found { route, params } => {
+                    match max_forwards(&req.method, &mut req.fields) {
+                        Ok(MaxForwards::Forward) => {
+                            let response = self.gateway.handle(route, &params, req, &self.cx).await;
+                            (response, Some(route))
+                        }
+                        Ok(MaxForwards::Answer) => (self.answer_locally(&req), Some(route)),
+                        Err(rejection) => (reject(rejection), None),
+                    }
+                }
+                Lookup::MethodNotAllowed(methods) => {
+                    let response = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+                    (with_allow(response, methods), None)
+                }
+                Lookup::NotFound => (json_error(StatusCode::NOT_FOUND, "no route"), None),
+            }
         }
     }
 }

@@ -91,85 +91,87 @@ impl Upstream {
 
     /// Sends `req` to the next target, with `path` (or the request's own path and
     /// query) as the target, and streams the response back.
-    pub async fn forward(
-        &self,
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold the request twice"
+    )]
+    pub fn forward<'a>(
+        &'a self,
         req: Request,
         path: Option<PathAndQuery>,
-        cx: &RequestContext,
-    ) -> Response {
-        let Request {
-            method,
-            uri,
-            version,
-            fields,
-            body,
-        } = req;
-        // A declared length over the limit is refused before the upstream is bothered;
-        // a body without one is cut off when it crosses the limit (see `failure`).
-        let exact = body.size_hint().exact();
-        if exact.is_some_and(|len| len > cx.max_body) {
-            return json_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
-        }
-        let (framing, body) = if body.is_end_stream() {
-            // RFC 9110 §8.6: a request whose method gives content a meaning says how
-            // long it is, even when empty; some upstreams refuse a POST without (411).
-            let framing = if expects_content(&method) {
-                RequestFraming::Length(0)
+        cx: &'a RequestContext,
+    ) -> impl Future<Output = Response> + 'a {
+        async move {
+            // Used where it was captured (see `Connection::serve` on why); only the body
+            // moves out.
+            let body = req.body;
+            // A declared length over the limit is refused before the upstream is bothered;
+            // a body without one is cut off when it crosses the limit (see `failure`).
+            let exact = body.size_hint().exact();
+            if exact.is_some_and(|len| len > cx.max_body) {
+                return json_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+            }
+            let (framing, body) = if body.is_end_stream() {
+                // RFC 9110 §8.6: a request whose method gives content a meaning says how
+                // long it is, even when empty; some upstreams refuse a POST without (411).
+                let framing = if expects_content(&req.method) {
+                    RequestFraming::Length(0)
+                } else {
+                    RequestFraming::None
+                };
+                (framing, None)
             } else {
-                RequestFraming::None
+                let limit = usize::try_from(cx.max_body).unwrap_or(usize::MAX);
+                let framing = match exact {
+                    Some(len) => RequestFraming::Length(len),
+                    None => RequestFraming::Chunked,
+                };
+                (framing, Some(Limited::new(body, limit)))
             };
-            (framing, None)
-        } else {
-            let limit = usize::try_from(cx.max_body).unwrap_or(usize::MAX);
-            let framing = match exact {
-                Some(len) => RequestFraming::Length(len),
-                None => RequestFraming::Chunked,
+            let target = match &path {
+                Some(path) => path.as_str(),
+                None => req.uri.path_and_query().map_or("/", PathAndQuery::as_str),
             };
-            (framing, Some(Limited::new(body, limit)))
-        };
-        let target = match &path {
-            Some(path) => path.as_str(),
-            None => uri.path_and_query().map_or("/", PathAndQuery::as_str),
-        };
-        let endpoint = self.pick();
-        let forwarding = Forwarding {
-            host: &endpoint.host,
-            client_ip: &cx.client_ip,
-            original_host: match uri.authority() {
-                Some(authority) => Some(authority.as_str().as_bytes()),
-                None => fields.get(b"host"),
-            },
-            received: version,
-        };
-        let request = UpstreamRequest {
-            method: &method,
-            fields: &fields,
-            target,
-            forwarding: &forwarding,
-            framing,
-            // Only a request without a body can be sent twice; RFC 9110 §9.2.2 allows
-            // a proxy to retry idempotent methods only.
-            replayable: body.is_none() && is_idempotent(&method),
-        };
-        // Built in place: a separate binding would keep a second copy of the future.
-        let exchanged = cx.response_timer.limit(
-            self.response_timeout,
-            self.exchange(endpoint, &request, body),
-        );
-        let exchanged = exchanged.await;
-        match exchanged {
-            Ok(Ok((mut head, conn))) => {
-                let body = UpstreamBody::new(conn, endpoint.pool.clone(), &mut head);
-                Response::new(head.status, head.fields, Body::Upstream(body))
-            }
-            Ok(Err(e)) => {
-                let (status, message) = failure(&e);
-                tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %e, "upstream request failed");
-                json_error(status, message)
-            }
-            Err(_) => {
-                tracing::warn!(upstream = self.name, target = %endpoint.authority, timeout = ?self.response_timeout, "upstream response timed out");
-                json_error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
+            let endpoint = self.pick();
+            let forwarding = Forwarding {
+                host: &endpoint.host,
+                client_ip: &cx.client_ip,
+                original_host: match req.uri.authority() {
+                    Some(authority) => Some(authority.as_str().as_bytes()),
+                    None => req.fields.get(b"host"),
+                },
+                received: req.version,
+            };
+            let request = UpstreamRequest {
+                method: &req.method,
+                fields: &req.fields,
+                target,
+                forwarding: &forwarding,
+                framing,
+                // Only a request without a body can be sent twice; RFC 9110 §9.2.2 allows
+                // a proxy to retry idempotent methods only.
+                replayable: body.is_none() && is_idempotent(&req.method),
+            };
+            // Built in place: a separate binding would keep a second copy of the future.
+            let exchanged = cx.response_timer.limit(
+                self.response_timeout,
+                self.exchange(endpoint, &request, body),
+            );
+            let exchanged = exchanged.await;
+            match exchanged {
+                Ok(Ok((mut head, conn))) => {
+                    let body = UpstreamBody::new(conn, endpoint.pool.clone(), &mut head);
+                    Response::new(head.status, head.fields, Body::Upstream(body))
+                }
+                Ok(Err(e)) => {
+                    let (status, message) = failure(&e);
+                    tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %e, "upstream request failed");
+                    json_error(status, message)
+                }
+                Err(_) => {
+                    tracing::warn!(upstream = self.name, target = %endpoint.authority, timeout = ?self.response_timeout, "upstream response timed out");
+                    json_error(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
+                }
             }
         }
     }
