@@ -78,21 +78,24 @@ pub fn write_request_head(
     let has_connection = fields.get(b"connection").is_some();
     let mut forwarded_for = false;
     for (name, line) in fields.lines() {
-        let skip = match name.len() {
+        let replaced = match name.len() {
             // Replaced below, or framed by the gateway itself.
             4 => is(name, b"host"),
             14 => is(name, b"content-length"),
-            17 => is(name, b"x-forwarded-proto") || is(name, b"transfer-encoding"),
-            16 => is(name, b"x-forwarded-host") || is(name, b"proxy-connection"),
+            17 => is(name, b"x-forwarded-proto"),
+            16 => is(name, b"x-forwarded-host"),
             // The gateway answers `100-continue` itself when it reads the body.
             6 => is(name, b"expect"),
             15 if is(name, b"x-forwarded-for") => {
                 forwarded_for = true;
                 true
             }
-            _ => is_hop_by_hop(name),
+            _ => false,
         };
-        if skip || (has_connection && connection_lists(fields.get_all(b"connection"), name)) {
+        if replaced
+            || is_hop_by_hop(name)
+            || (has_connection && connection_lists(fields.get_all(b"connection"), name))
+        {
             continue;
         }
         out.extend_from_slice(line);
@@ -149,10 +152,7 @@ mod tests {
     use super::*;
 
     fn head(list: &[(&str, &str)], framing: RequestFraming) -> String {
-        let mut fields = Fields::with_capacity(list.len(), 256);
-        for (name, value) in list {
-            fields.append(name.as_bytes(), value.as_bytes());
-        }
+        let fields = Fields::of(list);
         let host = HeaderValue::from_static("backend:8080");
         let client_ip = HeaderValue::from_static("127.0.0.1");
         let forwarding = Forwarding {

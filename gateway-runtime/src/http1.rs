@@ -317,8 +317,8 @@ fn parse_head(
     if len > limits.max_header_size {
         return Err(oversized(&bytes[..len], limits.max_header_size));
     }
-    // In range: the head is at most `max_header_size` bytes, and that fits in u32.
-    let at = |s: &[u8]| ((s.as_ptr() as usize - base) as u32, s.len() as u32);
+    // Where a part of the head lies in it: offset and length.
+    let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
     let method = request
         .method
         .map(str::as_bytes)
@@ -348,7 +348,6 @@ fn parse_head(
             }
             expect_continue = true;
         }
-        let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
         fields.push_at(at(name), at(value));
     }
     // RFC 9112 §6.1 and §6.3: a transfer coding in HTTP/1.0, a final coding other than
@@ -375,10 +374,7 @@ fn parse_head(
     let keep_alive = framing.persistent(version == Version::HTTP_10);
 
     let head = bytes.split_to(len).freeze();
-    let span = |(start, len): (u32, u32)| {
-        let start = start as usize;
-        start..start + len as usize
-    };
+    let span = |(start, len): (usize, usize)| start..start + len;
     let method = Method::from_bytes(&head[span(method)]).map_err(|_| (BAD, "invalid method"))?;
     let uri = Uri::from_maybe_shared(head.slice(span(target)))
         .map_err(|_| (BAD, "invalid request target"))?;

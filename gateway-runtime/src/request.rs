@@ -298,30 +298,22 @@ mod tests {
         assert!(normal("*").is_err());
     }
 
-    fn fields(list: &[(&str, &str)]) -> Fields {
-        let mut fields = Fields::with_capacity(list.len(), 64);
-        for (name, value) in list {
-            fields.append(name.as_bytes(), value.as_bytes());
-        }
-        fields
-    }
-
     /// Max-Forwards counts down on OPTIONS and TRACE only, and stops them at zero.
     #[test]
     fn max_forwards_counts_down() {
-        let mut f = fields(&[("Max-Forwards", "3")]);
+        let mut f = Fields::of(&[("Max-Forwards", "3")]);
         assert_eq!(
             max_forwards(&Method::OPTIONS, &mut f),
             Ok(MaxForwards::Forward)
         );
         assert_eq!(f.get(b"max-forwards"), Some(&b"2"[..]));
-        let mut f = fields(&[("max-forwards", "0")]);
+        let mut f = Fields::of(&[("max-forwards", "0")]);
         assert_eq!(
             max_forwards(&Method::OPTIONS, &mut f),
             Ok(MaxForwards::Answer)
         );
         assert_eq!(max_forwards(&Method::GET, &mut f), Ok(MaxForwards::Forward));
-        let mut f = fields(&[("max-forwards", "-1")]);
+        let mut f = Fields::of(&[("max-forwards", "-1")]);
         assert!(max_forwards(&Method::TRACE, &mut f).is_err());
     }
 
@@ -341,7 +333,7 @@ mod tests {
         let absolute = Uri::from_static("http://a.example/x");
         let h11 = Version::HTTP_11;
         let check = |uri, version, list: &[(&str, &str)]| {
-            host(uri, version, &fields(list))
+            host(uri, version, &Fields::of(list))
                 .map(|h| h.map(str::to_owned))
                 .map_err(|r| r.message)
         };
