@@ -246,19 +246,32 @@ async fn pools_keep_a_bounded_number_of_idle_connections() {
     assert_eq!(s.orders.connections.load(Ordering::SeqCst), 150 + 150 - 128);
 }
 
-/// HTTP/2 cleartext clients are served on the same port.
+/// HTTP/2 cleartext clients are served on the same port; their fields reach the
+/// upstream, repeated ones in order, and the upstream's reach them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_clients() {
     let s = setup(BUILD_RS_GATEWAY, &[]).await;
     let h2 = h2c_client();
-    let reply = get(&h2, &s.gateway.url("/api/orders/1")).await;
+    let request = Request::get(s.gateway.url("/api/orders/1"))
+        .header("x-dup", "1")
+        .header("x-dup", "2")
+        .header("te", "trailers")
+        .body(TestBody::empty())
+        .expect("request");
+    let reply = send(&h2, request).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["target"], "/orders/1");
+    assert_eq!(reply.headers["content-type"], "application/json");
+    assert_eq!(reply.headers["via"], "1.1 gateway");
+    let seen = s.orders.last();
     assert_eq!(
-        s.orders.last().headers["x-forwarded-host"],
+        seen.headers["x-forwarded-host"],
         s.gateway.addr("main").to_string()
     );
-    assert_eq!(s.orders.last().headers["via"], "2 gateway");
+    assert_eq!(seen.headers["via"], "2 gateway");
+    let dups: Vec<_> = seen.headers.get_all("x-dup").iter().collect();
+    assert_eq!(dups, ["1", "2"]);
+    assert!(!seen.headers.contains_key("te"), "TE is hop-by-hop");
 }
 
 /// A route limited to one listener is not served on another.
