@@ -249,10 +249,11 @@ mod tests {
     /// Order and case are kept; lookups ignore case.
     #[test]
     fn order_case_and_lookup() {
-        let mut fields = Fields::with_capacity(4, 64);
-        fields.append(b"Set-Cookie", b"a=1");
-        fields.append(b"Content-Type", b"text/plain");
-        fields.append(b"set-cookie", b"b=2");
+        let fields = Fields::of(&[
+            ("Set-Cookie", "a=1"),
+            ("Content-Type", "text/plain"),
+            ("set-cookie", "b=2"),
+        ]);
         assert_eq!(
             names(&fields),
             [
@@ -270,10 +271,7 @@ mod tests {
     /// `remove` takes every field of the name, whatever its case.
     #[test]
     fn remove_every_field_of_a_name() {
-        let mut fields = Fields::with_capacity(4, 64);
-        fields.append(b"vary", b"accept");
-        fields.append(b"etag", b"\"x\"");
-        fields.append(b"Vary", b"origin");
+        let mut fields = Fields::of(&[("vary", "accept"), ("etag", "\"x\""), ("Vary", "origin")]);
         fields.remove(b"VARY");
         assert_eq!(names(&fields), ["etag=\"x\""]);
     }
@@ -324,9 +322,7 @@ mod tests {
     /// HTTP/2 gets lowercase names and every value, in order.
     #[test]
     fn header_map_for_http2() {
-        let mut fields = Fields::with_capacity(2, 64);
-        fields.append(b"X-Trace", b"1");
-        fields.append(b"x-trace", b"2");
+        let fields = Fields::of(&[("X-Trace", "1"), ("x-trace", "2")]);
         let map = fields.to_header_map();
         let values: Vec<_> = map.get_all("x-trace").iter().collect();
         assert_eq!(values, ["1", "2"]);
@@ -337,9 +333,7 @@ mod tests {
     /// `set` leaves exactly one field of the name, last.
     #[test]
     fn set_replaces() {
-        let mut fields = Fields::with_capacity(3, 64);
-        fields.append(b"Max-Forwards", b"3");
-        fields.append(b"accept", b"*/*");
+        let mut fields = Fields::of(&[("Max-Forwards", "3"), ("accept", "*/*")]);
         fields.set(b"max-forwards", b"2");
         assert_eq!(names(&fields), ["accept=*/*", "max-forwards=2"]);
     }
