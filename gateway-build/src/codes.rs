@@ -52,7 +52,7 @@ codes! {
         "add the key";
     UNKNOWN_SECTION = "G0005" "unknown-section" Error false:
         "a top-level section that gateway.toml does not have";
-        "use one of `gateway`, `admin`, `listeners`, `upstreams`, `routes`, `tests`, `lints`";
+        "use one of `gateway`, `admin`, `listeners`, `upstreams`, `policies`, `groups`, `routes`, `tests`, `lints`";
     SECTION_SHAPE = "G0006" "section-shape" Error false:
         "a section written in the wrong form, such as `[routes]` for an array of routes";
         "write named sections as `[upstreams.NAME]` and lists as `[[routes]]`";
@@ -175,6 +175,46 @@ codes! {
     DEFAULT_RESPONSE_TIMEOUT = "G0503" "default-response-timeout" Allow true:
         "an upstream relies on the default 30s response timeout";
         "set `timeouts.response` to what the upstream's latency budget really is";
+
+    UNKNOWN_POLICY = "G0601" "unknown-policy" Error false:
+        "a route, listener or group names a policy that is not declared";
+        "declare it with `[policies.NAME]` or fix the name";
+    POLICY_ATTACHED_TWICE = "G0602" "policy-attached-twice" Error false:
+        "a policy that a route would run twice: listed twice, or listed by the route and also by its listener or group";
+        "attach it in one place";
+    POLICY_KIND = "G0603" "policy-kind" Error false:
+        "a policy with no kind, or with several kinds at once";
+        "give each policy one kind: `ip`, or header rules (`request_headers` and `response_headers`)";
+    INVALID_CIDR = "G0604" "invalid-cidr" Error false:
+        "not an IP address or CIDR block, or a block with bits set past its prefix";
+        "write `10.0.0.0/8`, `2001:db8::/32` or one address";
+    CONTRADICTORY_IP_RULES = "G0605" "contradictory-ip-rules" Error false:
+        "an `allow` entry that the same policy's `deny` list covers entirely, so it allows nothing";
+        "remove the entry, or narrow the `deny` list";
+    ROUTE_FULLY_DENIED = "G0606" "route-fully-denied" Warning true:
+        "a route that no client address can reach: the IP rules it runs refuse every address together";
+        "widen an `allow` list, or skip the listener's policy on this route";
+    INVALID_HEADER_NAME = "G0607" "invalid-header-name" Error false:
+        "a header rule names a field that is not an RFC 9110 token";
+        "use letters, digits and `-` (`X-Request-Id`)";
+    FORBIDDEN_HEADER = "G0608" "forbidden-header" Error false:
+        "a header rule touches a field that frames the message, concerns one hop only, or that the gateway sets itself";
+        "leave that field to the gateway";
+    INVALID_HEADER_VALUE = "G0609" "invalid-header-value" Error false:
+        "a header rule value that is not a field value (a control character) or not a valid template";
+        "remove control characters; write request values as `{param.NAME}`, `{client_ip}`, `{header.NAME}`";
+    HEADER_UNKNOWN_PARAMETER = "G0610" "header-unknown-parameter" Error false:
+        "a header value uses a route parameter that a route running the policy does not capture";
+        "capture the parameter in every route that runs the policy, or use another value";
+    UNKNOWN_GROUP = "G0611" "unknown-group" Error false:
+        "a route names a group that is not declared";
+        "declare it with `[groups.NAME]` or fix the name";
+    SKIP_NOT_INHERITED = "G0612" "skip-not-inherited" Error false:
+        "`skip_policies` names a policy that the route does not get from a listener or its group";
+        "remove it from `skip_policies`";
+    UNUSED_POLICY = "G0613" "unused-policy" Warning true:
+        "a policy that no route runs";
+        "attach it to a route, listener or group, or remove it";
 }
 
 /// The code whose lint name (`plain_http_upstream`) is `name`.

@@ -19,6 +19,7 @@
 //! Every front end (this build API, the `gateway!` macro) calls the pure [`generate`],
 //! which reads no environment and writes no files.
 
+pub mod chain;
 pub mod check;
 pub mod codegen;
 pub mod codes;

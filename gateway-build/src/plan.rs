@@ -2,12 +2,18 @@
 //! in. Built only from a configuration that passed `check`, so nothing here can fail
 //! and nothing carries a span; `origin` strings keep the location for start-up errors.
 
-use gateway_runtime::methods::MethodSet;
+use gateway_runtime::message::methods::MethodSet;
+use gateway_runtime::policy::headers::{self, TemplatePart};
+use gateway_runtime::policy::ip::Cidr;
+use toml::Spanned;
 
+use crate::chain::{self, Source};
+use crate::check::listeners::listeners_in;
+use crate::check::policies::{entries, template_params};
 use crate::check::routes::listener_mask;
 use crate::diagnostic::Diagnostics;
 use crate::pattern::{self, RewritePart};
-use crate::syntax::Config;
+use crate::syntax::{Config, HeaderOps, Policy};
 
 /// Defaults where gateway.toml is silent, chosen to match common practice: Envoy's 5 s
 /// connect timeout, nginx-like minute-scale read timeouts, hyper's 90 s pool idle time.
@@ -34,6 +40,7 @@ pub struct Plan {
     pub admin: Option<SettingPlan>,
     pub listeners: Vec<ListenerPlan>,
     pub upstreams: Vec<UpstreamPlan>,
+    pub policies: Vec<PolicyPlan>,
     pub routes: Vec<RoutePlan>,
 }
 
@@ -54,6 +61,100 @@ pub struct ListenerPlan {
     pub max_body: Option<SettingPlan>,
     pub max_header_size: SettingPlan,
     pub max_headers: usize,
+    /// The listener's IP rules decided from the peer address, once per connection;
+    /// a rule's position is its bit in the connection's `Admission`.
+    pub connection_policies: Vec<ConnectionPolicy>,
+}
+
+/// An IP rule of the connection phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionPolicy {
+    pub policy: usize,
+    /// Every route on the listener runs it, so a refused connection gets its refusal
+    /// for every request, before routing.
+    pub refuses_connection: bool,
+}
+
+/// A `[policies.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyPlan {
+    pub name: String,
+    pub line: usize,
+    pub kind: PolicyKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyKind {
+    Ip {
+        allow: Vec<Cidr>,
+        deny: Vec<Cidr>,
+        trusted_proxies: Vec<Cidr>,
+    },
+    Headers(HeadersPlan),
+}
+
+/// Header rules, each side's operations in the order they apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadersPlan {
+    pub request: Vec<HeaderOpPlan>,
+    pub response: Vec<HeaderOpPlan>,
+    /// The route parameters the values read, by name; a value's `Param(i)` is the
+    /// `i`-th, and each route passes where it captures them.
+    pub params: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderOpPlan {
+    Remove(String),
+    Rename { from: String, to: String },
+    Set { name: String, value: Vec<ValuePlan> },
+    Add { name: String, value: Vec<ValuePlan> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValuePlan {
+    Text(SettingPlan),
+    /// Index into `HeadersPlan::params`.
+    Param(usize),
+    ClientIp,
+    Header(String),
+}
+
+/// A route's policies on some of its listeners, in phase order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// The listeners (bit `i`: listener `i`) where the route runs this chain.
+    pub listeners: u64,
+    pub steps: Vec<Step>,
+}
+
+/// One step of the request phase; header policies also have a response step, run
+/// in reverse order after the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The connection phase's verdict of the listener's IP rule at `bit`.
+    Admission {
+        policy: usize,
+        bit: u32,
+    },
+    Ip {
+        policy: usize,
+    },
+    /// `params[i]` is the route's index of the policy's `i`-th parameter.
+    Headers {
+        policy: usize,
+        params: Vec<usize>,
+    },
+}
+
+impl Step {
+    pub fn policy(&self) -> usize {
+        match self {
+            Step::Admission { policy, .. } | Step::Ip { policy } | Step::Headers { policy, .. } => {
+                *policy
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +182,8 @@ pub struct RoutePlan {
     /// Bit `i` set when the route is served on listener `i`.
     pub listeners: u64,
     pub target: Target,
+    /// One chain per distinct set of policies among the route's listeners.
+    pub chains: Vec<Chain>,
 }
 
 /// What a route does with a matched request.
@@ -127,7 +230,8 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
         config
             .listeners
             .iter()
-            .map(|(name, l)| {
+            .enumerate()
+            .map(|(index, (name, l))| {
                 let name = name.get_ref();
                 let l = l.get_ref();
                 ListenerPlan {
@@ -151,6 +255,7 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                         .max_headers
                         .as_ref()
                         .map_or(DEFAULT_MAX_HEADERS, |n| *n.get_ref() as usize),
+                    connection_policies: connection_policies(config, index),
                 }
             })
             .collect();
@@ -206,7 +311,7 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                 .iter()
                 .position(|(n, _)| n.get_ref() == upstream_name)
                 .unwrap_or_else(|| unreachable!("checked: upstream `{upstream_name}` exists"));
-            let path = if let Some(prefix) = &route.strip_prefix {
+            let target_path = if let Some(prefix) = &route.strip_prefix {
                 PathChange::StripPrefix(prefix.get_ref().clone())
             } else if let Some(rewrite) = &route.rewrite {
                 let parts = pattern::parse_rewrite(rewrite.get_ref()).unwrap_or_default();
@@ -253,7 +358,11 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                 canonical_path: pattern.canonical,
                 methods,
                 listeners: listener_mask(config, route),
-                target: Target::Upstream { upstream, path },
+                target: Target::Upstream {
+                    upstream,
+                    path: target_path,
+                },
+                chains: chains(config, route, &pattern.params),
             }
         })
         .collect();
@@ -278,8 +387,212 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
             .map(|a| setting(Some(&a.get_ref().bind), "admin.bind", "")),
         listeners,
         upstreams,
+        policies: config
+            .policies
+            .iter()
+            .map(|(name, policy)| PolicyPlan {
+                name: name.get_ref().clone(),
+                line: diagnostics.line_col(name.span().start).0,
+                kind: policy_kind(name.get_ref(), policy.get_ref(), &at),
+            })
+            .collect(),
         routes,
     }
+}
+
+// === policies ===
+
+/// Whether the IP rule of `policy` is decided from the peer alone.
+fn peer_rule(policy: &Policy) -> bool {
+    policy.ip.as_ref().is_some_and(|ip| {
+        ip.get_ref()
+            .trusted_proxies
+            .as_ref()
+            .is_none_or(|t| t.get_ref().is_empty())
+    })
+}
+
+/// A listener's connection-phase rules: its own IP rules that read only the peer.
+fn connection_policies(config: &Config, listener: usize) -> Vec<ConnectionPolicy> {
+    let Some((_, l)) = config.listeners.get(listener) else {
+        return Vec::new();
+    };
+    l.get_ref()
+        .policies
+        .iter()
+        .flat_map(|p| p.get_ref())
+        .filter_map(|name| config.policy(name.get_ref()))
+        .filter(|(_, p)| peer_rule(p))
+        .take(64)
+        .map(|(policy, _)| {
+            let name = &config.policies[policy].0;
+            let refuses_connection = config
+                .routes
+                .iter()
+                .filter(|r| listener_mask(config, r.get_ref()) & (1 << listener) != 0)
+                .all(|r| {
+                    chain::resolve(config, r.get_ref(), listener)
+                        .iter()
+                        .any(|a| a.name.get_ref() == name.get_ref())
+                });
+            ConnectionPolicy {
+                policy,
+                refuses_connection,
+            }
+        })
+        .collect()
+}
+
+/// The route's chains: one per distinct chain among its listeners.
+fn chains(
+    config: &Config,
+    route: &crate::syntax::Route,
+    route_params: &[pattern::Param],
+) -> Vec<Chain> {
+    let mut chains: Vec<Chain> = Vec::new();
+    let mask = listener_mask(config, route);
+    for listener in listeners_in(mask, config.listeners.len()) {
+        let connection = connection_policies(config, listener);
+        let steps = chain::resolve(config, route, listener)
+            .into_iter()
+            .filter_map(|attached| {
+                let (policy, p) = config.policy(attached.name.get_ref())?;
+                if p.ip.is_some() {
+                    let from_listener = attached.source == Source::Listener(listener);
+                    let bit = connection.iter().position(|c| c.policy == policy);
+                    return match (from_listener, bit) {
+                        (true, Some(bit)) if connection[bit].refuses_connection => None,
+                        (true, Some(bit)) => Some(Step::Admission {
+                            policy,
+                            bit: bit as u32,
+                        }),
+                        _ => Some(Step::Ip { policy }),
+                    };
+                }
+                let params = policy_params(p)
+                    .iter()
+                    .map(|name| {
+                        route_params
+                            .iter()
+                            .position(|param| &param.name == name)
+                            .unwrap_or_else(|| unreachable!("checked: `{name}` is captured"))
+                    })
+                    .collect();
+                Some(Step::Headers { policy, params })
+            })
+            .collect::<Vec<_>>();
+        match chains.iter_mut().find(|c| c.steps == steps) {
+            Some(chain) => chain.listeners |= 1 << listener,
+            None => chains.push(Chain {
+                listeners: 1 << listener,
+                steps,
+            }),
+        }
+    }
+    chains
+}
+
+/// The distinct route parameters a header policy's values read, in order.
+fn policy_params(policy: &Policy) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (_, value) in crate::check::policies::header_values(policy) {
+        for name in template_params(value.get_ref()) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+fn policy_kind(name: &str, policy: &Policy, at: &dyn Fn(usize, &str) -> String) -> PolicyKind {
+    let cidrs = |list: &Option<Spanned<Vec<Spanned<String>>>>| -> Vec<Cidr> {
+        list.iter()
+            .flat_map(|l| l.get_ref())
+            .map(|c| Cidr::parse(c.get_ref()).unwrap_or_else(|e| unreachable!("checked: {e}")))
+            .collect()
+    };
+    if let Some(ip) = &policy.ip {
+        let ip = ip.get_ref();
+        return PolicyKind::Ip {
+            allow: cidrs(&ip.allow),
+            deny: cidrs(&ip.deny),
+            trusted_proxies: cidrs(&ip.trusted_proxies),
+        };
+    }
+    let params = policy_params(policy);
+    let ops = |side: &str, ops: &Option<Spanned<HeaderOps>>| -> Vec<HeaderOpPlan> {
+        let Some(ops) = ops else { return Vec::new() };
+        let ops = ops.get_ref();
+        let key = format!("policies.{name}.{side}");
+        fn by_position<'s>(
+            mut list: Vec<(&'s Spanned<String>, &'s Spanned<String>)>,
+        ) -> Vec<(&'s Spanned<String>, &'s Spanned<String>)> {
+            list.sort_by_key(|(k, _)| k.span().start);
+            list
+        }
+        let value = |which: &str, header: &Spanned<String>, value: &Spanned<String>| {
+            let origin = at(
+                value.span().start,
+                &format!("{key}.{which}.{}", header.get_ref()),
+            );
+            headers::parse_value(value.get_ref())
+                .unwrap_or_else(|e| unreachable!("checked: {e}"))
+                .into_iter()
+                .map(|part| match part {
+                    TemplatePart::Text(raw) => ValuePlan::Text(SettingPlan {
+                        origin: origin.clone(),
+                        raw,
+                    }),
+                    TemplatePart::Param(p) => {
+                        ValuePlan::Param(params.iter().position(|n| *n == p).unwrap_or(0))
+                    }
+                    TemplatePart::ClientIp => ValuePlan::ClientIp,
+                    TemplatePart::Header(h) => ValuePlan::Header(h),
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut out = Vec::new();
+        let mut removes: Vec<&Spanned<String>> =
+            ops.remove.iter().flat_map(|r| r.get_ref()).collect();
+        removes.sort_by_key(|r| r.span().start);
+        out.extend(
+            removes
+                .into_iter()
+                .map(|r| HeaderOpPlan::Remove(r.get_ref().clone())),
+        );
+        let renames = ops.rename.iter().flat_map(|r| r.get_ref().iter()).collect();
+        out.extend(
+            by_position(renames)
+                .into_iter()
+                .map(|(from, to)| HeaderOpPlan::Rename {
+                    from: from.get_ref().clone(),
+                    to: to.get_ref().clone(),
+                }),
+        );
+        out.extend(
+            by_position(entries(&ops.set).collect())
+                .into_iter()
+                .map(|(n, v)| HeaderOpPlan::Set {
+                    name: n.get_ref().clone(),
+                    value: value("set", n, v),
+                }),
+        );
+        out.extend(
+            by_position(entries(&ops.add).collect())
+                .into_iter()
+                .map(|(n, v)| HeaderOpPlan::Add {
+                    name: n.get_ref().clone(),
+                    value: value("add", n, v),
+                }),
+        );
+        out
+    };
+    PolicyKind::Headers(HeadersPlan {
+        request: ops("request_headers", &policy.request_headers),
+        response: ops("response_headers", &policy.response_headers),
+        params,
+    })
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

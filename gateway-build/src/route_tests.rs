@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use http::{Method, Uri};
 
-use gateway_runtime::path::{self as rt_path, RewriteSegment as RtSegment};
-use gateway_runtime::request::normalize_path;
-use gateway_runtime::router::{Lookup, RouteSpec, RouteTable};
+use gateway_runtime::message::request::normalize_path;
+use gateway_runtime::route::path::{self as rt_path, RewriteSegment as RtSegment};
+use gateway_runtime::route::router::{Lookup, RouteSpec, RouteTable};
 
 use crate::codes;
 use crate::diagnostic::{Diagnostic, did_you_mean};
@@ -175,10 +175,12 @@ fn evaluate(
     };
     let uri = match normalize_path(request.uri.path()) {
         Ok(None) => request.uri.clone(),
-        Ok(Some(normal)) => match gateway_runtime::request::with_path(&request.uri, &normal) {
-            Some(uri) => uri,
-            None => return rejected,
-        },
+        Ok(Some(normal)) => {
+            match gateway_runtime::message::request::with_path(&request.uri, &normal) {
+                Some(uri) => uri,
+                None => return rejected,
+            }
+        }
         Err(_) => return rejected,
     };
     let host = test
@@ -211,7 +213,7 @@ fn evaluate(
                 path: sent,
             }
         }
-        Lookup::MethodNotAllowed(_) => Outcome {
+        Lookup::MethodNotAllowed { .. } => Outcome {
             status: 405,
             route: None,
             path: None,

@@ -4,6 +4,7 @@
 //! is deserialised on its own, so one bad item does not hide the errors of the next.
 //! Meaning is checked in `check`, not here.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use serde::Deserialize;
@@ -25,11 +26,16 @@ pub struct Config {
     pub upstreams: Vec<(Spanned<String>, Spanned<Upstream>)>,
     /// In the order they are written.
     pub routes: Vec<Spanned<Route>>,
+    /// `[policies.NAME]`, in the order they are written.
+    pub policies: Vec<(Spanned<String>, Spanned<Policy>)>,
+    /// `[groups.NAME]`, in the order they are written.
+    pub groups: Vec<(Spanned<String>, Spanned<Group>)>,
     /// `[[tests]]`, in the order they are written.
     pub tests: Vec<Spanned<RouteTest>>,
     /// `[lints]`: lint name and level, as written.
     pub lints: Vec<(Spanned<String>, Spanned<String>)>,
-    /// Names of listeners and upstreams whose sections had errors of their own:
+    /// Names of listeners, upstreams, policies and groups whose sections had errors of
+    /// their own:
     /// references to them are not reported again as unknown.
     pub broken_names: Vec<String>,
     /// Some item had shape errors and is missing here, so conclusions about the
@@ -52,6 +58,23 @@ impl Config {
             .iter()
             .map(|(n, _)| n.get_ref().as_str())
             .collect()
+    }
+
+    /// The declared policy names, in file order.
+    pub fn policy_names(&self) -> Vec<&str> {
+        self.policies
+            .iter()
+            .map(|(n, _)| n.get_ref().as_str())
+            .collect()
+    }
+
+    /// The policy called `name`, with its index.
+    pub fn policy(&self, name: &str) -> Option<(usize, &Policy)> {
+        self.policies
+            .iter()
+            .enumerate()
+            .find(|(_, (n, _))| n.get_ref() == name)
+            .map(|(i, (_, p))| (i, p.get_ref()))
     }
 }
 
@@ -101,6 +124,8 @@ pub struct Listener {
     pub timeouts: ListenerTimeouts,
     #[serde(default)]
     pub limits: ListenerLimits,
+    /// Policies for every route served on this listener.
+    pub policies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// Bounds on what one request may send.
@@ -166,6 +191,50 @@ pub struct Route {
     pub upstream: Option<Spanned<String>>,
     pub strip_prefix: Option<Spanned<String>>,
     pub rewrite: Option<Spanned<String>>,
+    /// Policies of this route, after those of its listener and group.
+    pub policies: Option<Spanned<Vec<Spanned<String>>>>,
+    /// A `[groups.NAME]` whose policies the route takes.
+    pub group: Option<Spanned<String>>,
+    /// Policies of the listener or group that this route does without: the only way
+    /// to leave an inherited policy.
+    pub skip_policies: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `[policies.NAME]`: one policy, of exactly one kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub ip: Option<Spanned<IpPolicy>>,
+    pub request_headers: Option<Spanned<HeaderOps>>,
+    pub response_headers: Option<Spanned<HeaderOps>>,
+}
+
+/// `ip = { allow = [...], deny = [...], trusted_proxies = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpPolicy {
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
+    pub deny: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// What a header rule does to one message's fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderOps {
+    pub set: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    pub add: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    pub remove: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Old name to new name.
+    pub rename: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+}
+
+/// `[groups.NAME]`: policies shared by the routes that name the group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub policies: Spanned<Vec<Spanned<String>>>,
 }
 
 /// `[[tests]]`: a request and what the compiled route table must do with it.
@@ -192,11 +261,13 @@ pub struct Expectation {
     pub status: Option<Spanned<i64>>,
 }
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 9] = [
     "gateway",
     "admin",
     "listeners",
     "upstreams",
+    "policies",
+    "groups",
     "routes",
     "tests",
     "lints",
@@ -233,6 +304,13 @@ pub fn parse(source: &str) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>>
             "upstreams" => {
                 config.upstreams =
                     named_items(value, "upstreams", &mut errors, &mut config.broken_names)
+            }
+            "policies" => {
+                config.policies =
+                    named_items(value, "policies", &mut errors, &mut config.broken_names)
+            }
+            "groups" => {
+                config.groups = named_items(value, "groups", &mut errors, &mut config.broken_names)
             }
             "routes" => match array(value, "routes", &mut errors) {
                 Some(items) => {

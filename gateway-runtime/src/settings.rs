@@ -277,6 +277,16 @@ impl fmt::Display for SettingError {
 
 impl std::error::Error for SettingError {}
 
+impl SettingError {
+    /// A value of the setting at `origin` is not usable.
+    pub fn new(origin: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            origin,
+            message: message.into(),
+        }
+    }
+}
+
 impl Setting {
     pub const fn new(origin: &'static str, raw: &'static str) -> Self {
         Self { origin, raw }

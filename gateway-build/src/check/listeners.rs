@@ -7,6 +7,11 @@ use crate::syntax::Config;
 /// Routes name listeners in a 64-bit set.
 pub(crate) const MAX_LISTENERS: usize = 64;
 
+/// The indices of the first `count` listeners that are in `mask`.
+pub(crate) fn listeners_in(mask: u64, count: usize) -> impl Iterator<Item = usize> {
+    (0..count.min(MAX_LISTENERS)).filter(move |i| mask & (1 << i) != 0)
+}
+
 pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
     if config.listeners.is_empty() {
         found.push(

@@ -6,6 +6,7 @@
 
 pub(crate) mod lints;
 pub(crate) mod listeners;
+pub(crate) mod policies;
 pub(crate) mod references;
 pub(crate) mod routes;
 mod values;
@@ -20,6 +21,7 @@ pub fn check(config: &Config) -> Vec<Diagnostic> {
     listeners::check(config, &mut found);
     references::check(config, &mut found);
     routes::check(config, &mut found);
+    policies::check(config, &mut found);
     crate::route_tests::check(config, &mut found);
     lints::check(config, &mut found);
     found

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use gateway_runtime::methods::MethodSet;
+use gateway_runtime::message::methods::MethodSet;
 
 use crate::check::listeners::MAX_LISTENERS;
 use crate::codes;

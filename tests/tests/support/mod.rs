@@ -257,6 +257,14 @@ async fn answer(
         *r.status_mut() = StatusCode::NO_CONTENT;
         return r;
     }
+    if path.ends_with("/tagged") {
+        let mut r = json(format!(r#"{{"upstream":"{name}","target":"{target}"}}"#));
+        r.headers_mut()
+            .insert("x-internal", "secret".parse().expect("value"));
+        r.headers_mut()
+            .insert("x-upstream-public", "1".parse().expect("value"));
+        return r;
+    }
     if path.ends_with("/hop") {
         let mut r = json("{}".into());
         r.headers_mut()
@@ -429,7 +437,8 @@ impl Gateway {
             }
         });
         let mut listeners = HashMap::new();
-        let expected = 3;
+        // main, internal, fenced, guarded and admin.
+        let expected = 5;
         while listeners.len() < expected {
             match rx.recv_timeout(Duration::from_secs(10)) {
                 Ok((name, addr)) => {
@@ -584,7 +593,19 @@ pub async fn get(client: &HttpClient, url: &str) -> Reply {
 /// Writes raw bytes on a new connection and reads until the server closes it or
 /// stays silent for a second: for requests no well-behaved client would send.
 pub fn raw(addr: SocketAddr, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect");
+    raw_from([127, 0, 0, 1], addr, request)
+}
+
+/// `raw`, from a loopback address of the caller's choice (all of 127.0.0.0/8 is
+/// local), so that IP rules can be tested with real peers.
+pub fn raw_from(source: [u8; 4], addr: SocketAddr, request: &[u8]) -> String {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::from((source, 0)).into())
+        .expect("bind the source address");
+    socket.connect(&addr.into()).expect("connect");
+    let mut stream: TcpStream = socket.into();
     stream
         .set_read_timeout(Some(Duration::from_secs(1)))
         .expect("timeout");

@@ -119,7 +119,7 @@ fn json(all: &Diagnostics, d: &Diagnostic) -> String {
             let (line, column) = all.line_col(span.start);
             format!(
                 r#"{{"line":{line},"column":{column},"label":{}}}"#,
-                gateway_runtime::json::quote(label)
+                gateway_runtime::message::json::quote(label)
             )
         })
         .collect();
@@ -127,11 +127,11 @@ fn json(all: &Diagnostics, d: &Diagnostic) -> String {
         r#"{{"severity":"{}","code":"{}","message":{},"file":{},"line":{line},"column":{column},"end_line":{end_line},"end_column":{end_column},"help":{},"related":[{}]}}"#,
         severity(d),
         d.code.id,
-        gateway_runtime::json::quote(&d.message),
-        gateway_runtime::json::quote(&all.file),
+        gateway_runtime::message::json::quote(&d.message),
+        gateway_runtime::message::json::quote(&all.file),
         d.help
             .as_deref()
-            .map_or("null".to_owned(), gateway_runtime::json::quote),
+            .map_or("null".to_owned(), gateway_runtime::message::json::quote),
         related.join(",")
     )
 }

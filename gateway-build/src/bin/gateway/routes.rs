@@ -1,6 +1,8 @@
 //! `gateway routes` and `gateway expand`: what the compiler made of a file.
 
-use gateway_build::plan::{PathChange, Plan, RewriteSegment, Target};
+use gateway_build::plan::{
+    Chain, ListenerPlan, PathChange, Plan, PolicyKind, RewriteSegment, RoutePlan, Step, Target,
+};
 
 use crate::EXIT_ERRORS;
 
@@ -72,7 +74,7 @@ fn table(plan: &Plan) -> String {
             methods,
             route.path.clone(),
             target,
-            "-".to_owned(),
+            policies(plan, route),
         ]);
     }
     let widths: Vec<usize> = (0..7)
@@ -89,6 +91,83 @@ fn table(plan: &Plan) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Each route's policies in phase order (`connection: a; request: b, c; response: c`),
+/// prefixed with the listeners where they differ between listeners.
+fn policies(plan: &Plan, route: &RoutePlan) -> String {
+    let mut described: Vec<(Vec<&str>, String)> = Vec::new();
+    for (i, listener) in plan.listeners.iter().enumerate() {
+        let Some(chain) = route.chains.iter().find(|c| c.listeners & (1 << i) != 0) else {
+            continue;
+        };
+        let phases = phases(plan, listener, chain);
+        match described.iter_mut().find(|(_, d)| *d == phases) {
+            Some((listeners, _)) => listeners.push(&listener.name),
+            None => described.push((vec![&listener.name], phases)),
+        }
+    }
+    match described.as_slice() {
+        [] => "-".to_owned(),
+        [(_, only)] => only.clone(),
+        several => several
+            .iter()
+            .map(|(listeners, phases)| format!("[{}] {phases}", listeners.join(",")))
+            .collect::<Vec<_>>()
+            .join(" | "),
+    }
+}
+
+fn phases(plan: &Plan, listener: &ListenerPlan, chain: &Chain) -> String {
+    let name = |step: &Step| plan.policies[step.policy()].name.as_str();
+    // Rules that refuse a whole connection run for every route of the listener.
+    let mut connection: Vec<&str> = listener
+        .connection_policies
+        .iter()
+        .filter(|c| c.refuses_connection)
+        .map(|c| plan.policies[c.policy].name.as_str())
+        .collect();
+    connection.extend(
+        chain
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::Admission { .. }))
+            .map(name),
+    );
+    let request: Vec<&str> = chain
+        .steps
+        .iter()
+        .filter(|s| !matches!(s, Step::Admission { .. }))
+        .filter(|s| match &plan.policies[s.policy()].kind {
+            PolicyKind::Headers(h) => !h.request.is_empty(),
+            PolicyKind::Ip { .. } => true,
+        })
+        .map(name)
+        .collect();
+    let response: Vec<&str> = chain
+        .steps
+        .iter()
+        .rev()
+        .filter(|s| match &plan.policies[s.policy()].kind {
+            PolicyKind::Headers(h) => !h.response.is_empty(),
+            PolicyKind::Ip { .. } => false,
+        })
+        .map(name)
+        .collect();
+    let phases: Vec<String> = [
+        ("connection", connection),
+        ("request", request),
+        ("response", response),
+    ]
+    .into_iter()
+    .filter(|(_, names)| !names.is_empty())
+    .map(|(phase, names)| format!("{phase}: {}", names.join(", ")))
+    .collect();
+    if phases.is_empty() {
+        "-".to_owned()
+    } else {
+        phases.join("; ")
+    }
 }
 
 /// The rewrite template as written, with parameters named as in the route's path.

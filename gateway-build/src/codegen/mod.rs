@@ -1,0 +1,121 @@
+//! Rust source from a `Plan`: one struct with a field per upstream and the shared
+//! state, one function per route running its chain (`routes`), the policies as
+//! constants and start-up specs (`policies`), and the route table and settings as
+//! constants (`tables`). Everything reaches the runtime through
+//! `::gateway_runtime::__private`.
+
+mod policies;
+mod routes;
+mod tables;
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::plan::{Plan, PolicyKind};
+
+/// The generated module as tokens.
+pub fn tokens(plan: &Plan) -> TokenStream {
+    let name = &plan.name;
+    let doc = format!(" The gateway `{name}`, compiled from `{}`.", plan.file);
+    let file = &plan.file;
+    let sha = &plan.config_sha256;
+    let compiler = concat!("gateway-build ", env!("CARGO_PKG_VERSION"));
+    let mut kinds: Vec<&str> = plan
+        .policies
+        .iter()
+        .map(|p| match p.kind {
+            PolicyKind::Ip { .. } => "ip",
+            PolicyKind::Headers(_) => "headers",
+        })
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+
+    let upstreams = tables::upstream_fields(plan);
+    let upstream_fields = plan.upstreams.iter().zip(&upstreams).map(|(u, field)| {
+        let doc = format!(" `[upstreams.{}]`, {}:{}", u.name, plan.file, u.line);
+        quote! {
+            #[doc = #doc]
+            #field: rt::Upstream
+        }
+    });
+    let constructors = upstreams.iter().enumerate().map(|(i, field)| {
+        let i = proc_macro2::Literal::usize_unsuffixed(i);
+        quote!(#field: rt::Upstream::new(&Self::UPSTREAMS[#i])?)
+    });
+    let names = policies::PolicyNames::new(plan);
+    let has_shared = plan.policies.iter().any(|p| policies::is_shared(&p.kind));
+    let (shared_field, keep_shared) = if has_shared {
+        (quote!(shared: ::std::sync::Arc<Shared>,), quote!(shared,))
+    } else {
+        (quote!(), quote!())
+    };
+    let drop_shared = (!has_shared).then(|| quote!(let _ = shared;));
+    let route_ids = tables::route_ids(plan);
+    let constants = tables::constants(plan);
+    let policy_items = policies::items(plan, &names);
+    let (shared_struct, build_shared) = policies::shared(plan, &names);
+    let connection = policies::connection(plan, &names);
+    let route_functions = routes::functions(plan, &names, &upstreams);
+    let handle = routes::handle(plan);
+    let refuse_method = routes::refuse_method(plan, &names);
+    quote! {
+        #[doc = #doc]
+        #[allow(
+            clippy::all,
+            reason = "generated code: readable first, lint-clean in the crate it is included into is not its job"
+        )]
+        pub mod gateway {
+            use ::gateway_runtime::__private as rt;
+
+            /// Runs the gateway until SIGTERM or SIGINT, then drains in-flight requests.
+            pub fn main() -> ::std::process::ExitCode {
+                rt::main::<Gateway>()
+            }
+
+            #route_ids
+
+            #policy_items
+
+            #shared_struct
+
+            /// One field per upstream; one instance per worker thread.
+            pub struct Gateway {
+                #shared_field
+                #(#upstream_fields,)*
+            }
+
+            impl Gateway {
+                #route_functions
+            }
+
+            impl rt::Gateway for Gateway {
+                const NAME: &'static str = #name;
+                const PROVENANCE: rt::Provenance = rt::Provenance {
+                    config_file: #file,
+                    config_sha256: #sha,
+                    compiler: #compiler,
+                    policies: &[#(#kinds),*],
+                };
+                #constants
+
+                type Shared = Shared;
+
+                #build_shared
+
+                fn new(
+                    shared: ::std::sync::Arc<Shared>,
+                ) -> ::core::result::Result<Self, rt::SettingError> {
+                    #drop_shared
+                    ::core::result::Result::Ok(Self { #keep_shared #(#constructors,)* })
+                }
+
+                #connection
+
+                #handle
+
+                #refuse_method
+            }
+        }
+    }
+}

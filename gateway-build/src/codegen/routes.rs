@@ -1,0 +1,259 @@
+//! One function per route, running its chain as straight-line code: request-phase
+//! steps in chain order, the target, then the response-phase steps in reverse order.
+//! `handle` only picks the function; `refuse_method` runs a route's admission steps
+//! (IP rules) before a 405.
+
+use proc_macro2::{Ident, Literal, TokenStream};
+use quote::{format_ident, quote};
+
+use super::policies::PolicyNames;
+use super::tables::route_id;
+use crate::plan::{Chain, PathChange, Plan, PolicyKind, RewriteSegment, RoutePlan, Step, Target};
+
+/// The route functions, as items of `impl Gateway`.
+pub(super) fn functions(plan: &Plan, names: &PolicyNames, upstreams: &[Ident]) -> TokenStream {
+    let functions = plan.routes.iter().enumerate().map(|(id, route)| {
+        let function = format_ident!("route_{}", id);
+        let doc = format!(
+            " `{}`, {}:{}: request phase, target, response phase.",
+            route.name, plan.file, route.line
+        );
+        let body = per_listener(route, |chain| {
+            chain_body(plan, names, upstreams, route, chain)
+        });
+        let mutable = mutates_request(plan, route).then(|| quote!(mut));
+        let params = if reads_params(plan, route) {
+            quote!()
+        } else {
+            quote!(let _ = params;)
+        };
+        quote! {
+            #[doc = #doc]
+            fn #function<'a>(
+                &'a self,
+                params: &'a rt::Params<'_, '_>,
+                #mutable req: rt::Request,
+                cx: &'a rt::RequestContext,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<rt::Response, rt::Stop>,
+            > + 'a {
+                async move {
+                    #params
+                    #body
+                }
+            }
+        }
+    });
+    quote!(#(#functions)*)
+}
+
+/// The route's body for each distinct chain, chosen by listener when they differ.
+fn per_listener(route: &RoutePlan, body: impl Fn(&Chain) -> TokenStream) -> TokenStream {
+    match route.chains.as_slice() {
+        [] => quote!(::core::result::Result::Err(rt::Stop::no_route())),
+        [only] => body(only),
+        [first @ .., last] => {
+            let arms = first.iter().map(|chain| {
+                let listeners = (0..64)
+                    .filter(|i| chain.listeners & (1u64 << i) != 0)
+                    .map(Literal::usize_unsuffixed);
+                let body = body(chain);
+                quote!(#(#listeners)|* => { #body })
+            });
+            let last = body(last);
+            quote! {
+                match cx.listener_id {
+                    #(#arms)*
+                    _ => { #last }
+                }
+            }
+        }
+    }
+}
+
+fn chain_body(
+    plan: &Plan,
+    names: &PolicyNames,
+    upstreams: &[Ident],
+    route: &RoutePlan,
+    chain: &Chain,
+) -> TokenStream {
+    let mut request = Vec::new();
+    let mut response = Vec::new();
+    for (i, step) in chain.steps.iter().enumerate() {
+        let policy = step.policy();
+        let item = &names.item[policy];
+        let field = &names.field[policy];
+        let name = &plan.policies[policy].name;
+        match step {
+            Step::Admission { bit, .. } => {
+                let bit = Literal::u32_unsuffixed(*bit);
+                request.push(quote!(cx.admission.check(#bit, #name)?;));
+            }
+            Step::Ip { .. } => request.push(quote!(#item.check(&req, cx)?;)),
+            Step::Headers { params, .. } => {
+                let token = format_ident!("token_{}", i);
+                let slots = params.iter().map(|p| Literal::usize_unsuffixed(*p));
+                request.push(quote! {
+                    let #token = self.shared.#field.request(&mut req, params, &[#(#slots),*], cx);
+                });
+                response.push(quote!(self.shared.#field.respond(#token, &mut response);));
+            }
+        }
+    }
+    response.reverse();
+    let Target::Upstream { upstream, path } = &route.target;
+    let field = &upstreams[*upstream];
+    let upstream_name = &plan.upstreams[*upstream].name;
+    let path = match path {
+        PathChange::Keep => quote!(::core::option::Option::None),
+        PathChange::StripPrefix(prefix) => changed(quote!(rt::strip_prefix(&req.uri, #prefix))),
+        PathChange::Rewrite(segments) => {
+            let segments = segments.iter().map(|s| match s {
+                RewriteSegment::Literal(text) => quote!(rt::RewriteSegment::Literal(#text)),
+                RewriteSegment::Param(i) => {
+                    let i = Literal::usize_unsuffixed(*i);
+                    quote!(rt::RewriteSegment::Param(#i))
+                }
+                RewriteSegment::QueryParam(i) => {
+                    let i = Literal::usize_unsuffixed(*i);
+                    quote!(rt::RewriteSegment::QueryParam(#i))
+                }
+            });
+            changed(quote!(rt::rewrite(&req.uri, &[#(#segments),*], params)))
+        }
+    };
+    let mutable = (!response.is_empty()).then(|| quote!(mut));
+    quote! {
+        #(#request)*
+        let path = #path;
+        let #mutable response = self
+            .#field
+            .forward(req, path, cx)
+            .await
+            .map_err(|error| rt::Stop::upstream(#upstream_name, error))?;
+        #(#response)*
+        ::core::result::Result::Ok(response)
+    }
+}
+
+/// A changed path that is not a valid request target fails closed (`rt::changed_path`),
+/// never falling back to the path as received.
+fn changed(path: TokenStream) -> TokenStream {
+    quote!(rt::changed_path(#path)?)
+}
+
+fn header_policies<'p>(plan: &'p Plan, route: &'p RoutePlan) -> impl Iterator<Item = &'p Step> {
+    route
+        .chains
+        .iter()
+        .flat_map(|c| &c.steps)
+        .filter(|s| matches!(plan.policies[s.policy()].kind, PolicyKind::Headers(_)))
+}
+
+fn mutates_request(plan: &Plan, route: &RoutePlan) -> bool {
+    header_policies(plan, route).next().is_some()
+}
+
+fn reads_params(plan: &Plan, route: &RoutePlan) -> bool {
+    let Target::Upstream { path, .. } = &route.target;
+    matches!(path, PathChange::Rewrite(_)) || header_policies(plan, route).next().is_some()
+}
+
+/// `Gateway::handle`: the route's function, by id.
+pub(super) fn handle(plan: &Plan) -> TokenStream {
+    let body = if plan.routes.is_empty() {
+        quote! {
+            let _ = (route, params, req, cx);
+            ::core::result::Result::Err(rt::Stop::no_route())
+        }
+    } else {
+        let arms = (0..plan.routes.len()).map(|id| {
+            let ident = route_id(id);
+            let function = format_ident!("route_{}", id);
+            quote!(#ident => self.#function(params, req, cx).await,)
+        });
+        quote! {
+            match route {
+                #(#arms)*
+                _ => ::core::result::Result::Err(rt::Stop::no_route()),
+            }
+        }
+    };
+    quote! {
+        fn handle<'a>(
+            &'a self,
+            route: usize,
+            params: &'a rt::Params<'_, '_>,
+            req: rt::Request,
+            cx: &'a rt::RequestContext,
+        ) -> impl ::core::future::Future<
+            Output = ::core::result::Result<rt::Response, rt::Stop>,
+        > + 'a {
+            async move { #body }
+        }
+    }
+}
+
+/// `Gateway::refuse_method`: a route's IP rules, then 405.
+pub(super) fn refuse_method(plan: &Plan, names: &PolicyNames) -> TokenStream {
+    let arms: Vec<TokenStream> = plan
+        .routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.chains.iter().flat_map(|c| &c.steps).any(|s| {
+                matches!(s, Step::Admission { .. } | Step::Ip { .. })
+            })
+        })
+        .map(|(id, route)| {
+            let ident = route_id(id);
+            let body = per_listener(route, |chain| {
+                let checks = chain.steps.iter().filter_map(|step| {
+                    let name = &plan.policies[step.policy()].name;
+                    let item = &names.item[step.policy()];
+                    match step {
+                        Step::Admission { bit, .. } => {
+                            let bit = Literal::u32_unsuffixed(*bit);
+                            Some(quote! {
+                                if let ::core::result::Result::Err(stop) = cx.admission.check(#bit, #name) {
+                                    return stop;
+                                }
+                            })
+                        }
+                        Step::Ip { .. } => Some(quote! {
+                            if let ::core::result::Result::Err(stop) = #item.check(req, cx) {
+                                return stop;
+                            }
+                        }),
+                        Step::Headers { .. } => None,
+                    }
+                });
+                quote!(#(#checks)*)
+            });
+            quote!(#ident => { #body })
+        })
+        .collect();
+    let body = if arms.is_empty() {
+        quote!(let _ = (route, req, cx);)
+    } else {
+        quote! {
+            match route {
+                #(#arms)*
+                _ => {}
+            }
+        }
+    };
+    quote! {
+        fn refuse_method(
+            &self,
+            route: usize,
+            req: &rt::Request,
+            cx: &rt::RequestContext,
+            allowed: rt::MethodSet,
+        ) -> rt::Stop {
+            #body
+            rt::Stop::MethodNotAllowed(allowed)
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The compiled tables: listeners, upstreams and routes as the runtime's spec types,
+//! with every start-up value as a `Setting` that names where gateway.toml set it.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+
+use crate::plan::{Plan, SettingPlan, Target};
+
+pub(super) fn setting(s: &SettingPlan) -> TokenStream {
+    let origin = &s.origin;
+    let raw = &s.raw;
+    quote!(rt::Setting::new(#origin, #raw))
+}
+
+fn optional(value: Option<TokenStream>) -> TokenStream {
+    match value {
+        Some(value) => quote!(::core::option::Option::Some(#value)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// `const LISTENERS`, `UPSTREAMS` and `ROUTES` and the process settings, as items of
+/// the `rt::Gateway` impl.
+pub(super) fn constants(plan: &Plan) -> TokenStream {
+    let workers = optional(plan.workers.as_ref().map(setting));
+    let shutdown_timeout = setting(&plan.shutdown_timeout);
+    let admin = optional(plan.admin.as_ref().map(setting));
+    let listeners = plan.listeners.iter().map(|l| {
+        let name = &l.name;
+        let bind = setting(&l.bind);
+        let header_read = setting(&l.header_read_timeout);
+        let max_body = optional(l.max_body.as_ref().map(setting));
+        let max_header_size = setting(&l.max_header_size);
+        let max_headers = Literal::usize_unsuffixed(l.max_headers);
+        quote! {
+            rt::ListenerSpec {
+                name: #name,
+                bind: #bind,
+                header_read_timeout: #header_read,
+                max_body: #max_body,
+                max_header_size: #max_header_size,
+                max_headers: #max_headers,
+            }
+        }
+    });
+    let upstreams = plan.upstreams.iter().map(|u| {
+        let name = &u.name;
+        let targets = u.targets.iter().map(setting);
+        let connect = setting(&u.connect_timeout);
+        let response = setting(&u.response_timeout);
+        let idle = setting(&u.idle_timeout);
+        quote! {
+            rt::UpstreamSpec {
+                name: #name,
+                targets: &[#(#targets),*],
+                connect_timeout: #connect,
+                response_timeout: #response,
+                idle_timeout: #idle,
+            }
+        }
+    });
+    let routes = plan.routes.iter().map(|r| {
+        let name = &r.name;
+        let host = optional(r.host.as_ref().map(|h| quote!(#h)));
+        let path = &r.canonical_path;
+        let methods = Literal::u16_unsuffixed(r.methods.bits());
+        let listeners = Literal::u64_unsuffixed(r.listeners);
+        let target = match &r.target {
+            Target::Upstream { upstream, .. } => &plan.upstreams[*upstream].name,
+        };
+        quote! {
+            rt::RouteSpec {
+                name: #name,
+                host: #host,
+                path: #path,
+                methods: rt::MethodSet::from_bits(#methods),
+                listeners: #listeners,
+                target: #target,
+            }
+        }
+    });
+    quote! {
+        const WORKERS: ::core::option::Option<rt::Setting> = #workers;
+        const SHUTDOWN_TIMEOUT: rt::Setting = #shutdown_timeout;
+        const ADMIN: ::core::option::Option<rt::Setting> = #admin;
+        const LISTENERS: &'static [rt::ListenerSpec] = &[#(#listeners),*];
+        const UPSTREAMS: &'static [rt::UpstreamSpec] = &[#(#upstreams),*];
+        const ROUTES: &'static [rt::RouteSpec<'static>] = &[#(#routes),*];
+    }
+}
+
+/// `const ROUTE_N: usize`, one per route, documented with where it is declared.
+pub(super) fn route_ids(plan: &Plan) -> TokenStream {
+    let ids = plan.routes.iter().enumerate().map(|(id, r)| {
+        let ident = route_id(id);
+        let doc = format!(" `{}`, {}:{}", r.name, plan.file, r.line);
+        let id = Literal::usize_unsuffixed(id);
+        quote! {
+            #[doc = #doc]
+            const #ident: usize = #id;
+        }
+    });
+    quote!(#(#ids)*)
+}
+
+pub(super) fn route_id(id: usize) -> proc_macro2::Ident {
+    format_ident!("ROUTE_{}", id)
+}
+
+/// Field names for the upstreams: the TOML key with anything not valid in an
+/// identifier replaced by `_`, and the index added where two keys would clash.
+pub(super) fn upstream_fields(plan: &Plan) -> Vec<proc_macro2::Ident> {
+    identifiers("upstream", plan.upstreams.iter().map(|u| u.name.as_str()))
+}
+
+/// Identifiers for names from gateway.toml, unique and valid whatever the names.
+pub(super) fn identifiers<'n>(
+    prefix: &str,
+    names: impl Iterator<Item = &'n str>,
+) -> Vec<proc_macro2::Ident> {
+    let cleaned: Vec<String> = names
+        .map(|name| {
+            name.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    cleaned
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            if cleaned.iter().filter(|other| *other == name).count() > 1 {
+                format_ident!("{}_{}_{}", prefix, name, i)
+            } else {
+                format_ident!("{}_{}", prefix, name)
+            }
+        })
+        .collect()
+}

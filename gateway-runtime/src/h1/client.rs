@@ -1,0 +1,533 @@
+//! The HTTP/1.1 client half of the proxy: the request head (written by `headers`) and
+//! body go out on a pooled connection, the response head comes back parsed into `http`
+//! types, and the response body streams back as `UpstreamBody`.
+//!
+//! It runs inside the client connection's own task. hyper's client runs a task per
+//! upstream connection and talks to it through channels, so every request cost two
+//! task switches; that task was 40% of the gateway's instructions per request.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::{Pin, pin};
+use std::rc::Rc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use http::StatusCode;
+use http_body::{Frame, SizeHint};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::h1::framing::{
+    self, BodyDecoder, BodyLength, Decoded, FramingError, FramingField, FramingFields,
+};
+use crate::h1::read_buffer::ReadBuffer;
+use crate::message::fields::{self, Fields};
+use crate::message::forwarding::{RequestFraming, is_hop_by_hop};
+use crate::upstream::pool::{Connection, Pool};
+
+/// What the gateway sends upstream: the client's body, cut off at the listener's limit.
+pub type RequestBody = Limited<crate::h1::request_body::RequestBody>;
+
+/// Longest upstream response head accepted; nginx refuses heads over its 4–8 KiB
+/// `proxy_buffer_size`, hyper's client over about 400 KiB.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Most field lines in an upstream response head.
+const MAX_RESPONSE_FIELDS: usize = 128;
+/// Most `Connection` field lines in one response.
+const MAX_CONNECTION_FIELDS: usize = 8;
+
+/// Why an exchange with the upstream failed.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// The client's body crossed the listener's limit.
+    BodyTooLarge,
+    /// The client's body could not be read: the client left, or framed it badly.
+    ClientBody,
+    /// The connection ended before any byte of a response arrived. On a reused
+    /// connection this is the keep-alive race: the upstream closed it as it was taken.
+    NoResponse(Option<io::Error>),
+    Io(io::Error),
+    /// The upstream's response cannot be forwarded faithfully.
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExchangeError::BodyTooLarge => f.write_str("request body too large"),
+            ExchangeError::ClientBody => f.write_str("request body could not be read"),
+            ExchangeError::NoResponse(None) => f.write_str("connection closed before a response"),
+            ExchangeError::NoResponse(Some(e)) => {
+                write!(f, "connection failed before a response: {e}")
+            }
+            ExchangeError::Io(e) => write!(f, "connection failed: {e}"),
+            ExchangeError::Invalid(why) => write!(f, "invalid response: {why}"),
+        }
+    }
+}
+
+/// Added to every forwarded response (RFC 9110 §7.6.3).
+const VIA: &[u8] = b"1.1 gateway";
+
+/// A parsed final response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    /// Without hop-by-hop fields, with the gateway's `Via` appended.
+    pub fields: Fields,
+    pub length: BodyLength,
+    /// Whether the connection can carry another request after this response's body.
+    pub reusable: bool,
+    /// Interim (1xx) responses that came first, written for an HTTP/1.1 client; empty
+    /// (and not allocated) almost always.
+    pub interim: Vec<u8>,
+}
+
+/// Sends the request head in `conn.write_buf` and then `body`, and reads the response
+/// head. A response that arrives while the body is still being sent is taken as it
+/// is (an upstream may refuse a body early); the connection is then not reused.
+pub async fn exchange(
+    conn: &mut Connection,
+    body: Option<RequestBody>,
+    framing: RequestFraming,
+    head_request: bool,
+) -> Result<ResponseHead, ExchangeError> {
+    if let Err(e) = conn.stream.write_all(&conn.write_buf).await {
+        return Err(ExchangeError::NoResponse(Some(e)));
+    }
+    match body {
+        None => read_head(&mut conn.stream, &mut conn.read, head_request).await,
+        // Boxed: sending a body while watching for an early answer takes two futures
+        // side by side; inline, every request's future would carry them.
+        Some(body) => {
+            let chunked = framing == RequestFraming::Chunked;
+            Box::pin(send_and_read_head(conn, body, chunked, head_request)).await
+        }
+    }
+}
+
+/// Streams `body` upstream while reading the response head.
+async fn send_and_read_head(
+    conn: &mut Connection,
+    body: RequestBody,
+    chunked: bool,
+    head_request: bool,
+) -> Result<ResponseHead, ExchangeError> {
+    let (mut reader, mut writer) = conn.stream.split();
+    let mut send = pin!(send_body(&mut writer, body, chunked));
+    let mut head = pin!(read_head(&mut reader, &mut conn.read, head_request));
+    let mut sent: Option<io::Result<()>> = None;
+    poll_fn(|cx| {
+        if sent.is_none() {
+            match send.as_mut().poll(cx) {
+                Poll::Ready(Ok(())) => sent = Some(Ok(())),
+                Poll::Ready(Err(SendError::Client(e))) => return Poll::Ready(Err(e)),
+                // The upstream may have answered before it stopped reading: look.
+                Poll::Ready(Err(SendError::Upstream(e))) => sent = Some(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        match ready!(head.as_mut().poll(cx)) {
+            Ok(mut head) => {
+                head.reusable &= matches!(sent, Some(Ok(())));
+                Poll::Ready(Ok(head))
+            }
+            Err(e) => Poll::Ready(Err(match sent.take() {
+                Some(Err(write)) => ExchangeError::Io(write),
+                _ => e,
+            })),
+        }
+    })
+    .await
+}
+
+enum SendError {
+    Client(ExchangeError),
+    Upstream(io::Error),
+}
+
+/// Streams the client's body upstream, in the chunked coding when its length is not
+/// known. Trailers are not forwarded.
+async fn send_body<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    mut body: RequestBody,
+    chunked: bool,
+) -> Result<(), SendError> {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            SendError::Client(if e.is::<LengthLimitError>() {
+                ExchangeError::BodyTooLarge
+            } else {
+                ExchangeError::ClientBody
+            })
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let written = if chunked {
+            let mut size = [0u8; 18];
+            let size = framing::chunk_size_line(data.len(), &mut size);
+            let mut chunk = size.chain(data).chain(&b"\r\n"[..]);
+            writer.write_all_buf(&mut chunk).await
+        } else {
+            writer.write_all(&data).await
+        };
+        written.map_err(SendError::Upstream)?;
+    }
+    if chunked {
+        writer
+            .write_all(b"0\r\n\r\n")
+            .await
+            .map_err(SendError::Upstream)?;
+    }
+    Ok(())
+}
+
+/// Reads until a final response head is complete, skipping interim (1xx) responses.
+async fn read_head<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    read: &mut ReadBuffer,
+    head_request: bool,
+) -> Result<ResponseHead, ExchangeError> {
+    let mut received = !read.bytes.is_empty();
+    let mut interim = Vec::new();
+    loop {
+        if !read.bytes.is_empty() {
+            match parse_head(read, head_request, &mut interim)? {
+                Parsed::Final(mut head) => {
+                    head.interim = interim;
+                    return Ok(head);
+                }
+                Parsed::Interim => continue,
+                Parsed::Partial if read.bytes.len() >= MAX_RESPONSE_HEAD => {
+                    return Err(ExchangeError::Invalid("response head too large"));
+                }
+                Parsed::Partial => {}
+            }
+        }
+        match poll_fn(|cx| read.poll_fill(Pin::new(&mut *reader), cx)).await {
+            Ok(0) if received => {
+                return Err(ExchangeError::Invalid("connection closed inside the head"));
+            }
+            Ok(0) => return Err(ExchangeError::NoResponse(None)),
+            Ok(_) => received = true,
+            Err(e) if received => return Err(ExchangeError::Io(e)),
+            Err(e) => return Err(ExchangeError::NoResponse(Some(e))),
+        }
+    }
+}
+
+enum Parsed {
+    Partial,
+    /// A 1xx response, consumed.
+    Interim,
+    Final(ResponseHead),
+}
+
+/// Where a kept field sits in the head. Offsets fit 16 bits because heads are
+/// limited to 64 KiB; the table of them is cleared for every response, so it is small.
+#[derive(Clone, Copy, Default)]
+struct FieldAt {
+    name: (u16, u16),
+    value: (u16, u16),
+}
+
+/// Parses the response head at the start of `read`, consuming it when complete. The
+/// header map's values point into the head's bytes, so no field is copied.
+fn parse_head(
+    read: &mut ReadBuffer,
+    head_request: bool,
+    interim: &mut Vec<u8>,
+) -> Result<Parsed, ExchangeError> {
+    use ExchangeError::Invalid;
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_FIELDS];
+    let mut response = httparse::Response::new(&mut []);
+    let base = read.bytes.as_ptr() as usize;
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        &read.bytes,
+        &mut slots,
+    );
+    let len = match parsed {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(httparse::Error::TooManyHeaders) => return Err(Invalid("too many header fields")),
+        // Obsolete line folding, bare CR or LF, spaces before colons, bad bytes: a
+        // proxy that guessed would let a response split (RFC 9112 §5.2, §11.1).
+        Err(_) => return Err(Invalid("malformed head")),
+    };
+    let code = response.code.unwrap_or(0);
+    if (100..200).contains(&code) {
+        // The gateway never asks to switch protocols.
+        if code == 101 {
+            return Err(Invalid("unexpected 101 Switching Protocols"));
+        }
+        // RFC 9110 §15.2: a proxy forwards 1xx responses it did not ask for itself. It
+        // asked for 100 (Continue) by sending a body, having answered the client's
+        // `Expect` on its own; 103 (Early Hints) and the rest go on to the client, up to
+        // 64 KiB of them in all.
+        if code != 100 && interim.len() + len <= MAX_RESPONSE_HEAD {
+            write_interim(
+                interim,
+                code,
+                response.reason.unwrap_or(""),
+                response.headers,
+            );
+        }
+        read.bytes.advance(len);
+        return Ok(Parsed::Interim);
+    }
+    if len > MAX_RESPONSE_HEAD {
+        return Err(Invalid("response head too large"));
+    }
+    let status = StatusCode::from_u16(code).map_err(|_| Invalid("invalid status code"))?;
+    // In range: every field lies inside the head.
+    let at = |s: &[u8]| ((s.as_ptr() as usize - base) as u16, s.len() as u16);
+
+    let mut kept = [FieldAt::default(); MAX_RESPONSE_FIELDS];
+    let mut kept_len = 0;
+    let mut connection = [(0, 0); MAX_CONNECTION_FIELDS];
+    let mut connection_len = 0;
+    let mut framing = FramingFields::default();
+    for field in response.headers.iter() {
+        let name = field.name.as_bytes();
+        let value = field.value;
+        let kind = framing
+            .observe(name, value)
+            .map_err(|FramingError(why)| Invalid(why))?;
+        match kind {
+            FramingField::Connection => {
+                // Remembered: the fields it names are removed below.
+                if connection_len == MAX_CONNECTION_FIELDS {
+                    return Err(Invalid("too many Connection fields"));
+                }
+                connection[connection_len] = at(value);
+                connection_len += 1;
+                continue;
+            }
+            FramingField::TransferEncoding => continue,
+            FramingField::Other if is_hop_by_hop(name) => continue,
+            FramingField::ContentLength | FramingField::Other => {}
+        }
+        kept[kept_len] = FieldAt {
+            name: at(name),
+            value: at(value),
+        };
+        kept_len += 1;
+    }
+    let persistent = framing.persistent(response.version != Some(1));
+    let length = if head_request || code == 204 || code == 304 {
+        BodyLength::Empty
+    } else {
+        match (&framing.transfer_codings, framing.content_length) {
+            // Codings other than chunked would have to be undone before the body could
+            // be framed again: refused rather than passed on mislabelled.
+            (Some(codings), _) if codings.check().is_err() => {
+                return Err(Invalid("unsupported transfer coding"));
+            }
+            (Some(_), _) => BodyLength::Chunked,
+            (None, Some(n)) => BodyLength::Length(n),
+            (None, None) => BodyLength::UntilClose,
+        }
+    };
+    // Both fields: Transfer-Encoding wins, Content-Length goes, and the connection is
+    // not trusted again (RFC 9112 §6.3, item 3).
+    let both = framing.transfer_codings.is_some() && framing.content_length.is_some();
+
+    let head = &read.bytes[..len];
+    let mut fields = Fields::from_head(head, kept_len + 1);
+    for field in &kept[..kept_len] {
+        if both && fields::is(span(head, field.name), b"content-length") {
+            continue;
+        }
+        let at = |(start, len): (u16, u16)| (usize::from(start), usize::from(len));
+        fields.push_at(at(field.name), at(field.value));
+    }
+    // Fields the upstream marked as meant for the hop to the gateway only.
+    for &field in &connection[..connection_len] {
+        for token in span(head, field).split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            let hop_option = fields::is(token, b"close") || fields::is(token, b"keep-alive");
+            if !hop_option {
+                fields.remove(token);
+            }
+        }
+    }
+    read.bytes.advance(len);
+    fields.append(b"via", VIA);
+    Ok(Parsed::Final(ResponseHead {
+        status,
+        fields,
+        length,
+        reusable: persistent && !both && length != BodyLength::UntilClose,
+        interim: Vec::new(),
+    }))
+}
+
+/// Appends an interim response as it goes to an HTTP/1.1 client, without the fields
+/// that concern the upstream hop only.
+fn write_interim(out: &mut Vec<u8>, code: u16, reason: &str, fields: &[httparse::Header<'_>]) {
+    let mut digits = itoa::Buffer::new();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(digits.format(code).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for field in fields {
+        if !is_hop_by_hop(field.name.as_bytes()) {
+            out.extend_from_slice(field.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(field.value);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn span(head: &[u8], (start, len): (u16, u16)) -> &[u8] {
+    let start = usize::from(start);
+    &head[start..start + usize::from(len)]
+}
+
+/// An upstream response body, read from its connection as the client takes it. The
+/// connection goes back to the pool when the body has been read to its end (or, for
+/// bodies that are empty from the start, when it is dropped).
+#[derive(Debug)]
+pub struct UpstreamBody {
+    /// `None` once given back or broken.
+    conn: Option<Connection>,
+    pool: Rc<Pool>,
+    decoder: BodyDecoder,
+    reusable: bool,
+    /// Interim responses to send before this response's head.
+    interim: Vec<u8>,
+}
+
+/// Why an upstream response body broke off; the client's connection is closed.
+#[derive(Debug)]
+pub enum BodyError {
+    Io(io::Error),
+    Framing(FramingError),
+    /// The upstream closed the connection before the declared end.
+    Truncated,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Io(e) => write!(f, "upstream body: {e}"),
+            BodyError::Framing(e) => write!(f, "upstream body: {e}"),
+            BodyError::Truncated => f.write_str("upstream body: connection closed early"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+impl UpstreamBody {
+    pub fn new(conn: Connection, pool: Rc<Pool>, head: &mut ResponseHead) -> Self {
+        Self {
+            conn: Some(conn),
+            pool,
+            decoder: BodyDecoder::from(head.length),
+            reusable: head.reusable,
+            interim: std::mem::take(&mut head.interim),
+        }
+    }
+
+    /// Interim responses the upstream sent before this one, for an HTTP/1.1 client.
+    pub fn interim(&self) -> &[u8] {
+        &self.interim
+    }
+
+    /// Ends the body: the connection goes back to the pool if nothing is left on it.
+    fn release(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && self.reusable
+            && conn.read.bytes.is_empty()
+        {
+            self.pool.give_back(conn);
+        }
+    }
+
+    /// The next piece of data from the buffer, `None` at the end of the body, or
+    /// `Pending` after a read was started.
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, BodyError>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(Ok(None));
+        };
+        loop {
+            match self.decoder.decode(&mut conn.read.bytes) {
+                Ok(Decoded::Data(data)) => return Poll::Ready(Ok(Some(data))),
+                Ok(Decoded::Done) => return Poll::Ready(Ok(None)),
+                Ok(Decoded::NeedMore) => {}
+                Err(e) => return Poll::Ready(Err(BodyError::Framing(e))),
+            }
+            let n = ready!(conn.read.poll_fill(Pin::new(&mut conn.stream), cx))
+                .map_err(BodyError::Io)?;
+            if n == 0 {
+                return Poll::Ready(if self.decoder.ends_at_close() {
+                    Ok(None)
+                } else {
+                    Err(BodyError::Truncated)
+                });
+            }
+        }
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        match ready!(this.poll_data(cx)) {
+            Ok(Some(data)) => {
+                // Given back at once, so the client's next request can reuse it.
+                if this.decoder.is_done() {
+                    this.release();
+                }
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Ok(None) => {
+                this.release();
+                Poll::Ready(None)
+            }
+            Err(e) => {
+                // A broken body means a broken connection: let it go.
+                this.conn = None;
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none() || self.decoder.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // HEAD, 204 and 304 bodies are never polled; their connection is still good.
+        // A body dropped half-read is not: its connection closes here.
+        if self.decoder.is_done() {
+            self.release();
+        }
+    }
+}

@@ -1,0 +1,736 @@
+//! The server half of HTTP/1.1 (RFC 9112): request heads parsed straight into `http`
+//! types that point into the read buffer, bodies framed as §6.3 decides, responses
+//! written with their head and first body bytes in one system call, keep-alive,
+//! pipelining, header-read timeout and graceful shutdown.
+//!
+//! hyper's server did this job for 8k of the 21k instructions per request the gateway
+//! spent (callgrind, bench/gateway.toml); a gateway knows it forwards every message,
+//! so it needs neither hyper's service machinery nor a copy of each field.
+//!
+//! Where the RFC lets a recipient choose, this side refuses: a request with both
+//! `Transfer-Encoding` and `Content-Length`, codings other than `chunked`, obsolete
+//! line folding, bare LF in chunked framing and whitespace before a colon all get a
+//! 400 and a closed connection, because the upstream might read them differently.
+
+use std::cell::RefCell;
+use std::future::{Future, poll_fn};
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::{Pin, pin};
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::{Method, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::h1::framing::{self, FramingField, FramingFields};
+use crate::h1::read_buffer::ReadBuffer;
+use crate::h1::request_body::{Http1Body, Inbound, RequestBody};
+use crate::io::Stream;
+use crate::io::stream::WriteHalf;
+use crate::message::error::json_error;
+use crate::message::fields::{self, Fields};
+use crate::pipeline::gateway::{Request, Response};
+
+/// The client preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Room for as many field lines as any listener may allow; uninitialised, so its size
+/// costs nothing per request.
+const MAX_FIELDS: usize = crate::settings::MAX_HEADERS;
+/// Bytes of an unread request body discarded before closing, so that the client reads
+/// the response before the connection resets (RFC 9112 §9.6).
+const LINGER_BYTES: usize = 1 << 20;
+const LINGER_TIME: Duration = Duration::from_secs(1);
+/// How long one write may wait for the client to make room, as nginx's `send_timeout`:
+/// a client that stops reading does not hold its connection, and the upstream
+/// connection whose body it is being sent, for ever.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A listener's limits on request heads.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    pub header_read_timeout: Duration,
+    pub max_header_size: usize,
+    pub max_headers: usize,
+}
+
+/// How a connection ended, for the caller to continue with HTTP/2 if need be.
+pub enum Ended {
+    Closed,
+    /// The client opened with the HTTP/2 preface: here is the connection and what was
+    /// read of it.
+    Http2(Stream, BytesMut),
+}
+
+/// One request head, parsed.
+struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    fields: Fields,
+    /// `None`: no body; `Some(None)`: chunked; `Some(Some(n))`: `n` bytes.
+    body: Option<Option<u64>>,
+    /// The client asked to keep the connection (HTTP/1.1 without `close`, or HTTP/1.0
+    /// with `keep-alive`).
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+/// What waiting for the next head produced.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once per request and moved once; boxing the head would allocate"
+)]
+enum Next {
+    Head(Head),
+    /// Nothing more to do: closed by the client, idle past the timeout, shutting down.
+    Close,
+    Reject(StatusCode, &'static str),
+    Http2,
+}
+
+/// Serves HTTP/1.1 requests on `stream` with `service` until the client, an error or
+/// `shutdown` turning true ends the connection. A request in flight then is finished
+/// and answered with `Connection: close`.
+pub async fn serve<S, F>(
+    stream: Stream,
+    limits: HeadLimits,
+    shutdown: watch::Receiver<bool>,
+    service: S,
+) -> Ended
+where
+    S: Fn(Request) -> F,
+    F: Future<Output = Response>,
+{
+    let (reader, mut writer) = stream.into_split();
+    let inbound = Rc::new(RefCell::new(Inbound {
+        reader,
+        read: ReadBuffer::default(),
+        body_done: true,
+    }));
+    let mut out = Vec::new();
+    // Polled once, so that the shutdown signal wakes this task; after that a version
+    // check tells whether it has come, without registering again on every wait.
+    let mut watcher = shutdown.clone();
+    let mut stop = pin!(async move {
+        let _ = watcher.wait_for(|stop| *stop).await;
+    });
+    let mut stopping = poll_once(stop.as_mut()).await;
+    let stopped = || shutdown.has_changed().unwrap_or(true);
+    // One timer for the connection, moved on only when it has fallen `slack` behind:
+    // a head gets between `timeout` and `timeout + slack` to arrive, and most requests
+    // cost no timer-wheel update.
+    let timeout = limits.header_read_timeout;
+    let slack = (timeout / 8).min(Duration::from_secs(1));
+    let mut deadline = pin!(tokio::time::sleep(timeout + slack));
+    let mut deadline_set = Instant::now();
+    let mut deadline_armed = false;
+    let mut first = true;
+    loop {
+        let now = Instant::now();
+        if deadline.is_elapsed() || now - deadline_set > slack {
+            deadline.as_mut().reset(now + timeout + slack);
+            deadline_set = now;
+            deadline_armed = false;
+        }
+        let next = poll_fn(|cx| {
+            let mut inbound = inbound.borrow_mut();
+            let inbound = &mut *inbound;
+            loop {
+                let bytes = &mut inbound.read.bytes;
+                if !bytes.is_empty() {
+                    if first && H2_PREFACE.starts_with(&bytes[..bytes.len().min(H2_PREFACE.len())])
+                    {
+                        if bytes.len() >= H2_PREFACE.len() {
+                            return Poll::Ready(Next::Http2);
+                        }
+                    } else {
+                        match parse_head(bytes, &limits) {
+                            Ok(Some(head)) => return Poll::Ready(Next::Head(head)),
+                            Ok(None) if bytes.len() > limits.max_header_size => {
+                                let (status, message) = oversized(bytes, limits.max_header_size);
+                                return Poll::Ready(Next::Reject(status, message));
+                            }
+                            Ok(None) => {}
+                            Err((status, message)) => {
+                                return Poll::Ready(Next::Reject(status, message));
+                            }
+                        }
+                    }
+                }
+                if stopping && bytes.is_empty() {
+                    return Poll::Ready(Next::Close);
+                }
+                match inbound.read.poll_fill(Pin::new(&mut inbound.reader), cx) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Next::Close),
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Pending => break,
+                }
+            }
+            let idle = inbound.read.bytes.is_empty();
+            if !stopping && stopped() {
+                stopping = true;
+                if idle {
+                    return Poll::Ready(Next::Close);
+                }
+            }
+            // Polled once per reset to register this task; then its state says enough.
+            let expired = if deadline_armed {
+                deadline.is_elapsed()
+            } else {
+                deadline_armed = true;
+                deadline.as_mut().poll(cx).is_ready()
+            };
+            if expired {
+                // Idle keep-alive connections just close; a head that is taking too
+                // long (slowloris) is told so.
+                return Poll::Ready(if idle {
+                    Next::Close
+                } else {
+                    Next::Reject(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request head not received in time",
+                    )
+                });
+            }
+            if idle {
+                // Idle connections hold no read buffer: 10,000 of them would otherwise
+                // keep 80 MB of empty buffers.
+                inbound.read.release();
+            }
+            Poll::Pending
+        })
+        .await;
+        first = false;
+        let head = match next {
+            Next::Head(head) => head,
+            Next::Close => return Ended::Closed,
+            Next::Http2 => {
+                let Ok(inbound) = Rc::try_unwrap(inbound) else {
+                    return Ended::Closed;
+                };
+                let Inbound { reader, read, .. } = inbound.into_inner();
+                return match reader.reunite(writer) {
+                    Some(stream) => Ended::Http2(stream, read.bytes),
+                    None => Ended::Closed,
+                };
+            }
+            Next::Reject(status, message) => {
+                // The head was not understood: answer as to HTTP/1.1, and close.
+                let response = json_error(status, message);
+                let _ = write_response(&mut writer, &mut out, response, false, false, true).await;
+                Box::pin(linger(inbound, writer)).await;
+                return Ended::Closed;
+            }
+        };
+        if head.expect_continue && head.body.is_some() && inbound.borrow().read.bytes.is_empty() {
+            // The gateway takes the body for the upstream; waiting for the upstream's
+            // own 100 would cost a round trip for nothing (nginx answers it too).
+            if send(&mut writer, b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return Ended::Closed;
+            }
+        }
+        let head_request = head.method == Method::HEAD;
+        let http10 = head.version == Version::HTTP_10;
+        inbound.borrow_mut().body_done = head.body.is_none();
+        let body = match head.body {
+            None => Http1Body::new(inbound.clone(), Some(0)),
+            Some(length) => Http1Body::new(inbound.clone(), length),
+        };
+        let request = Request {
+            method: head.method,
+            uri: head.uri,
+            version: head.version,
+            fields: head.fields,
+            body: RequestBody::Http1(body),
+        };
+        let response = service(request).await;
+        stopping |= stopped();
+        let body_done = inbound.borrow().body_done;
+        let close = !head.keep_alive || stopping || !body_done;
+        match write_response(&mut writer, &mut out, response, head_request, http10, close).await {
+            Ok(true) if !close => {}
+            Ok(_) if !body_done => {
+                Box::pin(linger(inbound, writer)).await;
+                return Ended::Closed;
+            }
+            _ => return Ended::Closed,
+        }
+    }
+}
+
+/// The refusal of a head over the size limit: 414 when the request line alone is
+/// over it (RFC 9110 §15.5.15), 431 otherwise.
+fn oversized(head: &[u8], limit: usize) -> (StatusCode, &'static str) {
+    match head.iter().position(|&b| b == b'\n') {
+        Some(line_end) if line_end < limit => (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request head too large",
+        ),
+        _ => (StatusCode::URI_TOO_LONG, "request target too long"),
+    }
+}
+
+/// Whether `future` is ready when polled once.
+async fn poll_once(mut future: Pin<&mut impl Future<Output = ()>>) -> bool {
+    poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx).is_ready())).await
+}
+
+/// Parses the request head at the start of `bytes`, consuming it when complete.
+fn parse_head(
+    bytes: &mut BytesMut,
+    limits: &HeadLimits,
+) -> Result<Option<Head>, (StatusCode, &'static str)> {
+    const BAD: StatusCode = StatusCode::BAD_REQUEST;
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let slots = &mut slots[..limits.max_headers.min(MAX_FIELDS)];
+    let mut request = httparse::Request::new(&mut []);
+    let base = bytes.as_ptr() as usize;
+    let len = match request.parse_with_uninit_headers(bytes, slots) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err((
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too many header fields",
+            ));
+        }
+        Err(httparse::Error::Version) => {
+            return Err((
+                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                "HTTP version not supported",
+            ));
+        }
+        // Obsolete line folding, whitespace before a colon, bare CR, control bytes:
+        // RFC 9112 §5 lets a server only refuse or repair them, and repairing is a guess.
+        Err(_) => return Err((BAD, "malformed request head")),
+    };
+    if len > limits.max_header_size {
+        return Err(oversized(&bytes[..len], limits.max_header_size));
+    }
+    // Where a part of the head lies in it: offset and length.
+    let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    let method = request
+        .method
+        .map(str::as_bytes)
+        .map(at)
+        .ok_or((BAD, "no method"))?;
+    let target = request
+        .path
+        .map(str::as_bytes)
+        .map(at)
+        .ok_or((BAD, "no target"))?;
+    let version = match request.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut fields = Fields::from_head(&bytes[..len], request.headers.len());
+    let mut framing = FramingFields::default();
+    let mut expect_continue = false;
+    for field in request.headers.iter() {
+        let name = field.name.as_bytes();
+        let value = field.value;
+        let kind = framing
+            .observe(name, value)
+            .map_err(|framing::FramingError(why)| (BAD, why))?;
+        if kind == FramingField::Other && name.eq_ignore_ascii_case(b"expect") {
+            if !value.eq_ignore_ascii_case(b"100-continue") {
+                return Err((StatusCode::EXPECTATION_FAILED, "unsupported expectation"));
+            }
+            expect_continue = true;
+        }
+        fields.push_at(at(name), at(value));
+    }
+    // RFC 9112 §6.1 and §6.3: a transfer coding in HTTP/1.0, a final coding other than
+    // chunked, or a coding next to a length make the body's end uncertain.
+    let body = match (framing.transfer_codings, framing.content_length) {
+        (Some(_), _) if version == Version::HTTP_10 => {
+            return Err((BAD, "Transfer-Encoding in an HTTP/1.0 request"));
+        }
+        (Some(_), Some(_)) => {
+            return Err((BAD, "both Transfer-Encoding and Content-Length"));
+        }
+        (Some(codings), None) => match codings.check() {
+            Ok(()) => Some(None),
+            Err(framing::CodingError::Unframed) => {
+                return Err((BAD, "the body's length cannot be determined"));
+            }
+            Err(framing::CodingError::Unsupported) => {
+                return Err((StatusCode::NOT_IMPLEMENTED, "unsupported transfer coding"));
+            }
+        },
+        (None, Some(0) | None) => None,
+        (None, Some(n)) => Some(Some(n)),
+    };
+    let keep_alive = framing.persistent(version == Version::HTTP_10);
+
+    let head = bytes.split_to(len).freeze();
+    let span = |(start, len): (usize, usize)| start..start + len;
+    let method = Method::from_bytes(&head[span(method)]).map_err(|_| (BAD, "invalid method"))?;
+    let uri = Uri::from_maybe_shared(head.slice(span(target)))
+        .map_err(|_| (BAD, "invalid request target"))?;
+    Ok(Some(Head {
+        method,
+        uri,
+        version,
+        fields,
+        body,
+        keep_alive,
+        expect_continue,
+    }))
+}
+
+/// Writes `response`, its head and first body bytes in one system call when the body
+/// has them ready. Returns whether the connection can carry another request.
+async fn write_response(
+    writer: &mut WriteHalf,
+    out: &mut Vec<u8>,
+    response: Response,
+    head_request: bool,
+    http10: bool,
+    close: bool,
+) -> io::Result<bool> {
+    let (status, fields, mut body) = response.into_parts();
+    let bodiless = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let exact = body.size_hint().exact();
+    let framing = match exact {
+        _ if bodiless => Framing::None,
+        Some(n) => Framing::Length(n),
+        None if http10 => Framing::UntilClose,
+        None => Framing::Chunked,
+    };
+    let close = close || framing == Framing::UntilClose;
+    out.clear();
+    // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+    if !http10 {
+        out.extend_from_slice(body.interim());
+    }
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut has_length = false;
+    let mut has_date = false;
+    for (name, line) in fields.lines() {
+        match name.len() {
+            14 if fields::is(name, b"content-length") => {
+                // The body's own length frames the message; a bodiless response keeps
+                // the length it describes (RFC 9110 §8.6).
+                if !bodiless {
+                    continue;
+                }
+                has_length = true;
+            }
+            17 if fields::is(name, b"transfer-encoding") => continue,
+            10 if fields::is(name, b"connection") => continue,
+            4 if fields::is(name, b"date") => has_date = true,
+            _ => {}
+        }
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+    drop(fields);
+    if !has_date {
+        crate::message::date::write_date_field(out);
+    }
+    let mut digits = itoa::Buffer::new();
+    match framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(digits.format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        // What a GET would have carried, for a HEAD answered by the gateway itself.
+        Framing::None if head_request && !has_length => {
+            if let Some(n) = exact.filter(|&n| n > 0) {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(digits.format(n).as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        Framing::None | Framing::UntilClose => {}
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if http10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if framing == Framing::None {
+        // Dropped unread: an upstream body that is empty gives its connection back.
+        drop(body);
+        send(writer, out).await?;
+        return Ok(!close);
+    }
+
+    let mut expected = match framing {
+        Framing::Length(n) => Some(n),
+        _ => None,
+    };
+    let mut head_sent = false;
+    loop {
+        // The head waits for the first data only if that data is already there.
+        let polled = poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+        let frame = match polled {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if !head_sent {
+                    send(writer, out).await?;
+                    out.clear();
+                    head_sent = true;
+                }
+                body.frame().await
+            }
+        };
+        let data = match frame {
+            None => break,
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue,
+            },
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "response body broke off; closing the connection");
+                return Err(io::Error::other("response body broke off"));
+            }
+        };
+        if let Some(left) = expected.as_mut() {
+            *left = left
+                .checked_sub(data.len() as u64)
+                .ok_or_else(|| io::Error::other("response body longer than its length"))?;
+        }
+        if data.is_empty() {
+            continue;
+        }
+        if framing == Framing::Chunked {
+            let mut size = [0u8; 18];
+            out.extend_from_slice(framing::chunk_size_line(data.len(), &mut size));
+        }
+        if out.len() + data.len() <= 64 * 1024 {
+            out.extend_from_slice(&data);
+            if framing == Framing::Chunked {
+                out.extend_from_slice(b"\r\n");
+            }
+            if body.is_end_stream() {
+                break;
+            }
+            send(writer, out).await?;
+        } else {
+            send(writer, out).await?;
+            send(writer, &data).await?;
+            if framing == Framing::Chunked {
+                send(writer, b"\r\n").await?;
+            }
+        }
+        out.clear();
+        head_sent = true;
+    }
+    if expected.is_some_and(|left| left > 0) {
+        return Err(io::Error::other("response body shorter than its length"));
+    }
+    if framing == Framing::Chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    if !out.is_empty() {
+        send(writer, out).await?;
+    }
+    Ok(!close)
+}
+
+/// Writes all of `bytes`. Most writes complete at once and need no timer; one that has
+/// to wait for the client gets `SEND_TIMEOUT`.
+async fn send(writer: &mut WriteHalf, bytes: &[u8]) -> io::Result<()> {
+    let mut write = pin!(writer.write_all(bytes));
+    let first = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    if let Poll::Ready(result) = first {
+        return result;
+    }
+    match tokio::time::timeout(SEND_TIMEOUT, write).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client did not read in time",
+        )),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// Boxed where it is awaited: its discard buffer would otherwise be part of every
+/// connection's task, idle ones included.
+///
+/// Closes after an answer that left request bytes unread: the write side first, then
+/// what the client still sends is read and dropped for a moment, so that the kernel
+/// does not reset the connection under the response (RFC 9112 §9.6).
+async fn linger(inbound: Rc<RefCell<Inbound>>, mut writer: WriteHalf) {
+    if writer.shutdown().await.is_err() {
+        return;
+    }
+    // A request body still held elsewhere keeps the reader; then just close.
+    let Ok(inbound) = Rc::try_unwrap(inbound) else {
+        return;
+    };
+    let mut inbound = inbound.into_inner();
+    let mut discard = [0u8; 8192];
+    let mut left = LINGER_BYTES;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        while left > 0 {
+            match inbound.reader.read(&mut discard).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(head: &[u8]) -> Result<Option<Head>, (StatusCode, &'static str)> {
+        let limits = HeadLimits {
+            header_read_timeout: Duration::from_secs(1),
+            max_header_size: 8192,
+            max_headers: 20,
+        };
+        parse_head(&mut BytesMut::from(head), &limits)
+    }
+
+    fn status(head: &[u8]) -> StatusCode {
+        match parse(head) {
+            Err((status, _)) => status,
+            Ok(Some(_)) => StatusCode::OK,
+            Ok(None) => StatusCode::CONTINUE,
+        }
+    }
+
+    /// Empty values, with or without whitespace around them, keep their place.
+    #[test]
+    fn empty_field_values() {
+        let head =
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\nX-Empty:\r\nX-Blank:   \r\nX-Tab:\t\r\n\r\n")
+                .expect("valid")
+                .expect("complete");
+        assert_eq!(head.fields.get(b"x-empty"), Some(&b""[..]));
+        assert_eq!(head.fields.get(b"x-blank"), Some(&b""[..]));
+        let lines: Vec<_> = head.fields.lines().map(|(_, line)| line).collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[1..], [&b"X-Empty:"[..], b"X-Blank:", b"X-Tab:"]);
+    }
+
+    /// A plain head parses into method, target, version and fields, all of them kept.
+    #[test]
+    fn parses_a_head() {
+        let head = parse(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(head.method, Method::GET);
+        assert_eq!(head.uri, "/a?b=1");
+        assert_eq!(head.fields.get_all(b"x-a").count(), 2);
+        let lines: Vec<_> = head.fields.lines().map(|(_, line)| line).collect();
+        assert_eq!(lines, [&b"Host: x"[..], b"X-A: 1", b"x-a: 2"]);
+        assert!(head.keep_alive);
+        assert_eq!(head.body, None);
+        assert!(
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\n")
+                .expect("partial")
+                .is_none()
+        );
+    }
+
+    /// Framing that two servers could read differently is refused (RFC 9112 §6).
+    #[test]
+    fn refuses_ambiguous_framing() {
+        let bad = StatusCode::BAD_REQUEST;
+        for (head, expected) in [
+            (&b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..], bad),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", bad),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", bad),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x10\r\n\r\n", bad),
+            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", bad),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", bad),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n", bad),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", StatusCode::NOT_IMPLEMENTED),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n", bad),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n", bad),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\rb\r\n\r\n", bad),
+            (b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", bad),
+            (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", StatusCode::HTTP_VERSION_NOT_SUPPORTED),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n", StatusCode::EXPECTATION_FAILED),
+        ] {
+            assert_eq!(status(head), expected, "{}", String::from_utf8_lossy(head));
+        }
+        let chunked = parse(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(chunked.body, Some(None));
+        let sized = parse(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(sized.body, Some(Some(5)));
+    }
+
+    /// Limits on field count and head size are 431s.
+    #[test]
+    fn head_limits() {
+        let many: Vec<u8> = [&b"GET / HTTP/1.1\r\n"[..], &b"x: 1\r\n".repeat(21), b"\r\n"].concat();
+        assert_eq!(status(&many), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let long: Vec<u8> = [&b"GET / HTTP/1.1\r\nx: "[..], &[b'a'; 9000], b"\r\n\r\n"].concat();
+        assert_eq!(status(&long), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let target: Vec<u8> = [&b"GET /"[..], &[b'a'; 9000], b" HTTP/1.1\r\n\r\n"].concat();
+        assert_eq!(status(&target), StatusCode::URI_TOO_LONG);
+    }
+
+    /// A client that stops reading gets its writes cut off after `SEND_TIMEOUT`.
+    #[tokio::test(start_paused = true)]
+    async fn writes_to_a_client_that_does_not_read_time_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let (_reader, mut writer) = Stream::Tcp(server).into_split();
+        let started = Instant::now();
+        let big = vec![0u8; 64 << 20];
+        let error = send(&mut writer, &big)
+            .await
+            .expect_err("the client never reads");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= SEND_TIMEOUT);
+        let small = send(&mut writer, b"x").await;
+        assert!(small.is_err(), "the buffer is still full: {small:?}");
+    }
+
+    /// HTTP/1.0 keeps the connection only when asked; HTTP/1.1 unless told to close.
+    #[test]
+    fn persistence() {
+        let keep = |head: &[u8]| parse(head).expect("valid").expect("complete").keep_alive;
+        assert!(!keep(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(keep(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        assert!(!keep(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(keep(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    }
+}

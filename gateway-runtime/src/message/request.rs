@@ -1,0 +1,377 @@
+//! The request filter phase: what every request must satisfy before routing, per
+//! RFC 9110/9112, and the normal form of its path. A request that fails here never
+//! reaches an upstream.
+
+use http::uri::{PathAndQuery, Uri};
+use http::{Method, StatusCode, Version};
+
+use crate::message::fields::Fields;
+
+/// Why a request was refused: always 400, with a fixed message.
+///
+/// Message framing is hyper's: a request with both Transfer-Encoding and
+/// Content-Length is read by Transfer-Encoding alone, Content-Length is dropped, and
+/// the connection closes after the response (RFC 9112 §6.1, §6.3).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: StatusCode,
+    pub message: &'static str,
+}
+
+const fn bad_request(message: &'static str) -> Rejection {
+    Rejection {
+        status: StatusCode::BAD_REQUEST,
+        message,
+    }
+}
+
+/// Checks Host and returns the host (without port) to route on.
+///
+/// RFC 9112 §3.2: an HTTP/1.1 request has exactly one valid Host, even when its target
+/// is in absolute form; the target's authority then decides (§3.2.2), as HTTP/2's
+/// `:authority` does.
+pub fn host<'r>(
+    uri: &'r Uri,
+    version: Version,
+    fields: &'r Fields,
+) -> Result<Option<&'r str>, Rejection> {
+    let mut hosts = fields.get_all(b"host");
+    let header = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(bad_request("more than one Host header")),
+        (Some(value), None) => Some(
+            std::str::from_utf8(value)
+                .ok()
+                .and_then(host_of)
+                .ok_or(bad_request("invalid Host header"))?,
+        ),
+        (None, _) if version == Version::HTTP_11 => {
+            return Err(bad_request("missing Host header"));
+        }
+        (None, _) => None,
+    };
+    match uri.authority() {
+        Some(authority) => Ok(Some(authority.host())),
+        None => Ok(header),
+    }
+}
+
+/// What `Max-Forwards` says about an OPTIONS or TRACE request (RFC 9110 §7.6.2).
+#[derive(Debug, PartialEq, Eq)]
+pub enum MaxForwards {
+    /// Forward it; the header, if any, has been decremented.
+    Forward,
+    /// The count is zero: answer as the final recipient instead of forwarding.
+    Answer,
+}
+
+/// Checks and decrements `Max-Forwards`, which every intermediary must do for OPTIONS
+/// and TRACE. Other methods pass untouched.
+pub fn max_forwards(method: &Method, fields: &mut Fields) -> Result<MaxForwards, Rejection> {
+    if method != Method::OPTIONS && method != Method::TRACE {
+        return Ok(MaxForwards::Forward);
+    }
+    let Some(value) = fields.get(b"max-forwards") else {
+        return Ok(MaxForwards::Forward);
+    };
+    let count: u64 = std::str::from_utf8(value)
+        .ok()
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse().ok())
+        .ok_or(bad_request("invalid Max-Forwards header"))?;
+    if count == 0 {
+        return Ok(MaxForwards::Answer);
+    }
+    fields.set(b"max-forwards", (count - 1).to_string().as_bytes());
+    Ok(MaxForwards::Forward)
+}
+
+/// The bytes of a reg-name (RFC 3986 §3.2.2): unreserved, sub-delims and the `%` of
+/// percent-encoded octets. A table, because every request's `Host` is checked with it.
+static REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+            );
+        b += 1;
+    }
+    table
+};
+
+/// The host part of a `Host` value (RFC 9110 §7.2: `uri-host [ ":" port ]`), checked
+/// byte by byte without allocating; `None` when the value is not a valid host.
+fn host_of(value: &str) -> Option<&str> {
+    let (host, port) = if value.starts_with('[') {
+        let close = value.find(']')?;
+        let (host, rest) = value.split_at(close + 1);
+        let literal = &host[1..host.len() - 1];
+        let ip_literal = !literal.is_empty()
+            && literal
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        if !ip_literal {
+            return None;
+        }
+        let port = if rest.is_empty() {
+            None
+        } else {
+            Some(rest.strip_prefix(':')?)
+        };
+        (host, port)
+    } else {
+        match value.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (value, None),
+        }
+    };
+    if port.is_some_and(|p| p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    if !host.starts_with('[')
+        && (host.is_empty() || !host.bytes().all(|b| REG_NAME[usize::from(b)]))
+    {
+        return None;
+    }
+    Some(host)
+}
+
+/// The path in normal form when it is not already: dot segments resolved (also when
+/// written `%2e`), repeated slashes merged. Encoded slashes, backslashes and NUL are
+/// refused outright, because upstreams disagree on what they mean and that
+/// disagreement is how path-based access rules get bypassed.
+pub fn normalize_path(path: &str) -> Result<Option<String>, Rejection> {
+    if !path.starts_with('/') {
+        return Err(bad_request(
+            "the request target must be a path starting with `/`",
+        ));
+    }
+    let bytes = path.as_bytes();
+    let mut suspicious = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'\\' => return Err(bad_request("backslash in path")),
+            b'%' => {
+                let code = bytes.get(i + 1..i + 3).unwrap_or_default();
+                if code.eq_ignore_ascii_case(b"2f")
+                    || code.eq_ignore_ascii_case(b"5c")
+                    || code == b"00"
+                {
+                    return Err(bad_request("encoded slash, backslash or NUL in path"));
+                }
+                if code.eq_ignore_ascii_case(b"2e") {
+                    suspicious = true;
+                }
+            }
+            b'/' if matches!(bytes.get(i + 1), Some(b'/' | b'.')) => suspicious = true,
+            _ => {}
+        }
+    }
+    if !suspicious {
+        return Ok(None);
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    let parts: Vec<&str> = path[1..].split('/').collect();
+    let last = parts.len() - 1;
+    let mut trailing_slash = false;
+    for (i, segment) in parts.into_iter().enumerate() {
+        // `..;x` is `..` to servlet containers, which drop `;` parameters: it would
+        // climb at the upstream after passing our router as a plain name.
+        if let Some((name, _)) = segment.split_once(';')
+            && dots(name).is_some()
+        {
+            return Err(bad_request("path parameters on a dot segment"));
+        }
+        match dots(segment) {
+            Some(1) => trailing_slash = i == last,
+            Some(2) => {
+                if segments.pop().is_none() {
+                    return Err(bad_request("path climbs above the root"));
+                }
+                trailing_slash = i == last;
+            }
+            _ if segment.is_empty() => trailing_slash = i == last,
+            _ => {
+                segments.push(segment);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for segment in &segments {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if trailing_slash || segments.is_empty() {
+        out.push('/');
+    }
+    Ok(Some(out))
+}
+
+/// `Some(1)` for a `.` segment, `Some(2)` for `..`, counting `%2e` as a dot.
+fn dots(segment: &str) -> Option<usize> {
+    let mut count = 0;
+    let mut rest = segment.as_bytes();
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3 && rest[0] == b'%' && rest[1..3].eq_ignore_ascii_case(b"2e") {
+            rest = &rest[3..];
+        } else {
+            return None;
+        }
+        count += 1;
+    }
+    (1..=2).contains(&count).then_some(count)
+}
+
+/// `uri` with its path replaced by `path`, query kept.
+pub fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
+    let pq = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(pq).ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normal(path: &str) -> Result<Option<String>, &'static str> {
+        normalize_path(path).map_err(|r| r.message)
+    }
+
+    /// Already normal paths cost no allocation.
+    #[test]
+    fn normal_paths_pass_untouched() {
+        assert_eq!(normal("/api/users/42"), Ok(None));
+        assert_eq!(normal("/a.b/c..d/%41"), Ok(None));
+    }
+
+    /// Dot segments resolve, encoded or not; slashes merge; trailing slashes stay.
+    #[test]
+    fn dot_segments() {
+        assert_eq!(normal("/a/./b/../c"), Ok(Some("/a/c".into())));
+        assert_eq!(normal("/a/%2e%2E/b"), Ok(Some("/b".into())));
+        assert_eq!(normal("/a//b/"), Ok(Some("/a/b/".into())));
+        assert_eq!(normal("/a/b/.."), Ok(Some("/a/".into())));
+        assert_eq!(normal("/."), Ok(Some("/".into())));
+        assert_eq!(normal("/a/.%2e/.%2E/x"), Err("path climbs above the root"));
+        assert_eq!(normal("/.."), Err("path climbs above the root"));
+    }
+
+    /// Encodings that upstreams read differently are refused.
+    #[test]
+    fn ambiguous_encodings() {
+        for path in [
+            "/a%2fb",
+            "/a%2F..%2Fb",
+            "/a%5cb",
+            "/a%00",
+            "/a\\b",
+            "/api/..;/admin",
+            "/a/.;x/b",
+            "/a/%2e%2e;/b",
+        ] {
+            assert!(normal(path).is_err(), "{path}");
+        }
+        assert!(normal("*").is_err());
+    }
+
+    /// Max-Forwards counts down on OPTIONS and TRACE only, and stops them at zero.
+    #[test]
+    fn max_forwards_counts_down() {
+        let mut f = Fields::of(&[("Max-Forwards", "3")]);
+        assert_eq!(
+            max_forwards(&Method::OPTIONS, &mut f),
+            Ok(MaxForwards::Forward)
+        );
+        assert_eq!(f.get(b"max-forwards"), Some(&b"2"[..]));
+        let mut f = Fields::of(&[("max-forwards", "0")]);
+        assert_eq!(
+            max_forwards(&Method::OPTIONS, &mut f),
+            Ok(MaxForwards::Answer)
+        );
+        assert_eq!(max_forwards(&Method::GET, &mut f), Ok(MaxForwards::Forward));
+        let mut f = Fields::of(&[("max-forwards", "-1")]);
+        assert!(max_forwards(&Method::TRACE, &mut f).is_err());
+    }
+
+    /// The reg-name table holds RFC 3986's unreserved and sub-delims characters and `%`.
+    #[test]
+    fn reg_name_table() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
+            assert_eq!(REG_NAME[usize::from(b)], expected, "byte {b}");
+        }
+    }
+
+    /// Host comes from the single Host header, or from an absolute-form target.
+    #[test]
+    fn hosts() {
+        let origin = Uri::from_static("/");
+        let absolute = Uri::from_static("http://a.example/x");
+        let h11 = Version::HTTP_11;
+        let check = |uri, version, list: &[(&str, &str)]| {
+            host(uri, version, &Fields::of(list))
+                .map(|h| h.map(str::to_owned))
+                .map_err(|r| r.message)
+        };
+        assert_eq!(
+            check(&origin, h11, &[("Host", "Api.Example.com:8080")]),
+            Ok(Some("Api.Example.com".into()))
+        );
+        assert_eq!(
+            check(&absolute, h11, &[("host", "b.example")]),
+            Ok(Some("a.example".into()))
+        );
+        assert_eq!(check(&origin, h11, &[]), Err("missing Host header"));
+        assert_eq!(check(&absolute, h11, &[]), Err("missing Host header"));
+        assert_eq!(
+            check(&absolute, h11, &[("host", "b c")]),
+            Err("invalid Host header")
+        );
+        assert_eq!(
+            check(&absolute, Version::HTTP_2, &[]),
+            Ok(Some("a.example".into())),
+            ":authority without Host"
+        );
+        assert_eq!(
+            check(&origin, h11, &[("host", "a"), ("HOST", "b")]),
+            Err("more than one Host header")
+        );
+        for bad in ["a b", "u@a", "a:80:80", "a:x", "[zz]", "[::1", ":80", ""] {
+            assert!(check(&origin, h11, &[("host", bad)]).is_err(), "{bad:?}");
+        }
+        for (good, expected) in [
+            ("[::1]:8080", "[::1]"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("a.b:", "a.b"),
+        ] {
+            assert_eq!(
+                check(&origin, h11, &[("host", good)]),
+                Ok(Some(expected.into()))
+            );
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! A response on its way to the client: status, fields and body. The gateway's own
+//! type rather than `http::Response`, so that an upstream's fields travel as the bytes
+//! they came in (see `fields`) instead of as a `HeaderMap`.
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::message::body::Body;
+use crate::message::fields::Fields;
+
+#[derive(Debug)]
+pub struct Response {
+    status: StatusCode,
+    fields: Fields,
+    body: Body,
+}
+
+impl Response {
+    pub fn new(status: StatusCode, fields: Fields, body: Body) -> Self {
+        Self {
+            status,
+            fields,
+            body,
+        }
+    }
+
+    /// A response the gateway writes itself, with one `Content-Type`.
+    pub fn local(status: StatusCode, content_type: &[u8], body: impl Into<Bytes>) -> Self {
+        let mut fields = Fields::with_capacity(2, 64);
+        fields.append(b"content-type", content_type);
+        Self::new(status, fields, Body::local(body))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn fields(&self) -> &Fields {
+        &self.fields
+    }
+
+    pub fn fields_mut(&mut self) -> &mut Fields {
+        &mut self.fields
+    }
+
+    pub fn into_parts(self) -> (StatusCode, Fields, Body) {
+        (self.status, self.fields, self.body)
+    }
+
+    /// The response as hyper's HTTP/2 server takes it.
+    pub fn into_http(self) -> http::Response<Body> {
+        let mut response = http::Response::new(self.body);
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.fields.to_header_map();
+        response
+    }
+}

@@ -1,0 +1,153 @@
+//! The driver: runs one request through the phases and logs it on every exit.
+//!
+//! In order: the connection phase's verdict (decided at accept), the checks every
+//! request passes (path normal form, `Host`), routing, `Max-Forwards`, then the
+//! route's own chain (`Gateway::handle`: request phase, target, response phase).
+//! Whatever stops on the way comes back as a `Stop`, and `rescue` answers it; the
+//! access log records the response and, for an early exit, why.
+
+use std::rc::Rc;
+use std::time::{Instant, SystemTime};
+
+use http::StatusCode;
+
+use crate::message::body::Body;
+use crate::message::error::json_error;
+use crate::message::fields::Fields;
+use crate::message::request::{MaxForwards, host, max_forwards, normalize_path, with_path};
+use crate::observe::access_log::{AccessLog, LoggedPath, Record};
+use crate::pipeline::gateway::{Gateway, Request, Response};
+use crate::pipeline::{Refusal, RequestContext, Stop, rescue};
+use crate::route::router::{Lookup, RouteTable};
+
+/// One client connection's view of the gateway.
+pub(crate) struct Connection<G: Gateway> {
+    pub gateway: Rc<G>,
+    pub table: Rc<RouteTable<'static>>,
+    pub cx: RequestContext,
+    /// The connection phase refused this connection: every request gets this answer.
+    pub refused: Option<Refusal>,
+    pub log: AccessLog,
+}
+
+impl<G: Gateway> Connection<G> {
+    /// Runs one request through the phases and writes its access-log line.
+    ///
+    /// This and `dispatch` return `async` blocks rather than being `async fn`s: an
+    /// `async fn` moves its arguments into locals and its future keeps room for both
+    /// copies (rust-lang/rust#62958), so each level of the request's future carried the
+    /// request twice, and copied it.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold the request twice"
+    )]
+    pub fn serve(&self, req: Request) -> impl Future<Output = Response> + '_ {
+        async move {
+            // One `await` for both cases: two would give the future two dispatch slots.
+            let logged = self.log.as_ref().map(|_| {
+                let path = LoggedPath::new(req.uri.path());
+                (SystemTime::now(), Instant::now(), req.method.clone(), path)
+            });
+            let (outcome, route) = self.dispatch(req).await;
+            let (response, stop) = match outcome {
+                Ok(response) => (response, None),
+                Err(stop) => {
+                    let (response, reason) = rescue(stop);
+                    (response, Some(reason))
+                }
+            };
+            if let (Some(log), Some((at, start, method, path))) = (&self.log, logged) {
+                // The log thread may be gone only at exit; a lost line then is no reason
+                // to fail.
+                let _ = log.send(Record {
+                    at,
+                    listener: self.cx.listener,
+                    client: self.cx.client.ip(),
+                    method,
+                    path,
+                    route: route.map(|id| &G::ROUTES[id]),
+                    status: response.status().as_u16(),
+                    duration: start.elapsed(),
+                    stop,
+                });
+            }
+            response
+        }
+    }
+
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold the request twice"
+    )]
+    fn dispatch(
+        &self,
+        mut req: Request,
+    ) -> impl Future<Output = (Result<Response, Stop>, Option<usize>)> + '_ {
+        async move {
+            if let Some(refusal) = self.refused {
+                return (Err(Stop::Refused(refusal)), None);
+            }
+            // The router and the upstream must see the same path, so the normal form
+            // replaces the request's own.
+            match normalize_path(req.uri.path()) {
+                Ok(None) => {}
+                Ok(Some(normal)) => match with_path(&req.uri, &normal) {
+                    Some(uri) => req.uri = uri,
+                    None => return (Err(Stop::bad_request("invalid path")), None),
+                },
+                Err(rejection) => return (Err(rejection.into()), None),
+            }
+            // A cheap clone (reference-counted parts) that the route's parameters borrow,
+            // so that the request itself can move on to the upstream.
+            let uri = req.uri.clone();
+            let lookup = match host(&req.uri, req.version, &req.fields) {
+                Ok(host) => self.table.lookup(host, &req.method, uri.path()),
+                Err(rejection) => return (Err(rejection.into()), None),
+            };
+            match lookup {
+                Lookup::Found { route, params } => {
+                    match max_forwards(&req.method, &mut req.fields) {
+                        Ok(MaxForwards::Forward) => {
+                            let outcome = self.gateway.handle(route, &params, req, &self.cx).await;
+                            (outcome, Some(route))
+                        }
+                        Ok(MaxForwards::Answer) => (Ok(self.answer_locally(&req)), Some(route)),
+                        Err(rejection) => (Err(rejection.into()), Some(route)),
+                    }
+                }
+                Lookup::MethodNotAllowed { route, methods } => {
+                    let stop = self.gateway.refuse_method(route, &req, &self.cx, methods);
+                    (Err(stop), Some(route))
+                }
+                Lookup::NotFound => (Err(Stop::no_route()), None),
+            }
+        }
+    }
+
+    /// The answer to an OPTIONS or TRACE request whose `Max-Forwards` reached zero: the
+    /// gateway is then the final recipient (RFC 9110 §7.6.2). OPTIONS gets the methods
+    /// routed for the path; TRACE is refused rather than echoed, as echoing a request
+    /// back exposes its credentials to scripts (cross-site tracing).
+    fn answer_locally(&self, req: &Request) -> Response {
+        let host = host(&req.uri, req.version, &req.fields).ok().flatten();
+        let allowed = self.table.allowed(host, req.uri.path());
+        let (mut response, allow) = if req.method == http::Method::OPTIONS {
+            let empty = Response::new(
+                StatusCode::OK,
+                Fields::with_capacity(1, 64),
+                Body::local(""),
+            );
+            (empty, allowed)
+        } else {
+            let refused = json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "TRACE is not answered by the gateway",
+            );
+            (refused, allowed.without(&http::Method::TRACE))
+        };
+        response
+            .fields_mut()
+            .append(b"allow", allow.allow_header().as_bytes());
+        response
+    }
+}

@@ -1,0 +1,176 @@
+//! The contract between generated code and the runtime: the compiled tables as
+//! constants, the shared state, and the phases that the generated code implements
+//! with one function per route.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{Method, Uri, Version};
+
+use crate::h1::request_body::RequestBody;
+use crate::message::fields::Fields;
+use crate::message::methods::MethodSet;
+use crate::pipeline::{Admission, Refusal, RequestContext, Stop};
+use crate::route::router::RouteSpec;
+use crate::settings::{Setting, SettingError};
+
+pub use crate::message::response::Response;
+pub type Params<'k, 'v> = matchit::Params<'k, 'v>;
+
+/// A client's request as the phases see it. Its fields are the bytes the client sent
+/// (see `fields`); `uri` is the target, in origin form or, from an absolute-form
+/// target or HTTP/2, with the authority.
+#[derive(Debug)]
+pub struct Request {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub fields: Fields,
+    pub body: RequestBody,
+}
+
+/// A gateway compiled from a gateway.toml. Implemented only by generated code.
+///
+/// One instance is built on each worker thread and never leaves it, so neither it nor
+/// its futures need to be `Send`: per-thread state needs no locks. What all workers
+/// share is `Shared`, built once before they start.
+pub trait Gateway: Sized + 'static {
+    const NAME: &'static str;
+    const PROVENANCE: Provenance;
+    /// Worker threads; `None`: one per core.
+    const WORKERS: Option<Setting>;
+    const SHUTDOWN_TIMEOUT: Setting;
+    const ADMIN: Option<Setting>;
+    const LISTENERS: &'static [ListenerSpec];
+    const UPSTREAMS: &'static [UpstreamSpec];
+    /// Indexed by route id.
+    const ROUTES: &'static [RouteSpec<'static>];
+
+    /// Process-wide state: policy instances resolved at start-up. Immutable once
+    /// built; see the `pipeline` module on how state that changes will be shared.
+    type Shared: Send + Sync + 'static;
+
+    /// Builds the shared state, reporting every bad setting at once.
+    fn shared() -> Result<Self::Shared, Vec<SettingError>>;
+
+    /// Builds a worker's gateway (upstream pools) around the shared state. Start-up
+    /// has checked every setting beforehand, so an error here is one that appeared in
+    /// between (a file that just vanished).
+    fn new(shared: Arc<Self::Shared>) -> Result<Self, SettingError>;
+
+    /// The connection phase, once per accepted connection on listener `listener`:
+    /// `Err` refuses every request on it before routing; `Ok` carries the verdicts
+    /// that routes opting out of a listener policy may ignore.
+    fn connection(&self, listener: usize, peer: IpAddr) -> Result<Admission, Refusal>;
+
+    /// Runs route `route` (request phase, target, response phase) on a request the
+    /// router matched to it.
+    fn handle<'a>(
+        &'a self,
+        route: usize,
+        params: &'a Params<'_, '_>,
+        req: Request,
+        cx: &'a RequestContext,
+    ) -> impl Future<Output = Result<Response, Stop>> + 'a;
+
+    /// The answer to a request whose path route `route` matches but whose method no
+    /// route takes: the route's admission policies (IP rules) run first, so that a
+    /// refused client learns nothing of the route, then 405 with `allowed`.
+    fn refuse_method(
+        &self,
+        route: usize,
+        req: &Request,
+        cx: &RequestContext,
+        allowed: MethodSet,
+    ) -> Stop;
+}
+
+/// A `[listeners.NAME]` section.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerSpec {
+    pub name: &'static str,
+    pub bind: Setting,
+    pub header_read_timeout: Setting,
+    /// `None`: no limit.
+    pub max_body: Option<Setting>,
+    pub max_header_size: Setting,
+    pub max_headers: usize,
+}
+
+/// Which configuration a binary enforces: printed by `--version` and logged at start-up,
+/// so an operator can tell exactly what a running gateway was built from.
+#[derive(Debug, Clone, Copy)]
+pub struct Provenance {
+    pub config_file: &'static str,
+    /// SHA-256 of the configuration source, hex.
+    pub config_sha256: &'static str,
+    /// `gateway-build 0.1.0`.
+    pub compiler: &'static str,
+    /// The policy kinds compiled in; empty for a pure router.
+    pub policies: &'static [&'static str],
+}
+
+impl std::fmt::Display for Provenance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let policies = if self.policies.is_empty() {
+            "none".to_owned()
+        } else {
+            self.policies.join(", ")
+        };
+        write!(
+            f,
+            "config: {} sha256:{}\ncompiler: {}\npolicies: {}",
+            self.config_file, self.config_sha256, self.compiler, policies
+        )
+    }
+}
+
+/// An `[upstreams.NAME]` section.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamSpec {
+    pub name: &'static str,
+    pub targets: &'static [Setting],
+    pub connect_timeout: Setting,
+    pub response_timeout: Setting,
+    pub idle_timeout: Setting,
+}
+
+/// Every setting of a gateway checked at once, so that start-up names all the
+/// missing variables and bad values in one go instead of one per attempt.
+pub(crate) fn check_settings<G: Gateway>() -> Vec<SettingError> {
+    let mut errors = Vec::new();
+    let mut check = |result: Result<(), SettingError>| {
+        if let Err(e) = result {
+            errors.push(e);
+        }
+    };
+    check(G::SHUTDOWN_TIMEOUT.duration().map(drop));
+    if let Some(workers) = G::WORKERS {
+        check(workers.workers().map(drop));
+    }
+    if let Some(admin) = G::ADMIN {
+        check(admin.bind().map(drop));
+    }
+    for listener in G::LISTENERS {
+        check(listener.bind.bind().map(drop));
+        check(listener.header_read_timeout.duration().map(drop));
+        check(listener.max_header_size.header_size().map(drop));
+        if let Some(max_body) = listener.max_body {
+            check(max_body.size().map(drop));
+        }
+    }
+    for upstream in G::UPSTREAMS {
+        for target in upstream.targets {
+            check(target.target().map(drop));
+        }
+        for timeout in [
+            upstream.connect_timeout,
+            upstream.response_timeout,
+            upstream.idle_timeout,
+        ] {
+            check(timeout.duration().map(drop));
+        }
+    }
+    errors
+}

@@ -1,0 +1,459 @@
+//! Process life: start-up (settings, sockets), one worker thread per core each with
+//! its own single-threaded runtime and `SO_REUSEPORT` socket, the admin listener, and
+//! graceful shutdown on SIGTERM or SIGINT.
+//!
+//! Thread-per-core keeps every per-request structure (router, pool, round-robin
+//! counter) local to one thread: no locks and no atomics on the request path
+//! (../shared/PERF.md measured 7–10% less CPU than a work-stealing runtime).
+
+mod admin;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use http::header::HeaderValue;
+use hyper_util::server::graceful::GracefulShutdown;
+use socket2::{Domain, Socket, Type};
+use tokio::sync::watch;
+
+use crate::h1::server as http1;
+use crate::io::Stream;
+use crate::observe::access_log::{self, AccessLog};
+use crate::pipeline::gateway::{Gateway, ListenerSpec, check_settings};
+use crate::pipeline::{Connection, RequestContext};
+use crate::route::router::RouteTable;
+use crate::settings::SettingError;
+use crate::timer::ConnectionTimer;
+
+/// Why the gateway could not start: every bad setting, or the one I/O failure.
+#[derive(Debug)]
+enum StartError {
+    Settings(Vec<SettingError>),
+    Io(String),
+}
+
+impl From<SettingError> for StartError {
+    fn from(e: SettingError) -> Self {
+        StartError::Settings(vec![e])
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Settings(errors) => {
+                for (i, e) in errors.iter().enumerate() {
+                    let separator = if i == 0 { "" } else { "\n  " };
+                    write!(f, "{separator}{e}")?;
+                }
+                Ok(())
+            }
+            StartError::Io(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Entry point of a generated gateway: logs to stderr (`RUST_LOG` filters, default
+/// `info`), runs until a signal, and exits non-zero when start-up fails.
+pub fn main<G: Gateway>() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--version") {
+        println!("{}\n{}", G::NAME, G::PROVENANCE);
+        return ExitCode::SUCCESS;
+    }
+    init_logging();
+    tracing::info!(
+        gateway = G::NAME,
+        config = G::PROVENANCE.config_file,
+        sha256 = G::PROVENANCE.config_sha256,
+        compiler = G::PROVENANCE.compiler,
+        "starting"
+    );
+    match run::<G>() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("cannot start gateway `{}`: {e}", G::NAME);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// A listener as one worker serves it.
+struct WorkerListener {
+    index: usize,
+    socket: std::net::TcpListener,
+    settings: ListenerSettings,
+}
+
+/// A listener's resolved settings, the same for every worker.
+#[derive(Debug, Clone, Copy)]
+struct ListenerSettings {
+    name: &'static str,
+    header_read_timeout: Duration,
+    max_body: u64,
+    max_header_size: usize,
+    max_headers: usize,
+}
+
+impl ListenerSettings {
+    fn resolve(spec: &ListenerSpec) -> Result<Self, SettingError> {
+        Ok(Self {
+            name: spec.name,
+            header_read_timeout: spec.header_read_timeout.duration()?,
+            max_body: spec
+                .max_body
+                .map(|s| s.size())
+                .transpose()?
+                .unwrap_or(u64::MAX),
+            max_header_size: usize::try_from(spec.max_header_size.header_size()?)
+                .unwrap_or(usize::MAX),
+            max_headers: spec.max_headers,
+        })
+    }
+}
+
+/// A gateway holds a descriptor per connection, and the usual soft limit of 1,024 would
+/// cap connections long before memory does: raise it to the hard limit, as nginx's
+/// `worker_rlimit_nofile` and Go's runtime do.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the open files limit");
+        }
+    }
+}
+
+fn run<G: Gateway>() -> Result<(), StartError> {
+    raise_open_files_limit();
+    // Every setting is checked, and the shared state built, before anything listens:
+    // start-up names every problem at once.
+    let mut errors = check_settings::<G>();
+    let shared = match G::shared() {
+        Ok(shared) => Some(Arc::new(shared)),
+        Err(more) => {
+            errors.extend(more);
+            None
+        }
+    };
+    let Some(shared) = shared.filter(|_| errors.is_empty()) else {
+        return Err(StartError::Settings(errors));
+    };
+    let drain_timeout = G::SHUTDOWN_TIMEOUT.duration()?;
+    let workers = match G::WORKERS {
+        Some(workers) => workers.workers()?,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let mut per_worker: Vec<Vec<WorkerListener>> = (0..workers).map(|_| Vec::new()).collect();
+    for (index, spec) in G::LISTENERS.iter().enumerate() {
+        let requested = spec.bind.bind()?;
+        let settings = ListenerSettings::resolve(spec)?;
+        // Port 0 picks a port once; the other workers join that same port.
+        let mut addr = requested;
+        for (worker, listeners) in per_worker.iter_mut().enumerate() {
+            let socket = reuseport_listener(addr).map_err(|e| {
+                StartError::Io(format!(
+                    "{}: cannot listen on {addr}: {e}",
+                    spec.bind.origin
+                ))
+            })?;
+            if worker == 0 {
+                addr = socket
+                    .local_addr()
+                    .map_err(|e| StartError::Io(e.to_string()))?;
+                tracing::info!(listener = spec.name, %addr, workers, "listening");
+            }
+            listeners.push(WorkerListener {
+                index,
+                socket,
+                settings,
+            });
+        }
+    }
+
+    let (log, log_thread) = access_log::start()
+        .map_err(|e| StartError::Io(format!("cannot start the access log: {e}")))?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let mut threads = Vec::with_capacity(workers);
+    for (i, listeners) in per_worker.into_iter().enumerate() {
+        let shutdown = shutdown_rx.clone();
+        let started = started_tx.clone();
+        let log = log.clone();
+        let shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("gateway-worker-{i}"))
+            .spawn(move || {
+                let state = WorkerState { shared, log };
+                worker::<G>(listeners, state, shutdown, started, drain_timeout)
+            })
+            .map_err(|e| StartError::Io(format!("cannot start worker thread: {e}")))?;
+        threads.push(thread);
+    }
+    drop(started_tx);
+    // Each worker builds its own gateway (pools, counters) on its own thread and says
+    // whether it could; start-up fails as a whole if one could not.
+    for _ in 0..workers {
+        let outcome = started_rx
+            .recv()
+            .unwrap_or_else(|_| Err(StartError::Io("a worker thread died while starting".into())));
+        if let Err(e) = outcome {
+            let _ = shutdown_tx.send(true);
+            for thread in threads {
+                let _ = thread.join();
+            }
+            return Err(e);
+        }
+    }
+
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Io(format!("cannot start runtime: {e}")))?;
+    control.block_on(async move {
+        let ready = Arc::new(AtomicBool::new(true));
+        if let Some(admin) = G::ADMIN {
+            let addr = admin.bind()?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| StartError::Io(format!("{}: cannot listen on {addr}: {e}", admin.origin)))?;
+            let addr = listener.local_addr().map_err(|e| StartError::Io(e.to_string()))?;
+            tracing::info!(listener = "admin", %addr, "listening");
+            tokio::spawn(admin::serve(listener, ready.clone()));
+        }
+        wait_for_signal().await;
+        tracing::info!(drain_timeout = ?drain_timeout, "shutting down: finishing in-flight requests");
+        ready.store(false, Ordering::Relaxed);
+        let _ = shutdown_tx.send(true);
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+        // Every worker has dropped its senders; the last one lets the log thread finish.
+        drop(log);
+        if let Some(thread) = log_thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// What a worker is handed by start-up: everything built once for all workers.
+struct WorkerState<G: Gateway> {
+    shared: Arc<G::Shared>,
+    log: AccessLog,
+}
+
+fn worker<G: Gateway>(
+    listeners: Vec<WorkerListener>,
+    state: WorkerState<G>,
+    mut shutdown: watch::Receiver<bool>,
+    started: std::sync::mpsc::Sender<Result<(), StartError>>,
+    drain_timeout: Duration,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = started.send(Err(StartError::Io(format!(
+                "cannot start worker runtime: {e}"
+            ))));
+            return;
+        }
+    };
+    let WorkerState { shared, log } = state;
+    let gateway = match G::new(shared) {
+        Ok(gateway) => Rc::new(gateway),
+        Err(e) => {
+            let _ = started.send(Err(e.into()));
+            return;
+        }
+    };
+    let _ = started.send(Ok(()));
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let (alive, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+        let connections = Shutdown {
+            signal: shutdown.clone(),
+            alive,
+            http2: Rc::new(GracefulShutdown::new()),
+        };
+        let mut accept_loops = Vec::new();
+        for listener in listeners {
+            // Per worker, like the pools: a lookup touches nothing another thread writes.
+            let table = Rc::new(RouteTable::new(G::ROUTES, listener.index));
+            let socket = match tokio::net::TcpListener::from_std(listener.socket) {
+                Ok(socket) => socket,
+                Err(e) => {
+                    tracing::error!(listener = listener.settings.name, error = %e, "cannot register listener");
+                    continue;
+                }
+            };
+            accept_loops.push(tokio::task::spawn_local(accept_loop(
+                gateway.clone(),
+                table,
+                listener.index,
+                socket,
+                listener.settings,
+                connections.clone(),
+                log.clone(),
+            )));
+        }
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        // Closing the sockets first sends new connections to no one rather than to a
+        // worker that is about to go away.
+        for accept in &accept_loops {
+            accept.abort();
+        }
+        for accept in accept_loops {
+            let _ = accept.await;
+        }
+        let Shutdown { alive, http2, .. } = connections;
+        drop(alive);
+        let drained = async move {
+            // HTTP/1.1 connections close once idle, or after their in-flight response.
+            let _ = all_closed.recv().await;
+            // HTTP/2 connections are being told to go away meanwhile.
+            match Rc::try_unwrap(http2) {
+                Ok(graceful) => graceful.shutdown().await,
+                Err(_) => tracing::error!("HTTP/2 shutdown still shared; closing connections"),
+            }
+        };
+        if tokio::time::timeout(drain_timeout, drained).await.is_err() {
+            tracing::warn!("drain timeout reached; closing the remaining connections");
+        }
+    });
+}
+
+/// What every connection of one worker shares for shutting down.
+#[derive(Clone)]
+struct Shutdown {
+    /// Turns true when the worker stops taking requests.
+    signal: watch::Receiver<bool>,
+    /// Held by every HTTP/1.1 connection: the worker waits until all are dropped.
+    alive: tokio::sync::mpsc::Sender<()>,
+    /// Tracks HTTP/2 connections, which hyper serves.
+    http2: Rc<GracefulShutdown>,
+}
+
+async fn accept_loop<G: Gateway>(
+    gateway: Rc<G>,
+    table: Rc<RouteTable<'static>>,
+    listener_id: usize,
+    socket: tokio::net::TcpListener,
+    settings: ListenerSettings,
+    shutdown: Shutdown,
+    log: AccessLog,
+) {
+    let listener = settings.name;
+    let limits = http1::HeadLimits {
+        header_read_timeout: settings.header_read_timeout,
+        max_header_size: settings.max_header_size,
+        max_headers: settings.max_headers,
+    };
+    loop {
+        let (stream, client) = match socket.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(listener, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let client_ip = HeaderValue::from_str(&client.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        // The connection phase.
+        let (admission, refused) = match gateway.connection(listener_id, client.ip()) {
+            Ok(admission) => (admission, None),
+            Err(refusal) => (Default::default(), Some(refusal)),
+        };
+        let connection = Rc::new(Connection {
+            gateway: gateway.clone(),
+            table: table.clone(),
+            cx: RequestContext {
+                listener,
+                listener_id,
+                max_body: settings.max_body,
+                client,
+                client_ip,
+                admission,
+                response_timer: ConnectionTimer::default(),
+            },
+            refused,
+            log: log.clone(),
+        });
+        let shutdown = shutdown.clone();
+        tokio::task::spawn_local(async move {
+            let stream = Stream::Tcp(stream);
+            let ended =
+                http1::serve(stream, limits, shutdown.signal, |req| connection.serve(req)).await;
+            drop(shutdown.alive);
+            if let http1::Ended::Http2(stream, preface) = ended {
+                connection.cx.response_timer.set_multiplexed();
+                let max_header_list = settings.max_header_size;
+                crate::h2::serve(
+                    stream,
+                    preface,
+                    connection,
+                    max_header_list,
+                    &shutdown.http2,
+                )
+                .await;
+            }
+        });
+    }
+}

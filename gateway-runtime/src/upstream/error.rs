@@ -1,0 +1,79 @@
+//! Why an upstream call failed, typed by the phase it failed in, so that the rescue
+//! (and later retries, circuit breaking and fallbacks) can tell a refused connect from
+//! a timeout from a broken response without looking at a status.
+
+use std::io;
+
+use crate::h1::client::ExchangeError;
+use crate::upstream::pool::ConnectError;
+
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// No connection within `timeouts.connect`.
+    ConnectTimeout,
+    /// The connection was refused or could not be made.
+    Connect(io::Error),
+    /// No response head within `timeouts.response`.
+    ResponseTimeout,
+    /// The connection ended before any byte of a response (with the error, if any).
+    Closed(Option<io::Error>),
+    /// The connection failed once the response had begun.
+    Io(io::Error),
+    /// The response cannot be forwarded faithfully: malformed, ambiguous framing.
+    InvalidResponse(&'static str),
+    /// The client's body crossed the listener's limit while it was being sent.
+    RequestBodyTooLarge,
+    /// The client's body could not be read: the client left, or framed it badly.
+    RequestBody,
+}
+
+impl UpstreamError {
+    /// A fixed name for the kind of failure, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::ConnectTimeout => "connect timed out",
+            UpstreamError::Connect(_) => "connect failed",
+            UpstreamError::ResponseTimeout => "response timed out",
+            UpstreamError::Closed(_) => "closed before a response",
+            UpstreamError::Io(_) => "connection failed",
+            UpstreamError::InvalidResponse(why) => why,
+            UpstreamError::RequestBodyTooLarge => "request body too large",
+            UpstreamError::RequestBody => "request body broke off",
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamError::Connect(e) => write!(f, "connect: {e}"),
+            UpstreamError::Closed(Some(e)) => write!(f, "connection failed before a response: {e}"),
+            UpstreamError::Io(e) => write!(f, "connection failed: {e}"),
+            UpstreamError::InvalidResponse(why) => write!(f, "invalid response: {why}"),
+            other => f.write_str(other.kind()),
+        }
+    }
+}
+
+impl std::error::Error for UpstreamError {}
+
+impl From<ConnectError> for UpstreamError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::TimedOut => UpstreamError::ConnectTimeout,
+            ConnectError::Io(e) => UpstreamError::Connect(e),
+        }
+    }
+}
+
+impl From<ExchangeError> for UpstreamError {
+    fn from(e: ExchangeError) -> Self {
+        match e {
+            ExchangeError::BodyTooLarge => UpstreamError::RequestBodyTooLarge,
+            ExchangeError::ClientBody => UpstreamError::RequestBody,
+            ExchangeError::NoResponse(e) => UpstreamError::Closed(e),
+            ExchangeError::Io(e) => UpstreamError::Io(e),
+            ExchangeError::Invalid(why) => UpstreamError::InvalidResponse(why),
+        }
+    }
+}
