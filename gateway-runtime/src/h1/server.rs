@@ -722,6 +722,112 @@ mod tests {
         assert!(small.is_err(), "the buffer is still full: {small:?}");
     }
 
+    // === the session over scripted I/O ===
+
+    /// A client that sends `sends` (one read each) and expects exactly `expects` back.
+    fn scripted(sends: &[&[u8]], expects: &[&[u8]]) -> Stream {
+        let mut reads = tokio_test::io::Builder::new();
+        for bytes in sends {
+            reads.read(bytes);
+        }
+        let mut writes = tokio_test::io::Builder::new();
+        for bytes in expects {
+            writes.write(bytes);
+        }
+        Stream::Scripted(crate::io::stream::Scripted {
+            sends: reads.build(),
+            expects: writes.build(),
+        })
+    }
+
+    /// Serves `stream` with a service that reads each request's body and answers with
+    /// its method, target and body length; the `Date` is fixed so that the bytes on
+    /// the wire are known.
+    async fn serve_scripted(stream: Stream) {
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let limits = HeadLimits {
+            header_read_timeout: Duration::from_secs(5),
+            max_header_size: 8192,
+            max_headers: 20,
+        };
+        let ended = serve(stream, limits, shutdown, |req: Request| async move {
+            let answer = format!("{} {}", req.method, req.uri);
+            let body = req.body.collect().await.map(|b| b.to_bytes().len());
+            let text = match body {
+                Ok(len) => format!("{answer} {len}"),
+                Err(_) => format!("{answer} broken"),
+            };
+            let mut fields = crate::message::fields::Fields::with_capacity(1, 64);
+            fields.append(b"date", b"Tue, 01 Dec 2026 20:00:00 GMT");
+            Response::new(
+                StatusCode::OK,
+                fields,
+                crate::message::body::Body::local(text),
+            )
+        })
+        .await;
+        assert!(matches!(ended, Ended::Closed));
+    }
+
+    fn ok(body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 200 OK\r\ndate: Tue, 01 Dec 2026 20:00:00 GMT\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    /// Pipelined requests arriving in one read are answered in order, each with its
+    /// body read, and the connection ends when the client closes it.
+    #[tokio::test]
+    async fn session_answers_pipelined_requests_in_order() {
+        let first = ok("GET /a 0");
+        let second = ok("POST /b 5");
+        let stream = scripted(
+            &[b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"],
+            &[&first, &second],
+        );
+        serve_scripted(stream).await;
+    }
+
+    /// A chunked body split across reads is decoded for the service.
+    #[tokio::test]
+    async fn session_decodes_chunked_bodies_across_reads() {
+        let answer = ok("PUT /c 11");
+        let stream = scripted(
+            &[
+                b"PUT /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+                b"lo\r\n6\r\n world\r\n0\r\n\r\n",
+            ],
+            &[&answer],
+        );
+        serve_scripted(stream).await;
+    }
+
+    /// `Expect: 100-continue` with no body bytes in hand is answered before the body
+    /// is read.
+    #[tokio::test]
+    async fn session_answers_expect_continue() {
+        let answer = ok("POST /u 3");
+        let stream = scripted(
+            &[
+                b"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+                b"abc",
+            ],
+            &[b"HTTP/1.1 100 Continue\r\n\r\n", &answer],
+        );
+        serve_scripted(stream).await;
+    }
+
+    /// An HTTP/1.0 request without keep-alive gets its answer and `Connection: close`.
+    #[tokio::test]
+    async fn session_closes_http10_connections() {
+        let answer = String::from_utf8(ok("GET /old 0")).expect("ASCII");
+        let answer = answer.replace("\r\n\r\n", "\r\nconnection: close\r\n\r\n");
+        let stream = scripted(&[b"GET /old HTTP/1.0\r\n\r\n"], &[answer.as_bytes()]);
+        serve_scripted(stream).await;
+    }
+
     /// HTTP/1.0 keeps the connection only when asked; HTTP/1.1 unless told to close.
     #[test]
     fn persistence() {
