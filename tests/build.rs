@@ -2,4 +2,7 @@ fn main() {
     gateway_build::Builder::new()
         .out_file("e2e.rs")
         .compile("gateways/e2e.toml");
+    gateway_build::Builder::new()
+        .out_file("sizes.rs")
+        .compile("gateways/sizes.toml");
 }

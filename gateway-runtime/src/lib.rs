@@ -59,4 +59,5 @@ pub mod __private {
     pub use crate::server::main;
     pub use crate::settings::{Setting, SettingError};
     pub use crate::upstream::Upstream;
+    pub use pin_project_lite::pin_project;
 }

@@ -507,7 +507,7 @@ fn version_tells_which_configuration_is_compiled_in() {
             .unwrap();
         assert!(out.status.success());
         let expected = format!(
-            "e2e\nconfig: gateways/e2e.toml sha256:{hash}\ncompiler: gateway-build {}\npolicies: none\n",
+            "e2e\nconfig: gateways/e2e.toml sha256:{hash}\ncompiler: gateway-build {}\npolicies: headers, ip\n",
             env!("CARGO_PKG_VERSION")
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected);

@@ -58,6 +58,7 @@ pub fn tokens(plan: &Plan) -> TokenStream {
     let connection = policies::connection(plan, &names);
     let route_functions = routes::functions(plan, &names, &upstreams);
     let handle = routes::handle(plan);
+    let route_future = routes::route_future(plan);
     let refuse_method = routes::refuse_method(plan, &names);
     quote! {
         #[doc = #doc]
@@ -88,6 +89,8 @@ pub fn tokens(plan: &Plan) -> TokenStream {
             impl Gateway {
                 #route_functions
             }
+
+            #route_future
 
             impl rt::Gateway for Gateway {
                 const NAME: &'static str = #name;

@@ -78,7 +78,7 @@ fn cidr(block: &gateway_runtime::policy::ip::Cidr) -> TokenStream {
             quote!(rt::Cidr::v4([#(#octets),*], #prefix))
         }
         std::net::IpAddr::V6(v6) => {
-            let segments = v6.segments().map(|s| Literal::u16_unsuffixed(s));
+            let segments = v6.segments().map(Literal::u16_unsuffixed);
             quote!(rt::Cidr::v6([#(#segments),*], #prefix))
         }
     }

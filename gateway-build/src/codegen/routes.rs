@@ -160,23 +160,71 @@ fn reads_params(plan: &Plan, route: &RoutePlan) -> bool {
     matches!(path, PathChange::Rewrite(_)) || header_policies(plan, route).next().is_some()
 }
 
+/// `RouteFuture`: one variant per route holding that route's future, so that
+/// `handle` picks a route without an `async` block of its own. Such a block would keep
+/// the request it passes on as a captured value beside the route's future, which holds
+/// it again: one more copy of the request in every request's future.
+pub(super) fn route_future(plan: &Plan) -> TokenStream {
+    if plan.routes.is_empty() {
+        return quote!();
+    }
+    let params: Vec<Ident> = (0..plan.routes.len())
+        .map(|id| format_ident!("F{}", id))
+        .collect();
+    let variants: Vec<Ident> = (0..plan.routes.len())
+        .map(|id| format_ident!("Route{}", id))
+        .collect();
+    quote! {
+        rt::pin_project! {
+            /// The future of the route `handle` picked.
+            #[project = RouteFutureProjection]
+            pub enum RouteFuture<#(#params),*> {
+                #(#variants { #[pin] future: #params },)*
+                NoRoute,
+            }
+        }
+
+        impl<#(#params),*> ::core::future::Future for RouteFuture<#(#params),*>
+        where
+            #(#params: ::core::future::Future<
+                Output = ::core::result::Result<rt::Response, rt::Stop>,
+            >,)*
+        {
+            type Output = ::core::result::Result<rt::Response, rt::Stop>;
+
+            fn poll(
+                self: ::core::pin::Pin<&mut Self>,
+                context: &mut ::core::task::Context<'_>,
+            ) -> ::core::task::Poll<Self::Output> {
+                match self.project() {
+                    #(RouteFutureProjection::#variants { future } => future.poll(context),)*
+                    RouteFutureProjection::NoRoute => {
+                        ::core::task::Poll::Ready(::core::result::Result::Err(rt::Stop::no_route()))
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `Gateway::handle`: the route's function, by id.
 pub(super) fn handle(plan: &Plan) -> TokenStream {
     let body = if plan.routes.is_empty() {
         quote! {
             let _ = (route, params, req, cx);
-            ::core::result::Result::Err(rt::Stop::no_route())
+            ::core::future::ready(::core::result::Result::Err(rt::Stop::no_route()))
         }
     } else {
         let arms = (0..plan.routes.len()).map(|id| {
             let ident = route_id(id);
             let function = format_ident!("route_{}", id);
-            quote!(#ident => self.#function(params, req, cx).await,)
+            let variant = format_ident!("Route{}", id);
+            quote!(#ident => RouteFuture::#variant { future: self.#function(params, req, cx) },)
         });
         quote! {
             match route {
                 #(#arms)*
-                _ => ::core::result::Result::Err(rt::Stop::no_route()),
+                _ => RouteFuture::NoRoute,
             }
         }
     };
@@ -190,7 +238,7 @@ pub(super) fn handle(plan: &Plan) -> TokenStream {
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<rt::Response, rt::Stop>,
         > + 'a {
-            async move { #body }
+            #body
         }
     }
 }

@@ -734,10 +734,10 @@ mod tests {
         for bytes in expects {
             writes.write(bytes);
         }
-        Stream::Scripted(crate::io::stream::Scripted {
+        Stream::Scripted(Box::new(crate::io::stream::Scripted {
             sends: reads.build(),
             expects: writes.build(),
-        })
+        }))
     }
 
     /// Serves `stream` with a service that reads each request's body and answers with

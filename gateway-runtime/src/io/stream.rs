@@ -21,8 +21,9 @@ use tokio::net::tcp;
 #[derive(Debug)]
 pub enum Stream {
     Tcp(TcpStream),
+    /// Boxed, so that tests measure the same layouts as the server runs with.
     #[cfg(test)]
-    Scripted(Scripted),
+    Scripted(Box<Scripted>),
 }
 
 /// A scripted peer: what it sends, and what it expects to be sent, in order.
@@ -38,7 +39,7 @@ pub struct Scripted {
 pub enum ReadHalf {
     Tcp(tcp::OwnedReadHalf),
     #[cfg(test)]
-    Scripted(tokio_test::io::Mock),
+    Scripted(Box<tokio_test::io::Mock>),
 }
 
 /// The writing half of a `Stream`, owned.
@@ -46,7 +47,7 @@ pub enum ReadHalf {
 pub enum WriteHalf {
     Tcp(tcp::OwnedWriteHalf),
     #[cfg(test)]
-    Scripted(tokio_test::io::Mock),
+    Scripted(Box<tokio_test::io::Mock>),
 }
 
 /// The reading half of a borrowed `Stream`.
@@ -74,7 +75,13 @@ impl Stream {
                 (ReadHalf::Tcp(read), WriteHalf::Tcp(write))
             }
             #[cfg(test)]
-            Stream::Scripted(s) => (ReadHalf::Scripted(s.sends), WriteHalf::Scripted(s.expects)),
+            Stream::Scripted(s) => {
+                let Scripted { sends, expects } = *s;
+                (
+                    ReadHalf::Scripted(Box::new(sends)),
+                    WriteHalf::Scripted(Box::new(expects)),
+                )
+            }
         }
     }
 
@@ -125,7 +132,10 @@ impl ReadHalf {
             }
             #[cfg(test)]
             (ReadHalf::Scripted(sends), WriteHalf::Scripted(expects)) => {
-                Some(Stream::Scripted(Scripted { sends, expects }))
+                Some(Stream::Scripted(Box::new(Scripted {
+                    sends: *sends,
+                    expects: *expects,
+                })))
             }
             #[cfg(test)]
             _ => None,
