@@ -58,7 +58,11 @@ SCENARIOS = {
     "idle-10k": ("/api/users/42", "as small, with 10,000 idle keep-alive connections held open", True),
     "logged": ("/api/users/42", "as small, with an access log line per request written to a file", True),
     "h2c": ("/api/users/42", "as small, over HTTP/2 cleartext from the client (h2load), HTTP/1.1 to the origin", True),
+    "policies": ("/api/policed/42", "as small, behind an IP allow rule and a request header rule (`X-User-Id` from the path)", True),
 }
+# Scenarios that also get a callgrind pass: instructions are what a feature's cost is
+# judged by, against `small` in the same run.
+CALLGRIND_SCENARIOS = {"small", "policies"}
 
 
 def log(*parts):
@@ -170,6 +174,7 @@ def origin_conf(workdir):
     server {{
         listen 127.0.0.1:{ORIGIN_PORT} backlog=4096;
         location /api/users/ {{ default_type application/json; return 200 '{SMALL_JSON}'; }}
+        location /api/policed/ {{ default_type application/json; return 200 '{SMALL_JSON}'; }}
         location /static/ {{ root {workdir}/www; }}
     }}""",
     )
@@ -195,6 +200,18 @@ def proxy_conf(workdir, workers, valgrind=False, logged=False):
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $host;
+        }}
+        location ~ ^/api/policed/([^/]+)$ {{
+            limit_except GET {{ deny all; }}
+            allow 127.0.0.0/8;
+            deny all;
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-User-Id $1;
         }}
     }}""",
         workers,
@@ -451,7 +468,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--scenarios", default="small,16k,1m,two-workers,logged,h2c,idle-10k")
+    parser.add_argument("--scenarios", default="small,policies,16k,1m,two-workers,logged,h2c,idle-10k")
     parser.add_argument("--no-callgrind", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -471,7 +488,12 @@ def main():
         f.write(b'"' + b"x" * (16 * 1024 - 2) + b'"')
     with open(os.path.join(workdir, "www", "static", "1m.bin"), "wb") as f:
         f.write(bytes(i % 251 for i in range(1 << 20)))
-    sizes = {"/api/users/42": len(SMALL_JSON), "/static/16k.json": 16 * 1024, "/static/1m.bin": 1 << 20}
+    sizes = {
+        "/api/users/42": len(SMALL_JSON),
+        "/api/policed/42": len(SMALL_JSON),
+        "/static/16k.json": 16 * 1024,
+        "/static/1m.bin": 1 << 20,
+    }
 
     origin = subprocess.Popen(
         ["taskset", "-c", "1", "nginx", "-c", origin_conf(workdir), "-p", workdir],
@@ -531,7 +553,7 @@ def main():
                 for c in candidates.values():
                     c.stop()
             instructions = {}
-            if not args.no_callgrind and scenario == "small":
+            if not args.no_callgrind and scenario in CALLGRIND_SCENARIOS:
                 for name, make in [("nginx", lambda: Candidate("nginx", NGINX_PORT, start_nginx(workdir))),
                                    ("gateway", lambda: Candidate("gateway", GATEWAY_PORT, start_gateway(workdir)))]:
                     ir, n = instructions_per_request(make, path, workdir, name)

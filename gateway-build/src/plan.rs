@@ -186,10 +186,35 @@ pub struct RoutePlan {
     pub chains: Vec<Chain>,
 }
 
-/// What a route does with a matched request.
+/// What a route does with a matched request: the target phase. Code that needs to
+/// know what a target does asks it through these methods; only the code generator's
+/// target phase matches on the kinds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Upstream { upstream: usize, path: PathChange },
+}
+
+impl Target {
+    /// The upstream the route forwards to.
+    pub fn upstream(&self) -> Option<usize> {
+        match self {
+            Target::Upstream { upstream, .. } => Some(*upstream),
+        }
+    }
+
+    /// How the path sent upstream derives from the request's.
+    pub fn path_change(&self) -> Option<&PathChange> {
+        match self {
+            Target::Upstream { path, .. } => Some(path),
+        }
+    }
+
+    /// What the access log and `gateway routes` call the target.
+    pub fn name<'p>(&self, plan: &'p Plan) -> &'p str {
+        match self {
+            Target::Upstream { upstream, .. } => &plan.upstreams[*upstream].name,
+        }
+    }
 }
 
 /// How the path sent upstream derives from the request's; the query is always kept.

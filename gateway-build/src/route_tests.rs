@@ -13,7 +13,7 @@ use gateway_runtime::route::router::{Lookup, RouteSpec, RouteTable};
 
 use crate::codes;
 use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::plan::{PathChange, Plan, RewriteSegment, Target};
+use crate::plan::{PathChange, Plan, RewriteSegment};
 use crate::syntax::{Config, RouteTest};
 
 /// Statuses the router itself can answer: routed, bad request, no route, wrong method.
@@ -126,16 +126,13 @@ pub(crate) fn run(config: &Config, plan: &Plan) -> Vec<Diagnostic> {
     let specs: Vec<RouteSpec<'_>> = plan
         .routes
         .iter()
-        .map(|r| {
-            let Target::Upstream { upstream, .. } = &r.target;
-            RouteSpec {
-                name: &r.name,
-                host: r.host.as_deref(),
-                path: &r.canonical_path,
-                methods: r.methods,
-                listeners: r.listeners,
-                target: &plan.upstreams[*upstream].name,
-            }
+        .map(|r| RouteSpec {
+            name: &r.name,
+            host: r.host.as_deref(),
+            path: &r.canonical_path,
+            methods: r.methods,
+            listeners: r.listeners,
+            target: r.target.name(plan),
         })
         .collect();
     let mut tables: HashMap<usize, RouteTable<'_>> = HashMap::new();
@@ -189,13 +186,12 @@ fn evaluate(
         .map(|h| h.get_ref().split(':').next().unwrap_or_default());
     match table.lookup(host, &request.method, uri.path()) {
         Lookup::Found { route, params } => {
-            let Target::Upstream { path, .. } = &plan.routes[route].target;
-            let sent = match path {
-                PathChange::Keep => uri.path_and_query().map(|pq| pq.to_string()),
-                PathChange::StripPrefix(prefix) => {
+            let sent = match plan.routes[route].target.path_change() {
+                None | Some(PathChange::Keep) => uri.path_and_query().map(|pq| pq.to_string()),
+                Some(PathChange::StripPrefix(prefix)) => {
                     rt_path::strip_prefix(&uri, prefix).map(|pq| pq.to_string())
                 }
-                PathChange::Rewrite(segments) => {
+                Some(PathChange::Rewrite(segments)) => {
                     let segments: Vec<RtSegment<'_>> = segments
                         .iter()
                         .map(|s| match s {
@@ -235,10 +231,9 @@ fn compare(
 ) -> Option<Diagnostic> {
     let expect = test.expect.get_ref();
     let routed = outcome.route.map(|r| &plan.routes[r]);
-    let upstream = routed.map(|r| {
-        let Target::Upstream { upstream, .. } = &r.target;
-        plan.upstreams[*upstream].name.as_str()
-    });
+    let upstream = routed
+        .and_then(|r| r.target.upstream())
+        .map(|u| plan.upstreams[u].name.as_str());
     let mut wrong = Vec::new();
     if let Some(want) = &expect.status
         && *want.get_ref() != outcome.status

@@ -6,20 +6,20 @@
 //! routing, policy values), which the compiler uses so that build-time checks and route
 //! tests run the same code as the server.
 //!
-//! The folders, and what each may use:
+//! The folders (README.md's "Architecture" says what may use what):
 //!
-//! | folder | holds | may use |
-//! |---|---|---|
-//! | `message` | what HTTP messages are made of: fields, request and response, bodies, the checks every request passes, forwarding headers, JSON errors | nothing else here |
-//! | `route` | the router and the paths sent upstream | `message` |
-//! | `io` | the one stream type both sides speak over | nothing else here |
-//! | `h1` | HTTP/1.1: the server session, the client session, framing | `message`, `io` |
-//! | `h2` | HTTP/2 through hyper | `message`, `io`, `pipeline` |
-//! | `upstream` | targets, pools, forwarding, typed upstream errors | `message`, `io`, `h1` |
-//! | `policy` | one module per policy kind, each a request- and/or response-phase step | `message`, `pipeline` |
-//! | `pipeline` | the phases' contract (`Gateway`), `Stop`, the one rescue, the driver that runs a request through them and logs it | all of the above but `server` |
-//! | `observe` | the access log | `message`, `route` |
-//! | `server` | process life: start-up, workers, accept loops, admin, shutdown | everything |
+//! | folder | holds |
+//! |---|---|
+//! | `message` | what HTTP messages are made of: fields, request and response, bodies, the checks every request passes, forwarding headers, JSON errors |
+//! | `route` | the router and the paths sent upstream |
+//! | `io` | the one stream type both sides speak over |
+//! | `h1` | HTTP/1.1: the server session, the client session, framing |
+//! | `h2` | HTTP/2 through hyper |
+//! | `upstream` | targets, pools, the target phase, typed upstream errors |
+//! | `policy` | one module per policy kind, each a request- and/or response-phase step |
+//! | `pipeline` | the phases' contract (`Gateway`), `Stop`, the one rescue, the driver that runs a request through them and logs it |
+//! | `observe` | the access log |
+//! | `server` | process life: start-up, workers, accept loops, admin, shutdown |
 
 pub mod message;
 pub mod policy;

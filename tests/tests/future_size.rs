@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use gateway_runtime::__private::{self as rt, Gateway as _};
+use gateway_runtime::h1::framing::BodyLength;
 use gateway_runtime::h1::read_buffer::ReadBuffer;
 use gateway_runtime::h1::request_body::{Http1Body, Inbound, RequestBody};
 use gateway_runtime::io::Stream;
@@ -40,7 +41,7 @@ async fn handle_future_size(gateway: &gateway::Gateway, path: &str) -> usize {
         uri: path.parse().expect("path"),
         version: http::Version::HTTP_11,
         fields: Fields::with_capacity(1, 64),
-        body: RequestBody::Http1(Http1Body::new(inbound, Some(0))),
+        body: RequestBody::Http1(Http1Body::new(inbound, BodyLength::Empty)),
     };
     let cx = rt::RequestContext {
         listener: "public",

@@ -1,5 +1,6 @@
 //! Three tiny JSON services standing in for real backends: two instances of `users`
-//! and one `orders`. Each echoes which instance answered and the path it saw.
+//! and one `orders`. Each echoes which instance answered, the path it saw, and the
+//! user the gateway named in `X-User-Id`, if any.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -36,7 +37,7 @@ pub fn start() {
     });
     println!(
         "quickstart: demo backends on 127.0.0.1:18001-18003; try\n  \
-         curl -i http://127.0.0.1:8080/api/users/42\n  \
+         curl -i http://127.0.0.1:8080/api/users/42   # X-Served-By; the backend got X-User-Id\n  \
          curl -i http://127.0.0.1:8080/v2/users/42\n  \
          curl -i http://127.0.0.1:8080/api/orders/7\n  \
          curl -i -X POST -d '{{\"item\":1}}' http://127.0.0.1:8080/api/orders\n  \
@@ -52,8 +53,13 @@ async fn serve(listener: tokio::net::TcpListener, name: &'static str) {
         };
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                let user = req
+                    .headers()
+                    .get("x-user-id")
+                    .and_then(|v| v.to_str().ok())
+                    .map_or("null".to_owned(), |v| format!("{v:?}"));
                 let body = format!(
-                    r#"{{"backend":"{name}","method":"{}","path":"{}"}}"#,
+                    r#"{{"backend":"{name}","method":"{}","path":"{}","user":{user}}}"#,
                     req.method(),
                     req.uri().path()
                 );

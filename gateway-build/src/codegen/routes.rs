@@ -102,10 +102,36 @@ fn chain_body(
         }
     }
     response.reverse();
-    let Target::Upstream { upstream, path } = &route.target;
-    let field = &upstreams[*upstream];
-    let upstream_name = &plan.upstreams[*upstream].name;
-    let path = match path {
+    let target = target(plan, upstreams, route);
+    let mutable = (!response.is_empty()).then(|| quote!(mut));
+    quote! {
+        #(#request)*
+        let #mutable response = #target;
+        #(#response)*
+        ::core::result::Result::Ok(response)
+    }
+}
+
+/// The target phase: the one place that matches on what a route's target is.
+fn target(plan: &Plan, upstreams: &[Ident], route: &RoutePlan) -> TokenStream {
+    match &route.target {
+        Target::Upstream { upstream, path } => {
+            let field = &upstreams[*upstream];
+            let name = &plan.upstreams[*upstream].name;
+            let path = path_change(path);
+            quote! {{
+                let path = #path;
+                self.#field
+                    .forward(req, path, cx)
+                    .await
+                    .map_err(|error| rt::Stop::upstream(#name, error))?
+            }}
+        }
+    }
+}
+
+fn path_change(path: &PathChange) -> TokenStream {
+    match path {
         PathChange::Keep => quote!(::core::option::Option::None),
         PathChange::StripPrefix(prefix) => changed(quote!(rt::strip_prefix(&req.uri, #prefix))),
         PathChange::Rewrite(segments) => {
@@ -122,18 +148,6 @@ fn chain_body(
             });
             changed(quote!(rt::rewrite(&req.uri, &[#(#segments),*], params)))
         }
-    };
-    let mutable = (!response.is_empty()).then(|| quote!(mut));
-    quote! {
-        #(#request)*
-        let path = #path;
-        let #mutable response = self
-            .#field
-            .forward(req, path, cx)
-            .await
-            .map_err(|error| rt::Stop::upstream(#upstream_name, error))?;
-        #(#response)*
-        ::core::result::Result::Ok(response)
     }
 }
 
@@ -156,8 +170,8 @@ fn mutates_request(plan: &Plan, route: &RoutePlan) -> bool {
 }
 
 fn reads_params(plan: &Plan, route: &RoutePlan) -> bool {
-    let Target::Upstream { path, .. } = &route.target;
-    matches!(path, PathChange::Rewrite(_)) || header_policies(plan, route).next().is_some()
+    matches!(route.target.path_change(), Some(PathChange::Rewrite(_)))
+        || header_policies(plan, route).next().is_some()
 }
 
 /// `RouteFuture`: one variant per route holding that route's future, so that

@@ -4,7 +4,7 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
-use crate::plan::{Plan, SettingPlan, Target};
+use crate::plan::{Plan, SettingPlan};
 
 pub(super) fn setting(s: &SettingPlan) -> TokenStream {
     let origin = &s.origin;
@@ -65,9 +65,7 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
         let path = &r.canonical_path;
         let methods = Literal::u16_unsuffixed(r.methods.bits());
         let listeners = Literal::u64_unsuffixed(r.listeners);
-        let target = match &r.target {
-            Target::Upstream { upstream, .. } => &plan.upstreams[*upstream].name,
-        };
+        let target = r.target.name(plan);
         quote! {
             rt::RouteSpec {
                 name: #name,

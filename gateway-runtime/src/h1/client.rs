@@ -229,14 +229,6 @@ enum Parsed {
     Final(ResponseHead),
 }
 
-/// Where a kept field sits in the head. Offsets fit 16 bits because heads are
-/// limited to 64 KiB; the table of them is cleared for every response, so it is small.
-#[derive(Clone, Copy, Default)]
-struct FieldAt {
-    name: (u16, u16),
-    value: (u16, u16),
-}
-
 /// Parses the response head at the start of `read`, consuming it when complete. The
 /// header map's values point into the head's bytes, so no field is copied.
 fn parse_head(
@@ -247,7 +239,6 @@ fn parse_head(
     use ExchangeError::Invalid;
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_FIELDS];
     let mut response = httparse::Response::new(&mut []);
-    let base = read.bytes.as_ptr() as usize;
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
         &mut response,
         &read.bytes,
@@ -286,11 +277,9 @@ fn parse_head(
         return Err(Invalid("response head too large"));
     }
     let status = StatusCode::from_u16(code).map_err(|_| Invalid("invalid status code"))?;
-    // In range: every field lies inside the head.
-    let at = |s: &[u8]| ((s.as_ptr() as usize - base) as u16, s.len() as u16);
-
-    let mut kept = [FieldAt::default(); MAX_RESPONSE_FIELDS];
-    let mut kept_len = 0;
+    let head = &read.bytes[..len];
+    let at = |part: &[u8]| Fields::offset_in(head, part);
+    let mut fields = Fields::from_head(head, response.headers.len() + 1);
     let mut connection = [(0, 0); MAX_CONNECTION_FIELDS];
     let mut connection_len = 0;
     let mut framing = FramingFields::default();
@@ -314,11 +303,7 @@ fn parse_head(
             FramingField::Other if is_hop_by_hop(name) => continue,
             FramingField::ContentLength | FramingField::Other => {}
         }
-        kept[kept_len] = FieldAt {
-            name: at(name),
-            value: at(value),
-        };
-        kept_len += 1;
+        fields.push_at(at(name), at(value));
     }
     let persistent = framing.persistent(response.version != Some(1));
     let length = if head_request || code == 204 || code == 304 {
@@ -338,19 +323,12 @@ fn parse_head(
     // Both fields: Transfer-Encoding wins, Content-Length goes, and the connection is
     // not trusted again (RFC 9112 §6.3, item 3).
     let both = framing.transfer_codings.is_some() && framing.content_length.is_some();
-
-    let head = &read.bytes[..len];
-    let mut fields = Fields::from_head(head, kept_len + 1);
-    for field in &kept[..kept_len] {
-        if both && fields::is(span(head, field.name), b"content-length") {
-            continue;
-        }
-        let at = |(start, len): (u16, u16)| (usize::from(start), usize::from(len));
-        fields.push_at(at(field.name), at(field.value));
+    if both {
+        fields.remove(b"content-length");
     }
     // Fields the upstream marked as meant for the hop to the gateway only.
-    for &field in &connection[..connection_len] {
-        for token in span(head, field).split(|&b| b == b',') {
+    for &(start, len) in &connection[..connection_len] {
+        for token in head[start..start + len].split(|&b| b == b',') {
             let token = token.trim_ascii();
             let hop_option = fields::is(token, b"close") || fields::is(token, b"keep-alive");
             if !hop_option {
@@ -387,11 +365,6 @@ fn write_interim(out: &mut Vec<u8>, code: u16, reason: &str, fields: &[httparse:
         }
     }
     out.extend_from_slice(b"\r\n");
-}
-
-fn span(head: &[u8], (start, len): (u16, u16)) -> &[u8] {
-    let start = usize::from(start);
-    &head[start..start + usize::from(len)]
 }
 
 /// An upstream response body, read from its connection as the client takes it. The

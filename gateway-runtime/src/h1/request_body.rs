@@ -63,9 +63,8 @@ pub struct Http1Body {
 }
 
 impl Http1Body {
-    /// A body of `length` bytes, or chunked when `None`.
-    pub fn new(inbound: Rc<RefCell<Inbound>>, length: Option<u64>) -> Self {
-        let length = length.map_or(BodyLength::Chunked, BodyLength::Length);
+    /// A body framed as its head said.
+    pub fn new(inbound: Rc<RefCell<Inbound>>, length: BodyLength) -> Self {
         Self {
             inbound,
             decoder: BodyDecoder::from(length),

@@ -29,7 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::h1::framing::{self, FramingField, FramingFields};
+use crate::h1::framing::{self, BodyLength, FramingField, FramingFields};
 use crate::h1::read_buffer::ReadBuffer;
 use crate::h1::request_body::{Http1Body, Inbound, RequestBody};
 use crate::io::Stream;
@@ -74,8 +74,8 @@ struct Head {
     uri: Uri,
     version: Version,
     fields: Fields,
-    /// `None`: no body; `Some(None)`: chunked; `Some(Some(n))`: `n` bytes.
-    body: Option<Option<u64>>,
+    /// `Empty`, `Length(n)` or `Chunked`: a request is never framed by closing.
+    body: BodyLength,
     /// The client asked to keep the connection (HTTP/1.1 without `close`, or HTTP/1.0
     /// with `keep-alive`).
     keep_alive: bool,
@@ -229,7 +229,8 @@ where
                 return Ended::Closed;
             }
         };
-        if head.expect_continue && head.body.is_some() && inbound.borrow().read.bytes.is_empty() {
+        let has_body = head.body != BodyLength::Empty;
+        if head.expect_continue && has_body && inbound.borrow().read.bytes.is_empty() {
             // The gateway takes the body for the upstream; waiting for the upstream's
             // own 100 would cost a round trip for nothing (nginx answers it too).
             if send(&mut writer, b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -241,11 +242,8 @@ where
         }
         let head_request = head.method == Method::HEAD;
         let http10 = head.version == Version::HTTP_10;
-        inbound.borrow_mut().body_done = head.body.is_none();
-        let body = match head.body {
-            None => Http1Body::new(inbound.clone(), Some(0)),
-            Some(length) => Http1Body::new(inbound.clone(), length),
-        };
+        inbound.borrow_mut().body_done = !has_body;
+        let body = Http1Body::new(inbound.clone(), head.body);
         let request = Request {
             method: head.method,
             uri: head.uri,
@@ -294,7 +292,6 @@ fn parse_head(
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let slots = &mut slots[..limits.max_headers.min(MAX_FIELDS)];
     let mut request = httparse::Request::new(&mut []);
-    let base = bytes.as_ptr() as usize;
     let len = match request.parse_with_uninit_headers(bytes, slots) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -318,7 +315,7 @@ fn parse_head(
         return Err(oversized(&bytes[..len], limits.max_header_size));
     }
     // Where a part of the head lies in it: offset and length.
-    let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    let at = |part: &[u8]| Fields::offset_in(bytes, part);
     let method = request
         .method
         .map(str::as_bytes)
@@ -360,7 +357,7 @@ fn parse_head(
             return Err((BAD, "both Transfer-Encoding and Content-Length"));
         }
         (Some(codings), None) => match codings.check() {
-            Ok(()) => Some(None),
+            Ok(()) => BodyLength::Chunked,
             Err(framing::CodingError::Unframed) => {
                 return Err((BAD, "the body's length cannot be determined"));
             }
@@ -368,8 +365,8 @@ fn parse_head(
                 return Err((StatusCode::NOT_IMPLEMENTED, "unsupported transfer coding"));
             }
         },
-        (None, Some(0) | None) => None,
-        (None, Some(n)) => Some(Some(n)),
+        (None, Some(0) | None) => BodyLength::Empty,
+        (None, Some(n)) => BodyLength::Length(n),
     };
     let keep_alive = framing.persistent(version == Version::HTTP_10);
 
@@ -650,7 +647,7 @@ mod tests {
         let lines: Vec<_> = head.fields.lines().map(|(_, line)| line).collect();
         assert_eq!(lines, [&b"Host: x"[..], b"X-A: 1", b"x-a: 2"]);
         assert!(head.keep_alive);
-        assert_eq!(head.body, None);
+        assert_eq!(head.body, BodyLength::Empty);
         assert!(
             parse(b"GET / HTTP/1.1\r\nHost: x\r\n")
                 .expect("partial")
@@ -683,11 +680,11 @@ mod tests {
         let chunked = parse(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n")
             .expect("valid")
             .expect("complete");
-        assert_eq!(chunked.body, Some(None));
+        assert_eq!(chunked.body, BodyLength::Chunked);
         let sized = parse(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n")
             .expect("valid")
             .expect("complete");
-        assert_eq!(sized.body, Some(Some(5)));
+        assert_eq!(sized.body, BodyLength::Length(5));
     }
 
     /// Limits on field count and head size are 431s.

@@ -61,6 +61,12 @@ impl Fields {
         new
     }
 
+    /// Where `part`, a slice of `head`, lies in it: (start, length), as `push_at`
+    /// takes it. Both HTTP/1 parsers record fields with this.
+    pub fn offset_in(head: &[u8], part: &[u8]) -> (usize, usize) {
+        (part.as_ptr() as usize - head.as_ptr() as usize, part.len())
+    }
+
     /// Adds the field whose name and value are at these offsets (start, length) of the
     /// head given to `from_head`. An empty value is placed right after the colon,
     /// wherever the parser pointed it.

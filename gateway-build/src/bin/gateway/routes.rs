@@ -1,7 +1,7 @@
 //! `gateway routes` and `gateway expand`: what the compiler made of a file.
 
 use gateway_build::plan::{
-    Chain, ListenerPlan, PathChange, Plan, PolicyKind, RewriteSegment, RoutePlan, Step, Target,
+    Chain, ListenerPlan, PathChange, Plan, PolicyKind, RewriteSegment, RoutePlan, Step,
 };
 
 use crate::EXIT_ERRORS;
@@ -58,13 +58,12 @@ fn table(plan: &Plan) -> String {
         } else {
             route.methods.names().collect::<Vec<_>>().join(",")
         };
-        let Target::Upstream { upstream, path } = &route.target;
-        let upstream = &plan.upstreams[*upstream].name;
-        let target = match path {
-            PathChange::Keep => format!("upstream {upstream}"),
-            PathChange::StripPrefix(prefix) => format!("upstream {upstream} (strip {prefix})"),
-            PathChange::Rewrite(segments) => {
-                format!("upstream {upstream} (rewrite {})", rewrite(route, segments))
+        let name = route.target.name(plan);
+        let target = match route.target.path_change() {
+            None | Some(PathChange::Keep) => format!("upstream {name}"),
+            Some(PathChange::StripPrefix(prefix)) => format!("upstream {name} (strip {prefix})"),
+            Some(PathChange::Rewrite(segments)) => {
+                format!("upstream {name} (rewrite {})", rewrite(route, segments))
             }
         };
         rows.push([
