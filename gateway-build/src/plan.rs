@@ -5,6 +5,7 @@
 use gateway_runtime::message::methods::MethodSet;
 use gateway_runtime::policy::headers::{self, TemplatePart};
 use gateway_runtime::policy::ip::Cidr;
+use gateway_runtime::settings::SettingKind;
 use toml::Spanned;
 
 use crate::chain::{self, Source};
@@ -42,6 +43,8 @@ pub struct Plan {
     pub upstreams: Vec<UpstreamPlan>,
     pub policies: Vec<PolicyPlan>,
     pub routes: Vec<RoutePlan>,
+    /// Every setting the file gives a value, with its kind, for the start-up check.
+    pub settings: Vec<(SettingPlan, SettingKind)>,
 }
 
 /// A value resolved at start-up, as written, with where it was written.
@@ -422,6 +425,15 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
             })
             .collect(),
         routes,
+        settings: config
+            .settings()
+            .into_iter()
+            .map(|entry| {
+                let origin = at(entry.value.span().start, &entry.key);
+                let raw = entry.value.into_inner();
+                (SettingPlan { origin, raw }, entry.kind)
+            })
+            .collect(),
     }
 }
 
@@ -626,4 +638,24 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Defaults are left out of the start-up check, so each must be valid as written.
+    #[test]
+    fn defaults_are_valid() {
+        for (default, kind) in [
+            (DEFAULT_SHUTDOWN_TIMEOUT, SettingKind::Duration),
+            (DEFAULT_HEADER_READ_TIMEOUT, SettingKind::Duration),
+            (DEFAULT_CONNECT_TIMEOUT, SettingKind::Duration),
+            (DEFAULT_RESPONSE_TIMEOUT, SettingKind::Duration),
+            (DEFAULT_POOL_IDLE_TIMEOUT, SettingKind::Duration),
+            (DEFAULT_MAX_HEADER_SIZE, SettingKind::HeaderSize),
+        ] {
+            assert_eq!(kind.check(default), Ok(()), "{default}");
+        }
+    }
 }

@@ -12,6 +12,8 @@ use serde::de::IntoDeserializer;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use gateway_runtime::settings::SettingKind;
+
 use crate::codes;
 use crate::diagnostic::{Diagnostic, did_you_mean};
 
@@ -68,6 +70,76 @@ impl Config {
             .collect()
     }
 
+    /// Every setting the file gives a value, with its key and kind, in file order of
+    /// sections: the one list that the build-time check, the plan and the start-up
+    /// check (`Gateway::SETTINGS`) all read.
+    pub fn settings(&self) -> Vec<SettingEntry> {
+        use SettingKind::*;
+        let mut out = Vec::new();
+        let mut push = |key: String, value: Option<&Spanned<String>>, kind| {
+            if let Some(value) = value {
+                out.push(SettingEntry {
+                    key,
+                    value: value.clone(),
+                    kind,
+                });
+            }
+        };
+        if let Some(gateway) = &self.gateway {
+            let gateway = gateway.get_ref();
+            let workers = gateway
+                .workers
+                .as_ref()
+                .map(|w| Spanned::new(w.span(), w.get_ref().raw()));
+            push("gateway.workers".into(), workers.as_ref(), Workers);
+            push(
+                "gateway.shutdown_timeout".into(),
+                gateway.shutdown_timeout.as_ref(),
+                Duration,
+            );
+        }
+        if let Some(admin) = &self.admin {
+            push("admin.bind".into(), Some(&admin.get_ref().bind), Bind);
+        }
+        for (name, listener) in &self.listeners {
+            let key = format!("listeners.{}", name.get_ref());
+            let listener = listener.get_ref();
+            push(format!("{key}.bind"), Some(&listener.bind), Bind);
+            push(
+                format!("{key}.timeouts.header_read"),
+                listener.timeouts.header_read.as_ref(),
+                Duration,
+            );
+            let limits = &listener.limits;
+            push(
+                format!("{key}.limits.max_body"),
+                limits.max_body.as_ref(),
+                Size,
+            );
+            push(
+                format!("{key}.limits.max_header_size"),
+                limits.max_header_size.as_ref(),
+                HeaderSize,
+            );
+        }
+        for (name, upstream) in &self.upstreams {
+            let key = format!("upstreams.{}", name.get_ref());
+            let upstream = upstream.get_ref();
+            for target in upstream.targets.get_ref() {
+                push(format!("{key}.targets"), Some(target), Target);
+            }
+            let timeouts = &upstream.timeouts;
+            for (which, value) in [
+                ("connect", &timeouts.connect),
+                ("response", &timeouts.response),
+                ("idle", &timeouts.idle),
+            ] {
+                push(format!("{key}.timeouts.{which}"), value.as_ref(), Duration);
+            }
+        }
+        out
+    }
+
     /// The policy called `name`, with its index.
     pub fn policy(&self, name: &str) -> Option<(usize, &Policy)> {
         self.policies
@@ -76,6 +148,15 @@ impl Config {
             .find(|(_, (n, _))| n.get_ref() == name)
             .map(|(i, (_, p))| (i, p.get_ref()))
     }
+}
+
+/// One setting as written, with the key that names it in messages and its kind.
+#[derive(Debug, Clone)]
+pub struct SettingEntry {
+    /// `upstreams.users.timeouts.connect`.
+    pub key: String,
+    pub value: Spanned<String>,
+    pub kind: SettingKind,
 }
 
 /// `[gateway]`: settings of the whole binary.

@@ -120,16 +120,18 @@ fn deny_warnings() {
     );
 }
 
-/// `routes` prints the resolved table; `expand` the generated code.
+/// `routes` prints the resolved table, with each route's policies in phase order;
+/// `expand` the generated code.
 #[test]
 fn routes_and_expand() {
     let out = gateway(&["routes", "examples/quickstart/gateway.toml"]);
     let table = text(&out.stdout);
     assert!(table.starts_with("ROUTE"), "{table}");
     assert!(
-        table.lines().any(|l| l.starts_with("v2-user (line 37)")
+        table.lines().any(|l| l.starts_with("v2-user (line 51)")
             && l.contains("GET,HEAD  /v2/users/{id}")
-            && l.contains("upstream users (rewrite /api/users/{id})")),
+            && l.contains("upstream users (rewrite /api/users/{id})")
+            && l.ends_with("request: user-id; response: served-by")),
         "{table}"
     );
     let out = gateway(&["expand", "examples/quickstart/gateway.toml"]);

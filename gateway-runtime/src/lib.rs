@@ -57,7 +57,7 @@ pub mod __private {
     pub use crate::route::path::{RewriteSegment, rewrite, strip_prefix};
     pub use crate::route::router::RouteSpec;
     pub use crate::server::main;
-    pub use crate::settings::{Setting, SettingError};
+    pub use crate::settings::{Setting, SettingError, SettingKind};
     pub use crate::upstream::Upstream;
     pub use pin_project_lite::pin_project;
 }

@@ -251,6 +251,34 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     Ok(Target { scheme, authority })
 }
 
+/// What a setting holds, and so which parser reads it. The compiler lists every
+/// setting of a gateway.toml once, with its kind: it checks the literal ones at build
+/// time, and the binary checks the whole list (`Gateway::SETTINGS`) at start-up, both
+/// with `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingKind {
+    Duration,
+    Bind,
+    Target,
+    Workers,
+    Size,
+    HeaderSize,
+}
+
+impl SettingKind {
+    /// Whether `text` is a valid value of this kind; the message says why not.
+    pub fn check(self, text: &str) -> Result<(), String> {
+        match self {
+            SettingKind::Duration => parse_duration(text).map(drop),
+            SettingKind::Bind => parse_bind(text).map(drop),
+            SettingKind::Target => parse_target(text).map(drop),
+            SettingKind::Workers => parse_workers(text).map(drop),
+            SettingKind::Size => parse_size(text).map(drop),
+            SettingKind::HeaderSize => parse_header_size(text).map(drop),
+        }
+    }
+}
+
 // === start-up resolution ===
 
 /// A configuration string as written in gateway.toml, resolved at start-up.
@@ -330,6 +358,15 @@ impl Setting {
     fn parse<T>(&self, parse: fn(&str) -> Result<T, String>) -> Result<T, SettingError> {
         let value = self.resolve()?;
         parse(&value).map_err(|message| SettingError {
+            origin: self.origin,
+            message,
+        })
+    }
+
+    /// Resolves the setting and checks it as a value of `kind`.
+    pub fn check(&self, kind: SettingKind) -> Result<(), SettingError> {
+        let value = self.resolve()?;
+        kind.check(&value).map_err(|message| SettingError {
             origin: self.origin,
             message,
         })

@@ -4,7 +4,7 @@
 
 use toml::Spanned;
 
-use gateway_runtime::settings::{self, has_references, parse_template};
+use gateway_runtime::settings::{self, SettingKind, has_references, parse_template};
 
 use crate::codes::{self, Code};
 use crate::diagnostic::Diagnostic;
@@ -12,66 +12,20 @@ use crate::syntax::Config;
 
 pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
     if let Some(gateway) = &config.gateway {
-        let gateway = gateway.get_ref();
-        if gateway.name.get_ref().trim().is_empty() {
+        let name = &gateway.get_ref().name;
+        if name.get_ref().trim().is_empty() {
             found.push(Diagnostic::new(
                 &codes::EMPTY_NAME,
-                gateway.name.span(),
+                name.span(),
                 "`name` must not be empty",
             ));
         }
-        if let Some(workers) = &gateway.workers {
-            let raw = Spanned::new(workers.span(), workers.get_ref().raw());
-            setting(
-                &Some(raw),
-                settings::parse_workers,
-                &codes::OUT_OF_RANGE,
-                found,
-            );
-        }
-        setting(
-            &gateway.shutdown_timeout,
-            settings::parse_duration,
-            &codes::INVALID_DURATION,
-            found,
-        );
     }
-    if let Some(admin) = &config.admin {
-        setting(
-            &Some(admin.get_ref().bind.clone()),
-            settings::parse_bind,
-            &codes::INVALID_ADDRESS,
-            found,
-        );
+    for entry in config.settings() {
+        setting(&entry.value, entry.kind, found);
     }
     for (_, listener) in &config.listeners {
-        let listener = listener.get_ref();
-        setting(
-            &Some(listener.bind.clone()),
-            settings::parse_bind,
-            &codes::INVALID_ADDRESS,
-            found,
-        );
-        setting(
-            &listener.timeouts.header_read,
-            settings::parse_duration,
-            &codes::INVALID_DURATION,
-            found,
-        );
-        let limits = &listener.limits;
-        setting(
-            &limits.max_body,
-            settings::parse_size,
-            &codes::INVALID_SIZE,
-            found,
-        );
-        setting(
-            &limits.max_header_size,
-            settings::parse_header_size,
-            &codes::INVALID_SIZE,
-            found,
-        );
-        if let Some(count) = &limits.max_headers
+        if let Some(count) = &listener.get_ref().limits.max_headers
             && !usize::try_from(*count.get_ref())
                 .is_ok_and(|count| (1..=settings::MAX_HEADERS).contains(&count))
         {
@@ -86,37 +40,22 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
             ));
         }
     }
-    for (_, upstream) in &config.upstreams {
-        let upstream = upstream.get_ref();
-        for target in upstream.targets.get_ref() {
-            setting(
-                &Some(target.clone()),
-                settings::parse_target,
-                &codes::INVALID_URL,
-                found,
-            );
-        }
-        let timeouts = &upstream.timeouts;
-        for value in [&timeouts.connect, &timeouts.response, &timeouts.idle] {
-            setting(
-                value,
-                settings::parse_duration,
-                &codes::INVALID_DURATION,
-                found,
-            );
-        }
+}
+
+/// The code for a bad value of each kind.
+fn code(kind: SettingKind) -> &'static Code {
+    match kind {
+        SettingKind::Duration => &codes::INVALID_DURATION,
+        SettingKind::Bind => &codes::INVALID_ADDRESS,
+        SettingKind::Target => &codes::INVALID_URL,
+        SettingKind::Workers => &codes::OUT_OF_RANGE,
+        SettingKind::Size | SettingKind::HeaderSize => &codes::INVALID_SIZE,
     }
 }
 
 /// Checks a string that may hold references: their syntax always, the typed value when
 /// it is fully literal.
-fn setting<T>(
-    value: &Option<Spanned<String>>,
-    parse: fn(&str) -> Result<T, String>,
-    code: &'static Code,
-    found: &mut Vec<Diagnostic>,
-) {
-    let Some(value) = value else { return };
+fn setting(value: &Spanned<String>, kind: SettingKind, found: &mut Vec<Diagnostic>) {
     let text = value.get_ref();
     // The span covers the quotes; the string's content starts one byte later.
     let content_start = value.span().start + 1;
@@ -127,8 +66,8 @@ fn setting<T>(
             e.message,
         )),
         Ok(parts) if !has_references(&parts) => {
-            if let Err(message) = parse(text) {
-                found.push(Diagnostic::new(code, value.span(), message));
+            if let Err(message) = kind.check(text) {
+                found.push(Diagnostic::new(code(kind), value.span(), message));
             }
         }
         Ok(_) => {}

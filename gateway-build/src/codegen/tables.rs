@@ -4,6 +4,8 @@
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 
+use gateway_runtime::settings::SettingKind;
+
 use crate::plan::{Plan, SettingPlan};
 
 pub(super) fn setting(s: &SettingPlan) -> TokenStream {
@@ -77,7 +79,20 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
             }
         }
     });
+    let settings = plan.settings.iter().map(|(value, kind)| {
+        let value = setting(value);
+        let kind = match kind {
+            SettingKind::Duration => quote!(Duration),
+            SettingKind::Bind => quote!(Bind),
+            SettingKind::Target => quote!(Target),
+            SettingKind::Workers => quote!(Workers),
+            SettingKind::Size => quote!(Size),
+            SettingKind::HeaderSize => quote!(HeaderSize),
+        };
+        quote!((#value, rt::SettingKind::#kind))
+    });
     quote! {
+        const SETTINGS: &'static [(rt::Setting, rt::SettingKind)] = &[#(#settings),*];
         const WORKERS: ::core::option::Option<rt::Setting> = #workers;
         const SHUTDOWN_TIMEOUT: rt::Setting = #shutdown_timeout;
         const ADMIN: ::core::option::Option<rt::Setting> = #admin;

@@ -13,7 +13,7 @@ use crate::message::fields::Fields;
 use crate::message::methods::MethodSet;
 use crate::pipeline::{Admission, Refusal, RequestContext, Stop};
 use crate::route::router::RouteSpec;
-use crate::settings::{Setting, SettingError};
+use crate::settings::{Setting, SettingError, SettingKind};
 
 pub use crate::message::response::Response;
 pub type Params<'k, 'v> = matchit::Params<'k, 'v>;
@@ -46,6 +46,9 @@ pub trait Gateway: Sized + 'static {
     const UPSTREAMS: &'static [UpstreamSpec];
     /// Indexed by route id.
     const ROUTES: &'static [RouteSpec<'static>];
+    /// Every setting gateway.toml gives a value, with its kind: what start-up checks
+    /// before anything listens. Defaults are not listed; they are valid by construction.
+    const SETTINGS: &'static [(Setting, SettingKind)];
 
     /// Process-wide state: policy instances resolved at start-up. Immutable once
     /// built; see the `pipeline` module on how state that changes will be shared.
@@ -139,38 +142,8 @@ pub struct UpstreamSpec {
 /// Every setting of a gateway checked at once, so that start-up names all the
 /// missing variables and bad values in one go instead of one per attempt.
 pub(crate) fn check_settings<G: Gateway>() -> Vec<SettingError> {
-    let mut errors = Vec::new();
-    let mut check = |result: Result<(), SettingError>| {
-        if let Err(e) = result {
-            errors.push(e);
-        }
-    };
-    check(G::SHUTDOWN_TIMEOUT.duration().map(drop));
-    if let Some(workers) = G::WORKERS {
-        check(workers.workers().map(drop));
-    }
-    if let Some(admin) = G::ADMIN {
-        check(admin.bind().map(drop));
-    }
-    for listener in G::LISTENERS {
-        check(listener.bind.bind().map(drop));
-        check(listener.header_read_timeout.duration().map(drop));
-        check(listener.max_header_size.header_size().map(drop));
-        if let Some(max_body) = listener.max_body {
-            check(max_body.size().map(drop));
-        }
-    }
-    for upstream in G::UPSTREAMS {
-        for target in upstream.targets {
-            check(target.target().map(drop));
-        }
-        for timeout in [
-            upstream.connect_timeout,
-            upstream.response_timeout,
-            upstream.idle_timeout,
-        ] {
-            check(timeout.duration().map(drop));
-        }
-    }
-    errors
+    G::SETTINGS
+        .iter()
+        .filter_map(|(setting, kind)| setting.check(*kind).err())
+        .collect()
 }
