@@ -58,7 +58,7 @@ SCENARIOS = {
     "idle-10k": ("/api/users/42", "as small, with 10,000 idle keep-alive connections held open", True),
     "logged": ("/api/users/42", "as small, with an access log line per request written to a file", True),
     "h2c": ("/api/users/42", "as small, over HTTP/2 cleartext from the client (h2load), HTTP/1.1 to the origin", True),
-    "policies": ("/api/policed/42", "as small, behind an IP allow rule and a request header rule (`X-User-Id` from the path)", True),
+    "policies": ("/api/gated/42", "as small, behind an IP allow rule and a request header rule (`X-Gateway: bench`)", True),
 }
 # Scenarios that also get a callgrind pass: instructions are what a feature's cost is
 # judged by, against `small` in the same run.
@@ -174,7 +174,7 @@ def origin_conf(workdir):
     server {{
         listen 127.0.0.1:{ORIGIN_PORT} backlog=4096;
         location /api/users/ {{ default_type application/json; return 200 '{SMALL_JSON}'; }}
-        location /api/policed/ {{ default_type application/json; return 200 '{SMALL_JSON}'; }}
+        location /api/gated/ {{ default_type application/json; return 200 '{SMALL_JSON}'; }}
         location /static/ {{ root {workdir}/www; }}
     }}""",
     )
@@ -201,7 +201,7 @@ def proxy_conf(workdir, workers, valgrind=False, logged=False):
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $host;
         }}
-        location ~ ^/api/policed/([^/]+)$ {{
+        location ~ ^/api/gated/[^/]+$ {{
             limit_except GET {{ deny all; }}
             allow 127.0.0.0/8;
             deny all;
@@ -211,7 +211,7 @@ def proxy_conf(workdir, workers, valgrind=False, logged=False):
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $host;
-            proxy_set_header X-User-Id $1;
+            proxy_set_header X-Gateway bench;
         }}
     }}""",
         workers,
@@ -490,7 +490,7 @@ def main():
         f.write(bytes(i % 251 for i in range(1 << 20)))
     sizes = {
         "/api/users/42": len(SMALL_JSON),
-        "/api/policed/42": len(SMALL_JSON),
+        "/api/gated/42": len(SMALL_JSON),
         "/static/16k.json": 16 * 1024,
         "/static/1m.bin": 1 << 20,
     }

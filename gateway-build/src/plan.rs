@@ -5,7 +5,7 @@
 use gateway_runtime::message::methods::MethodSet;
 use gateway_runtime::policy::headers::{self, TemplatePart};
 use gateway_runtime::policy::ip::Cidr;
-use gateway_runtime::settings::SettingKind;
+use gateway_runtime::settings::{SettingKind, has_references, parse_template};
 use toml::Spanned;
 
 use crate::chain::{self, Source};
@@ -104,6 +104,27 @@ pub struct HeadersPlan {
     /// The route parameters the values read, by name; a value's `Param(i)` is the
     /// `i`-th, and each route passes where it captures them.
     pub params: Vec<String>,
+}
+
+impl HeadersPlan {
+    /// Whether every value is known at build time (no request values, no `${…}`
+    /// references): the rules then compile to direct operations on the fields.
+    pub fn is_static(&self) -> bool {
+        self.request
+            .iter()
+            .chain(&self.response)
+            .all(|op| match op {
+                HeaderOpPlan::Remove(_) | HeaderOpPlan::Rename { .. } => true,
+                HeaderOpPlan::Set { value, .. } | HeaderOpPlan::Add { value, .. } => {
+                    value.iter().all(|part| match part {
+                        ValuePlan::Text(text) => {
+                            parse_template(&text.raw).is_ok_and(|parts| !has_references(&parts))
+                        }
+                        _ => false,
+                    })
+                }
+            })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,6 +53,8 @@ pub(super) fn items(plan: &Plan, names: &PolicyNames) -> TokenStream {
                     };
                 }
             }
+            // Compiled into the routes' functions as direct operations.
+            PolicyKind::Headers(headers) if headers.is_static() => quote!(),
             PolicyKind::Headers(headers) => {
                 let request = headers.request.iter().map(header_op);
                 let response = headers.response.iter().map(header_op);
@@ -114,9 +116,55 @@ fn header_op(op: &HeaderOpPlan) -> TokenStream {
     }
 }
 
-/// Whether a policy lives in `Shared` (resolved at start-up) rather than in a constant.
+/// Whether a policy lives in `Shared` (resolved at start-up) rather than in a constant
+/// or in the routes' code.
 pub(super) fn is_shared(kind: &PolicyKind) -> bool {
-    matches!(kind, PolicyKind::Headers(_))
+    matches!(kind, PolicyKind::Headers(headers) if !headers.is_static())
+}
+
+/// Static header rules as statements on `fields`, in their order. Values are trimmed
+/// here, as the runtime trims what it resolves at start-up.
+pub(super) fn static_header_ops(ops: &[HeaderOpPlan], fields: TokenStream) -> TokenStream {
+    let literal = |name: &str| Literal::byte_string(name.as_bytes());
+    let value = |parts: &[ValuePlan]| -> String {
+        let text: String = parts
+            .iter()
+            .map(|part| match part {
+                ValuePlan::Text(text) => text.raw.replace("$${", "${"),
+                _ => String::new(),
+            })
+            .collect();
+        text.trim_matches([' ', '\t']).to_owned()
+    };
+    let statements = ops.iter().map(|op| match op {
+        HeaderOpPlan::Remove(name) => {
+            let name = literal(name);
+            quote!(#fields.remove(#name);)
+        }
+        HeaderOpPlan::Rename { from, to } => {
+            let (from, to) = (literal(from), literal(to));
+            quote!(#fields.rename(#from, #to);)
+        }
+        HeaderOpPlan::Set { name, value: parts } => {
+            let (name, value) = (literal(name), value(parts));
+            if value.is_empty() {
+                quote!(#fields.remove(#name);)
+            } else {
+                let value = literal(&value);
+                quote!(#fields.set(#name, #value);)
+            }
+        }
+        HeaderOpPlan::Add { name, value: parts } => {
+            let (name, value) = (literal(name), value(parts));
+            if value.is_empty() {
+                quote!()
+            } else {
+                let value = literal(&value);
+                quote!(#fields.append(#name, #value);)
+            }
+        }
+    });
+    quote!(#(#statements)*)
 }
 
 /// The `Shared` struct and the trait items that build it.

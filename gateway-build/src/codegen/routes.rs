@@ -6,9 +6,11 @@
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 
-use super::policies::PolicyNames;
+use super::policies::{PolicyNames, static_header_ops};
 use super::tables::route_id;
-use crate::plan::{Chain, PathChange, Plan, PolicyKind, RewriteSegment, RoutePlan, Step, Target};
+use crate::plan::{
+    Chain, HeadersPlan, PathChange, Plan, PolicyKind, RewriteSegment, RoutePlan, Step, Target,
+};
 
 /// The route functions, as items of `impl Gateway`.
 pub(super) fn functions(plan: &Plan, names: &PolicyNames, upstreams: &[Ident]) -> TokenStream {
@@ -92,12 +94,29 @@ fn chain_body(
             }
             Step::Ip { .. } => request.push(quote!(#item.check(&req, cx)?;)),
             Step::Headers { params, .. } => {
-                let token = format_ident!("token_{}", i);
-                let slots = params.iter().map(|p| Literal::usize_unsuffixed(*p));
-                request.push(quote! {
-                    let #token = self.shared.#field.request(&mut req, params, &[#(#slots),*], cx);
-                });
-                response.push(quote!(self.shared.#field.respond(#token, &mut response);));
+                let PolicyKind::Headers(rules) = &plan.policies[policy].kind else {
+                    continue;
+                };
+                if rules.is_static() {
+                    if !rules.request.is_empty() {
+                        request.push(static_header_ops(&rules.request, quote!(req.fields)));
+                    }
+                    if !rules.response.is_empty() {
+                        let fields = quote!(response.fields_mut());
+                        response.push(static_header_ops(&rules.response, fields));
+                    }
+                    continue;
+                }
+                // Router keys of the parameters the values read (`p0`, …).
+                let keys = params.iter().map(|p| format!("p{p}"));
+                let call = quote!(self.shared.#field.request(&mut req, params, &[#(#keys),*], cx));
+                if rules.response.is_empty() {
+                    request.push(quote!(#call;));
+                } else {
+                    let token = format_ident!("token_{}", i);
+                    request.push(quote!(let #token = #call;));
+                    response.push(quote!(self.shared.#field.respond(#token, &mut response);));
+                }
             }
         }
     }
@@ -157,21 +176,25 @@ fn changed(path: TokenStream) -> TokenStream {
     quote!(rt::changed_path(#path)?)
 }
 
-fn header_policies<'p>(plan: &'p Plan, route: &'p RoutePlan) -> impl Iterator<Item = &'p Step> {
-    route
-        .chains
-        .iter()
-        .flat_map(|c| &c.steps)
-        .filter(|s| matches!(plan.policies[s.policy()].kind, PolicyKind::Headers(_)))
+/// The header rules of the policies a route runs.
+fn header_rules<'p>(plan: &'p Plan, route: &'p RoutePlan) -> impl Iterator<Item = &'p HeadersPlan> {
+    route.chains.iter().flat_map(|c| &c.steps).filter_map(|s| {
+        match &plan.policies[s.policy()].kind {
+            PolicyKind::Headers(rules) => Some(rules),
+            PolicyKind::Ip { .. } => None,
+        }
+    })
 }
 
+/// Whether the route's code changes the request (so it binds it `mut`).
 fn mutates_request(plan: &Plan, route: &RoutePlan) -> bool {
-    header_policies(plan, route).next().is_some()
+    header_rules(plan, route).any(|rules| !rules.is_static() || !rules.request.is_empty())
 }
 
+/// Whether the route's code reads the route parameters.
 fn reads_params(plan: &Plan, route: &RoutePlan) -> bool {
     matches!(route.target.path_change(), Some(PathChange::Rewrite(_)))
-        || header_policies(plan, route).next().is_some()
+        || header_rules(plan, route).any(|rules| !rules.is_static())
 }
 
 /// `RouteFuture`: one variant per route holding that route's future, so that

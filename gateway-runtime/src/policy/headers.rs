@@ -143,7 +143,7 @@ pub use rules::{HeaderOp, HeaderRules, HeaderRulesSpec, HeaderToken, ValuePart};
 #[cfg(feature = "server")]
 mod rules {
     use super::is_field_value;
-    use crate::message::fields::Fields;
+    use crate::message::fields::{Fields, ValueWriter};
     use crate::message::response::Response;
     use crate::pipeline::RequestContext;
     use crate::pipeline::gateway::{Params, Request};
@@ -180,7 +180,7 @@ mod rules {
     pub enum ValuePart {
         /// Resolved at start-up.
         Text(Setting),
-        /// The route's parameter at this position.
+        /// The route parameter the route passes at this position.
         Param(usize),
         ClientIp,
         /// A request field, lower-case.
@@ -206,8 +206,11 @@ mod rules {
 
     #[derive(Debug)]
     enum Value {
-        /// Known at start-up.
+        /// Known at start-up, trimmed and not empty: copied as it is.
         Fixed(Box<[u8]>),
+        /// Known at start-up to be empty: adds nothing.
+        Empty,
+        /// Read from the request each time.
         Template(Box<[Part]>),
     }
 
@@ -219,10 +222,46 @@ mod rules {
         Header(&'static [u8]),
     }
 
+    impl Op {
+        /// The value of a `Set` or `Add` that reads the request.
+        fn request_value(&self) -> Option<&[Part]> {
+            match self {
+                Op::Set(_, Value::Template(parts)) | Op::Add(_, Value::Template(parts)) => {
+                    Some(parts)
+                }
+                _ => None,
+            }
+        }
+    }
+
     /// What the request half of a policy computed for its response half: response
     /// values that read the request, in the order of their operations.
     #[derive(Debug, Default)]
     pub struct HeaderToken(Vec<Vec<u8>>);
+
+    /// Where a value's request pieces come from. `params[i]` is the route's
+    /// parameter key (`p0`, …) of the policy's `i`-th parameter.
+    struct Values<'r> {
+        params: &'r Params<'r, 'r>,
+        keys: &'r [&'static str],
+        cx: &'r RequestContext,
+    }
+
+    impl Values<'_> {
+        fn write(&self, parts: &[Part], w: &mut ValueWriter<'_>) {
+            for part in parts {
+                match part {
+                    Part::Text(text) => w.push(text),
+                    Part::Param(slot) => {
+                        let key = self.keys.get(*slot).copied().unwrap_or_default();
+                        w.push(self.params.get(key).unwrap_or_default().as_bytes());
+                    }
+                    Part::ClientIp => w.push(self.cx.client_ip.as_bytes()),
+                    Part::Header(name) => w.push_field(name),
+                }
+            }
+        }
+    }
 
     impl HeaderRules {
         /// Resolves the references of `spec`, naming every bad value.
@@ -247,12 +286,7 @@ mod rules {
             if !errors.is_empty() {
                 return Err(errors);
             }
-            let response_reads_request = response.iter().any(|op| {
-                matches!(
-                    op,
-                    Op::Set(_, Value::Template(_)) | Op::Add(_, Value::Template(_))
-                )
-            });
+            let response_reads_request = response.iter().any(|op| op.request_value().is_some());
             Ok(HeaderRules {
                 request,
                 response,
@@ -261,76 +295,62 @@ mod rules {
         }
 
         /// The request phase: applies the request operations, and renders the response
-        /// values that read the request. `slots[i]` is where the route captures the
-        /// policy's `i`-th parameter.
+        /// values that read the request. Inlined into the route's function, where the
+        /// common case (constant values, no response values to render) is a loop over
+        /// the operations and nothing else. `keys[i]` is the route's key for the policy's
+        /// `i`-th parameter.
+        #[inline]
         pub fn request(
             &self,
             req: &mut Request,
             params: &Params<'_, '_>,
-            slots: &[usize],
+            keys: &[&'static str],
             cx: &RequestContext,
         ) -> HeaderToken {
-            let values = Values { params, slots, cx };
+            let values = Values { params, keys, cx };
             let mut token = HeaderToken::default();
             if self.response_reads_request {
-                for op in self.response.iter() {
-                    if let Op::Set(_, Value::Template(parts)) | Op::Add(_, Value::Template(parts)) =
-                        op
-                    {
-                        token.0.push(values.render(parts, &req.fields));
-                    }
+                for parts in self.response.iter().filter_map(Op::request_value) {
+                    let mut rendered = Vec::new();
+                    req.fields
+                        .write_value(&mut rendered, |w| values.write(parts, w));
+                    token.0.push(rendered);
                 }
             }
-            for op in self.request.iter() {
-                let fields = &mut req.fields;
-                match op {
-                    Op::Remove(name) => fields.remove(name),
-                    Op::Rename(from, to) => rename(fields, from, to),
-                    Op::Set(name, value) | Op::Add(name, value) => {
-                        let rendered;
-                        let value = match value {
-                            Value::Fixed(bytes) => &bytes[..],
-                            Value::Template(parts) => {
-                                rendered = values.render(parts, fields);
-                                &rendered[..]
-                            }
-                        };
-                        if matches!(op, Op::Set(..)) {
-                            fields.remove(name);
-                        }
-                        if !value.is_empty() {
-                            fields.append(name, value);
-                        }
-                    }
-                }
-            }
+            apply(&self.request, &mut req.fields, |parts, w| {
+                values.write(parts, w)
+            });
             token
         }
 
         /// The response phase: applies the response operations.
         pub fn respond(&self, token: HeaderToken, response: &mut Response) {
-            let fields = response.fields_mut();
             let mut rendered = token.0.into_iter();
-            for op in self.response.iter() {
-                match op {
-                    Op::Remove(name) => fields.remove(name),
-                    Op::Rename(from, to) => rename(fields, from, to),
-                    Op::Set(name, value) | Op::Add(name, value) => {
-                        let owned;
-                        let value = match value {
-                            Value::Fixed(bytes) => &bytes[..],
-                            Value::Template(_) => {
-                                owned = rendered.next().unwrap_or_default();
-                                &owned[..]
-                            }
-                        };
-                        if matches!(op, Op::Set(..)) {
-                            fields.remove(name);
-                        }
-                        if !value.is_empty() {
-                            fields.append(name, value);
-                        }
-                    }
+            apply(&self.response, response.fields_mut(), |_, w| {
+                w.push(&rendered.next().unwrap_or_default());
+            });
+        }
+    }
+
+    /// Applies `ops` to `fields`, with `write` writing each templated value. Fixed
+    /// values are copied as they are: most rules set a constant.
+    #[inline]
+    fn apply(
+        ops: &[Op],
+        fields: &mut Fields,
+        mut write: impl FnMut(&[Part], &mut ValueWriter<'_>),
+    ) {
+        for op in ops {
+            match op {
+                Op::Remove(name) => fields.remove(name),
+                Op::Rename(from, to) => fields.rename(from, to),
+                Op::Set(name, Value::Fixed(value)) => fields.set(name, value),
+                Op::Set(name, Value::Empty) => fields.remove(name),
+                Op::Set(name, Value::Template(parts)) => fields.set_with(name, |w| write(parts, w)),
+                Op::Add(name, Value::Fixed(value)) => fields.append(name, value),
+                Op::Add(_, Value::Empty) => {}
+                Op::Add(name, Value::Template(parts)) => {
+                    fields.append_with(name, |w| write(parts, w));
                 }
             }
         }
@@ -350,8 +370,7 @@ mod rules {
                         }
                     };
                     // Whitespace at the ends is allowed next to request values.
-                    let inner = text.trim_matches([' ', '\t']);
-                    if !is_field_value(inner.as_bytes()) {
+                    if !is_field_value(text.trim_matches([' ', '\t']).as_bytes()) {
                         errors.push(SettingError::new(
                             setting.origin,
                             "the value holds a control character (CR, LF, NUL…), which a header field cannot carry",
@@ -366,56 +385,10 @@ mod rules {
             });
         }
         Some(match resolved.as_slice() {
+            [Part::Text(text)] if text.trim_ascii().is_empty() => Value::Empty,
             [Part::Text(text)] => Value::Fixed(text.trim_ascii().into()),
             _ => Value::Template(resolved.into_boxed_slice()),
         })
-    }
-
-    /// What request values are read from.
-    struct Values<'r> {
-        params: &'r Params<'r, 'r>,
-        slots: &'r [usize],
-        cx: &'r RequestContext,
-    }
-
-    impl Values<'_> {
-        fn render(&self, parts: &[Part], fields: &Fields) -> Vec<u8> {
-            let mut out = Vec::new();
-            for part in parts {
-                match part {
-                    Part::Text(text) => out.extend_from_slice(text),
-                    Part::Param(slot) => {
-                        let index = self.slots.get(*slot).copied().unwrap_or(usize::MAX);
-                        if let Some((_, value)) = self.params.iter().nth(index) {
-                            out.extend_from_slice(value.as_bytes());
-                        }
-                    }
-                    Part::ClientIp => out.extend_from_slice(self.cx.client_ip.as_bytes()),
-                    Part::Header(name) => {
-                        if let Some(value) = fields.get(name) {
-                            out.extend_from_slice(value);
-                        }
-                    }
-                }
-            }
-            // Request values are field values already; only the template's own ends
-            // may leave whitespace to trim.
-            if out.trim_ascii().len() != out.len() {
-                out = out.trim_ascii().to_vec();
-            }
-            out
-        }
-    }
-
-    fn rename(fields: &mut Fields, from: &[u8], to: &[u8]) {
-        let values: Vec<Vec<u8>> = fields.get_all(from).map(<[u8]>::to_vec).collect();
-        if values.is_empty() {
-            return;
-        }
-        fields.remove(from);
-        for value in values {
-            fields.append(to, &value);
-        }
     }
 }
 

@@ -24,6 +24,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub struct Cidr {
     /// The network, IPv4 addresses in the low 32 bits.
     bits: u128,
+    /// The network's bits set; computed with the block, not per address checked.
+    mask: u128,
     prefix: u8,
     v6: bool,
 }
@@ -34,6 +36,7 @@ impl Cidr {
     pub const fn v4(octets: [u8; 4], prefix: u8) -> Self {
         Cidr {
             bits: u32::from_be_bytes(octets) as u128,
+            mask: mask(prefix, false),
             prefix,
             v6: false,
         }
@@ -49,6 +52,7 @@ impl Cidr {
         }
         Cidr {
             bits,
+            mask: mask(prefix, true),
             prefix,
             v6: true,
         }
@@ -86,37 +90,27 @@ impl Cidr {
             IpAddr::V4(v4) => (u128::from(u32::from(v4)), false),
             IpAddr::V6(v6) => (u128::from(v6), true),
         };
-        let cidr = Cidr { bits, prefix, v6 };
+        let mask = mask(prefix, v6);
         Cidr {
-            bits: bits & cidr.mask(),
-            ..cidr
+            bits: bits & mask,
+            mask,
+            prefix,
+            v6,
         }
-    }
-
-    fn mask(&self) -> u128 {
-        let width = if self.v6 { 128 } else { 32 };
-        let host_bits = u32::from(width - self.prefix);
-        let all: u128 = if self.v6 {
-            u128::MAX
-        } else {
-            u128::from(u32::MAX)
-        };
-        all.checked_shl(host_bits)
-            .map_or(0, |shifted| shifted & all)
     }
 
     /// Whether `ip` lies in the block. IPv4-mapped IPv6 addresses (`::ffff:10.1.2.3`,
     /// as a dual-stack listener sees IPv4 clients) count as the IPv4 address.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match ip.to_canonical() {
-            IpAddr::V4(v4) => !self.v6 && u128::from(u32::from(v4)) & self.mask() == self.bits,
-            IpAddr::V6(v6) => self.v6 && u128::from(v6) & self.mask() == self.bits,
+            IpAddr::V4(v4) => !self.v6 && u128::from(u32::from(v4)) & self.mask == self.bits,
+            IpAddr::V6(v6) => self.v6 && u128::from(v6) & self.mask == self.bits,
         }
     }
 
     /// Whether every address of `other` lies in this block.
     pub fn covers(&self, other: &Cidr) -> bool {
-        self.v6 == other.v6 && self.prefix <= other.prefix && other.bits & self.mask() == self.bits
+        self.v6 == other.v6 && self.prefix <= other.prefix && other.bits & self.mask == self.bits
     }
 
     /// Whether the two blocks share an address; blocks are nested or apart.
@@ -139,6 +133,21 @@ impl Cidr {
         } else {
             IpAddr::V4(Ipv4Addr::from(self.bits as u32))
         }
+    }
+}
+
+/// The network bits of a block with this prefix, IPv4 in the low 32 bits.
+const fn mask(prefix: u8, v6: bool) -> u128 {
+    let (width, all) = if v6 {
+        (128, u128::MAX)
+    } else {
+        (32, u32::MAX as u128)
+    };
+    let host_bits = width - prefix as u32;
+    if host_bits >= 128 {
+        0
+    } else {
+        (all << host_bits) & all
     }
 }
 
