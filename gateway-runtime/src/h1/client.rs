@@ -373,7 +373,7 @@ fn write_interim(out: &mut Vec<u8>, code: u16, reason: &str, fields: &[httparse:
 #[derive(Debug)]
 pub struct UpstreamBody {
     /// `None` once given back or broken.
-    conn: Option<Connection>,
+    conn: Option<Box<Connection>>,
     pool: Rc<Pool>,
     decoder: BodyDecoder,
     reusable: bool,
@@ -403,7 +403,7 @@ impl std::fmt::Display for BodyError {
 impl std::error::Error for BodyError {}
 
 impl UpstreamBody {
-    pub fn new(conn: Connection, pool: Rc<Pool>, head: &mut ResponseHead) -> Self {
+    pub fn new(conn: Box<Connection>, pool: Rc<Pool>, head: &mut ResponseHead) -> Self {
         Self {
             conn: Some(conn),
             pool,

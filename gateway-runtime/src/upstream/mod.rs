@@ -177,7 +177,7 @@ impl Upstream {
         endpoint: &Endpoint,
         request: &UpstreamRequest<'_>,
         mut body: Option<RequestBody>,
-    ) -> Result<(ResponseHead, Connection), UpstreamError> {
+    ) -> Result<(ResponseHead, Box<Connection>), UpstreamError> {
         loop {
             let mut conn = match endpoint.pool.checkout() {
                 Some(conn) => conn,

