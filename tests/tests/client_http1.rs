@@ -199,3 +199,26 @@ async fn local_responses_carry_date_and_length() {
         "a HEAD response has no body: {head}"
     );
 }
+
+/// CONNECT is refused with 405 in either target form, as no route tunnels; the
+/// upstream sees nothing (an origin-form CONNECT was forwarded, and its connection
+/// pooled as if it were still HTTP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_is_refused() {
+    let (orders, gateway) = gateway(&[]).await;
+    let addr = gateway.addr("main");
+    for request in [
+        &b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n"
+            [..],
+        b"CONNECT /o/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    ] {
+        let reply = raw(addr, request);
+        assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
+        assert!(reply.contains(r#""status":405"#), "{reply}");
+        assert!(
+            !reply.contains("CONNECT"),
+            "CONNECT is not allowed: {reply}"
+        );
+    }
+    assert!(orders.seen().is_empty());
+}

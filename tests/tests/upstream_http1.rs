@@ -336,3 +336,122 @@ async fn early_responses_during_an_upload_are_forwarded() {
     );
     assert!(answer.ends_with("\r\n\r\ntoo much"), "{answer}");
 }
+
+/// A 204 goes out without `Content-Length`, which RFC 9110 §8.6 forbids on it, even
+/// when the upstream sent one; its other fields go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_content_responses_carry_no_length() {
+    let upstream = ScriptedUpstream::start(
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nX-Kept: 1\r\n\r\n",
+        false,
+        false,
+    )
+    .await;
+    let gateway = gateway_for(&upstream);
+    let reply = raw(
+        gateway.addr("main"),
+        b"GET /scripted/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 204 No Content\r\n"), "{reply}");
+    assert!(reply.contains("X-Kept: 1\r\n"), "{reply}");
+    assert!(
+        !reply.to_ascii_lowercase().contains("content-length"),
+        "{reply}"
+    );
+}
+
+/// An upstream that answers the first request of each connection, after `delay`, and
+/// closes every later one unanswered; returns its address and the number of requests
+/// it has read.
+async fn answers_once_per_connection(
+    delay: std::time::Duration,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut read = Vec::new();
+                for answered in [true, false] {
+                    while !read.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    read.clear();
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if !answered {
+                        return;
+                    }
+                    tokio::time::sleep(delay).await;
+                    let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if stream.write_all(reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, requests)
+}
+
+/// A request that meets a pooled connection the upstream closed is sent once more,
+/// and only once: an upstream that closes every pooled connection unanswered gets
+/// the request twice, and the client a 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_connections_are_retried_once() {
+    use std::sync::atomic::Ordering;
+    let (addr, requests) = answers_once_per_connection(std::time::Duration::from_millis(300)).await;
+    let unused = || format!("http://{}", refused_addr());
+    let gateway = Gateway::start(
+        BUILD_RS_GATEWAY,
+        &[
+            ("USERS_A", unused()),
+            ("USERS_B", unused()),
+            ("ORDERS", unused()),
+            ("DEAD", unused()),
+            ("STALLED", unused()),
+            ("SCRIPTED", format!("http://{addr}")),
+        ],
+    )
+    .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"));
+    // Three requests at once open three upstream connections, which go to the pool.
+    let main = gateway.addr("main");
+    let warm: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                raw(
+                    main,
+                    b"GET /scripted/warm HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                )
+            })
+        })
+        .collect();
+    for reply in warm {
+        let reply = reply.join().expect("client thread");
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    }
+    assert_eq!(requests.load(Ordering::SeqCst), 3);
+    let reply = raw(
+        main,
+        b"GET /scripted/again HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        5,
+        "sent once and retried once"
+    );
+}

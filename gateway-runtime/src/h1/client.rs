@@ -320,6 +320,9 @@ fn parse_head(
             (None, None) => BodyLength::UntilClose,
         }
     };
+    if framing.connection_options > crate::h1::framing::MAX_CONNECTION_OPTIONS {
+        return Err(Invalid("too many Connection options"));
+    }
     // Both fields: Transfer-Encoding wins, Content-Length goes, and the connection is
     // not trusted again (RFC 9112 §6.3, item 3).
     let both = framing.transfer_codings.is_some() && framing.content_length.is_some();

@@ -139,6 +139,10 @@ where
             deadline_set = now;
             deadline_armed = false;
         }
+        // Bytes of an incomplete head already looked at: a head dripped in small reads
+        // is parsed again only once its empty line has arrived, so its cost stays
+        // linear in its length (parsing from the start on every read was quadratic).
+        let mut scanned: usize = 0;
         let next = poll_fn(|cx| {
             let mut inbound = inbound.borrow_mut();
             let inbound = &mut *inbound;
@@ -150,18 +154,23 @@ where
                         if bytes.len() >= H2_PREFACE.len() {
                             return Poll::Ready(Next::Http2);
                         }
-                    } else {
+                    } else if scanned == 0 || ends_head(&bytes[scanned.saturating_sub(3)..]) {
                         match parse_head(bytes, &limits) {
                             Ok(Some(head)) => return Poll::Ready(Next::Head(head)),
                             Ok(None) if bytes.len() > limits.max_header_size => {
                                 let (status, message) = oversized(bytes, limits.max_header_size);
                                 return Poll::Ready(Next::Reject(status, message));
                             }
-                            Ok(None) => {}
+                            Ok(None) => scanned = bytes.len(),
                             Err((status, message)) => {
                                 return Poll::Ready(Next::Reject(status, message));
                             }
                         }
+                    } else if bytes.len() > limits.max_header_size {
+                        let (status, message) = oversized(bytes, limits.max_header_size);
+                        return Poll::Ready(Next::Reject(status, message));
+                    } else {
+                        scanned = bytes.len();
                     }
                 }
                 if stopping && bytes.is_empty() {
@@ -266,6 +275,12 @@ where
     }
 }
 
+/// Whether `bytes` hold the empty line that ends a head (CRLF CRLF, or bare LFs,
+/// which the parser then refuses).
+fn ends_head(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(3).any(|w| w == b"\n\r\n")
+}
+
 /// The refusal of a head over the size limit: 414 when the request line alone is
 /// over it (RFC 9110 §15.5.15), 431 otherwise.
 fn oversized(head: &[u8], limit: usize) -> (StatusCode, &'static str) {
@@ -288,6 +303,8 @@ fn parse_head(
     bytes: &mut BytesMut,
     limits: &HeadLimits,
 ) -> Result<Option<Head>, (StatusCode, &'static str)> {
+    #[cfg(test)]
+    tests::PARSES.with(|n| n.set(n.get() + 1));
     const BAD: StatusCode = StatusCode::BAD_REQUEST;
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let slots = &mut slots[..limits.max_headers.min(MAX_FIELDS)];
@@ -339,13 +356,18 @@ fn parse_head(
         let kind = framing
             .observe(name, value)
             .map_err(|framing::FramingError(why)| (BAD, why))?;
-        if kind == FramingField::Other && name.eq_ignore_ascii_case(b"expect") {
+        // RFC 9110 §10.1.1: an HTTP/1.0 request's expectation is ignored, not met.
+        let http11 = version == Version::HTTP_11;
+        if kind == FramingField::Other && http11 && name.eq_ignore_ascii_case(b"expect") {
             if !value.eq_ignore_ascii_case(b"100-continue") {
                 return Err((StatusCode::EXPECTATION_FAILED, "unsupported expectation"));
             }
             expect_continue = true;
         }
         fields.push_at(at(name), at(value));
+    }
+    if framing.connection_options > framing::MAX_CONNECTION_OPTIONS {
+        return Err((BAD, "too many Connection options"));
     }
     // RFC 9112 §6.1 and §6.3: a transfer coding in HTTP/1.0, a final coding other than
     // chunked, or a coding next to a length make the body's end uncertain.
@@ -425,8 +447,9 @@ async fn write_response(
         match name.len() {
             14 if fields::is(name, b"content-length") => {
                 // The body's own length frames the message; a bodiless response keeps
-                // the length it describes (RFC 9110 §8.6).
-                if !bodiless {
+                // the length it describes, except a 1xx or 204, which must not carry
+                // one (RFC 9110 §8.6).
+                if !bodiless || status == StatusCode::NO_CONTENT || status.is_informational() {
                     continue;
                 }
                 has_length = true;
@@ -655,10 +678,18 @@ mod tests {
         );
     }
 
-    /// Framing that two servers could read differently is refused (RFC 9112 §6).
+    /// Framing that two servers could read differently is refused (RFC 9112 §6), and
+    /// so is a `Connection` list long enough to make forwarding quadratic.
     #[test]
     fn refuses_ambiguous_framing() {
         let bad = StatusCode::BAD_REQUEST;
+        let options: Vec<String> = (0..=framing::MAX_CONNECTION_OPTIONS)
+            .map(|i| format!("x-{i}"))
+            .collect();
+        let too_many_options = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: {}\r\n\r\n",
+            options.join(", ")
+        );
         for (head, expected) in [
             (&b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..], bad),
             (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", bad),
@@ -674,6 +705,7 @@ mod tests {
             (b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", bad),
             (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", StatusCode::HTTP_VERSION_NOT_SUPPORTED),
             (b"GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n", StatusCode::EXPECTATION_FAILED),
+            (too_many_options.as_bytes(), bad),
         ] {
             assert_eq!(status(head), expected, "{}", String::from_utf8_lossy(head));
         }
@@ -717,6 +749,11 @@ mod tests {
         assert!(started.elapsed() >= SEND_TIMEOUT);
         let small = send(&mut writer, b"x").await;
         assert!(small.is_err(), "the buffer is still full: {small:?}");
+    }
+
+    thread_local! {
+        /// How many times `parse_head` ran on this thread.
+        pub(super) static PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     // === the session over scripted I/O ===
@@ -801,6 +838,23 @@ mod tests {
         serve_scripted(stream).await;
     }
 
+    /// A head dripped one byte per read is parsed a bounded number of times, not once
+    /// per byte (which made slow clients cost quadratic CPU).
+    #[tokio::test]
+    async fn session_parses_a_dripped_head_once_complete() {
+        let head = format!(
+            "GET /drip HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n",
+            "a".repeat(2000)
+        );
+        let bytes: Vec<[u8; 1]> = head.bytes().map(|b| [b]).collect();
+        let reads: Vec<&[u8]> = bytes.iter().map(|b| &b[..]).collect();
+        let answer = ok("GET /drip 0");
+        PARSES.with(|n| n.set(0));
+        serve_scripted(scripted(&reads, &[&answer])).await;
+        let parses = PARSES.with(std::cell::Cell::get);
+        assert!(parses <= 3, "parsed {parses} times");
+    }
+
     /// `Expect: 100-continue` with no body bytes in hand is answered before the body
     /// is read.
     #[tokio::test]
@@ -814,6 +868,26 @@ mod tests {
             &[b"HTTP/1.1 100 Continue\r\n\r\n", &answer],
         );
         serve_scripted(stream).await;
+    }
+
+    /// An HTTP/1.0 request's `Expect: 100-continue` is ignored (RFC 9110 §10.1.1):
+    /// no interim response, and an expectation the gateway does not know is no 417.
+    #[tokio::test]
+    async fn session_ignores_expectations_of_http10_requests() {
+        let answer = String::from_utf8(ok("POST /u 3")).expect("ASCII");
+        let answer = answer.replace("\r\n\r\n", "\r\nconnection: close\r\n\r\n");
+        let stream = scripted(
+            &[
+                b"POST /u HTTP/1.0\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+                b"abc",
+            ],
+            &[answer.as_bytes()],
+        );
+        serve_scripted(stream).await;
+        let head = parse(b"GET / HTTP/1.0\r\nExpect: magic\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert!(!head.expect_continue);
     }
 
     /// An HTTP/1.0 request without keep-alive gets its answer and `Connection: close`.

@@ -3,6 +3,7 @@
 
 use http::HeaderValue;
 
+use crate::h1::framing::MAX_CONNECTION_OPTIONS;
 use crate::message::fields::{Fields, is};
 
 /// Whether a field concerns one connection only (RFC 9110 §7.6.1, plus the proxy
@@ -22,14 +23,39 @@ pub fn is_hop_by_hop(name: &[u8]) -> bool {
     }
 }
 
-/// Whether `Connection` field values list `name` (RFC 9110 §7.6.1: the sender marks
-/// those fields as meant for this hop only).
-pub fn connection_lists<'v>(mut values: impl Iterator<Item = &'v [u8]>, name: &[u8]) -> bool {
-    values.any(|value| {
-        value
-            .split(|&b| b == b',')
-            .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
-    })
+/// The options a message's `Connection` fields list (RFC 9110 §7.6.1: the sender marks
+/// those fields as meant for this hop only), gathered once so that checking each field
+/// against them is linear in the fields. Parsers refuse messages with more than
+/// `MAX_CONNECTION_OPTIONS`; past that many, the rest are not gathered.
+#[derive(Debug)]
+pub struct ConnectionOptions<'f> {
+    options: [&'f [u8]; MAX_CONNECTION_OPTIONS],
+    len: usize,
+}
+
+impl<'f> ConnectionOptions<'f> {
+    pub fn of(fields: &'f Fields) -> Self {
+        let mut gathered = Self {
+            options: [&[]; MAX_CONNECTION_OPTIONS],
+            len: 0,
+        };
+        for value in fields.get_all(b"connection") {
+            for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if !option.is_empty() && gathered.len < MAX_CONNECTION_OPTIONS {
+                    gathered.options[gathered.len] = option;
+                    gathered.len += 1;
+                }
+            }
+        }
+        gathered
+    }
+
+    /// Whether the options list `name`, in any case.
+    pub fn lists(&self, name: &[u8]) -> bool {
+        self.options[..self.len]
+            .iter()
+            .any(|option| option.len() == name.len() && option.eq_ignore_ascii_case(name))
+    }
 }
 
 /// How the body of a forwarded request is framed on the upstream connection.
@@ -75,7 +101,10 @@ pub fn write_request_head(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(forwarding.host.as_bytes());
     out.extend_from_slice(b"\r\n");
-    let has_connection = fields.get(b"connection").is_some();
+    // Gathered only when there is a `Connection` field: most requests have none.
+    let connection = fields
+        .get(b"connection")
+        .map(|_| ConnectionOptions::of(fields));
     let mut forwarded_for = false;
     for (name, line) in fields.lines() {
         let replaced = match name.len() {
@@ -92,10 +121,7 @@ pub fn write_request_head(
             }
             _ => false,
         };
-        if replaced
-            || is_hop_by_hop(name)
-            || (has_connection && connection_lists(fields.get_all(b"connection"), name))
-        {
+        if replaced || is_hop_by_hop(name) || connection.as_ref().is_some_and(|c| c.lists(name)) {
             continue;
         }
         out.extend_from_slice(line);
@@ -240,10 +266,12 @@ mod tests {
         for name in ["content-length", "tee", "x-upgrade", "via"] {
             assert!(!is_hop_by_hop(name.as_bytes()), "{name}");
         }
-        assert!(connection_lists(
-            [&b"close ,  X-Secret"[..]].into_iter(),
-            b"x-secret"
-        ));
-        assert!(!connection_lists([&b"close"[..]].into_iter(), b"x-secret"));
+        let fields = Fields::of(&[("Connection", "close ,  X-Secret"), ("connection", "te")]);
+        let options = ConnectionOptions::of(&fields);
+        assert!(options.lists(b"x-secret"));
+        assert!(options.lists(b"TE"));
+        assert!(!options.lists(b"x-secre"));
+        let fields = Fields::of(&[("Connection", "close")]);
+        assert!(!ConnectionOptions::of(&fields).lists(b"x-secret"));
     }
 }

@@ -87,6 +87,20 @@ impl<G: Gateway> Connection<G> {
             if let Some(refusal) = self.refused {
                 return (Err(Stop::Refused(refusal)), None);
             }
+            // No route tunnels: a CONNECT forwarded as a request would turn a pooled
+            // upstream connection into a tunnel (RFC 9110 §9.3.6), so it is refused
+            // whatever its target's form.
+            if req.method == http::Method::CONNECT {
+                let allowed = match req.uri.path() {
+                    path if path.starts_with('/') => {
+                        let host = host(&req.uri, req.version, &req.fields).ok().flatten();
+                        self.table.allowed(host, path)
+                    }
+                    _ => crate::message::methods::MethodSet::ANY,
+                };
+                let allowed = allowed.without(&http::Method::CONNECT);
+                return (Err(Stop::MethodNotAllowed(allowed)), None);
+            }
             // The router and the upstream must see the same path, so the normal form
             // replaces the request's own.
             match normalize_path(req.uri.path()) {

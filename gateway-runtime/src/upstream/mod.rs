@@ -171,13 +171,16 @@ impl Upstream {
 
     /// Sends the request on a pooled connection, or a new one. A pooled connection may
     /// have been closed by the upstream just as it was taken; when it ends before any
-    /// byte of a response, a replayable request is sent again on the next connection.
+    /// byte of a response, a replayable request is sent once more, on the next
+    /// connection, and never a third time: an upstream that closes every connection
+    /// unanswered must not receive one request over and over.
     async fn exchange(
         &self,
         endpoint: &Endpoint,
         request: &UpstreamRequest<'_>,
         mut body: Option<RequestBody>,
     ) -> Result<(ResponseHead, Box<Connection>), UpstreamError> {
+        let mut retried = false;
         loop {
             let mut conn = match endpoint.pool.checkout() {
                 Some(conn) => conn,
@@ -196,7 +199,11 @@ impl Upstream {
             let head_request = *request.method == Method::HEAD;
             match client::exchange(&mut conn, body.take(), request.framing, head_request).await {
                 Ok(head) => return Ok((head, conn)),
-                Err(ExchangeError::NoResponse(_)) if conn.reused && request.replayable => {}
+                Err(ExchangeError::NoResponse(_))
+                    if conn.reused && request.replayable && !retried =>
+                {
+                    retried = true;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
