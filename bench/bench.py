@@ -180,6 +180,16 @@ def origin_conf(workdir):
     )
 
 
+# What nginx does for every proxied request, as the gateway does: upstream keep-alive
+# and the X-Forwarded-* headers.
+PROXY_PASS = """proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;"""
+
+
 def proxy_conf(workdir, workers, valgrind=False, logged=False):
     extra = "master_process off;" if valgrind else ""
     access_log = f"access_log {workdir}/proxy.access.log combined buffer=64k flush=1s;" if logged else ""
@@ -194,23 +204,14 @@ def proxy_conf(workdir, workers, valgrind=False, logged=False):
         {access_log}
         location ~ ^/(api/users/[^/]+|static/.+)$ {{
             limit_except GET {{ deny all; }}
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $host;
+            {PROXY_PASS}
         }}
+        # The policies scenario: an IP allow rule and a request header rule.
         location ~ ^/api/gated/[^/]+$ {{
             limit_except GET {{ deny all; }}
             allow 127.0.0.0/8;
             deny all;
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $host;
+            {PROXY_PASS}
             proxy_set_header X-Gateway bench;
         }}
     }}""",

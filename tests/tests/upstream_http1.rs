@@ -8,6 +8,11 @@ use support::*;
 
 /// The gateway in front of one scripted upstream, reached under `/scripted/`.
 fn gateway_for(upstream: &ScriptedUpstream) -> Gateway {
+    gateway_in_front_of(upstream.url())
+}
+
+/// The gateway with `url` as the upstream reached under `/scripted/`.
+fn gateway_in_front_of(url: String) -> Gateway {
     let unused = || format!("http://{}", refused_addr());
     Gateway::start(
         BUILD_RS_GATEWAY,
@@ -17,7 +22,7 @@ fn gateway_for(upstream: &ScriptedUpstream) -> Gateway {
             ("ORDERS", unused()),
             ("DEAD", unused()),
             ("STALLED", unused()),
-            ("SCRIPTED", upstream.url()),
+            ("SCRIPTED", url),
         ],
     )
     .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"))
@@ -414,19 +419,7 @@ async fn answers_once_per_connection(
 async fn stale_connections_are_retried_once() {
     use std::sync::atomic::Ordering;
     let (addr, requests) = answers_once_per_connection(std::time::Duration::from_millis(300)).await;
-    let unused = || format!("http://{}", refused_addr());
-    let gateway = Gateway::start(
-        BUILD_RS_GATEWAY,
-        &[
-            ("USERS_A", unused()),
-            ("USERS_B", unused()),
-            ("ORDERS", unused()),
-            ("DEAD", unused()),
-            ("STALLED", unused()),
-            ("SCRIPTED", format!("http://{addr}")),
-        ],
-    )
-    .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"));
+    let gateway = gateway_in_front_of(format!("http://{addr}"));
     // Three requests at once open three upstream connections, which go to the pool.
     let main = gateway.addr("main");
     let warm: Vec<_> = (0..3)

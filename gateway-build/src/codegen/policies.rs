@@ -231,14 +231,14 @@ pub(super) fn connection(plan: &Plan, names: &PolicyNames) -> TokenStream {
                 let name = &plan.policies[c.policy].name;
                 if c.refuses_connection {
                     quote! {
-                        if !#item.admits_peer(peer) {
+                        if !#item.admits(peer) {
                             return ::core::result::Result::Err(rt::Refusal::forbidden(#name));
                         }
                     }
                 } else {
                     let bit = Literal::u32_unsuffixed(bit as u32);
                     quote! {
-                        if !#item.admits_peer(peer) {
+                        if !#item.admits(peer) {
                             admission.refused |= 1 << #bit;
                         }
                     }

@@ -811,6 +811,14 @@ mod tests {
         .into_bytes()
     }
 
+    /// `ok`'s answer as the last on its connection.
+    fn closing(answer: Vec<u8>) -> Vec<u8> {
+        let answer = String::from_utf8(answer).expect("ASCII");
+        answer
+            .replacen("\r\n\r\n", "\r\nconnection: close\r\n\r\n", 1)
+            .into_bytes()
+    }
+
     /// Pipelined requests arriving in one read are answered in order, each with its
     /// body read, and the connection ends when the client closes it.
     #[tokio::test]
@@ -874,14 +882,13 @@ mod tests {
     /// no interim response, and an expectation the gateway does not know is no 417.
     #[tokio::test]
     async fn session_ignores_expectations_of_http10_requests() {
-        let answer = String::from_utf8(ok("POST /u 3")).expect("ASCII");
-        let answer = answer.replace("\r\n\r\n", "\r\nconnection: close\r\n\r\n");
+        let answer = closing(ok("POST /u 3"));
         let stream = scripted(
             &[
                 b"POST /u HTTP/1.0\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
                 b"abc",
             ],
-            &[answer.as_bytes()],
+            &[&answer],
         );
         serve_scripted(stream).await;
         let head = parse(b"GET / HTTP/1.0\r\nExpect: magic\r\n\r\n")
@@ -893,9 +900,8 @@ mod tests {
     /// An HTTP/1.0 request without keep-alive gets its answer and `Connection: close`.
     #[tokio::test]
     async fn session_closes_http10_connections() {
-        let answer = String::from_utf8(ok("GET /old 0")).expect("ASCII");
-        let answer = answer.replace("\r\n\r\n", "\r\nconnection: close\r\n\r\n");
-        let stream = scripted(&[b"GET /old HTTP/1.0\r\n\r\n"], &[answer.as_bytes()]);
+        let answer = closing(ok("GET /old 0"));
+        let stream = scripted(&[b"GET /old HTTP/1.0\r\n\r\n"], &[&answer]);
         serve_scripted(stream).await;
     }
 

@@ -143,9 +143,10 @@ impl ReadHalf {
     }
 }
 
-/// Forwards the `AsyncRead` and `AsyncWrite` methods of an enum to its variants.
+/// Forwards the `AsyncRead` and `AsyncWrite` methods of an enum to its variants;
+/// `|s| …` says where a scripted variant reads or writes.
 macro_rules! forward_io {
-    ($ty:ty, read) => {
+    ($ty:ty, read, |$s:ident| $scripted:expr) => {
         impl AsyncRead for $ty {
             fn poll_read(
                 self: Pin<&mut Self>,
@@ -155,12 +156,12 @@ macro_rules! forward_io {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
                     #[cfg(test)]
-                    Self::Scripted(s) => Pin::new(s).poll_read(cx, buf),
+                    Self::Scripted($s) => Pin::new($scripted).poll_read(cx, buf),
                 }
             }
         }
     };
-    ($ty:ty, write) => {
+    ($ty:ty, write, |$s:ident| $scripted:expr) => {
         impl AsyncWrite for $ty {
             fn poll_write(
                 self: Pin<&mut Self>,
@@ -170,7 +171,7 @@ macro_rules! forward_io {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
                     #[cfg(test)]
-                    Self::Scripted(s) => Pin::new(s).poll_write(cx, buf),
+                    Self::Scripted($s) => Pin::new($scripted).poll_write(cx, buf),
                 }
             }
 
@@ -182,15 +183,16 @@ macro_rules! forward_io {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
                     #[cfg(test)]
-                    Self::Scripted(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+                    Self::Scripted($s) => Pin::new($scripted).poll_write_vectored(cx, bufs),
                 }
             }
 
             fn is_write_vectored(&self) -> bool {
                 match self {
                     Self::Tcp(s) => s.is_write_vectored(),
+                    // Scripted peers take one write at a time.
                     #[cfg(test)]
-                    Self::Scripted(s) => s.is_write_vectored(),
+                    Self::Scripted(_) => false,
                 }
             }
 
@@ -198,7 +200,7 @@ macro_rules! forward_io {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_flush(cx),
                     #[cfg(test)]
-                    Self::Scripted(s) => Pin::new(s).poll_flush(cx),
+                    Self::Scripted($s) => Pin::new($scripted).poll_flush(cx),
                 }
             }
 
@@ -206,78 +208,16 @@ macro_rules! forward_io {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
                     #[cfg(test)]
-                    Self::Scripted(s) => Pin::new(s).poll_shutdown(cx),
+                    Self::Scripted($s) => Pin::new($scripted).poll_shutdown(cx),
                 }
             }
         }
     };
 }
 
-forward_io!(ReadHalf, read);
-forward_io!(WriteHalf, write);
-forward_io!(ReadRef<'_>, read);
-forward_io!(WriteRef<'_>, write);
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            #[cfg(test)]
-            Stream::Scripted(s) => Pin::new(&mut s.sends).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            #[cfg(test)]
-            Stream::Scripted(s) => Pin::new(&mut s.expects).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            #[cfg(test)]
-            Stream::Scripted(s) => Pin::new(&mut s.expects).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Stream::Tcp(s) => s.is_write_vectored(),
-            #[cfg(test)]
-            Stream::Scripted(s) => s.expects.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            #[cfg(test)]
-            Stream::Scripted(s) => Pin::new(&mut s.expects).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            #[cfg(test)]
-            Stream::Scripted(s) => Pin::new(&mut s.expects).poll_shutdown(cx),
-        }
-    }
-}
+forward_io!(Stream, read, |s| &mut s.sends);
+forward_io!(Stream, write, |s| &mut s.expects);
+forward_io!(ReadHalf, read, |s| s);
+forward_io!(WriteHalf, write, |s| s);
+forward_io!(ReadRef<'_>, read, |s| s);
+forward_io!(WriteRef<'_>, write, |s| s);

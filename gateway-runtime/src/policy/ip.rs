@@ -113,15 +113,6 @@ impl Cidr {
         self.v6 == other.v6 && self.prefix <= other.prefix && other.bits & self.mask == self.bits
     }
 
-    /// Whether the two blocks share an address; blocks are nested or apart.
-    pub fn overlaps(&self, other: &Cidr) -> bool {
-        self.covers(other) || other.covers(self)
-    }
-
-    pub fn is_v6(&self) -> bool {
-        self.v6
-    }
-
     pub fn prefix(&self) -> u8 {
         self.prefix
     }
@@ -236,11 +227,6 @@ mod phases {
     use crate::pipeline::{RequestContext, Stop};
 
     impl IpRule {
-        /// The connection phase: whether the peer may use the listener.
-        pub fn admits_peer(&self, peer: std::net::IpAddr) -> bool {
-            self.admits(peer)
-        }
-
         /// The request phase: refuses with 403 a client the rule does not let through.
         pub fn check(&self, req: &Request, cx: &RequestContext) -> Result<(), Stop> {
             let peer = cx.client.ip();
@@ -308,7 +294,6 @@ mod tests {
         assert!(Cidr::parse("::/0").unwrap().contains(ip("2001:db8::1")));
         assert!(block.covers(&Cidr::v4([10, 1, 0, 0], 16)));
         assert!(!Cidr::v4([10, 1, 0, 0], 16).covers(&block));
-        assert!(block.overlaps(&Cidr::v4([10, 1, 0, 0], 16)));
     }
 
     const OFFICE: &[Cidr] = &[Cidr::v4([192, 168, 0, 0], 16)];
