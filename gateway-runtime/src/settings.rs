@@ -128,6 +128,9 @@ fn number_and_unit<'t>(text: &'t str, what: &str, hint: &str) -> Result<(u64, &'
     Ok((number, unit))
 }
 
+/// The longest duration a setting may hold.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Parses `500ms`, `5s`, `2m` or `1h`; zero is refused because every wait needs a bound.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let hint = "write a whole number with a unit: `500ms`, `5s`, `2m` or `1h`";
@@ -142,6 +145,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if duration.is_zero() {
         return Err(format!(
             "`{text}` is zero: every wait needs a bound above zero"
+        ));
+    }
+    // Deadlines are `Instant`s: a duration near the type's limit overflows the
+    // addition and panics the worker, so the bound is one an operator can mean.
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "`{text}` is longer than 7 days, the longest wait allowed"
         ));
     }
     Ok(duration)
@@ -451,6 +461,9 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("1.5s").is_err());
+        assert_eq!(parse_duration("168h"), Ok(MAX_DURATION));
+        assert!(parse_duration("169h").unwrap_err().contains("7 days"));
+        assert!(parse_duration("9999999999999h").is_err());
     }
 
     /// Sizes take binary units; header sizes have a range.

@@ -274,6 +274,26 @@ async fn h2c_clients() {
     assert!(!seen.headers.contains_key("te"), "TE is hop-by-hop");
 }
 
+/// Cookies an HTTP/2 client sends as separate fields reach an HTTP/1.1 upstream as
+/// one `Cookie` joined with `; ` (RFC 9113 §8.2.3), not as several lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_cookies_are_joined() {
+    let s = setup(BUILD_RS_GATEWAY, &[]).await;
+    let request = Request::get(s.gateway.url("/api/orders/1"))
+        .header("cookie", "a=1")
+        .header("x-between", "1")
+        .header("cookie", "b=2")
+        .header("cookie", "c=3")
+        .body(TestBody::empty())
+        .expect("request");
+    let reply = send(&h2c_client(), request).await;
+    assert_eq!(reply.status, 200);
+    let seen = s.orders.last();
+    let cookies: Vec<_> = seen.headers.get_all("cookie").iter().collect();
+    assert_eq!(cookies, ["a=1; b=2; c=3"]);
+    assert_eq!(seen.headers["x-between"], "1");
+}
+
 /// A route limited to one listener is not served on another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_can_be_limited_to_listeners() {

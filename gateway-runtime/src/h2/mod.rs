@@ -26,6 +26,37 @@ impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
     }
 }
 
+/// An HTTP/2 request's fields as HTTP/1.1 forwards them: HTTP/2 may split `Cookie`
+/// into one field per cookie, and those are joined with `; ` into one, where the
+/// first was, before they go to an HTTP/1.1 upstream (RFC 9113 §8.2.3).
+fn request_fields(headers: &http::HeaderMap) -> Fields {
+    if headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .nth(1)
+        .is_none()
+    {
+        return Fields::from_header_map(headers);
+    }
+    let joined: Vec<u8> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .map(http::HeaderValue::as_bytes)
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    let mut fields = Fields::with_capacity(headers.len(), joined.len() + 64 * headers.len());
+    let mut cookie_written = false;
+    for (name, value) in headers {
+        if name != http::header::COOKIE {
+            fields.append(name.as_str().as_bytes(), value.as_bytes());
+        } else if !cookie_written {
+            fields.append(b"cookie", &joined);
+            cookie_written = true;
+        }
+    }
+    fields
+}
+
 /// Serves a connection that opened with the HTTP/2 preface; `preface` is what was
 /// read of it already.
 pub(crate) async fn serve<G: Gateway>(
@@ -40,7 +71,7 @@ pub(crate) async fn serve<G: Gateway>(
         async move {
             let (parts, body) = req.into_parts();
             let req = Request {
-                fields: Fields::from_header_map(&parts.headers),
+                fields: request_fields(&parts.headers),
                 method: parts.method,
                 uri: parts.uri,
                 version: parts.version,

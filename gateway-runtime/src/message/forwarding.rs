@@ -110,9 +110,16 @@ pub fn write_request_head(
         let replaced = match name.len() {
             // Replaced below, or framed by the gateway itself.
             4 => is(name, b"host"),
-            14 => is(name, b"content-length"),
+            14 => is(name, b"content-length") || is(name, b"x-original-url"),
             17 => is(name, b"x-forwarded-proto"),
-            16 => is(name, b"x-forwarded-host"),
+            16 => is(name, b"x-forwarded-host") || is(name, b"x-forwarded-port"),
+            // What a client could claim about itself or the original request, which
+            // upstreams and frameworks believe: `Forwarded` (RFC 7239) and `X-Real-IP`
+            // name the client, `X-Original-URL` and `X-Rewrite-URL` the path (IIS,
+            // Symfony), `X-Forwarded-Port` the port. Not passed on; `X-Forwarded-For`
+            // carries the client, with the gateway's peer appended.
+            9 => is(name, b"forwarded") || is(name, b"x-real-ip"),
+            13 => is(name, b"x-rewrite-url"),
             // The gateway answers `100-continue` itself when it reads the body.
             6 => is(name, b"expect"),
             15 if is(name, b"x-forwarded-for") => {
@@ -200,7 +207,8 @@ mod tests {
     }
 
     /// Hop-by-hop fields and those named in Connection go; the proxy's own fields are
-    /// replaced, not duplicated; the rest is forwarded as it came, in its case.
+    /// replaced, not duplicated; what a client could claim about itself or the
+    /// original request goes; the rest is forwarded as it came, in its case.
     #[test]
     fn forwarded_head() {
         let list = [
@@ -215,6 +223,11 @@ mod tests {
             ("X-Forwarded-Proto", "https"),
             ("x-forwarded-host", "evil.example"),
             ("Proxy-Connection", "keep-alive"),
+            ("Forwarded", "for=6.6.6.6"),
+            ("X-Real-IP", "6.6.6.6"),
+            ("X-Forwarded-Port", "443"),
+            ("X-Original-URL", "/admin"),
+            ("x-rewrite-url", "/admin"),
             ("X-Kept", "1"),
             ("x-kept", "2"),
         ];

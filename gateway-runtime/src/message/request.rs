@@ -50,7 +50,13 @@ pub fn host<'r>(
         (None, _) => None,
     };
     match uri.authority() {
-        Some(authority) => Ok(Some(authority.host())),
+        // The authority goes upstream as `X-Forwarded-Host`: it is held to the same
+        // rules as `Host`, so userinfo (`evil@host`, an error to a recipient by RFC
+        // 9110 §4.2.4) or a comma (which upstreams read as a list) never gets there.
+        Some(authority) => match host_of(authority.as_str()) {
+            Some(_) => Ok(Some(authority.host())),
+            None => Err(bad_request("invalid authority in the request target")),
+        },
         None => Ok(header),
     }
 }
@@ -106,7 +112,6 @@ static REG_NAME: [bool; 256] = {
                     | b')'
                     | b'*'
                     | b'+'
-                    | b','
                     | b';'
                     | b'='
                     | b'%'
@@ -317,11 +322,12 @@ mod tests {
         assert!(max_forwards(&Method::TRACE, &mut f).is_err());
     }
 
-    /// The reg-name table holds RFC 3986's unreserved and sub-delims characters and `%`.
+    /// The reg-name table holds RFC 3986's unreserved and sub-delims characters and `%`,
+    /// but the comma, which would make `X-Forwarded-Host` a list.
     #[test]
     fn reg_name_table() {
         for b in 0..=255u8 {
-            let expected = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b);
+            let expected = b.is_ascii_alphanumeric() || b"-._~!$&'()*+;=%".contains(&b);
             assert_eq!(REG_NAME[usize::from(b)], expected, "byte {b}");
         }
     }
@@ -360,8 +366,20 @@ mod tests {
             check(&origin, h11, &[("host", "a"), ("HOST", "b")]),
             Err("more than one Host header")
         );
-        for bad in ["a b", "u@a", "a:80:80", "a:x", "[zz]", "[::1", ":80", ""] {
+        for bad in [
+            "a b", "u@a", "a:80:80", "a:x", "[zz]", "[::1", ":80", "", "a,b",
+        ] {
             assert!(check(&origin, h11, &[("host", bad)]).is_err(), "{bad:?}");
+        }
+        // Absolute-form targets: userinfo or a comma in the authority is refused.
+        for bad in ["http://evil@a.example/x", "http://a.example,b.example/x"] {
+            let uri = Uri::from_static(bad);
+            let fields = Fields::of(&[("host", "a.example")]);
+            assert_eq!(
+                host(&uri, h11, &fields).map_err(|r| r.message),
+                Err("invalid authority in the request target"),
+                "{bad}"
+            );
         }
         for (good, expected) in [
             ("[::1]:8080", "[::1]"),

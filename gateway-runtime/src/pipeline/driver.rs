@@ -57,9 +57,7 @@ impl<G: Gateway> Connection<G> {
                 }
             };
             if let (Some(log), Some((at, start, method, path))) = (&self.log, logged) {
-                // The log thread may be gone only at exit; a lost line then is no reason
-                // to fail.
-                let _ = log.send(Record {
+                log.record(Record {
                     at,
                     listener: self.cx.listener,
                     client: self.cx.client.ip(),
