@@ -207,6 +207,17 @@ pub struct Listener {
     pub limits: ListenerLimits,
     /// Policies for every route served on this listener.
     pub policies: Option<Spanned<Vec<Spanned<String>>>>,
+    /// What to do with request fields whose names hold `_`; default `drop`.
+    pub headers_with_underscores: Option<Spanned<Underscores>>,
+}
+
+/// `headers_with_underscores`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Underscores {
+    Drop,
+    Reject,
+    Allow,
 }
 
 /// Bounds on what one request may send.

@@ -222,3 +222,23 @@ async fn connect_is_refused() {
     }
     assert!(orders.seen().is_empty());
 }
+
+/// Names with underscores, which CGI-style backends read as the dashed name, are
+/// dropped by default and refused where a listener says so; the upstream never sees
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_with_underscores_are_dropped_or_refused() {
+    let (orders, gateway) = gateway(&[]).await;
+    let request = b"GET /o/x HTTP/1.1\r\nHost: a\r\nX_User_Id: forged\r\nX-User-Id: 1\r\nConnection: close\r\n\r\n";
+    let reply = raw(gateway.addr("main"), request);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let seen = orders.last();
+    assert!(!seen.headers.contains_key("x_user_id"));
+    assert_eq!(seen.headers["x-user-id"], "1");
+    let request =
+        b"GET /internal HTTP/1.1\r\nHost: a\r\nX_User_Id: forged\r\nConnection: close\r\n\r\n";
+    let reply = raw(gateway.addr("internal"), request);
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("underscores"), "{reply}");
+    assert_eq!(orders.seen().len(), 1);
+}

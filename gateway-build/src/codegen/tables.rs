@@ -7,6 +7,7 @@ use quote::{format_ident, quote};
 use gateway_runtime::settings::SettingKind;
 
 use crate::plan::{Plan, SettingPlan};
+use crate::syntax::Underscores;
 
 pub(super) fn setting(s: &SettingPlan) -> TokenStream {
     let origin = &s.origin;
@@ -34,6 +35,11 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
         let max_body = optional(l.max_body.as_ref().map(setting));
         let max_header_size = setting(&l.max_header_size);
         let max_headers = Literal::usize_unsuffixed(l.max_headers);
+        let underscores = match l.underscores {
+            Underscores::Drop => quote!(rt::Underscores::Drop),
+            Underscores::Reject => quote!(rt::Underscores::Reject),
+            Underscores::Allow => quote!(rt::Underscores::Allow),
+        };
         quote! {
             rt::ListenerSpec {
                 name: #name,
@@ -42,6 +48,7 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
                 max_body: #max_body,
                 max_header_size: #max_header_size,
                 max_headers: #max_headers,
+                underscores: #underscores,
             }
         }
     });

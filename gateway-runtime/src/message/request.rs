@@ -61,6 +61,40 @@ pub fn host<'r>(
     }
 }
 
+/// What a listener does with request fields whose names hold `_`
+/// (`headers_with_underscores`). CGI and WSGI backends read `X_User_Id` as
+/// `X-User-Id`, so such a name can carry a field past every rule that looks for the
+/// dashed one, an identity header most of all. The names are Envoy's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Underscores {
+    /// Removed before routing, as nginx's `underscores_in_headers off` does.
+    #[default]
+    Drop,
+    /// The request is refused with 400.
+    Reject,
+    /// Passed on like any other field.
+    Allow,
+}
+
+/// Applies a listener's choice about names with underscores to a request's fields.
+pub fn underscores(fields: &mut Fields, choice: Underscores) -> Result<(), Rejection> {
+    if choice == Underscores::Allow || !fields.iter().any(|(name, _)| name.contains(&b'_')) {
+        return Ok(());
+    }
+    if choice == Underscores::Reject {
+        return Err(bad_request("header names with underscores are refused"));
+    }
+    let names: Vec<Vec<u8>> = fields
+        .iter()
+        .filter(|(name, _)| name.contains(&b'_'))
+        .map(|(name, _)| name.to_vec())
+        .collect();
+    for name in names {
+        fields.remove(&name);
+    }
+    Ok(())
+}
+
 /// What `Max-Forwards` says about an OPTIONS or TRACE request (RFC 9110 §7.6.2).
 #[derive(Debug, PartialEq, Eq)]
 pub enum MaxForwards {
@@ -320,6 +354,27 @@ mod tests {
         assert_eq!(max_forwards(&Method::GET, &mut f), Ok(MaxForwards::Forward));
         let mut f = Fields::of(&[("max-forwards", "-1")]);
         assert!(max_forwards(&Method::TRACE, &mut f).is_err());
+    }
+
+    /// Names with underscores are dropped, refused or kept, as the listener says; the
+    /// dashed names next to them are untouched.
+    #[test]
+    fn names_with_underscores() {
+        let list = [
+            ("X_User_Id", "forged"),
+            ("X-User-Id", "1"),
+            ("x_trace", "a"),
+        ];
+        let mut fields = Fields::of(&list);
+        assert_eq!(underscores(&mut fields, Underscores::Drop), Ok(()));
+        let names: Vec<_> = fields.iter().map(|(n, _)| n.to_vec()).collect();
+        assert_eq!(names, [b"X-User-Id".to_vec()]);
+        let mut fields = Fields::of(&list);
+        assert!(underscores(&mut fields, Underscores::Reject).is_err());
+        assert_eq!(underscores(&mut fields, Underscores::Allow), Ok(()));
+        assert_eq!(fields.iter().count(), 3);
+        let mut clean = Fields::of(&[("X-User-Id", "1")]);
+        assert_eq!(underscores(&mut clean, Underscores::Reject), Ok(()));
     }
 
     /// The reg-name table holds RFC 3986's unreserved and sub-delims characters and `%`,

@@ -14,7 +14,9 @@ use http::StatusCode;
 use crate::message::body::Body;
 use crate::message::error::json_error;
 use crate::message::fields::Fields;
-use crate::message::request::{MaxForwards, host, max_forwards, normalize_path, with_path};
+use crate::message::request::{
+    MaxForwards, host, max_forwards, normalize_path, underscores, with_path,
+};
 use crate::observe::access_log::{AccessLog, LoggedPath, Record};
 use crate::pipeline::gateway::{Gateway, Request, Response};
 use crate::pipeline::{Refusal, RequestContext, Stop, rescue};
@@ -108,6 +110,9 @@ impl<G: Gateway> Connection<G> {
                     None => return (Err(Stop::bad_request("invalid path")), None),
                 },
                 Err(rejection) => return (Err(rejection.into()), None),
+            }
+            if let Err(rejection) = underscores(&mut req.fields, self.cx.underscores) {
+                return (Err(rejection.into()), None);
             }
             // A cheap clone (reference-counted parts) that the route's parameters borrow,
             // so that the request itself can move on to the upstream.

@@ -11,6 +11,7 @@ use http::{Method, Uri, Version};
 use crate::h1::request_body::RequestBody;
 use crate::message::fields::Fields;
 use crate::message::methods::MethodSet;
+use crate::message::request::Underscores;
 use crate::pipeline::{Admission, Refusal, RequestContext, Stop};
 use crate::route::router::RouteSpec;
 use crate::settings::{Setting, SettingError, SettingKind};
@@ -99,6 +100,7 @@ pub struct ListenerSpec {
     pub max_body: Option<Setting>,
     pub max_header_size: Setting,
     pub max_headers: usize,
+    pub underscores: Underscores,
 }
 
 /// Which configuration a binary enforces: printed by `--version` and logged at start-up,

@@ -70,6 +70,8 @@ pub struct RequestContext {
     pub listener_id: usize,
     /// The listener's request body limit; `u64::MAX` when it has none.
     pub max_body: u64,
+    /// What the listener does with field names holding `_`.
+    pub underscores: crate::message::request::Underscores,
     pub client: SocketAddr,
     /// The client IP, ready to append to `X-Forwarded-For`.
     pub client_ip: HeaderValue,

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::h1::server as http1;
 use crate::io::Stream;
+use crate::message::request::Underscores;
 use crate::observe::access_log::{self, AccessLog};
 use crate::pipeline::gateway::{Gateway, ListenerSpec, check_settings};
 use crate::pipeline::{Connection, RequestContext};
@@ -106,6 +107,7 @@ struct ListenerSettings {
     max_body: u64,
     max_header_size: usize,
     max_headers: usize,
+    underscores: Underscores,
 }
 
 impl ListenerSettings {
@@ -121,6 +123,7 @@ impl ListenerSettings {
             max_header_size: usize::try_from(spec.max_header_size.header_size()?)
                 .unwrap_or(usize::MAX),
             max_headers: spec.max_headers,
+            underscores: spec.underscores,
         })
     }
 }
@@ -428,6 +431,7 @@ async fn accept_loop<G: Gateway>(
                 listener,
                 listener_id,
                 max_body: settings.max_body,
+                underscores: settings.underscores,
                 client,
                 client_ip,
                 admission,
