@@ -448,3 +448,63 @@ async fn stale_connections_are_retried_once() {
         "sent once and retried once"
     );
 }
+
+/// Fields an interim response's own `Connection` lists stay at the gateway, as the
+/// final response's do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_connection_options_stop_at_the_gateway() {
+    let upstream = ScriptedUpstream::start(
+        b"HTTP/1.1 103 Early Hints\r\nconnection: x-hop\r\nx-hop: 1\r\nlink: </a.css>\r\n\r\n\
+          HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        false,
+        true,
+    )
+    .await;
+    let gateway = gateway_for(&upstream);
+    let reply = raw(
+        gateway.addr("main"),
+        b"GET /scripted/a HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    assert!(
+        reply.starts_with("HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\n"),
+        "{reply}"
+    );
+    assert!(!reply.contains("x-hop"), "{reply}");
+}
+
+/// An upstream that sends interim responses without end gets a 502 after 16 of them,
+/// rather than keeping the exchange until the response timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_interim_responses_are_a_502() {
+    let reply: &'static [u8] = Box::leak(
+        [
+            b"HTTP/1.1 102 Processing\r\n\r\n".repeat(17),
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+        ]
+        .concat()
+        .into_boxed_slice(),
+    );
+    let upstream = ScriptedUpstream::start(reply, false, true).await;
+    let gateway = gateway_for(&upstream);
+    let started = std::time::Instant::now();
+    let reply = get(&client(), &gateway.url("/scripted/a")).await;
+    assert_bad_gateway(&reply);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // Sixteen are fine.
+    let upstream = ScriptedUpstream::start(
+        Box::leak(
+            [
+                b"HTTP/1.1 102 Processing\r\n\r\n".repeat(16),
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+            ]
+            .concat()
+            .into_boxed_slice(),
+        ),
+        false,
+        true,
+    )
+    .await;
+    let gateway = gateway_for(&upstream);
+    let reply = get(&client(), &gateway.url("/scripted/a")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}

@@ -35,6 +35,8 @@ pub type RequestBody = Limited<crate::h1::request_body::RequestBody>;
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Most field lines in an upstream response head.
 const MAX_RESPONSE_FIELDS: usize = 128;
+/// Most interim (1xx) responses before the final one.
+const MAX_INTERIM: usize = 16;
 /// Most `Connection` field lines in one response.
 const MAX_CONNECTION_FIELDS: usize = 8;
 
@@ -196,6 +198,7 @@ async fn read_head<R: AsyncRead + Unpin>(
 ) -> Result<ResponseHead, ExchangeError> {
     let mut received = !read.bytes.is_empty();
     let mut interim = Vec::new();
+    let mut interim_count = 0;
     loop {
         if !read.bytes.is_empty() {
             match parse_head(read, head_request, &mut interim)? {
@@ -203,7 +206,15 @@ async fn read_head<R: AsyncRead + Unpin>(
                     head.interim = interim;
                     return Ok(head);
                 }
-                Parsed::Interim => continue,
+                // Bounded, so that an upstream cannot keep an exchange busy with
+                // interim responses until the response timeout.
+                Parsed::Interim if interim_count == MAX_INTERIM => {
+                    return Err(ExchangeError::Invalid("too many interim responses"));
+                }
+                Parsed::Interim => {
+                    interim_count += 1;
+                    continue;
+                }
                 Parsed::Partial if read.bytes.len() >= MAX_RESPONSE_HEAD => {
                     return Err(ExchangeError::Invalid("response head too large"));
                 }
@@ -268,7 +279,7 @@ fn parse_head(
                 code,
                 response.reason.unwrap_or(""),
                 response.headers,
-            );
+            )?;
         }
         read.bytes.advance(len);
         return Ok(Parsed::Interim);
@@ -351,8 +362,31 @@ fn parse_head(
 }
 
 /// Appends an interim response as it goes to an HTTP/1.1 client, without the fields
-/// that concern the upstream hop only.
-fn write_interim(out: &mut Vec<u8>, code: u16, reason: &str, fields: &[httparse::Header<'_>]) {
+/// that concern the upstream hop only: the hop-by-hop ones and those its own
+/// `Connection` lists.
+fn write_interim(
+    out: &mut Vec<u8>,
+    code: u16,
+    reason: &str,
+    fields: &[httparse::Header<'_>],
+) -> Result<(), ExchangeError> {
+    let mut options: Vec<&[u8]> = Vec::new();
+    for field in fields
+        .iter()
+        .filter(|f| fields::is(f.name.as_bytes(), b"connection"))
+    {
+        options.extend(
+            field
+                .value
+                .split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+                .filter(|option| !option.is_empty()),
+        );
+    }
+    if options.len() > crate::h1::framing::MAX_CONNECTION_OPTIONS {
+        return Err(ExchangeError::Invalid("too many Connection options"));
+    }
+    let listed = |name: &[u8]| options.iter().any(|o| o.eq_ignore_ascii_case(name));
     let mut digits = itoa::Buffer::new();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(digits.format(code).as_bytes());
@@ -360,7 +394,8 @@ fn write_interim(out: &mut Vec<u8>, code: u16, reason: &str, fields: &[httparse:
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     for field in fields {
-        if !is_hop_by_hop(field.name.as_bytes()) {
+        let name = field.name.as_bytes();
+        if !is_hop_by_hop(name) && !listed(name) {
             out.extend_from_slice(field.name.as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(field.value);
@@ -368,6 +403,7 @@ fn write_interim(out: &mut Vec<u8>, code: u16, reason: &str, fields: &[httparse:
         }
     }
     out.extend_from_slice(b"\r\n");
+    Ok(())
 }
 
 /// An upstream response body, read from its connection as the client takes it. The
