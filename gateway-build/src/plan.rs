@@ -14,7 +14,7 @@ use crate::check::policies::{entries, template_params};
 use crate::check::routes::listener_mask;
 use crate::diagnostic::Diagnostics;
 use crate::pattern::{self, RewritePart};
-use crate::syntax::{Config, HeaderOps, Policy, Underscores};
+use crate::syntax::{Config, HeaderOps, PathParameters, Policy, Underscores};
 
 /// Defaults where gateway.toml is silent, chosen to match common practice: Envoy's 5 s
 /// connect timeout, nginx-like minute-scale read timeouts, hyper's 90 s pool idle time.
@@ -65,6 +65,7 @@ pub struct ListenerPlan {
     pub max_header_size: SettingPlan,
     pub max_headers: usize,
     pub underscores: Underscores,
+    pub path_parameters: PathParameters,
     /// The listener's IP rules decided from the peer address, once per connection;
     /// a rule's position is its bit in the connection's `Admission`.
     pub connection_policies: Vec<ConnectionPolicy>,
@@ -309,6 +310,10 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                         .headers_with_underscores
                         .as_ref()
                         .map_or(Underscores::Drop, |u| *u.get_ref()),
+                    path_parameters: l
+                        .path_parameters
+                        .as_ref()
+                        .map_or(PathParameters::Reject, |p| *p.get_ref()),
                     connection_policies: connection_policies(config, index),
                 }
             })

@@ -7,14 +7,14 @@ use std::collections::HashMap;
 
 use http::{Method, Uri};
 
-use gateway_runtime::message::request::normalize_path;
+use gateway_runtime::message::request::{PathParameters as RtPathParameters, normalize_path};
 use gateway_runtime::route::path::{self as rt_path, RewriteSegment as RtSegment};
 use gateway_runtime::route::router::{Lookup, RouteSpec, RouteTable};
 
 use crate::codes;
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::plan::{PathChange, Plan, RewriteSegment};
-use crate::syntax::{Config, RouteTest};
+use crate::syntax::{Config, PathParameters, RouteTest};
 
 /// Statuses the router itself can answer: routed, bad request, no route, wrong method.
 const STATUSES: [i64; 4] = [200, 400, 404, 405];
@@ -151,7 +151,7 @@ pub(crate) fn run(config: &Config, plan: &Plan) -> Vec<Diagnostic> {
         let table = tables
             .entry(listener)
             .or_insert_with(|| RouteTable::new(&specs, listener));
-        let outcome = evaluate(plan, table, test, &request);
+        let outcome = evaluate(plan, table, listener, test, &request);
         if let Some(failure) = compare(config, plan, test, &outcome) {
             failures.push(failure);
         }
@@ -162,6 +162,7 @@ pub(crate) fn run(config: &Config, plan: &Plan) -> Vec<Diagnostic> {
 fn evaluate(
     plan: &Plan,
     table: &RouteTable<'_>,
+    listener: usize,
     test: &RouteTest,
     request: &TestRequest,
 ) -> Outcome {
@@ -170,7 +171,11 @@ fn evaluate(
         route: None,
         path: None,
     };
-    let uri = match normalize_path(request.uri.path()) {
+    let parameters = match plan.listeners[listener].path_parameters {
+        PathParameters::Reject => RtPathParameters::Reject,
+        PathParameters::Keep => RtPathParameters::Keep,
+    };
+    let uri = match normalize_path(request.uri.path(), parameters) {
         Ok(None) => request.uri.clone(),
         Ok(Some(normal)) => {
             match gateway_runtime::message::request::with_path(&request.uri, &normal) {

@@ -209,6 +209,16 @@ pub struct Listener {
     pub policies: Option<Spanned<Vec<Spanned<String>>>>,
     /// What to do with request fields whose names hold `_`; default `drop`.
     pub headers_with_underscores: Option<Spanned<Underscores>>,
+    /// What to do with `;` parameters on path segments; default `reject`.
+    pub path_parameters: Option<Spanned<PathParameters>>,
+}
+
+/// `path_parameters`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathParameters {
+    Reject,
+    Keep,
 }
 
 /// `headers_with_underscores`.

@@ -48,7 +48,7 @@ pub mod upstream;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::message::methods::MethodSet;
-    pub use crate::message::request::Underscores;
+    pub use crate::message::request::{PathParameters, Underscores};
     pub use crate::pipeline::gateway::{
         Gateway, ListenerSpec, Params, Provenance, Request, Response, UpstreamSpec,
     };

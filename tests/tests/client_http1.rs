@@ -242,3 +242,31 @@ async fn names_with_underscores_are_dropped_or_refused() {
     assert!(reply.contains("underscores"), "{reply}");
     assert_eq!(orders.seen().len(), 1);
 }
+
+/// The router reads the path the upstream will: unreserved characters written as
+/// escapes are decoded first (`/api/%6Frders/1` is the orders route), and `;`
+/// parameters, which servlet containers drop, are refused unless the listener keeps
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_are_routed_in_normal_form() {
+    let (orders, gateway) = gateway(&[]).await;
+    let main = gateway.addr("main");
+    let reply = raw(
+        main,
+        b"GET /api/%6Frders/1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(orders.last().target, "/orders/1");
+    let reply = raw(
+        main,
+        b"GET /o/x;jsessionid=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    let reply = raw(
+        gateway.addr("internal"),
+        b"GET /o/x;v=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(orders.last().target, "/o/x;v=1");
+    assert_eq!(orders.seen().len(), 2);
+}

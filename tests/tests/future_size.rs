@@ -48,6 +48,7 @@ async fn handle_future_size(gateway: &gateway::Gateway, path: &str) -> usize {
         listener_id: 0,
         max_body: u64::MAX,
         underscores: Default::default(),
+        path_parameters: Default::default(),
         client: "127.0.0.1:40000".parse().expect("address"),
         client_ip: http::HeaderValue::from_static("127.0.0.1"),
         admission: rt::Admission::default(),

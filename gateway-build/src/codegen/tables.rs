@@ -7,7 +7,7 @@ use quote::{format_ident, quote};
 use gateway_runtime::settings::SettingKind;
 
 use crate::plan::{Plan, SettingPlan};
-use crate::syntax::Underscores;
+use crate::syntax::{PathParameters, Underscores};
 
 pub(super) fn setting(s: &SettingPlan) -> TokenStream {
     let origin = &s.origin;
@@ -40,6 +40,10 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
             Underscores::Reject => quote!(rt::Underscores::Reject),
             Underscores::Allow => quote!(rt::Underscores::Allow),
         };
+        let path_parameters = match l.path_parameters {
+            PathParameters::Reject => quote!(rt::PathParameters::Reject),
+            PathParameters::Keep => quote!(rt::PathParameters::Keep),
+        };
         quote! {
             rt::ListenerSpec {
                 name: #name,
@@ -49,6 +53,7 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
                 max_header_size: #max_header_size,
                 max_headers: #max_headers,
                 underscores: #underscores,
+                path_parameters: #path_parameters,
             }
         }
     });

@@ -196,7 +196,7 @@ fn host_of(value: &str) -> Option<&str> {
 /// written `%2e`), repeated slashes merged. Encoded slashes, backslashes and NUL are
 /// refused outright, because upstreams disagree on what they mean and that
 /// disagreement is how path-based access rules get bypassed.
-pub fn normalize_path(path: &str) -> Result<Option<String>, Rejection> {
+pub fn normalize_path(path: &str, parameters: PathParameters) -> Result<Option<String>, Rejection> {
     if !path.starts_with('/') {
         return Err(bad_request(
             "the request target must be a path starting with `/`",
@@ -207,15 +207,21 @@ pub fn normalize_path(path: &str) -> Result<Option<String>, Rejection> {
     for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'\\' => return Err(bad_request("backslash in path")),
+            b';' if parameters == PathParameters::Reject => {
+                return Err(bad_request("path parameters (`;`) are refused"));
+            }
             b'%' => {
                 let code = bytes.get(i + 1..i + 3).unwrap_or_default();
-                if code.eq_ignore_ascii_case(b"2f")
-                    || code.eq_ignore_ascii_case(b"5c")
-                    || code == b"00"
-                {
+                let Some(decoded) = percent_decoded(code) else {
+                    return Err(bad_request("malformed percent-encoding in path"));
+                };
+                if matches!(decoded, b'/' | b'\\' | 0) {
                     return Err(bad_request("encoded slash, backslash or NUL in path"));
                 }
-                if code.eq_ignore_ascii_case(b"2e") {
+                // RFC 3986 §6.2.2: unreserved characters are decoded and the other
+                // encodings written in upper case, so that `/api/%75sers` is routed
+                // as the `/api/users` the upstream will read.
+                if is_unreserved(decoded) || code.iter().any(u8::is_ascii_lowercase) {
                     suspicious = true;
                 }
             }
@@ -226,8 +232,9 @@ pub fn normalize_path(path: &str) -> Result<Option<String>, Rejection> {
     if !suspicious {
         return Ok(None);
     }
+    let decoded = decode_unreserved(path);
     let mut segments: Vec<&str> = Vec::new();
-    let parts: Vec<&str> = path[1..].split('/').collect();
+    let parts: Vec<&str> = decoded[1..].split('/').collect();
     let last = parts.len() - 1;
     let mut trailing_slash = false;
     for (i, segment) in parts.into_iter().enumerate() {
@@ -264,6 +271,67 @@ pub fn normalize_path(path: &str) -> Result<Option<String>, Rejection> {
     Ok(Some(out))
 }
 
+/// What a listener does with `;` parameters on path segments (`path_parameters`).
+/// Servlet containers and others drop them (`/admin;x/secret` is `/admin/secret` to
+/// Tomcat), so a path that carries them is read differently by the router and the
+/// upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathParameters {
+    /// Refused with 400.
+    #[default]
+    Reject,
+    /// Routed and forwarded as they are; still refused on `.` and `..` segments.
+    Keep,
+}
+
+/// The byte a `%XX` escape stands for, from its two hex digits.
+fn percent_decoded(code: &[u8]) -> Option<u8> {
+    let digit = |b: u8| (b as char).to_digit(16);
+    match code {
+        [high, low] => Some((digit(*high)? * 16 + digit(*low)?) as u8),
+        _ => None,
+    }
+}
+
+/// RFC 3986 §2.3.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// `path` with its unreserved characters decoded and its other escapes in upper
+/// case; the escapes were checked by the caller.
+fn decode_unreserved(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let code = &bytes[i + 1..i + 3];
+                match percent_decoded(code) {
+                    Some(decoded) if is_unreserved(decoded) => out.push(char::from(decoded)),
+                    _ => {
+                        out.push('%');
+                        out.push(char::from(code[0].to_ascii_uppercase()));
+                        out.push(char::from(code[1].to_ascii_uppercase()));
+                    }
+                }
+                i += 3;
+            }
+            _ => {
+                // A run of other characters, whole (UTF-8 stays intact).
+                let end = bytes[i..]
+                    .iter()
+                    .position(|&b| b == b'%')
+                    .map_or(bytes.len(), |p| i + p);
+                out.push_str(&path[i..end]);
+                i = end;
+            }
+        }
+    }
+    out
+}
+
 /// `Some(1)` for a `.` segment, `Some(2)` for `..`, counting `%2e` as a dot.
 fn dots(segment: &str) -> Option<usize> {
     let mut count = 0;
@@ -297,14 +365,14 @@ mod tests {
     use super::*;
 
     fn normal(path: &str) -> Result<Option<String>, &'static str> {
-        normalize_path(path).map_err(|r| r.message)
+        normalize_path(path, PathParameters::Keep).map_err(|r| r.message)
     }
 
     /// Already normal paths cost no allocation.
     #[test]
     fn normal_paths_pass_untouched() {
         assert_eq!(normal("/api/users/42"), Ok(None));
-        assert_eq!(normal("/a.b/c..d/%41"), Ok(None));
+        assert_eq!(normal("/a.b/c..d/%20"), Ok(None));
     }
 
     /// Dot segments resolve, encoded or not; slashes merge; trailing slashes stay.
@@ -335,6 +403,32 @@ mod tests {
             assert!(normal(path).is_err(), "{path}");
         }
         assert!(normal("*").is_err());
+        assert_eq!(normal("/a%zz"), Err("malformed percent-encoding in path"));
+        assert_eq!(normal("/a%4"), Err("malformed percent-encoding in path"));
+    }
+
+    /// RFC 3986 §6.2.2: unreserved characters are decoded, other escapes upper-cased,
+    /// so the router reads the path the upstream will.
+    #[test]
+    fn percent_encodings_in_normal_form() {
+        assert_eq!(normal("/api/%75sers/1"), Ok(Some("/api/users/1".into())));
+        assert_eq!(normal("/a%7Eb%2D"), Ok(Some("/a~b-".into())));
+        assert_eq!(normal("/a%3ab%20c"), Ok(Some("/a%3Ab%20c".into())));
+        assert_eq!(normal("/a%3A%20"), Ok(None));
+        assert_eq!(normal("/caf%C3%A9/%2e%2e/x"), Ok(Some("/x".into())));
+        assert_eq!(normal("/ü/%61"), Ok(Some("/ü/a".into())));
+    }
+
+    /// `;` parameters are refused unless the listener keeps them.
+    #[test]
+    fn path_parameters() {
+        let reject = |path| normalize_path(path, PathParameters::Reject).map_err(|r| r.message);
+        assert_eq!(
+            reject("/a;jsessionid=1/b"),
+            Err("path parameters (`;`) are refused")
+        );
+        assert_eq!(reject("/a/b"), Ok(None));
+        assert_eq!(normal("/a;v=1/b"), Ok(None));
     }
 
     /// Max-Forwards counts down on OPTIONS and TRACE only, and stops them at zero.

@@ -103,7 +103,7 @@ impl<G: Gateway> Connection<G> {
             }
             // The router and the upstream must see the same path, so the normal form
             // replaces the request's own.
-            match normalize_path(req.uri.path()) {
+            match normalize_path(req.uri.path(), self.cx.path_parameters) {
                 Ok(None) => {}
                 Ok(Some(normal)) => match with_path(&req.uri, &normal) {
                     Some(uri) => req.uri = uri,

@@ -11,7 +11,7 @@ use http::{Method, Uri, Version};
 use crate::h1::request_body::RequestBody;
 use crate::message::fields::Fields;
 use crate::message::methods::MethodSet;
-use crate::message::request::Underscores;
+use crate::message::request::{PathParameters, Underscores};
 use crate::pipeline::{Admission, Refusal, RequestContext, Stop};
 use crate::route::router::RouteSpec;
 use crate::settings::{Setting, SettingError, SettingKind};
@@ -101,6 +101,7 @@ pub struct ListenerSpec {
     pub max_header_size: Setting,
     pub max_headers: usize,
     pub underscores: Underscores,
+    pub path_parameters: PathParameters,
 }
 
 /// Which configuration a binary enforces: printed by `--version` and logged at start-up,

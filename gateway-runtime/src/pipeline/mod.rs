@@ -72,6 +72,8 @@ pub struct RequestContext {
     pub max_body: u64,
     /// What the listener does with field names holding `_`.
     pub underscores: crate::message::request::Underscores,
+    /// What the listener does with `;` parameters on path segments.
+    pub path_parameters: crate::message::request::PathParameters,
     pub client: SocketAddr,
     /// The client IP, ready to append to `X-Forwarded-For`.
     pub client_ip: HeaderValue,

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::h1::server as http1;
 use crate::io::Stream;
-use crate::message::request::Underscores;
+use crate::message::request::{PathParameters, Underscores};
 use crate::observe::access_log::{self, AccessLog};
 use crate::pipeline::gateway::{Gateway, ListenerSpec, check_settings};
 use crate::pipeline::{Connection, RequestContext};
@@ -108,6 +108,7 @@ struct ListenerSettings {
     max_header_size: usize,
     max_headers: usize,
     underscores: Underscores,
+    path_parameters: PathParameters,
 }
 
 impl ListenerSettings {
@@ -124,6 +125,7 @@ impl ListenerSettings {
                 .unwrap_or(usize::MAX),
             max_headers: spec.max_headers,
             underscores: spec.underscores,
+            path_parameters: spec.path_parameters,
         })
     }
 }
@@ -432,6 +434,7 @@ async fn accept_loop<G: Gateway>(
                 listener_id,
                 max_body: settings.max_body,
                 underscores: settings.underscores,
+                path_parameters: settings.path_parameters,
                 client,
                 client_ip,
                 admission,
