@@ -270,3 +270,27 @@ async fn paths_are_routed_in_normal_form() {
     assert_eq!(orders.last().target, "/o/x;v=1");
     assert_eq!(orders.seen().len(), 2);
 }
+
+/// `OPTIONS *` asks about the server (RFC 9112 §3.2.4): the gateway answers it, with
+/// the methods it forwards, and the upstream is not asked; `*` is no target for other
+/// methods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_asterisk_is_answered() {
+    let (orders, gateway) = gateway(&[]).await;
+    let main = gateway.addr("main");
+    let reply = raw(
+        main,
+        b"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply.contains("allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH\r\n"),
+        "{reply}"
+    );
+    let reply = raw(
+        main,
+        b"GET * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(orders.seen().is_empty());
+}

@@ -7,6 +7,7 @@ use http::StatusCode;
 
 use crate::message::body::Body;
 use crate::message::fields::Fields;
+use crate::message::methods::MethodSet;
 
 #[derive(Debug)]
 pub struct Response {
@@ -29,6 +30,13 @@ impl Response {
         let mut fields = Fields::with_capacity(2, 64);
         fields.append(b"content-type", content_type);
         Self::new(status, fields, Body::local(body))
+    }
+
+    /// The response with an `Allow` field listing `allowed` (RFC 9110 §10.2.1).
+    pub fn with_allow(mut self, allowed: MethodSet) -> Self {
+        self.fields
+            .append(b"allow", allowed.allow_header().as_bytes());
+        self
     }
 
     pub fn status(&self) -> StatusCode {

@@ -14,6 +14,7 @@ use http::StatusCode;
 use crate::message::body::Body;
 use crate::message::error::json_error;
 use crate::message::fields::Fields;
+use crate::message::methods::MethodSet;
 use crate::message::request::{
     MaxForwards, host, max_forwards, normalize_path, underscores, with_path,
 };
@@ -96,10 +97,16 @@ impl<G: Gateway> Connection<G> {
                         let host = host(&req.uri, req.version, &req.fields).ok().flatten();
                         self.table.allowed(host, path)
                     }
-                    _ => crate::message::methods::MethodSet::ANY,
+                    _ => MethodSet::ANY,
                 };
                 let allowed = allowed.without(&http::Method::CONNECT);
                 return (Err(Stop::MethodNotAllowed(allowed)), None);
+            }
+            // RFC 9112 §3.2.4: `OPTIONS *` asks about the server itself, which the
+            // gateway answers for every upstream behind it.
+            if req.method == http::Method::OPTIONS && req.uri.path() == "*" {
+                let allowed = MethodSet::ANY.without(&http::Method::CONNECT);
+                return (Ok(empty_ok().with_allow(allowed)), None);
             }
             // The router and the upstream must see the same path, so the normal form
             // replaces the request's own.
@@ -148,23 +155,23 @@ impl<G: Gateway> Connection<G> {
     fn answer_locally(&self, req: &Request) -> Response {
         let host = host(&req.uri, req.version, &req.fields).ok().flatten();
         let allowed = self.table.allowed(host, req.uri.path());
-        let (mut response, allow) = if req.method == http::Method::OPTIONS {
-            let empty = Response::new(
-                StatusCode::OK,
-                Fields::with_capacity(1, 64),
-                Body::local(""),
-            );
-            (empty, allowed)
+        if req.method == http::Method::OPTIONS {
+            empty_ok().with_allow(allowed)
         } else {
             let refused = json_error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "TRACE is not answered by the gateway",
             );
-            (refused, allowed.without(&http::Method::TRACE))
-        };
-        response
-            .fields_mut()
-            .append(b"allow", allow.allow_header().as_bytes());
-        response
+            refused.with_allow(allowed.without(&http::Method::TRACE))
+        }
     }
+}
+
+/// A 200 with no body, for the OPTIONS requests the gateway answers itself.
+fn empty_ok() -> Response {
+    Response::new(
+        StatusCode::OK,
+        Fields::with_capacity(1, 64),
+        Body::local(""),
+    )
 }

@@ -118,10 +118,8 @@ pub fn rescue(stop: Stop) -> (Response, StopReason) {
             },
         ),
         Stop::MethodNotAllowed(methods) => {
-            let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-            response
-                .fields_mut()
-                .append(b"allow", methods.allow_header().as_bytes());
+            let response = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                .with_allow(methods);
             let reason = StopReason {
                 by: "router",
                 what: "method not allowed",
