@@ -350,9 +350,13 @@ impl ChunkedDecoder {
             }
             // A size needs at least one digit: `consumed` counts this byte too.
             (Size, _) if self.consumed == 1 => return Err(BAD_SIZE),
+            // RFC 9112 §7.1.1 allows whitespace only before an extension's `;`: a
+            // size followed by spaces alone (`5 \r\n`) is read as 5 by some servers
+            // and refused by others, and such disagreements are how bodies get
+            // smuggled, so it is refused.
             (Size | SizeSpace, b' ' | b'\t') => SizeSpace,
             (Size | SizeSpace, b';') => Extension,
-            (Size | SizeSpace | Extension, b'\r') => SizeLf,
+            (Size | Extension, b'\r') => SizeLf,
             (Extension, b'\t' | b' '..=b'~' | 0x80..=0xff) => Extension,
             (SizeLf, b'\n') => {
                 self.consumed = 0;
@@ -440,6 +444,7 @@ mod tests {
             b"-5\r\nhello\r\n0\r\n\r\n",    // sign
             b"0x5\r\nhello\r\n0\r\n\r\n",   // prefix
             b"5 5\r\nhello\r\n0\r\n\r\n",   // space inside the size
+            b"5 \r\nhello\r\n0\r\n\r\n",    // space after the size, no extension
             b"10000000000000000\r\n",       // 17 hex digits
             b"0\r\nbad\x00trailer\r\n\r\n", // control byte in a trailer
             b"0\r\n\r\r\n",                 // bare CR in the final line

@@ -275,6 +275,17 @@ where
     }
 }
 
+/// Whether the line in `head` whose content ends at `at` ends in CRLF, after any
+/// spaces and tabs.
+fn crlf_at(head: &[u8], at: usize) -> bool {
+    let rest = head.get(at..).unwrap_or_default();
+    let whitespace = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    rest[whitespace..].starts_with(b"\r\n")
+}
+
 /// Whether `bytes` hold the empty line that ends a head (CRLF CRLF, or bare LFs,
 /// which the parser then refuses).
 fn ends_head(bytes: &[u8]) -> bool {
@@ -343,6 +354,14 @@ fn parse_head(
         .map(str::as_bytes)
         .map(at)
         .ok_or((BAD, "no target"))?;
+    // httparse takes bare LF as a line end too, which RFC 9112 §2.2 lets a recipient
+    // do, and servers disagree about: the gateway takes CRLF only. The request line
+    // ends after the target and ` HTTP/1.x`, each field line after its value and any
+    // trailing whitespace, and the head with an empty line.
+    let head = &bytes[..len];
+    if !crlf_at(head, target.0 + target.1 + b" HTTP/1.1".len()) || !head.ends_with(b"\r\n\r\n") {
+        return Err((BAD, "bare LF in the request head"));
+    }
     let version = match request.version {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
@@ -364,7 +383,16 @@ fn parse_head(
             }
             expect_continue = true;
         }
-        fields.push_at(at(name), at(value));
+        let (name_at, value_at) = (at(name), at(value));
+        let line_end = if value.is_empty() {
+            name_at.0 + name_at.1 + 1
+        } else {
+            value_at.0 + value_at.1
+        };
+        if !crlf_at(head, line_end) {
+            return Err((BAD, "bare LF in the request head"));
+        }
+        fields.push_at(name_at, value_at);
     }
     if framing.connection_options > framing::MAX_CONNECTION_OPTIONS {
         return Err((BAD, "too many Connection options"));
@@ -706,6 +734,11 @@ mod tests {
             (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", StatusCode::HTTP_VERSION_NOT_SUPPORTED),
             (b"GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n", StatusCode::EXPECTATION_FAILED),
             (too_many_options.as_bytes(), bad),
+            (b"GET / HTTP/1.1\nHost: x\r\n\r\n", bad),
+            (b"GET / HTTP/1.1\r\nHost: x\n\r\n", bad),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nX-Empty:\n\r\n", bad),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nX-Blank: a  \n\r\n", bad),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\n", bad),
         ] {
             assert_eq!(status(head), expected, "{}", String::from_utf8_lossy(head));
         }
