@@ -472,38 +472,27 @@ async fn interim_connection_options_stop_at_the_gateway() {
     assert!(!reply.contains("x-hop"), "{reply}");
 }
 
+/// An upstream that sends `count` interim responses, then a 200.
+async fn interim_then_ok(count: usize) -> ScriptedUpstream {
+    let reply = [
+        b"HTTP/1.1 102 Processing\r\n\r\n".repeat(count),
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+    ]
+    .concat();
+    ScriptedUpstream::start(Box::leak(reply.into_boxed_slice()), false, true).await
+}
+
 /// An upstream that sends interim responses without end gets a 502 after 16 of them,
-/// rather than keeping the exchange until the response timeout.
+/// rather than keeping the exchange until the response timeout; 16 are fine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_interim_responses_are_a_502() {
-    let reply: &'static [u8] = Box::leak(
-        [
-            b"HTTP/1.1 102 Processing\r\n\r\n".repeat(17),
-            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
-        ]
-        .concat()
-        .into_boxed_slice(),
-    );
-    let upstream = ScriptedUpstream::start(reply, false, true).await;
+    let upstream = interim_then_ok(17).await;
     let gateway = gateway_for(&upstream);
     let started = std::time::Instant::now();
     let reply = get(&client(), &gateway.url("/scripted/a")).await;
     assert_bad_gateway(&reply);
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
-    // Sixteen are fine.
-    let upstream = ScriptedUpstream::start(
-        Box::leak(
-            [
-                b"HTTP/1.1 102 Processing\r\n\r\n".repeat(16),
-                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
-            ]
-            .concat()
-            .into_boxed_slice(),
-        ),
-        false,
-        true,
-    )
-    .await;
+    let upstream = interim_then_ok(16).await;
     let gateway = gateway_for(&upstream);
     let reply = get(&client(), &gateway.url("/scripted/a")).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
