@@ -23,6 +23,11 @@ const DEFAULT_HEADER_READ_TIMEOUT: &str = "30s";
 const DEFAULT_CONNECT_TIMEOUT: &str = "5s";
 const DEFAULT_RESPONSE_TIMEOUT: &str = "30s";
 const DEFAULT_POOL_IDLE_TIMEOUT: &str = "90s";
+/// nginx's `client_body_timeout`, `send_timeout`, `proxy_read_timeout` and
+/// `proxy_send_timeout`.
+const DEFAULT_BODY_TIMEOUT: &str = "60s";
+/// nginx's `http2_max_concurrent_streams` is 128, Envoy's 100 for new listeners.
+const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// Envoy's 60 KiB, rounded up; nginx allows 4 × 8 KiB by default.
 const DEFAULT_MAX_HEADER_SIZE: &str = "64KiB";
 /// Envoy's and hyper's default.
@@ -60,10 +65,13 @@ pub struct ListenerPlan {
     pub name: String,
     pub bind: SettingPlan,
     pub header_read_timeout: SettingPlan,
+    pub body_timeout: SettingPlan,
+    pub send_timeout: SettingPlan,
     /// `None`: no limit.
     pub max_body: Option<SettingPlan>,
     pub max_header_size: SettingPlan,
     pub max_headers: usize,
+    pub max_concurrent_streams: u32,
     pub underscores: Underscores,
     pub path_parameters: PathParameters,
     /// The listener's IP rules decided from the peer address, once per connection;
@@ -191,6 +199,7 @@ pub struct UpstreamPlan {
     pub connect_timeout: SettingPlan,
     pub response_timeout: SettingPlan,
     pub idle_timeout: SettingPlan,
+    pub body_timeout: SettingPlan,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,6 +302,16 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                         &format!("listeners.{name}.timeouts.header_read"),
                         DEFAULT_HEADER_READ_TIMEOUT,
                     ),
+                    body_timeout: setting(
+                        l.timeouts.body.as_ref(),
+                        &format!("listeners.{name}.timeouts.body"),
+                        DEFAULT_BODY_TIMEOUT,
+                    ),
+                    send_timeout: setting(
+                        l.timeouts.send.as_ref(),
+                        &format!("listeners.{name}.timeouts.send"),
+                        DEFAULT_BODY_TIMEOUT,
+                    ),
                     max_body: l.limits.max_body.as_ref().map(|v| {
                         setting(Some(v), &format!("listeners.{name}.limits.max_body"), "")
                     }),
@@ -306,6 +325,11 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                         .max_headers
                         .as_ref()
                         .map_or(DEFAULT_MAX_HEADERS, |n| *n.get_ref() as usize),
+                    max_concurrent_streams: l
+                        .limits
+                        .max_concurrent_streams
+                        .as_ref()
+                        .map_or(DEFAULT_MAX_CONCURRENT_STREAMS, |n| *n.get_ref() as u32),
                     underscores: l
                         .headers_with_underscores
                         .as_ref()
@@ -347,6 +371,7 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                     DEFAULT_RESPONSE_TIMEOUT,
                 ),
                 idle_timeout: timeout(u.timeouts.idle.as_ref(), "idle", DEFAULT_POOL_IDLE_TIMEOUT),
+                body_timeout: timeout(u.timeouts.body.as_ref(), "body", DEFAULT_BODY_TIMEOUT),
             }
         })
         .collect();
@@ -684,6 +709,7 @@ mod tests {
             (DEFAULT_CONNECT_TIMEOUT, SettingKind::Duration),
             (DEFAULT_RESPONSE_TIMEOUT, SettingKind::Duration),
             (DEFAULT_POOL_IDLE_TIMEOUT, SettingKind::Duration),
+            (DEFAULT_BODY_TIMEOUT, SettingKind::Duration),
             (DEFAULT_MAX_HEADER_SIZE, SettingKind::HeaderSize),
         ] {
             assert_eq!(kind.check(default), Ok(()), "{default}");

@@ -110,6 +110,16 @@ impl Config {
                 listener.timeouts.header_read.as_ref(),
                 Duration,
             );
+            push(
+                format!("{key}.timeouts.body"),
+                listener.timeouts.body.as_ref(),
+                Duration,
+            );
+            push(
+                format!("{key}.timeouts.send"),
+                listener.timeouts.send.as_ref(),
+                Duration,
+            );
             let limits = &listener.limits;
             push(
                 format!("{key}.limits.max_body"),
@@ -133,6 +143,7 @@ impl Config {
                 ("connect", &timeouts.connect),
                 ("response", &timeouts.response),
                 ("idle", &timeouts.idle),
+                ("body", &timeouts.body),
             ] {
                 push(format!("{key}.timeouts.{which}"), value.as_ref(), Duration);
             }
@@ -240,6 +251,8 @@ pub struct ListenerLimits {
     pub max_header_size: Option<Spanned<String>>,
     /// Number of request header fields (HTTP/1.1); more get 431.
     pub max_headers: Option<Spanned<i64>>,
+    /// HTTP/2 streams a client may have open at once on one connection.
+    pub max_concurrent_streams: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,6 +261,12 @@ pub struct ListenerTimeouts {
     /// From accepting a connection, or from the end of the previous response, to a
     /// complete request head; on HTTP/1.1 this also bounds idle keep-alive time.
     pub header_read: Option<Spanned<String>>,
+    /// Longest pause between two reads of a request body (nginx `client_body_timeout`).
+    pub body: Option<Spanned<String>>,
+    /// Longest wait for a client to take more of a response (nginx `send_timeout`),
+    /// on HTTP/1.1 per write, on HTTP/2 per stream whose flow-control window stays
+    /// closed.
+    pub send: Option<Spanned<String>>,
 }
 
 /// `[upstreams.NAME]`: a pool of targets that routes forward to.
@@ -274,6 +293,9 @@ pub struct UpstreamTimeouts {
     pub response: Option<Spanned<String>>,
     /// How long a pooled keep-alive connection may sit unused.
     pub idle: Option<Spanned<String>>,
+    /// Longest pause between two reads of a response body or two writes of a request
+    /// body (nginx `proxy_read_timeout`, `proxy_send_timeout`).
+    pub body: Option<Spanned<String>>,
 }
 
 /// `[[routes]]`: which requests go where.

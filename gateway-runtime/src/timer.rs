@@ -136,6 +136,72 @@ impl<F: Future> Future for Limit<'_, F> {
     }
 }
 
+/// A bound on how long one read (or write) of a body may wait, as nginx's
+/// `client_body_timeout` and `proxy_read_timeout`: a body that keeps moving may take
+/// as long as it needs, one that stops is cut off.
+///
+/// No timer exists until an operation first has to wait, so a body that arrived whole
+/// costs nothing; progress only clears a flag, and the timer is moved when it fires
+/// early rather than on every wait.
+#[derive(Debug)]
+pub struct IdleTimer {
+    timeout: Duration,
+    /// Boxed, and only once a wait happens: most bodies never wait, and this lives
+    /// in every request's future.
+    armed: Option<Pin<Box<Armed>>>,
+}
+
+pin_project_lite::pin_project! {
+    #[derive(Debug)]
+    struct Armed {
+        #[pin]
+        sleep: Sleep,
+        // When the current wait began; `None` while nothing waits.
+        waiting_since: Option<Instant>,
+    }
+}
+
+impl IdleTimer {
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            armed: None,
+        }
+    }
+
+    /// Records that an operation completed: the next wait is timed afresh.
+    pub fn progress(&mut self) {
+        if let Some(armed) = &mut self.armed {
+            *armed.as_mut().project().waiting_since = None;
+        }
+    }
+
+    /// Called when an operation is pending: whether it has waited `timeout`.
+    /// Registers the task to be woken when it will have.
+    pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let armed = self.armed.get_or_insert_with(|| {
+            Box::pin(Armed {
+                sleep: tokio::time::sleep(self.timeout),
+                waiting_since: None,
+            })
+        });
+        let armed = armed.as_mut().project();
+        let since = *armed.waiting_since.get_or_insert_with(Instant::now);
+        let deadline = since + self.timeout;
+        let mut sleep = armed.sleep;
+        loop {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            if deadline <= Instant::now() {
+                return true;
+            }
+            // Set for an earlier wait.
+            sleep.as_mut().reset(deadline);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +253,29 @@ mod tests {
         );
         assert!(a.is_err());
         assert!(b.is_ok());
+    }
+
+    /// A body that keeps moving is never cut off; one that pauses for the timeout is.
+    #[tokio::test(start_paused = true)]
+    async fn idle_timer_bounds_pauses_only() {
+        let mut timer = IdleTimer::new(Duration::from_secs(10));
+        for _ in 0..5 {
+            let expired = std::future::poll_fn(|cx| Poll::Ready(timer.poll_expired(cx))).await;
+            assert!(!expired);
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            timer.progress();
+            // Time between waits (another side's turn) does not count.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        let started = Instant::now();
+        std::future::poll_fn(|cx| {
+            if timer.poll_expired(cx) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
     }
 }

@@ -8,10 +8,10 @@ include!(concat!(env!("OUT_DIR"), "/sizes.rs"));
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use gateway_runtime::__private::{self as rt, Gateway as _};
 use gateway_runtime::h1::framing::BodyLength;
-use gateway_runtime::h1::read_buffer::ReadBuffer;
 use gateway_runtime::h1::request_body::{Http1Body, Inbound, RequestBody};
 use gateway_runtime::io::Stream;
 use gateway_runtime::message::fields::Fields;
@@ -27,11 +27,7 @@ async fn handle_future_size(gateway: &gateway::Gateway, path: &str) -> usize {
         .await
         .expect("connect");
     let (reader, _writer) = Stream::Tcp(client).into_split();
-    let inbound = Rc::new(RefCell::new(Inbound {
-        reader,
-        read: ReadBuffer::default(),
-        body_done: true,
-    }));
+    let inbound = Rc::new(RefCell::new(Inbound::new(reader, Duration::from_secs(60))));
     let table = RouteTable::new(<gateway::Gateway as rt::Gateway>::ROUTES, 0);
     let Lookup::Found { route, params } = table.lookup(None, &http::Method::GET, path) else {
         panic!("{path} is routed");

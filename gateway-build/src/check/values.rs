@@ -10,6 +10,9 @@ use crate::codes::{self, Code};
 use crate::diagnostic::Diagnostic;
 use crate::syntax::Config;
 
+/// More streams than this per connection only multiply what one client can hold.
+const MAX_CONCURRENT_STREAMS: i64 = 1000;
+
 pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
     if let Some(gateway) = &config.gateway {
         let name = &gateway.get_ref().name;
@@ -25,6 +28,18 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
         setting(&entry.value, entry.kind, found);
     }
     for (_, listener) in &config.listeners {
+        if let Some(count) = &listener.get_ref().limits.max_concurrent_streams
+            && !(1..=MAX_CONCURRENT_STREAMS).contains(count.get_ref())
+        {
+            found.push(Diagnostic::new(
+                &codes::OUT_OF_RANGE,
+                count.span(),
+                format!(
+                    "`max_concurrent_streams = {}` is out of range: use 1 to {MAX_CONCURRENT_STREAMS}",
+                    count.get_ref(),
+                ),
+            ));
+        }
         if let Some(count) = &listener.get_ref().limits.max_headers
             && !usize::try_from(*count.get_ref())
                 .is_ok_and(|count| (1..=settings::MAX_HEADERS).contains(&count))

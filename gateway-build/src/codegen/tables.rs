@@ -32,6 +32,9 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
         let name = &l.name;
         let bind = setting(&l.bind);
         let header_read = setting(&l.header_read_timeout);
+        let body = setting(&l.body_timeout);
+        let send = setting(&l.send_timeout);
+        let max_concurrent_streams = Literal::u32_unsuffixed(l.max_concurrent_streams);
         let max_body = optional(l.max_body.as_ref().map(setting));
         let max_header_size = setting(&l.max_header_size);
         let max_headers = Literal::usize_unsuffixed(l.max_headers);
@@ -49,9 +52,12 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
                 name: #name,
                 bind: #bind,
                 header_read_timeout: #header_read,
+                body_timeout: #body,
+                send_timeout: #send,
                 max_body: #max_body,
                 max_header_size: #max_header_size,
                 max_headers: #max_headers,
+                max_concurrent_streams: #max_concurrent_streams,
                 underscores: #underscores,
                 path_parameters: #path_parameters,
             }
@@ -63,6 +69,7 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
         let connect = setting(&u.connect_timeout);
         let response = setting(&u.response_timeout);
         let idle = setting(&u.idle_timeout);
+        let body = setting(&u.body_timeout);
         quote! {
             rt::UpstreamSpec {
                 name: #name,
@@ -70,6 +77,7 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
                 connect_timeout: #connect,
                 response_timeout: #response,
                 idle_timeout: #idle,
+                body_timeout: #body,
             }
         }
     });

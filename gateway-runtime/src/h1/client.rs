@@ -12,19 +12,23 @@ use std::mem::MaybeUninit;
 use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use http::StatusCode;
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::Sleep;
 
 use crate::h1::framing::{
     self, BodyDecoder, BodyLength, Decoded, FramingError, FramingField, FramingFields,
 };
 use crate::h1::read_buffer::ReadBuffer;
+use crate::h1::request_body::ClientBodyError;
 use crate::message::fields::{self, Fields};
-use crate::message::forwarding::{RequestFraming, is_hop_by_hop};
+use crate::message::forwarding::is_hop_by_hop;
+use crate::timer::{ConnectionTimer, IdleTimer, Limit};
 use crate::upstream::pool::{Connection, Pool};
 
 /// What the gateway sends upstream: the client's body, cut off at the listener's limit.
@@ -47,6 +51,12 @@ pub enum ExchangeError {
     BodyTooLarge,
     /// The client's body could not be read: the client left, or framed it badly.
     ClientBody,
+    /// The client sent no more of its body for the listener's `timeouts.body`.
+    ClientBodyTimeout,
+    /// The upstream took no more of the request body for its `timeouts.body`.
+    SendTimeout,
+    /// No response head within `timeouts.response` of the end of the request.
+    ResponseTimeout,
     /// The connection ended before any byte of a response arrived. On a reused
     /// connection this is the keep-alive race: the upstream closed it as it was taken.
     NoResponse(Option<io::Error>),
@@ -60,6 +70,9 @@ impl std::fmt::Display for ExchangeError {
         match self {
             ExchangeError::BodyTooLarge => f.write_str("request body too large"),
             ExchangeError::ClientBody => f.write_str("request body could not be read"),
+            ExchangeError::ClientBodyTimeout => f.write_str("client stopped sending its body"),
+            ExchangeError::SendTimeout => f.write_str("upstream stopped reading the body"),
+            ExchangeError::ResponseTimeout => f.write_str("no response in time"),
             ExchangeError::NoResponse(None) => f.write_str("connection closed before a response"),
             ExchangeError::NoResponse(Some(e)) => {
                 write!(f, "connection failed before a response: {e}")
@@ -87,40 +100,82 @@ pub struct ResponseHead {
     pub interim: Vec<u8>,
 }
 
-/// Sends the request head in `conn.write_buf` and then `body`, and reads the response
-/// head. A response that arrives while the body is still being sent is taken as it
-/// is (an upstream may refuse a body early); the connection is then not reused.
-pub async fn exchange(
-    conn: &mut Connection,
-    body: Option<RequestBody>,
-    framing: RequestFraming,
-    head_request: bool,
-) -> Result<ResponseHead, ExchangeError> {
-    if let Err(e) = conn.stream.write_all(&conn.write_buf).await {
-        return Err(ExchangeError::NoResponse(Some(e)));
-    }
-    match body {
-        None => read_head(&mut conn.stream, &mut conn.read, head_request).await,
-        // Boxed: sending a body while watching for an early answer takes two futures
-        // side by side; inline, every request's future would carry them.
-        Some(body) => {
-            let chunked = framing == RequestFraming::Chunked;
-            Box::pin(send_and_read_head(conn, body, chunked, head_request)).await
-        }
-    }
+/// The time limits of one exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct ExchangeTimeouts {
+    /// From the end of the request to the response head; an upload does not count.
+    pub response: Duration,
+    /// Longest wait for the upstream to take more of a streamed request body.
+    pub send: Duration,
 }
 
-/// Streams `body` upstream while reading the response head.
+/// Sends the request in `conn.write_buf` (its head, and its body when that was all in
+/// hand) and reads the response head, within `timeout`.
+///
+/// Not an `async fn`, which would keep its arguments beside the future it awaits:
+/// this future is part of every request's.
+pub fn exchange<'a>(
+    conn: &'a mut Connection,
+    head_request: bool,
+    timeout: Duration,
+    response_timer: &'a ConnectionTimer,
+) -> Limit<'a, impl Future<Output = Result<ResponseHead, ExchangeError>> + 'a> {
+    response_timer.limit(timeout, async move {
+        if let Err(e) = conn.stream.write_all(&conn.write_buf).await {
+            return Err(ExchangeError::NoResponse(Some(e)));
+        }
+        read_head(&mut conn.stream, &mut conn.read, head_request).await
+    })
+}
+
+/// Sends the request head in `conn.write_buf`, then streams `body`, and reads the
+/// response head. A response that arrives while the body is still being sent is
+/// taken as it is (an upstream may refuse a body early); the connection is then not
+/// reused.
+///
+/// Boxed: sending a body while watching for an early answer takes two futures side by
+/// side; inline, every request's future would carry them.
+pub fn exchange_streaming<'a>(
+    conn: &'a mut Connection,
+    body: RequestBody,
+    chunked: bool,
+    head_request: bool,
+    timeouts: &'a ExchangeTimeouts,
+) -> Pin<Box<impl Future<Output = Result<ResponseHead, ExchangeError>> + 'a>> {
+    Box::pin(send_and_read_head(
+        conn,
+        body,
+        chunked,
+        head_request,
+        timeouts,
+    ))
+}
+
+/// Streams the request upstream while reading the response head. The response
+/// timeout starts when the request has been sent; until then each write to the
+/// upstream and each read from the client is bounded on its own.
 async fn send_and_read_head(
     conn: &mut Connection,
     body: RequestBody,
     chunked: bool,
     head_request: bool,
+    timeouts: &ExchangeTimeouts,
 ) -> Result<ResponseHead, ExchangeError> {
-    let (mut reader, mut writer) = conn.stream.split();
-    let mut send = pin!(send_body(&mut writer, body, chunked));
+    let (mut reader, writer) = conn.stream.split();
+    let mut writer = TimedWriter {
+        inner: writer,
+        idle: IdleTimer::new(timeouts.send),
+    };
+    let head_bytes = &conn.write_buf;
+    let mut send = pin!(async {
+        if let Err(e) = writer.write_all(head_bytes).await {
+            return Err(SendError::Upstream(e));
+        }
+        send_body(&mut writer, body, chunked).await
+    });
     let mut head = pin!(read_head(&mut reader, &mut conn.read, head_request));
     let mut sent: Option<io::Result<()>> = None;
+    let mut response_deadline: Option<Pin<Box<Sleep>>> = None;
     poll_fn(|cx| {
         if sent.is_none() {
             match send.as_mut().poll(cx) {
@@ -130,19 +185,74 @@ async fn send_and_read_head(
                 Poll::Ready(Err(SendError::Upstream(e))) => sent = Some(Err(e)),
                 Poll::Pending => {}
             }
-        }
-        match ready!(head.as_mut().poll(cx)) {
-            Ok(mut head) => {
-                head.reusable &= matches!(sent, Some(Ok(())));
-                Poll::Ready(Ok(head))
+            if sent.is_some() {
+                response_deadline = Some(Box::pin(tokio::time::sleep(timeouts.response)));
             }
-            Err(e) => Poll::Ready(Err(match sent.take() {
-                Some(Err(write)) => ExchangeError::Io(write),
-                _ => e,
-            })),
         }
+        if let Poll::Ready(head) = head.as_mut().poll(cx) {
+            return Poll::Ready(match head {
+                Ok(mut head) => {
+                    head.reusable &= matches!(sent, Some(Ok(())));
+                    Ok(head)
+                }
+                Err(e) => Err(match sent.take() {
+                    Some(Err(write)) if write.kind() == io::ErrorKind::TimedOut => {
+                        ExchangeError::SendTimeout
+                    }
+                    Some(Err(write)) => ExchangeError::Io(write),
+                    _ => e,
+                }),
+            });
+        }
+        let expired = response_deadline
+            .as_mut()
+            .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
+        if !expired {
+            return Poll::Pending;
+        }
+        Poll::Ready(Err(match sent.take() {
+            Some(Err(write)) if write.kind() == io::ErrorKind::TimedOut => {
+                ExchangeError::SendTimeout
+            }
+            _ => ExchangeError::ResponseTimeout,
+        }))
     })
     .await
+}
+
+/// A writer whose writes fail with `TimedOut` once one has waited for its timeout.
+struct TimedWriter<W> {
+    inner: W,
+    idle: IdleTimer,
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for TimedWriter<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(written) => {
+                this.idle.progress();
+                Poll::Ready(written)
+            }
+            Poll::Pending if this.idle.poll_expired(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the upstream did not read in time",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 enum SendError {
@@ -161,6 +271,11 @@ async fn send_body<W: AsyncWrite + Unpin>(
         let frame = frame.map_err(|e| {
             SendError::Client(if e.is::<LengthLimitError>() {
                 ExchangeError::BodyTooLarge
+            } else if matches!(
+                e.downcast_ref::<ClientBodyError>(),
+                Some(ClientBodyError::TimedOut)
+            ) {
+                ExchangeError::ClientBodyTimeout
             } else {
                 ExchangeError::ClientBody
             })
@@ -418,6 +533,7 @@ pub struct UpstreamBody {
     reusable: bool,
     /// Interim responses to send before this response's head.
     interim: Vec<u8>,
+    idle: IdleTimer,
 }
 
 /// Why an upstream response body broke off; the client's connection is closed.
@@ -427,6 +543,8 @@ pub enum BodyError {
     Framing(FramingError),
     /// The upstream closed the connection before the declared end.
     Truncated,
+    /// The upstream sent nothing more for its `timeouts.body`.
+    TimedOut,
 }
 
 impl std::fmt::Display for BodyError {
@@ -435,6 +553,7 @@ impl std::fmt::Display for BodyError {
             BodyError::Io(e) => write!(f, "upstream body: {e}"),
             BodyError::Framing(e) => write!(f, "upstream body: {e}"),
             BodyError::Truncated => f.write_str("upstream body: connection closed early"),
+            BodyError::TimedOut => f.write_str("upstream body: upstream stopped sending"),
         }
     }
 }
@@ -442,13 +561,20 @@ impl std::fmt::Display for BodyError {
 impl std::error::Error for BodyError {}
 
 impl UpstreamBody {
-    pub fn new(conn: Box<Connection>, pool: Rc<Pool>, head: &mut ResponseHead) -> Self {
+    /// The body that follows `head`; a read that waits `timeout` fails.
+    pub fn new(
+        conn: Box<Connection>,
+        pool: Rc<Pool>,
+        head: &mut ResponseHead,
+        timeout: Duration,
+    ) -> Self {
         Self {
             conn: Some(conn),
             pool,
             decoder: BodyDecoder::from(head.length),
             reusable: head.reusable,
             interim: std::mem::take(&mut head.interim),
+            idle: IdleTimer::new(timeout),
         }
     }
 
@@ -480,8 +606,14 @@ impl UpstreamBody {
                 Ok(Decoded::NeedMore) => {}
                 Err(e) => return Poll::Ready(Err(BodyError::Framing(e))),
             }
-            let n = ready!(conn.read.poll_fill(Pin::new(&mut conn.stream), cx))
-                .map_err(BodyError::Io)?;
+            let n = match conn.read.poll_fill(Pin::new(&mut conn.stream), cx) {
+                Poll::Ready(read) => read.map_err(BodyError::Io)?,
+                Poll::Pending if self.idle.poll_expired(cx) => {
+                    return Poll::Ready(Err(BodyError::TimedOut));
+                }
+                Poll::Pending => return Poll::Pending,
+            };
+            self.idle.progress();
             if n == 0 {
                 return Poll::Ready(if self.decoder.ends_at_close() {
                     Ok(None)

@@ -4,15 +4,18 @@
 use std::cell::RefCell;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::h1::framing::{BodyDecoder, BodyLength, Decoded, FramingError};
 use crate::h1::read_buffer::ReadBuffer;
 use crate::io::stream::ReadHalf;
+use crate::timer::IdleTimer;
 
 /// The reading side of a client's HTTP/1.1 connection, shared by the connection (which
 /// reads heads) and the body of its current request.
@@ -23,13 +26,33 @@ pub struct Inbound {
     /// Whether the current request's body has been read to its end, so the next
     /// request's head is next on the connection.
     pub body_done: bool,
+    /// Data of the current body decoded before the upstream was contacted
+    /// (`RequestBody::take_in_hand`), sent first.
+    pub in_hand: Option<Bytes>,
+    /// Bounds each read of a body: here rather than in the body, which every
+    /// request's future holds, as one connection reads one body at a time.
+    pub body_idle: IdleTimer,
+}
+
+impl Inbound {
+    /// The reading side of a new connection; a body read that waits `body_timeout`
+    /// fails.
+    pub fn new(reader: ReadHalf, body_timeout: Duration) -> Self {
+        Self {
+            reader,
+            read: ReadBuffer::default(),
+            body_done: true,
+            in_hand: None,
+            body_idle: IdleTimer::new(body_timeout),
+        }
+    }
 }
 
 /// A request body.
 #[derive(Debug)]
 pub enum RequestBody {
     Http1(Http1Body),
-    Http2(Incoming),
+    Http2(Http2Body),
 }
 
 /// Why a client's body could not be read.
@@ -39,6 +62,8 @@ pub enum ClientBodyError {
     Framing(FramingError),
     /// The client closed the connection before the end of the body.
     Truncated,
+    /// The client sent nothing for the listener's `timeouts.body`.
+    TimedOut,
     Http2(hyper::Error),
 }
 
@@ -48,6 +73,7 @@ impl std::fmt::Display for ClientBodyError {
             ClientBodyError::Io(e) => write!(f, "request body: {e}"),
             ClientBodyError::Framing(e) => write!(f, "request body: {e}"),
             ClientBodyError::Truncated => f.write_str("request body: connection closed early"),
+            ClientBodyError::TimedOut => f.write_str("request body: client stopped sending"),
             ClientBodyError::Http2(e) => write!(f, "request body: {e}"),
         }
     }
@@ -60,6 +86,8 @@ impl std::error::Error for ClientBodyError {}
 pub struct Http1Body {
     inbound: Rc<RefCell<Inbound>>,
     decoder: BodyDecoder,
+    /// Data in `Inbound::in_hand`, to be sent first.
+    in_hand: bool,
 }
 
 impl Http1Body {
@@ -68,6 +96,7 @@ impl Http1Body {
         Self {
             inbound,
             decoder: BodyDecoder::from(length),
+            in_hand: false,
         }
     }
 
@@ -77,6 +106,12 @@ impl Http1Body {
             return Poll::Ready(Err(ClientBodyError::Truncated));
         };
         let inbound = &mut *inbound;
+        if self.in_hand {
+            self.in_hand = false;
+            if let Some(data) = inbound.in_hand.take() {
+                return Poll::Ready(Ok(Some(data)));
+            }
+        }
         loop {
             let decoded = self
                 .decoder
@@ -88,11 +123,102 @@ impl Http1Body {
                 Decoded::Done => return Poll::Ready(Ok(None)),
                 Decoded::NeedMore => {}
             }
-            let n = ready!(inbound.read.poll_fill(Pin::new(&mut inbound.reader), cx))
-                .map_err(ClientBodyError::Io)?;
-            if n == 0 {
-                return Poll::Ready(Err(ClientBodyError::Truncated));
+            match inbound.read.poll_fill(Pin::new(&mut inbound.reader), cx) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(ClientBodyError::Truncated)),
+                Poll::Ready(Ok(_)) => inbound.body_idle.progress(),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(ClientBodyError::Io(e))),
+                Poll::Pending if inbound.body_idle.poll_expired(cx) => {
+                    return Poll::Ready(Err(ClientBodyError::TimedOut));
+                }
+                Poll::Pending => return Poll::Pending,
             }
+        }
+    }
+
+    /// Decodes the body bytes already read, without waiting for more: see
+    /// `RequestBody::take_in_hand`.
+    fn take_in_hand(&mut self) -> Result<Option<Bytes>, ClientBodyError> {
+        let Ok(mut inbound) = self.inbound.try_borrow_mut() else {
+            return Ok(None);
+        };
+        let inbound = &mut *inbound;
+        let mut data = InHand::default();
+        loop {
+            let decoded = self
+                .decoder
+                .decode(&mut inbound.read.bytes)
+                .map_err(ClientBodyError::Framing)?;
+            inbound.body_done = self.decoder.is_done();
+            match decoded {
+                Decoded::Data(chunk) => data.push(chunk),
+                Decoded::Done => return Ok(Some(data.into_bytes())),
+                Decoded::NeedMore => {
+                    inbound.in_hand = Some(data.into_bytes()).filter(|d| !d.is_empty());
+                    self.in_hand = inbound.in_hand.is_some();
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// Decoded pieces of a body, joined: the first without a copy, as one piece is the
+/// common case (a body with `Content-Length`, or one chunk).
+#[derive(Default)]
+struct InHand {
+    first: Bytes,
+    joined: Option<BytesMut>,
+}
+
+impl InHand {
+    fn push(&mut self, chunk: Bytes) {
+        if self.first.is_empty() {
+            self.first = chunk;
+            return;
+        }
+        let joined = self.joined.get_or_insert_with(|| {
+            let mut joined = BytesMut::with_capacity(self.first.len() + chunk.len());
+            joined.extend_from_slice(&self.first);
+            joined
+        });
+        joined.extend_from_slice(&chunk);
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self.joined {
+            Some(joined) => joined.freeze(),
+            None => self.first,
+        }
+    }
+}
+
+/// The body of an HTTP/2 request stream.
+#[derive(Debug)]
+pub struct Http2Body {
+    incoming: Incoming,
+    idle: IdleTimer,
+}
+
+impl Http2Body {
+    /// A stream's body; a read that waits `timeout` fails.
+    pub fn new(incoming: Incoming, timeout: Duration) -> Self {
+        Self {
+            incoming,
+            idle: IdleTimer::new(timeout),
+        }
+    }
+}
+
+impl RequestBody {
+    /// Decodes the body bytes that arrived with the head, without waiting for more, so
+    /// that bad framing in them is found before the upstream is contacted. Returns the
+    /// whole body when all of it is in hand (the common case for small bodies); the
+    /// body is then finished. Otherwise what was decoded is sent first when the body
+    /// is polled.
+    pub fn take_in_hand(&mut self) -> Result<Option<Bytes>, ClientBodyError> {
+        match self {
+            RequestBody::Http1(body) => body.take_in_hand(),
+            RequestBody::Http2(_) => Ok(None),
         }
     }
 }
@@ -109,26 +235,39 @@ impl http_body::Body for RequestBody {
             RequestBody::Http1(body) => body
                 .poll_data(cx)
                 .map(|polled| polled.transpose().map(|data| data.map(Frame::data))),
-            RequestBody::Http2(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map_err(ClientBodyError::Http2),
+            RequestBody::Http2(body) => match Pin::new(&mut body.incoming).poll_frame(cx) {
+                Poll::Ready(frame) => {
+                    body.idle.progress();
+                    Poll::Ready(frame.map(|frame| frame.map_err(ClientBodyError::Http2)))
+                }
+                Poll::Pending if body.idle.poll_expired(cx) => {
+                    Poll::Ready(Some(Err(ClientBodyError::TimedOut)))
+                }
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RequestBody::Http1(body) => body.decoder.is_done(),
-            RequestBody::Http2(body) => body.is_end_stream(),
+            RequestBody::Http1(body) => !body.in_hand && body.decoder.is_done(),
+            RequestBody::Http2(body) => body.incoming.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RequestBody::Http1(body) => match body.decoder.remaining() {
-                Some(n) => SizeHint::with_exact(n),
-                None => SizeHint::default(),
-            },
-            RequestBody::Http2(body) => body.size_hint(),
+            RequestBody::Http1(body) => {
+                let in_hand = match body.in_hand {
+                    true => body.inbound.borrow().in_hand.as_ref().map_or(0, Bytes::len),
+                    false => 0,
+                };
+                match body.decoder.remaining() {
+                    Some(n) => SizeHint::with_exact(n + in_hand as u64),
+                    None => SizeHint::default(),
+                }
+            }
+            RequestBody::Http2(body) => body.incoming.size_hint(),
         }
     }
 }

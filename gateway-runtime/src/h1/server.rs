@@ -30,7 +30,6 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::h1::framing::{self, BodyLength, FramingField, FramingFields};
-use crate::h1::read_buffer::ReadBuffer;
 use crate::h1::request_body::{Http1Body, Inbound, RequestBody};
 use crate::io::Stream;
 use crate::io::stream::WriteHalf;
@@ -47,15 +46,17 @@ const MAX_FIELDS: usize = crate::settings::MAX_HEADERS;
 /// the response before the connection resets (RFC 9112 §9.6).
 const LINGER_BYTES: usize = 1 << 20;
 const LINGER_TIME: Duration = Duration::from_secs(1);
-/// How long one write may wait for the client to make room, as nginx's `send_timeout`:
-/// a client that stops reading does not hold its connection, and the upstream
-/// connection whose body it is being sent, for ever.
-const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A listener's limits on request heads.
+/// A listener's limits on what its clients send.
 #[derive(Debug, Clone, Copy)]
-pub struct HeadLimits {
+pub struct ClientLimits {
     pub header_read_timeout: Duration,
+    /// Longest wait for the next bytes of a request body.
+    pub body_timeout: Duration,
+    /// How long one write may wait for the client to make room, as nginx's
+    /// `send_timeout`: a client that stops reading does not hold its connection, and
+    /// the upstream connection whose body it is being sent, for ever.
+    pub send_timeout: Duration,
     pub max_header_size: usize,
     pub max_headers: usize,
 }
@@ -100,7 +101,7 @@ enum Next {
 /// and answered with `Connection: close`.
 pub async fn serve<S, F>(
     stream: Stream,
-    limits: HeadLimits,
+    limits: ClientLimits,
     shutdown: watch::Receiver<bool>,
     service: S,
 ) -> Ended
@@ -109,11 +110,7 @@ where
     F: Future<Output = Response>,
 {
     let (reader, mut writer) = stream.into_split();
-    let inbound = Rc::new(RefCell::new(Inbound {
-        reader,
-        read: ReadBuffer::default(),
-        body_done: true,
-    }));
+    let inbound = Rc::new(RefCell::new(Inbound::new(reader, limits.body_timeout)));
     let mut out = Vec::new();
     // Polled once, so that the shutdown signal wakes this task; after that a version
     // check tells whether it has come, without registering again on every wait.
@@ -233,7 +230,16 @@ where
             Next::Reject(status, message) => {
                 // The head was not understood: answer as to HTTP/1.1, and close.
                 let response = json_error(status, message);
-                let _ = write_response(&mut writer, &mut out, response, false, false, true).await;
+                let _ = write_response(
+                    &mut writer,
+                    &mut out,
+                    response,
+                    limits.send_timeout,
+                    false,
+                    false,
+                    true,
+                )
+                .await;
                 Box::pin(linger(inbound, writer)).await;
                 return Ended::Closed;
             }
@@ -242,9 +248,13 @@ where
         if head.expect_continue && has_body && inbound.borrow().read.bytes.is_empty() {
             // The gateway takes the body for the upstream; waiting for the upstream's
             // own 100 would cost a round trip for nothing (nginx answers it too).
-            if send(&mut writer, b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .is_err()
+            if send(
+                &mut writer,
+                limits.send_timeout,
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+            )
+            .await
+            .is_err()
             {
                 return Ended::Closed;
             }
@@ -264,7 +274,17 @@ where
         stopping |= stopped();
         let body_done = inbound.borrow().body_done;
         let close = !head.keep_alive || stopping || !body_done;
-        match write_response(&mut writer, &mut out, response, head_request, http10, close).await {
+        match write_response(
+            &mut writer,
+            &mut out,
+            response,
+            limits.send_timeout,
+            head_request,
+            http10,
+            close,
+        )
+        .await
+        {
             Ok(true) if !close => {}
             Ok(_) if !body_done => {
                 Box::pin(linger(inbound, writer)).await;
@@ -312,7 +332,7 @@ async fn poll_once(mut future: Pin<&mut impl Future<Output = ()>>) -> bool {
 /// Parses the request head at the start of `bytes`, consuming it when complete.
 fn parse_head(
     bytes: &mut BytesMut,
-    limits: &HeadLimits,
+    limits: &ClientLimits,
 ) -> Result<Option<Head>, (StatusCode, &'static str)> {
     #[cfg(test)]
     tests::PARSES.with(|n| n.set(n.get() + 1));
@@ -442,6 +462,7 @@ async fn write_response(
     writer: &mut WriteHalf,
     out: &mut Vec<u8>,
     response: Response,
+    send_timeout: Duration,
     head_request: bool,
     http10: bool,
     close: bool,
@@ -521,7 +542,7 @@ async fn write_response(
     if framing == Framing::None {
         // Dropped unread: an upstream body that is empty gives its connection back.
         drop(body);
-        send(writer, out).await?;
+        send(writer, send_timeout, out).await?;
         return Ok(!close);
     }
 
@@ -537,7 +558,7 @@ async fn write_response(
             Poll::Ready(frame) => frame,
             Poll::Pending => {
                 if !head_sent {
-                    send(writer, out).await?;
+                    send(writer, send_timeout, out).await?;
                     out.clear();
                     head_sent = true;
                 }
@@ -575,12 +596,12 @@ async fn write_response(
             if body.is_end_stream() {
                 break;
             }
-            send(writer, out).await?;
+            send(writer, send_timeout, out).await?;
         } else {
-            send(writer, out).await?;
-            send(writer, &data).await?;
+            send(writer, send_timeout, out).await?;
+            send(writer, send_timeout, &data).await?;
             if framing == Framing::Chunked {
-                send(writer, b"\r\n").await?;
+                send(writer, send_timeout, b"\r\n").await?;
             }
         }
         out.clear();
@@ -593,20 +614,20 @@ async fn write_response(
         out.extend_from_slice(b"0\r\n\r\n");
     }
     if !out.is_empty() {
-        send(writer, out).await?;
+        send(writer, send_timeout, out).await?;
     }
     Ok(!close)
 }
 
 /// Writes all of `bytes`. Most writes complete at once and need no timer; one that has
-/// to wait for the client gets `SEND_TIMEOUT`.
-async fn send(writer: &mut WriteHalf, bytes: &[u8]) -> io::Result<()> {
+/// to wait for the client gets `timeout`.
+async fn send(writer: &mut WriteHalf, timeout: Duration, bytes: &[u8]) -> io::Result<()> {
     let mut write = pin!(writer.write_all(bytes));
     let first = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
     if let Poll::Ready(result) = first {
         return result;
     }
-    match tokio::time::timeout(SEND_TIMEOUT, write).await {
+    match tokio::time::timeout(timeout, write).await {
         Ok(result) => result,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -656,8 +677,10 @@ mod tests {
     use super::*;
 
     fn parse(head: &[u8]) -> Result<Option<Head>, (StatusCode, &'static str)> {
-        let limits = HeadLimits {
+        let limits = ClientLimits {
             header_read_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(1),
+            send_timeout: Duration::from_secs(1),
             max_header_size: 8192,
             max_headers: 20,
         };
@@ -763,7 +786,7 @@ mod tests {
         assert_eq!(status(&target), StatusCode::URI_TOO_LONG);
     }
 
-    /// A client that stops reading gets its writes cut off after `SEND_TIMEOUT`.
+    /// A client that stops reading gets its writes cut off after the send timeout.
     #[tokio::test(start_paused = true)]
     async fn writes_to_a_client_that_does_not_read_time_out() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -775,12 +798,13 @@ mod tests {
         let (_reader, mut writer) = Stream::Tcp(server).into_split();
         let started = Instant::now();
         let big = vec![0u8; 64 << 20];
-        let error = send(&mut writer, &big)
+        let timeout = Duration::from_secs(60);
+        let error = send(&mut writer, timeout, &big)
             .await
             .expect_err("the client never reads");
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
-        assert!(started.elapsed() >= SEND_TIMEOUT);
-        let small = send(&mut writer, b"x").await;
+        assert!(started.elapsed() >= timeout);
+        let small = send(&mut writer, timeout, b"x").await;
         assert!(small.is_err(), "the buffer is still full: {small:?}");
     }
 
@@ -812,8 +836,10 @@ mod tests {
     /// the wire are known.
     async fn serve_scripted(stream: Stream) {
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let limits = HeadLimits {
+        let limits = ClientLimits {
             header_read_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(5),
             max_header_size: 8192,
             max_headers: 20,
         };

@@ -2,16 +2,26 @@
 //! stream becomes a `Request` with its fields as bytes and runs through the same
 //! pipeline driver as an HTTP/1.1 request.
 
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
+use std::future::poll_fn;
+use std::pin::{Pin, pin};
 use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::h1::request_body::RequestBody;
+use crate::h1::client::BodyError;
+use crate::h1::request_body::{Http2Body, RequestBody};
 use crate::io::Stream;
 use crate::io::prefixed::Prefixed;
+use crate::message::body::Body;
 use crate::message::fields::Fields;
 use crate::pipeline::Connection;
 use crate::pipeline::gateway::{Gateway, Request};
@@ -57,36 +67,286 @@ fn request_fields(headers: &http::HeaderMap) -> Fields {
     fields
 }
 
+/// A listener's bounds on an HTTP/2 connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Http2Limits {
+    /// Longest time without an open stream, from the preface on: the time to the first
+    /// request and the idle timeout, as `timeouts.header_read` is on HTTP/1.1.
+    pub idle_timeout: Duration,
+    /// Longest time a stream's response may wait for the client to open its window.
+    pub send_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_concurrent_streams: u32,
+    pub max_header_size: usize,
+}
+
+/// How long a connection told to go away may take to finish before it is closed.
+const GOAWAY_GRACE: Duration = Duration::from_secs(1);
+/// Keep-alive pings find clients that vanished while streams were open; one not
+/// answered in this time closes the connection (hyper's default).
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Serves a connection that opened with the HTTP/2 preface; `preface` is what was
-/// read of it already.
+/// read of it already. The connection ends when the client closes it, when it has had
+/// no open stream for `idle_timeout`, when a response has waited `send_timeout` for
+/// the client's window, or at shutdown (after a GOAWAY and the open streams).
 pub(crate) async fn serve<G: Gateway>(
     stream: Stream,
     preface: bytes::BytesMut,
     connection: Rc<Connection<G>>,
-    max_header_size: usize,
-    graceful: &GracefulShutdown,
+    limits: Http2Limits,
+    mut shutdown: watch::Receiver<bool>,
 ) {
-    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let connection = connection.clone();
-        async move {
-            let (parts, body) = req.into_parts();
-            let req = Request {
-                fields: request_fields(&parts.headers),
-                method: parts.method,
-                uri: parts.uri,
-                version: parts.version,
-                body: RequestBody::Http2(body),
-            };
-            Ok::<_, Infallible>(connection.serve(req).await.into_http())
-        }
-    });
+    let activity = Rc::new(Activity::new(limits));
+    let service = {
+        let activity = activity.clone();
+        service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let connection = connection.clone();
+            let stream = StreamGuard::open(activity.clone());
+            async move {
+                let (parts, body) = req.into_parts();
+                let req = Request {
+                    fields: request_fields(&parts.headers),
+                    method: parts.method,
+                    uri: parts.uri,
+                    version: parts.version,
+                    body: RequestBody::Http2(Http2Body::new(body, limits.body_timeout)),
+                };
+                let response = connection.serve(req).await.into_http();
+                Ok::<_, Infallible>(response.map(|body| WatchedBody {
+                    body,
+                    stream,
+                    waiting_since: None,
+                }))
+            }
+        })
+    };
     let mut builder = hyper::server::conn::http2::Builder::new(LocalExec);
     builder
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(max_header_size).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .keep_alive_interval(limits.idle_timeout)
+        .keep_alive_timeout(PING_TIMEOUT);
     let io = TokioIo::new(Prefixed::new(preface, stream));
-    let watched = graceful.watch(builder.serve_connection(io, service));
-    if let Err(e) = watched.await {
-        tracing::debug!(error = %e, "connection ended with an error");
+    let mut served = pin!(builder.serve_connection(io, service));
+    let mut stop = pin!(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    });
+    let mut tick = pin!(tokio::time::sleep(activity.tick));
+    // Set once a GOAWAY went out because the connection was idle.
+    let mut idle_deadline: Option<Instant> = None;
+    let mut shutting_down = false;
+    let ended = poll_fn(|cx| {
+        if let Poll::Ready(result) = served.as_mut().poll(cx) {
+            return Poll::Ready(result.map_err(|e| e.to_string()));
+        }
+        if !shutting_down && stop.as_mut().poll(cx).is_ready() {
+            // Streams in flight finish; the worker's drain timeout bounds them.
+            shutting_down = true;
+            served.as_mut().graceful_shutdown();
+            return served.as_mut().poll(cx).map_err(|e| e.to_string());
+        }
+        while tick.as_mut().poll(cx).is_ready() {
+            if idle_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                return Poll::Ready(Err("did not close after GOAWAY".to_owned()));
+            }
+            match activity.on_tick() {
+                Verdict::Busy => {}
+                Verdict::Idle => {
+                    if idle_deadline.is_none() && !shutting_down {
+                        served.as_mut().graceful_shutdown();
+                        idle_deadline = Some(Instant::now() + GOAWAY_GRACE);
+                    }
+                }
+                Verdict::Stalled => {
+                    return Poll::Ready(Err(
+                        "a response waited too long for the client's window".to_owned()
+                    ));
+                }
+            }
+            let next = tick.deadline() + activity.tick;
+            tick.as_mut().reset(next);
+        }
+        Poll::Pending
+    })
+    .await;
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "HTTP/2 connection ended with an error");
+    }
+}
+
+/// What a connection's streams are doing, counted in ticks of a quarter of the idle
+/// timeout so that no stream needs a timer of its own: a response that waits for
+/// the client's window costs one increment when it starts waiting, whatever the
+/// number of streams.
+struct Activity {
+    tick: Duration,
+    /// Streams with a response not yet sent (or a request still being served).
+    open: Cell<usize>,
+    /// Streams ever opened, so that a tick can tell a stream came and went.
+    opened: Cell<u64>,
+    opened_at_last_tick: Cell<u64>,
+    idle_ticks: Cell<u32>,
+    idle_limit: u32,
+    now: Cell<u32>,
+    /// Responses that handed data to hyper during tick `t` and have not been asked for
+    /// more since, at `t % len`. A response that is not asked for more for the send
+    /// timeout is stuck behind a closed flow-control window.
+    waiting: RefCell<Box<[u32]>>,
+    send_limit: u32,
+}
+
+/// What a tick found.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Busy,
+    /// No stream for the idle timeout.
+    Idle,
+    /// A response has waited the send timeout for the client.
+    Stalled,
+}
+
+impl Activity {
+    fn new(limits: Http2Limits) -> Self {
+        // A quarter of the shorter timeout, but not so short that the ring of waiting
+        // counts gets long.
+        let shorter = limits.idle_timeout.min(limits.send_timeout);
+        let tick = (shorter / 4)
+            .max(limits.send_timeout / 256)
+            .max(Duration::from_millis(10));
+        let ticks = |timeout: Duration| {
+            u32::try_from(timeout.as_nanos().div_ceil(tick.as_nanos())).unwrap_or(u32::MAX)
+        };
+        // A count made during tick `t` may be up to a tick old when tick `t + 1` begins,
+        // so one more tick keeps each bound a lower bound.
+        let send_limit = ticks(limits.send_timeout).saturating_add(1).min(1024);
+        Self {
+            tick,
+            open: Cell::new(0),
+            opened: Cell::new(0),
+            opened_at_last_tick: Cell::new(0),
+            idle_ticks: Cell::new(0),
+            idle_limit: ticks(limits.idle_timeout).saturating_add(1),
+            now: Cell::new(0),
+            waiting: RefCell::new(vec![0; send_limit as usize + 1].into_boxed_slice()),
+            send_limit,
+        }
+    }
+
+    fn on_tick(&self) -> Verdict {
+        let now = self.now.get().wrapping_add(1);
+        self.now.set(now);
+        let mut waiting = self.waiting.borrow_mut();
+        let len = waiting.len() as u32;
+        // The oldest tick the ring holds is `send_limit` ago: anything counted then has
+        // waited the send timeout.
+        let oldest = (now.wrapping_sub(self.send_limit) % len) as usize;
+        if waiting[oldest] > 0 {
+            return Verdict::Stalled;
+        }
+        // The new tick's slot held the tick before the oldest, checked a tick ago.
+        waiting[(now % len) as usize] = 0;
+        let opened = self.opened.get();
+        if self.open.get() > 0 || opened != self.opened_at_last_tick.get() {
+            self.opened_at_last_tick.set(opened);
+            self.idle_ticks.set(0);
+            return Verdict::Busy;
+        }
+        let idle = self.idle_ticks.get() + 1;
+        self.idle_ticks.set(idle);
+        if idle >= self.idle_limit {
+            Verdict::Idle
+        } else {
+            Verdict::Busy
+        }
+    }
+
+    /// Counts a response that now waits to be asked for more; returns its tick.
+    fn start_waiting(&self) -> u32 {
+        let now = self.now.get();
+        let mut waiting = self.waiting.borrow_mut();
+        let len = waiting.len() as u32;
+        waiting[(now % len) as usize] += 1;
+        now
+    }
+
+    fn stop_waiting(&self, since: u32) {
+        let mut waiting = self.waiting.borrow_mut();
+        let len = waiting.len() as u32;
+        // Cleared already if the slot was reused, which a stall check precedes.
+        if self.now.get().wrapping_sub(since) < len {
+            let slot = &mut waiting[(since % len) as usize];
+            *slot = slot.saturating_sub(1);
+        }
+    }
+}
+
+/// One open stream, counted while it lives.
+struct StreamGuard {
+    activity: Rc<Activity>,
+}
+
+impl StreamGuard {
+    fn open(activity: Rc<Activity>) -> Self {
+        activity.open.set(activity.open.get() + 1);
+        activity.opened.set(activity.opened.get() + 1);
+        Self { activity }
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.activity.open.set(self.activity.open.get() - 1);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that reports when hyper stops asking it for data: hyper asks
+    /// again as soon as the client's flow-control window has room.
+    struct WatchedBody {
+        #[pin]
+        body: Body,
+        stream: StreamGuard,
+        waiting_since: Option<u32>,
+    }
+
+    impl PinnedDrop for WatchedBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(since) = this.waiting_since.take() {
+                this.stream.activity.stop_waiting(since);
+            }
+        }
+    }
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.project();
+        let activity = &this.stream.activity;
+        if let Some(since) = this.waiting_since.take() {
+            activity.stop_waiting(since);
+        }
+        let mut body = this.body;
+        let polled = body.as_mut().poll_frame(cx);
+        if matches!(polled, Poll::Ready(Some(Ok(_)))) && !body.is_end_stream() {
+            *this.waiting_since = Some(activity.start_waiting());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

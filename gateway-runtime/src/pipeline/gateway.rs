@@ -96,10 +96,16 @@ pub struct ListenerSpec {
     pub name: &'static str,
     pub bind: Setting,
     pub header_read_timeout: Setting,
+    /// Longest pause between two reads of a request body.
+    pub body_timeout: Setting,
+    /// Longest wait for a client to take more of a response.
+    pub send_timeout: Setting,
     /// `None`: no limit.
     pub max_body: Option<Setting>,
     pub max_header_size: Setting,
     pub max_headers: usize,
+    /// HTTP/2 streams open at once on one connection.
+    pub max_concurrent_streams: u32,
     pub underscores: Underscores,
     pub path_parameters: PathParameters,
 }
@@ -140,6 +146,9 @@ pub struct UpstreamSpec {
     pub connect_timeout: Setting,
     pub response_timeout: Setting,
     pub idle_timeout: Setting,
+    /// Longest pause between two reads of a response body or two writes of a request
+    /// body.
+    pub body_timeout: Setting,
 }
 
 /// Every setting of a gateway checked at once, so that start-up names all the

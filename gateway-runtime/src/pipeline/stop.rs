@@ -138,19 +138,26 @@ pub fn rescue(stop: Stop) -> (Response, StopReason) {
 }
 
 /// The status for a failed upstream call: timeouts are 504s; the client's own body
-/// crossing the limit or breaking off is the client's fault (413, 400); anything else
-/// the upstream did is a 502.
+/// crossing the limit, breaking off or stalling is the client's fault (413, 400, 408);
+/// anything else the upstream did is a 502.
 fn upstream_status(error: &UpstreamError) -> (StatusCode, &'static str) {
     match error {
         UpstreamError::ConnectTimeout => {
             (StatusCode::GATEWAY_TIMEOUT, "upstream connect timed out")
         }
         UpstreamError::Connect(_) => (StatusCode::BAD_GATEWAY, "upstream unreachable"),
-        UpstreamError::ResponseTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream timed out"),
+        UpstreamError::ResponseTimeout | UpstreamError::SendTimeout => {
+            (StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
+        }
         UpstreamError::RequestBodyTooLarge => {
             (StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
         }
         UpstreamError::RequestBody => (StatusCode::BAD_REQUEST, "request body could not be read"),
+        // RFC 9110 §15.5.9; nginx answers `client_body_timeout` so too.
+        UpstreamError::RequestBodyTimeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received in time",
+        ),
         UpstreamError::Closed(_) | UpstreamError::Io(_) | UpstreamError::InvalidResponse(_) => {
             (StatusCode::BAD_GATEWAY, "upstream connection failed")
         }
@@ -175,6 +182,8 @@ mod tests {
             (UpstreamError::InvalidResponse("malformed head"), 502),
             (UpstreamError::RequestBodyTooLarge, 413),
             (UpstreamError::RequestBody, 400),
+            (UpstreamError::RequestBodyTimeout, 408),
+            (UpstreamError::SendTimeout, 504),
         ] {
             let (response, reason) = rescue(Stop::Upstream {
                 upstream: "users",

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::header::HeaderValue;
-use hyper_util::server::graceful::GracefulShutdown;
 use socket2::{Domain, Socket, Type};
 use tokio::sync::watch;
 
@@ -104,7 +103,10 @@ struct WorkerListener {
 struct ListenerSettings {
     name: &'static str,
     header_read_timeout: Duration,
+    body_timeout: Duration,
+    send_timeout: Duration,
     max_body: u64,
+    max_concurrent_streams: u32,
     max_header_size: usize,
     max_headers: usize,
     underscores: Underscores,
@@ -116,6 +118,9 @@ impl ListenerSettings {
         Ok(Self {
             name: spec.name,
             header_read_timeout: spec.header_read_timeout.duration()?,
+            body_timeout: spec.body_timeout.duration()?,
+            send_timeout: spec.send_timeout.duration()?,
+            max_concurrent_streams: spec.max_concurrent_streams,
             max_body: spec
                 .max_body
                 .map(|s| s.size())
@@ -333,7 +338,6 @@ fn worker<G: Gateway>(
         let connections = Shutdown {
             signal: shutdown.clone(),
             alive,
-            http2: Rc::new(GracefulShutdown::new()),
         };
         let mut accept_loops = Vec::new();
         for listener in listeners {
@@ -365,16 +369,11 @@ fn worker<G: Gateway>(
         for accept in accept_loops {
             let _ = accept.await;
         }
-        let Shutdown { alive, http2, .. } = connections;
-        drop(alive);
+        drop(connections.alive);
+        // Connections close once idle, or after their in-flight responses; HTTP/2
+        // ones are told to go away.
         let drained = async move {
-            // HTTP/1.1 connections close once idle, or after their in-flight response.
             let _ = all_closed.recv().await;
-            // HTTP/2 connections are being told to go away meanwhile.
-            match Rc::try_unwrap(http2) {
-                Ok(graceful) => graceful.shutdown().await,
-                Err(_) => tracing::error!("HTTP/2 shutdown still shared; closing connections"),
-            }
         };
         if tokio::time::timeout(drain_timeout, drained).await.is_err() {
             tracing::warn!("drain timeout reached; closing the remaining connections");
@@ -387,10 +386,8 @@ fn worker<G: Gateway>(
 struct Shutdown {
     /// Turns true when the worker stops taking requests.
     signal: watch::Receiver<bool>,
-    /// Held by every HTTP/1.1 connection: the worker waits until all are dropped.
+    /// Held by every connection: the worker waits until all are dropped.
     alive: tokio::sync::mpsc::Sender<()>,
-    /// Tracks HTTP/2 connections, which hyper serves.
-    http2: Rc<GracefulShutdown>,
 }
 
 async fn accept_loop<G: Gateway>(
@@ -403,8 +400,10 @@ async fn accept_loop<G: Gateway>(
     log: AccessLog,
 ) {
     let listener = settings.name;
-    let limits = http1::HeadLimits {
+    let limits = http1::ClientLimits {
         header_read_timeout: settings.header_read_timeout,
+        body_timeout: settings.body_timeout,
+        send_timeout: settings.send_timeout,
         max_header_size: settings.max_header_size,
         max_headers: settings.max_headers,
     };
@@ -446,21 +445,20 @@ async fn accept_loop<G: Gateway>(
         let shutdown = shutdown.clone();
         tokio::task::spawn_local(async move {
             let stream = Stream::Tcp(stream);
-            let ended =
-                http1::serve(stream, limits, shutdown.signal, |req| connection.serve(req)).await;
-            drop(shutdown.alive);
+            let signal = shutdown.signal.clone();
+            let ended = http1::serve(stream, limits, signal, |req| connection.serve(req)).await;
             if let http1::Ended::Http2(stream, preface) = ended {
                 connection.cx.response_timer.set_multiplexed();
-                let max_header_list = settings.max_header_size;
-                crate::h2::serve(
-                    stream,
-                    preface,
-                    connection,
-                    max_header_list,
-                    &shutdown.http2,
-                )
-                .await;
+                let limits = crate::h2::Http2Limits {
+                    idle_timeout: settings.header_read_timeout,
+                    send_timeout: settings.send_timeout,
+                    body_timeout: settings.body_timeout,
+                    max_concurrent_streams: settings.max_concurrent_streams,
+                    max_header_size: settings.max_header_size,
+                };
+                crate::h2::serve(stream, preface, connection, limits, shutdown.signal).await;
             }
+            drop(shutdown.alive);
         });
     }
 }

@@ -13,8 +13,10 @@ pub enum UpstreamError {
     ConnectTimeout,
     /// The connection was refused or could not be made.
     Connect(io::Error),
-    /// No response head within `timeouts.response`.
+    /// No response head within `timeouts.response` of the end of the request.
     ResponseTimeout,
+    /// The upstream took none of the request body for `timeouts.body`.
+    SendTimeout,
     /// The connection ended before any byte of a response (with the error, if any).
     Closed(Option<io::Error>),
     /// The connection failed once the response had begun.
@@ -25,6 +27,8 @@ pub enum UpstreamError {
     RequestBodyTooLarge,
     /// The client's body could not be read: the client left, or framed it badly.
     RequestBody,
+    /// The client sent none of its body for the listener's `timeouts.body`.
+    RequestBodyTimeout,
 }
 
 impl UpstreamError {
@@ -34,11 +38,13 @@ impl UpstreamError {
             UpstreamError::ConnectTimeout => "connect timed out",
             UpstreamError::Connect(_) => "connect failed",
             UpstreamError::ResponseTimeout => "response timed out",
+            UpstreamError::SendTimeout => "upstream stopped reading the request",
             UpstreamError::Closed(_) => "closed before a response",
             UpstreamError::Io(_) => "connection failed",
             UpstreamError::InvalidResponse(why) => why,
             UpstreamError::RequestBodyTooLarge => "request body too large",
             UpstreamError::RequestBody => "request body broke off",
+            UpstreamError::RequestBodyTimeout => "request body timed out",
         }
     }
 }
@@ -71,6 +77,9 @@ impl From<ExchangeError> for UpstreamError {
         match e {
             ExchangeError::BodyTooLarge => UpstreamError::RequestBodyTooLarge,
             ExchangeError::ClientBody => UpstreamError::RequestBody,
+            ExchangeError::ClientBodyTimeout => UpstreamError::RequestBodyTimeout,
+            ExchangeError::SendTimeout => UpstreamError::SendTimeout,
+            ExchangeError::ResponseTimeout => UpstreamError::ResponseTimeout,
             ExchangeError::NoResponse(e) => UpstreamError::Closed(e),
             ExchangeError::Io(e) => UpstreamError::Io(e),
             ExchangeError::Invalid(why) => UpstreamError::InvalidResponse(why),

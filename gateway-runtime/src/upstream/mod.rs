@@ -11,13 +11,16 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::Method;
 use http::header::HeaderValue;
 use http::uri::{Authority, PathAndQuery};
 use http_body::Body as _;
 use http_body_util::Limited;
 
-use crate::h1::client::{self, ExchangeError, RequestBody, ResponseHead, UpstreamBody};
+use crate::h1::client::{
+    self, ExchangeError, ExchangeTimeouts, RequestBody, ResponseHead, UpstreamBody,
+};
 use crate::message::body::Body;
 use crate::message::fields::Fields;
 use crate::message::forwarding::{Forwarding, RequestFraming, write_request_head};
@@ -44,12 +47,14 @@ pub struct Upstream {
     endpoints: Box<[Endpoint]>,
     next: Cell<usize>,
     connect_timeout: Duration,
-    response_timeout: Duration,
+    timeouts: ExchangeTimeouts,
+    body_timeout: Duration,
 }
 
 impl Upstream {
     pub fn new(spec: &'static UpstreamSpec) -> Result<Self, SettingError> {
         let idle_timeout = spec.idle_timeout.duration()?;
+        let body_timeout = spec.body_timeout.duration()?;
         let endpoints = spec
             .targets
             .iter()
@@ -69,7 +74,11 @@ impl Upstream {
             endpoints,
             next: Cell::new(0),
             connect_timeout: spec.connect_timeout.duration()?,
-            response_timeout: spec.response_timeout.duration()?,
+            timeouts: ExchangeTimeouts {
+                response: spec.response_timeout.duration()?,
+                send: body_timeout,
+            },
+            body_timeout,
         })
     }
 
@@ -94,29 +103,41 @@ impl Upstream {
         async move {
             // Used where it was captured (see `Connection::serve` on why); only the body
             // moves out.
-            let body = req.body;
-            // A declared length over the limit is refused before the upstream is bothered;
-            // a body without one is cut off when it crosses the limit (see `failure`).
-            let exact = body.size_hint().exact();
-            if exact.is_some_and(|len| len > cx.max_body) {
-                return Err(UpstreamError::RequestBodyTooLarge);
-            }
-            let (framing, body) = if body.is_end_stream() {
+            let mut body = req.body;
+            // The body bytes that came with the head are decoded first: bad framing in
+            // them is refused before the upstream sees any of the request, and a body
+            // that is all here goes out with the head, with its length, and can be
+            // sent again on a stale connection.
+            let in_hand = if body.is_end_stream() {
+                Some(Bytes::new())
+            } else {
+                body.take_in_hand()
+                    .map_err(|_| UpstreamError::RequestBody)?
+            };
+            let (framing, body, in_hand) = match in_hand {
+                Some(data) if data.len() as u64 > cx.max_body => {
+                    return Err(UpstreamError::RequestBodyTooLarge);
+                }
                 // RFC 9110 §8.6: a request whose method gives content a meaning says how
                 // long it is, even when empty; some upstreams refuse a POST without (411).
-                let framing = if expects_content(&req.method) {
-                    RequestFraming::Length(0)
-                } else {
-                    RequestFraming::None
-                };
-                (framing, None)
-            } else {
-                let limit = usize::try_from(cx.max_body).unwrap_or(usize::MAX);
-                let framing = match exact {
-                    Some(len) => RequestFraming::Length(len),
-                    None => RequestFraming::Chunked,
-                };
-                (framing, Some(Limited::new(body, limit)))
+                Some(data) if data.is_empty() && !expects_content(&req.method) => {
+                    (RequestFraming::None, None, data)
+                }
+                Some(data) => (RequestFraming::Length(data.len() as u64), None, data),
+                None => {
+                    // A declared length over the limit is refused before the upstream
+                    // is bothered; a body without one is cut off when it crosses it.
+                    let exact = body.size_hint().exact();
+                    if exact.is_some_and(|len| len > cx.max_body) {
+                        return Err(UpstreamError::RequestBodyTooLarge);
+                    }
+                    let framing = match exact {
+                        Some(len) => RequestFraming::Length(len),
+                        None => RequestFraming::Chunked,
+                    };
+                    let limit = usize::try_from(cx.max_body).unwrap_or(usize::MAX);
+                    (framing, Some(Limited::new(body, limit)), Bytes::new())
+                }
             };
             let target = match &path {
                 Some(path) => path.as_str(),
@@ -138,32 +159,24 @@ impl Upstream {
                 target,
                 forwarding: &forwarding,
                 framing,
-                // Only a request without a body can be sent twice; RFC 9110 §9.2.2 allows
-                // a proxy to retry idempotent methods only.
+                in_hand: &in_hand,
+                // Only a request whose body is in hand can be sent twice; RFC 9110
+                // §9.2.2 allows a proxy to retry idempotent methods only.
                 replayable: body.is_none() && is_idempotent(&req.method),
             };
-            // Built in place: a separate binding would keep a second copy of the future.
-            let exchanged = cx.response_timer.limit(
-                self.response_timeout,
-                self.exchange(endpoint, &request, body),
-            );
-            let exchanged = exchanged.await;
-            match exchanged {
-                Ok(Ok((mut head, conn))) => {
-                    let body = UpstreamBody::new(conn, endpoint.pool.clone(), &mut head);
+            match self.exchange(endpoint, &request, body, cx).await {
+                Ok((mut head, conn)) => {
+                    let pool = endpoint.pool.clone();
+                    let body = UpstreamBody::new(conn, pool, &mut head, self.body_timeout);
                     Ok(Response::new(
                         head.status,
                         head.fields,
                         Body::Upstream(body),
                     ))
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %e, "upstream request failed");
                     Err(e)
-                }
-                Err(_) => {
-                    tracing::warn!(upstream = self.name, target = %endpoint.authority, timeout = ?self.response_timeout, "upstream response timed out");
-                    Err(UpstreamError::ResponseTimeout)
                 }
             }
         }
@@ -174,37 +187,66 @@ impl Upstream {
     /// byte of a response, a replayable request is sent once more, on the next
     /// connection, and never a third time: an upstream that closes every connection
     /// unanswered must not receive one request over and over.
-    async fn exchange(
-        &self,
-        endpoint: &Endpoint,
-        request: &UpstreamRequest<'_>,
+    #[allow(clippy::manual_async_fn, reason = "an async fn would hold the body twice")]
+    fn exchange<'a>(
+        &'a self,
+        endpoint: &'a Endpoint,
+        request: &'a UpstreamRequest<'a>,
         mut body: Option<RequestBody>,
-    ) -> Result<(ResponseHead, Box<Connection>), UpstreamError> {
-        let mut retried = false;
-        loop {
-            let mut conn = match endpoint.pool.checkout() {
-                Some(conn) => conn,
-                // Boxed because it is rare: inline, the connect future would make
-                // every request's future larger, and futures are moved by copying.
-                None => Box::pin(Pool::connect(&endpoint.authority, self.connect_timeout)).await?,
-            };
-            write_request_head(
-                &mut conn.write_buf,
-                request.method,
-                request.target,
-                request.fields,
-                request.forwarding,
-                request.framing,
-            );
-            let head_request = *request.method == Method::HEAD;
-            match client::exchange(&mut conn, body.take(), request.framing, head_request).await {
-                Ok(head) => return Ok((head, conn)),
-                Err(ExchangeError::NoResponse(_))
-                    if conn.reused && request.replayable && !retried =>
-                {
-                    retried = true;
+        cx: &'a RequestContext,
+    ) -> impl Future<Output = Result<(ResponseHead, Box<Connection>), UpstreamError>> + 'a {
+        async move {
+            let mut retried = false;
+            loop {
+                let mut conn = match endpoint.pool.checkout() {
+                    Some(conn) => conn,
+                    // Boxed because it is rare: inline, the connect future would make
+                    // every request's future larger, and futures are moved by copying.
+                    None => {
+                        Box::pin(Pool::connect(&endpoint.authority, self.connect_timeout)).await?
+                    }
+                };
+                write_request_head(
+                    &mut conn.write_buf,
+                    request.method,
+                    request.target,
+                    request.fields,
+                    request.forwarding,
+                    request.framing,
+                );
+                conn.write_buf.extend_from_slice(request.in_hand);
+                let head_request = *request.method == Method::HEAD;
+                // Taken in one expression, so that no moved-from copy of the body is
+                // kept in this future.
+                let chunked = request.framing == RequestFraming::Chunked;
+                let exchanged = if let Some(streaming) = body.take().map(|body| {
+                    client::exchange_streaming(
+                        &mut conn,
+                        body,
+                        chunked,
+                        head_request,
+                        &self.timeouts,
+                    )
+                }) {
+                    streaming.await
+                } else {
+                    let timeout = self.timeouts.response;
+                    let exchanged =
+                        client::exchange(&mut conn, head_request, timeout, &cx.response_timer);
+                    exchanged
+                        .await
+                        .unwrap_or(Err(ExchangeError::ResponseTimeout))
+                };
+                conn.trim_write_buf();
+                match exchanged {
+                    Ok(head) => return Ok((head, conn)),
+                    Err(ExchangeError::NoResponse(_))
+                        if conn.reused && request.replayable && !retried =>
+                    {
+                        retried = true;
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -217,6 +259,8 @@ struct UpstreamRequest<'a> {
     target: &'a str,
     forwarding: &'a Forwarding<'a>,
     framing: RequestFraming,
+    /// The whole body, when it came with the head.
+    in_hand: &'a [u8],
     replayable: bool,
 }
 

@@ -41,7 +41,18 @@ pub struct Connection {
     pub reused: bool,
 }
 
+/// Largest request buffer a pooled connection keeps between requests; one that held a
+/// large body is let go.
+const KEPT_WRITE_BUF: usize = 16 * 1024;
+
 impl Connection {
+    /// Lets go of a request buffer a large body grew.
+    pub fn trim_write_buf(&mut self) {
+        if self.write_buf.capacity() > KEPT_WRITE_BUF {
+            self.write_buf = Vec::new();
+        }
+    }
+
     /// Whether the upstream has closed it, or sent bytes nobody asked for, while it sat
     /// in the pool. Costs no system call unless the socket was reported readable.
     fn is_stale(&mut self) -> bool {

@@ -459,6 +459,23 @@ impl Gateway {
         })
     }
 
+    /// The e2e gateway with `url` as the upstream reached under `/scripted/`, every
+    /// other upstream unreachable, and `extra` variables.
+    pub fn scripted(url: String, extra: &[(&str, String)]) -> Gateway {
+        let unused = || format!("http://{}", refused_addr());
+        let mut env = vec![
+            ("USERS_A", unused()),
+            ("USERS_B", unused()),
+            ("ORDERS", unused()),
+            ("DEAD", unused()),
+            ("STALLED", unused()),
+            ("SCRIPTED", url),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
+        Gateway::start(BUILD_RS_GATEWAY, &env)
+            .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"))
+    }
+
     /// The e2e gateway wired to the given upstreams.
     pub fn e2e(
         binary: &str,
