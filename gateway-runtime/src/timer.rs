@@ -40,12 +40,13 @@ impl ConnectionTimer {
         self.multiplexed.set(true);
     }
 
-    /// Runs `future` for at most `timeout` (plus the slack described above).
+    /// Runs `future` for at most `timeout` (plus the slack described above); `None`
+    /// runs it without a limit, for a caller that bounds it in its own way.
     ///
     /// A future type rather than an `async fn`: an `async fn` keeps its argument and
     /// the pinned copy of it side by side, which doubled the size of the upstream
     /// exchange this wraps, and every request moves it.
-    pub fn limit<F: Future>(&self, timeout: Duration, future: F) -> Limit<'_, F> {
+    pub fn limit<F: Future>(&self, timeout: Option<Duration>, future: F) -> Limit<'_, F> {
         Limit {
             future,
             own: None,
@@ -102,7 +103,7 @@ pin_project_lite::pin_project! {
         #[pin]
         own: Option<Sleep>,
         timer: &'t ConnectionTimer,
-        timeout: Duration,
+        timeout: Option<Duration>,
         started: bool,
     }
 }
@@ -112,13 +113,16 @@ impl<F: Future> Future for Limit<'_, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let Some(timeout) = *this.timeout else {
+            return this.future.poll(cx).map(Ok);
+        };
         // The time runs from the first poll, as it would in an `async fn`.
         if !*this.started {
             *this.started = true;
             if this.timer.multiplexed.get() {
-                this.own.set(Some(tokio::time::sleep(*this.timeout)));
+                this.own.set(Some(tokio::time::sleep(timeout)));
             } else {
-                this.timer.prepare(*this.timeout);
+                this.timer.prepare(timeout);
             }
         }
         if let Poll::Ready(output) = this.future.poll(cx) {
@@ -211,10 +215,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn sequential_limits() {
         let timer = ConnectionTimer::default();
-        let quick = timer.limit(Duration::from_secs(8), async { 1 }).await;
+        let quick = timer.limit(Some(Duration::from_secs(8)), async { 1 }).await;
         assert_eq!(quick.ok(), Some(1));
         let slow = timer.limit(
-            Duration::from_secs(8),
+            Some(Duration::from_secs(8)),
             tokio::time::sleep(Duration::from_secs(20)),
         );
         let started = Instant::now();
@@ -226,7 +230,7 @@ mod tests {
         );
         let started = Instant::now();
         let within = timer.limit(
-            Duration::from_secs(8),
+            Some(Duration::from_secs(8)),
             tokio::time::sleep(Duration::from_secs(7)),
         );
         assert!(
@@ -243,11 +247,11 @@ mod tests {
         timer.set_multiplexed();
         let (a, b) = tokio::join!(
             timer.limit(
-                Duration::from_secs(2),
+                Some(Duration::from_secs(2)),
                 tokio::time::sleep(Duration::from_secs(5))
             ),
             timer.limit(
-                Duration::from_secs(10),
+                Some(Duration::from_secs(10)),
                 tokio::time::sleep(Duration::from_secs(5))
             ),
         );

@@ -28,7 +28,7 @@ use crate::h1::read_buffer::ReadBuffer;
 use crate::h1::request_body::ClientBodyError;
 use crate::message::fields::{self, Fields};
 use crate::message::forwarding::is_hop_by_hop;
-use crate::timer::{ConnectionTimer, IdleTimer, Limit};
+use crate::timer::IdleTimer;
 use crate::upstream::pool::{Connection, Pool};
 
 /// What the gateway sends upstream: the client's body, cut off at the listener's limit.
@@ -100,7 +100,8 @@ pub struct ResponseHead {
     pub interim: Vec<u8>,
 }
 
-/// The time limits of one exchange.
+/// The time limits of an exchange that streams a request body; without one, the
+/// caller limits the whole exchange to the response timeout.
 #[derive(Debug, Clone, Copy)]
 pub struct ExchangeTimeouts {
     /// From the end of the request to the response head; an upload does not count.
@@ -110,22 +111,15 @@ pub struct ExchangeTimeouts {
 }
 
 /// Sends the request in `conn.write_buf` (its head, and its body when that was all in
-/// hand) and reads the response head, within `timeout`.
-///
-/// Not an `async fn`, which would keep its arguments beside the future it awaits:
-/// this future is part of every request's.
-pub fn exchange<'a>(
-    conn: &'a mut Connection,
+/// hand) and reads the response head.
+pub async fn exchange(
+    conn: &mut Connection,
     head_request: bool,
-    timeout: Duration,
-    response_timer: &'a ConnectionTimer,
-) -> Limit<'a, impl Future<Output = Result<ResponseHead, ExchangeError>> + 'a> {
-    response_timer.limit(timeout, async move {
-        if let Err(e) = conn.stream.write_all(&conn.write_buf).await {
-            return Err(ExchangeError::NoResponse(Some(e)));
-        }
-        read_head(&mut conn.stream, &mut conn.read, head_request).await
-    })
+) -> Result<ResponseHead, ExchangeError> {
+    if let Err(e) = conn.stream.write_all(&conn.write_buf).await {
+        return Err(ExchangeError::NoResponse(Some(e)));
+    }
+    read_head(&mut conn.stream, &mut conn.read, head_request).await
 }
 
 /// Sends the request head in `conn.write_buf`, then streams `body`, and reads the
@@ -589,7 +583,7 @@ impl UpstreamBody {
             && self.reusable
             && conn.read.bytes.is_empty()
         {
-            self.pool.give_back(conn);
+            Pool::give_back(&self.pool, conn);
         }
     }
 

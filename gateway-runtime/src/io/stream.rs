@@ -103,6 +103,7 @@ impl Stream {
     /// Whether the peer has closed the connection or sent bytes, without blocking;
     /// bytes it sent are appended to `buf`. Costs no system call unless the socket was
     /// reported readable.
+    #[inline]
     pub fn poll_peer_activity(&mut self, buf: &mut bytes::BytesMut) -> bool {
         match self {
             Stream::Tcp(stream) => {

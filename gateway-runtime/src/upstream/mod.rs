@@ -164,8 +164,15 @@ impl Upstream {
                 // §9.2.2 allows a proxy to retry idempotent methods only.
                 replayable: body.is_none() && is_idempotent(&req.method),
             };
-            match self.exchange(endpoint, &request, body, cx).await {
-                Ok((mut head, conn)) => {
+            // A request sent whole is limited here; one whose body streams times its
+            // response from the end of the upload, inside the exchange.
+            let limit = body.is_none().then_some(self.timeouts.response);
+            // Built in place: a separate binding would keep a second copy of the future.
+            let exchanged = cx
+                .response_timer
+                .limit(limit, self.exchange(endpoint, &request, body));
+            match exchanged.await {
+                Ok(Ok((mut head, conn))) => {
                     let pool = endpoint.pool.clone();
                     let body = UpstreamBody::new(conn, pool, &mut head, self.body_timeout);
                     Ok(Response::new(
@@ -174,9 +181,13 @@ impl Upstream {
                         Body::Upstream(body),
                     ))
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %e, "upstream request failed");
                     Err(e)
+                }
+                Err(_) => {
+                    tracing::warn!(upstream = self.name, target = %endpoint.authority, timeout = ?self.timeouts.response, "upstream response timed out");
+                    Err(UpstreamError::ResponseTimeout)
                 }
             }
         }
@@ -186,59 +197,49 @@ impl Upstream {
     /// have been closed by the upstream just as it was taken; when it ends before any
     /// byte of a response, a replayable request is sent once more, on the next
     /// connection, and never a third time: an upstream that closes every connection
-    /// unanswered must not receive one request over and over.
-    #[allow(clippy::manual_async_fn, reason = "an async fn would hold the body twice")]
+    /// unanswered must not receive one request over and over. A request whose body
+    /// streams is sent once.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold the body twice"
+    )]
     fn exchange<'a>(
         &'a self,
         endpoint: &'a Endpoint,
         request: &'a UpstreamRequest<'a>,
-        mut body: Option<RequestBody>,
-        cx: &'a RequestContext,
+        body: Option<RequestBody>,
     ) -> impl Future<Output = Result<(ResponseHead, Box<Connection>), UpstreamError>> + 'a {
         async move {
+            let head_request = *request.method == Method::HEAD;
+            if let Some(body) = body {
+                let mut conn = match endpoint.pool.checkout() {
+                    Some(conn) => conn,
+                    None => self.connect(endpoint).await?,
+                };
+                prepare(&mut conn, request);
+                let chunked = request.framing == RequestFraming::Chunked;
+                let streaming = client::exchange_streaming(
+                    &mut conn,
+                    body,
+                    chunked,
+                    head_request,
+                    &self.timeouts,
+                );
+                return match streaming.await {
+                    Ok(head) => Ok((head, conn)),
+                    Err(e) => Err(e.into()),
+                };
+            }
             let mut retried = false;
             loop {
                 let mut conn = match endpoint.pool.checkout() {
                     Some(conn) => conn,
-                    // Boxed because it is rare: inline, the connect future would make
-                    // every request's future larger, and futures are moved by copying.
-                    None => {
-                        Box::pin(Pool::connect(&endpoint.authority, self.connect_timeout)).await?
-                    }
+                    None => self.connect(endpoint).await?,
                 };
-                write_request_head(
-                    &mut conn.write_buf,
-                    request.method,
-                    request.target,
-                    request.fields,
-                    request.forwarding,
-                    request.framing,
-                );
-                conn.write_buf.extend_from_slice(request.in_hand);
-                let head_request = *request.method == Method::HEAD;
-                // Taken in one expression, so that no moved-from copy of the body is
-                // kept in this future.
-                let chunked = request.framing == RequestFraming::Chunked;
-                let exchanged = if let Some(streaming) = body.take().map(|body| {
-                    client::exchange_streaming(
-                        &mut conn,
-                        body,
-                        chunked,
-                        head_request,
-                        &self.timeouts,
-                    )
-                }) {
-                    streaming.await
-                } else {
-                    let timeout = self.timeouts.response;
-                    let exchanged =
-                        client::exchange(&mut conn, head_request, timeout, &cx.response_timer);
-                    exchanged
-                        .await
-                        .unwrap_or(Err(ExchangeError::ResponseTimeout))
-                };
-                conn.trim_write_buf();
-                match exchanged {
+                prepare(&mut conn, request);
+                // Handled where it arrives: a response head passed on through a binding
+                // is copied once more.
+                match client::exchange(&mut conn, head_request).await {
                     Ok(head) => return Ok((head, conn)),
                     Err(ExchangeError::NoResponse(_))
                         if conn.reused && request.replayable && !retried =>
@@ -250,6 +251,27 @@ impl Upstream {
             }
         }
     }
+
+    /// A new connection to `endpoint`, for when the pool has none. Checkout stays
+    /// with the callers, so that the common path is one function with no call.
+    async fn connect(&self, endpoint: &Endpoint) -> Result<Box<Connection>, UpstreamError> {
+        // Boxed because it is rare: inline, the connect future would make every
+        // request's future larger, and futures are moved by copying.
+        Ok(Box::pin(Pool::connect(&endpoint.authority, self.connect_timeout)).await?)
+    }
+}
+
+/// Writes `request` (its head, and its body when that is in hand) to `conn`'s buffer.
+fn prepare(conn: &mut Connection, request: &UpstreamRequest<'_>) {
+    write_request_head(
+        &mut conn.write_buf,
+        request.method,
+        request.target,
+        request.fields,
+        request.forwarding,
+        request.framing,
+    );
+    conn.write_buf.extend_from_slice(request.in_hand);
 }
 
 /// What every attempt at sending one request needs.

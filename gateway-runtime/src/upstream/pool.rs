@@ -6,8 +6,15 @@
 //! free; checkout drops the closed, the idle-expired and the too old. Being per
 //! thread, the stack needs no lock and no hashing (../shared/PERF.md measured -23%
 //! instructions per request against hyper-util's shared pool).
+//!
+//! While a pool holds idle connections, a task sweeps it every `SWEEP_INTERVAL`:
+//! connections the upstream closed are let go within that time rather than sitting
+//! in CLOSE_WAIT until the next checkout, and idle-expired ones close on time. The
+//! sweep costs no system call per connection unless its socket turned readable, and
+//! the request path nothing but a flag check.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
@@ -25,6 +32,9 @@ const MAX_LIFETIME: Duration = Duration::from_secs(600);
 /// of concurrent requests opens as many connections as it needs, and all but these
 /// close once it has passed.
 const MAX_IDLE: usize = 128;
+/// How often a pool with idle connections looks for closed and expired ones.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// One open connection, with its buffers.
 #[derive(Debug)]
 pub struct Connection {
@@ -46,17 +56,14 @@ pub struct Connection {
 const KEPT_WRITE_BUF: usize = 16 * 1024;
 
 impl Connection {
-    /// Lets go of a request buffer a large body grew.
-    pub fn trim_write_buf(&mut self) {
-        if self.write_buf.capacity() > KEPT_WRITE_BUF {
-            self.write_buf = Vec::new();
-        }
-    }
-
-    /// Whether the upstream has closed it, or sent bytes nobody asked for, while it sat
-    /// in the pool. Costs no system call unless the socket was reported readable.
-    fn is_stale(&mut self) -> bool {
-        self.stream.poll_peer_activity(&mut self.read.bytes)
+    /// Whether it may carry another request: not idle too long, not too old, and
+    /// not closed by the upstream (nor sent bytes nobody asked for) while it sat in
+    /// the pool. Costs no system call unless the socket was reported readable.
+    #[inline]
+    fn is_usable(&mut self, now: Instant) -> bool {
+        now <= self.idle_until
+            && now <= self.retire_at
+            && !self.stream.poll_peer_activity(&mut self.read.bytes)
     }
 }
 
@@ -72,6 +79,8 @@ pub struct Pool {
     )]
     idle: RefCell<Vec<Box<Connection>>>,
     idle_timeout: Duration,
+    /// A sweeping task is running.
+    sweeping: Cell<bool>,
 }
 
 /// Why no connection could be made.
@@ -95,6 +104,7 @@ impl Pool {
         Self {
             idle: RefCell::new(Vec::new()),
             idle_timeout,
+            sweeping: Cell::new(false),
         }
     }
 
@@ -102,18 +112,33 @@ impl Pool {
     pub fn checkout(&self) -> Option<Box<Connection>> {
         let mut idle = self.idle.borrow_mut();
         let now = Instant::now();
-        // The oldest sit at the bottom: expire one per checkout, so a pool that
-        // shrank after a burst gives its connections back over time.
-        if idle.first().is_some_and(|c| now > c.idle_until) {
-            idle.remove(0);
-        }
         while let Some(mut conn) = idle.pop() {
-            let usable = now <= conn.idle_until && now <= conn.retire_at && !conn.is_stale();
-            if usable {
+            if conn.is_usable(now) {
                 return Some(conn);
             }
         }
         None
+    }
+
+    /// Lets go of the connections that are closed or expired; returns whether any
+    /// are left.
+    fn sweep(&self) -> bool {
+        let now = Instant::now();
+        let mut idle = self.idle.borrow_mut();
+        idle.retain_mut(|conn| conn.is_usable(now));
+        !idle.is_empty()
+    }
+
+    /// Sweeps `pool` every `SWEEP_INTERVAL` until it has no idle connection left.
+    async fn sweep_while_idle(pool: Weak<Pool>) {
+        loop {
+            tokio::time::sleep(SWEEP_INTERVAL).await;
+            let Some(pool) = pool.upgrade() else { return };
+            if !pool.sweep() {
+                pool.sweeping.set(false);
+                return;
+            }
+        }
     }
 
     /// Opens a new connection to `authority`.
@@ -140,16 +165,64 @@ impl Pool {
         }))
     }
 
-    /// Takes back a connection whose last response was read to its end.
-    pub fn give_back(&self, mut conn: Box<Connection>) {
+    /// Takes back a connection whose last response was read to its end. Must run on
+    /// a worker's `LocalSet`, where the sweeping task is spawned.
+    pub fn give_back(pool: &Rc<Pool>, mut conn: Box<Connection>) {
         // An idle connection keeps a buffer for a mid-sized body (one read for 16 KiB
-        // responses); one grown for a large body goes.
+        // responses); one grown for a large body goes, and so does a request buffer
+        // that held a body.
         conn.read.shrink();
-        conn.idle_until = Instant::now() + self.idle_timeout;
+        if conn.write_buf.capacity() > KEPT_WRITE_BUF {
+            conn.write_buf = Vec::new();
+        }
+        conn.idle_until = Instant::now() + pool.idle_timeout;
         conn.reused = true;
-        let mut idle = self.idle.borrow_mut();
+        let mut idle = pool.idle.borrow_mut();
         if idle.len() < MAX_IDLE {
             idle.push(conn);
         }
+        if !pool.sweeping.get() {
+            pool.sweeping.set(true);
+            tokio::task::spawn_local(Pool::sweep_while_idle(Rc::downgrade(pool)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pooled connection the upstream closes is let go by the sweep, not kept in
+    /// CLOSE_WAIT until the next checkout.
+    #[tokio::test]
+    async fn closed_idle_connections_are_swept() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let authority: Authority = listener
+                    .local_addr()
+                    .expect("address")
+                    .to_string()
+                    .parse()
+                    .expect("authority");
+                let pool = Rc::new(Pool::new(Duration::from_secs(60)));
+                let conn = Pool::connect(&authority, Duration::from_secs(1))
+                    .await
+                    .expect("connect");
+                let (accepted, _) = listener.accept().await.expect("accept");
+                Pool::give_back(&pool, conn);
+                assert_eq!(pool.idle.borrow().len(), 1);
+                tokio::time::sleep(SWEEP_INTERVAL + Duration::from_millis(200)).await;
+                assert_eq!(pool.idle.borrow().len(), 1, "an open connection stays");
+                drop(accepted);
+                tokio::time::sleep(SWEEP_INTERVAL + Duration::from_millis(200)).await;
+                assert!(pool.idle.borrow().is_empty(), "the closed connection went");
+                tokio::time::sleep(SWEEP_INTERVAL + Duration::from_millis(200)).await;
+                assert!(!pool.sweeping.get(), "the sweep stops with the pool empty");
+            })
+            .await;
     }
 }
