@@ -43,6 +43,10 @@ pub mod timer;
 #[cfg(feature = "server")]
 pub mod upstream;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 /// What generated code uses; not a stable API for hand-written code.
 #[cfg(feature = "server")]
 #[doc(hidden)]

@@ -342,7 +342,7 @@ async fn read_head<R: AsyncRead + Unpin>(
     }
 }
 
-enum Parsed {
+pub(crate) enum Parsed {
     Partial,
     /// A 1xx response, consumed.
     Interim,
@@ -351,7 +351,7 @@ enum Parsed {
 
 /// Parses the response head at the start of `read`, consuming it when complete. The
 /// header map's values point into the head's bytes, so no field is copied.
-fn parse_head(
+pub(crate) fn parse_head(
     read: &mut ReadBuffer,
     head_request: bool,
     interim: &mut Vec<u8>,

@@ -70,17 +70,17 @@ pub enum Ended {
 }
 
 /// One request head, parsed.
-struct Head {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    fields: Fields,
+pub(crate) struct Head {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) version: Version,
+    pub(crate) fields: Fields,
     /// `Empty`, `Length(n)` or `Chunked`: a request is never framed by closing.
-    body: BodyLength,
+    pub(crate) body: BodyLength,
     /// The client asked to keep the connection (HTTP/1.1 without `close`, or HTTP/1.0
     /// with `keep-alive`).
-    keep_alive: bool,
-    expect_continue: bool,
+    pub(crate) keep_alive: bool,
+    pub(crate) expect_continue: bool,
 }
 
 /// What waiting for the next head produced.
@@ -330,7 +330,7 @@ async fn poll_once(mut future: Pin<&mut impl Future<Output = ()>>) -> bool {
 }
 
 /// Parses the request head at the start of `bytes`, consuming it when complete.
-fn parse_head(
+pub(crate) fn parse_head(
     bytes: &mut BytesMut,
     limits: &ClientLimits,
 ) -> Result<Option<Head>, (StatusCode, &'static str)> {
@@ -378,8 +378,17 @@ fn parse_head(
     // do, and servers disagree about: the gateway takes CRLF only. The request line
     // ends after the target and ` HTTP/1.x`, each field line after its value and any
     // trailing whitespace, and the head with an empty line.
+    // Empty lines before the request line, which httparse skips (RFC 9112 §2.2), too.
     let head = &bytes[..len];
-    if !crlf_at(head, target.0 + target.1 + b" HTTP/1.1".len()) || !head.ends_with(b"\r\n\r\n") {
+    let leading = &head[..method.0];
+    let bare_leading_lf = leading
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || leading[i - 1] != b'\r'));
+    if bare_leading_lf
+        || !crlf_at(head, target.0 + target.1 + b" HTTP/1.1".len())
+        || !head.ends_with(b"\r\n\r\n")
+    {
         return Err((BAD, "bare LF in the request head"));
     }
     let version = match request.version {
@@ -762,6 +771,10 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: x\r\nX-Empty:\n\r\n", bad),
             (b"GET / HTTP/1.1\r\nHost: x\r\nX-Blank: a  \n\r\n", bad),
             (b"GET / HTTP/1.1\r\nHost: x\r\n\n", bad),
+            // Found by the differential fuzz target: a bare LF among the empty lines
+            // httparse skips before the request line.
+            (b"\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", bad),
+            (b"\r\n\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", bad),
         ] {
             assert_eq!(status(head), expected, "{}", String::from_utf8_lossy(head));
         }
