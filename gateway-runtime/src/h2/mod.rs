@@ -176,26 +176,34 @@ pub(crate) async fn serve<G: Gateway>(
     }
 }
 
-/// What a connection's streams are doing, counted in ticks of a quarter of the idle
-/// timeout so that no stream needs a timer of its own: a response that waits for
-/// the client's window costs one increment when it starts waiting, whatever the
-/// number of streams.
+/// What a connection's streams are doing, counted in ticks of a quarter of the shorter
+/// timeout so that no stream needs a timer of its own: a response that waits for the
+/// client's window costs one increment when it starts waiting, whatever the number of
+/// streams.
 struct Activity {
     tick: Duration,
+    /// Ticks since the connection began.
+    now: Cell<u64>,
     /// Streams with a response not yet sent (or a request still being served).
     open: Cell<usize>,
     /// Streams ever opened, so that a tick can tell a stream came and went.
     opened: Cell<u64>,
     opened_at_last_tick: Cell<u64>,
-    idle_ticks: Cell<u32>,
-    idle_limit: u32,
-    now: Cell<u32>,
-    /// Responses that handed data to hyper during tick `t` and have not been asked for
-    /// more since, at `t % len`. A response that is not asked for more for the send
-    /// timeout is stuck behind a closed flow-control window.
+    idle_ticks: Cell<u64>,
+    idle_limit: u64,
+    /// Responses that handed data to hyper during slot `s` (`ticks_per_slot` ticks) and
+    /// have not been asked for more since, at `s % len`. One not asked for more for
+    /// the send timeout is stuck behind a closed flow-control window.
     waiting: RefCell<Box<[u32]>>,
-    send_limit: u32,
+    ticks_per_slot: u64,
+    /// The send timeout in slots, rounded up, plus one: a count made during slot `s`
+    /// is checked when slot `s + send_slots` begins, by which time it has waited at
+    /// least the send timeout.
+    send_slots: u64,
 }
+
+/// Most slots in the ring of waiting responses: 4 KiB per connection at most.
+const MAX_SLOTS: u64 = 1024;
 
 /// What a tick found.
 #[derive(Debug, PartialEq, Eq)]
@@ -209,44 +217,52 @@ enum Verdict {
 
 impl Activity {
     fn new(limits: Http2Limits) -> Self {
-        // A quarter of the shorter timeout, but not so short that the ring of waiting
-        // counts gets long.
         let shorter = limits.idle_timeout.min(limits.send_timeout);
-        let tick = (shorter / 4)
-            .max(limits.send_timeout / 256)
-            .max(Duration::from_millis(10));
+        let tick = (shorter / 4).max(Duration::from_millis(10));
         let ticks = |timeout: Duration| {
-            u32::try_from(timeout.as_nanos().div_ceil(tick.as_nanos())).unwrap_or(u32::MAX)
+            u64::try_from(timeout.as_nanos().div_ceil(tick.as_nanos())).unwrap_or(u64::MAX / 2)
         };
-        // A count made during tick `t` may be up to a tick old when tick `t + 1` begins,
-        // so one more tick keeps each bound a lower bound.
-        let send_limit = ticks(limits.send_timeout).saturating_add(1).min(1024);
+        let send_ticks = ticks(limits.send_timeout);
+        // A send timeout much longer than the idle timeout is counted in coarser slots,
+        // so that the ring stays small.
+        let ticks_per_slot = send_ticks.div_ceil(MAX_SLOTS - 2).max(1);
+        let send_slots = send_ticks.div_ceil(ticks_per_slot) + 1;
         Self {
             tick,
+            now: Cell::new(0),
             open: Cell::new(0),
             opened: Cell::new(0),
             opened_at_last_tick: Cell::new(0),
             idle_ticks: Cell::new(0),
-            idle_limit: ticks(limits.idle_timeout).saturating_add(1),
-            now: Cell::new(0),
-            waiting: RefCell::new(vec![0; send_limit as usize + 1].into_boxed_slice()),
-            send_limit,
+            // Likewise one more, as a tick may begin just after the last stream ended.
+            idle_limit: ticks(limits.idle_timeout) + 1,
+            waiting: RefCell::new(vec![0; send_slots as usize + 1].into_boxed_slice()),
+            ticks_per_slot,
+            send_slots,
         }
     }
 
+    fn slot(&self) -> u64 {
+        self.now.get() / self.ticks_per_slot
+    }
+
     fn on_tick(&self) -> Verdict {
-        let now = self.now.get().wrapping_add(1);
+        let now = self.now.get() + 1;
         self.now.set(now);
-        let mut waiting = self.waiting.borrow_mut();
-        let len = waiting.len() as u32;
-        // The oldest tick the ring holds is `send_limit` ago: anything counted then has
-        // waited the send timeout.
-        let oldest = (now.wrapping_sub(self.send_limit) % len) as usize;
-        if waiting[oldest] > 0 {
-            return Verdict::Stalled;
+        if now.is_multiple_of(self.ticks_per_slot) {
+            let slot = self.slot();
+            let mut waiting = self.waiting.borrow_mut();
+            let len = waiting.len() as u64;
+            // The oldest slot the ring holds: anything counted then has waited long
+            // enough.
+            if let Some(oldest) = slot.checked_sub(self.send_slots)
+                && waiting[(oldest % len) as usize] > 0
+            {
+                return Verdict::Stalled;
+            }
+            // The new slot held the one before the oldest, checked a slot ago.
+            waiting[(slot % len) as usize] = 0;
         }
-        // The new tick's slot held the tick before the oldest, checked a tick ago.
-        waiting[(now % len) as usize] = 0;
         let opened = self.opened.get();
         if self.open.get() > 0 || opened != self.opened_at_last_tick.get() {
             self.opened_at_last_tick.set(opened);
@@ -262,22 +278,22 @@ impl Activity {
         }
     }
 
-    /// Counts a response that now waits to be asked for more; returns its tick.
-    fn start_waiting(&self) -> u32 {
-        let now = self.now.get();
+    /// Counts a response that now waits to be asked for more; returns its slot.
+    fn start_waiting(&self) -> u64 {
+        let slot = self.slot();
         let mut waiting = self.waiting.borrow_mut();
-        let len = waiting.len() as u32;
-        waiting[(now % len) as usize] += 1;
-        now
+        let len = waiting.len() as u64;
+        waiting[(slot % len) as usize] += 1;
+        slot
     }
 
-    fn stop_waiting(&self, since: u32) {
+    fn stop_waiting(&self, since: u64) {
         let mut waiting = self.waiting.borrow_mut();
-        let len = waiting.len() as u32;
+        let len = waiting.len() as u64;
         // Cleared already if the slot was reused, which a stall check precedes.
-        if self.now.get().wrapping_sub(since) < len {
-            let slot = &mut waiting[(since % len) as usize];
-            *slot = slot.saturating_sub(1);
+        if self.slot() - since < len {
+            let count = &mut waiting[(since % len) as usize];
+            *count = count.saturating_sub(1);
         }
     }
 }
@@ -308,7 +324,7 @@ pin_project_lite::pin_project! {
         #[pin]
         body: Body,
         stream: StreamGuard,
-        waiting_since: Option<u32>,
+        waiting_since: Option<u64>,
     }
 
     impl PinnedDrop for WatchedBody {
@@ -348,5 +364,68 @@ impl http_body::Body for WatchedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn activity(idle: u64, send: u64) -> Activity {
+        Activity::new(Http2Limits {
+            idle_timeout: Duration::from_secs(idle),
+            send_timeout: Duration::from_secs(send),
+            body_timeout: Duration::from_secs(60),
+            max_concurrent_streams: 100,
+            max_header_size: 65536,
+        })
+    }
+
+    /// Ticks until the verdict is not `Busy`, at most `limit`.
+    fn ticks_until_verdict(activity: &Activity, limit: u64) -> Option<(u64, Verdict)> {
+        (1..=limit).find_map(|n| match activity.on_tick() {
+            Verdict::Busy => None,
+            verdict => Some((n, verdict)),
+        })
+    }
+
+    /// No stream for the idle timeout (and less than two ticks more) is `Idle`; a
+    /// stream that comes and goes between ticks starts the count again.
+    #[test]
+    fn idle_connections_are_found() {
+        let activity = Rc::new(activity(30, 60));
+        assert_eq!(activity.tick, Duration::from_millis(7500));
+        activity.on_tick();
+        activity.on_tick();
+        drop(StreamGuard::open(activity.clone()));
+        let (n, verdict) = ticks_until_verdict(&activity, 100).expect("a verdict");
+        assert_eq!(verdict, Verdict::Idle);
+        assert_eq!(
+            n, 6,
+            "the tick that saw the stream, then 30 s in ticks of 7.5 s, plus one"
+        );
+    }
+
+    /// A response not asked for more for the send timeout is `Stalled`, however long
+    /// the send timeout is against the idle timeout; one asked again is not.
+    #[test]
+    fn stalled_responses_are_found() {
+        for (idle, send) in [(30, 60), (1, 60), (1, 7 * 24 * 3600)] {
+            let activity = Rc::new(activity(idle, send));
+            let _stream = StreamGuard::open(activity.clone());
+            let since = activity.start_waiting();
+            activity.stop_waiting(since);
+            let since = activity.start_waiting();
+            let limit = 2 * send * 1000 / activity.tick.as_millis() as u64 + 10;
+            let (n, verdict) = ticks_until_verdict(&activity, limit).expect("a verdict");
+            assert_eq!(verdict, Verdict::Stalled, "idle {idle} s, send {send} s");
+            let waited = activity.tick * n as u32;
+            assert!(
+                waited >= Duration::from_secs(send)
+                    && waited <= Duration::from_secs(send) * 5 / 4 + activity.tick * 2,
+                "idle {idle} s, send {send} s: stalled after {waited:?}"
+            );
+            activity.stop_waiting(since);
+        }
     }
 }
