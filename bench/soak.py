@@ -84,7 +84,8 @@ class Upstream:
                 if path.endswith("/stall"):
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n" + b"x" * 1000)
                     await writer.drain()
-                    await asyncio.sleep(3600)
+                    # Nothing more, until the gateway gives up and closes.
+                    await reader.read()
                     return
                 if path.endswith("/close-early"):
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n0123456789")
@@ -111,7 +112,7 @@ class Upstream:
                         left -= n
                         await writer.drain()
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError):
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, IndexError, asyncio.CancelledError):
             pass
         finally:
             self.open -= 1
