@@ -174,6 +174,28 @@ async fn a_client_that_stops_sending_its_body_gets_408() {
     assert!(closed < Duration::from_secs(4), "{closed:?}");
 }
 
+/// The same over HTTP/2: a stream whose body stops gets 408.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_stream_that_stops_sending_its_body_gets_408() {
+    let upstream = ScriptedUpstream::start(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        false,
+        true,
+    )
+    .await;
+    let gateway = Gateway::scripted(upstream.url(), &[("BODY_TIMEOUT", "500ms".into())]);
+    let url = format!("http://{}/scripted/a", gateway.addr("main"));
+    let request = Request::post(url)
+        .body(TestBody::Stalling(Some("abc".into())))
+        .expect("request");
+    let started = Instant::now();
+    let reply = tokio::time::timeout(Duration::from_secs(10), send(&h2c_client(), request))
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(reply.status, 408, "{}", reply.body);
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
 /// Bad chunked framing in the bytes that came with the head is refused before the
 /// upstream is contacted: it sees no connection at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

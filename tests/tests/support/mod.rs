@@ -98,6 +98,8 @@ where
 pub enum TestBody {
     Full(Full<Bytes>),
     Pattern(PatternBody),
+    /// Sends its bytes, then never anything more: a client that stalls mid-body.
+    Stalling(Option<Bytes>),
 }
 
 impl TestBody {
@@ -117,6 +119,10 @@ impl http_body::Body for TestBody {
         match self.get_mut() {
             TestBody::Full(b) => Pin::new(b).poll_frame(cx),
             TestBody::Pattern(b) => Pin::new(b).poll_frame(cx),
+            TestBody::Stalling(bytes) => match bytes.take() {
+                Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                None => Poll::Pending,
+            },
         }
     }
 
@@ -124,6 +130,7 @@ impl http_body::Body for TestBody {
         match self {
             TestBody::Full(b) => b.size_hint(),
             TestBody::Pattern(b) => b.size_hint(),
+            TestBody::Stalling(_) => SizeHint::default(),
         }
     }
 }
