@@ -153,12 +153,15 @@ pub(crate) async fn serve<G: Gateway>(
             }
             match activity.on_tick() {
                 Verdict::Busy => {}
-                Verdict::Idle => {
-                    if idle_deadline.is_none() && !shutting_down {
-                        served.as_mut().graceful_shutdown();
-                        idle_deadline = Some(Instant::now() + GOAWAY_GRACE);
-                    }
+                Verdict::Idle if idle_deadline.is_none() && !shutting_down => {
+                    served.as_mut().graceful_shutdown();
+                    let deadline = Instant::now() + GOAWAY_GRACE;
+                    idle_deadline = Some(deadline);
+                    // The next tick comes when the grace is over.
+                    tick.as_mut().reset(deadline);
+                    continue;
                 }
+                Verdict::Idle => {}
                 Verdict::Stalled => {
                     return Poll::Ready(Err(
                         "a response waited too long for the client's window".to_owned()
