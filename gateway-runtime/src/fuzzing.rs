@@ -34,6 +34,7 @@ pub fn request_head(bytes: &[u8]) -> Result<Option<RequestHead>, (u16, &'static 
         send_timeout: std::time::Duration::from_secs(60),
         max_header_size: 64 * 1024,
         max_headers: 100,
+        max_concurrent_streams: 100,
     };
     let mut buf = BytesMut::from(bytes);
     let head =

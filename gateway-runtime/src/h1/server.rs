@@ -47,7 +47,8 @@ const MAX_FIELDS: usize = crate::settings::MAX_HEADERS;
 const LINGER_BYTES: usize = 1 << 20;
 const LINGER_TIME: Duration = Duration::from_secs(1);
 
-/// A listener's limits on what its clients send.
+/// A listener's limits on what its clients send, shared by its connections (one copy
+/// per worker, not one per connection: idle connections are counted in thousands).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientLimits {
     pub header_read_timeout: Duration,
@@ -59,6 +60,8 @@ pub struct ClientLimits {
     pub send_timeout: Duration,
     pub max_header_size: usize,
     pub max_headers: usize,
+    /// HTTP/2 streams open at once on one connection.
+    pub max_concurrent_streams: u32,
 }
 
 /// How a connection ended, for the caller to continue with HTTP/2 if need be.
@@ -101,7 +104,7 @@ enum Next {
 /// and answered with `Connection: close`.
 pub async fn serve<S, F>(
     stream: Stream,
-    limits: ClientLimits,
+    limits: &ClientLimits,
     shutdown: watch::Receiver<bool>,
     service: S,
 ) -> Ended
@@ -152,7 +155,7 @@ where
                             return Poll::Ready(Next::Http2);
                         }
                     } else if scanned == 0 || ends_head(&bytes[scanned.saturating_sub(3)..]) {
-                        match parse_head(bytes, &limits) {
+                        match parse_head(bytes, limits) {
                             Ok(Some(head)) => return Poll::Ready(Next::Head(head)),
                             Ok(None) if bytes.len() > limits.max_header_size => {
                                 let (status, message) = oversized(bytes, limits.max_header_size);
@@ -692,6 +695,7 @@ mod tests {
             send_timeout: Duration::from_secs(1),
             max_header_size: 8192,
             max_headers: 20,
+            max_concurrent_streams: 100,
         };
         parse_head(&mut BytesMut::from(head), &limits)
     }
@@ -855,8 +859,9 @@ mod tests {
             send_timeout: Duration::from_secs(5),
             max_header_size: 8192,
             max_headers: 20,
+            max_concurrent_streams: 100,
         };
-        let ended = serve(stream, limits, shutdown, |req: Request| async move {
+        let ended = serve(stream, &limits, shutdown, |req: Request| async move {
             let answer = format!("{} {}", req.method, req.uri);
             let body = req.body.collect().await.map(|b| b.to_bytes().len());
             let text = match body {

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::h1::client::BodyError;
 use crate::h1::request_body::{Http2Body, RequestBody};
+use crate::h1::server::ClientLimits;
 use crate::io::Stream;
 use crate::io::prefixed::Prefixed;
 use crate::message::body::Body;
@@ -67,19 +68,6 @@ fn request_fields(headers: &http::HeaderMap) -> Fields {
     fields
 }
 
-/// A listener's bounds on an HTTP/2 connection.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Http2Limits {
-    /// Longest time without an open stream, from the preface on: the time to the first
-    /// request and the idle timeout, as `timeouts.header_read` is on HTTP/1.1.
-    pub idle_timeout: Duration,
-    /// Longest time a stream's response may wait for the client to open its window.
-    pub send_timeout: Duration,
-    pub body_timeout: Duration,
-    pub max_concurrent_streams: u32,
-    pub max_header_size: usize,
-}
-
 /// How long a connection told to go away may take to finish before it is closed.
 const GOAWAY_GRACE: Duration = Duration::from_secs(1);
 /// Keep-alive pings find clients that vanished while streams were open; one not
@@ -88,16 +76,18 @@ const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Serves a connection that opened with the HTTP/2 preface; `preface` is what was
 /// read of it already. The connection ends when the client closes it, when it has had
-/// no open stream for `idle_timeout`, when a response has waited `send_timeout` for
-/// the client's window, or at shutdown (after a GOAWAY and the open streams).
+/// no open stream for the header-read timeout (the time to the first request and the
+/// idle timeout, as on HTTP/1.1), when a response has waited the send timeout for the
+/// client's window, or at shutdown (after a GOAWAY and the open streams).
 pub(crate) async fn serve<G: Gateway>(
     stream: Stream,
     preface: bytes::BytesMut,
     connection: Rc<Connection<G>>,
-    limits: Http2Limits,
+    limits: Rc<ClientLimits>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let activity = Rc::new(Activity::new(limits));
+    let activity = Rc::new(Activity::new(&limits));
+    let body_timeout = limits.body_timeout;
     let service = {
         let activity = activity.clone();
         service_fn(move |req: http::Request<hyper::body::Incoming>| {
@@ -110,7 +100,7 @@ pub(crate) async fn serve<G: Gateway>(
                     method: parts.method,
                     uri: parts.uri,
                     version: parts.version,
-                    body: RequestBody::Http2(Http2Body::new(body, limits.body_timeout)),
+                    body: RequestBody::Http2(Http2Body::new(body, body_timeout)),
                 };
                 let response = connection.serve(req).await.into_http();
                 Ok::<_, Infallible>(response.map(|body| WatchedBody {
@@ -126,7 +116,7 @@ pub(crate) async fn serve<G: Gateway>(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_size).unwrap_or(u32::MAX))
         .max_concurrent_streams(limits.max_concurrent_streams)
-        .keep_alive_interval(limits.idle_timeout)
+        .keep_alive_interval(limits.header_read_timeout)
         .keep_alive_timeout(PING_TIMEOUT);
     let io = TokioIo::new(Prefixed::new(preface, stream));
     let mut served = pin!(builder.serve_connection(io, service));
@@ -219,8 +209,8 @@ enum Verdict {
 }
 
 impl Activity {
-    fn new(limits: Http2Limits) -> Self {
-        let shorter = limits.idle_timeout.min(limits.send_timeout);
+    fn new(limits: &ClientLimits) -> Self {
+        let shorter = limits.header_read_timeout.min(limits.send_timeout);
         let tick = (shorter / 4).max(Duration::from_millis(10));
         let ticks = |timeout: Duration| {
             u64::try_from(timeout.as_nanos().div_ceil(tick.as_nanos())).unwrap_or(u64::MAX / 2)
@@ -238,7 +228,7 @@ impl Activity {
             opened_at_last_tick: Cell::new(0),
             idle_ticks: Cell::new(0),
             // Likewise one more, as a tick may begin just after the last stream ended.
-            idle_limit: ticks(limits.idle_timeout) + 1,
+            idle_limit: ticks(limits.header_read_timeout) + 1,
             waiting: RefCell::new(vec![0; send_slots as usize + 1].into_boxed_slice()),
             ticks_per_slot,
             send_slots,
@@ -375,12 +365,13 @@ mod tests {
     use super::*;
 
     fn activity(idle: u64, send: u64) -> Activity {
-        Activity::new(Http2Limits {
-            idle_timeout: Duration::from_secs(idle),
+        Activity::new(&ClientLimits {
+            header_read_timeout: Duration::from_secs(idle),
             send_timeout: Duration::from_secs(send),
             body_timeout: Duration::from_secs(60),
-            max_concurrent_streams: 100,
             max_header_size: 65536,
+            max_headers: 100,
+            max_concurrent_streams: 100,
         })
     }
 

@@ -400,13 +400,14 @@ async fn accept_loop<G: Gateway>(
     log: AccessLog,
 ) {
     let listener = settings.name;
-    let limits = http1::ClientLimits {
+    let limits = Rc::new(http1::ClientLimits {
         header_read_timeout: settings.header_read_timeout,
         body_timeout: settings.body_timeout,
         send_timeout: settings.send_timeout,
         max_header_size: settings.max_header_size,
         max_headers: settings.max_headers,
-    };
+        max_concurrent_streams: settings.max_concurrent_streams,
+    });
     loop {
         let (stream, client) = match socket.accept().await {
             Ok(accepted) => accepted,
@@ -443,19 +444,13 @@ async fn accept_loop<G: Gateway>(
             log: log.clone(),
         });
         let shutdown = shutdown.clone();
+        let limits = limits.clone();
         tokio::task::spawn_local(async move {
             let stream = Stream::Tcp(stream);
             let signal = shutdown.signal.clone();
-            let ended = http1::serve(stream, limits, signal, |req| connection.serve(req)).await;
+            let ended = http1::serve(stream, &limits, signal, |req| connection.serve(req)).await;
             if let http1::Ended::Http2(stream, preface) = ended {
                 connection.cx.response_timer.set_multiplexed();
-                let limits = crate::h2::Http2Limits {
-                    idle_timeout: settings.header_read_timeout,
-                    send_timeout: settings.send_timeout,
-                    body_timeout: settings.body_timeout,
-                    max_concurrent_streams: settings.max_concurrent_streams,
-                    max_header_size: settings.max_header_size,
-                };
                 crate::h2::serve(stream, preface, connection, limits, shutdown.signal).await;
             }
             drop(shutdown.alive);
