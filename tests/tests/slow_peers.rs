@@ -38,6 +38,19 @@ fn exchange_in_parts(
     read_until_closed(&mut stream, started, limit)
 }
 
+/// `exchange_in_parts` from a blocking thread, with a 10 s limit.
+async fn exchange_in_parts_async(
+    addr: SocketAddr,
+    parts: &'static [&'static [u8]],
+    pause: Duration,
+) -> RawExchange {
+    tokio::task::spawn_blocking(move || {
+        exchange_in_parts(addr, parts, pause, Duration::from_secs(10))
+    })
+    .await
+    .expect("client")
+}
+
 fn read_until_closed(stream: &mut TcpStream, started: Instant, limit: Duration) -> RawExchange {
     let mut out = Vec::new();
     let mut buf = [0u8; 16 * 1024];
@@ -74,16 +87,12 @@ async fn an_upstream_that_stalls_mid_body_is_cut_off() {
     .await;
     let gateway = Gateway::scripted(upstream.url(), &[("SCRIPTED_BODY_TIMEOUT", "500ms".into())]);
     let addr = gateway.addr("main");
-    let seen = tokio::task::spawn_blocking(move || {
-        exchange_in_parts(
-            addr,
-            &[b"GET /scripted/a HTTP/1.1\r\nhost: x\r\n\r\n"],
-            Duration::ZERO,
-            Duration::from_secs(10),
-        )
-    })
-    .await
-    .expect("client");
+    let seen = exchange_in_parts_async(
+        addr,
+        &[b"GET /scripted/a HTTP/1.1\r\nhost: x\r\n\r\n"],
+        Duration::ZERO,
+    )
+    .await;
     assert!(
         seen.text.starts_with("HTTP/1.1 200 OK\r\n"),
         "{}",
@@ -114,16 +123,19 @@ async fn a_slow_steady_upload_is_not_a_response_timeout() {
         &[("SCRIPTED_RESPONSE_TIMEOUT", "400ms".into())],
     );
     let addr = gateway.addr("main");
-    let seen = tokio::task::spawn_blocking(move || {
-        let head: &[u8] =
-            b"POST /scripted/a HTTP/1.1\r\nhost: x\r\ncontent-length: 8\r\nconnection: close\r\n\r\n";
-        let mut parts = vec![head];
-        parts.extend([&b"ab"[..], b"cd", b"ef", b"gh"]);
-        // 4 pauses of 300 ms: 1.2 s of upload against a 400 ms response timeout.
-        exchange_in_parts(addr, &parts, Duration::from_millis(300), Duration::from_secs(10))
-    })
-    .await
-    .expect("client");
+    // 4 pauses of 300 ms: 1.2 s of upload against a 400 ms response timeout.
+    let seen = exchange_in_parts_async(
+        addr,
+        &[
+            b"POST /scripted/a HTTP/1.1\r\nhost: x\r\ncontent-length: 8\r\nconnection: close\r\n\r\n",
+            b"ab",
+            b"cd",
+            b"ef",
+            b"gh",
+        ],
+        Duration::from_millis(300),
+    )
+    .await;
     assert!(
         seen.text.starts_with("HTTP/1.1 200 OK\r\n"),
         "{}",
@@ -145,19 +157,15 @@ async fn a_client_that_stops_sending_its_body_gets_408() {
     .await;
     let gateway = Gateway::scripted(upstream.url(), &[("BODY_TIMEOUT", "500ms".into())]);
     let addr = gateway.addr("main");
-    let seen = tokio::task::spawn_blocking(move || {
-        exchange_in_parts(
-            addr,
-            &[
-                b"POST /scripted/a HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n",
-                b"abc",
-            ],
-            Duration::from_millis(100),
-            Duration::from_secs(10),
-        )
-    })
-    .await
-    .expect("client");
+    let seen = exchange_in_parts_async(
+        addr,
+        &[
+            b"POST /scripted/a HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n",
+            b"abc",
+        ],
+        Duration::from_millis(100),
+    )
+    .await;
     assert!(
         seen.text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
         "{}",
@@ -227,10 +235,10 @@ async fn bad_framing_in_hand_never_reaches_the_upstream() {
     assert_eq!(upstream.connections(), 0, "{:?}", upstream.requests);
 }
 
-/// A body that came whole with its head goes upstream with its length, in the same
-/// write as the head; one still arriving is streamed in the chunked coding.
+/// A body still arriving after its head is streamed in the chunked coding (one that
+/// came whole goes with its length: `request_bodies_are_framed_by_the_gateway`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bodies_in_hand_go_with_their_length() {
+async fn bodies_still_arriving_are_streamed_chunked() {
     let upstream = ScriptedUpstream::start(
         b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
         false,
@@ -239,20 +247,16 @@ async fn bodies_in_hand_go_with_their_length() {
     .await;
     let gateway = Gateway::scripted(upstream.url(), &[]);
     let addr = gateway.addr("main");
-    let seen = tokio::task::spawn_blocking(move || {
-        exchange_in_parts(
-            addr,
-            &[
-                b"POST /scripted/a HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\
+    let seen = exchange_in_parts_async(
+        addr,
+        &[
+            b"POST /scripted/a HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\
                   connection: close\r\n\r\n3\r\nabc\r\n",
-                b"2\r\nde\r\n0\r\n\r\n",
-            ],
-            Duration::from_millis(200),
-            Duration::from_secs(10),
-        )
-    })
-    .await
-    .expect("client");
+            b"2\r\nde\r\n0\r\n\r\n",
+        ],
+        Duration::from_millis(200),
+    )
+    .await;
     assert!(
         seen.text.starts_with("HTTP/1.1 200 OK\r\n"),
         "{}",
@@ -278,19 +282,15 @@ async fn h2c_connections_without_streams_are_closed() {
     let upstream = Upstream::start("users-a").await;
     let gateway = Gateway::scripted(upstream.url(), &[("HEADER_READ_TIMEOUT", "1s".into())]);
     let addr = gateway.addr("main");
-    let seen = tokio::task::spawn_blocking(move || {
-        exchange_in_parts(
-            addr,
-            &[
-                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-                &[0, 0, 0, 4, 0, 0, 0, 0, 0],
-            ],
-            Duration::ZERO,
-            Duration::from_secs(10),
-        )
-    })
-    .await
-    .expect("client");
+    let seen = exchange_in_parts_async(
+        addr,
+        &[
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            &[0, 0, 0, 4, 0, 0, 0, 0, 0],
+        ],
+        Duration::ZERO,
+    )
+    .await;
     let closed = seen
         .closed_after
         .expect("the gateway closes the connection");

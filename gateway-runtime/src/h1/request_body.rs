@@ -113,12 +113,7 @@ impl Http1Body {
             }
         }
         loop {
-            let decoded = self
-                .decoder
-                .decode(&mut inbound.read.bytes)
-                .map_err(ClientBodyError::Framing)?;
-            inbound.body_done = self.decoder.is_done();
-            match decoded {
+            match decode(&mut self.decoder, inbound)? {
                 Decoded::Data(data) => return Poll::Ready(Ok(Some(data))),
                 Decoded::Done => return Poll::Ready(Ok(None)),
                 Decoded::NeedMore => {}
@@ -144,12 +139,7 @@ impl Http1Body {
         let inbound = &mut *inbound;
         let mut data = InHand::default();
         loop {
-            let decoded = self
-                .decoder
-                .decode(&mut inbound.read.bytes)
-                .map_err(ClientBodyError::Framing)?;
-            inbound.body_done = self.decoder.is_done();
-            match decoded {
+            match decode(&mut self.decoder, inbound)? {
                 Decoded::Data(chunk) => data.push(chunk),
                 Decoded::Done => return Ok(Some(data.into_bytes())),
                 Decoded::NeedMore => {
@@ -160,6 +150,16 @@ impl Http1Body {
             }
         }
     }
+}
+
+/// The next step of a body from the bytes read so far, noting on the connection
+/// whether the body has ended.
+fn decode(decoder: &mut BodyDecoder, inbound: &mut Inbound) -> Result<Decoded, ClientBodyError> {
+    let decoded = decoder
+        .decode(&mut inbound.read.bytes)
+        .map_err(ClientBodyError::Framing)?;
+    inbound.body_done = decoder.is_done();
+    Ok(decoded)
 }
 
 /// Decoded pieces of a body, joined: the first without a copy, as one piece is the
