@@ -3,6 +3,9 @@ fn main() {
         .out_file("e2e.rs")
         .compile("gateways/e2e.toml");
     gateway_build::Builder::new()
+        .out_file("tls.rs")
+        .compile("gateways/tls.toml");
+    gateway_build::Builder::new()
         .out_file("sizes.rs")
         .compile("gateways/sizes.toml");
 }

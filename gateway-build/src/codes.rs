@@ -215,6 +215,25 @@ codes! {
     UNUSED_POLICY = "G0613" "unused-policy" Warning true:
         "a policy that no route runs";
         "attach it to a route, listener or group, or remove it";
+
+    INVALID_SERVER_NAME = "G0701" "invalid-server-name" Error false:
+        "a TLS server name that is not a DNS name, or has a wildcard anywhere but as its whole first label";
+        "write names such as `api.example.com` or `*.example.com`";
+    DUPLICATE_SERVER_NAME = "G0702" "duplicate-server-name" Error false:
+        "two certificates of one listener claim the same server name, so one of them is never served";
+        "name each server name in one `sni` entry only";
+    SECRET_IN_CONFIG = "G0703" "secret-in-config" Error false:
+        "a private key written into gateway.toml, which would be compiled into the binary";
+        "write `${file:PATH}` or `${env:NAME}`, so the key is read at start-up";
+    NO_CERTIFICATE = "G0704" "no-certificate" Error false:
+        "a `tls` table without a certificate: no handshake could succeed";
+        "add `cert` and `key`, or `[[listeners.NAME.tls.sni]]` entries";
+    INVALID_TLS_SETTING = "G0705" "invalid-tls-setting" Error false:
+        "a TLS setting that cannot work: not PEM, an invalid HSTS value or identity field name, a redirect on a TLS listener";
+        "follow the message; README.md's reference lists every `tls` key";
+    TLS_WITHOUT_HTTPS = "G0706" "tls-without-https" Warning true:
+        "an upstream `tls` table, but no `https://` target to use it";
+        "make the targets `https://`, or remove the `tls` table";
 }
 
 /// The code whose lint name (`plain_http_upstream`) is `name`.

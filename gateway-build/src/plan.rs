@@ -14,7 +14,9 @@ use crate::check::policies::{entries, template_params};
 use crate::check::routes::listener_mask;
 use crate::diagnostic::Diagnostics;
 use crate::pattern::{self, RewritePart};
-use crate::syntax::{Config, HeaderOps, PathParameters, Policy, Underscores};
+use crate::syntax::{
+    ClientAuthMode, Config, HeaderOps, PathParameters, Policy, TlsVersion, Underscores,
+};
 
 /// Defaults where gateway.toml is silent, chosen to match common practice: Envoy's 5 s
 /// connect timeout, nginx-like minute-scale read timeouts, hyper's 90 s pool idle time.
@@ -77,6 +79,48 @@ pub struct ListenerPlan {
     /// The listener's IP rules decided from the peer address, once per connection;
     /// a rule's position is its bit in the connection's `Admission`.
     pub connection_policies: Vec<ConnectionPolicy>,
+    pub tls: Option<ListenerTlsPlan>,
+    pub https_redirect: Option<u16>,
+}
+
+/// Certificates are warned of this many days before they expire, by default: Let's
+/// Encrypt renews at 30 days left.
+const DEFAULT_EXPIRY_WARNING_DAYS: u32 = 30;
+
+/// A listener's TLS termination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTlsPlan {
+    pub default_certificate: Option<CertificatePlan>,
+    /// Lower-case names, and their certificate.
+    pub sni: Vec<(Vec<String>, CertificatePlan)>,
+    pub min_version: TlsVersion,
+    pub client_auth: Option<ClientAuthPlan>,
+    pub hsts: Option<String>,
+    pub expiry_warning_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificatePlan {
+    pub cert: SettingPlan,
+    pub key: SettingPlan,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuthPlan {
+    pub ca: SettingPlan,
+    pub required: bool,
+    /// Lower-case field names.
+    pub subject_header: Option<String>,
+    pub san_header: Option<String>,
+    pub fingerprint_header: Option<String>,
+}
+
+/// An upstream's TLS origination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTlsPlan {
+    pub ca: Option<SettingPlan>,
+    pub client_certificate: Option<CertificatePlan>,
+    pub server_name: Option<String>,
 }
 
 /// An IP rule of the connection phase.
@@ -200,6 +244,7 @@ pub struct UpstreamPlan {
     pub response_timeout: SettingPlan,
     pub idle_timeout: SettingPlan,
     pub body_timeout: SettingPlan,
+    pub tls: Option<UpstreamTlsPlan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,62 +331,121 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
         },
     };
     let gateway = config.gateway.as_ref().map(|g| g.get_ref());
-    let listeners =
-        config
-            .listeners
-            .iter()
-            .enumerate()
-            .map(|(index, (name, l))| {
-                let name = name.get_ref();
-                let l = l.get_ref();
-                ListenerPlan {
-                    name: name.clone(),
-                    bind: setting(Some(&l.bind), &format!("listeners.{name}.bind"), ""),
-                    header_read_timeout: setting(
-                        l.timeouts.header_read.as_ref(),
-                        &format!("listeners.{name}.timeouts.header_read"),
-                        DEFAULT_HEADER_READ_TIMEOUT,
-                    ),
-                    body_timeout: setting(
-                        l.timeouts.body.as_ref(),
-                        &format!("listeners.{name}.timeouts.body"),
-                        DEFAULT_BODY_TIMEOUT,
-                    ),
-                    send_timeout: setting(
-                        l.timeouts.send.as_ref(),
-                        &format!("listeners.{name}.timeouts.send"),
-                        DEFAULT_BODY_TIMEOUT,
-                    ),
-                    max_body: l.limits.max_body.as_ref().map(|v| {
-                        setting(Some(v), &format!("listeners.{name}.limits.max_body"), "")
-                    }),
-                    max_header_size: setting(
-                        l.limits.max_header_size.as_ref(),
-                        &format!("listeners.{name}.limits.max_header_size"),
-                        DEFAULT_MAX_HEADER_SIZE,
-                    ),
-                    max_headers: l
-                        .limits
-                        .max_headers
-                        .as_ref()
-                        .map_or(DEFAULT_MAX_HEADERS, |n| *n.get_ref() as usize),
-                    max_concurrent_streams: l
-                        .limits
-                        .max_concurrent_streams
-                        .as_ref()
-                        .map_or(DEFAULT_MAX_CONCURRENT_STREAMS, |n| *n.get_ref() as u32),
-                    underscores: l
-                        .headers_with_underscores
-                        .as_ref()
-                        .map_or(Underscores::Drop, |u| *u.get_ref()),
-                    path_parameters: l
-                        .path_parameters
-                        .as_ref()
-                        .map_or(PathParameters::Reject, |p| *p.get_ref()),
-                    connection_policies: connection_policies(config, index),
-                }
-            })
-            .collect();
+    let listeners = config
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(index, (name, l))| {
+            let name = name.get_ref();
+            let l = l.get_ref();
+            ListenerPlan {
+                name: name.clone(),
+                bind: setting(Some(&l.bind), &format!("listeners.{name}.bind"), ""),
+                header_read_timeout: setting(
+                    l.timeouts.header_read.as_ref(),
+                    &format!("listeners.{name}.timeouts.header_read"),
+                    DEFAULT_HEADER_READ_TIMEOUT,
+                ),
+                body_timeout: setting(
+                    l.timeouts.body.as_ref(),
+                    &format!("listeners.{name}.timeouts.body"),
+                    DEFAULT_BODY_TIMEOUT,
+                ),
+                send_timeout: setting(
+                    l.timeouts.send.as_ref(),
+                    &format!("listeners.{name}.timeouts.send"),
+                    DEFAULT_BODY_TIMEOUT,
+                ),
+                max_body: l
+                    .limits
+                    .max_body
+                    .as_ref()
+                    .map(|v| setting(Some(v), &format!("listeners.{name}.limits.max_body"), "")),
+                max_header_size: setting(
+                    l.limits.max_header_size.as_ref(),
+                    &format!("listeners.{name}.limits.max_header_size"),
+                    DEFAULT_MAX_HEADER_SIZE,
+                ),
+                max_headers: l
+                    .limits
+                    .max_headers
+                    .as_ref()
+                    .map_or(DEFAULT_MAX_HEADERS, |n| *n.get_ref() as usize),
+                max_concurrent_streams: l
+                    .limits
+                    .max_concurrent_streams
+                    .as_ref()
+                    .map_or(DEFAULT_MAX_CONCURRENT_STREAMS, |n| *n.get_ref() as u32),
+                underscores: l
+                    .headers_with_underscores
+                    .as_ref()
+                    .map_or(Underscores::Drop, |u| *u.get_ref()),
+                path_parameters: l
+                    .path_parameters
+                    .as_ref()
+                    .map_or(PathParameters::Reject, |p| *p.get_ref()),
+                connection_policies: connection_policies(config, index),
+                tls: l.tls.as_ref().map(|tls| {
+                    let tls = tls.get_ref();
+                    let key = format!("listeners.{name}.tls");
+                    let certificate = |cert, key_setting, at: &str| CertificatePlan {
+                        cert: setting(Some(cert), &format!("{key}{at}.cert"), ""),
+                        key: setting(Some(key_setting), &format!("{key}{at}.key"), ""),
+                    };
+                    ListenerTlsPlan {
+                        default_certificate: match (&tls.cert, &tls.key) {
+                            (Some(cert), Some(k)) => Some(certificate(cert, k, "")),
+                            _ => None,
+                        },
+                        sni: tls
+                            .sni
+                            .iter()
+                            .enumerate()
+                            .map(|(i, entry)| {
+                                let entry = entry.get_ref();
+                                let names = entry
+                                    .names
+                                    .get_ref()
+                                    .iter()
+                                    .map(|n| n.get_ref().to_ascii_lowercase())
+                                    .collect();
+                                (
+                                    names,
+                                    certificate(&entry.cert, &entry.key, &format!(".sni[{i}]")),
+                                )
+                            })
+                            .collect(),
+                        min_version: tls
+                            .min_version
+                            .as_ref()
+                            .map_or(TlsVersion::Tls12, |v| *v.get_ref()),
+                        client_auth: tls.client_auth.as_ref().map(|auth| {
+                            let auth = auth.get_ref();
+                            let header = |h: &Option<toml::Spanned<String>>| {
+                                h.as_ref().map(|h| h.get_ref().to_ascii_lowercase())
+                            };
+                            ClientAuthPlan {
+                                ca: setting(Some(&auth.ca), &format!("{key}.client_auth.ca"), ""),
+                                required: auth
+                                    .mode
+                                    .as_ref()
+                                    .is_none_or(|m| *m.get_ref() == ClientAuthMode::Required),
+                                subject_header: header(&auth.subject_header),
+                                san_header: header(&auth.san_header),
+                                fingerprint_header: header(&auth.fingerprint_header),
+                            }
+                        }),
+                        hsts: tls.hsts.as_ref().map(|h| h.get_ref().clone()),
+                        expiry_warning_days: tls
+                            .expiry_warning_days
+                            .as_ref()
+                            .map_or(DEFAULT_EXPIRY_WARNING_DAYS, |d| *d.get_ref() as u32),
+                    }
+                }),
+                https_redirect: l.https_redirect.as_ref().map(|p| *p.get_ref() as u16),
+            }
+        })
+        .collect();
     let upstreams = config
         .upstreams
         .iter()
@@ -372,6 +476,26 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                 ),
                 idle_timeout: timeout(u.timeouts.idle.as_ref(), "idle", DEFAULT_POOL_IDLE_TIMEOUT),
                 body_timeout: timeout(u.timeouts.body.as_ref(), "body", DEFAULT_BODY_TIMEOUT),
+                tls: u.tls.as_ref().map(|tls| {
+                    let tls = tls.get_ref();
+                    UpstreamTlsPlan {
+                        ca: tls
+                            .ca
+                            .as_ref()
+                            .map(|ca| setting(Some(ca), &format!("{key}.tls.ca"), "")),
+                        client_certificate: match (&tls.cert, &tls.key) {
+                            (Some(cert), Some(k)) => Some(CertificatePlan {
+                                cert: setting(Some(cert), &format!("{key}.tls.cert"), ""),
+                                key: setting(Some(k), &format!("{key}.tls.key"), ""),
+                            }),
+                            _ => None,
+                        },
+                        server_name: tls
+                            .server_name
+                            .as_ref()
+                            .map(|n| n.get_ref().to_ascii_lowercase()),
+                    }
+                }),
             }
         })
         .collect();

@@ -131,6 +131,23 @@ impl Config {
                 limits.max_header_size.as_ref(),
                 HeaderSize,
             );
+            if let Some(tls) = &listener.tls {
+                let tls = tls.get_ref();
+                push(format!("{key}.tls.cert"), tls.cert.as_ref(), Pem);
+                push(format!("{key}.tls.key"), tls.key.as_ref(), Pem);
+                for (i, sni) in tls.sni.iter().enumerate() {
+                    let sni = sni.get_ref();
+                    push(format!("{key}.tls.sni[{i}].cert"), Some(&sni.cert), Pem);
+                    push(format!("{key}.tls.sni[{i}].key"), Some(&sni.key), Pem);
+                }
+                if let Some(auth) = &tls.client_auth {
+                    push(
+                        format!("{key}.tls.client_auth.ca"),
+                        Some(&auth.get_ref().ca),
+                        Pem,
+                    );
+                }
+            }
         }
         for (name, upstream) in &self.upstreams {
             let key = format!("upstreams.{}", name.get_ref());
@@ -146,6 +163,12 @@ impl Config {
                 ("body", &timeouts.body),
             ] {
                 push(format!("{key}.timeouts.{which}"), value.as_ref(), Duration);
+            }
+            if let Some(tls) = &upstream.tls {
+                let tls = tls.get_ref();
+                push(format!("{key}.tls.ca"), tls.ca.as_ref(), Pem);
+                push(format!("{key}.tls.cert"), tls.cert.as_ref(), Pem);
+                push(format!("{key}.tls.key"), tls.key.as_ref(), Pem);
             }
         }
         out
@@ -222,6 +245,83 @@ pub struct Listener {
     pub headers_with_underscores: Option<Spanned<Underscores>>,
     /// What to do with `;` parameters on path segments; default `reject`.
     pub path_parameters: Option<Spanned<PathParameters>>,
+    /// TLS termination; without it the listener speaks plaintext HTTP/1.1 and h2c.
+    pub tls: Option<Spanned<ListenerTls>>,
+    /// Answer every request with a 308 to `https://` on this port instead of routing.
+    pub https_redirect: Option<Spanned<i64>>,
+}
+
+/// `[listeners.NAME.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// The default certificate chain, PEM, leaf first: for clients that send no
+    /// server name or one no `sni` entry has. Without it those handshakes fail.
+    pub cert: Option<Spanned<String>>,
+    /// The default certificate's private key, PEM; a `${file:…}` or `${env:…}`.
+    pub key: Option<Spanned<String>>,
+    /// Certificates chosen by the server name the client sends.
+    #[serde(default)]
+    pub sni: Vec<Spanned<SniCertificate>>,
+    /// `"1.2"` (default) or `"1.3"`.
+    pub min_version: Option<Spanned<TlsVersion>>,
+    pub client_auth: Option<Spanned<ClientAuth>>,
+    /// A `Strict-Transport-Security` value added to every response.
+    pub hsts: Option<Spanned<String>>,
+    /// Certificates expiring within this many days are logged; default 30.
+    pub expiry_warning_days: Option<Spanned<i64>>,
+}
+
+/// One `[[listeners.NAME.tls.sni]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCertificate {
+    /// Exact names, or `*.example.com`.
+    pub names: Spanned<Vec<Spanned<String>>>,
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// `client_auth`: client certificates (mutual TLS).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuth {
+    /// PEM bundle of the CAs that issue client certificates.
+    pub ca: Spanned<String>,
+    /// `required` (default) or `optional`.
+    pub mode: Option<Spanned<ClientAuthMode>>,
+    /// Request fields that carry the verified identity upstream.
+    pub subject_header: Option<Spanned<String>>,
+    pub san_header: Option<Spanned<String>>,
+    pub fingerprint_header: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMode {
+    Required,
+    Optional,
+}
+
+/// `[upstreams.NAME.tls]`: how `https://` targets are verified and authenticated to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM bundle that verifies the targets; default: the system's trust store.
+    pub ca: Option<Spanned<String>>,
+    /// A client certificate chain for upstreams that require mutual TLS.
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    /// The name sent as SNI and verified; default: each target's host.
+    pub server_name: Option<Spanned<String>>,
 }
 
 /// `path_parameters`.
@@ -277,6 +377,7 @@ pub struct Upstream {
     pub balance: Option<Spanned<Balance>>,
     #[serde(default)]
     pub timeouts: UpstreamTimeouts,
+    pub tls: Option<Spanned<UpstreamTls>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

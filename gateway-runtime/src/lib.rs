@@ -12,7 +12,8 @@
 //! |---|---|
 //! | `message` | what HTTP messages are made of: fields, request and response, bodies, the checks every request passes, forwarding headers, JSON errors |
 //! | `route` | the router and the paths sent upstream |
-//! | `io` | the one stream type both sides speak over |
+//! | `io` | the one stream type both sides speak over, plain or TLS |
+//! | `tls` | TLS termination and origination: certificates, SNI, client certificates, reload |
 //! | `h1` | HTTP/1.1: the server session, the client session, framing |
 //! | `h2` | HTTP/2 through hyper |
 //! | `upstream` | targets, pools, the target phase, typed upstream errors |
@@ -41,6 +42,8 @@ mod server;
 #[cfg(feature = "server")]
 pub mod timer;
 #[cfg(feature = "server")]
+pub mod tls;
+#[cfg(feature = "server")]
 pub mod upstream;
 
 #[cfg(feature = "fuzzing")]
@@ -63,6 +66,10 @@ pub mod __private {
     pub use crate::route::router::RouteSpec;
     pub use crate::server::main;
     pub use crate::settings::{Setting, SettingError, SettingKind};
+    pub use crate::tls::{
+        CertificateSpec, ClientAuthSpec, IdentityHeaders, ListenerTlsSpec, SniCertificateSpec,
+        TlsVersion, UpstreamTlsSpec,
+    };
     pub use crate::upstream::Upstream;
     pub use pin_project_lite::pin_project;
 }

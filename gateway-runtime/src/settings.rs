@@ -236,9 +236,9 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
         .scheme()
         .cloned()
         .ok_or_else(|| format!("`{text}` has no scheme: write `http://{text}`"))?;
-    if scheme != Scheme::HTTP {
+    if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
         return Err(format!(
-            "scheme `{scheme}` is not supported for upstreams yet: use `http://`"
+            "scheme `{scheme}` is not supported for upstreams: use `http://` or `https://`"
         ));
     }
     let authority = uri
@@ -261,6 +261,59 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     Ok(Target { scheme, authority })
 }
 
+/// Checks a name a TLS client may send in SNI (RFC 6066 §3): a DNS name of
+/// letters, digits and `-` in labels of at most 63 bytes, or a wildcard `*.` in front
+/// of one with at least two labels (`*.example.com`: one label, as certificates match
+/// it). IP addresses are never sent as SNI, so naming one would match nothing.
+pub fn check_server_name(text: &str) -> Result<(), String> {
+    let (wildcard, name) = match text.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    if name.parse::<IpAddr>().is_ok() {
+        return Err(format!(
+            "`{text}` is an IP address, which clients never send as a server name"
+        ));
+    }
+    if name.is_empty() || name.len() > 253 {
+        return Err(format!("`{text}` is not a DNS name"));
+    }
+    for label in name.split('.') {
+        let valid = (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !valid {
+            return Err(if label.contains('*') {
+                format!(
+                    "`{text}` has a wildcard in the wrong place: only a whole first label may be `*`, as in `*.example.com`"
+                )
+            } else {
+                format!(
+                    "`{text}` is not a DNS name: labels are letters, digits and `-`, 1 to 63 of them"
+                )
+            });
+        }
+    }
+    if wildcard && !name.contains('.') {
+        return Err(format!(
+            "`{text}` is too wide: a wildcard needs at least two labels after it"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `text` holds PEM blocks; written inline, a value can be nothing else.
+pub fn check_pem(text: &str) -> Result<(), String> {
+    if text.contains("-----BEGIN ") {
+        Ok(())
+    } else {
+        Err("not PEM: write `${file:PATH}` naming a PEM file, or `${env:NAME}`".into())
+    }
+}
+
 /// What a setting holds, and so which parser reads it. The compiler lists every
 /// setting of a gateway.toml once, with its kind: it checks the literal ones at build
 /// time, and the binary checks the whole list (`Gateway::SETTINGS`) at start-up, both
@@ -273,6 +326,9 @@ pub enum SettingKind {
     Workers,
     Size,
     HeaderSize,
+    /// PEM text: certificates or a key, checked in full when the TLS configuration is
+    /// built.
+    Pem,
 }
 
 impl SettingKind {
@@ -285,6 +341,7 @@ impl SettingKind {
             SettingKind::Workers => parse_workers(text).map(drop),
             SettingKind::Size => parse_size(text).map(drop),
             SettingKind::HeaderSize => parse_header_size(text).map(drop),
+            SettingKind::Pem => check_pem(text),
         }
     }
 }
@@ -491,7 +548,29 @@ mod tests {
         assert!(parse_target("10.0.0.5:8001").is_err());
         assert!(parse_target("http://h/base").unwrap_err().contains("path"));
         assert!(parse_target("ftp://h").is_err());
+        assert_eq!(
+            parse_target("https://h:8443").unwrap().to_string(),
+            "https://h:8443"
+        );
         assert!(parse_target("http://u:p@h").is_err());
+    }
+
+    /// Server names are DNS names, with a wildcard only as a whole first label.
+    #[test]
+    fn server_names() {
+        assert!(check_server_name("api.example.com").is_ok());
+        assert!(check_server_name("*.example.com").is_ok());
+        assert!(check_server_name("localhost").is_ok());
+        assert!(check_server_name("*.com").unwrap_err().contains("too wide"));
+        assert!(
+            check_server_name("api.*.example.com")
+                .unwrap_err()
+                .contains("wrong place")
+        );
+        assert!(check_server_name("*api.example.com").is_err());
+        assert!(check_server_name("10.0.0.1").unwrap_err().contains("IP"));
+        assert!(check_server_name("a_b.example.com").is_err());
+        assert!(check_server_name("").is_err());
     }
 
     /// Missing variables are named, defaults apply, set values win.

@@ -49,6 +49,8 @@ async fn handle_future_size(gateway: &gateway::Gateway, path: &str) -> usize {
         client_ip: http::HeaderValue::from_static("127.0.0.1"),
         admission: rt::Admission::default(),
         response_timer: Default::default(),
+        tls: None,
+        https_redirect: None,
     };
     let future = gateway.handle(route, &params, req, &cx);
     std::mem::size_of_val(&future)

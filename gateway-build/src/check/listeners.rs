@@ -13,7 +13,8 @@ pub(crate) fn listeners_in(mask: u64, count: usize) -> impl Iterator<Item = usiz
 }
 
 pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
-    if config.listeners.is_empty() {
+    // A listener whose section did not parse is still a listener.
+    if config.listeners.is_empty() && !config.incomplete {
         found.push(
             Diagnostic::new(
                 &codes::NO_LISTENER,

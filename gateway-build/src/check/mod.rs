@@ -9,6 +9,7 @@ pub(crate) mod listeners;
 pub(crate) mod policies;
 pub(crate) mod references;
 pub(crate) mod routes;
+mod tls;
 mod values;
 
 use crate::diagnostic::Diagnostic;
@@ -22,6 +23,7 @@ pub fn check(config: &Config) -> Vec<Diagnostic> {
     references::check(config, &mut found);
     routes::check(config, &mut found);
     policies::check(config, &mut found);
+    tls::check(config, &mut found);
     crate::route_tests::check(config, &mut found);
     lints::check(config, &mut found);
     found

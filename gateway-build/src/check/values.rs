@@ -65,6 +65,7 @@ fn code(kind: SettingKind) -> &'static Code {
         SettingKind::Target => &codes::INVALID_URL,
         SettingKind::Workers => &codes::OUT_OF_RANGE,
         SettingKind::Size | SettingKind::HeaderSize => &codes::INVALID_SIZE,
+        SettingKind::Pem => &codes::INVALID_TLS_SETTING,
     }
 }
 

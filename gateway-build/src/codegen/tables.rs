@@ -6,8 +6,8 @@ use quote::{format_ident, quote};
 
 use gateway_runtime::settings::SettingKind;
 
-use crate::plan::{Plan, SettingPlan};
-use crate::syntax::{PathParameters, Underscores};
+use crate::plan::{CertificatePlan, ListenerTlsPlan, Plan, SettingPlan};
+use crate::syntax::{PathParameters, TlsVersion, Underscores};
 
 pub(super) fn setting(s: &SettingPlan) -> TokenStream {
     let origin = &s.origin;
@@ -47,6 +47,11 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
             PathParameters::Reject => quote!(rt::PathParameters::Reject),
             PathParameters::Keep => quote!(rt::PathParameters::Keep),
         };
+        let tls = optional(l.tls.as_ref().map(listener_tls));
+        let https_redirect = optional(l.https_redirect.map(|p| {
+            let p = Literal::u16_unsuffixed(p);
+            quote!(#p)
+        }));
         quote! {
             rt::ListenerSpec {
                 name: #name,
@@ -60,6 +65,8 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
                 max_concurrent_streams: #max_concurrent_streams,
                 underscores: #underscores,
                 path_parameters: #path_parameters,
+                tls: #tls,
+                https_redirect: #https_redirect,
             }
         }
     });
@@ -70,6 +77,18 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
         let response = setting(&u.response_timeout);
         let idle = setting(&u.idle_timeout);
         let body = setting(&u.body_timeout);
+        let tls = optional(u.tls.as_ref().map(|tls| {
+            let ca = optional(tls.ca.as_ref().map(setting));
+            let client = optional(tls.client_certificate.as_ref().map(certificate));
+            let server_name = optional(tls.server_name.as_ref().map(|n| quote!(#n)));
+            quote! {
+                rt::UpstreamTlsSpec {
+                    ca: #ca,
+                    client_certificate: #client,
+                    server_name: #server_name,
+                }
+            }
+        }));
         quote! {
             rt::UpstreamSpec {
                 name: #name,
@@ -78,6 +97,7 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
                 response_timeout: #response,
                 idle_timeout: #idle,
                 body_timeout: #body,
+                tls: #tls,
             }
         }
     });
@@ -108,6 +128,7 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
             SettingKind::Workers => quote!(Workers),
             SettingKind::Size => quote!(Size),
             SettingKind::HeaderSize => quote!(HeaderSize),
+            SettingKind::Pem => quote!(Pem),
         };
         quote!((#value, rt::SettingKind::#kind))
     });
@@ -119,6 +140,55 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
         const LISTENERS: &'static [rt::ListenerSpec] = &[#(#listeners),*];
         const UPSTREAMS: &'static [rt::UpstreamSpec] = &[#(#upstreams),*];
         const ROUTES: &'static [rt::RouteSpec<'static>] = &[#(#routes),*];
+    }
+}
+
+fn certificate(c: &CertificatePlan) -> TokenStream {
+    let cert = setting(&c.cert);
+    let key = setting(&c.key);
+    quote!(rt::CertificateSpec { cert: #cert, key: #key })
+}
+
+fn listener_tls(tls: &ListenerTlsPlan) -> TokenStream {
+    let default = optional(tls.default_certificate.as_ref().map(certificate));
+    let sni = tls.sni.iter().map(|(names, c)| {
+        let c = certificate(c);
+        quote!(rt::SniCertificateSpec { names: &[#(#names),*], certificate: #c })
+    });
+    let min_version = match tls.min_version {
+        TlsVersion::Tls12 => quote!(rt::TlsVersion::Tls12),
+        TlsVersion::Tls13 => quote!(rt::TlsVersion::Tls13),
+    };
+    let client_auth = optional(tls.client_auth.as_ref().map(|auth| {
+        let ca = setting(&auth.ca);
+        let required = auth.required;
+        let name = |h: &Option<String>| optional(h.as_ref().map(|h| quote!(#h)));
+        let subject = name(&auth.subject_header);
+        let san = name(&auth.san_header);
+        let fingerprint = name(&auth.fingerprint_header);
+        quote! {
+            rt::ClientAuthSpec {
+                ca: #ca,
+                required: #required,
+                headers: rt::IdentityHeaders {
+                    subject: #subject,
+                    san: #san,
+                    fingerprint: #fingerprint,
+                },
+            }
+        }
+    }));
+    let hsts = optional(tls.hsts.as_ref().map(|h| quote!(#h)));
+    let days = Literal::u32_unsuffixed(tls.expiry_warning_days);
+    quote! {
+        rt::ListenerTlsSpec {
+            default_certificate: #default,
+            sni: &[#(#sni),*],
+            min_version: #min_version,
+            client_auth: #client_auth,
+            hsts: #hsts,
+            expiry_warning_days: #days,
+        }
     }
 }
 

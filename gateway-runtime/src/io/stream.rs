@@ -1,6 +1,12 @@
-//! The one byte stream both sides of the gateway speak HTTP over: plain TCP today, TLS
-//! next to it later. An enum rather than a trait object, so that every read and write
-//! is a direct call (../shared/DESIGN.md: no dynamic dispatch on the request path).
+//! The one byte stream both sides of the gateway speak HTTP over: plain TCP, or TLS
+//! over TCP (terminated from a client, or opened to an upstream). An enum rather than
+//! a trait object, so that every read and write is a direct call (../shared/DESIGN.md:
+//! no dynamic dispatch on the request path).
+//!
+//! A TLS session reads and writes through one state machine, so its halves share it:
+//! an `Rc<RefCell<…>>`, borrowed for the length of one poll. A connection lives on one
+//! worker thread and is polled by one task at a time, so the borrow never meets another
+//! (tokio's own `split` would pay a lock for the same thing).
 //!
 //! The HTTP/1 server reads request heads and bodies on one half while it writes on the
 //! other, so the stream splits into owned halves; the client sends a request body
@@ -13,14 +19,24 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp;
+
+/// A TLS session over TCP, either side.
+pub type TlsStream = tokio_rustls::TlsStream<TcpStream>;
+
+/// A TLS session, shared by the halves of its connection.
+pub type SharedTls = Rc<RefCell<TlsStream>>;
 
 /// A connection to a client or an upstream.
 #[derive(Debug)]
 pub enum Stream {
     Tcp(TcpStream),
+    Tls(SharedTls),
     /// Boxed, so that tests measure the same layouts as the server runs with.
     #[cfg(test)]
     Scripted(Box<Scripted>),
@@ -38,6 +54,7 @@ pub struct Scripted {
 #[derive(Debug)]
 pub enum ReadHalf {
     Tcp(tcp::OwnedReadHalf),
+    Tls(SharedTls),
     #[cfg(test)]
     Scripted(Box<tokio_test::io::Mock>),
 }
@@ -46,6 +63,7 @@ pub enum ReadHalf {
 #[derive(Debug)]
 pub enum WriteHalf {
     Tcp(tcp::OwnedWriteHalf),
+    Tls(SharedTls),
     #[cfg(test)]
     Scripted(Box<tokio_test::io::Mock>),
 }
@@ -54,6 +72,7 @@ pub enum WriteHalf {
 #[derive(Debug)]
 pub enum ReadRef<'a> {
     Tcp(tcp::ReadHalf<'a>),
+    Tls(&'a RefCell<TlsStream>),
     #[cfg(test)]
     Scripted(&'a mut tokio_test::io::Mock),
 }
@@ -62,11 +81,17 @@ pub enum ReadRef<'a> {
 #[derive(Debug)]
 pub enum WriteRef<'a> {
     Tcp(tcp::WriteHalf<'a>),
+    Tls(&'a RefCell<TlsStream>),
     #[cfg(test)]
     Scripted(&'a mut tokio_test::io::Mock),
 }
 
 impl Stream {
+    /// A TLS session, ready to be split.
+    pub fn tls(stream: TlsStream) -> Self {
+        Stream::Tls(Rc::new(RefCell::new(stream)))
+    }
+
     /// Splits into halves that can be read and written from different places.
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         match self {
@@ -74,6 +99,7 @@ impl Stream {
                 let (read, write) = stream.into_split();
                 (ReadHalf::Tcp(read), WriteHalf::Tcp(write))
             }
+            Stream::Tls(tls) => (ReadHalf::Tls(tls.clone()), WriteHalf::Tls(tls)),
             #[cfg(test)]
             Stream::Scripted(s) => {
                 let Scripted { sends, expects } = *s;
@@ -92,6 +118,7 @@ impl Stream {
                 let (read, write) = stream.split();
                 (ReadRef::Tcp(read), WriteRef::Tcp(write))
             }
+            Stream::Tls(tls) => (ReadRef::Tls(tls), WriteRef::Tls(tls)),
             #[cfg(test)]
             Stream::Scripted(s) => (
                 ReadRef::Scripted(&mut s.sends),
@@ -118,8 +145,26 @@ impl Stream {
                     ),
                 }
             }
+            // Records that are not data (a TLS 1.3 session ticket after the handshake)
+            // are consumed and are no activity; data or a close is.
+            Stream::Tls(tls) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut tls = tls.borrow_mut();
+                !matches!(
+                    tokio_util::io::poll_read_buf(Pin::new(&mut *tls), &mut cx, buf),
+                    Poll::Pending
+                )
+            }
             #[cfg(test)]
             Stream::Scripted(_) => false,
+        }
+    }
+
+    /// The TLS session, when the stream has one.
+    pub fn tls_session(&self) -> Option<std::cell::Ref<'_, TlsStream>> {
+        match self {
+            Stream::Tls(tls) => Some(tls.borrow()),
+            _ => None,
         }
     }
 }
@@ -131,6 +176,9 @@ impl ReadHalf {
             (ReadHalf::Tcp(read), WriteHalf::Tcp(write)) => {
                 read.reunite(write).ok().map(Stream::Tcp)
             }
+            (ReadHalf::Tls(read), WriteHalf::Tls(write)) if Rc::ptr_eq(&read, &write) => {
+                Some(Stream::Tls(read))
+            }
             #[cfg(test)]
             (ReadHalf::Scripted(sends), WriteHalf::Scripted(expects)) => {
                 Some(Stream::Scripted(Box::new(Scripted {
@@ -138,7 +186,6 @@ impl ReadHalf {
                     expects: *expects,
                 })))
             }
-            #[cfg(test)]
             _ => None,
         }
     }
@@ -146,6 +193,11 @@ impl ReadHalf {
 
 /// Forwards the `AsyncRead` and `AsyncWrite` methods of an enum to its variants;
 /// `|s| …` says where a scripted variant reads or writes.
+/// Polls the TLS session in `cell` for one call.
+fn with_tls<R>(cell: &RefCell<TlsStream>, poll: impl FnOnce(Pin<&mut TlsStream>) -> R) -> R {
+    poll(Pin::new(&mut *cell.borrow_mut()))
+}
+
 macro_rules! forward_io {
     ($ty:ty, read, |$s:ident| $scripted:expr) => {
         impl AsyncRead for $ty {
@@ -156,6 +208,7 @@ macro_rules! forward_io {
             ) -> Poll<io::Result<()>> {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+                    Self::Tls(s) => with_tls(s, |s| s.poll_read(cx, buf)),
                     #[cfg(test)]
                     Self::Scripted($s) => Pin::new($scripted).poll_read(cx, buf),
                 }
@@ -171,6 +224,7 @@ macro_rules! forward_io {
             ) -> Poll<io::Result<usize>> {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+                    Self::Tls(s) => with_tls(s, |s| s.poll_write(cx, buf)),
                     #[cfg(test)]
                     Self::Scripted($s) => Pin::new($scripted).poll_write(cx, buf),
                 }
@@ -183,6 +237,7 @@ macro_rules! forward_io {
             ) -> Poll<io::Result<usize>> {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+                    Self::Tls(s) => with_tls(s, |s| s.poll_write_vectored(cx, bufs)),
                     #[cfg(test)]
                     Self::Scripted($s) => Pin::new($scripted).poll_write_vectored(cx, bufs),
                 }
@@ -191,6 +246,7 @@ macro_rules! forward_io {
             fn is_write_vectored(&self) -> bool {
                 match self {
                     Self::Tcp(s) => s.is_write_vectored(),
+                    Self::Tls(s) => s.borrow().is_write_vectored(),
                     // Scripted peers take one write at a time.
                     #[cfg(test)]
                     Self::Scripted(_) => false,
@@ -200,6 +256,7 @@ macro_rules! forward_io {
             fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_flush(cx),
+                    Self::Tls(s) => with_tls(s, |s| s.poll_flush(cx)),
                     #[cfg(test)]
                     Self::Scripted($s) => Pin::new($scripted).poll_flush(cx),
                 }
@@ -208,6 +265,7 @@ macro_rules! forward_io {
             fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 match self.get_mut() {
                     Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+                    Self::Tls(s) => with_tls(s, |s| s.poll_shutdown(cx)),
                     #[cfg(test)]
                     Self::Scripted($s) => Pin::new($scripted).poll_shutdown(cx),
                 }

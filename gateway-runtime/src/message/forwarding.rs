@@ -77,6 +77,8 @@ pub struct Forwarding<'a> {
     pub original_host: Option<&'a [u8]>,
     /// The protocol version the client spoke, for `Via`.
     pub received: http::Version,
+    /// The client connected over TLS: `X-Forwarded-Proto: https`.
+    pub secure: bool,
 }
 
 /// Writes the HTTP/1.1 head of the request sent upstream, straight from the client's
@@ -142,7 +144,11 @@ pub fn write_request_head(
         }
     }
     out.extend_from_slice(forwarding.client_ip.as_bytes());
-    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+    out.extend_from_slice(if forwarding.secure {
+        b"\r\nx-forwarded-proto: https\r\n"
+    } else {
+        b"\r\nx-forwarded-proto: http\r\n"
+    });
     if let Some(host) = forwarding.original_host {
         write_field(out, b"x-forwarded-host", host);
     }
@@ -185,6 +191,10 @@ mod tests {
     use super::*;
 
     fn head(list: &[(&str, &str)], framing: RequestFraming) -> String {
+        head_over(list, framing, false)
+    }
+
+    fn head_over(list: &[(&str, &str)], framing: RequestFraming, secure: bool) -> String {
         let fields = Fields::of(list);
         let host = HeaderValue::from_static("backend:8080");
         let client_ip = HeaderValue::from_static("127.0.0.1");
@@ -193,6 +203,7 @@ mod tests {
             client_ip: &client_ip,
             original_host: Some(b"api.example.com"),
             received: http::Version::HTTP_11,
+            secure,
         };
         let mut out = Vec::new();
         write_request_head(
@@ -243,6 +254,15 @@ mod tests {
              via: 1.1 gateway\r\n\
              transfer-encoding: chunked\r\n\r\n"
         );
+    }
+
+    /// A request that came over TLS says so, whatever the client claimed.
+    #[test]
+    fn forwarded_proto_over_tls() {
+        let list = [("X-Forwarded-Proto", "http")];
+        let out = head_over(&list, RequestFraming::None, true);
+        assert!(out.contains("x-forwarded-proto: https\r\n"), "{out}");
+        assert_eq!(out.matches("x-forwarded-proto").count(), 1, "{out}");
     }
 
     /// The client address is appended to an existing chain, several lines joined.

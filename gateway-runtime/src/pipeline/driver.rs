@@ -52,13 +52,19 @@ impl<G: Gateway> Connection<G> {
                 (SystemTime::now(), Instant::now(), req.method.clone(), path)
             });
             let (outcome, route) = self.dispatch(req).await;
-            let (response, stop) = match outcome {
+            let (mut response, stop) = match outcome {
                 Ok(response) => (response, None),
                 Err(stop) => {
                     let (response, reason) = rescue(stop);
                     (response, Some(reason))
                 }
             };
+            if let Some(hsts) = self.cx.tls.as_ref().and_then(|tls| tls.spec.hsts) {
+                let fields = response.fields_mut();
+                if fields.get(b"strict-transport-security").is_none() {
+                    fields.append(b"strict-transport-security", hsts.as_bytes());
+                }
+            }
             if let (Some(log), Some((at, start, method, path))) = (&self.log, logged) {
                 log.record(Record {
                     at,
@@ -87,6 +93,12 @@ impl<G: Gateway> Connection<G> {
         async move {
             if let Some(refusal) = self.refused {
                 return (Err(Stop::Refused(refusal)), None);
+            }
+            if let Some(port) = self.cx.https_redirect {
+                return (redirect_to_https(&req, port), None);
+            }
+            if let Some(tls) = &self.cx.tls {
+                crate::tls::identity::forward(&mut req.fields, tls);
             }
             // No route tunnels: a CONNECT forwarded as a request would turn a pooled
             // upstream connection into a tunnel (RFC 9110 §9.3.6), so it is refused
@@ -174,4 +186,29 @@ fn empty_ok() -> Response {
         Fields::with_capacity(1, 64),
         Body::local(""),
     )
+}
+
+/// The 308 a redirecting listener answers with: the same host and target on
+/// `https://`, the port left out when it is 443. 308 rather than 301 keeps the method
+/// and body of a POST (RFC 9110 §15.4.9).
+fn redirect_to_https(req: &Request, port: u16) -> Result<Response, Stop> {
+    let host = match host(&req.uri, req.version, &req.fields) {
+        Ok(Some(host)) => host,
+        Ok(None) => return Err(Stop::bad_request("missing Host header")),
+        Err(rejection) => return Err(rejection.into()),
+    };
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut location = format!("https://{host}");
+    if port != 443 {
+        location.push(':');
+        location.push_str(itoa::Buffer::new().format(port));
+    }
+    location.push_str(target);
+    let mut fields = Fields::with_capacity(1, location.len() + 16);
+    fields.append(b"location", location.as_bytes());
+    Ok(Response::new(
+        StatusCode::PERMANENT_REDIRECT,
+        fields,
+        Body::local(""),
+    ))
 }

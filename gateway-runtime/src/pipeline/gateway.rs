@@ -15,6 +15,7 @@ use crate::message::request::{PathParameters, Underscores};
 use crate::pipeline::{Admission, Refusal, RequestContext, Stop};
 use crate::route::router::RouteSpec;
 use crate::settings::{Setting, SettingError, SettingKind};
+use crate::tls::{ListenerTlsSpec, UpstreamTlsSpec};
 
 pub use crate::message::response::Response;
 pub type Params<'k, 'v> = matchit::Params<'k, 'v>;
@@ -108,6 +109,11 @@ pub struct ListenerSpec {
     pub max_concurrent_streams: u32,
     pub underscores: Underscores,
     pub path_parameters: PathParameters,
+    /// `None`: plaintext (HTTP/1.1 and h2c).
+    pub tls: Option<ListenerTlsSpec>,
+    /// A plaintext listener that answers every request with a 308 to `https://` on
+    /// this port.
+    pub https_redirect: Option<u16>,
 }
 
 /// Which configuration a binary enforces: printed by `--version` and logged at start-up,
@@ -149,6 +155,8 @@ pub struct UpstreamSpec {
     /// Longest pause between two reads of a response body or two writes of a request
     /// body.
     pub body_timeout: Setting,
+    /// Settings for `https://` targets.
+    pub tls: Option<UpstreamTlsSpec>,
 }
 
 /// Every setting of a gateway checked at once, so that start-up names all the

@@ -81,4 +81,16 @@ pub struct RequestContext {
     pub admission: Admission,
     /// Limits the wait for upstream responses; one per connection.
     pub response_timer: crate::timer::ConnectionTimer,
+    /// `None` on a plaintext connection.
+    pub tls: Option<ConnectionTls>,
+    /// A plaintext listener that redirects every request to `https://` on this port.
+    pub https_redirect: Option<u16>,
+}
+
+/// What a TLS connection's requests need to know of it.
+#[derive(Debug)]
+pub struct ConnectionTls {
+    pub spec: &'static crate::tls::ListenerTlsSpec,
+    /// The client certificate's verified identity, when it presented one.
+    pub identity: Option<Box<crate::tls::identity::ClientIdentity>>,
 }

@@ -146,6 +146,7 @@ fn upstream_status(error: &UpstreamError) -> (StatusCode, &'static str) {
             (StatusCode::GATEWAY_TIMEOUT, "upstream connect timed out")
         }
         UpstreamError::Connect(_) => (StatusCode::BAD_GATEWAY, "upstream unreachable"),
+        UpstreamError::Tls(_) => (StatusCode::BAD_GATEWAY, "upstream TLS handshake failed"),
         UpstreamError::ResponseTimeout | UpstreamError::SendTimeout => {
             (StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
         }
@@ -179,6 +180,10 @@ mod tests {
                 502,
             ),
             (UpstreamError::Closed(None), 502),
+            (
+                UpstreamError::Tls(std::io::ErrorKind::InvalidData.into()),
+                502,
+            ),
             (UpstreamError::InvalidResponse("malformed head"), 502),
             (UpstreamError::RequestBodyTooLarge, 413),
             (UpstreamError::RequestBody, 400),

@@ -24,10 +24,13 @@ use crate::io::Stream;
 use crate::message::request::{PathParameters, Underscores};
 use crate::observe::access_log::{self, AccessLog};
 use crate::pipeline::gateway::{Gateway, ListenerSpec, check_settings};
-use crate::pipeline::{Connection, RequestContext};
+use crate::pipeline::{Connection, ConnectionTls, RequestContext};
 use crate::route::router::RouteTable;
 use crate::settings::SettingError;
 use crate::timer::ConnectionTimer;
+use crate::tls::listener::ListenerTls;
+use crate::tls::reload::{self, ReloadStatus};
+use bytes::BytesMut;
 
 /// Why the gateway could not start: every bad setting, or the one I/O failure.
 #[derive(Debug)]
@@ -96,6 +99,8 @@ struct WorkerListener {
     index: usize,
     socket: std::net::TcpListener,
     settings: ListenerSettings,
+    /// Shared by every worker; `None` on a plaintext listener.
+    tls: Option<Arc<ListenerTls>>,
 }
 
 /// A listener's resolved settings, the same for every worker.
@@ -111,6 +116,7 @@ struct ListenerSettings {
     max_headers: usize,
     underscores: Underscores,
     path_parameters: PathParameters,
+    https_redirect: Option<u16>,
 }
 
 impl ListenerSettings {
@@ -131,6 +137,7 @@ impl ListenerSettings {
             max_headers: spec.max_headers,
             underscores: spec.underscores,
             path_parameters: spec.path_parameters,
+            https_redirect: spec.https_redirect,
         })
     }
 }
@@ -164,7 +171,25 @@ fn run<G: Gateway>() -> Result<(), StartError> {
             None
         }
     };
+    // Every certificate and key is loaded and checked with the other settings.
+    let mut tls = Vec::new();
+    for spec in G::LISTENERS {
+        match &spec.tls {
+            Some(tls_spec) => match ListenerTls::new(spec.name, tls_spec) {
+                Ok((listener, loaded)) => tls.push(Some((Arc::new(listener), loaded))),
+                Err(more) => {
+                    errors.extend(more);
+                    tls.push(None);
+                }
+            },
+            None => tls.push(None),
+        }
+    }
     let Some(shared) = shared.filter(|_| errors.is_empty()) else {
+        // A missing file or variable is met by the settings check and by the TLS
+        // loader alike: name it once.
+        let mut seen = std::collections::HashSet::new();
+        errors.retain(|e| seen.insert(e.to_string()));
         return Err(StartError::Settings(errors));
     };
     let drain_timeout = G::SHUTDOWN_TIMEOUT.duration()?;
@@ -195,6 +220,7 @@ fn run<G: Gateway>() -> Result<(), StartError> {
                 index,
                 socket,
                 settings,
+                tls: tls[index].as_ref().map(|(tls, _)| tls.clone()),
             });
         }
     }
@@ -240,6 +266,8 @@ fn run<G: Gateway>() -> Result<(), StartError> {
         .map_err(|e| StartError::Io(format!("cannot start runtime: {e}")))?;
     control.block_on(async move {
         let ready = Arc::new(AtomicBool::new(true));
+        let reloads = Arc::new(ReloadStatus::default());
+        tokio::spawn(reload::run(tls.into_iter().flatten().collect(), reloads.clone()));
         if let Some(admin) = G::ADMIN {
             let addr = admin.bind()?;
             let listener = tokio::net::TcpListener::bind(addr)
@@ -247,7 +275,7 @@ fn run<G: Gateway>() -> Result<(), StartError> {
                 .map_err(|e| StartError::Io(format!("{}: cannot listen on {addr}: {e}", admin.origin)))?;
             let addr = listener.local_addr().map_err(|e| StartError::Io(e.to_string()))?;
             tracing::info!(listener = "admin", %addr, "listening");
-            tokio::spawn(admin::serve(listener, ready.clone()));
+            tokio::spawn(admin::serve(listener, ready.clone(), reloads));
         }
         wait_for_signal().await;
         tracing::info!(drain_timeout = ?drain_timeout, "shutting down: finishing in-flight requests");
@@ -340,22 +368,22 @@ fn worker<G: Gateway>(
             alive,
         };
         let mut accept_loops = Vec::new();
-        for listener in listeners {
+        for WorkerListener { index, socket, settings, tls } in listeners {
             // Per worker, like the pools: a lookup touches nothing another thread writes.
-            let table = Rc::new(RouteTable::new(G::ROUTES, listener.index));
-            let socket = match tokio::net::TcpListener::from_std(listener.socket) {
+            let table = Rc::new(RouteTable::new(G::ROUTES, index));
+            let socket = match tokio::net::TcpListener::from_std(socket) {
                 Ok(socket) => socket,
                 Err(e) => {
-                    tracing::error!(listener = listener.settings.name, error = %e, "cannot register listener");
+                    tracing::error!(listener = settings.name, error = %e, "cannot register listener");
                     continue;
                 }
             };
+            let serving = Serving { listener_id: index, settings, tls };
             accept_loops.push(tokio::task::spawn_local(accept_loop(
                 gateway.clone(),
                 table,
-                listener.index,
+                serving,
                 socket,
-                listener.settings,
                 connections.clone(),
                 log.clone(),
             )));
@@ -390,15 +418,26 @@ struct Shutdown {
     alive: tokio::sync::mpsc::Sender<()>,
 }
 
+/// What an accept loop serves its connections with.
+struct Serving {
+    listener_id: usize,
+    settings: ListenerSettings,
+    tls: Option<Arc<ListenerTls>>,
+}
+
 async fn accept_loop<G: Gateway>(
     gateway: Rc<G>,
     table: Rc<RouteTable<'static>>,
-    listener_id: usize,
+    serving: Serving,
     socket: tokio::net::TcpListener,
-    settings: ListenerSettings,
     shutdown: Shutdown,
     log: AccessLog,
 ) {
+    let Serving {
+        listener_id,
+        settings,
+        tls,
+    } = serving;
     let listener = settings.name;
     let limits = Rc::new(http1::ClientLimits {
         header_read_timeout: settings.header_read_timeout,
@@ -426,32 +465,60 @@ async fn accept_loop<G: Gateway>(
             Ok(admission) => (admission, None),
             Err(refusal) => (Default::default(), Some(refusal)),
         };
-        let connection = Rc::new(Connection {
-            gateway: gateway.clone(),
-            table: table.clone(),
-            cx: RequestContext {
-                listener,
-                listener_id,
-                max_body: settings.max_body,
-                underscores: settings.underscores,
-                path_parameters: settings.path_parameters,
-                client,
-                client_ip,
-                admission,
-                response_timer: ConnectionTimer::default(),
-            },
-            refused,
-            log: log.clone(),
-        });
         let shutdown = shutdown.clone();
         let limits = limits.clone();
+        let gateway = gateway.clone();
+        let table = table.clone();
+        let log = log.clone();
+        let tls = tls.clone();
         tokio::task::spawn_local(async move {
-            let stream = Stream::Tcp(stream);
+            let (stream, h2, tls) = match tls {
+                None => (Stream::Tcp(stream), false, None),
+                Some(tls) => match tls.accept(stream, limits.header_read_timeout).await {
+                    Ok(accepted) => {
+                        let cx = ConnectionTls {
+                            spec: tls.spec,
+                            identity: accepted.identity,
+                        };
+                        (accepted.stream, accepted.h2, Some(cx))
+                    }
+                    Err(e) => {
+                        // Scanners and port probes fail here all day: not a warning.
+                        tracing::debug!(listener, %client, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+            };
+            let connection = Rc::new(Connection {
+                gateway,
+                table,
+                cx: RequestContext {
+                    listener,
+                    listener_id,
+                    max_body: settings.max_body,
+                    underscores: settings.underscores,
+                    path_parameters: settings.path_parameters,
+                    client,
+                    client_ip,
+                    admission,
+                    response_timer: ConnectionTimer::default(),
+                    tls,
+                    https_redirect: settings.https_redirect,
+                },
+                refused,
+                log,
+            });
             let signal = shutdown.signal.clone();
-            let ended = http1::serve(stream, &limits, signal, |req| connection.serve(req)).await;
-            if let http1::Ended::Http2(stream, preface) = ended {
+            if h2 {
                 connection.cx.response_timer.set_multiplexed();
-                crate::h2::serve(stream, preface, connection, limits, shutdown.signal).await;
+                crate::h2::serve(stream, BytesMut::new(), connection, limits, signal).await;
+            } else {
+                let ended =
+                    http1::serve(stream, &limits, signal, |req| connection.serve(req)).await;
+                if let http1::Ended::Http2(stream, preface) = ended {
+                    connection.cx.response_timer.set_multiplexed();
+                    crate::h2::serve(stream, preface, connection, limits, shutdown.signal).await;
+                }
             }
             drop(shutdown.alive);
         });

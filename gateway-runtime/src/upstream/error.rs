@@ -13,6 +13,9 @@ pub enum UpstreamError {
     ConnectTimeout,
     /// The connection was refused or could not be made.
     Connect(io::Error),
+    /// The TLS handshake failed: most often, the upstream's certificate was not
+    /// accepted.
+    Tls(io::Error),
     /// No response head within `timeouts.response` of the end of the request.
     ResponseTimeout,
     /// The upstream took none of the request body for `timeouts.body`.
@@ -37,6 +40,7 @@ impl UpstreamError {
         match self {
             UpstreamError::ConnectTimeout => "connect timed out",
             UpstreamError::Connect(_) => "connect failed",
+            UpstreamError::Tls(_) => "upstream TLS handshake failed",
             UpstreamError::ResponseTimeout => "response timed out",
             UpstreamError::SendTimeout => "upstream stopped reading the request",
             UpstreamError::Closed(_) => "closed before a response",
@@ -53,6 +57,7 @@ impl std::fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             UpstreamError::Connect(e) => write!(f, "connect: {e}"),
+            UpstreamError::Tls(e) => write!(f, "TLS handshake: {e}"),
             UpstreamError::Closed(Some(e)) => write!(f, "connection failed before a response: {e}"),
             UpstreamError::Io(e) => write!(f, "connection failed: {e}"),
             UpstreamError::InvalidResponse(why) => write!(f, "invalid response: {why}"),
@@ -68,6 +73,7 @@ impl From<ConnectError> for UpstreamError {
         match e {
             ConnectError::TimedOut => UpstreamError::ConnectTimeout,
             ConnectError::Io(e) => UpstreamError::Connect(e),
+            ConnectError::Tls(e) => UpstreamError::Tls(e),
         }
     }
 }

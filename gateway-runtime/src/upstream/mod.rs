@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 use http::header::HeaderValue;
-use http::uri::{Authority, PathAndQuery};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http_body::Body as _;
 use http_body_util::Limited;
 
@@ -27,7 +27,9 @@ use crate::message::forwarding::{Forwarding, RequestFraming, write_request_head}
 use crate::pipeline::RequestContext;
 use crate::pipeline::gateway::{Request, Response, UpstreamSpec};
 use crate::settings::SettingError;
-use pool::{Connection, Pool};
+use crate::tls;
+use crate::tls::upstream::TlsTarget;
+use pool::{ConnectError, Connection, Pool};
 
 /// One target, with what every request to it needs precomputed.
 #[derive(Debug)]
@@ -37,6 +39,8 @@ struct Endpoint {
     /// the client's host travels in `X-Forwarded-Host`.
     host: HeaderValue,
     pool: Rc<Pool>,
+    /// `Some` for an `https://` target.
+    tls: Option<TlsTarget>,
 }
 
 /// A set of targets served round-robin; one instance per worker thread, so the
@@ -55,6 +59,8 @@ impl Upstream {
     pub fn new(spec: &'static UpstreamSpec) -> Result<Self, SettingError> {
         let idle_timeout = spec.idle_timeout.duration()?;
         let body_timeout = spec.body_timeout.duration()?;
+        // Made when a target needs it: an upstream of `http://` targets reads no roots.
+        let mut connector = None;
         let endpoints = spec
             .targets
             .iter()
@@ -62,10 +68,29 @@ impl Upstream {
                 let target = setting.target()?;
                 let host = HeaderValue::from_str(target.authority.as_str())
                     .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+                let tls = if target.scheme == Scheme::HTTPS {
+                    let connector = match &connector {
+                        Some(connector) => connector,
+                        None => connector
+                            .insert(tls::upstream::connector(spec.name, spec.tls.as_ref())?),
+                    };
+                    let server_name = spec.tls.as_ref().and_then(|t| t.server_name);
+                    Some(TlsTarget {
+                        connector: connector.clone(),
+                        server_name: tls::upstream::server_name(
+                            setting.origin,
+                            server_name,
+                            target.authority.host(),
+                        )?,
+                    })
+                } else {
+                    None
+                };
                 Ok(Endpoint {
                     authority: target.authority,
                     host,
                     pool: Rc::new(Pool::new(idle_timeout)),
+                    tls,
                 })
             })
             .collect::<Result<Box<[_]>, SettingError>>()?;
@@ -152,6 +177,7 @@ impl Upstream {
                     None => req.fields.get(b"host"),
                 },
                 received: req.version,
+                secure: cx.tls.is_some(),
             };
             let request = UpstreamRequest {
                 method: &req.method,
@@ -257,7 +283,19 @@ impl Upstream {
     async fn connect(&self, endpoint: &Endpoint) -> Result<Box<Connection>, UpstreamError> {
         // Boxed because it is rare: inline, the connect future would make every
         // request's future larger, and futures are moved by copying.
-        Ok(Box::pin(Pool::connect(&endpoint.authority, self.connect_timeout)).await?)
+        let connect = Pool::connect(
+            &endpoint.authority,
+            endpoint.tls.as_ref(),
+            self.connect_timeout,
+        );
+        match Box::pin(connect).await {
+            Ok(conn) => Ok(conn),
+            Err(ConnectError::Tls(e)) => {
+                tracing::error!(upstream = self.name, target = %endpoint.authority, error = %e, "upstream TLS handshake failed; its certificate is not accepted");
+                Err(UpstreamError::Tls(e))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use http::uri::Authority;
 use tokio::net::TcpStream;
 
 use crate::io::Stream;
+use crate::tls::upstream::TlsTarget;
 
 use crate::h1::read_buffer::ReadBuffer;
 
@@ -88,6 +89,8 @@ pub struct Pool {
 pub enum ConnectError {
     TimedOut,
     Io(std::io::Error),
+    /// The TCP connection was made, the TLS handshake failed.
+    Tls(std::io::Error),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -95,6 +98,7 @@ impl std::fmt::Display for ConnectError {
         match self {
             ConnectError::TimedOut => f.write_str("connect timed out"),
             ConnectError::Io(e) => write!(f, "connect: {e}"),
+            ConnectError::Tls(e) => write!(f, "TLS handshake: {e}"),
         }
     }
 }
@@ -141,22 +145,40 @@ impl Pool {
         }
     }
 
-    /// Opens a new connection to `authority`.
+    /// Opens a new connection to `authority`, with TLS when `tls` says how; the
+    /// handshake is within the same `timeout` as the TCP connect.
     pub async fn connect(
         authority: &Authority,
+        tls: Option<&TlsTarget>,
         timeout: Duration,
     ) -> Result<Box<Connection>, ConnectError> {
-        let port = authority.port_u16().unwrap_or(80);
+        let default_port = if tls.is_some() { 443 } else { 80 };
+        let port = authority.port_u16().unwrap_or(default_port);
         let host = authority.host().trim_matches(['[', ']']);
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect((host, port))).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(ConnectError::Io(e)),
+        let connect = async {
+            let tcp = TcpStream::connect((host, port))
+                .await
+                .map_err(ConnectError::Io)?;
+            let _ = tcp.set_nodelay(true);
+            match tls {
+                None => Ok(Stream::Tcp(tcp)),
+                Some(tls) => {
+                    let session = tls
+                        .connector
+                        .connect(tls.server_name.clone(), tcp)
+                        .await
+                        .map_err(ConnectError::Tls)?;
+                    Ok(Stream::tls(tokio_rustls::TlsStream::Client(session)))
+                }
+            }
+        };
+        let stream = match tokio::time::timeout(timeout, connect).await {
+            Ok(stream) => stream?,
             Err(_) => return Err(ConnectError::TimedOut),
         };
-        let _ = stream.set_nodelay(true);
         let now = Instant::now();
         Ok(Box::new(Connection {
-            stream: Stream::Tcp(stream),
+            stream,
             read: ReadBuffer::default(),
             write_buf: Vec::new(),
             retire_at: now + MAX_LIFETIME,
@@ -209,7 +231,7 @@ mod tests {
                     .parse()
                     .expect("authority");
                 let pool = Rc::new(Pool::new(Duration::from_secs(60)));
-                let conn = Pool::connect(&authority, Duration::from_secs(1))
+                let conn = Pool::connect(&authority, None, Duration::from_secs(1))
                     .await
                     .expect("connect");
                 let (accepted, _) = listener.accept().await.expect("accept");

@@ -31,6 +31,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+pub mod tls;
+
 // === bodies ===
 
 /// A deterministic body of `len` bytes, produced in 64 KiB frames without ever being
@@ -423,7 +425,23 @@ pub const MACRO_GATEWAY: &str = env!("CARGO_BIN_EXE_e2e-gateway-macro");
 impl Gateway {
     /// Starts `binary` with `env` and waits for its listeners (at most 10 s).
     pub fn start(binary: &str, env: &[(&str, String)]) -> Result<Gateway, String> {
-        let mut child = Command::new(binary)
+        // main, internal, fenced, guarded and admin.
+        Gateway::start_in(binary, env, None, 5)
+    }
+
+    /// Starts `binary` in `dir` (where its `${file:…}` settings are found) and waits
+    /// for `expected` listeners.
+    pub fn start_in(
+        binary: &str,
+        env: &[(&str, String)],
+        dir: Option<&std::path::Path>,
+        expected: usize,
+    ) -> Result<Gateway, String> {
+        let mut command = Command::new(binary);
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let mut child = command
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -444,8 +462,6 @@ impl Gateway {
             }
         });
         let mut listeners = HashMap::new();
-        // main, internal, fenced, guarded and admin.
-        let expected = 5;
         while listeners.len() < expected {
             match rx.recv_timeout(Duration::from_secs(10)) {
                 Ok((name, addr)) => {

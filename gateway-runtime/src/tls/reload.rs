@@ -1,0 +1,199 @@
+//! New certificates without a restart. On SIGHUP every TLS listener builds its
+//! configuration again; between signals the files its settings name are polled
+//! every `POLL_INTERVAL` (modification time, size and inode: cheap, and it sees
+//! the symlink swap Kubernetes uses for mounted secrets, which file-change
+//! notifications on the old path miss), and a listener whose files changed reloads.
+//!
+//! A reload is all or nothing: a certificate that does not parse, has expired or does
+//! not match its key leaves the configuration in use in place; the error is logged
+//! and counted, and `/readyz` on the admin listener reports it. Connections already
+//! open are not touched; new handshakes use the new configuration.
+//!
+//! Certificates that expire within a listener's `expiry_warning_days` are logged at
+//! start-up, after each reload and once a day.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+
+use crate::settings::{Part, Setting, parse_template};
+use crate::tls::certificate::LoadedCertificate;
+use crate::tls::listener::ListenerTls;
+
+/// How often certificate files are looked at.
+const POLL_INTERVAL: Duration = Duration::from_secs(2);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// What `/readyz` says about reloads.
+#[derive(Debug, Default)]
+pub(crate) struct ReloadStatus {
+    pub failures: AtomicU64,
+    pub last_error: ArcSwapOption<String>,
+}
+
+/// One TLS listener as the reloader watches it.
+struct Watched {
+    tls: Arc<ListenerTls>,
+    files: Vec<(String, Option<FileStamp>)>,
+    /// Origin and end of validity of the certificates in use.
+    expiry: Vec<(&'static str, SystemTime)>,
+}
+
+/// What tells a changed file from the one read last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn stamp(path: &str) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        inode: meta.ino(),
+    })
+}
+
+/// The files a listener's TLS settings read.
+fn files(tls: &ListenerTls) -> Vec<String> {
+    let spec = tls.spec;
+    let certificates = spec
+        .default_certificate
+        .iter()
+        .chain(spec.sni.iter().map(|s| &s.certificate));
+    let settings: Vec<&Setting> = certificates
+        .flat_map(|c| [&c.cert, &c.key])
+        .chain(spec.client_auth.iter().map(|a| &a.ca))
+        .collect();
+    let mut paths = Vec::new();
+    for setting in settings {
+        for part in parse_template(setting.raw).unwrap_or_default() {
+            if let Part::File { path } = part
+                && !paths.iter().any(|p| p == path)
+            {
+                paths.push(path.to_owned());
+            }
+        }
+    }
+    paths
+}
+
+/// Logs the certificates of `listener` that expire within `warning_days`.
+fn warn_of_expiry(listener: &str, warning_days: u32, expiry: &[(&'static str, SystemTime)]) {
+    let now = SystemTime::now();
+    for (origin, not_after) in expiry {
+        let days = match not_after.duration_since(now) {
+            Ok(left) => (left.as_secs() / 86_400) as i64,
+            Err(_) => -1,
+        };
+        if days < 0 {
+            tracing::error!(listener, certificate = origin, "certificate has expired");
+        } else if days <= i64::from(warning_days) {
+            tracing::warn!(
+                listener,
+                certificate = origin,
+                days_left = days,
+                "certificate expires soon"
+            );
+        }
+    }
+}
+
+fn expiry_of(loaded: &[LoadedCertificate]) -> Vec<(&'static str, SystemTime)> {
+    loaded.iter().map(|c| (c.origin, c.not_after)).collect()
+}
+
+/// Watches `listeners` until the process ends; `loaded` are the certificates each
+/// started with.
+pub(crate) async fn run(
+    listeners: Vec<(Arc<ListenerTls>, Vec<LoadedCertificate>)>,
+    status: Arc<ReloadStatus>,
+) {
+    let mut watched: Vec<Watched> = listeners
+        .into_iter()
+        .map(|(tls, loaded)| {
+            let files = files(&tls)
+                .into_iter()
+                .map(|path| {
+                    let stamp = stamp(&path);
+                    (path, stamp)
+                })
+                .collect();
+            Watched {
+                tls,
+                files,
+                expiry: expiry_of(&loaded),
+            }
+        })
+        .collect();
+    if watched.is_empty() {
+        return;
+    }
+    for w in &watched {
+        warn_of_expiry(w.tls.listener, w.tls.spec.expiry_warning_days, &w.expiry);
+    }
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGHUP; certificate files are still polled");
+            None
+        }
+    };
+    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    let mut daily = tokio::time::interval_at(tokio::time::Instant::now() + DAY, DAY);
+    loop {
+        let everything = tokio::select! {
+            _ = async { match &mut hangup { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+            _ = poll.tick() => false,
+            _ = daily.tick() => {
+                for w in &watched {
+                    warn_of_expiry(w.tls.listener, w.tls.spec.expiry_warning_days, &w.expiry);
+                }
+                continue;
+            }
+        };
+        for w in &mut watched {
+            let mut changed = everything;
+            for (path, last) in &mut w.files {
+                let now = stamp(path);
+                if now != *last {
+                    *last = now;
+                    changed = true;
+                }
+            }
+            if changed {
+                reload(w, &status);
+            }
+        }
+    }
+}
+
+fn reload(w: &mut Watched, status: &ReloadStatus) {
+    let listener = w.tls.listener;
+    match w.tls.reload() {
+        Ok(loaded) => {
+            w.expiry = expiry_of(&loaded);
+            tracing::info!(
+                listener,
+                certificates = loaded.len(),
+                "TLS configuration reloaded"
+            );
+            warn_of_expiry(listener, w.tls.spec.expiry_warning_days, &w.expiry);
+        }
+        Err(errors) => {
+            status.failures.fetch_add(1, Ordering::Relaxed);
+            let text = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            tracing::error!(listener, errors = %text, "TLS reload refused; the previous certificates stay in use");
+            status.last_error.store(Some(Arc::new(text)));
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The TLS gateway, compiled by `build.rs` from `gateways/tls.toml`.
+
+include!(concat!(env!("OUT_DIR"), "/tls.rs"));
+
+fn main() -> std::process::ExitCode {
+    gateway::main()
+}

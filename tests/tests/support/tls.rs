@@ -1,0 +1,276 @@
+//! TLS test support: certificate authorities and certificates made by rcgen, written
+//! to a directory the gateway runs in; upstreams behind rustls; a real rustls client
+//! speaking HTTP/1.1 or HTTP/2 (by ALPN) through hyper.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+use super::{Upstream, answer};
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A certificate authority.
+pub struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    pub pem: String,
+}
+
+/// A certificate and its key, PEM.
+#[derive(Clone)]
+pub struct Issued {
+    pub cert: String,
+    pub key: String,
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).expect("CA certificate");
+        Ca {
+            params,
+            key,
+            pem: cert.pem(),
+        }
+    }
+
+    /// A leaf for the DNS names `dns` and URIs `uris`, with `cn` as its common name.
+    pub fn issue(&self, cn: &str, dns: &[&str], uris: &[&str]) -> Issued {
+        let key = KeyPair::generate().expect("leaf key");
+        let mut params =
+            CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>())
+                .expect("leaf params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        for uri in uris {
+            params
+                .subject_alt_names
+                .push(SanType::URI(uri.to_string().try_into().expect("URI")));
+        }
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).expect("leaf certificate");
+        Issued {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+}
+
+/// A fresh directory for one test's certificate files.
+pub fn directory(test: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "gateway-tls-{test}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).expect("test directory");
+    dir
+}
+
+/// Writes `issued` as `NAME.pem` and `NAME.key` in `dir`, each replaced atomically
+/// (written aside, then renamed), as a certificate manager does.
+pub fn write_pair(dir: &Path, name: &str, issued: &Issued) {
+    write_file(dir, &format!("{name}.pem"), &issued.cert);
+    write_file(dir, &format!("{name}.key"), &issued.key);
+}
+
+pub fn write_file(dir: &Path, name: &str, text: &str) {
+    let aside = dir.join(format!(".{name}.new"));
+    std::fs::write(&aside, text).expect("write file");
+    std::fs::rename(&aside, dir.join(name)).expect("rename file");
+}
+
+fn certs(pem: &str) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("PEM certificates")
+}
+
+fn key(pem: &str) -> PrivateKeyDer<'static> {
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).expect("PEM key")
+}
+
+fn roots(pem: &str) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs(pem) {
+        roots.add(cert).expect("root");
+    }
+    roots
+}
+
+/// An upstream that speaks HTTP/1.1 over TLS with `identity`, answering as
+/// `Upstream` does; with `client_ca`, it requires a client certificate from it.
+pub async fn upstream(name: &'static str, identity: &Issued, client_ca: Option<&str>) -> Upstream {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions");
+    let builder = match client_ca {
+        Some(ca) => builder.with_client_cert_verifier(
+            rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots(ca)),
+                provider(),
+            )
+            .build()
+            .expect("verifier"),
+        ),
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(certs(&identity.cert), key(&identity.key))
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let upstream = Upstream {
+        addr: listener.local_addr().expect("upstream address"),
+        seen: Arc::default(),
+        connections: Arc::default(),
+    };
+    let shared = upstream.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                let seen = shared.seen.clone();
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let seen = seen.clone();
+                    async move { Ok::<_, std::convert::Infallible>(answer(name, req, seen).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    upstream
+}
+
+/// A client configuration trusting `ca`, presenting `identity` if given, offering
+/// `alpn`, and sending SNI unless `sni` is false.
+pub fn client_config(
+    ca: &str,
+    identity: Option<&Issued>,
+    alpn: &[&[u8]],
+    sni: bool,
+) -> Arc<rustls::ClientConfig> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots(ca));
+    let mut config = match identity {
+        Some(identity) => builder
+            .with_client_auth_cert(certs(&identity.cert), key(&identity.key))
+            .expect("client certificate"),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.enable_sni = sni;
+    Arc::new(config)
+}
+
+/// What one request over TLS came back with.
+#[derive(Debug)]
+pub struct HttpsReply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+    pub version: http::Version,
+    /// The DER of the certificate the gateway presented.
+    pub server_cert: Vec<u8>,
+}
+
+impl HttpsReply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).expect("JSON body")
+    }
+}
+
+/// Connects to `addr` as `server_name`, and sends one GET for `path` over the protocol
+/// ALPN chose.
+pub async fn get(
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    config: Arc<rustls::ClientConfig>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<HttpsReply, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let name = ServerName::try_from(server_name.to_owned()).map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let (_, session) = tls.get_ref();
+    let server_cert = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.to_vec())
+        .unwrap_or_default();
+    let h2 = session.alpn_protocol() == Some(b"h2");
+    let mut builder = Request::get(format!("https://{server_name}{path}"));
+    if !h2 {
+        builder = builder.uri(path).header("host", server_name);
+    }
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder.body(Empty::<Bytes>::new()).expect("request");
+    let io = TokioIo::new(tls);
+    let response = if h2 {
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| format!("h2 handshake: {e}"))?;
+        tokio::spawn(conn);
+        sender.send_request(request).await
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| format!("h1 handshake: {e}"))?;
+        tokio::spawn(conn);
+        sender.send_request(request).await
+    }
+    .map_err(|e| format!("request: {e}"))?;
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok(HttpsReply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        version: parts.version,
+        server_cert,
+    })
+}
