@@ -231,6 +231,9 @@ codes! {
     INVALID_TLS_SETTING = "G0705" "invalid-tls-setting" Error false:
         "a TLS setting that cannot work: not PEM, an invalid HSTS value or identity field name, a redirect on a TLS listener";
         "follow the message; README.md's reference lists every `tls` key";
+    CLIENT_CERT_WITHOUT_CLIENT_AUTH = "G0707" "client-cert-without-client-auth" Error false:
+        "a route requires a client certificate on a listener that asks for none, so it would refuse every request";
+        "add `client_auth` to the listener's `tls`, or serve the route on another listener";
     TLS_WITHOUT_HTTPS = "G0706" "tls-without-https" Warning true:
         "an upstream `tls` table, but no `https://` target to use it";
         "make the targets `https://`, or remove the `tls` table";

@@ -142,6 +142,10 @@ pub struct PolicyPlan {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyKind {
+    /// Names a verified client certificate must have one of; empty: any.
+    ClientCert {
+        san: Vec<String>,
+    },
     Ip {
         allow: Vec<Cidr>,
         deny: Vec<Cidr>,
@@ -218,6 +222,9 @@ pub enum Step {
     Ip {
         policy: usize,
     },
+    ClientCert {
+        policy: usize,
+    },
     /// `params[i]` is the route's index of the policy's `i`-th parameter.
     Headers {
         policy: usize,
@@ -228,9 +235,10 @@ pub enum Step {
 impl Step {
     pub fn policy(&self) -> usize {
         match self {
-            Step::Admission { policy, .. } | Step::Ip { policy } | Step::Headers { policy, .. } => {
-                *policy
-            }
+            Step::Admission { policy, .. }
+            | Step::Ip { policy }
+            | Step::ClientCert { policy }
+            | Step::Headers { policy, .. } => *policy,
         }
     }
 }
@@ -674,6 +682,9 @@ fn chains(
             .into_iter()
             .filter_map(|attached| {
                 let (policy, p) = config.policy(attached.name.get_ref())?;
+                if p.client_cert.is_some() {
+                    return Some(Step::ClientCert { policy });
+                }
                 if p.ip.is_some() {
                     let from_listener = attached.source == Source::Listener(listener);
                     let bit = connection.iter().position(|c| c.policy == policy);
@@ -729,6 +740,17 @@ fn policy_kind(name: &str, policy: &Policy, at: &dyn Fn(usize, &str) -> String) 
             .map(|c| Cidr::parse(c.get_ref()).unwrap_or_else(|e| unreachable!("checked: {e}")))
             .collect()
     };
+    if let Some(rule) = &policy.client_cert {
+        return PolicyKind::ClientCert {
+            san: rule
+                .get_ref()
+                .san
+                .iter()
+                .flat_map(|s| s.get_ref())
+                .map(|s| s.get_ref().clone())
+                .collect(),
+        };
+    }
     if let Some(ip) = &policy.ip {
         let ip = ip.get_ref();
         return PolicyKind::Ip {

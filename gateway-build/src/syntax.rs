@@ -430,8 +430,18 @@ pub struct Route {
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     pub ip: Option<Spanned<IpPolicy>>,
+    /// Requires a verified client certificate (mutual TLS), with matching names.
+    pub client_cert: Option<Spanned<ClientCertPolicy>>,
     pub request_headers: Option<Spanned<HeaderOps>>,
     pub response_headers: Option<Spanned<HeaderOps>>,
+}
+
+/// `client_cert = { san = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertPolicy {
+    /// URI and DNS subject alternative names allowed; default: any certificate.
+    pub san: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `ip = { allow = [...], deny = [...], trusted_proxies = [...] }`.

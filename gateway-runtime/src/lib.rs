@@ -60,6 +60,7 @@ pub mod __private {
         Gateway, ListenerSpec, Params, Provenance, Request, Response, UpstreamSpec,
     };
     pub use crate::pipeline::{Admission, Refusal, RequestContext, Stop, changed_path};
+    pub use crate::policy::client_cert::ClientCertRule;
     pub use crate::policy::headers::{HeaderOp, HeaderRules, HeaderRulesSpec, ValuePart};
     pub use crate::policy::ip::{Cidr, IpRule};
     pub use crate::route::path::{RewriteSegment, rewrite, strip_prefix};

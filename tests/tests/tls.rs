@@ -62,7 +62,7 @@ impl Setup {
             ("MISMATCH", secure_url),
         ];
         all.extend(env.iter().cloned());
-        let gateway = Gateway::start_in(TLS_GATEWAY, &all, Some(&dir), 5)
+        let gateway = Gateway::start_in(TLS_GATEWAY, &all, Some(&dir), 6)
             .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"));
         Setup {
             dir,
@@ -227,6 +227,48 @@ async fn mutual_tls_passes_a_verified_identity() {
     }
 }
 
+/// With client certificates optional, a route can still require one, and one with
+/// a matching name: 403 with a JSON body otherwise; other routes serve anyone.
+#[tokio::test]
+async fn routes_can_require_a_client_certificate() {
+    let s = Setup::start("optional", &[]).await;
+    let addr = s.addr("optional");
+    let anyone = pki::get(addr, "default.test", s.client(HTTP1), "/public", &[])
+        .await
+        .expect("no certificate, a public route");
+    assert_eq!(anyone.status, 200);
+    let refused = pki::get(addr, "default.test", s.client(HTTP1), "/admin/x", &[])
+        .await
+        .expect("no certificate, an admin route");
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.json()["error"], "client certificate required");
+
+    let alice = s.client_ca.issue("alice", &[], &["spiffe://test/alice"]);
+    let config = pki::client_config(&s.server_ca.pem, Some(&alice), HTTP1, true);
+    let refused = pki::get(addr, "default.test", config, "/admin/x", &[])
+        .await
+        .expect("a certificate without the name");
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.json()["error"], "client certificate not allowed");
+
+    let before = s.plain.seen().len();
+    let bob = s.client_ca.issue("bob", &[], &["spiffe://test/ops/bob"]);
+    let config = pki::client_config(&s.server_ca.pem, Some(&bob), H2, true);
+    let reply = pki::get(addr, "default.test", config, "/admin/x", &[])
+        .await
+        .expect("an operator");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        s.plain.seen().len(),
+        before + 1,
+        "only the operator got through"
+    );
+    assert_eq!(
+        s.plain.last().headers["x-client-san"],
+        "URI:spiffe://test/ops/bob"
+    );
+}
+
 /// An upstream over TLS with a private CA and mutual TLS; its connections are
 /// pooled; a certificate that does not match the name is a 502, logged.
 #[tokio::test]
@@ -320,6 +362,66 @@ async fn certificates_reload_without_a_restart() {
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     assert!(!ready.contains("\"tls_reload_failures\":0"), "{ready}");
     assert!(ready.contains("tls_last_reload_error"), "{ready}");
+}
+
+/// Start-up loads and checks every certificate and key, and names every problem at
+/// once with the setting (and gateway.toml line) it comes from.
+#[tokio::test]
+async fn start_up_names_every_bad_certificate() {
+    let dir = pki::directory("start-up");
+    let ca = Ca::new("server CA");
+    let expired = ca.issue_valid("default.test", &["default.test"], &[], (-30, -1));
+    pki::write_pair(&dir, "default", &expired);
+    let api = ca.issue("api.test", &["api.test"], &[]);
+    let other = ca.issue("api.test", &["api.test"], &[]);
+    pki::write_file(&dir, "api.pem", &api.cert);
+    pki::write_file(&dir, "api.key", &other.key);
+    // The chain with its issuer first.
+    let apps = ca.issue("apps", &["*.apps.test"], &[]);
+    pki::write_file(&dir, "apps.pem", &format!("{}{}", ca.pem, apps.cert));
+    pki::write_file(&dir, "apps.key", &apps.key);
+    pki::write_file(&dir, "upstream-ca.pem", "not a certificate");
+    let env = [
+        ("PLAIN", "http://127.0.0.1:9".to_owned()),
+        ("SECURE", "https://127.0.0.1:9".to_owned()),
+        ("MISMATCH", "https://127.0.0.1:9".to_owned()),
+    ];
+    let Err(logs) = Gateway::start_in(TLS_GATEWAY, &env, Some(&dir), 6) else {
+        panic!("the gateway started with broken certificates");
+    };
+    for expected in [
+        "(listeners.secure.tls.cert): the certificate expired on",
+        "(listeners.secure.tls.sni[0].key): the key does not belong to the certificate at gateways/tls.toml:",
+        "(listeners.secure.tls.sni[1].cert): the chain is out of order",
+        "(listeners.mtls.tls.client_auth.ca): cannot read `client-ca.pem`",
+        "(upstreams.secure.tls.ca): not PEM",
+        "(upstreams.secure.tls.cert): cannot read `gateway-client.pem`",
+    ] {
+        assert!(logs.contains(expected), "missing `{expected}` in:\n{logs}");
+    }
+    assert_eq!(
+        logs.matches("(listeners.mtls.tls.client_auth.ca)").count(),
+        1,
+        "each problem once:\n{logs}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A certificate close to its end is warned of at start-up.
+#[tokio::test]
+async fn expiring_certificates_are_logged() {
+    let s = Setup::start("expiry", &[]).await;
+    // Replaced by one that expires in 5 days; the reload logs the warning too.
+    let soon = s
+        .server_ca
+        .issue_valid("api.test", &["api.test"], &[], (-1, 5));
+    pki::write_pair(&s.dir, "api", &soon);
+    wait_for_log(&s.gateway, |l| {
+        l.contains("certificate expires soon")
+            && l.contains("listeners.secure.tls.sni[0].cert")
+            && (l.contains("days_left=4") || l.contains("days_left=5"))
+    })
+    .await;
 }
 
 /// Plaintext on a TLS port gets a plaintext 400; a truncated ClientHello and a

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+use gateway_runtime::policy::client_cert;
 use gateway_runtime::policy::headers::{self, TemplatePart};
 use gateway_runtime::policy::ip::Cidr;
 use gateway_runtime::settings::{has_references, parse_template};
@@ -54,6 +55,31 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
 fn check_policy(name: &Spanned<String>, policy: &Spanned<Policy>, found: &mut Vec<Diagnostic>) {
     let p = policy.get_ref();
     let headers = p.request_headers.is_some() || p.response_headers.is_some();
+    if let Some(rule) = &p.client_cert {
+        if p.ip.is_some() || headers {
+            found.push(
+                Diagnostic::new(
+                    &codes::POLICY_KIND,
+                    name.span(),
+                    format!(
+                        "policy `{}` has several kinds: `client_cert` and others",
+                        name.get_ref()
+                    ),
+                )
+                .with_help("declare two policies and attach both"),
+            );
+        }
+        for pattern in rule.get_ref().san.iter().flat_map(|s| s.get_ref()) {
+            if let Err(message) = client_cert::check_pattern(pattern.get_ref()) {
+                found.push(Diagnostic::new(
+                    &codes::INVALID_TLS_SETTING,
+                    pattern.span(),
+                    message,
+                ));
+            }
+        }
+        return;
+    }
     match (&p.ip, headers) {
         (Some(_), true) => found.push(
             Diagnostic::new(

@@ -6,6 +6,9 @@ use toml::Spanned;
 
 use gateway_runtime::settings::{check_server_name, has_references, parse_template};
 
+use crate::chain;
+use crate::check::listeners::listeners_in;
+use crate::check::routes::listener_mask;
 use crate::codes;
 use crate::diagnostic::Diagnostic;
 use crate::syntax::{Config, ListenerTls};
@@ -27,6 +30,7 @@ const RESERVED_FIELDS: [&str; 8] = [
 const MAX_EXPIRY_WARNING_DAYS: i64 = 365;
 
 pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
+    client_cert_routes(config, found);
     for (_, listener) in &config.listeners {
         let listener = listener.get_ref();
         if let Some(port) = &listener.https_redirect {
@@ -208,6 +212,45 @@ fn listener_tls(spanned: &Spanned<ListenerTls>, found: &mut Vec<Diagnostic>) {
                 ));
             }
             names.push(lower);
+        }
+    }
+}
+
+/// A route that runs a `client_cert` policy on a listener without `client_auth`
+/// would refuse every request there: no client is ever asked for a certificate.
+fn client_cert_routes(config: &Config, found: &mut Vec<Diagnostic>) {
+    for route in &config.routes {
+        let route = route.get_ref();
+        let mask = listener_mask(config, route);
+        for listener in listeners_in(mask, config.listeners.len()) {
+            let (listener_name, l) = &config.listeners[listener];
+            let asks = l
+                .get_ref()
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.get_ref().client_auth.is_some());
+            if asks {
+                continue;
+            }
+            for attached in chain::resolve(config, route, listener) {
+                let needs_cert = config
+                    .policy(attached.name.get_ref())
+                    .is_some_and(|(_, p)| p.client_cert.is_some());
+                if needs_cert {
+                    found.push(
+                        Diagnostic::new(
+                            &codes::CLIENT_CERT_WITHOUT_CLIENT_AUTH,
+                            attached.name.span(),
+                            format!(
+                                "policy `{}` requires a client certificate, but listener `{}` asks for none",
+                                attached.name.get_ref(),
+                                listener_name.get_ref()
+                            ),
+                        )
+                        .with_related(listener_name.span(), "this listener has no `tls.client_auth`"),
+                    );
+                }
+            }
         }
     }
 }

@@ -25,6 +25,7 @@ pub fn tokens(plan: &Plan) -> TokenStream {
         .iter()
         .map(|p| match p.kind {
             PolicyKind::Ip { .. } => "ip",
+            PolicyKind::ClientCert { .. } => "client_cert",
             PolicyKind::Headers(_) => "headers",
         })
         .collect();

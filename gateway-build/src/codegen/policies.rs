@@ -53,6 +53,13 @@ pub(super) fn items(plan: &Plan, names: &PolicyNames) -> TokenStream {
                     };
                 }
             }
+            PolicyKind::ClientCert { san } => quote! {
+                #[doc = #doc]
+                const #item: rt::ClientCertRule = rt::ClientCertRule {
+                    name: #name,
+                    san: &[#(#san),*],
+                };
+            },
             // Compiled into the routes' functions as direct operations.
             PolicyKind::Headers(headers) if headers.is_static() => quote!(),
             PolicyKind::Headers(headers) => {

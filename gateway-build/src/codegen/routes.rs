@@ -93,6 +93,7 @@ fn chain_body(
                 request.push(quote!(cx.admission.check(#bit, #name)?;));
             }
             Step::Ip { .. } => request.push(quote!(#item.check(&req, cx)?;)),
+            Step::ClientCert { .. } => request.push(quote!(#item.check(cx)?;)),
             Step::Headers { params, .. } => {
                 let PolicyKind::Headers(rules) = &plan.policies[policy].kind else {
                     continue;
@@ -181,7 +182,7 @@ fn header_rules<'p>(plan: &'p Plan, route: &'p RoutePlan) -> impl Iterator<Item 
     route.chains.iter().flat_map(|c| &c.steps).filter_map(|s| {
         match &plan.policies[s.policy()].kind {
             PolicyKind::Headers(rules) => Some(rules),
-            PolicyKind::Ip { .. } => None,
+            PolicyKind::Ip { .. } | PolicyKind::ClientCert { .. } => None,
         }
     })
 }
@@ -288,7 +289,10 @@ pub(super) fn refuse_method(plan: &Plan, names: &PolicyNames) -> TokenStream {
         .enumerate()
         .filter(|(_, r)| {
             r.chains.iter().flat_map(|c| &c.steps).any(|s| {
-                matches!(s, Step::Admission { .. } | Step::Ip { .. })
+                matches!(
+                    s,
+                    Step::Admission { .. } | Step::Ip { .. } | Step::ClientCert { .. }
+                )
             })
         })
         .map(|(id, route)| {
@@ -311,6 +315,11 @@ pub(super) fn refuse_method(plan: &Plan, names: &PolicyNames) -> TokenStream {
                                 return stop;
                             }
                         }),
+                        Step::ClientCert { .. } => Some(quote! {
+                            if let ::core::result::Result::Err(stop) = #item.check(cx) {
+                                return stop;
+                            }
+                        }),
                         Step::Headers { .. } => None,
                     }
                 });
@@ -322,7 +331,9 @@ pub(super) fn refuse_method(plan: &Plan, names: &PolicyNames) -> TokenStream {
     let body = if arms.is_empty() {
         quote!(let _ = (route, req, cx);)
     } else {
+        // Client-certificate rules read only the connection.
         quote! {
+            let _ = req;
             match route {
                 #(#arms)*
                 _ => {}

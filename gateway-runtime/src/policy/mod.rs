@@ -7,5 +7,6 @@
 //! here too, outside the `server` feature, so a value that passes the build is read
 //! the same way by the binary.
 
+pub mod client_cert;
 pub mod headers;
 pub mod ip;

@@ -175,9 +175,16 @@ fn run<G: Gateway>() -> Result<(), StartError> {
     let mut tls = Vec::new();
     for spec in G::LISTENERS {
         match &spec.tls {
-            Some(tls_spec) => match ListenerTls::new(spec.name, tls_spec) {
-                Ok((listener, loaded)) => tls.push(Some((Arc::new(listener), loaded))),
-                Err(more) => {
+            Some(tls_spec) => match (
+                reload::Files::of(tls_spec),
+                ListenerTls::new(spec.name, tls_spec),
+            ) {
+                (files, Ok((listener, loaded))) => {
+                    let listener = Arc::new(listener);
+                    let watched = reload::Watched::new(listener.clone(), files, &loaded);
+                    tls.push(Some((listener, watched)));
+                }
+                (_, Err(more)) => {
                     errors.extend(more);
                     tls.push(None);
                 }
@@ -267,7 +274,8 @@ fn run<G: Gateway>() -> Result<(), StartError> {
     control.block_on(async move {
         let ready = Arc::new(AtomicBool::new(true));
         let reloads = Arc::new(ReloadStatus::default());
-        tokio::spawn(reload::run(tls.into_iter().flatten().collect(), reloads.clone()));
+        let watched = tls.into_iter().flatten().map(|(_, watched)| watched).collect();
+        tokio::spawn(reload::run(watched, reloads.clone()));
         if let Some(admin) = G::ADMIN {
             let addr = admin.bind()?;
             let listener = tokio::net::TcpListener::bind(addr)

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwapOption;
 
 use crate::settings::{Part, Setting, parse_template};
+use crate::tls::ListenerTlsSpec;
 use crate::tls::certificate::LoadedCertificate;
 use crate::tls::listener::ListenerTls;
 
@@ -34,11 +35,40 @@ pub(crate) struct ReloadStatus {
 }
 
 /// One TLS listener as the reloader watches it.
-struct Watched {
+pub(crate) struct Watched {
     tls: Arc<ListenerTls>,
-    files: Vec<(String, Option<FileStamp>)>,
+    files: Files,
     /// Origin and end of validity of the certificates in use.
     expiry: Vec<(&'static str, SystemTime)>,
+}
+
+/// The files a listener's TLS settings read, as they were when last loaded.
+pub(crate) struct Files(Vec<(String, Option<FileStamp>)>);
+
+impl Files {
+    /// Looks at the files of `spec`: before they are loaded, so that a change made
+    /// while they load is seen as one.
+    pub(crate) fn of(spec: &ListenerTlsSpec) -> Self {
+        Files(
+            paths(spec)
+                .into_iter()
+                .map(|path| {
+                    let stamp = stamp(&path);
+                    (path, stamp)
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Watched {
+    pub(crate) fn new(tls: Arc<ListenerTls>, files: Files, loaded: &[LoadedCertificate]) -> Self {
+        Watched {
+            tls,
+            files,
+            expiry: expiry_of(loaded),
+        }
+    }
 }
 
 /// What tells a changed file from the one read last.
@@ -60,8 +90,7 @@ fn stamp(path: &str) -> Option<FileStamp> {
 }
 
 /// The files a listener's TLS settings read.
-fn files(tls: &ListenerTls) -> Vec<String> {
-    let spec = tls.spec;
+fn paths(spec: &ListenerTlsSpec) -> Vec<String> {
     let certificates = spec
         .default_certificate
         .iter()
@@ -108,29 +137,8 @@ fn expiry_of(loaded: &[LoadedCertificate]) -> Vec<(&'static str, SystemTime)> {
     loaded.iter().map(|c| (c.origin, c.not_after)).collect()
 }
 
-/// Watches `listeners` until the process ends; `loaded` are the certificates each
-/// started with.
-pub(crate) async fn run(
-    listeners: Vec<(Arc<ListenerTls>, Vec<LoadedCertificate>)>,
-    status: Arc<ReloadStatus>,
-) {
-    let mut watched: Vec<Watched> = listeners
-        .into_iter()
-        .map(|(tls, loaded)| {
-            let files = files(&tls)
-                .into_iter()
-                .map(|path| {
-                    let stamp = stamp(&path);
-                    (path, stamp)
-                })
-                .collect();
-            Watched {
-                tls,
-                files,
-                expiry: expiry_of(&loaded),
-            }
-        })
-        .collect();
+/// Watches the listeners until the process ends.
+pub(crate) async fn run(mut watched: Vec<Watched>, status: Arc<ReloadStatus>) {
     if watched.is_empty() {
         return;
     }
@@ -159,7 +167,7 @@ pub(crate) async fn run(
         };
         for w in &mut watched {
             let mut changed = everything;
-            for (path, last) in &mut w.files {
+            for (path, last) in &mut w.files.0 {
                 let now = stamp(path);
                 if now != *last {
                     *last = now;

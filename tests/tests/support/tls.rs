@@ -55,11 +55,20 @@ impl Ca {
 
     /// A leaf for the DNS names `dns` and URIs `uris`, with `cn` as its common name.
     pub fn issue(&self, cn: &str, dns: &[&str], uris: &[&str]) -> Issued {
+        self.issue_valid(cn, dns, uris, (-1, 365))
+    }
+
+    /// The same, valid from `days.0` to `days.1` days from today.
+    pub fn issue_valid(&self, cn: &str, dns: &[&str], uris: &[&str], days: (i64, i64)) -> Issued {
         let key = KeyPair::generate().expect("leaf key");
         let mut params =
             CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>())
                 .expect("leaf params");
         params.distinguished_name.push(DnType::CommonName, cn);
+        let (year, month, day) = date_from_today(days.0);
+        params.not_before = rcgen::date_time_ymd(year, month, day);
+        let (year, month, day) = date_from_today(days.1);
+        params.not_after = rcgen::date_time_ymd(year, month, day);
         for uri in uris {
             params
                 .subject_alt_names
@@ -72,6 +81,25 @@ impl Ca {
             key: key.serialize_pem(),
         }
     }
+}
+
+/// The date (UTC) `days` from today, as rcgen takes validity dates.
+fn date_from_today(days: i64) -> (i32, u8, u8) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    // Days since 1970-01-01 to a civil date (H. Hinnant's `civil_from_days`).
+    let z = now / 86_400 + days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
+    (year, month, day)
 }
 
 /// A fresh directory for one test's certificate files.
