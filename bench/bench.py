@@ -333,9 +333,10 @@ def run_h2load(port, path, seconds, connections, pinned):
     }
 
 
-def check_body(port, path, expected_len):
-    """One request by hand: status 200 and the full body length, before measuring."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+def check_body(port, path, expected_len, wrap=lambda s: s):
+    """One request by hand: status 200 and the full body length, before measuring;
+    `wrap` puts TLS around the socket."""
+    with wrap(socket.create_connection(("127.0.0.1", port), timeout=5)) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while True:

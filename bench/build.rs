@@ -1,3 +1,6 @@
 fn main() {
     gateway_build::compile("gateway.toml");
+    gateway_build::Builder::new()
+        .out_file("tls.rs")
+        .compile("tls.toml");
 }

@@ -142,6 +142,31 @@ async fn proxies_over_http1_and_h2() {
     assert_eq!(s.plain.last().headers["x-forwarded-proto"], "https");
 }
 
+/// A connection the gateway closes ends with `close_notify`: the client can tell the
+/// end of the response from a truncation.
+#[tokio::test]
+async fn closes_say_close_notify() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Setup::start("close-notify", &[]).await;
+    let tcp = tokio::net::TcpStream::connect(s.addr("secure"))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("api.test").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(s.client(HTTP1))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    tls.write_all(b"GET /bye HTTP/1.1\r\nhost: api.test\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut response = Vec::new();
+    // rustls reports a close without the alert as an error (UnexpectedEof).
+    tls.read_to_end(&mut response)
+        .await
+        .expect("the connection ended with close_notify");
+    assert!(response.starts_with(b"HTTP/1.1 200"));
+}
+
 /// The certificate follows the server name: exact, then wildcard, then the default;
 /// without a default, a name no certificate has fails the handshake.
 #[tokio::test]
@@ -364,6 +389,23 @@ async fn certificates_reload_without_a_restart() {
     assert!(ready.contains("tls_last_reload_error"), "{ready}");
 }
 
+/// SIGHUP reloads every TLS listener, including those whose files did not change
+/// (the file watch reloads only those that did).
+#[tokio::test]
+async fn sighup_reloads_every_listener() {
+    let s = Setup::start("sighup", &[]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.gateway.signal(libc::SIGHUP);
+    for listener in ["secure", "mtls", "optional", "strict"] {
+        let expected = format!("TLS configuration reloaded listener=\"{listener}\"");
+        wait_for_log(&s.gateway, |l| l.contains(&expected)).await;
+    }
+    let reply = pki::get(s.addr("secure"), "api.test", s.client(HTTP1), "/after", &[])
+        .await
+        .expect("served after the reload");
+    assert_eq!(reply.status, 200);
+}
+
 /// Start-up loads and checks every certificate and key, and names every problem at
 /// once with the setting (and gateway.toml line) it comes from.
 #[tokio::test]
@@ -493,17 +535,10 @@ async fn plaintext_listener_redirects_to_https() {
     assert!(s.plain.seen().is_empty(), "nothing was forwarded");
 }
 
-/// curl, where installed, talks to the gateway over HTTP/1.1 and HTTP/2.
+/// curl (OpenSSL, as most clients) talks to the gateway over HTTP/1.1 and HTTP/2;
+/// `.ci/run` installs it.
 #[tokio::test]
 async fn curl_over_tls() {
-    if std::process::Command::new("curl")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("curl is not installed: the rustls client tests cover this");
-        return;
-    }
     let s = Setup::start("curl", &[]).await;
     let ca = s.dir.join("server-ca.pem");
     std::fs::write(&ca, &s.server_ca.pem).expect("CA file");
@@ -521,7 +556,7 @@ async fn curl_over_tls() {
             ])
             .output()
             .await
-            .expect("curl");
+            .expect("curl is installed (.ci/run installs it)");
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             stdout.ends_with(&format!("200 {version}")),

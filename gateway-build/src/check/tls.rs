@@ -224,12 +224,13 @@ fn client_cert_routes(config: &Config, found: &mut Vec<Diagnostic>) {
         let mask = listener_mask(config, route);
         for listener in listeners_in(mask, config.listeners.len()) {
             let (listener_name, l) = &config.listeners[listener];
+            let l = l.get_ref();
             let asks = l
-                .get_ref()
                 .tls
                 .as_ref()
                 .is_some_and(|tls| tls.get_ref().client_auth.is_some());
-            if asks {
+            // A redirecting listener routes nothing.
+            if asks || l.https_redirect.is_some() {
                 continue;
             }
             for attached in chain::resolve(config, route, listener) {

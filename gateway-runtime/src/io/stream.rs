@@ -30,7 +30,54 @@ use tokio::net::tcp;
 pub type TlsStream = tokio_rustls::TlsStream<TcpStream>;
 
 /// A TLS session, shared by the halves of its connection.
-pub type SharedTls = Rc<RefCell<TlsStream>>;
+pub type SharedTls = Rc<RefCell<ClosingTls>>;
+
+/// A TLS session that says `close_notify` when it is dropped, whichever path closes
+/// it (a response with `Connection: close`, an idle timeout, a pooled connection let
+/// go). Without it a peer cannot tell a close from a truncation (RFC 8446 §6.1), and
+/// OpenSSL clients do not resume a session that ended so. The alert is written
+/// without waiting: it is a few dozen bytes into a socket that has room for them,
+/// and a socket that has not is one the peer has stopped reading.
+#[derive(Debug)]
+pub struct ClosingTls(pub TlsStream);
+
+impl Drop for ClosingTls {
+    fn drop(&mut self) {
+        match &mut self.0 {
+            tokio_rustls::TlsStream::Server(s) => {
+                let (tcp, session) = s.get_mut();
+                say_close_notify(tcp, session);
+            }
+            tokio_rustls::TlsStream::Client(s) => {
+                let (tcp, session) = s.get_mut();
+                say_close_notify(tcp, session);
+            }
+        }
+    }
+}
+
+fn say_close_notify<D>(tcp: &TcpStream, session: &mut rustls::ConnectionCommon<D>) {
+    session.send_close_notify();
+    let mut socket = NonBlocking(tcp);
+    while session.wants_write() {
+        if session.write_tls(&mut socket).is_err() {
+            break;
+        }
+    }
+}
+
+/// A socket written with `try_write`: never waits.
+struct NonBlocking<'a>(&'a TcpStream);
+
+impl io::Write for NonBlocking<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// A connection to a client or an upstream.
 #[derive(Debug)]
@@ -72,7 +119,7 @@ pub enum WriteHalf {
 #[derive(Debug)]
 pub enum ReadRef<'a> {
     Tcp(tcp::ReadHalf<'a>),
-    Tls(&'a RefCell<TlsStream>),
+    Tls(&'a RefCell<ClosingTls>),
     #[cfg(test)]
     Scripted(&'a mut tokio_test::io::Mock),
 }
@@ -81,7 +128,7 @@ pub enum ReadRef<'a> {
 #[derive(Debug)]
 pub enum WriteRef<'a> {
     Tcp(tcp::WriteHalf<'a>),
-    Tls(&'a RefCell<TlsStream>),
+    Tls(&'a RefCell<ClosingTls>),
     #[cfg(test)]
     Scripted(&'a mut tokio_test::io::Mock),
 }
@@ -89,7 +136,7 @@ pub enum WriteRef<'a> {
 impl Stream {
     /// A TLS session, ready to be split.
     pub fn tls(stream: TlsStream) -> Self {
-        Stream::Tls(Rc::new(RefCell::new(stream)))
+        Stream::Tls(Rc::new(RefCell::new(ClosingTls(stream))))
     }
 
     /// Splits into halves that can be read and written from different places.
@@ -151,20 +198,12 @@ impl Stream {
                 let mut cx = Context::from_waker(std::task::Waker::noop());
                 let mut tls = tls.borrow_mut();
                 !matches!(
-                    tokio_util::io::poll_read_buf(Pin::new(&mut *tls), &mut cx, buf),
+                    tokio_util::io::poll_read_buf(Pin::new(&mut tls.0), &mut cx, buf),
                     Poll::Pending
                 )
             }
             #[cfg(test)]
             Stream::Scripted(_) => false,
-        }
-    }
-
-    /// The TLS session, when the stream has one.
-    pub fn tls_session(&self) -> Option<std::cell::Ref<'_, TlsStream>> {
-        match self {
-            Stream::Tls(tls) => Some(tls.borrow()),
-            _ => None,
         }
     }
 }
@@ -194,8 +233,8 @@ impl ReadHalf {
 /// Forwards the `AsyncRead` and `AsyncWrite` methods of an enum to its variants;
 /// `|s| …` says where a scripted variant reads or writes.
 /// Polls the TLS session in `cell` for one call.
-fn with_tls<R>(cell: &RefCell<TlsStream>, poll: impl FnOnce(Pin<&mut TlsStream>) -> R) -> R {
-    poll(Pin::new(&mut *cell.borrow_mut()))
+fn with_tls<R>(cell: &RefCell<ClosingTls>, poll: impl FnOnce(Pin<&mut TlsStream>) -> R) -> R {
+    poll(Pin::new(&mut cell.borrow_mut().0))
 }
 
 macro_rules! forward_io {
@@ -246,7 +285,7 @@ macro_rules! forward_io {
             fn is_write_vectored(&self) -> bool {
                 match self {
                     Self::Tcp(s) => s.is_write_vectored(),
-                    Self::Tls(s) => s.borrow().is_write_vectored(),
+                    Self::Tls(s) => s.borrow().0.is_write_vectored(),
                     // Scripted peers take one write at a time.
                     #[cfg(test)]
                     Self::Scripted(_) => false,

@@ -534,9 +534,14 @@ impl Gateway {
 
     /// Sends SIGTERM, as an orchestrator stopping the gateway would.
     pub fn terminate(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends `signal` to the gateway process.
+    pub fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
         // SAFETY: kill(2) with a pid we own and a valid signal number; no memory involved.
-        let result = unsafe { libc::kill(pid, libc::SIGTERM) };
+        let result = unsafe { libc::kill(pid, signal) };
         assert_eq!(result, 0, "kill failed");
     }
 
