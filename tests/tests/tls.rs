@@ -167,6 +167,54 @@ async fn closes_say_close_notify() {
     assert!(response.starts_with(b"HTTP/1.1 200"));
 }
 
+/// A client that reads slowly gets the whole response at its own pace: bytes that
+/// rustls holds back while the socket is full are sent before the gateway waits for
+/// the next request, not when the connection is closed.
+#[tokio::test]
+async fn slow_readers_get_the_whole_response() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Setup::start("slow-reader", &[]).await;
+    // A small receive window, so that the gateway's socket fills while it still has
+    // body to send.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(16 * 1024)
+        .expect("receive buffer");
+    let tcp = socket.connect(s.addr("secure")).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("api.test").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(s.client(HTTP1))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    let size: usize = 16 << 20;
+    let request = format!("GET /download?bytes={size} HTTP/1.1\r\nhost: api.test\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.expect("request");
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let whole = tokio::time::timeout(Duration::from_secs(4), async {
+        loop {
+            let n = tls.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed after {} bytes", received.len());
+            received.extend_from_slice(&buf[..n]);
+            if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n")
+                && received.len() - (end + 4) == size
+            {
+                return;
+            }
+            // A reader slower than the gateway: its socket stays full.
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        whole.is_ok(),
+        "{} bytes after {:?}",
+        received.len(),
+        started.elapsed()
+    );
+}
+
 /// The certificate follows the server name: exact, then wildcard, then the default;
 /// without a default, a name no certificate has fails the handshake.
 #[tokio::test]
@@ -336,10 +384,17 @@ async fn certificates_reload_without_a_restart() {
     let sent = Arc::new(AtomicUsize::new(0));
     let load = {
         let (stop, sent, config) = (stop.clone(), sent.clone(), config.clone());
+        let ca = s.server_ca.pem.clone();
         tokio::spawn(async move {
             let mut failures = Vec::new();
             while !stop.load(Ordering::SeqCst) {
-                match pki::get(addr, "api.test", config.clone(), "/load", &[]).await {
+                // Resumed sessions and full handshakes, in turn.
+                let config = if sent.load(Ordering::SeqCst) % 2 == 0 {
+                    config.clone()
+                } else {
+                    pki::client_config(&ca, None, HTTP1, true)
+                };
+                match pki::get(addr, "api.test", config, "/load", &[]).await {
                     Ok(reply) if reply.status == 200 => {}
                     Ok(reply) => failures.push(format!("status {}", reply.status)),
                     Err(e) => failures.push(e),

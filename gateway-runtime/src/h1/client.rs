@@ -119,6 +119,12 @@ pub async fn exchange(
     if let Err(e) = conn.stream.write_all(&conn.write_buf).await {
         return Err(ExchangeError::NoResponse(Some(e)));
     }
+    // A TLS session holds records back when the socket is full.
+    if conn.stream.holds_back_writes()
+        && let Err(e) = conn.stream.flush().await
+    {
+        return Err(ExchangeError::NoResponse(Some(e)));
+    }
     read_head(&mut conn.stream, &mut conn.read, head_request).await
 }
 
@@ -296,7 +302,7 @@ async fn send_body<W: AsyncWrite + Unpin>(
             .await
             .map_err(SendError::Upstream)?;
     }
-    Ok(())
+    writer.flush().await.map_err(SendError::Upstream)
 }
 
 /// Reads until a final response head is complete, skipping interim (1xx) responses.

@@ -634,7 +634,19 @@ async fn write_response(
 /// Writes all of `bytes`. Most writes complete at once and need no timer; one that has
 /// to wait for the client gets `timeout`.
 async fn send(writer: &mut WriteHalf, timeout: Duration, bytes: &[u8]) -> io::Result<()> {
-    let mut write = pin!(writer.write_all(bytes));
+    timed(writer.write_all(bytes), timeout).await?;
+    // A TLS session holds records back when the socket is full, and the connection may
+    // next wait for a request: they are pushed out now.
+    if writer.holds_back_writes() {
+        timed(writer.flush(), timeout).await?;
+    }
+    Ok(())
+}
+
+/// Runs one write, bounded by `timeout`; a write that completes at once costs no
+/// timer.
+async fn timed(write: impl Future<Output = io::Result<()>>, timeout: Duration) -> io::Result<()> {
+    let mut write = pin!(write);
     let first = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
     if let Poll::Ready(result) = first {
         return result;

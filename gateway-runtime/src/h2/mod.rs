@@ -1,6 +1,6 @@
-//! HTTP/2 clients (h2c with prior knowledge), served by hyper's HTTP/2 server: each
-//! stream becomes a `Request` with its fields as bytes and runs through the same
-//! pipeline driver as an HTTP/1.1 request.
+//! HTTP/2 clients (h2c with prior knowledge, or `h2` chosen by ALPN over TLS), served
+//! by hyper's HTTP/2 server: each stream becomes a `Request` with its fields as bytes
+//! and runs through the same pipeline driver as an HTTP/1.1 request.
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
@@ -74,7 +74,7 @@ const GOAWAY_GRACE: Duration = Duration::from_secs(1);
 /// answered in this time closes the connection (hyper's default).
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Serves a connection that opened with the HTTP/2 preface; `preface` is what was
+/// Serves an HTTP/2 connection (h2c, or TLS with ALPN `h2`); `preface` is what was
 /// read of it already. The connection ends when the client closes it, when it has had
 /// no open stream for the header-read timeout (the time to the first request and the
 /// idle timeout, as on HTTP/1.1), when a response has waited the send timeout for the

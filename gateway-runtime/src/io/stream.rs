@@ -174,6 +174,13 @@ impl Stream {
         }
     }
 
+    /// Whether a completed write may leave bytes inside the stream until it is flushed:
+    /// a TLS session keeps the records the socket had no room for.
+    #[inline]
+    pub fn holds_back_writes(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
     /// Whether the peer has closed the connection or sent bytes, without blocking;
     /// bytes it sent are appended to `buf`. Costs no system call unless the socket was
     /// reported readable.
@@ -205,6 +212,14 @@ impl Stream {
             #[cfg(test)]
             Stream::Scripted(_) => false,
         }
+    }
+}
+
+impl WriteHalf {
+    /// As `Stream::holds_back_writes`.
+    #[inline]
+    pub fn holds_back_writes(&self) -> bool {
+        matches!(self, WriteHalf::Tls(_))
     }
 }
 

@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::HeaderValue;
 use rustls::server::{
     ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache,
     StoresServerSessions, WebPkiClientVerifier,
@@ -51,8 +50,6 @@ pub struct ListenerTls {
     config: ArcSwap<ServerConfig>,
     ticketer: Arc<dyn ProducesTickets>,
     sessions: Arc<dyn StoresServerSessions>,
-    /// `Strict-Transport-Security`, ready to add to responses.
-    pub hsts: Option<HeaderValue>,
 }
 
 impl std::fmt::Debug for ListenerTls {
@@ -114,7 +111,6 @@ impl ListenerTls {
                 config: ArcSwap::from_pointee(config),
                 ticketer,
                 sessions,
-                hsts: spec.hsts.and_then(|v| HeaderValue::from_str(v).ok()),
             },
             loaded,
         ))
