@@ -33,25 +33,27 @@ impl ClientIdentity {
     /// which a verified certificate always does.
     pub fn of(der: &CertificateDer<'_>) -> Option<Self> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
-        let names: Vec<String> = subject_alt_names(&cert)
-            .filter_map(|name| match name {
-                GeneralName::URI(uri) => Some(format!("URI:{uri}")),
-                GeneralName::DNSName(dns) => Some(format!("DNS:{dns}")),
-                _ => None,
-            })
-            .collect();
+        // The names as policies match them, and as the SAN field labels them.
+        let mut names = Vec::new();
+        let mut labelled = Vec::new();
+        for name in subject_alt_names(&cert) {
+            let (label, name) = match name {
+                GeneralName::URI(uri) => ("URI", *uri),
+                GeneralName::DNSName(dns) => ("DNS", *dns),
+                _ => continue,
+            };
+            labelled.push(format!("{label}:{name}"));
+            names.push(name.to_owned());
+        }
         let fingerprint: String = Sha256::digest(der.as_ref())
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         Some(Self {
             subject: field_value(&cert.subject().to_string()),
-            san: field_value(&names.join(", ")),
+            san: field_value(&labelled.join(", ")),
             fingerprint: field_value(&fingerprint),
-            names: names
-                .into_iter()
-                .map(|n| n.split_once(':').map_or(n.clone(), |(_, v)| v.to_owned()))
-                .collect(),
+            names,
         })
     }
 }

@@ -12,6 +12,7 @@
 use std::sync::{Arc, OnceLock};
 
 use rustls::pki_types::ServerName;
+use rustls::sign::SingleCertAndKey;
 use rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
@@ -50,24 +51,12 @@ pub fn connector(
     let mut config = match spec.and_then(|s| s.client_certificate.as_ref()) {
         Some(client) => {
             let loaded = certificate::load(client)?;
-            builder
-                .with_client_auth_cert(loaded.key.cert.clone(), key_der(client)?)
-                .map_err(|e| SettingError::new(client.key.origin, e.to_string()))?
+            builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(loaded.key)))
         }
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsConnector::from(Arc::new(config)))
-}
-
-/// The private key of `client` as rustls takes it for client authentication.
-fn key_der(
-    client: &crate::tls::CertificateSpec,
-) -> Result<rustls_pki_types::PrivateKeyDer<'static>, SettingError> {
-    use rustls_pki_types::pem::PemObject;
-    let pem = client.key.resolve()?;
-    rustls_pki_types::PrivateKeyDer::from_pem_slice(pem.as_bytes())
-        .map_err(|e| SettingError::new(client.key.origin, format!("no private key: {e}")))
 }
 
 /// The name a target is verified against: the configured `server_name`, or its host.

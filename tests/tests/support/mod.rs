@@ -164,6 +164,12 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start(name: &'static str) -> Upstream {
+        Upstream::serve(name, None).await
+    }
+
+    /// An upstream on a new port; with `tls`, each connection's handshake comes first
+    /// and a connection is counted once it has finished.
+    async fn serve(name: &'static str, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream");
@@ -178,20 +184,35 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                shared.connections.fetch_add(1, Ordering::SeqCst);
-                let seen = shared.seen.clone();
+                let (shared, tls) = (shared.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        let seen = seen.clone();
-                        async move { Ok::<_, Infallible>(answer(name, req, seen).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    match tls {
+                        None => shared.answer_http1(name, stream).await,
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                shared.answer_http1(name, stream).await;
+                            }
+                        }
+                    }
                 });
             }
         });
         upstream
+    }
+
+    async fn answer_http1<IO>(&self, name: &'static str, stream: IO)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        self.connections.fetch_add(1, Ordering::SeqCst);
+        let seen = self.seen.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            let seen = seen.clone();
+            async move { Ok::<_, Infallible>(answer(name, req, seen).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
     }
 
     pub fn url(&self) -> String {
