@@ -6,6 +6,9 @@ fn main() {
         .out_file("tls.rs")
         .compile("gateways/tls.toml");
     gateway_build::Builder::new()
+        .out_file("auth.rs")
+        .compile("gateways/auth.toml");
+    gateway_build::Builder::new()
         .out_file("sizes.rs")
         .compile("gateways/sizes.toml");
 }

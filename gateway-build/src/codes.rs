@@ -184,7 +184,7 @@ codes! {
         "attach it in one place";
     POLICY_KIND = "G0603" "policy-kind" Error false:
         "a policy with no kind, or with several kinds at once";
-        "give each policy one kind: `ip`, or header rules (`request_headers` and `response_headers`)";
+        "give each policy one kind: `ip`, `client_cert`, header rules (`request_headers` and `response_headers`), `jwt`, `api_key` or `authorize`";
     INVALID_CIDR = "G0604" "invalid-cidr" Error false:
         "not an IP address or CIDR block, or a block with bits set past its prefix";
         "write `10.0.0.0/8`, `2001:db8::/32` or one address";
@@ -223,8 +223,8 @@ codes! {
         "two certificates of one listener claim the same server name, so one of them is never served";
         "name each server name in one `sni` entry only";
     SECRET_IN_CONFIG = "G0703" "secret-in-config" Error false:
-        "a private key written into gateway.toml, which would be compiled into the binary";
-        "write `${file:PATH}` or `${env:NAME}`, so the key is read at start-up";
+        "a private key, HMAC secret or API key written into gateway.toml, which would be compiled into the binary";
+        "write `${file:PATH}` or `${env:NAME}` (or an API key's `sha256:` digest), so the secret is read at start-up";
     NO_CERTIFICATE = "G0704" "no-certificate" Error false:
         "a `tls` table without a certificate: no handshake could succeed";
         "add `cert` and `key`, or `[[listeners.NAME.tls.sni]]` entries";
@@ -237,6 +237,25 @@ codes! {
     TLS_WITHOUT_HTTPS = "G0706" "tls-without-https" Warning true:
         "an upstream `tls` table, but no `https://` target to use it";
         "make the targets `https://`, or remove the `tls` table";
+
+    UNKNOWN_ALGORITHM = "G0801" "unknown-algorithm" Error false:
+        "a JWT algorithm the gateway does not verify (`none` among them)";
+        "use HS256/384/512, RS256/384/512, PS256/384/512, ES256/384 or EdDSA";
+    KEY_ALGORITHM_MISMATCH = "G0802" "key-algorithm-mismatch" Error false:
+        "JWT algorithms of different key kinds in one policy, or a key that cannot verify them (a `secret` for RS256, a public key for HS256)";
+        "give HS* algorithms a `secret` and the others a `key`; declare one policy per key kind";
+    INVALID_KEY_DIGEST = "G0803" "invalid-key-digest" Error false:
+        "a consumer key `sha256:` digest that is not 64 hex digits";
+        "write `sha256:` and the key's SHA-256 in hex (`printf %s \"$KEY\" | sha256sum`)";
+    AUTHORIZATION_WITHOUT_AUTHENTICATION = "G0804" "authorization-without-authentication" Error false:
+        "an `authorize` policy on a route that authenticates no one before it, so it would refuse every request";
+        "attach a `jwt` or `api_key` policy before it in the route's chain";
+    INVALID_AUTH_SETTING = "G0805" "invalid-auth-setting" Error false:
+        "an authentication setting that cannot work: a key missing or given twice, two token places, a bad field name, a value out of range, API keys without consumers";
+        "follow the message; README.md's reference lists every `jwt`, `api_key` and `authorize` key";
+    UNAUTHENTICATED_ROUTE = "G0806" "unauthenticated-route" Allow true:
+        "a route that runs no authentication policy and is not marked `public = true`";
+        "attach a `jwt` or `api_key` policy, or write `public = true` on the route";
 }
 
 /// The code whose lint name (`plain_http_upstream`) is `name`.

@@ -5,7 +5,7 @@
 use gateway_runtime::message::methods::MethodSet;
 use gateway_runtime::policy::headers::{self, TemplatePart};
 use gateway_runtime::policy::ip::Cidr;
-use gateway_runtime::settings::{SettingKind, has_references, parse_template};
+use gateway_runtime::settings::{SettingKind, has_references, parse_size, parse_template};
 use toml::Spanned;
 
 use crate::chain::{self, Source};
@@ -15,7 +15,7 @@ use crate::check::routes::listener_mask;
 use crate::diagnostic::Diagnostics;
 use crate::pattern::{self, RewritePart};
 use crate::syntax::{
-    ClientAuthMode, Config, HeaderOps, PathParameters, Policy, TlsVersion, Underscores,
+    ClientAuthMode, Config, HeaderOps, JwtPolicy, PathParameters, Policy, TlsVersion, Underscores,
 };
 
 /// Defaults where gateway.toml is silent, chosen to match common practice: Envoy's 5 s
@@ -49,6 +49,7 @@ pub struct Plan {
     pub listeners: Vec<ListenerPlan>,
     pub upstreams: Vec<UpstreamPlan>,
     pub policies: Vec<PolicyPlan>,
+    pub consumers: Vec<ConsumerPlan>,
     pub routes: Vec<RoutePlan>,
     /// Every setting the file gives a value, with its kind, for the start-up check.
     pub settings: Vec<(SettingPlan, SettingKind)>,
@@ -152,6 +153,80 @@ pub enum PolicyKind {
         trusted_proxies: Vec<Cidr>,
     },
     Headers(HeadersPlan),
+    Jwt(JwtPlan),
+    ApiKey {
+        source: SourcePlan,
+    },
+    Authorize(AuthorizePlan),
+}
+
+impl PolicyKind {
+    /// The name gateway.toml gives the kind.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PolicyKind::Ip { .. } => "ip",
+            PolicyKind::ClientCert { .. } => "client_cert",
+            PolicyKind::Headers(_) => "headers",
+            PolicyKind::Jwt(_) => "jwt",
+            PolicyKind::ApiKey { .. } => "api_key",
+            PolicyKind::Authorize(_) => "authorize",
+        }
+    }
+
+    /// Whether the policy establishes an identity.
+    pub fn authenticates(&self) -> bool {
+        matches!(self, PolicyKind::Jwt(_) | PolicyKind::ApiKey { .. })
+    }
+}
+
+/// A JWT policy, defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtPlan {
+    pub key: JwtKeyPlan,
+    pub algorithms: Vec<String>,
+    pub issuer: Option<String>,
+    pub audiences: Vec<String>,
+    pub leeway_seconds: u64,
+    pub required_claims: Vec<String>,
+    pub source: SourcePlan,
+    pub max_token_size: u64,
+    pub forward_token: bool,
+    /// Claim path and lower-case field name, in the order written.
+    pub forward_claims: Vec<(String, String)>,
+    pub cache_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtKeyPlan {
+    Secret(SettingPlan),
+    PublicKey(SettingPlan),
+}
+
+/// Where a credential is read; names lower case where they are field names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourcePlan {
+    Bearer,
+    Header(String),
+    Cookie(String),
+    Query(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizePlan {
+    pub scopes: Vec<String>,
+    pub roles: Vec<String>,
+    pub roles_claim: String,
+    /// Claim path and the values one of which it must equal or hold.
+    pub claims: Vec<(String, Vec<String>)>,
+    pub groups: Vec<String>,
+}
+
+/// A `[consumers.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerPlan {
+    pub name: String,
+    pub keys: Vec<SettingPlan>,
+    pub groups: Vec<String>,
 }
 
 /// Header rules, each side's operations in the order they apply.
@@ -230,6 +305,13 @@ pub enum Step {
         policy: usize,
         params: Vec<usize>,
     },
+    /// Authentication: a JWT or an API key.
+    Authenticate {
+        policy: usize,
+    },
+    Authorize {
+        policy: usize,
+    },
 }
 
 impl Step {
@@ -238,7 +320,9 @@ impl Step {
             Step::Admission { policy, .. }
             | Step::Ip { policy }
             | Step::ClientCert { policy }
-            | Step::Headers { policy, .. } => *policy,
+            | Step::Headers { policy, .. }
+            | Step::Authenticate { policy }
+            | Step::Authorize { policy } => *policy,
         }
     }
 }
@@ -612,6 +696,24 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                 kind: policy_kind(name.get_ref(), policy.get_ref(), &at),
             })
             .collect(),
+        consumers: config
+            .consumers
+            .iter()
+            .map(|(name, consumer)| {
+                let consumer = consumer.get_ref();
+                let key = format!("consumers.{}.keys", name.get_ref());
+                ConsumerPlan {
+                    name: name.get_ref().clone(),
+                    keys: consumer
+                        .keys
+                        .get_ref()
+                        .iter()
+                        .map(|k| setting(Some(k), &key, ""))
+                        .collect(),
+                    groups: strings(&consumer.groups),
+                }
+            })
+            .collect(),
         routes,
         settings: config
             .settings()
@@ -685,6 +787,12 @@ fn chains(
                 if p.client_cert.is_some() {
                     return Some(Step::ClientCert { policy });
                 }
+                if p.jwt.is_some() || p.api_key.is_some() {
+                    return Some(Step::Authenticate { policy });
+                }
+                if p.authorize.is_some() {
+                    return Some(Step::Authorize { policy });
+                }
                 if p.ip.is_some() {
                     let from_listener = attached.source == Source::Listener(listener);
                     let bit = connection.iter().position(|c| c.policy == policy);
@@ -750,6 +858,36 @@ fn policy_kind(name: &str, policy: &Policy, at: &dyn Fn(usize, &str) -> String) 
                 .map(|s| s.get_ref().clone())
                 .collect(),
         };
+    }
+    if let Some(jwt) = &policy.jwt {
+        return PolicyKind::Jwt(jwt_plan(name, jwt.get_ref(), at));
+    }
+    if let Some(api_key) = &policy.api_key {
+        let api_key = api_key.get_ref();
+        let source = match (&api_key.header, &api_key.query) {
+            (_, Some(query)) => SourcePlan::Query(query.get_ref().clone()),
+            (Some(header), None) => SourcePlan::Header(header.get_ref().to_ascii_lowercase()),
+            (None, None) => SourcePlan::Header(DEFAULT_API_KEY_HEADER.to_owned()),
+        };
+        return PolicyKind::ApiKey { source };
+    }
+    if let Some(rule) = &policy.authorize {
+        let rule = rule.get_ref();
+        return PolicyKind::Authorize(AuthorizePlan {
+            scopes: strings(&rule.scopes),
+            roles: strings(&rule.roles),
+            roles_claim: rule
+                .roles_claim
+                .as_ref()
+                .map_or_else(|| "roles".to_owned(), |c| c.get_ref().clone()),
+            claims: rule
+                .claims
+                .iter()
+                .flat_map(|c| c.get_ref())
+                .map(|(claim, values)| (claim.get_ref().clone(), values.get_ref().values()))
+                .collect(),
+            groups: strings(&rule.groups),
+        });
     }
     if let Some(ip) = &policy.ip {
         let ip = ip.get_ref();
@@ -834,6 +972,82 @@ fn policy_kind(name: &str, policy: &Policy, at: &dyn Fn(usize, &str) -> String) 
     })
 }
 
+/// Kong's `key-auth` reads `apikey`; `X-API-Key` is the more common field today.
+const DEFAULT_API_KEY_HEADER: &str = "x-api-key";
+/// Clock skew allowed by default: Envoy's `clock_skew_seconds` is 60.
+const DEFAULT_JWT_LEEWAY: &str = "60s";
+/// Larger tokens are refused before decoding; 8 KiB holds any token seen in practice.
+const DEFAULT_MAX_TOKEN_SIZE: &str = "8KiB";
+/// Verified tokens each worker keeps per policy.
+const DEFAULT_TOKEN_CACHE_SIZE: usize = 4096;
+
+fn jwt_plan(name: &str, jwt: &JwtPolicy, at: &dyn Fn(usize, &str) -> String) -> JwtPlan {
+    let key = format!("policies.{name}.jwt");
+    let setting_at = |value: &Spanned<String>, which: &str| SettingPlan {
+        origin: at(value.span().start, &format!("{key}.{which}")),
+        raw: value.get_ref().clone(),
+    };
+    let (key_plan, default_algorithm) = match (&jwt.secret, &jwt.key) {
+        (Some(secret), _) => (JwtKeyPlan::Secret(setting_at(secret, "secret")), "HS256"),
+        (None, Some(public)) => (JwtKeyPlan::PublicKey(setting_at(public, "key")), "RS256"),
+        (None, None) => unreachable!("checked: a key is given"),
+    };
+    let mut algorithms = strings(&jwt.algorithms);
+    if algorithms.is_empty() {
+        algorithms.push(default_algorithm.to_owned());
+    }
+    let source = match (&jwt.header, &jwt.cookie) {
+        (Some(header), _) => SourcePlan::Header(header.get_ref().to_ascii_lowercase()),
+        (None, Some(cookie)) => SourcePlan::Cookie(cookie.get_ref().clone()),
+        (None, None) => SourcePlan::Bearer,
+    };
+    let leeway = jwt
+        .leeway
+        .as_ref()
+        .map_or(DEFAULT_JWT_LEEWAY, |l| l.get_ref());
+    let max_token_size = jwt
+        .max_token_size
+        .as_ref()
+        .map_or(DEFAULT_MAX_TOKEN_SIZE, |s| s.get_ref());
+    let mut forward_claims: Vec<(&Spanned<String>, &Spanned<String>)> = jwt
+        .forward_claims
+        .iter()
+        .flat_map(|f| f.get_ref())
+        .collect();
+    forward_claims.sort_by_key(|(claim, _)| claim.span().start);
+    JwtPlan {
+        key: key_plan,
+        algorithms,
+        issuer: jwt.issuer.as_ref().map(|i| i.get_ref().clone()),
+        audiences: strings(&jwt.audiences),
+        leeway_seconds: gateway_runtime::auth::parse_leeway(leeway).unwrap_or(60),
+        required_claims: strings(&jwt.required_claims),
+        source,
+        max_token_size: parse_size(max_token_size).unwrap_or(8192),
+        forward_token: jwt.forward_token.as_ref().is_some_and(|f| *f.get_ref()),
+        forward_claims: forward_claims
+            .into_iter()
+            .map(|(claim, header)| {
+                (
+                    claim.get_ref().clone(),
+                    header.get_ref().to_ascii_lowercase(),
+                )
+            })
+            .collect(),
+        cache_size: jwt
+            .cache_size
+            .as_ref()
+            .map_or(DEFAULT_TOKEN_CACHE_SIZE, |n| *n.get_ref() as usize),
+    }
+}
+
+fn strings(list: &Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
+    list.iter()
+        .flat_map(|l| l.get_ref())
+        .map(|s| s.get_ref().clone())
+        .collect()
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes)
@@ -857,6 +1071,8 @@ mod tests {
             (DEFAULT_POOL_IDLE_TIMEOUT, SettingKind::Duration),
             (DEFAULT_BODY_TIMEOUT, SettingKind::Duration),
             (DEFAULT_MAX_HEADER_SIZE, SettingKind::HeaderSize),
+            (DEFAULT_JWT_LEEWAY, SettingKind::Duration),
+            (DEFAULT_MAX_TOKEN_SIZE, SettingKind::Size),
         ] {
             assert_eq!(kind.check(default), Ok(()), "{default}");
         }

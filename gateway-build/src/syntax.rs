@@ -32,6 +32,8 @@ pub struct Config {
     pub policies: Vec<(Spanned<String>, Spanned<Policy>)>,
     /// `[groups.NAME]`, in the order they are written.
     pub groups: Vec<(Spanned<String>, Spanned<Group>)>,
+    /// `[consumers.NAME]`, in the order they are written.
+    pub consumers: Vec<(Spanned<String>, Spanned<Consumer>)>,
     /// `[[tests]]`, in the order they are written.
     pub tests: Vec<Spanned<RouteTest>>,
     /// `[lints]`: lint name and level, as written.
@@ -169,6 +171,12 @@ impl Config {
                 push(format!("{key}.tls.ca"), tls.ca.as_ref(), Pem);
                 push(format!("{key}.tls.cert"), tls.cert.as_ref(), Pem);
                 push(format!("{key}.tls.key"), tls.key.as_ref(), Pem);
+            }
+        }
+        for (name, policy) in &self.policies {
+            if let Some(jwt) = &policy.get_ref().jwt {
+                let key = format!("policies.{}.jwt.key", name.get_ref());
+                push(key, jwt.get_ref().key.as_ref(), Pem);
             }
         }
         out
@@ -423,6 +431,8 @@ pub struct Route {
     /// Policies of the listener or group that this route does without: the only way
     /// to leave an inherited policy.
     pub skip_policies: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Served without authentication on purpose (the `unauthenticated-route` lint).
+    pub public: Option<Spanned<bool>>,
 }
 
 /// `[policies.NAME]`: one policy, of exactly one kind.
@@ -434,6 +444,84 @@ pub struct Policy {
     pub client_cert: Option<Spanned<ClientCertPolicy>>,
     pub request_headers: Option<Spanned<HeaderOps>>,
     pub response_headers: Option<Spanned<HeaderOps>>,
+    /// Authenticates a bearer JWT.
+    pub jwt: Option<Spanned<JwtPolicy>>,
+    /// Authenticates an API key of a `[consumers.NAME]`.
+    pub api_key: Option<Spanned<ApiKeyPolicy>>,
+    /// What the identity an earlier step established must have.
+    pub authorize: Option<Spanned<AuthorizePolicy>>,
+}
+
+/// `jwt = { … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtPolicy {
+    /// HMAC secret: a reference only.
+    pub secret: Option<Spanned<String>>,
+    /// Public key in PEM, or a reference to one.
+    pub key: Option<Spanned<String>>,
+    pub algorithms: Option<Spanned<Vec<Spanned<String>>>>,
+    pub issuer: Option<Spanned<String>>,
+    pub audiences: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Option<Spanned<String>>,
+    pub required_claims: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Read the token from this field instead of `Authorization: Bearer`.
+    pub header: Option<Spanned<String>>,
+    /// Read the token from this cookie instead.
+    pub cookie: Option<Spanned<String>>,
+    pub max_token_size: Option<Spanned<String>>,
+    pub forward_token: Option<Spanned<bool>>,
+    /// Claim path to header name.
+    pub forward_claims: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    pub cache_size: Option<Spanned<i64>>,
+}
+
+/// `api_key = { header = … }` or `{ query = … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyPolicy {
+    pub header: Option<Spanned<String>>,
+    pub query: Option<Spanned<String>>,
+}
+
+/// `authorize = { … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizePolicy {
+    pub scopes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub roles: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Where the roles are; default `roles`.
+    pub roles_claim: Option<Spanned<String>>,
+    /// Claim path to the value, or values, one of which it must equal or hold.
+    pub claims: Option<Spanned<BTreeMap<Spanned<String>, Spanned<OneOrMany>>>>,
+    pub groups: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn values(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one.clone()],
+            OneOrMany::Many(many) => many.clone(),
+        }
+    }
+}
+
+/// `[consumers.NAME]`: a client of the API-key policies.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consumer {
+    /// References (`${env:…}`, `${file:…}`) or `sha256:<hex>` digests.
+    pub keys: Spanned<Vec<Spanned<String>>>,
+    pub groups: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `client_cert = { san = [...] }`.
@@ -496,13 +584,14 @@ pub struct Expectation {
     pub status: Option<Spanned<i64>>,
 }
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "gateway",
     "admin",
     "listeners",
     "upstreams",
     "policies",
     "groups",
+    "consumers",
     "routes",
     "tests",
     "lints",
@@ -546,6 +635,10 @@ pub fn parse(source: &str) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>>
             }
             "groups" => {
                 config.groups = named_items(value, "groups", &mut errors, &mut config.broken_names)
+            }
+            "consumers" => {
+                config.consumers =
+                    named_items(value, "consumers", &mut errors, &mut config.broken_names)
             }
             "routes" => match array(value, "routes", &mut errors) {
                 Some(items) => {

@@ -17,11 +17,13 @@
 //! | `h1` | HTTP/1.1: the server session, the client session, framing |
 //! | `h2` | HTTP/2 through hyper |
 //! | `upstream` | targets, pools, the target phase, typed upstream errors |
+//! | `auth` | authentication and authorization: credentials, JWT, API keys and consumers, the verified-credential cache, claims, rules |
 //! | `policy` | one module per policy kind, each a request- and/or response-phase step |
 //! | `pipeline` | the phases' contract (`Gateway`), `Stop`, the one rescue, the driver that runs a request through them and logs it |
 //! | `observe` | the access log |
 //! | `server` | process life: start-up, workers, accept loops, admin, shutdown |
 
+pub mod auth;
 pub mod message;
 pub mod policy;
 pub mod route;
@@ -54,6 +56,12 @@ pub mod fuzzing;
 #[cfg(feature = "server")]
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::auth::Identity;
+    pub use crate::auth::api_key::{ApiKeySpec, ApiKeys, ConsumerSpec};
+    pub use crate::auth::authorize::{AuthorizeRule, ClaimRule};
+    pub use crate::auth::claims::ClaimHeader;
+    pub use crate::auth::credential::CredentialSource;
+    pub use crate::auth::jwt::{Jwt, JwtKeySpec, JwtSpec, TokenCache};
     pub use crate::message::methods::MethodSet;
     pub use crate::message::request::{PathParameters, Underscores};
     pub use crate::pipeline::gateway::{

@@ -4,6 +4,7 @@
 //! user sees every error of the file at once. Lowering (`plan`) runs only when this
 //! returns no errors, and may then rely on every rule here.
 
+mod auth;
 pub(crate) mod lints;
 pub(crate) mod listeners;
 pub(crate) mod policies;
@@ -24,6 +25,7 @@ pub fn check(config: &Config) -> Vec<Diagnostic> {
     routes::check(config, &mut found);
     policies::check(config, &mut found);
     tls::check(config, &mut found);
+    auth::check(config, &mut found);
     crate::route_tests::check(config, &mut found);
     lints::check(config, &mut found);
     found

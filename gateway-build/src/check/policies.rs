@@ -55,20 +55,45 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
 fn check_policy(name: &Spanned<String>, policy: &Spanned<Policy>, found: &mut Vec<Diagnostic>) {
     let p = policy.get_ref();
     let headers = p.request_headers.is_some() || p.response_headers.is_some();
+    let kinds: Vec<&str> = [
+        ("ip", p.ip.is_some()),
+        ("client_cert", p.client_cert.is_some()),
+        ("header rules", headers),
+        ("jwt", p.jwt.is_some()),
+        ("api_key", p.api_key.is_some()),
+        ("authorize", p.authorize.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(kind, present)| present.then_some(kind))
+    .collect();
+    match kinds.as_slice() {
+        [] => found.push(
+            Diagnostic::new(
+                &codes::POLICY_KIND,
+                name.span(),
+                format!("policy `{}` does nothing", name.get_ref()),
+            )
+            .with_help(codes::POLICY_KIND.fix),
+        ),
+        [_] => {}
+        several => found.push(
+            Diagnostic::new(
+                &codes::POLICY_KIND,
+                name.span(),
+                format!(
+                    "policy `{}` has several kinds: {}",
+                    name.get_ref(),
+                    several
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .with_help("declare one policy per kind and attach each"),
+        ),
+    }
     if let Some(rule) = &p.client_cert {
-        if p.ip.is_some() || headers {
-            found.push(
-                Diagnostic::new(
-                    &codes::POLICY_KIND,
-                    name.span(),
-                    format!(
-                        "policy `{}` has several kinds: `client_cert` and others",
-                        name.get_ref()
-                    ),
-                )
-                .with_help("declare two policies and attach both"),
-            );
-        }
         for pattern in rule.get_ref().san.iter().flat_map(|s| s.get_ref()) {
             if let Err(message) = client_cert::check_pattern(pattern.get_ref()) {
                 found.push(Diagnostic::new(
@@ -78,37 +103,15 @@ fn check_policy(name: &Spanned<String>, policy: &Spanned<Policy>, found: &mut Ve
                 ));
             }
         }
-        return;
     }
-    match (&p.ip, headers) {
-        (Some(_), true) => found.push(
-            Diagnostic::new(
-                &codes::POLICY_KIND,
-                name.span(),
-                format!(
-                    "policy `{}` has several kinds: `ip` and header rules",
-                    name.get_ref()
-                ),
-            )
-            .with_help("declare two policies and attach both"),
-        ),
-        (None, false) => found.push(
-            Diagnostic::new(
-                &codes::POLICY_KIND,
-                name.span(),
-                format!("policy `{}` does nothing", name.get_ref()),
-            )
-            .with_help(codes::POLICY_KIND.fix),
-        ),
-        (Some(ip), false) => check_ip(ip, found),
-        (None, true) => {
-            for ops in [&p.request_headers, &p.response_headers]
-                .into_iter()
-                .flatten()
-            {
-                check_header_ops(ops.get_ref(), found);
-            }
-        }
+    if let Some(ip) = &p.ip {
+        check_ip(ip, found);
+    }
+    for ops in [&p.request_headers, &p.response_headers]
+        .into_iter()
+        .flatten()
+    {
+        check_header_ops(ops.get_ref(), found);
     }
 }
 
@@ -187,7 +190,7 @@ pub(crate) fn entries(
     table.iter().flat_map(|t| t.get_ref().iter())
 }
 
-fn check_header_name(name: &Spanned<String>, found: &mut Vec<Diagnostic>) {
+pub(super) fn check_header_name(name: &Spanned<String>, found: &mut Vec<Diagnostic>) {
     let text = name.get_ref();
     if !headers::is_token(text) {
         found.push(Diagnostic::new(

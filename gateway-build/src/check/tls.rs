@@ -281,7 +281,7 @@ fn key_pair(
 }
 
 /// A private key must come from a file or the environment at start-up.
-fn secret(key: &Spanned<String>, found: &mut Vec<Diagnostic>) {
+pub(super) fn secret(key: &Spanned<String>, found: &mut Vec<Diagnostic>) {
     let literal = parse_template(key.get_ref()).is_ok_and(|parts| !has_references(&parts));
     if literal {
         found.push(

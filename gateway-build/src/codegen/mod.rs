@@ -13,6 +13,38 @@ use quote::quote;
 
 use crate::plan::{Plan, PolicyKind};
 
+/// Every field an identity step sets, lower case, sorted: the driver removes them from
+/// every client request.
+fn identity_headers(plan: &Plan) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for policy in &plan.policies {
+        match &policy.kind {
+            PolicyKind::Jwt(jwt) => names.extend(jwt.forward_claims.iter().map(|(_, h)| h.clone())),
+            PolicyKind::ApiKey { .. } => {
+                names.push(gateway_runtime::auth::CONSUMER_HEADER.to_owned())
+            }
+            _ => {}
+        }
+    }
+    for listener in &plan.listeners {
+        if let Some(auth) = listener.tls.as_ref().and_then(|t| t.client_auth.as_ref()) {
+            names.extend(
+                [
+                    &auth.subject_header,
+                    &auth.san_header,
+                    &auth.fingerprint_header,
+                ]
+                .into_iter()
+                .flatten()
+                .cloned(),
+            );
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// The generated module as tokens.
 pub fn tokens(plan: &Plan) -> TokenStream {
     let name = &plan.name;
@@ -20,15 +52,7 @@ pub fn tokens(plan: &Plan) -> TokenStream {
     let file = &plan.file;
     let sha = &plan.config_sha256;
     let compiler = concat!("gateway-build ", env!("CARGO_PKG_VERSION"));
-    let mut kinds: Vec<&str> = plan
-        .policies
-        .iter()
-        .map(|p| match p.kind {
-            PolicyKind::Ip { .. } => "ip",
-            PolicyKind::ClientCert { .. } => "client_cert",
-            PolicyKind::Headers(_) => "headers",
-        })
-        .collect();
+    let mut kinds: Vec<&str> = plan.policies.iter().map(|p| p.kind.name()).collect();
     kinds.sort_unstable();
     kinds.dedup();
 
@@ -45,6 +69,29 @@ pub fn tokens(plan: &Plan) -> TokenStream {
         quote!(#field: rt::Upstream::new(&Self::UPSTREAMS[#i])?)
     });
     let names = policies::PolicyNames::new(plan);
+    let jwt_policies: Vec<usize> = (0..plan.policies.len())
+        .filter(|&i| matches!(plan.policies[i].kind, PolicyKind::Jwt(_)))
+        .collect();
+    let cache_fields = jwt_policies.iter().map(|&i| {
+        let cache = &names.cache[i];
+        let doc = format!(
+            " This worker's verified tokens of `[policies.{}]`.",
+            plan.policies[i].name
+        );
+        quote! {
+            #[doc = #doc]
+            #cache: rt::TokenCache
+        }
+    });
+    let cache_constructors = jwt_policies.iter().map(|&i| {
+        let cache = &names.cache[i];
+        let PolicyKind::Jwt(jwt) = &plan.policies[i].kind else {
+            unreachable!("filtered to JWT policies")
+        };
+        let size = proc_macro2::Literal::usize_unsuffixed(jwt.cache_size);
+        quote!(#cache: rt::TokenCache::new(#size))
+    });
+    let identity_headers = identity_headers(plan);
     let has_shared = plan.policies.iter().any(|p| policies::is_shared(&p.kind));
     let (shared_field, keep_shared) = if has_shared {
         (quote!(shared: ::std::sync::Arc<Shared>,), quote!(shared,))
@@ -81,10 +128,12 @@ pub fn tokens(plan: &Plan) -> TokenStream {
 
             #shared_struct
 
-            /// One field per upstream; one instance per worker thread.
+            /// One field per upstream and per credential cache; one instance per worker
+            /// thread.
             pub struct Gateway {
                 #shared_field
                 #(#upstream_fields,)*
+                #(#cache_fields,)*
             }
 
             impl Gateway {
@@ -102,6 +151,7 @@ pub fn tokens(plan: &Plan) -> TokenStream {
                     policies: &[#(#kinds),*],
                 };
                 #constants
+                const IDENTITY_HEADERS: &'static [&'static str] = &[#(#identity_headers),*];
 
                 type Shared = Shared;
 
@@ -111,7 +161,11 @@ pub fn tokens(plan: &Plan) -> TokenStream {
                     shared: ::std::sync::Arc<Shared>,
                 ) -> ::core::result::Result<Self, rt::SettingError> {
                     #drop_shared
-                    ::core::result::Result::Ok(Self { #keep_shared #(#constructors,)* })
+                    ::core::result::Result::Ok(Self {
+                        #keep_shared
+                        #(#constructors,)*
+                        #(#cache_constructors,)*
+                    })
                 }
 
                 #connection

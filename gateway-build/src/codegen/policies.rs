@@ -6,7 +6,9 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 
 use super::tables::{identifiers, setting};
-use crate::plan::{HeaderOpPlan, Plan, PolicyKind, ValuePlan};
+use crate::plan::{
+    AuthorizePlan, HeaderOpPlan, JwtKeyPlan, JwtPlan, Plan, PolicyKind, SourcePlan, ValuePlan,
+};
 
 /// How generated code names each policy.
 pub(super) struct PolicyNames {
@@ -14,6 +16,8 @@ pub(super) struct PolicyNames {
     pub item: Vec<Ident>,
     /// `policy_office`: the field of `Shared` for policies resolved at start-up.
     pub field: Vec<Ident>,
+    /// `cache_office`: a worker's cache of the credentials a policy verified.
+    pub cache: Vec<Ident>,
 }
 
 impl PolicyNames {
@@ -23,7 +27,8 @@ impl PolicyNames {
             .iter()
             .map(|f| format_ident!("{}", f.to_string().to_uppercase()))
             .collect();
-        Self { item, field }
+        let cache = identifiers("cache", plan.policies.iter().map(|p| p.name.as_str()));
+        Self { item, field, cache }
     }
 }
 
@@ -60,6 +65,47 @@ pub(super) fn items(plan: &Plan, names: &PolicyNames) -> TokenStream {
                     san: &[#(#san),*],
                 };
             },
+            PolicyKind::Jwt(jwt) => {
+                let spec = jwt_spec(name, jwt);
+                quote! {
+                    #[doc = #doc]
+                    static #item: rt::JwtSpec = #spec;
+                }
+            }
+            PolicyKind::ApiKey { source } => {
+                let source = credential_source(source);
+                quote! {
+                    #[doc = #doc]
+                    static #item: rt::ApiKeySpec = rt::ApiKeySpec {
+                        name: #name,
+                        source: #source,
+                        consumers: &CONSUMERS,
+                    };
+                }
+            }
+            PolicyKind::Authorize(rule) => {
+                let AuthorizePlan {
+                    scopes,
+                    roles,
+                    roles_claim,
+                    claims,
+                    groups,
+                } = rule;
+                let claims = claims.iter().map(|(claim, values)| {
+                    quote!(rt::ClaimRule { claim: #claim, any_of: &[#(#values),*] })
+                });
+                quote! {
+                    #[doc = #doc]
+                    const #item: rt::AuthorizeRule = rt::AuthorizeRule {
+                        name: #name,
+                        scopes: &[#(#scopes),*],
+                        roles: &[#(#roles),*],
+                        roles_claim: #roles_claim,
+                        claims: &[#(#claims),*],
+                        groups: &[#(#groups),*],
+                    };
+                }
+            }
             // Compiled into the routes' functions as direct operations.
             PolicyKind::Headers(headers) if headers.is_static() => quote!(),
             PolicyKind::Headers(headers) => {
@@ -76,7 +122,90 @@ pub(super) fn items(plan: &Plan, names: &PolicyNames) -> TokenStream {
             }
         }
     });
-    quote!(#(#items)*)
+    let consumers = consumers(plan);
+    quote!(#(#items)* #consumers)
+}
+
+/// `CONSUMERS`, which every API-key policy reads; only when one exists.
+fn consumers(plan: &Plan) -> TokenStream {
+    if !plan
+        .policies
+        .iter()
+        .any(|p| matches!(p.kind, PolicyKind::ApiKey { .. }))
+    {
+        return quote!();
+    }
+    let count = Literal::usize_unsuffixed(plan.consumers.len());
+    let consumers = plan.consumers.iter().map(|consumer| {
+        let name = &consumer.name;
+        let keys = consumer.keys.iter().map(setting);
+        let groups = &consumer.groups;
+        quote! {
+            rt::ConsumerSpec {
+                name: #name,
+                keys: &[#(#keys),*],
+                groups: &[#(#groups),*],
+            }
+        }
+    });
+    quote! {
+        /// `[consumers.NAME]`: the clients of the API-key policies.
+        static CONSUMERS: [rt::ConsumerSpec; #count] = [#(#consumers),*];
+    }
+}
+
+fn jwt_spec(name: &str, jwt: &JwtPlan) -> TokenStream {
+    let key = match &jwt.key {
+        JwtKeyPlan::Secret(secret) => {
+            let secret = setting(secret);
+            quote!(rt::JwtKeySpec::Secret(#secret))
+        }
+        JwtKeyPlan::PublicKey(key) => {
+            let key = setting(key);
+            quote!(rt::JwtKeySpec::PublicKey(#key))
+        }
+    };
+    let algorithms = &jwt.algorithms;
+    let issuer = match &jwt.issuer {
+        Some(issuer) => quote!(::core::option::Option::Some(#issuer)),
+        None => quote!(::core::option::Option::None),
+    };
+    let audiences = &jwt.audiences;
+    let leeway = jwt.leeway_seconds;
+    let required = &jwt.required_claims;
+    let source = credential_source(&jwt.source);
+    let max = Literal::usize_unsuffixed(jwt.max_token_size as usize);
+    let forward_token = jwt.forward_token;
+    let claims = jwt
+        .forward_claims
+        .iter()
+        .map(|(claim, header)| quote!(rt::ClaimHeader { claim: #claim, header: #header }));
+    let cache_size = Literal::usize_unsuffixed(jwt.cache_size);
+    quote! {
+        rt::JwtSpec {
+            name: #name,
+            key: #key,
+            algorithms: &[#(#algorithms),*],
+            issuer: #issuer,
+            audiences: &[#(#audiences),*],
+            leeway_seconds: #leeway,
+            required_claims: &[#(#required),*],
+            source: #source,
+            max_token_size: #max,
+            forward_token: #forward_token,
+            forward_claims: &[#(#claims),*],
+            cache_size: #cache_size,
+        }
+    }
+}
+
+fn credential_source(source: &SourcePlan) -> TokenStream {
+    match source {
+        SourcePlan::Bearer => quote!(rt::CredentialSource::Bearer),
+        SourcePlan::Header(name) => quote!(rt::CredentialSource::Header(#name)),
+        SourcePlan::Cookie(name) => quote!(rt::CredentialSource::Cookie(#name)),
+        SourcePlan::Query(name) => quote!(rt::CredentialSource::Query(#name)),
+    }
 }
 
 fn cidr(block: &gateway_runtime::policy::ip::Cidr) -> TokenStream {
@@ -126,7 +255,20 @@ fn header_op(op: &HeaderOpPlan) -> TokenStream {
 /// Whether a policy lives in `Shared` (resolved at start-up) rather than in a constant
 /// or in the routes' code.
 pub(super) fn is_shared(kind: &PolicyKind) -> bool {
-    matches!(kind, PolicyKind::Headers(headers) if !headers.is_static())
+    match kind {
+        PolicyKind::Headers(headers) => !headers.is_static(),
+        PolicyKind::Jwt(_) | PolicyKind::ApiKey { .. } => true,
+        PolicyKind::Ip { .. } | PolicyKind::ClientCert { .. } | PolicyKind::Authorize(_) => false,
+    }
+}
+
+/// The runtime type a shared policy becomes.
+fn shared_type(kind: &PolicyKind) -> TokenStream {
+    match kind {
+        PolicyKind::Jwt(_) => quote!(rt::Jwt),
+        PolicyKind::ApiKey { .. } => quote!(rt::ApiKeys),
+        _ => quote!(rt::HeaderRules),
+    }
 }
 
 /// Static header rules as statements on `fields`, in their order. Values are trimmed
@@ -182,9 +324,10 @@ pub(super) fn shared(plan: &Plan, names: &PolicyNames) -> (TokenStream, TokenStr
     let fields = shared.iter().map(|&i| {
         let field = &names.field[i];
         let doc = format!(" `[policies.{}]`", plan.policies[i].name);
+        let ty = shared_type(&plan.policies[i].kind);
         quote! {
             #[doc = #doc]
-            #field: rt::HeaderRules
+            #field: #ty
         }
     });
     let structure = quote! {
@@ -196,8 +339,9 @@ pub(super) fn shared(plan: &Plan, names: &PolicyNames) -> (TokenStream, TokenStr
     let built = shared.iter().map(|&i| {
         let field = &names.field[i];
         let item = &names.item[i];
+        let ty = shared_type(&plan.policies[i].kind);
         quote! {
-            let #field = rt::HeaderRules::new(&#item).map_err(|e| errors.extend(e)).ok();
+            let #field = #ty::new(&#item).map_err(|e| errors.extend(e)).ok();
         }
     });
     let fields: Vec<&Ident> = shared.iter().map(|&i| &names.field[i]).collect();

@@ -83,6 +83,9 @@ fn chain_body(
     let mut request = Vec::new();
     let mut response = Vec::new();
     for (i, step) in chain.steps.iter().enumerate() {
+        let authorized_later = chain.steps[i + 1..]
+            .iter()
+            .any(|s| matches!(s, Step::Authorize { .. }));
         let policy = step.policy();
         let item = &names.item[policy];
         let field = &names.field[policy];
@@ -94,6 +97,26 @@ fn chain_body(
             }
             Step::Ip { .. } => request.push(quote!(#item.check(&req, cx)?;)),
             Step::ClientCert { .. } => request.push(quote!(#item.check(cx)?;)),
+            Step::Authenticate { .. } => {
+                let identity = match &plan.policies[policy].kind {
+                    PolicyKind::Jwt(_) => {
+                        let cache = &names.cache[policy];
+                        quote! {
+                            rt::Identity::Token(
+                                self.shared.#field.authenticate(&mut req, &self.#cache)?,
+                            )
+                        }
+                    }
+                    _ => quote!(rt::Identity::Consumer(self.shared.#field.authenticate(&mut req)?)),
+                };
+                // The identity is kept only for an authorization step after it.
+                request.push(if authorized_later {
+                    quote!(let identity = #identity;)
+                } else {
+                    quote!(#identity;)
+                });
+            }
+            Step::Authorize { .. } => request.push(quote!(#item.check(&identity)?;)),
             Step::Headers { params, .. } => {
                 let PolicyKind::Headers(rules) = &plan.policies[policy].kind else {
                     continue;
@@ -182,7 +205,7 @@ fn header_rules<'p>(plan: &'p Plan, route: &'p RoutePlan) -> impl Iterator<Item 
     route.chains.iter().flat_map(|c| &c.steps).filter_map(|s| {
         match &plan.policies[s.policy()].kind {
             PolicyKind::Headers(rules) => Some(rules),
-            PolicyKind::Ip { .. } | PolicyKind::ClientCert { .. } => None,
+            _ => None,
         }
     })
 }
@@ -190,6 +213,11 @@ fn header_rules<'p>(plan: &'p Plan, route: &'p RoutePlan) -> impl Iterator<Item 
 /// Whether the route's code changes the request (so it binds it `mut`).
 fn mutates_request(plan: &Plan, route: &RoutePlan) -> bool {
     header_rules(plan, route).any(|rules| !rules.is_static() || !rules.request.is_empty())
+        || route
+            .chains
+            .iter()
+            .flat_map(|c| &c.steps)
+            .any(|s| matches!(s, Step::Authenticate { .. }))
 }
 
 /// Whether the route's code reads the route parameters.
@@ -320,7 +348,10 @@ pub(super) fn refuse_method(plan: &Plan, names: &PolicyNames) -> TokenStream {
                                 return stop;
                             }
                         }),
-                        Step::Headers { .. } => None,
+                        // Credentials are checked only on requests a route takes.
+                        Step::Headers { .. } | Step::Authenticate { .. } | Step::Authorize { .. } => {
+                            None
+                        }
                     }
                 });
                 quote!(#(#checks)*)

@@ -97,6 +97,11 @@ impl<G: Gateway> Connection<G> {
             if let Some(port) = self.cx.https_redirect {
                 return (redirect_to_https(&req, port), None);
             }
+            // No client can send what an identity step sets, on any route: a public
+            // route must not carry a forged identity to a service behind it.
+            for name in G::IDENTITY_HEADERS {
+                req.fields.remove(name.as_bytes());
+            }
             if let Some(tls) = &self.cx.tls {
                 crate::tls::identity::forward(&mut req.fields, tls);
             }

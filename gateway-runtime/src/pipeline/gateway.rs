@@ -51,6 +51,10 @@ pub trait Gateway: Sized + 'static {
     /// Every setting gateway.toml gives a value, with its kind: what start-up checks
     /// before anything listens. Defaults are not listed; they are valid by construction.
     const SETTINGS: &'static [(Setting, SettingKind)];
+    /// Every field an identity step of the gateway sets (forwarded claims,
+    /// `X-Consumer`, client-certificate fields), lower case: removed from every client
+    /// request before routing, whatever route it takes.
+    const IDENTITY_HEADERS: &'static [&'static str];
 
     /// Process-wide state: policy instances resolved at start-up. Immutable once
     /// built; see the `pipeline` module on how state that changes will be shared.

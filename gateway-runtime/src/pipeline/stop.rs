@@ -34,6 +34,9 @@ pub struct Refusal {
     pub message: &'static str,
     /// `request` for the checks every request passes, `router`, or a policy's name.
     pub by: &'static str,
+    /// The `WWW-Authenticate` value of a 401 (RFC 9110 §11.6.1 requires one) or of a
+    /// 403 for a token without the scope a route needs (RFC 6750 §3).
+    pub challenge: Option<&'static str>,
 }
 
 impl Refusal {
@@ -43,6 +46,7 @@ impl Refusal {
             status: StatusCode::FORBIDDEN,
             message: "client address not allowed",
             by: policy,
+            challenge: None,
         }
     }
 }
@@ -67,6 +71,7 @@ impl Stop {
             status: StatusCode::BAD_REQUEST,
             message,
             by: "request",
+            challenge: None,
         })
     }
 
@@ -81,6 +86,7 @@ impl Stop {
             status: StatusCode::NOT_FOUND,
             message: "no route",
             by: "router",
+            challenge: None,
         })
     }
 }
@@ -103,6 +109,7 @@ impl From<Rejection> for Stop {
             status: rejection.status,
             message: rejection.message,
             by: "request",
+            challenge: None,
         })
     }
 }
@@ -110,13 +117,19 @@ impl From<Rejection> for Stop {
 /// The response for a stopped request, and the reason the log records.
 pub fn rescue(stop: Stop) -> (Response, StopReason) {
     match stop {
-        Stop::Refused(refusal) => (
-            json_error(refusal.status, refusal.message),
-            StopReason {
+        Stop::Refused(refusal) => {
+            let mut response = json_error(refusal.status, refusal.message);
+            if let Some(challenge) = refusal.challenge {
+                response
+                    .fields_mut()
+                    .append(b"www-authenticate", challenge.as_bytes());
+            }
+            let reason = StopReason {
                 by: refusal.by,
                 what: refusal.message,
-            },
-        ),
+            };
+            (response, reason)
+        }
         Stop::MethodNotAllowed(methods) => {
             let response = json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
                 .with_allow(methods);

@@ -86,6 +86,7 @@ mod rule {
                 status: StatusCode::FORBIDDEN,
                 message,
                 by: self.name,
+                challenge: None,
             })
         }
     }

@@ -139,7 +139,7 @@ fn phases(plan: &Plan, listener: &ListenerPlan, chain: &Chain) -> String {
         .filter(|s| !matches!(s, Step::Admission { .. }))
         .filter(|s| match &plan.policies[s.policy()].kind {
             PolicyKind::Headers(h) => !h.request.is_empty(),
-            PolicyKind::Ip { .. } | PolicyKind::ClientCert { .. } => true,
+            _ => true,
         })
         .map(name)
         .collect();
@@ -149,7 +149,7 @@ fn phases(plan: &Plan, listener: &ListenerPlan, chain: &Chain) -> String {
         .rev()
         .filter(|s| match &plan.policies[s.policy()].kind {
             PolicyKind::Headers(h) => !h.response.is_empty(),
-            PolicyKind::Ip { .. } | PolicyKind::ClientCert { .. } => false,
+            _ => false,
         })
         .map(name)
         .collect();

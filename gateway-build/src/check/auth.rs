@@ -1,0 +1,349 @@
+//! Authentication and authorization policies: keys that fit their algorithms, secrets
+//! kept out of the file, token and key places that can be read, consumers' keys, and
+//! every `authorize` step preceded by an authentication step in each chain it runs in.
+
+use toml::Spanned;
+
+use gateway_runtime::auth::{KeyFamily, algorithm_family, parse_digest, parse_leeway};
+use gateway_runtime::settings::{has_references, parse_duration, parse_size, parse_template};
+
+use crate::chain;
+use crate::check::listeners::listeners_in;
+use crate::check::policies::check_header_name;
+use crate::check::routes::listener_mask;
+use crate::codes;
+use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::syntax::{ApiKeyPolicy, AuthorizePolicy, Config, JwtPolicy};
+
+const ALGORITHMS: [&str; 12] = [
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA",
+];
+const TOKEN_SIZES: std::ops::RangeInclusive<u64> = 256..=65536;
+const MAX_CACHE_SIZE: i64 = 1_000_000;
+
+pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
+    for (_, policy) in &config.policies {
+        let policy = policy.get_ref();
+        if let Some(jwt) = &policy.jwt {
+            check_jwt(jwt, found);
+        }
+        if let Some(api_key) = &policy.api_key {
+            check_api_key(api_key, config, found);
+        }
+        if let Some(rule) = &policy.authorize {
+            check_authorize(rule, found);
+        }
+    }
+    for (_, consumer) in &config.consumers {
+        for key in consumer.get_ref().keys.get_ref() {
+            match key.get_ref().strip_prefix("sha256:") {
+                Some(hex) => {
+                    if let Err(message) = parse_digest(hex) {
+                        found.push(Diagnostic::new(
+                            &codes::INVALID_KEY_DIGEST,
+                            key.span(),
+                            message,
+                        ));
+                    }
+                }
+                None => literal_secret(key, "an API key", found),
+            }
+        }
+    }
+    chains(config, found);
+}
+
+fn literal_secret(value: &Spanned<String>, what: &str, found: &mut Vec<Diagnostic>) {
+    if parse_template(value.get_ref()).is_ok_and(|parts| !has_references(&parts)) {
+        found.push(
+            Diagnostic::new(
+                &codes::SECRET_IN_CONFIG,
+                value.span(),
+                format!("{what} written here would be compiled into the binary"),
+            )
+            .with_help("write `\"${env:NAME}\"` or `\"${file:PATH}\"`, read at start-up"),
+        );
+    }
+}
+
+fn setting_error(span: std::ops::Range<usize>, message: impl Into<String>) -> Diagnostic {
+    Diagnostic::new(&codes::INVALID_AUTH_SETTING, span, message)
+}
+
+fn check_jwt(jwt: &Spanned<JwtPolicy>, found: &mut Vec<Diagnostic>) {
+    let span = jwt.span();
+    let jwt = jwt.get_ref();
+    let mut families = Vec::new();
+    for algorithm in jwt.algorithms.iter().flat_map(|a| a.get_ref()) {
+        match algorithm_family(algorithm.get_ref()) {
+            Some(family) => families.push((algorithm, family)),
+            None if algorithm.get_ref().eq_ignore_ascii_case("none") => {
+                found.push(Diagnostic::new(
+                    &codes::UNKNOWN_ALGORITHM,
+                    algorithm.span(),
+                    "`none` is an unsigned token, which anyone can write: never accepted",
+                ))
+            }
+            None => found.push(Diagnostic::new(
+                &codes::UNKNOWN_ALGORITHM,
+                algorithm.span(),
+                format!(
+                    "`{}` is not an algorithm the gateway verifies{}",
+                    algorithm.get_ref(),
+                    did_you_mean(algorithm.get_ref(), ALGORITHMS)
+                ),
+            )),
+        }
+    }
+    if let Some(list) = &jwt.algorithms
+        && list.get_ref().is_empty()
+    {
+        found.push(setting_error(
+            list.span(),
+            "`algorithms` is empty: name at least one",
+        ));
+    }
+    if let Some(((first, family), rest)) = families.split_first()
+        && let Some((other, _)) = rest.iter().find(|(_, f)| f != family)
+    {
+        found.push(
+            Diagnostic::new(
+                &codes::KEY_ALGORITHM_MISMATCH,
+                other.span(),
+                format!(
+                    "`{}` needs another kind of key than `{}`",
+                    other.get_ref(),
+                    first.get_ref()
+                ),
+            )
+            .with_help(codes::KEY_ALGORITHM_MISMATCH.fix),
+        );
+    }
+    let family = families.first().map(|(_, f)| *f);
+    match (&jwt.secret, &jwt.key) {
+        (None, None) => found.push(
+            Diagnostic::new(&codes::MISSING_KEY, span, "the `jwt` policy has no key")
+                .with_help("add `secret = \"${env:JWT_SECRET}\"` (HS*) or `key = \"${file:PATH}\"` (a PEM public key)"),
+        ),
+        (Some(secret), Some(_)) => found.push(setting_error(
+            secret.span(),
+            "give either `secret` or `key`, not both",
+        )),
+        (Some(secret), None) => {
+            literal_secret(secret, "an HMAC secret", found);
+            if family.is_some_and(|f| f != KeyFamily::Hmac) {
+                found.push(mismatch(secret, "a `secret` verifies only HS256/384/512"));
+            }
+        }
+        (None, Some(key)) => {
+            let text = key.get_ref();
+            let literal = parse_template(text).is_ok_and(|parts| !has_references(&parts));
+            if literal && text.contains("PRIVATE KEY") {
+                found.push(
+                    Diagnostic::new(
+                        &codes::SECRET_IN_CONFIG,
+                        key.span(),
+                        "a private key written here would be compiled into the binary; the gateway needs the public key only",
+                    )
+                    .with_help("give the public key (`-----BEGIN PUBLIC KEY-----`)"),
+                );
+            } else if literal && !text.contains("-----BEGIN ") {
+                found.push(setting_error(
+                    key.span(),
+                    "`key` is a PEM public key (`-----BEGIN PUBLIC KEY-----`), or `${file:PATH}` to one",
+                ));
+            }
+            match family {
+                Some(KeyFamily::Hmac) => {
+                    found.push(mismatch(key, "HS256/384/512 verify with a `secret`, not a public key"))
+                }
+                None if jwt.algorithms.is_none() => found.push(
+                    setting_error(key.span(), "name the `algorithms` this key verifies")
+                        .with_help("`algorithms = [\"RS256\"]`: a token never chooses its own"),
+                ),
+                _ => {}
+            }
+        }
+    }
+    if let (Some(header), Some(cookie)) = (&jwt.header, &jwt.cookie) {
+        found.push(
+            setting_error(
+                cookie.span(),
+                "read the token from a `header` or a `cookie`, not both",
+            )
+            .with_related(header.span(), "the header is named here"),
+        );
+    }
+    if let Some(header) = &jwt.header {
+        check_header_name(header, found);
+    }
+    if let Some(cookie) = &jwt.cookie
+        && !gateway_runtime::policy::headers::is_token(cookie.get_ref())
+    {
+        found.push(setting_error(cookie.span(), "not a cookie name"));
+    }
+    if let Some(leeway) = &jwt.leeway
+        && let Err(message) = parse_leeway(leeway.get_ref())
+    {
+        let code = match parse_duration(leeway.get_ref()) {
+            Ok(_) => &codes::OUT_OF_RANGE,
+            Err(_) => &codes::INVALID_DURATION,
+        };
+        found.push(Diagnostic::new(code, leeway.span(), message));
+    }
+    if let Some(size) = &jwt.max_token_size {
+        match parse_size(size.get_ref()) {
+            Ok(n) if TOKEN_SIZES.contains(&n) => {}
+            Ok(_) => found.push(Diagnostic::new(
+                &codes::OUT_OF_RANGE,
+                size.span(),
+                "`max_token_size` must be 256B to 64KiB",
+            )),
+            Err(message) => found.push(Diagnostic::new(&codes::INVALID_SIZE, size.span(), message)),
+        }
+    }
+    if let Some(size) = &jwt.cache_size
+        && !(0..=MAX_CACHE_SIZE).contains(size.get_ref())
+    {
+        found.push(Diagnostic::new(
+            &codes::OUT_OF_RANGE,
+            size.span(),
+            format!("`cache_size` must be 0 to {MAX_CACHE_SIZE}"),
+        ));
+    }
+    for claim in jwt.required_claims.iter().flat_map(|c| c.get_ref()) {
+        if claim.get_ref().is_empty() {
+            found.push(setting_error(claim.span(), "an empty claim name"));
+        }
+    }
+    let mut headers: Vec<String> = Vec::new();
+    for (claim, header) in jwt.forward_claims.iter().flat_map(|f| f.get_ref()) {
+        if claim.get_ref().is_empty() {
+            found.push(setting_error(claim.span(), "an empty claim name"));
+        }
+        check_header_name(header, found);
+        let lower = header.get_ref().to_ascii_lowercase();
+        if matches!(lower.as_str(), "authorization" | "cookie") {
+            found.push(setting_error(
+                header.span(),
+                format!("a claim cannot be forwarded as `{lower}`"),
+            ));
+        }
+        if headers.contains(&lower) {
+            found.push(setting_error(
+                header.span(),
+                format!("two claims forwarded as `{lower}`"),
+            ));
+        }
+        headers.push(lower);
+    }
+}
+
+fn mismatch(at: &Spanned<String>, message: &str) -> Diagnostic {
+    Diagnostic::new(&codes::KEY_ALGORITHM_MISMATCH, at.span(), message)
+        .with_help(codes::KEY_ALGORITHM_MISMATCH.fix)
+}
+
+fn check_api_key(api_key: &Spanned<ApiKeyPolicy>, config: &Config, found: &mut Vec<Diagnostic>) {
+    let span = api_key.span();
+    let api_key = api_key.get_ref();
+    if let (Some(header), Some(query)) = (&api_key.header, &api_key.query) {
+        found.push(
+            setting_error(
+                query.span(),
+                "read the key from a `header` or a `query` parameter, not both",
+            )
+            .with_related(header.span(), "the header is named here"),
+        );
+    }
+    if let Some(header) = &api_key.header {
+        check_header_name(header, found);
+    }
+    if let Some(query) = &api_key.query {
+        let name = query.get_ref();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+        {
+            found.push(setting_error(
+                query.span(),
+                "a query parameter name: letters, digits, `-`, `_`, `.`, `~`",
+            ));
+        }
+    }
+    if config.consumers.is_empty() {
+        found.push(
+            setting_error(
+                span,
+                "an `api_key` policy, but no `[consumers.NAME]` holds a key",
+            )
+            .with_help("declare `[consumers.NAME]` with `keys = [\"${env:NAME_KEY}\"]`"),
+        );
+    }
+}
+
+fn check_authorize(rule: &Spanned<AuthorizePolicy>, found: &mut Vec<Diagnostic>) {
+    let span = rule.span();
+    let r = rule.get_ref();
+    let lists = [&r.scopes, &r.roles, &r.groups];
+    let empty = lists
+        .iter()
+        .all(|l| l.as_ref().is_none_or(|l| l.get_ref().is_empty()))
+        && r.claims.as_ref().is_none_or(|c| c.get_ref().is_empty());
+    if empty {
+        found.push(setting_error(
+            span,
+            "`authorize` requires nothing: name `scopes`, `roles`, `claims` or `groups`",
+        ));
+    }
+    if let Some(claim) = &r.roles_claim
+        && r.roles.is_none()
+    {
+        found.push(setting_error(claim.span(), "`roles_claim` without `roles`"));
+    }
+}
+
+/// Each `authorize` step needs an authentication step before it on every chain it
+/// runs in; every route authenticates or says it is public (a lint, allowed by default).
+fn chains(config: &Config, found: &mut Vec<Diagnostic>) {
+    for route in &config.routes {
+        let route = route.get_ref();
+        let mut authenticated_everywhere = true;
+        for listener in listeners_in(listener_mask(config, route), config.listeners.len()) {
+            let mut authenticated = false;
+            for attached in chain::resolve(config, route, listener) {
+                let Some((_, policy)) = config.policy(attached.name.get_ref()) else {
+                    continue;
+                };
+                authenticated |= policy.jwt.is_some() || policy.api_key.is_some();
+                if policy.authorize.is_some() && !authenticated {
+                    found.push(
+                        Diagnostic::new(
+                            &codes::AUTHORIZATION_WITHOUT_AUTHENTICATION,
+                            attached.name.span(),
+                            format!(
+                                "policy `{}` authorizes, but nothing before it in this route's chain authenticates",
+                                attached.name.get_ref()
+                            ),
+                        )
+                        .with_help(codes::AUTHORIZATION_WITHOUT_AUTHENTICATION.fix),
+                    );
+                }
+            }
+            authenticated_everywhere &= authenticated;
+        }
+        let public = route.public.as_ref().is_some_and(|p| *p.get_ref());
+        if !authenticated_everywhere && !public {
+            found.push(
+                Diagnostic::new(
+                    &codes::UNAUTHENTICATED_ROUTE,
+                    route.path.span(),
+                    format!("route `{}` authenticates no one", route.path.get_ref()),
+                )
+                .with_help(codes::UNAUTHENTICATED_ROUTE.fix),
+            );
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The per-worker cache of verified credentials: a token seen again is not verified
+//! again until it expires. One cache per policy and worker, in a `RefCell`, as the
+//! worker's other state: no lock, no atomic.
+//!
+//! **Bounded.** At most `capacity` entries. Inserting into a full cache first drops the
+//! expired entries, then, if none were, a quarter of the entries in the map's
+//! (randomly seeded) order. Only credentials that passed verification are inserted, so
+//! a client sending new garbage tokens cannot evict anything.
+//!
+//! **Keyed by the signature's tail.** The key is a SipHash (seeded per process) of at
+//! most the last 32 bytes of the token, where a signed token's randomness is; the
+//! entry keeps the whole token and a hit compares it, so two tokens sharing a key
+//! never answer for each other. Hashing 32 bytes instead of a whole token keeps a hit
+//! cheap whatever the token's size (measured in bench/: README's "Authentication").
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::rc::Rc;
+
+/// What a cached credential must say about its lifetime.
+pub trait Expiring {
+    /// Whether it may still be used at `now` (seconds since the Unix epoch).
+    fn usable_at(&self, now: u64) -> bool;
+}
+
+/// A cached credential: the whole token, and what verifying it established.
+type Entry<V> = (Box<[u8]>, Rc<V>);
+
+/// Verified credentials by their token.
+pub struct CredentialCache<V> {
+    entries: RefCell<HashMap<u64, Entry<V>>>,
+    seed: RandomState,
+    capacity: usize,
+}
+
+impl<V: Expiring> CredentialCache<V> {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: RefCell::new(HashMap::new()),
+            seed: RandomState::new(),
+            capacity,
+        }
+    }
+
+    fn key(&self, token: &[u8]) -> u64 {
+        self.seed.hash_one(&token[token.len().saturating_sub(32)..])
+    }
+
+    /// The verified credential for `token`, if it is cached and still usable.
+    pub fn get(&self, token: &[u8], now: u64) -> Option<Rc<V>> {
+        let entries = self.entries.borrow();
+        let (cached, value) = entries.get(&self.key(token))?;
+        (**cached == *token && value.usable_at(now)).then(|| value.clone())
+    }
+
+    pub fn insert(&self, token: &[u8], value: Rc<V>, now: u64) {
+        if self.capacity == 0 {
+            return;
+        }
+        let key = self.key(token);
+        let mut entries = self.entries.borrow_mut();
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            entries.retain(|_, (_, value)| value.usable_at(now));
+            if entries.len() >= self.capacity {
+                let evicted: Vec<u64> = entries
+                    .keys()
+                    .take(self.capacity / 4 + 1)
+                    .copied()
+                    .collect();
+                for key in evicted {
+                    entries.remove(&key);
+                }
+            }
+        }
+        entries.insert(key, (token.into(), value));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Until(u64);
+
+    impl Expiring for Until {
+        fn usable_at(&self, now: u64) -> bool {
+            now < self.0
+        }
+    }
+
+    #[test]
+    fn hits_compare_the_whole_token_and_expire() {
+        let cache = CredentialCache::new(8);
+        cache.insert(b"header.claims.signature", Rc::new(Until(100)), 0);
+        assert!(cache.get(b"header.claims.signature", 99).is_some());
+        assert!(cache.get(b"header.claims.signature", 100).is_none());
+        // Same last 32 bytes, different token: a miss.
+        let long = [b"A".repeat(40), b"S".repeat(32)].concat();
+        let other = [b"B".repeat(40), b"S".repeat(32)].concat();
+        cache.insert(&long, Rc::new(Until(100)), 0);
+        assert!(cache.get(&other, 1).is_none());
+        assert!(cache.get(&long, 1).is_some());
+    }
+
+    #[test]
+    fn stays_within_capacity() {
+        let cache = CredentialCache::new(16);
+        for i in 0..1000u32 {
+            cache.insert(format!("token-{i}").as_bytes(), Rc::new(Until(10)), 0);
+            assert!(cache.len() <= 16);
+        }
+        // Expired entries go first.
+        let cache = CredentialCache::new(2);
+        cache.insert(b"old", Rc::new(Until(5)), 0);
+        cache.insert(b"live", Rc::new(Until(50)), 0);
+        cache.insert(b"new", Rc::new(Until(50)), 10);
+        assert!(cache.get(b"live", 10).is_some());
+        assert!(cache.get(b"new", 10).is_some());
+    }
+}

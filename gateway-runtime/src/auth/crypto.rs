@@ -1,0 +1,121 @@
+//! jsonwebtoken's cryptography on ring, the library rustls already links: one crypto
+//! library in the binary instead of two (jsonwebtoken's own backends are aws-lc-rs,
+//! which needs a C toolchain, and RustCrypto, which verifies RSA and ECDSA several
+//! times slower).
+//!
+//! The gateway only verifies. Signing is refused: no code path of a gateway signs a
+//! token, so a signer here would be code no one runs.
+
+use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
+use jsonwebtoken::errors::{Error, ErrorKind};
+use jsonwebtoken::jwk::ThumbprintHash;
+use jsonwebtoken::signature::{self, Verifier};
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind, EncodingKey};
+use ring::{digest, hmac, signature as ring_signature};
+
+/// Installs the provider for the process; harmless when it already is.
+pub fn install() {
+    let _ = PROVIDER.install_default();
+}
+
+static PROVIDER: CryptoProvider = CryptoProvider {
+    signer_factory: refuse_signing,
+    verifier_factory: verifier,
+    key_utils: KeyUtils {
+        rsa_pub_components_from_private_key: |_| {
+            Err(ErrorKind::InvalidRsaKey("private keys are not read".into()).into())
+        },
+        rsa_pub_components_from_public_key: |_| {
+            Err(ErrorKind::InvalidRsaKey("not supported".into()).into())
+        },
+        ec_pub_components_from_private_key: |_, _| Err(ErrorKind::InvalidEcdsaKey.into()),
+        ed_pub_components_from_private_key: |_, _| Err(ErrorKind::InvalidEddsaKey.into()),
+        compute_digest,
+    },
+};
+
+fn refuse_signing(_: &Algorithm, _: &EncodingKey) -> Result<Box<dyn JwtSigner>, Error> {
+    Err(ErrorKind::InvalidAlgorithm.into())
+}
+
+fn compute_digest(data: &[u8], hash: ThumbprintHash) -> Result<Vec<u8>, Error> {
+    let algorithm = match hash {
+        ThumbprintHash::SHA256 => &digest::SHA256,
+        ThumbprintHash::SHA384 => &digest::SHA384,
+        ThumbprintHash::SHA512 => &digest::SHA512,
+        _ => return Err(ErrorKind::InvalidAlgorithm.into()),
+    };
+    Ok(digest::digest(algorithm, data).as_ref().to_vec())
+}
+
+/// How one algorithm checks a signature.
+#[derive(Clone, Copy)]
+enum Check {
+    Hmac(hmac::Algorithm),
+    Rsa(&'static ring_signature::RsaParameters),
+    /// ECDSA and EdDSA: the key is the raw public point.
+    Raw(&'static dyn ring_signature::VerificationAlgorithm),
+}
+
+struct RingVerifier {
+    algorithm: Algorithm,
+    check: Check,
+    /// The key's bytes (an HMAC secret, DER or a raw point), or an RSA key's parts.
+    key: DecodingKey,
+}
+
+fn verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>, Error> {
+    use ring_signature as s;
+    let check = match algorithm {
+        Algorithm::HS256 => Check::Hmac(hmac::HMAC_SHA256),
+        Algorithm::HS384 => Check::Hmac(hmac::HMAC_SHA384),
+        Algorithm::HS512 => Check::Hmac(hmac::HMAC_SHA512),
+        Algorithm::RS256 => Check::Rsa(&s::RSA_PKCS1_2048_8192_SHA256),
+        Algorithm::RS384 => Check::Rsa(&s::RSA_PKCS1_2048_8192_SHA384),
+        Algorithm::RS512 => Check::Rsa(&s::RSA_PKCS1_2048_8192_SHA512),
+        Algorithm::PS256 => Check::Rsa(&s::RSA_PSS_2048_8192_SHA256),
+        Algorithm::PS384 => Check::Rsa(&s::RSA_PSS_2048_8192_SHA384),
+        Algorithm::PS512 => Check::Rsa(&s::RSA_PSS_2048_8192_SHA512),
+        Algorithm::ES256 => Check::Raw(&s::ECDSA_P256_SHA256_FIXED),
+        Algorithm::ES384 => Check::Raw(&s::ECDSA_P384_SHA384_FIXED),
+        Algorithm::EdDSA => Check::Raw(&s::ED25519),
+        _ => return Err(ErrorKind::InvalidAlgorithm.into()),
+    };
+    // Never an HMAC checked with a public key, nor the reverse.
+    if key.family() != algorithm.family() {
+        return Err(ErrorKind::InvalidKeyFormat.into());
+    }
+    Ok(Box::new(RingVerifier {
+        algorithm: *algorithm,
+        check,
+        key: key.clone(),
+    }))
+}
+
+impl Verifier<Vec<u8>> for RingVerifier {
+    fn verify(&self, message: &[u8], signature: &Vec<u8>) -> Result<(), signature::Error> {
+        let verified = match (self.check, self.key.kind()) {
+            (Check::Hmac(algorithm), DecodingKeyKind::SecretOrDer(secret)) => {
+                hmac::verify(&hmac::Key::new(algorithm, secret), message, signature)
+            }
+            (Check::Rsa(parameters), DecodingKeyKind::SecretOrDer(der)) => {
+                ring_signature::UnparsedPublicKey::new(parameters, der).verify(message, signature)
+            }
+            (Check::Rsa(parameters), DecodingKeyKind::RsaModulusExponent { n, e }) => {
+                ring_signature::RsaPublicKeyComponents { n, e }
+                    .verify(parameters, message, signature)
+            }
+            (Check::Raw(algorithm), DecodingKeyKind::SecretOrDer(point)) => {
+                ring_signature::UnparsedPublicKey::new(algorithm, point).verify(message, signature)
+            }
+            _ => return Err(signature::Error::new()),
+        };
+        verified.map_err(|_| signature::Error::new())
+    }
+}
+
+impl JwtVerifier for RingVerifier {
+    fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+}

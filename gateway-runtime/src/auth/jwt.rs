@@ -1,0 +1,276 @@
+//! JWT authentication (RFC 7519, JWS of RFC 7515): reading the token, verifying it
+//! with jsonwebtoken, and the claims the upstream gets.
+//!
+//! Checks, in order: one credential in the configured place, its size, the cache; on
+//! a miss, the header's `alg` among the configured algorithms (never `none`, never an
+//! algorithm of another key family: an HMAC is never checked with a public key), the
+//! signature, `exp` (required) and `nbf` with the leeway, `iss`, `aud` (any of the
+//! list), the required claims, and last that every forwarded claim can be a field
+//! value.
+
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+use super::cache::{CredentialCache, Expiring};
+use super::claims::{ClaimHeader, Claims, header_value, lookup};
+use super::credential::CredentialSource;
+use super::identity::{invalid, missing, now, unreadable};
+use super::{KeyFamily, algorithm_family, min_secret_len};
+use crate::pipeline::Stop;
+use crate::pipeline::gateway::Request;
+use crate::settings::{Setting, SettingError};
+
+const CHALLENGE: &str = "Bearer";
+const INVALID: &str = "Bearer error=\"invalid_token\"";
+
+/// `jwt = { … }` of a policy, as the compiler lays it out.
+#[derive(Debug)]
+pub struct JwtSpec {
+    pub name: &'static str,
+    pub key: JwtKeySpec,
+    /// The algorithms accepted, all of one key family.
+    pub algorithms: &'static [&'static str],
+    pub issuer: Option<&'static str>,
+    /// Accepted when the token's `aud` names any; empty: `aud` is not checked.
+    pub audiences: &'static [&'static str],
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway_seconds: u64,
+    /// Claims that must be present (paths, as `forward_claims` reads them).
+    pub required_claims: &'static [&'static str],
+    pub source: CredentialSource,
+    pub max_token_size: usize,
+    /// Whether the upstream still gets the token; by default it is removed.
+    pub forward_token: bool,
+    pub forward_claims: &'static [ClaimHeader],
+    /// Verified tokens each worker keeps.
+    pub cache_size: usize,
+}
+
+/// Where the verification key comes from.
+#[derive(Debug)]
+pub enum JwtKeySpec {
+    /// An HMAC secret: `${env:…}` or `${file:…}`.
+    Secret(Setting),
+    /// A public key in PEM.
+    PublicKey(Setting),
+}
+
+/// A JWT policy resolved at start-up.
+pub struct Jwt {
+    spec: &'static JwtSpec,
+    key: DecodingKey,
+    validation: Validation,
+}
+
+/// Each worker's verified tokens for one policy.
+pub type TokenCache = CredentialCache<Verified>;
+
+impl Jwt {
+    pub fn new(spec: &'static JwtSpec) -> Result<Self, Vec<SettingError>> {
+        super::crypto::install();
+        let algorithms: Vec<Algorithm> = spec
+            .algorithms
+            .iter()
+            .filter_map(|name| name.parse().ok())
+            .collect();
+        let family = spec.algorithms.first().and_then(|a| algorithm_family(a));
+        let key = match (&spec.key, family) {
+            (JwtKeySpec::Secret(setting), Some(KeyFamily::Hmac)) => {
+                secret(setting, spec.algorithms)
+            }
+            (JwtKeySpec::PublicKey(setting), Some(family)) => public_key(setting, family),
+            (JwtKeySpec::Secret(setting) | JwtKeySpec::PublicKey(setting), _) => Err(
+                SettingError::new(setting.origin, "the algorithms do not match the key"),
+            ),
+        }
+        .map_err(|e| vec![e])?;
+        Ok(Jwt {
+            spec,
+            key,
+            validation: validation(spec, algorithms),
+        })
+    }
+
+    /// The request phase: the verified token, from the cache or checked now. The
+    /// token leaves the request unless `forward_token`, and the forwarded claims are
+    /// added as fields (the driver has removed any the client sent).
+    pub fn authenticate(
+        &self,
+        req: &mut Request,
+        cache: &TokenCache,
+    ) -> Result<Rc<Verified>, Stop> {
+        let name = self.spec.name;
+        let now = now();
+        let verified = {
+            let token = self
+                .spec
+                .source
+                .read(&req.fields, req.uri.query(), self.spec.max_token_size)
+                .map_err(|e| unreadable(name, e, INVALID))?
+                .ok_or_else(|| missing(name, CHALLENGE))?;
+            match cache.get(token, now) {
+                Some(verified) => verified,
+                None => {
+                    let verified = self.verify(token).map_err(|m| invalid(name, m, INVALID))?;
+                    let verified = Rc::new(verified);
+                    cache.insert(token, verified.clone(), now);
+                    verified
+                }
+            }
+        };
+        if !self.spec.forward_token {
+            self.spec.source.remove(req)?;
+        }
+        verified.forward(self.spec.forward_claims, req);
+        Ok(verified)
+    }
+
+    fn verify(&self, token: &[u8]) -> Result<Verified, &'static str> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| refusal(e.kind()))?
+            .claims;
+        Verified::new(claims, self.spec)
+    }
+}
+
+/// The jsonwebtoken checks for a policy: `exp` required, `nbf` checked when present.
+fn validation(spec: &JwtSpec, algorithms: Vec<Algorithm>) -> Validation {
+    let mut validation = Validation::new(algorithms.first().copied().unwrap_or_default());
+    validation.algorithms = algorithms;
+    validation.leeway = spec.leeway_seconds;
+    validation.validate_nbf = true;
+    validation.required_spec_claims = HashSet::from(["exp".to_owned()]);
+    if let Some(issuer) = spec.issuer {
+        validation.set_issuer(&[issuer]);
+    }
+    if spec.audiences.is_empty() {
+        validation.validate_aud = false;
+    } else {
+        validation.set_audience(spec.audiences);
+    }
+    validation
+}
+
+fn secret(setting: &Setting, algorithms: &[&str]) -> Result<DecodingKey, SettingError> {
+    let secret = setting.resolve()?;
+    // RFC 7518 §3.2: a key at least as long as the hash's output MUST be used.
+    let needed = algorithms
+        .iter()
+        .map(|a| min_secret_len(a))
+        .max()
+        .unwrap_or(32);
+    if secret.len() < needed {
+        return Err(SettingError::new(
+            setting.origin,
+            format!(
+                "the HMAC secret has {} bytes; {} needs at least {needed} (RFC 7518 §3.2)",
+                secret.len(),
+                algorithms.join("/")
+            ),
+        ));
+    }
+    DecodingKey::from_secret(secret.as_bytes())
+        .map_err(|e| SettingError::new(setting.origin, e.to_string()))
+}
+
+fn public_key(setting: &Setting, family: KeyFamily) -> Result<DecodingKey, SettingError> {
+    let pem = setting.resolve()?;
+    let pem = pem.as_bytes();
+    let (key, kind) = match family {
+        KeyFamily::Rsa => (DecodingKey::from_rsa_pem(pem), "an RSA"),
+        KeyFamily::Ec => (DecodingKey::from_ec_pem(pem), "an EC"),
+        KeyFamily::Ed => (DecodingKey::from_ed_pem(pem), "an Ed25519"),
+        KeyFamily::Hmac => {
+            return Err(SettingError::new(
+                setting.origin,
+                "HMAC algorithms take a `secret`",
+            ));
+        }
+    };
+    let key = key.map_err(|e| {
+        SettingError::new(
+            setting.origin,
+            format!("not {kind} public key in PEM, as the algorithms need: {e}"),
+        )
+    })?;
+    Ok(key)
+}
+
+/// The fixed message for each way a token fails.
+fn refusal(kind: &ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidSignature => "invalid token signature",
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::InvalidKeyFormat => "token algorithm not allowed",
+        ErrorKind::ExpiredSignature => "token expired",
+        ErrorKind::ImmatureSignature => "token not yet valid",
+        ErrorKind::InvalidIssuer => "wrong token issuer",
+        ErrorKind::InvalidAudience => "wrong token audience",
+        ErrorKind::MissingRequiredClaim(_) => "token lacks a required claim",
+        _ => "malformed token",
+    }
+}
+
+/// A token that passed every check, as the cache keeps it.
+#[derive(Debug)]
+pub struct Verified {
+    pub claims: Claims,
+    not_before: u64,
+    expires: u64,
+    leeway: u64,
+    /// The values of the policy's forwarded claims, in its order; `None` for a claim
+    /// the token lacks.
+    forwarded: Box<[Option<Box<[u8]>>]>,
+}
+
+impl Verified {
+    fn new(claims: Claims, spec: &JwtSpec) -> Result<Self, &'static str> {
+        if spec
+            .required_claims
+            .iter()
+            .any(|path| lookup(&claims, path).is_none())
+        {
+            return Err("token lacks a required claim");
+        }
+        let forwarded = spec
+            .forward_claims
+            .iter()
+            .map(|forward| {
+                lookup(&claims, forward.claim)
+                    .map(|value| header_value(value).map(Vec::into_boxed_slice))
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|_| "a forwarded claim holds control characters")?;
+        let seconds = |name: &str| claims.get(name).and_then(Value::as_f64).map(|s| s as u64);
+        Ok(Verified {
+            not_before: seconds("nbf").unwrap_or(0),
+            // jsonwebtoken has checked that `exp` is there and a number.
+            expires: seconds("exp").unwrap_or(0),
+            leeway: spec.leeway_seconds,
+            forwarded,
+            claims,
+        })
+    }
+
+    fn forward(&self, headers: &[ClaimHeader], req: &mut Request) {
+        for (header, value) in headers.iter().zip(&self.forwarded) {
+            if let Some(value) = value {
+                req.fields.append(header.header.as_bytes(), value);
+            }
+        }
+    }
+}
+
+impl Expiring for Verified {
+    /// As jsonwebtoken judges: expired once `exp` is more than the leeway behind.
+    fn usable_at(&self, now: u64) -> bool {
+        self.expires.saturating_add(self.leeway) >= now
+            && self.not_before <= now.saturating_add(self.leeway)
+    }
+}

@@ -1,0 +1,504 @@
+//! Authentication and authorization end to end: the gateway built from
+//! `gateways/auth.toml`, keys generated for each run, tokens signed by the test, and a
+//! real upstream that records what reached it. Every refusal is checked at the
+//! upstream too: a refused request must never arrive there.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderMap, Request, StatusCode};
+use serde_json::{Value, json};
+use support::jwt::{self, Keys, b64, claims, hmac, hmac_with_header, now};
+use support::tls as files;
+use support::{Gateway, HttpClient, Reply, TestBody, Upstream};
+
+const AUTH_GATEWAY: &str = env!("CARGO_BIN_EXE_auth-gateway");
+const SECRET: &str = "a-test-secret-of-exactly-64-bytes-for-every-hmac-algorithm-00000";
+const ALICE_KEY: &str = "alice-api-key-0123456789";
+const BOB_KEY: &str = "bob-api-key-0123456789";
+
+struct Setup {
+    keys: Keys,
+    upstream: Upstream,
+    gateway: Gateway,
+    client: HttpClient,
+    _dir: PathBuf,
+}
+
+impl Setup {
+    async fn start(test: &str) -> Setup {
+        let dir = files::directory(test);
+        let keys = Keys::generate(&dir);
+        let upstream = Upstream::start("backend").await;
+        let env = [
+            ("BACKEND", upstream.url()),
+            ("JWT_SECRET", SECRET.to_owned()),
+            ("ALICE_KEY", ALICE_KEY.to_owned()),
+        ];
+        let gateway = Gateway::start_in(AUTH_GATEWAY, &env, Some(&dir), 1)
+            .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"));
+        Setup {
+            keys,
+            upstream,
+            gateway,
+            client: support::client(),
+            _dir: dir,
+        }
+    }
+
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = Request::get(self.gateway.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        support::send(
+            &self.client,
+            request.body(TestBody::empty()).expect("request"),
+        )
+        .await
+    }
+
+    async fn bearer(&self, path: &str, token: &str) -> Reply {
+        self.get(path, &[("authorization", &format!("Bearer {token}"))])
+            .await
+    }
+
+    /// The request reached the upstream, which answered.
+    fn passed(&self, reply: &Reply) -> HeaderMap {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        self.upstream.last().headers
+    }
+}
+
+/// A refusal as RFC 6750 and the brief ask: the status, a JSON body, the challenge,
+/// and nothing at the upstream.
+fn refused(setup: &Setup, reply: &Reply, status: u16, challenge: &str, case: &str) {
+    assert_eq!(reply.status.as_u16(), status, "{case}: {}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["status"], status, "{case}");
+    assert!(body["error"].is_string(), "{case}");
+    let header = reply
+        .headers
+        .get("www-authenticate")
+        .map(|v| v.to_str().expect("ascii"));
+    assert_eq!(header, Some(challenge), "{case}");
+    assert!(
+        setup.upstream.seen().is_empty(),
+        "{case}: the upstream saw the request"
+    );
+}
+
+const INVALID: &str = "Bearer error=\"invalid_token\"";
+
+/// A valid HS256 token passes; its claims reach the upstream as headers (nested
+/// paths, arrays joined) and the token does not.
+#[tokio::test]
+async fn a_valid_token_passes_with_its_identity() {
+    let setup = Setup::start("valid").await;
+    let mut claims = claims("user-42");
+    claims["realm_access"] = json!({"roles": ["admin", "ops"]});
+    claims["tenant"] = json!({"id": 7});
+    for alg in ["HS256", "HS384", "HS512"] {
+        let token = hmac(SECRET.as_bytes(), alg, &claims);
+        let headers = setup.passed(&setup.bearer("/hs/orders", &token).await);
+        assert_eq!(headers["x-user-id"], "user-42", "{alg}");
+        assert_eq!(headers["x-roles"], "admin,ops");
+        assert_eq!(headers["x-tenant"], r#"{"id":7}"#);
+        assert!(
+            headers.get("authorization").is_none(),
+            "the token was forwarded"
+        );
+    }
+    // The scheme in any case; the same token again comes from the cache.
+    let token = hmac(SECRET.as_bytes(), "HS256", &claims);
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let reply = setup
+            .get("/hs/x", &[("authorization", &format!("{scheme} {token}"))])
+            .await;
+        assert_eq!(setup.passed(&reply)["x-user-id"], "user-42");
+    }
+}
+
+/// Every asymmetric algorithm, each with its own key; a token signed by one key is
+/// refused by a route that verifies with another.
+#[tokio::test]
+async fn every_asymmetric_algorithm_verifies() {
+    let setup = Setup::start("asymmetric").await;
+    let claims = json!({"sub": "svc", "exp": now() + 300});
+    for (route, algs) in [
+        (
+            "/rsa/a",
+            &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"][..],
+        ),
+        ("/p256/a", &["ES256"]),
+        ("/p384/a", &["ES384"]),
+        ("/ed25519/a", &["EdDSA"]),
+    ] {
+        for alg in algs {
+            let reply = setup.bearer(route, &setup.keys.sign(alg, &claims)).await;
+            assert_eq!(setup.passed(&reply)["x-user-id"], "svc", "{alg}");
+        }
+    }
+    let before = setup.upstream.seen().len();
+    for (route, alg) in [
+        ("/p256/a", "ES384"),
+        ("/rsa/a", "ES256"),
+        ("/ed25519/a", "RS256"),
+    ] {
+        let reply = setup.bearer(route, &setup.keys.sign(alg, &claims)).await;
+        assert_eq!(reply.status, 401, "{alg} on {route}");
+    }
+    assert_eq!(setup.upstream.seen().len(), before);
+}
+
+/// The attacks of the brief, each refused before the upstream.
+#[tokio::test]
+async fn forged_and_broken_tokens_never_reach_the_upstream() {
+    let setup = Setup::start("attacks").await;
+    let good = claims("mallory");
+    let secret = SECRET.as_bytes();
+    let valid = hmac(secret, "HS256", &good);
+    let (head, rest) = valid.split_once('.').expect("token");
+    let (_, signature) = rest.split_once('.').expect("token");
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut claims = good.clone();
+        change(&mut claims);
+        hmac(secret, "HS256", &claims)
+    };
+    let mut cases: Vec<(&str, String)> = vec![
+        ("not a JWT", "abc".to_owned()),
+        ("two parts", format!("{head}.{}", b64("{}"))),
+        (
+            "header not JSON",
+            format!("{}.{}.{signature}", b64("nope"), b64(good.to_string())),
+        ),
+        (
+            "signature stripped",
+            format!("{head}.{}.", b64(good.to_string())),
+        ),
+        (
+            "signature of another secret",
+            hmac(
+                b"another-secret-another-secret-another-secret-0000",
+                "HS256",
+                &good,
+            ),
+        ),
+        ("payload tampered", {
+            let mut admin = good.clone();
+            admin["sub"] = json!("admin");
+            format!("{head}.{}.{signature}", b64(admin.to_string()))
+        }),
+        ("expired", with(&|c| c["exp"] = json!(now() - 60))),
+        ("not yet valid", with(&|c| c["nbf"] = json!(now() + 60))),
+        (
+            "wrong issuer",
+            with(&|c| c["iss"] = json!("https://evil.test/")),
+        ),
+        ("wrong audience", with(&|c| c["aud"] = json!(["other"]))),
+        (
+            "no exp",
+            with(&|c| drop(c.as_object_mut().map(|o| o.remove("exp")))),
+        ),
+        (
+            "exp as text",
+            with(&|c| c["exp"] = json!((now() + 300).to_string())),
+        ),
+        (
+            "required claim missing",
+            with(&|c| drop(c.as_object_mut().map(|o| o.remove("sub")))),
+        ),
+        (
+            "CR LF in a forwarded claim",
+            with(&|c| c["sub"] = json!("x\r\nX-Admin: 1")),
+        ),
+        (
+            "NUL in a forwarded claim",
+            with(&|c| c["sub"] = json!("x\u{0}y")),
+        ),
+        (
+            "LF in a forwarded array",
+            with(&|c| c["realm_access"] = json!({"roles": ["a\nb"]})),
+        ),
+        (
+            "oversized",
+            format!("{head}.{}.{signature}", "A".repeat(9000)),
+        ),
+        (
+            "algorithm outside the list",
+            setup.keys.sign("RS256", &good),
+        ),
+        (
+            "HS256 signed with the RSA public key as the secret",
+            hmac(setup.keys.rsa_public_pem.as_bytes(), "HS256", &good),
+        ),
+    ];
+    for none in ["none", "None", "NONE", "nOnE"] {
+        let header = json!({"alg": none, "typ": "JWT"});
+        cases.push((
+            "alg none",
+            format!("{}.", jwt::signing_input(&header, &good)),
+        ));
+        cases.push(("alg none, signed", hmac_with_header(secret, &header, &good)));
+    }
+    for (case, token) in &cases {
+        let reply = setup.bearer("/hs/orders", token).await;
+        refused(&setup, &reply, 401, INVALID, case);
+        let why = match *case {
+            "signature stripped" | "signature of another secret" | "payload tampered" => {
+                "invalid token signature"
+            }
+            "HS256 signed with the RSA public key as the secret" => "invalid token signature",
+            "expired" => "token expired",
+            "not yet valid" => "token not yet valid",
+            "wrong issuer" => "wrong token issuer",
+            "wrong audience" => "wrong token audience",
+            "no exp" | "exp as text" | "required claim missing" => "token lacks a required claim",
+            "oversized" => "credential too large",
+            "algorithm outside the list" => "token algorithm not allowed",
+            c if c.contains("forwarded") => "a forwarded claim holds control characters",
+            _ => "malformed token",
+        };
+        assert_eq!(reply.json()["error"], why, "{case}");
+    }
+    // The RSA route: a token the attacker MACs with the published public key.
+    let confused = hmac(setup.keys.rsa_public_pem.as_bytes(), "HS256", &good);
+    refused(
+        &setup,
+        &setup.bearer("/rsa/x", &confused).await,
+        401,
+        INVALID,
+        "HS/RS confusion",
+    );
+    // No credential, or one the route does not read.
+    refused(
+        &setup,
+        &setup.get("/hs/x", &[]).await,
+        401,
+        "Bearer",
+        "missing",
+    );
+    let basic = setup
+        .get("/hs/x", &[("authorization", "Basic dXNlcjpwYXNz")])
+        .await;
+    refused(&setup, &basic, 401, "Bearer", "basic");
+    let in_query = setup.get(&format!("/hs/x?access_token={valid}"), &[]).await;
+    refused(&setup, &in_query, 401, "Bearer", "token in the query only");
+    let spaced = setup.get("/hs/x", &[("authorization", "Bearer a b")]).await;
+    refused(&setup, &spaced, 401, INVALID, "two tokens in one field");
+    // Two credentials are one too many, even when both are valid.
+    let auth = format!("Bearer {valid}");
+    let twice = setup
+        .get(
+            "/hs/x",
+            &[("authorization", &auth), ("Authorization", &auth)],
+        )
+        .await;
+    refused(
+        &setup,
+        &twice,
+        400,
+        "Bearer error=\"invalid_request\"",
+        "two Authorization fields",
+    );
+    // The gateway stays up and still serves a good token.
+    setup.passed(&setup.bearer("/hs/x", &valid).await);
+}
+
+/// A cached token stops working the second it expires (the policy allows no skew).
+#[tokio::test]
+async fn a_cached_token_expires() {
+    let setup = Setup::start("expiry").await;
+    let token = setup
+        .keys
+        .sign("ES256", &json!({"sub": "brief", "exp": now() + 2}));
+    setup.passed(&setup.bearer("/p256/x", &token).await);
+    setup.passed(&setup.bearer("/p256/x", &token).await);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let seen = setup.upstream.seen().len();
+    let reply = setup.bearer("/p256/x", &token).await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "token expired");
+    assert_eq!(setup.upstream.seen().len(), seen);
+}
+
+/// Scopes, roles and claim values: 403 for a valid token without them, with
+/// `insufficient_scope` when the scope is what is missing.
+#[tokio::test]
+async fn authorization_reads_scopes_roles_and_claims() {
+    let setup = Setup::start("authorize").await;
+    let grant = |scope: Value, roles: Value, tenant: &str| {
+        let mut c = claims("user-1");
+        c["scp"] = scope;
+        c["realm_access"] = json!({"roles": roles});
+        c["tenant"] = json!(tenant);
+        hmac(SECRET.as_bytes(), "HS256", &c)
+    };
+    let ok = grant(json!(["orders:read", "x"]), json!(["admin"]), "acme");
+    setup.passed(&setup.bearer("/admin/x", &ok).await);
+    let as_text = {
+        let mut c = claims("user-1");
+        c["scope"] = json!("profile orders:read");
+        c["realm_access"] = json!({"roles": "admin"});
+        c["tenant"] = json!(["x", "globex"]);
+        hmac(SECRET.as_bytes(), "HS256", &c)
+    };
+    setup.passed(&setup.bearer("/admin/x", &as_text).await);
+    let seen = setup.upstream.seen().len();
+    for (case, token, challenge) in [
+        (
+            "no scope",
+            grant(json!([]), json!(["admin"]), "acme"),
+            Some("Bearer error=\"insufficient_scope\""),
+        ),
+        (
+            "no role",
+            grant(json!(["orders:read"]), json!(["user"]), "acme"),
+            None,
+        ),
+        (
+            "wrong tenant",
+            grant(json!(["orders:read"]), json!(["admin"]), "umbrella"),
+            None,
+        ),
+    ] {
+        let reply = setup.bearer("/admin/x", &token).await;
+        assert_eq!(reply.status, 403, "{case}");
+        assert_eq!(reply.json()["status"], 403);
+        let header = reply
+            .headers
+            .get("www-authenticate")
+            .map(|v| v.to_str().expect("ascii"));
+        assert_eq!(header, challenge, "{case}");
+    }
+    assert_eq!(setup.upstream.seen().len(), seen);
+}
+
+/// API keys: by reference or by digest, from a header or the query, never forwarded;
+/// the consumer's name and groups are what the upstream and the rules see.
+#[tokio::test]
+async fn api_keys_identify_consumers() {
+    let setup = Setup::start("api-keys").await;
+    let headers = setup.passed(&setup.get("/keys/x", &[("x-api-key", ALICE_KEY)]).await);
+    assert_eq!(headers["x-consumer"], "alice");
+    assert!(headers.get("x-api-key").is_none(), "the key was forwarded");
+    let headers = setup.passed(&setup.get("/keys/x", &[("X-API-Key", BOB_KEY)]).await);
+    assert_eq!(headers["x-consumer"], "bob");
+    let reply = setup
+        .get(&format!("/query-keys/x?a=1&api_key={BOB_KEY}&b=2"), &[])
+        .await;
+    setup.passed(&reply);
+    assert_eq!(setup.upstream.last().target, "/query-keys/x?a=1&b=2");
+    // Groups: Alice is a partner, Bob is not.
+    setup.passed(&setup.get("/partners/x", &[("x-api-key", ALICE_KEY)]).await);
+    let seen = setup.upstream.seen().len();
+    let bob = setup.get("/partners/x", &[("x-api-key", BOB_KEY)]).await;
+    assert_eq!(bob.status, 403);
+    let mut off_by_one = ALICE_KEY.to_owned();
+    off_by_one.pop();
+    off_by_one.push('8');
+    let wrong = setup.get("/keys/x", &[("x-api-key", &off_by_one)]).await;
+    assert_eq!(
+        (wrong.status.as_u16(), wrong.json()["error"].as_str()),
+        (401, Some("unknown API key"))
+    );
+    assert_eq!(setup.get("/keys/x", &[]).await.status, 401);
+    let two = setup
+        .get(
+            "/keys/x",
+            &[("x-api-key", ALICE_KEY), ("x-api-key", BOB_KEY)],
+        )
+        .await;
+    assert_eq!(two.status, 400);
+    let two = setup
+        .get(
+            &format!("/query-keys/x?api_key={BOB_KEY}&api_key={BOB_KEY}"),
+            &[],
+        )
+        .await;
+    assert_eq!(two.status, 400);
+    assert_eq!(setup.upstream.seen().len(), seen);
+}
+
+/// Identity fields sent by a client, in any case, never reach the upstream: not on a
+/// public route, and not beside the gateway's own on a protected one.
+#[tokio::test]
+async fn client_identity_headers_are_removed_everywhere() {
+    let setup = Setup::start("forged").await;
+    let forged = [
+        ("x-user-id", "admin"),
+        ("X-USER-ID", "admin"),
+        ("X-User-Id", "admin"),
+        ("x-roles", "admin"),
+        ("X-Tenant", "acme"),
+        ("X-CONSUMER", "alice"),
+        ("x-consumer", "alice"),
+    ];
+    let headers = setup.passed(&setup.get("/public/x", &forged).await);
+    for name in ["x-user-id", "x-roles", "x-tenant", "x-consumer"] {
+        assert!(
+            headers.get(name).is_none(),
+            "{name} reached a public route's upstream"
+        );
+    }
+    let token = hmac(SECRET.as_bytes(), "HS256", &claims("user-7"));
+    let auth = format!("Bearer {token}");
+    let mut with_token = forged.to_vec();
+    with_token.push(("authorization", &auth));
+    let headers = setup.passed(&setup.get("/hs/x", &with_token).await);
+    let users: Vec<_> = headers.get_all("x-user-id").iter().collect();
+    assert_eq!(users, ["user-7"]);
+    assert!(headers.get("x-roles").is_none() && headers.get("x-consumer").is_none());
+    let headers = setup.passed(
+        &setup
+            .get(
+                "/keys/x",
+                &[("x-api-key", BOB_KEY), ("X-Consumer", "alice")],
+            )
+            .await,
+    );
+    let consumers: Vec<_> = headers.get_all("x-consumer").iter().collect();
+    assert_eq!(consumers, ["bob"]);
+}
+
+/// A token in a cookie, kept for the upstream when the policy says so.
+#[tokio::test]
+async fn a_token_in_a_cookie() {
+    let setup = Setup::start("cookie").await;
+    let reply = setup.get("/session/x", &[("cookie", "theme=dark")]).await;
+    refused(&setup, &reply, 401, "Bearer", "no session cookie");
+    let token = hmac(SECRET.as_bytes(), "HS256", &claims("cookie-user"));
+    let cookie = format!("theme=dark; session={token}");
+    let headers = setup.passed(&setup.get("/session/x", &[("cookie", &cookie)]).await);
+    assert_eq!(headers["x-user-id"], "cookie-user");
+    assert_eq!(headers["cookie"], cookie.as_str());
+}
+
+/// Start-up refuses an HMAC secret shorter than the hash, and a key that is not of the
+/// algorithms' kind, naming each setting.
+#[test]
+fn start_up_refuses_weak_secrets_and_wrong_keys() {
+    let dir = files::directory("weak");
+    Keys::generate(&dir);
+    // An EC key where the RSA one belongs.
+    std::fs::copy(dir.join("p256.pub.pem"), dir.join("rsa.pub.pem")).expect("copy key");
+    let env = [
+        ("BACKEND", "http://127.0.0.1:9".to_owned()),
+        ("JWT_SECRET", "short".to_owned()),
+        ("ALICE_KEY", ALICE_KEY.to_owned()),
+    ];
+    let logs = match Gateway::start_in(AUTH_GATEWAY, &env, Some(&dir), 1) {
+        Ok(_) => panic!("the gateway started with a 5-byte secret"),
+        Err(logs) => logs,
+    };
+    assert!(
+        logs.contains("policies.hs.jwt.secret") && logs.contains("RFC 7518"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("policies.rsa.jwt.key") && logs.contains("RSA"),
+        "{logs}"
+    );
+}

@@ -1,0 +1,179 @@
+//! JWT test support: real keys of every kind the gateway verifies (RSA from the
+//! `openssl` command, EC and Ed25519 from rcgen), their public halves written where
+//! the gateway reads them, and tokens signed here with ring, byte by byte, so that
+//! tests can also write the malformed and forged ones an attacker would.
+
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::SystemRandom;
+use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair};
+use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::pem::PemObject;
+use serde_json::{Value, json};
+
+/// The signing halves of the test keys.
+pub struct Keys {
+    rsa: RsaKeyPair,
+    p256: EcdsaKeyPair,
+    p384: EcdsaKeyPair,
+    ed25519: Ed25519KeyPair,
+    /// The RSA public key in PEM, as an attacker would find it published.
+    pub rsa_public_pem: String,
+}
+
+impl Keys {
+    /// New keys; `rsa.pub.pem`, `p256.pub.pem`, `p384.pub.pem` and `ed25519.pub.pem`
+    /// are written into `dir`.
+    pub fn generate(dir: &Path) -> Keys {
+        let rsa_key = dir.join("rsa.key");
+        run(Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(&rsa_key));
+        run(Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&rsa_key)
+            .arg("-out")
+            .arg(dir.join("rsa.pub.pem")));
+        let rsa_pem = std::fs::read(&rsa_key).expect("RSA key");
+        let rsa_der = match PrivateKeyDer::from_pem_slice(&rsa_pem).expect("RSA PEM") {
+            PrivateKeyDer::Pkcs8(der) => der.secret_pkcs8_der().to_vec(),
+            other => panic!("openssl wrote a {other:?} key"),
+        };
+        let rsa = RsaKeyPair::from_pkcs8(&rsa_der).expect("RSA key pair");
+        let rng = SystemRandom::new();
+        let ec = |alg: &'static rcgen::SignatureAlgorithm,
+                  signing: &'static signature::EcdsaSigningAlgorithm,
+                  name: &str| {
+            let key = rcgen::KeyPair::generate_for(alg).expect("EC key");
+            std::fs::write(dir.join(name), key.public_key_pem()).expect("write EC key");
+            EcdsaKeyPair::from_pkcs8(signing, &key.serialize_der(), &rng).expect("EC key pair")
+        };
+        let p256 = ec(
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            "p256.pub.pem",
+        );
+        let p384 = ec(
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+            &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+            "p384.pub.pem",
+        );
+        let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("Ed25519 key");
+        std::fs::write(dir.join("ed25519.pub.pem"), ed.public_key_pem()).expect("write key");
+        let ed25519 =
+            Ed25519KeyPair::from_pkcs8_maybe_unchecked(&ed.serialize_der()).expect("Ed25519");
+        Keys {
+            rsa,
+            p256,
+            p384,
+            ed25519,
+            rsa_public_pem: String::from_utf8(std::fs::read(dir.join("rsa.pub.pem")).expect("pem"))
+                .expect("PEM is text"),
+        }
+    }
+
+    /// A token signed with the key of `alg`, its header `{"alg", "typ"}`.
+    pub fn sign(&self, alg: &str, claims: &Value) -> String {
+        let signing_input = signing_input(&json!({"alg": alg, "typ": "JWT"}), claims);
+        let signature = self.signature(alg, signing_input.as_bytes());
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    fn signature(&self, alg: &str, message: &[u8]) -> Vec<u8> {
+        let rng = SystemRandom::new();
+        let rsa = |padding: &'static dyn signature::RsaEncoding| {
+            let mut out = vec![0; self.rsa.public().modulus_len()];
+            self.rsa
+                .sign(padding, &rng, message, &mut out)
+                .expect("RSA sign");
+            out
+        };
+        match alg {
+            "RS256" => rsa(&signature::RSA_PKCS1_SHA256),
+            "RS384" => rsa(&signature::RSA_PKCS1_SHA384),
+            "RS512" => rsa(&signature::RSA_PKCS1_SHA512),
+            "PS256" => rsa(&signature::RSA_PSS_SHA256),
+            "PS384" => rsa(&signature::RSA_PSS_SHA384),
+            "PS512" => rsa(&signature::RSA_PSS_SHA512),
+            "ES256" => self
+                .p256
+                .sign(&rng, message)
+                .expect("sign")
+                .as_ref()
+                .to_vec(),
+            "ES384" => self
+                .p384
+                .sign(&rng, message)
+                .expect("sign")
+                .as_ref()
+                .to_vec(),
+            "EdDSA" => self.ed25519.sign(message).as_ref().to_vec(),
+            other => panic!("no key for {other}"),
+        }
+    }
+}
+
+fn run(command: &mut Command) {
+    let status = command.status().expect("run openssl");
+    assert!(status.success(), "{command:?} failed");
+}
+
+/// `base64url(header).base64url(claims)`.
+pub fn signing_input(header: &Value, claims: &Value) -> String {
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
+/// A token with `header`, signed with HMAC under `secret`.
+pub fn hmac_with_header(secret: &[u8], header: &Value, claims: &Value) -> String {
+    let algorithm = match header["alg"].as_str() {
+        Some("HS384") => ring::hmac::HMAC_SHA384,
+        Some("HS512") => ring::hmac::HMAC_SHA512,
+        _ => ring::hmac::HMAC_SHA256,
+    };
+    let input = signing_input(header, claims);
+    let tag = ring::hmac::sign(&ring::hmac::Key::new(algorithm, secret), input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+}
+
+/// A token signed with HMAC under `secret` with `alg` (HS256, HS384, HS512).
+pub fn hmac(secret: &[u8], alg: &str, claims: &Value) -> String {
+    hmac_with_header(secret, &json!({"alg": alg, "typ": "JWT"}), claims)
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+}
+
+/// Claims that the `hs` policy of `gateways/auth.toml` accepts, valid for 5 minutes.
+pub fn claims(sub: &str) -> Value {
+    json!({
+        "sub": sub,
+        "iss": "https://id.test/",
+        "aud": "shop",
+        "exp": now() + 300,
+        "iat": now(),
+    })
+}
+
+/// The base64url text of `bytes`, for hand-made token parts.
+pub fn b64(bytes: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
