@@ -3,4 +3,7 @@ fn main() {
     gateway_build::Builder::new()
         .out_file("tls.rs")
         .compile("tls.toml");
+    gateway_build::Builder::new()
+        .out_file("auth.rs")
+        .compile("auth.toml");
 }

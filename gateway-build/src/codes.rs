@@ -256,6 +256,9 @@ codes! {
     UNAUTHENTICATED_ROUTE = "G0806" "unauthenticated-route" Allow true:
         "a route that runs no authentication policy and is not marked `public = true`";
         "attach a `jwt` or `api_key` policy, or write `public = true` on the route";
+    PLAIN_HTTP_JWKS = "G0807" "plain-http-jwks" Warning true:
+        "a key set fetched over plain HTTP (allowed to loopback only), where anyone on the path could swap the keys";
+        "fetch it over `https://`";
 }
 
 /// The code whose lint name (`plain_http_upstream`) is `name`.

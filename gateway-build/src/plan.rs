@@ -5,7 +5,9 @@
 use gateway_runtime::message::methods::MethodSet;
 use gateway_runtime::policy::headers::{self, TemplatePart};
 use gateway_runtime::policy::ip::Cidr;
-use gateway_runtime::settings::{SettingKind, has_references, parse_size, parse_template};
+use gateway_runtime::settings::{
+    SettingKind, has_references, parse_duration, parse_size, parse_template,
+};
 use toml::Spanned;
 
 use crate::chain::{self, Source};
@@ -153,7 +155,7 @@ pub enum PolicyKind {
         trusted_proxies: Vec<Cidr>,
     },
     Headers(HeadersPlan),
-    Jwt(JwtPlan),
+    Jwt(Box<JwtPlan>),
     ApiKey {
         source: SourcePlan,
     },
@@ -200,6 +202,20 @@ pub struct JwtPlan {
 pub enum JwtKeyPlan {
     Secret(SettingPlan),
     PublicKey(SettingPlan),
+    Jwks(JwksPlan),
+}
+
+/// A provider's key set; durations in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksPlan {
+    pub url: SettingPlan,
+    pub ca: Option<SettingPlan>,
+    pub refresh: u64,
+    pub min_refresh: u64,
+    pub max_refresh: u64,
+    pub unknown_kid_refetch: u64,
+    pub timeout: u64,
+    pub start_degraded: bool,
 }
 
 /// Where a credential is read; names lower case where they are field names.
@@ -860,7 +876,7 @@ fn policy_kind(name: &str, policy: &Policy, at: &dyn Fn(usize, &str) -> String) 
         };
     }
     if let Some(jwt) = &policy.jwt {
-        return PolicyKind::Jwt(jwt_plan(name, jwt.get_ref(), at));
+        return PolicyKind::Jwt(Box::new(jwt_plan(name, jwt.get_ref(), at)));
     }
     if let Some(api_key) = &policy.api_key {
         let api_key = api_key.get_ref();
@@ -980,6 +996,14 @@ const DEFAULT_JWT_LEEWAY: &str = "60s";
 const DEFAULT_MAX_TOKEN_SIZE: &str = "8KiB";
 /// Verified tokens each worker keeps per policy.
 const DEFAULT_TOKEN_CACHE_SIZE: usize = 4096;
+/// A key set's lifetime when its answer names none: Envoy's `cache_duration` is 10 min.
+const DEFAULT_JWKS_REFRESH: &str = "10m";
+/// Bounds on a key set's lifetime, whatever `Cache-Control` says.
+const DEFAULT_JWKS_MIN_REFRESH: &str = "30s";
+const DEFAULT_JWKS_MAX_REFRESH: &str = "24h";
+/// Least time between two fetches woken by tokens naming unknown keys.
+const DEFAULT_JWKS_REFETCH: &str = "30s";
+const DEFAULT_JWKS_TIMEOUT: &str = "5s";
 
 fn jwt_plan(name: &str, jwt: &JwtPolicy, at: &dyn Fn(usize, &str) -> String) -> JwtPlan {
     let key = format!("policies.{name}.jwt");
@@ -987,10 +1011,28 @@ fn jwt_plan(name: &str, jwt: &JwtPolicy, at: &dyn Fn(usize, &str) -> String) -> 
         origin: at(value.span().start, &format!("{key}.{which}")),
         raw: value.get_ref().clone(),
     };
-    let (key_plan, default_algorithm) = match (&jwt.secret, &jwt.key) {
-        (Some(secret), _) => (JwtKeyPlan::Secret(setting_at(secret, "secret")), "HS256"),
-        (None, Some(public)) => (JwtKeyPlan::PublicKey(setting_at(public, "key")), "RS256"),
-        (None, None) => unreachable!("checked: a key is given"),
+    let (key_plan, default_algorithm) = match (&jwt.secret, &jwt.key, &jwt.jwks) {
+        (Some(secret), _, _) => (JwtKeyPlan::Secret(setting_at(secret, "secret")), "HS256"),
+        (None, Some(public), _) => (JwtKeyPlan::PublicKey(setting_at(public, "key")), "RS256"),
+        (None, None, Some(jwks)) => {
+            let jwks = jwks.get_ref();
+            let millis = |value: &Option<Spanned<String>>, default: &str| {
+                let text = value.as_ref().map_or(default, |v| v.get_ref().as_str());
+                parse_duration(text).map_or(0, |d| d.as_millis() as u64)
+            };
+            let plan = JwksPlan {
+                url: setting_at(&jwks.url, "jwks.url"),
+                ca: jwks.ca.as_ref().map(|ca| setting_at(ca, "jwks.ca")),
+                refresh: millis(&jwks.refresh, DEFAULT_JWKS_REFRESH),
+                min_refresh: millis(&jwks.min_refresh, DEFAULT_JWKS_MIN_REFRESH),
+                max_refresh: millis(&jwks.max_refresh, DEFAULT_JWKS_MAX_REFRESH),
+                unknown_kid_refetch: millis(&jwks.unknown_kid_refetch, DEFAULT_JWKS_REFETCH),
+                timeout: millis(&jwks.timeout, DEFAULT_JWKS_TIMEOUT),
+                start_degraded: jwks.start_degraded.as_ref().is_some_and(|d| *d.get_ref()),
+            };
+            (JwtKeyPlan::Jwks(plan), "RS256")
+        }
+        (None, None, None) => unreachable!("checked: a key is given"),
     };
     let mut algorithms = strings(&jwt.algorithms);
     if algorithms.is_empty() {
@@ -1073,6 +1115,11 @@ mod tests {
             (DEFAULT_MAX_HEADER_SIZE, SettingKind::HeaderSize),
             (DEFAULT_JWT_LEEWAY, SettingKind::Duration),
             (DEFAULT_MAX_TOKEN_SIZE, SettingKind::Size),
+            (DEFAULT_JWKS_REFRESH, SettingKind::Duration),
+            (DEFAULT_JWKS_MIN_REFRESH, SettingKind::Duration),
+            (DEFAULT_JWKS_MAX_REFRESH, SettingKind::Duration),
+            (DEFAULT_JWKS_REFETCH, SettingKind::Duration),
+            (DEFAULT_JWKS_TIMEOUT, SettingKind::Duration),
         ] {
             assert_eq!(kind.check(default), Ok(()), "{default}");
         }

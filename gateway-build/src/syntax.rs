@@ -175,8 +175,23 @@ impl Config {
         }
         for (name, policy) in &self.policies {
             if let Some(jwt) = &policy.get_ref().jwt {
-                let key = format!("policies.{}.jwt.key", name.get_ref());
-                push(key, jwt.get_ref().key.as_ref(), Pem);
+                let key = format!("policies.{}.jwt", name.get_ref());
+                let jwt = jwt.get_ref();
+                push(format!("{key}.key"), jwt.key.as_ref(), Pem);
+                if let Some(jwks) = &jwt.jwks {
+                    let jwks = jwks.get_ref();
+                    push(format!("{key}.jwks.url"), Some(&jwks.url), Url);
+                    push(format!("{key}.jwks.ca"), jwks.ca.as_ref(), Pem);
+                    for (which, value) in [
+                        ("refresh", &jwks.refresh),
+                        ("min_refresh", &jwks.min_refresh),
+                        ("max_refresh", &jwks.max_refresh),
+                        ("unknown_kid_refetch", &jwks.unknown_kid_refetch),
+                        ("timeout", &jwks.timeout),
+                    ] {
+                        push(format!("{key}.jwks.{which}"), value.as_ref(), Duration);
+                    }
+                }
             }
         }
         out
@@ -460,6 +475,8 @@ pub struct JwtPolicy {
     pub secret: Option<Spanned<String>>,
     /// Public key in PEM, or a reference to one.
     pub key: Option<Spanned<String>>,
+    /// A provider's published key set.
+    pub jwks: Option<Spanned<JwksPolicy>>,
     pub algorithms: Option<Spanned<Vec<Spanned<String>>>>,
     pub issuer: Option<Spanned<String>>,
     pub audiences: Option<Spanned<Vec<Spanned<String>>>>,
@@ -475,6 +492,21 @@ pub struct JwtPolicy {
     /// Claim path to header name.
     pub forward_claims: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
     pub cache_size: Option<Spanned<i64>>,
+}
+
+/// `jwks = { url = … }` of a JWT policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksPolicy {
+    pub url: Spanned<String>,
+    /// PEM bundle that verifies the provider; default: the system's roots.
+    pub ca: Option<Spanned<String>>,
+    pub refresh: Option<Spanned<String>>,
+    pub min_refresh: Option<Spanned<String>>,
+    pub max_refresh: Option<Spanned<String>>,
+    pub unknown_kid_refetch: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub start_degraded: Option<Spanned<bool>>,
 }
 
 /// `api_key = { header = … }` or `{ query = … }`.

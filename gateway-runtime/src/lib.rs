@@ -61,6 +61,7 @@ pub mod __private {
     pub use crate::auth::authorize::{AuthorizeRule, ClaimRule};
     pub use crate::auth::claims::ClaimHeader;
     pub use crate::auth::credential::CredentialSource;
+    pub use crate::auth::jwks::{JwksSpec, KeySets};
     pub use crate::auth::jwt::{Jwt, JwtKeySpec, JwtSpec, TokenCache};
     pub use crate::message::methods::MethodSet;
     pub use crate::message::request::{PathParameters, Underscores};

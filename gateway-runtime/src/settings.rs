@@ -261,6 +261,27 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
     Ok(Target { scheme, authority })
 }
 
+/// A URL the gateway fetches itself (a JWKS document): `http://` or `https://`, a
+/// host, and a path; the target and the path with its query.
+pub fn parse_url(text: &str) -> Result<(Target, String), String> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a URL: write `https://HOST/PATH`"))?;
+    let path = uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    let root = match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+        _ => {
+            return Err(format!(
+                "`{text}` is not an absolute URL: write `https://HOST/PATH`"
+            ));
+        }
+    };
+    Ok((parse_target(&root)?, path))
+}
+
 /// Checks a name a TLS client may send in SNI (RFC 6066 §3): a DNS name of
 /// letters, digits and `-` in labels of at most 63 bytes, or a wildcard `*.` in front
 /// of one with at least two labels (`*.example.com`: one label, as certificates match
@@ -326,6 +347,8 @@ pub enum SettingKind {
     Workers,
     Size,
     HeaderSize,
+    /// An `http(s)://HOST/PATH` the gateway fetches.
+    Url,
     /// PEM text: certificates or a key, checked in full when the TLS configuration is
     /// built.
     Pem,
@@ -341,6 +364,7 @@ impl SettingKind {
             SettingKind::Workers => parse_workers(text).map(drop),
             SettingKind::Size => parse_size(text).map(drop),
             SettingKind::HeaderSize => parse_header_size(text).map(drop),
+            SettingKind::Url => parse_url(text).map(drop),
             SettingKind::Pem => check_pem(text),
         }
     }
@@ -449,6 +473,10 @@ impl Setting {
 
     pub fn target(&self) -> Result<Target, SettingError> {
         self.parse(parse_target)
+    }
+
+    pub fn url(&self) -> Result<(Target, String), SettingError> {
+        self.parse(parse_url)
     }
 
     pub fn workers(&self) -> Result<usize, SettingError> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, Request, StatusCode};
 use serde_json::{Value, json};
-use support::jwt::{self, Keys, b64, claims, hmac, hmac_with_header, now};
+use support::jwt::{self, KeyServer, Keys, b64, claims, hmac, hmac_with_header, now};
 use support::tls as files;
 use support::{Gateway, HttpClient, Reply, TestBody, Upstream};
 
@@ -21,6 +21,7 @@ const BOB_KEY: &str = "bob-api-key-0123456789";
 
 struct Setup {
     keys: Keys,
+    idp: KeyServer,
     upstream: Upstream,
     gateway: Gateway,
     client: HttpClient,
@@ -31,16 +32,25 @@ impl Setup {
     async fn start(test: &str) -> Setup {
         let dir = files::directory(test);
         let keys = Keys::generate(&dir);
+        let ca = files::Ca::new("identity provider CA");
+        files::write_file(&dir, "idp-ca.pem", &ca.pem);
+        let idp = KeyServer::start(
+            &ca.issue("idp", &["127.0.0.1"], &[]),
+            json!({"keys": [keys.jwk("RS256", "k1")]}),
+        )
+        .await;
         let upstream = Upstream::start("backend").await;
         let env = [
             ("BACKEND", upstream.url()),
             ("JWT_SECRET", SECRET.to_owned()),
             ("ALICE_KEY", ALICE_KEY.to_owned()),
+            ("JWKS_URL", idp.url.clone()),
         ];
         let gateway = Gateway::start_in(AUTH_GATEWAY, &env, Some(&dir), 1)
             .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"));
         Setup {
             keys,
+            idp,
             upstream,
             gateway,
             client: support::client(),
@@ -94,7 +104,7 @@ const INVALID: &str = "Bearer error=\"invalid_token\"";
 
 /// A valid HS256 token passes; its claims reach the upstream as headers (nested
 /// paths, arrays joined) and the token does not.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_token_passes_with_its_identity() {
     let setup = Setup::start("valid").await;
     let mut claims = claims("user-42");
@@ -123,7 +133,7 @@ async fn a_valid_token_passes_with_its_identity() {
 
 /// Every asymmetric algorithm, each with its own key; a token signed by one key is
 /// refused by a route that verifies with another.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_asymmetric_algorithm_verifies() {
     let setup = Setup::start("asymmetric").await;
     let claims = json!({"sub": "svc", "exp": now() + 300});
@@ -154,7 +164,7 @@ async fn every_asymmetric_algorithm_verifies() {
 }
 
 /// The attacks of the brief, each refused before the upstream.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_broken_tokens_never_reach_the_upstream() {
     let setup = Setup::start("attacks").await;
     let good = claims("mallory");
@@ -308,7 +318,7 @@ async fn forged_and_broken_tokens_never_reach_the_upstream() {
 }
 
 /// A cached token stops working the second it expires (the policy allows no skew).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_token_expires() {
     let setup = Setup::start("expiry").await;
     let token = setup
@@ -326,7 +336,7 @@ async fn a_cached_token_expires() {
 
 /// Scopes, roles and claim values: 403 for a valid token without them, with
 /// `insufficient_scope` when the scope is what is missing.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_reads_scopes_roles_and_claims() {
     let setup = Setup::start("authorize").await;
     let grant = |scope: Value, roles: Value, tenant: &str| {
@@ -378,7 +388,7 @@ async fn authorization_reads_scopes_roles_and_claims() {
 
 /// API keys: by reference or by digest, from a header or the query, never forwarded;
 /// the consumer's name and groups are what the upstream and the rules see.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_identify_consumers() {
     let setup = Setup::start("api-keys").await;
     let headers = setup.passed(&setup.get("/keys/x", &[("x-api-key", ALICE_KEY)]).await);
@@ -424,7 +434,7 @@ async fn api_keys_identify_consumers() {
 
 /// Identity fields sent by a client, in any case, never reach the upstream: not on a
 /// public route, and not beside the gateway's own on a protected one.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_identity_headers_are_removed_everywhere() {
     let setup = Setup::start("forged").await;
     let forged = [
@@ -464,7 +474,7 @@ async fn client_identity_headers_are_removed_everywhere() {
 }
 
 /// A token in a cookie, kept for the upstream when the policy says so.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_in_a_cookie() {
     let setup = Setup::start("cookie").await;
     let reply = setup.get("/session/x", &[("cookie", "theme=dark")]).await;
@@ -476,18 +486,113 @@ async fn a_token_in_a_cookie() {
     assert_eq!(headers["cookie"], cookie.as_str());
 }
 
+/// Keys published by a provider over HTTPS: rotation without a restart (a new `kid`
+/// is fetched when a token names it, a removed key stops working after the refresh),
+/// and an outage keeps the last good set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_keys_rotate_without_a_restart() {
+    let setup = Setup::start("jwks").await;
+    let claims = json!({"sub": "idp-user", "iss": "https://id.test/", "exp": now() + 300});
+    let old = setup.keys.sign_with_kid("RS256", "k1", &claims);
+    assert_eq!(
+        setup.passed(&setup.bearer("/idp/x", &old).await)["x-user-id"],
+        "idp-user"
+    );
+    // A token the provider signs with a key it has just published.
+    let new = setup.keys.sign_with_kid("ES256", "k2", &claims);
+    setup
+        .idp
+        .set(json!({"keys": [setup.keys.jwk("RS256", "k1"), setup.keys.jwk("ES256", "k2")]}));
+    let accepted = poll(|| setup.bearer("/idp/x", &new), 200).await;
+    assert!(accepted, "the new key was not fetched");
+    // An unknown kid is refused, and wakes at most one fetch a second.
+    let fetches = setup.idp.fetches.load(std::sync::atomic::Ordering::SeqCst);
+    let forged = setup.keys.sign_with_kid("ES256", "nope", &claims);
+    for _ in 0..20 {
+        let reply = setup.bearer("/idp/x", &forged).await;
+        assert_eq!(reply.json()["error"], "unknown token key");
+    }
+    let woken = setup.idp.fetches.load(std::sync::atomic::Ordering::SeqCst) - fetches;
+    assert!(woken <= 3, "{woken} fetches for 20 unknown kids");
+    // The provider drops the old key: refused once the set is refreshed.
+    setup
+        .idp
+        .set(json!({"keys": [setup.keys.jwk("ES256", "k2")]}));
+    assert!(
+        poll(|| setup.bearer("/idp/x", &old), 401).await,
+        "the removed key still verifies"
+    );
+    // The provider goes down: the last good set stays in use.
+    setup
+        .idp
+        .up
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let fresh = setup.keys.sign_with_kid(
+        "ES256",
+        "k2",
+        &json!({"sub": "later", "iss": "https://id.test/", "exp": now() + 300}),
+    );
+    assert_eq!(
+        setup.passed(&setup.bearer("/idp/x", &fresh).await)["x-user-id"],
+        "later"
+    );
+}
+
+/// Asks until the answer has `status`, for at most 5 s.
+async fn poll<F, Fut>(ask: F, status: u16) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    for _ in 0..50 {
+        if ask().await.status.as_u16() == status {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Start-up needs every key set: an unreachable provider stops it, naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_needs_the_key_set() {
+    let dir = files::directory("jwks-down");
+    Keys::generate(&dir);
+    files::write_file(&dir, "idp-ca.pem", &files::Ca::new("unused").pem);
+    let env = [
+        ("BACKEND", "http://127.0.0.1:9".to_owned()),
+        ("JWT_SECRET", SECRET.to_owned()),
+        ("ALICE_KEY", ALICE_KEY.to_owned()),
+        (
+            "JWKS_URL",
+            format!("https://{}/jwks.json", support::refused_addr()),
+        ),
+    ];
+    let logs = match Gateway::start_in(AUTH_GATEWAY, &env, Some(&dir), 1) {
+        Ok(_) => panic!("the gateway started without its key set"),
+        Err(logs) => logs,
+    };
+    assert!(
+        logs.contains("policies.idp.jwt.jwks.url") && logs.contains("cannot fetch the key set"),
+        "{logs}"
+    );
+}
+
 /// Start-up refuses an HMAC secret shorter than the hash, and a key that is not of the
 /// algorithms' kind, naming each setting.
 #[test]
 fn start_up_refuses_weak_secrets_and_wrong_keys() {
     let dir = files::directory("weak");
     Keys::generate(&dir);
+    files::write_file(&dir, "idp-ca.pem", &files::Ca::new("unused").pem);
     // An EC key where the RSA one belongs.
     std::fs::copy(dir.join("p256.pub.pem"), dir.join("rsa.pub.pem")).expect("copy key");
     let env = [
         ("BACKEND", "http://127.0.0.1:9".to_owned()),
         ("JWT_SECRET", "short".to_owned()),
         ("ALICE_KEY", ALICE_KEY.to_owned()),
+        ("JWKS_URL", "https://127.0.0.1:9/jwks.json".to_owned()),
     ];
     let logs = match Gateway::start_in(AUTH_GATEWAY, &env, Some(&dir), 1) {
         Ok(_) => panic!("the gateway started with a 5-byte secret"),

@@ -5,7 +5,9 @@
 use toml::Spanned;
 
 use gateway_runtime::auth::{KeyFamily, algorithm_family, parse_digest, parse_leeway};
-use gateway_runtime::settings::{has_references, parse_duration, parse_size, parse_template};
+use gateway_runtime::settings::{
+    has_references, parse_duration, parse_size, parse_template, parse_url,
+};
 
 use crate::chain;
 use crate::check::listeners::listeners_in;
@@ -13,7 +15,7 @@ use crate::check::policies::check_header_name;
 use crate::check::routes::listener_mask;
 use crate::codes;
 use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::syntax::{ApiKeyPolicy, AuthorizePolicy, Config, JwtPolicy};
+use crate::syntax::{ApiKeyPolicy, AuthorizePolicy, Config, JwksPolicy, JwtPolicy};
 
 const ALGORITHMS: [&str; 12] = [
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
@@ -104,7 +106,33 @@ fn check_jwt(jwt: &Spanned<JwtPolicy>, found: &mut Vec<Diagnostic>) {
             "`algorithms` is empty: name at least one",
         ));
     }
-    if let Some(((first, family), rest)) = families.split_first()
+    let family = families.first().map(|(_, f)| *f);
+    let given: Vec<&str> = [
+        ("secret", jwt.secret.is_some()),
+        ("key", jwt.key.is_some()),
+        ("jwks", jwt.jwks.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, present)| present.then_some(name))
+    .collect();
+    if given.len() > 1 {
+        found.push(setting_error(
+            span.clone(),
+            format!(
+                "give one of `secret`, `key` and `jwks`, not {}",
+                given.join(" and ")
+            ),
+        ));
+    }
+    if given.is_empty() {
+        found.push(
+            Diagnostic::new(&codes::MISSING_KEY, span.clone(), "the `jwt` policy has no key")
+                .with_help("add `secret = \"${env:JWT_SECRET}\"` (HS*), `key = \"${file:PATH}\"` (a PEM public key) or `jwks = { url = \"https://…\" }`"),
+        );
+    }
+    // Mixed key kinds are fine for a published set, whose keys each have their own.
+    if jwt.jwks.is_none()
+        && let Some(((first, family), rest)) = families.split_first()
         && let Some((other, _)) = rest.iter().find(|(_, f)| f != family)
     {
         found.push(
@@ -120,51 +148,50 @@ fn check_jwt(jwt: &Spanned<JwtPolicy>, found: &mut Vec<Diagnostic>) {
             .with_help(codes::KEY_ALGORITHM_MISMATCH.fix),
         );
     }
-    let family = families.first().map(|(_, f)| *f);
-    match (&jwt.secret, &jwt.key) {
-        (None, None) => found.push(
-            Diagnostic::new(&codes::MISSING_KEY, span, "the `jwt` policy has no key")
-                .with_help("add `secret = \"${env:JWT_SECRET}\"` (HS*) or `key = \"${file:PATH}\"` (a PEM public key)"),
-        ),
-        (Some(secret), Some(_)) => found.push(setting_error(
-            secret.span(),
-            "give either `secret` or `key`, not both",
-        )),
-        (Some(secret), None) => {
-            literal_secret(secret, "an HMAC secret", found);
-            if family.is_some_and(|f| f != KeyFamily::Hmac) {
-                found.push(mismatch(secret, "a `secret` verifies only HS256/384/512"));
-            }
+    if let Some(secret) = &jwt.secret {
+        literal_secret(secret, "an HMAC secret", found);
+        if family.is_some_and(|f| f != KeyFamily::Hmac) {
+            found.push(mismatch(secret, "a `secret` verifies only HS256/384/512"));
         }
-        (None, Some(key)) => {
-            let text = key.get_ref();
-            let literal = parse_template(text).is_ok_and(|parts| !has_references(&parts));
-            if literal && text.contains("PRIVATE KEY") {
-                found.push(
-                    Diagnostic::new(
-                        &codes::SECRET_IN_CONFIG,
-                        key.span(),
-                        "a private key written here would be compiled into the binary; the gateway needs the public key only",
-                    )
-                    .with_help("give the public key (`-----BEGIN PUBLIC KEY-----`)"),
-                );
-            } else if literal && !text.contains("-----BEGIN ") {
-                found.push(setting_error(
+    }
+    if let Some(key) = &jwt.key {
+        let text = key.get_ref();
+        let literal = parse_template(text).is_ok_and(|parts| !has_references(&parts));
+        if literal && text.contains("PRIVATE KEY") {
+            found.push(
+                Diagnostic::new(
+                    &codes::SECRET_IN_CONFIG,
                     key.span(),
-                    "`key` is a PEM public key (`-----BEGIN PUBLIC KEY-----`), or `${file:PATH}` to one",
-                ));
-            }
-            match family {
-                Some(KeyFamily::Hmac) => {
-                    found.push(mismatch(key, "HS256/384/512 verify with a `secret`, not a public key"))
-                }
-                None if jwt.algorithms.is_none() => found.push(
-                    setting_error(key.span(), "name the `algorithms` this key verifies")
-                        .with_help("`algorithms = [\"RS256\"]`: a token never chooses its own"),
-                ),
-                _ => {}
-            }
+                    "a private key written here would be compiled into the binary; the gateway needs the public key only",
+                )
+                .with_help("give the public key (`-----BEGIN PUBLIC KEY-----`)"),
+            );
+        } else if literal && !text.contains("-----BEGIN ") {
+            found.push(setting_error(
+                key.span(),
+                "`key` is a PEM public key (`-----BEGIN PUBLIC KEY-----`), or `${file:PATH}` to one",
+            ));
         }
+    }
+    let public = jwt
+        .key
+        .as_ref()
+        .or(jwt.jwks.as_ref().map(|j| &j.get_ref().url));
+    if let Some(at) = public {
+        match families.iter().find(|(_, f)| *f == KeyFamily::Hmac) {
+            Some((hs, _)) => found.push(mismatch(
+                hs,
+                "HS256/384/512 verify with a `secret`, never with a public or published key",
+            )),
+            None if jwt.algorithms.is_none() => found.push(
+                setting_error(at.span(), "name the `algorithms` this key verifies")
+                    .with_help("`algorithms = [\"RS256\"]`: a token never chooses its own"),
+            ),
+            None => {}
+        }
+    }
+    if let Some(jwks) = &jwt.jwks {
+        check_jwks(jwks.get_ref(), found);
     }
     if let (Some(header), Some(cookie)) = (&jwt.header, &jwt.cookie) {
         found.push(
@@ -237,6 +264,75 @@ fn check_jwt(jwt: &Spanned<JwtPolicy>, found: &mut Vec<Diagnostic>) {
             ));
         }
         headers.push(lower);
+    }
+}
+
+/// Least and most a key set may live: under a second hammers the provider, over a
+/// week keeps a revoked key in use.
+const JWKS_REFRESH: std::ops::RangeInclusive<u64> = 1..=7 * 24 * 3600;
+
+fn check_jwks(jwks: &JwksPolicy, found: &mut Vec<Diagnostic>) {
+    let url = &jwks.url;
+    if parse_template(url.get_ref()).is_ok_and(|parts| !has_references(&parts))
+        && let Ok((target, _)) = parse_url(url.get_ref())
+        && target.scheme == http::uri::Scheme::HTTP
+    {
+        let host = target.authority.host();
+        let loopback = host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if loopback {
+            found.push(Diagnostic::new(
+                &codes::PLAIN_HTTP_JWKS,
+                url.span(),
+                "the key set is fetched over plain HTTP",
+            ));
+        } else {
+            found.push(
+                setting_error(
+                    url.span(),
+                    format!(
+                        "keys fetched over plain HTTP from `{host}` could be replaced on the way"
+                    ),
+                )
+                .with_help("use `https://`; plain `http://` is allowed to a loopback address only"),
+            );
+        }
+    }
+    fn seconds(value: &Option<Spanned<String>>) -> Option<(&Spanned<String>, u64)> {
+        let value = value.as_ref()?;
+        Some((value, parse_duration(value.get_ref()).ok()?.as_secs()))
+    }
+    for value in [&jwks.refresh, &jwks.min_refresh, &jwks.max_refresh] {
+        if let Some((at, secs)) = seconds(value)
+            && !JWKS_REFRESH.contains(&secs)
+        {
+            found.push(Diagnostic::new(
+                &codes::OUT_OF_RANGE,
+                at.span(),
+                "a key set's lifetime must be 1s to 7 days",
+            ));
+        }
+    }
+    if let (Some((min, low)), Some((_, high))) =
+        (seconds(&jwks.min_refresh), seconds(&jwks.max_refresh))
+        && low > high
+    {
+        found.push(setting_error(
+            min.span(),
+            "`min_refresh` is above `max_refresh`",
+        ));
+    }
+    if let Some((at, secs)) = seconds(&jwks.timeout)
+        && secs > 60
+    {
+        found.push(Diagnostic::new(
+            &codes::OUT_OF_RANGE,
+            at.span(),
+            "a key-set fetch may take at most 60s",
+        ));
     }
 }
 

@@ -62,7 +62,7 @@ fn code(kind: SettingKind) -> &'static Code {
     match kind {
         SettingKind::Duration => &codes::INVALID_DURATION,
         SettingKind::Bind => &codes::INVALID_ADDRESS,
-        SettingKind::Target => &codes::INVALID_URL,
+        SettingKind::Target | SettingKind::Url => &codes::INVALID_URL,
         SettingKind::Workers => &codes::OUT_OF_RANGE,
         SettingKind::Size | SettingKind::HeaderSize => &codes::INVALID_SIZE,
         SettingKind::Pem => &codes::INVALID_TLS_SETTING,

@@ -164,6 +164,39 @@ fn jwt_spec(name: &str, jwt: &JwtPlan) -> TokenStream {
             let key = setting(key);
             quote!(rt::JwtKeySpec::PublicKey(#key))
         }
+        JwtKeyPlan::Jwks(jwks) => {
+            let url = setting(&jwks.url);
+            let ca = match &jwks.ca {
+                Some(ca) => {
+                    let ca = setting(ca);
+                    quote!(::core::option::Option::Some(#ca))
+                }
+                None => quote!(::core::option::Option::None),
+            };
+            let duration = |millis: u64| quote!(::core::time::Duration::from_millis(#millis));
+            let refresh = duration(jwks.refresh);
+            let min_refresh = duration(jwks.min_refresh);
+            let max_refresh = duration(jwks.max_refresh);
+            let refetch = duration(jwks.unknown_kid_refetch);
+            let timeout = duration(jwks.timeout);
+            let degraded = jwks.start_degraded;
+            quote! {
+                rt::JwtKeySpec::Jwks(rt::JwksSpec {
+                    url: #url,
+                    tls: rt::UpstreamTlsSpec {
+                        ca: #ca,
+                        client_certificate: ::core::option::Option::None,
+                        server_name: ::core::option::Option::None,
+                    },
+                    refresh: #refresh,
+                    min_refresh: #min_refresh,
+                    max_refresh: #max_refresh,
+                    unknown_kid_refetch: #refetch,
+                    timeout: #timeout,
+                    start_degraded: #degraded,
+                })
+            }
+        }
     };
     let algorithms = &jwt.algorithms;
     let issuer = match &jwt.issuer {
@@ -334,35 +367,52 @@ pub(super) fn shared(plan: &Plan, names: &PolicyNames) -> (TokenStream, TokenStr
         /// What every worker shares: policies resolved once at start-up.
         pub struct Shared {
             #(#fields,)*
+            /// The published key sets of the JWT policies.
+            key_sets: rt::KeySets,
         }
     };
     let built = shared.iter().map(|&i| {
         let field = &names.field[i];
         let item = &names.item[i];
         let ty = shared_type(&plan.policies[i].kind);
+        let key_sets =
+            matches!(plan.policies[i].kind, PolicyKind::Jwt(_)).then(|| quote!(, &mut key_sets));
         quote! {
-            let #field = #ty::new(&#item).map_err(|e| errors.extend(e)).ok();
+            let #field = #ty::new(&#item #key_sets).map_err(|e| errors.extend(e)).ok();
         }
     });
     let fields: Vec<&Ident> = shared.iter().map(|&i| &names.field[i]).collect();
+    let uses_key_sets = plan
+        .policies
+        .iter()
+        .any(|p| matches!(p.kind, PolicyKind::Jwt(_)));
+    let mutable = uses_key_sets.then(|| quote!(mut));
     let build = if fields.is_empty() {
         quote! {
             fn shared() -> ::core::result::Result<Shared, ::std::vec::Vec<rt::SettingError>> {
-                ::core::result::Result::Ok(Shared {})
+                ::core::result::Result::Ok(Shared { key_sets: rt::KeySets::default() })
             }
         }
     } else {
         quote! {
             fn shared() -> ::core::result::Result<Shared, ::std::vec::Vec<rt::SettingError>> {
                 let mut errors = ::std::vec::Vec::new();
+                let #mutable key_sets = rt::KeySets::default();
                 #(#built)*
                 match (#(#fields,)*) {
                     (#(::core::option::Option::Some(#fields),)*) => {
-                        ::core::result::Result::Ok(Shared { #(#fields,)* })
+                        ::core::result::Result::Ok(Shared { #(#fields,)* key_sets })
                     }
                     _ => ::core::result::Result::Err(errors),
                 }
             }
+        }
+    };
+    let build = quote! {
+        #build
+
+        fn key_sets(shared: &Shared) -> &rt::KeySets {
+            &shared.key_sets
         }
     };
     (structure, build)

@@ -128,6 +128,7 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
             SettingKind::Workers => quote!(Workers),
             SettingKind::Size => quote!(Size),
             SettingKind::HeaderSize => quote!(HeaderSize),
+            SettingKind::Url => quote!(Url),
             SettingKind::Pem => quote!(Pem),
         };
         quote!((#value, rt::SettingKind::#kind))

@@ -10,15 +10,17 @@
 
 use std::collections::HashSet;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde_json::Value;
 
 use super::cache::{CredentialCache, Expiring};
 use super::claims::{ClaimHeader, Claims, header_value, lookup};
 use super::credential::CredentialSource;
 use super::identity::{invalid, missing, now, unreadable};
+use super::jwks::{JwksSpec, KeySets, RemoteKeys};
 use super::{KeyFamily, algorithm_family, min_secret_len};
 use crate::pipeline::Stop;
 use crate::pipeline::gateway::Request;
@@ -57,20 +59,30 @@ pub enum JwtKeySpec {
     Secret(Setting),
     /// A public key in PEM.
     PublicKey(Setting),
+    /// A provider's published key set.
+    Jwks(JwksSpec),
 }
 
 /// A JWT policy resolved at start-up.
 pub struct Jwt {
     spec: &'static JwtSpec,
-    key: DecodingKey,
-    validation: Validation,
+    keys: Keys,
+    /// The checks for each key family among the algorithms.
+    validations: Vec<(AlgorithmFamily, Validation)>,
+}
+
+enum Keys {
+    Static(DecodingKey),
+    Remote(Arc<RemoteKeys>),
 }
 
 /// Each worker's verified tokens for one policy.
 pub type TokenCache = CredentialCache<Verified>;
 
 impl Jwt {
-    pub fn new(spec: &'static JwtSpec) -> Result<Self, Vec<SettingError>> {
+    /// The policy; a published key set is registered in `key_sets`, shared with the
+    /// other policies that name its URL.
+    pub fn new(spec: &'static JwtSpec, key_sets: &mut KeySets) -> Result<Self, Vec<SettingError>> {
         super::crypto::install();
         let algorithms: Vec<Algorithm> = spec
             .algorithms
@@ -78,20 +90,34 @@ impl Jwt {
             .filter_map(|name| name.parse().ok())
             .collect();
         let family = spec.algorithms.first().and_then(|a| algorithm_family(a));
-        let key = match (&spec.key, family) {
+        let keys = match (&spec.key, family) {
             (JwtKeySpec::Secret(setting), Some(KeyFamily::Hmac)) => {
-                secret(setting, spec.algorithms)
+                secret(setting, spec.algorithms).map(Keys::Static)
             }
-            (JwtKeySpec::PublicKey(setting), Some(family)) => public_key(setting, family),
+            (JwtKeySpec::PublicKey(setting), Some(family)) => {
+                public_key(setting, family).map(Keys::Static)
+            }
+            (JwtKeySpec::Jwks(jwks), _) => key_sets.source(jwks).map(Keys::Remote),
             (JwtKeySpec::Secret(setting) | JwtKeySpec::PublicKey(setting), _) => Err(
                 SettingError::new(setting.origin, "the algorithms do not match the key"),
             ),
         }
         .map_err(|e| vec![e])?;
+        let mut validations: Vec<(AlgorithmFamily, Validation)> = Vec::new();
+        for algorithm in &algorithms {
+            if !validations.iter().any(|(f, _)| *f == algorithm.family()) {
+                let same: Vec<Algorithm> = algorithms
+                    .iter()
+                    .filter(|a| a.family() == algorithm.family())
+                    .copied()
+                    .collect();
+                validations.push((algorithm.family(), validation(spec, same)));
+            }
+        }
         Ok(Jwt {
             spec,
-            key,
-            validation: validation(spec, algorithms),
+            keys,
+            validations,
         })
     }
 
@@ -112,10 +138,13 @@ impl Jwt {
                 .read(&req.fields, req.uri.query(), self.spec.max_token_size)
                 .map_err(|e| unreadable(name, e, INVALID))?
                 .ok_or_else(|| missing(name, CHALLENGE))?;
-            match cache.get(token, now) {
+            let generation = self.generation();
+            match cache.get(token, now).filter(|v| v.generation == generation) {
                 Some(verified) => verified,
                 None => {
-                    let verified = self.verify(token).map_err(|m| invalid(name, m, INVALID))?;
+                    let verified = self
+                        .verify(token, now)
+                        .map_err(|m| invalid(name, m, INVALID))?;
                     let verified = Rc::new(verified);
                     cache.insert(token, verified.clone(), now);
                     verified
@@ -129,11 +158,43 @@ impl Jwt {
         Ok(verified)
     }
 
-    fn verify(&self, token: &[u8]) -> Result<Verified, &'static str> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| refusal(e.kind()))?
-            .claims;
-        Verified::new(claims, self.spec)
+    /// Which key set verified a token: cached tokens of an older one than the current
+    /// are verified again.
+    fn generation(&self) -> u64 {
+        match &self.keys {
+            Keys::Static(_) => 0,
+            Keys::Remote(remote) => remote.removals(),
+        }
+    }
+
+    fn verify(&self, token: &[u8], now: u64) -> Result<Verified, &'static str> {
+        let generation = self.generation();
+        let claims = match &self.keys {
+            Keys::Static(key) => self.decode(token, key)?,
+            Keys::Remote(remote) => {
+                let header = jsonwebtoken::decode_header(token).map_err(|e| refusal(e.kind()))?;
+                let set = remote.load();
+                let Some(key) = set.find(header.kid.as_deref()) else {
+                    remote.unknown_key(now);
+                    return Err("unknown token key");
+                };
+                self.decode(token, key)?
+            }
+        };
+        Verified::new(claims, self.spec, generation)
+    }
+
+    /// jsonwebtoken's checks with the validation of the key's family; a key of a
+    /// family no configured algorithm has verifies nothing.
+    fn decode(&self, token: &[u8], key: &DecodingKey) -> Result<Claims, &'static str> {
+        let (_, validation) = self
+            .validations
+            .iter()
+            .find(|(family, _)| *family == key.family())
+            .ok_or("token algorithm not allowed")?;
+        jsonwebtoken::decode::<Claims>(token, key, validation)
+            .map(|data| data.claims)
+            .map_err(|e| refusal(e.kind()))
     }
 }
 
@@ -223,13 +284,15 @@ pub struct Verified {
     not_before: u64,
     expires: u64,
     leeway: u64,
+    /// The key set's generation it was verified with.
+    generation: u64,
     /// The values of the policy's forwarded claims, in its order; `None` for a claim
     /// the token lacks.
     forwarded: Box<[Option<Box<[u8]>>]>,
 }
 
 impl Verified {
-    fn new(claims: Claims, spec: &JwtSpec) -> Result<Self, &'static str> {
+    fn new(claims: Claims, spec: &JwtSpec, generation: u64) -> Result<Self, &'static str> {
         if spec
             .required_claims
             .iter()
@@ -253,6 +316,7 @@ impl Verified {
             // jsonwebtoken has checked that `exp` is there and a number.
             expires: seconds("exp").unwrap_or(0),
             leeway: spec.leeway_seconds,
+            generation,
             forwarded,
             claims,
         })

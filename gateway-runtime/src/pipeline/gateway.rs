@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use http::{Method, Uri, Version};
 
+use crate::auth::jwks::KeySets;
 use crate::h1::request_body::RequestBody;
 use crate::message::fields::Fields;
 use crate::message::methods::MethodSet;
@@ -62,6 +63,10 @@ pub trait Gateway: Sized + 'static {
 
     /// Builds the shared state, reporting every bad setting at once.
     fn shared() -> Result<Self::Shared, Vec<SettingError>>;
+
+    /// The published key sets the shared state's JWT policies verify with: fetched
+    /// before the gateway listens, then kept fresh in the background.
+    fn key_sets(shared: &Self::Shared) -> &KeySets;
 
     /// Builds a worker's gateway (upstream pools) around the shared state. Start-up
     /// has checked every setting beforehand, so an error here is one that appeared in

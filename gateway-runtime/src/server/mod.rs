@@ -199,6 +199,16 @@ fn run<G: Gateway>() -> Result<(), StartError> {
         errors.retain(|e| seen.insert(e.to_string()));
         return Err(StartError::Settings(errors));
     };
+    // Key sets the JWT policies verify with are fetched before anything listens.
+    let fetch = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Io(format!("cannot start runtime: {e}")))?;
+    let errors = fetch.block_on(G::key_sets(&shared).fetch_all());
+    drop(fetch);
+    if !errors.is_empty() {
+        return Err(StartError::Settings(errors));
+    }
     let drain_timeout = G::SHUTDOWN_TIMEOUT.duration()?;
     let workers = match G::WORKERS {
         Some(workers) => workers.workers()?,
@@ -237,6 +247,8 @@ fn run<G: Gateway>() -> Result<(), StartError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::with_capacity(workers);
+    // The control thread keeps the key sets fresh.
+    let key_sets_of = shared.clone();
     for (i, listeners) in per_worker.into_iter().enumerate() {
         let shutdown = shutdown_rx.clone();
         let started = started_tx.clone();
@@ -276,6 +288,7 @@ fn run<G: Gateway>() -> Result<(), StartError> {
         let reloads = Arc::new(ReloadStatus::default());
         let watched = tls.into_iter().flatten().map(|(_, watched)| watched).collect();
         tokio::spawn(reload::run(watched, reloads.clone()));
+        G::key_sets(&key_sets_of).spawn_refreshes();
         if let Some(admin) = G::ADMIN {
             let addr = admin.bind()?;
             let listener = tokio::net::TcpListener::bind(addr)

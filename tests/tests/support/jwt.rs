@@ -5,6 +5,8 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -84,9 +86,41 @@ impl Keys {
 
     /// A token signed with the key of `alg`, its header `{"alg", "typ"}`.
     pub fn sign(&self, alg: &str, claims: &Value) -> String {
-        let signing_input = signing_input(&json!({"alg": alg, "typ": "JWT"}), claims);
+        self.sign_with_header(&json!({"alg": alg, "typ": "JWT"}), claims)
+    }
+
+    /// The same with the key named `kid`, as a provider's tokens are.
+    pub fn sign_with_kid(&self, alg: &str, kid: &str, claims: &Value) -> String {
+        self.sign_with_header(&json!({"alg": alg, "typ": "JWT", "kid": kid}), claims)
+    }
+
+    fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
+        let alg = header["alg"].as_str().expect("alg");
+        let signing_input = signing_input(header, claims);
         let signature = self.signature(alg, signing_input.as_bytes());
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// The public key of `alg` as a JWK (RFC 7517) named `kid`.
+    pub fn jwk(&self, alg: &str, kid: &str) -> Value {
+        match alg {
+            "RS256" => {
+                let public = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(self.rsa.public());
+                json!({
+                    "kty": "RSA", "kid": kid, "use": "sig", "alg": alg,
+                    "n": b64(&public.n), "e": b64(&public.e),
+                })
+            }
+            "ES256" => {
+                use ring::signature::KeyPair;
+                let point = self.p256.public_key().as_ref();
+                json!({
+                    "kty": "EC", "kid": kid, "crv": "P-256", "alg": alg,
+                    "x": b64(&point[1..33]), "y": b64(&point[33..]),
+                })
+            }
+            other => panic!("no JWK for {other}"),
+        }
     }
 
     fn signature(&self, alg: &str, message: &[u8]) -> Vec<u8> {
@@ -126,6 +160,74 @@ impl Keys {
 fn run(command: &mut Command) {
     let status = command.status().expect("run openssl");
     assert!(status.success(), "{command:?} failed");
+}
+
+/// An identity provider's key-set endpoint over HTTPS: serves `document` with
+/// `Cache-Control: max-age=1`, or 503 while `up` is false, and counts its fetches.
+#[derive(Clone)]
+pub struct KeyServer {
+    pub url: String,
+    pub document: Arc<Mutex<Value>>,
+    pub up: Arc<AtomicBool>,
+    pub fetches: Arc<AtomicUsize>,
+}
+
+impl KeyServer {
+    pub async fn start(identity: &super::tls::Issued, document: Value) -> KeyServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let server = KeyServer {
+            url: format!(
+                "https://127.0.0.1:{}/.well-known/jwks.json",
+                listener.local_addr().expect("addr").port()
+            ),
+            document: Arc::new(Mutex::new(document)),
+            up: Arc::new(AtomicBool::new(true)),
+            fetches: Arc::default(),
+        };
+        let acceptor = super::tls::acceptor(identity, None);
+        let shared = server.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, shared) = (acceptor.clone(), shared.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |_req| {
+                        let shared = shared.clone();
+                        async move {
+                            shared.fetches.fetch_add(1, Ordering::SeqCst);
+                            let (status, body) = if shared.up.load(Ordering::SeqCst) {
+                                (200, shared.document.lock().expect("document").to_string())
+                            } else {
+                                (503, String::new())
+                            };
+                            let response = http::Response::builder()
+                                .status(status)
+                                .header("content-type", "application/json")
+                                .header("cache-control", "public, max-age=1")
+                                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                                .expect("response");
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        server
+    }
+
+    pub fn set(&self, document: Value) {
+        *self.document.lock().expect("document") = document;
+    }
 }
 
 /// `base64url(header).base64url(claims)`.

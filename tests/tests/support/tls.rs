@@ -146,6 +146,12 @@ fn roots(pem: &str) -> rustls::RootCertStore {
 /// An upstream that speaks HTTP/1.1 over TLS with `identity`, answering as
 /// `Upstream` does; with `client_ca`, it requires a client certificate from it.
 pub async fn upstream(name: &'static str, identity: &Issued, client_ca: Option<&str>) -> Upstream {
+    Upstream::serve(name, Some(acceptor(identity, client_ca))).await
+}
+
+/// A server-side TLS configuration with `identity`; with `client_ca`, it requires a
+/// client certificate from it.
+pub fn acceptor(identity: &Issued, client_ca: Option<&str>) -> tokio_rustls::TlsAcceptor {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("versions");
@@ -163,11 +169,7 @@ pub async fn upstream(name: &'static str, identity: &Issued, client_ca: Option<&
     let config = builder
         .with_single_cert(certs(&identity.cert), key(&identity.key))
         .expect("server config");
-    Upstream::serve(
-        name,
-        Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
-    )
-    .await
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
 /// A client configuration trusting `ca`, presenting `identity` if given, offering
