@@ -7,15 +7,17 @@
 //! (randomly seeded) order. Only credentials that passed verification are inserted, so
 //! a client sending new garbage tokens cannot evict anything.
 //!
-//! **Keyed by the signature's tail.** The key is a SipHash (seeded per process) of at
-//! most the last 32 bytes of the token, where a signed token's randomness is; the
-//! entry keeps the whole token and a hit compares it, so two tokens sharing a key
-//! never answer for each other. Hashing 32 bytes instead of a whole token keeps a hit
-//! cheap whatever the token's size (measured in bench/: README's "Authentication").
+//! **Keyed by the signature's tail.** The key is the token's last 8 bytes, part of its
+//! signature, mixed by one multiplication: a signature is unpredictable without the
+//! key, so valid tokens spread evenly, and since only verified tokens are inserted, a
+//! client cannot crowd one bucket (a keyed hash such as SipHash guards against that,
+//! at ten times the cost). The entry keeps the whole token and a hit compares it, so
+//! two tokens sharing a key never answer for each other. A hit's cost does not grow
+//! with the token's size (figures in bench/RESULTS.md).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 /// What a cached credential must say about its lifetime.
@@ -29,28 +31,52 @@ type Entry<V> = (Box<[u8]>, Rc<V>);
 
 /// Verified credentials by their token.
 pub struct CredentialCache<V> {
-    entries: RefCell<HashMap<u64, Entry<V>>>,
-    seed: RandomState,
+    entries: RefCell<HashMap<u64, Entry<V>, BuildHasherDefault<Mix>>>,
     capacity: usize,
+}
+
+/// Spreads a key that is already random over all 64 bits (Fibonacci hashing, with
+/// the high half folded into the low one, where the map takes its bucket index).
+#[derive(Default)]
+struct Mix(u64);
+
+impl Hasher for Mix {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0 ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let product = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = product ^ (product >> 32);
+    }
 }
 
 impl<V: Expiring> CredentialCache<V> {
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: RefCell::new(HashMap::new()),
-            seed: RandomState::new(),
+            entries: RefCell::new(HashMap::default()),
             capacity,
         }
     }
 
-    fn key(&self, token: &[u8]) -> u64 {
-        self.seed.hash_one(&token[token.len().saturating_sub(32)..])
+    /// The token's last 8 bytes (fewer for a shorter token) as a number.
+    fn key(token: &[u8]) -> u64 {
+        let tail = &token[token.len().saturating_sub(8)..];
+        let mut key = [0; 8];
+        key[..tail.len()].copy_from_slice(tail);
+        u64::from_le_bytes(key)
     }
 
     /// The verified credential for `token`, if it is cached and still usable.
     pub fn get(&self, token: &[u8], now: u64) -> Option<Rc<V>> {
         let entries = self.entries.borrow();
-        let (cached, value) = entries.get(&self.key(token))?;
+        let (cached, value) = entries.get(&Self::key(token))?;
         (**cached == *token && value.usable_at(now)).then(|| value.clone())
     }
 
@@ -58,7 +84,7 @@ impl<V: Expiring> CredentialCache<V> {
         if self.capacity == 0 {
             return;
         }
-        let key = self.key(token);
+        let key = Self::key(token);
         let mut entries = self.entries.borrow_mut();
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
             entries.retain(|_, (_, value)| value.usable_at(now));
@@ -100,9 +126,9 @@ mod tests {
         cache.insert(b"header.claims.signature", Rc::new(Until(100)), 0);
         assert!(cache.get(b"header.claims.signature", 99).is_some());
         assert!(cache.get(b"header.claims.signature", 100).is_none());
-        // Same last 32 bytes, different token: a miss.
-        let long = [b"A".repeat(40), b"S".repeat(32)].concat();
-        let other = [b"B".repeat(40), b"S".repeat(32)].concat();
+        // Same last 8 bytes, different token: a miss.
+        let long = [b"A".repeat(40), b"S".repeat(8)].concat();
+        let other = [b"B".repeat(40), b"S".repeat(8)].concat();
         cache.insert(&long, Rc::new(Until(100)), 0);
         assert!(cache.get(&other, 1).is_none());
         assert!(cache.get(&long, 1).is_some());
