@@ -160,6 +160,8 @@ pub enum PolicyKind {
         source: SourcePlan,
     },
     Authorize(AuthorizePlan),
+    /// Authentication policies by index, tried in order.
+    AnyOf(Vec<usize>),
 }
 
 impl PolicyKind {
@@ -172,12 +174,8 @@ impl PolicyKind {
             PolicyKind::Jwt(_) => "jwt",
             PolicyKind::ApiKey { .. } => "api_key",
             PolicyKind::Authorize(_) => "authorize",
+            PolicyKind::AnyOf(_) => "any",
         }
-    }
-
-    /// Whether the policy establishes an identity.
-    pub fn authenticates(&self) -> bool {
-        matches!(self, PolicyKind::Jwt(_) | PolicyKind::ApiKey { .. })
     }
 }
 
@@ -709,7 +707,16 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
             .map(|(name, policy)| PolicyPlan {
                 name: name.get_ref().clone(),
                 line: diagnostics.line_col(name.span().start).0,
-                kind: policy_kind(name.get_ref(), policy.get_ref(), &at),
+                kind: match &policy.get_ref().any {
+                    Some(members) => PolicyKind::AnyOf(
+                        members
+                            .get_ref()
+                            .iter()
+                            .filter_map(|m| config.policy(m.get_ref()).map(|(i, _)| i))
+                            .collect(),
+                    ),
+                    None => policy_kind(name.get_ref(), policy.get_ref(), &at),
+                },
             })
             .collect(),
         consumers: config
@@ -803,7 +810,7 @@ fn chains(
                 if p.client_cert.is_some() {
                     return Some(Step::ClientCert { policy });
                 }
-                if p.jwt.is_some() || p.api_key.is_some() {
+                if p.jwt.is_some() || p.api_key.is_some() || p.any.is_some() {
                     return Some(Step::Authenticate { policy });
                 }
                 if p.authorize.is_some() {

@@ -465,6 +465,9 @@ pub struct Policy {
     pub api_key: Option<Spanned<ApiKeyPolicy>>,
     /// What the identity an earlier step established must have.
     pub authorize: Option<Spanned<AuthorizePolicy>>,
+    /// Authentication policies, the first whose credential the request presents
+    /// deciding.
+    pub any: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `jwt = { … }`.

@@ -56,13 +56,13 @@ pub mod fuzzing;
 #[cfg(feature = "server")]
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::auth::Identity;
     pub use crate::auth::api_key::{ApiKeySpec, ApiKeys, ConsumerSpec};
     pub use crate::auth::authorize::{AuthorizeRule, ClaimRule};
     pub use crate::auth::claims::ClaimHeader;
     pub use crate::auth::credential::CredentialSource;
     pub use crate::auth::jwks::{JwksSpec, KeySets};
     pub use crate::auth::jwt::{Jwt, JwtKeySpec, JwtSpec, TokenCache};
+    pub use crate::auth::{Identity, no_credentials};
     pub use crate::message::methods::MethodSet;
     pub use crate::message::request::{PathParameters, Underscores};
     pub use crate::pipeline::gateway::{

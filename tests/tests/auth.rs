@@ -432,6 +432,28 @@ async fn api_keys_identify_consumers() {
     assert_eq!(setup.upstream.seen().len(), seen);
 }
 
+/// `any`: the first policy whose credential is present decides, and a bad one is
+/// refused, never skipped for the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_takes_the_credential_presented() {
+    let setup = Setup::start("any").await;
+    let token = hmac(SECRET.as_bytes(), "HS256", &claims("tok-user"));
+    let headers = setup.passed(&setup.bearer("/either/x", &token).await);
+    assert_eq!(headers["x-user-id"], "tok-user");
+    assert!(headers.get("x-consumer").is_none());
+    let headers = setup.passed(&setup.get("/either/x", &[("x-api-key", BOB_KEY)]).await);
+    assert_eq!(headers["x-consumer"], "bob");
+    let seen = setup.upstream.seen().len();
+    let none = setup.get("/either/x", &[]).await;
+    assert_eq!(none.status, 401);
+    assert_eq!(none.headers["www-authenticate"], "Bearer, ApiKey");
+    let forged = hmac(b"not-the-secret-not-the-secret-not-the-secret-00", "HS256", &claims("x"));
+    let auth = format!("Bearer {forged}");
+    let both = setup.get("/either/x", &[("authorization", &auth), ("x-api-key", BOB_KEY)]).await;
+    assert_eq!(both.status, 401, "a bad token was skipped for a good key");
+    assert_eq!(setup.upstream.seen().len(), seen);
+}
+
 /// Identity fields sent by a client, in any case, never reach the upstream: not on a
 /// public route, and not beside the gateway's own on a protected one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

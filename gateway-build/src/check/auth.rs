@@ -36,6 +36,9 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
         if let Some(rule) = &policy.authorize {
             check_authorize(rule, found);
         }
+        if let Some(members) = &policy.any {
+            check_any(members, config, found);
+        }
     }
     for (_, consumer) in &config.consumers {
         for key in consumer.get_ref().keys.get_ref() {
@@ -401,6 +404,52 @@ fn check_authorize(rule: &Spanned<AuthorizePolicy>, found: &mut Vec<Diagnostic>)
     }
 }
 
+/// `any = [...]`: two or more authentication policies, each named once.
+fn check_any(
+    members: &Spanned<Vec<Spanned<String>>>,
+    config: &Config,
+    found: &mut Vec<Diagnostic>,
+) {
+    if members.get_ref().len() < 2 {
+        found.push(setting_error(
+            members.span(),
+            "`any` chooses between two or more authentication policies",
+        ));
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for member in members.get_ref() {
+        let name = member.get_ref().as_str();
+        if seen.contains(&name) {
+            found.push(setting_error(
+                member.span(),
+                format!("`{name}` is named twice"),
+            ));
+        }
+        seen.push(name);
+        match config.policy(name) {
+            None if config.broken_names.iter().any(|b| b == name) => {}
+            None => found.push(Diagnostic::new(
+                &codes::UNKNOWN_POLICY,
+                member.span(),
+                format!(
+                    "unknown policy `{name}`{}",
+                    did_you_mean(
+                        name,
+                        config.policies.iter().map(|(n, _)| n.get_ref().as_str())
+                    )
+                ),
+            )),
+            Some((_, policy)) if policy.jwt.is_none() && policy.api_key.is_none() => {
+                found.push(setting_error(
+                    member.span(),
+                    format!("`{name}` is not a `jwt` or `api_key` policy"),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+}
+
 /// Each `authorize` step needs an authentication step before it on every chain it
 /// runs in; every route authenticates or says it is public (a lint, allowed by default).
 fn chains(config: &Config, found: &mut Vec<Diagnostic>) {
@@ -413,7 +462,8 @@ fn chains(config: &Config, found: &mut Vec<Diagnostic>) {
                 let Some((_, policy)) = config.policy(attached.name.get_ref()) else {
                     continue;
                 };
-                authenticated |= policy.jwt.is_some() || policy.api_key.is_some();
+                authenticated |=
+                    policy.jwt.is_some() || policy.api_key.is_some() || policy.any.is_some();
                 if policy.authorize.is_some() && !authenticated {
                     found.push(
                         Diagnostic::new(

@@ -31,8 +31,14 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
         for listener in listeners_in(listeners, config.listeners.len()) {
             let chain = chain::resolve(config, route, listener);
             for attached in &chain {
-                if let Some((i, _)) = config.policy(attached.name.get_ref()) {
+                if let Some((i, policy)) = config.policy(attached.name.get_ref()) {
                     used[i] = true;
+                    // An `any` step runs its members.
+                    for member in policy.any.iter().flat_map(|m| m.get_ref()) {
+                        if let Some((m, _)) = config.policy(member.get_ref()) {
+                            used[m] = true;
+                        }
+                    }
                 }
             }
             check_chain(config, route, listener, &chain, found);
@@ -62,6 +68,7 @@ fn check_policy(name: &Spanned<String>, policy: &Spanned<Policy>, found: &mut Ve
         ("jwt", p.jwt.is_some()),
         ("api_key", p.api_key.is_some()),
         ("authorize", p.authorize.is_some()),
+        ("any", p.any.is_some()),
     ]
     .into_iter()
     .filter_map(|(kind, present)| present.then_some(kind))

@@ -106,6 +106,8 @@ pub(super) fn items(plan: &Plan, names: &PolicyNames) -> TokenStream {
                     };
                 }
             }
+            // Compiled into the routes' functions: each member, in order.
+            PolicyKind::AnyOf(_) => quote!(),
             // Compiled into the routes' functions as direct operations.
             PolicyKind::Headers(headers) if headers.is_static() => quote!(),
             PolicyKind::Headers(headers) => {
@@ -291,7 +293,10 @@ pub(super) fn is_shared(kind: &PolicyKind) -> bool {
     match kind {
         PolicyKind::Headers(headers) => !headers.is_static(),
         PolicyKind::Jwt(_) | PolicyKind::ApiKey { .. } => true,
-        PolicyKind::Ip { .. } | PolicyKind::ClientCert { .. } | PolicyKind::Authorize(_) => false,
+        PolicyKind::Ip { .. }
+        | PolicyKind::ClientCert { .. }
+        | PolicyKind::Authorize(_)
+        | PolicyKind::AnyOf(_) => false,
     }
 }
 

@@ -99,15 +99,27 @@ fn chain_body(
             Step::ClientCert { .. } => request.push(quote!(#item.check(cx)?;)),
             Step::Authenticate { .. } => {
                 let identity = match &plan.policies[policy].kind {
-                    PolicyKind::Jwt(_) => {
-                        let cache = &names.cache[policy];
+                    PolicyKind::AnyOf(members) => {
+                        let tries = members.iter().map(|&member| {
+                            let field = &names.field[member];
+                            let identity = identity_of(plan, names, member);
+                            quote!(if self.shared.#field.presents(&req) { #identity } else)
+                        });
+                        let challenge = members
+                            .iter()
+                            .map(|&m| match plan.policies[m].kind {
+                                PolicyKind::Jwt(_) => "Bearer",
+                                _ => "ApiKey",
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ");
                         quote! {
-                            rt::Identity::Token(
-                                self.shared.#field.authenticate(&mut req, &self.#cache)?,
-                            )
+                            #(#tries)* {
+                                return ::core::result::Result::Err(rt::no_credentials(#name, #challenge));
+                            }
                         }
                     }
-                    _ => quote!(rt::Identity::Consumer(self.shared.#field.authenticate(&mut req)?)),
+                    _ => identity_of(plan, names, policy),
                 };
                 // The identity is kept only for an authorization step after it.
                 request.push(if authorized_later {
@@ -152,6 +164,18 @@ fn chain_body(
         let #mutable response = #target;
         #(#response)*
         ::core::result::Result::Ok(response)
+    }
+}
+
+/// The identity an authentication policy establishes on `req`, or its stop.
+fn identity_of(plan: &Plan, names: &PolicyNames, policy: usize) -> TokenStream {
+    let field = &names.field[policy];
+    match &plan.policies[policy].kind {
+        PolicyKind::Jwt(_) => {
+            let cache = &names.cache[policy];
+            quote!(rt::Identity::Token(self.shared.#field.authenticate(&mut req, &self.#cache)?))
+        }
+        _ => quote!(rt::Identity::Consumer(self.shared.#field.authenticate(&mut req)?)),
     }
 }
 

@@ -72,6 +72,14 @@ impl ApiKeys {
         }
     }
 
+    /// Whether the request presents a key, well formed or not (see `Jwt::presents`).
+    pub fn presents(&self, req: &Request) -> bool {
+        !matches!(
+            self.spec.source.read(&req.fields, req.uri.query(), MAX_KEY),
+            Ok(None)
+        )
+    }
+
     /// The request phase: the consumer whose key the request carries. The key never
     /// reaches the upstream; the consumer's name does, in `X-Consumer`.
     pub fn authenticate(&self, req: &mut Request) -> Result<&'static ConsumerSpec, Stop> {

@@ -121,6 +121,17 @@ impl Jwt {
         })
     }
 
+    /// Whether the request presents this policy's credential, well formed or not: an
+    /// `any` step lets the first policy whose credential is present decide.
+    pub fn presents(&self, req: &Request) -> bool {
+        !matches!(
+            self.spec
+                .source
+                .read(&req.fields, req.uri.query(), self.spec.max_token_size),
+            Ok(None)
+        )
+    }
+
     /// The request phase: the verified token, from the cache or checked now. The
     /// token leaves the request unless `forward_token`, and the forwarded claims are
     /// added as fields (the driver has removed any the client sent).

@@ -32,7 +32,7 @@ pub mod jwks;
 pub mod jwt;
 
 #[cfg(feature = "server")]
-pub use identity::Identity;
+pub use identity::{Identity, no_credentials};
 
 /// The field that names an API key's consumer to the upstream.
 pub const CONSUMER_HEADER: &str = "x-consumer";
@@ -121,6 +121,12 @@ mod identity {
         Token(Rc<Verified>),
         /// The consumer whose API key the request carried.
         Consumer(&'static ConsumerSpec),
+    }
+
+    /// 401 for an `any` step whose policies found no credential of theirs:
+    /// `challenge` names each scheme (`Bearer, ApiKey`).
+    pub fn no_credentials(by: &'static str, challenge: &'static str) -> Stop {
+        missing(by, challenge)
     }
 
     /// 401 without an error code: the request carried no credential (RFC 6750 §3.1).
