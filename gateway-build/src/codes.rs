@@ -251,11 +251,11 @@ codes! {
         "an `authorize` policy on a route that authenticates no one before it, so it would refuse every request";
         "attach a `jwt` or `api_key` policy before it in the route's chain";
     INVALID_AUTH_SETTING = "G0805" "invalid-auth-setting" Error false:
-        "an authentication setting that cannot work: a key missing or given twice, two token places, a bad field name, a value out of range, API keys without consumers";
-        "follow the message; README.md's reference lists every `jwt`, `api_key` and `authorize` key";
+        "an authentication setting that cannot work: a key missing or given twice, two token places, a bad field name, a value out of range, API keys without consumers, an `any` of fewer than two authentication policies, an `ext_authz` path that is not one";
+        "follow the message; README.md's reference lists every `jwt`, `api_key`, `any`, `ext_authz` and `authorize` key";
     UNAUTHENTICATED_ROUTE = "G0806" "unauthenticated-route" Allow true:
-        "a route that runs no authentication policy and is not marked `public = true`";
-        "attach a `jwt` or `api_key` policy, or write `public = true` on the route";
+        "a route that runs no authentication policy (`jwt`, `api_key`, `any`, `ext_authz`) and is not marked `public = true`";
+        "attach an authentication policy, or write `public = true` on the route";
     PLAIN_HTTP_JWKS = "G0807" "plain-http-jwks" Warning true:
         "a key set fetched over plain HTTP (allowed to loopback only), where anyone on the path could swap the keys";
         "fetch it over `https://`";

@@ -162,6 +162,19 @@ pub enum PolicyKind {
     Authorize(AuthorizePlan),
     /// Authentication policies by index, tried in order.
     AnyOf(Vec<usize>),
+    ExtAuthz(ExtAuthzPlan),
+}
+
+/// An authorization service asked about each request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtAuthzPlan {
+    pub upstream: usize,
+    pub path: String,
+    /// Lower-case field names.
+    pub request_headers: Vec<String>,
+    pub response_headers: Vec<String>,
+    pub timeout_ms: u64,
+    pub fail_open: bool,
 }
 
 impl PolicyKind {
@@ -175,6 +188,7 @@ impl PolicyKind {
             PolicyKind::ApiKey { .. } => "api_key",
             PolicyKind::Authorize(_) => "authorize",
             PolicyKind::AnyOf(_) => "any",
+            PolicyKind::ExtAuthz(_) => "ext_authz",
         }
     }
 }
@@ -326,6 +340,9 @@ pub enum Step {
     Authorize {
         policy: usize,
     },
+    ExtAuthz {
+        policy: usize,
+    },
 }
 
 impl Step {
@@ -336,7 +353,8 @@ impl Step {
             | Step::ClientCert { policy }
             | Step::Headers { policy, .. }
             | Step::Authenticate { policy }
-            | Step::Authorize { policy } => *policy,
+            | Step::Authorize { policy }
+            | Step::ExtAuthz { policy } => *policy,
         }
     }
 }
@@ -715,7 +733,12 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                             .filter_map(|m| config.policy(m.get_ref()).map(|(i, _)| i))
                             .collect(),
                     ),
-                    None => policy_kind(name.get_ref(), policy.get_ref(), &at),
+                    None => policy_kind(
+                        name.get_ref(),
+                        policy.get_ref(),
+                        &at,
+                        &config.upstream_names(),
+                    ),
                 },
             })
             .collect(),
@@ -816,6 +839,9 @@ fn chains(
                 if p.authorize.is_some() {
                     return Some(Step::Authorize { policy });
                 }
+                if p.ext_authz.is_some() {
+                    return Some(Step::ExtAuthz { policy });
+                }
                 if p.ip.is_some() {
                     let from_listener = attached.source == Source::Listener(listener);
                     let bit = connection.iter().position(|c| c.policy == policy);
@@ -864,7 +890,12 @@ fn policy_params(policy: &Policy) -> Vec<String> {
     names
 }
 
-fn policy_kind(name: &str, policy: &Policy, at: &dyn Fn(usize, &str) -> String) -> PolicyKind {
+fn policy_kind(
+    name: &str,
+    policy: &Policy,
+    at: &dyn Fn(usize, &str) -> String,
+    upstreams: &[&str],
+) -> PolicyKind {
     let cidrs = |list: &Option<Spanned<Vec<Spanned<String>>>>| -> Vec<Cidr> {
         list.iter()
             .flat_map(|l| l.get_ref())
@@ -893,6 +924,30 @@ fn policy_kind(name: &str, policy: &Policy, at: &dyn Fn(usize, &str) -> String) 
             (None, None) => SourcePlan::Header(DEFAULT_API_KEY_HEADER.to_owned()),
         };
         return PolicyKind::ApiKey { source };
+    }
+    if let Some(authz) = &policy.ext_authz {
+        let authz = authz.get_ref();
+        let lower = |list: &Option<Spanned<Vec<Spanned<String>>>>| {
+            strings(list)
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect()
+        };
+        let timeout = authz
+            .timeout
+            .as_ref()
+            .map_or(DEFAULT_EXT_AUTHZ_TIMEOUT, |t| t.get_ref());
+        return PolicyKind::ExtAuthz(ExtAuthzPlan {
+            upstream: upstreams
+                .iter()
+                .position(|u| u == authz.upstream.get_ref())
+                .unwrap_or_else(|| unreachable!("checked: the upstream exists")),
+            path: authz.path.get_ref().clone(),
+            request_headers: lower(&authz.request_headers),
+            response_headers: lower(&authz.response_headers),
+            timeout_ms: parse_duration(timeout).map_or(1000, |d| d.as_millis() as u64),
+            fail_open: authz.fail_open.as_ref().is_some_and(|f| *f.get_ref()),
+        });
     }
     if let Some(rule) = &policy.authorize {
         let rule = rule.get_ref();
@@ -1011,6 +1066,8 @@ const DEFAULT_JWKS_MAX_REFRESH: &str = "24h";
 /// Least time between two fetches woken by tokens naming unknown keys.
 const DEFAULT_JWKS_REFETCH: &str = "30s";
 const DEFAULT_JWKS_TIMEOUT: &str = "5s";
+/// Envoy's `ext_authz` waits 200 ms by default; a service across a network, a second.
+const DEFAULT_EXT_AUTHZ_TIMEOUT: &str = "1s";
 
 fn jwt_plan(name: &str, jwt: &JwtPolicy, at: &dyn Fn(usize, &str) -> String) -> JwtPlan {
     let key = format!("policies.{name}.jwt");
@@ -1127,6 +1184,7 @@ mod tests {
             (DEFAULT_JWKS_MAX_REFRESH, SettingKind::Duration),
             (DEFAULT_JWKS_REFETCH, SettingKind::Duration),
             (DEFAULT_JWKS_TIMEOUT, SettingKind::Duration),
+            (DEFAULT_EXT_AUTHZ_TIMEOUT, SettingKind::Duration),
         ] {
             assert_eq!(kind.check(default), Ok(()), "{default}");
         }

@@ -468,6 +468,20 @@ pub struct Policy {
     /// Authentication policies, the first whose credential the request presents
     /// deciding.
     pub any: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Asks an authorization service about each request.
+    pub ext_authz: Option<Spanned<ExtAuthzPolicy>>,
+}
+
+/// `ext_authz = { upstream = …, path = … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtAuthzPolicy {
+    pub upstream: Spanned<String>,
+    pub path: Spanned<String>,
+    pub request_headers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub response_headers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub timeout: Option<Spanned<String>>,
+    pub fail_open: Option<Spanned<bool>>,
 }
 
 /// `jwt = { … }`.

@@ -22,6 +22,7 @@ const BOB_KEY: &str = "bob-api-key-0123456789";
 struct Setup {
     keys: Keys,
     idp: KeyServer,
+    authz: AuthzService,
     upstream: Upstream,
     gateway: Gateway,
     client: HttpClient,
@@ -40,7 +41,9 @@ impl Setup {
         )
         .await;
         let upstream = Upstream::start("backend").await;
+        let authz = AuthzService::start().await;
         let env = [
+            ("AUTHZ", authz.url()),
             ("BACKEND", upstream.url()),
             ("JWT_SECRET", SECRET.to_owned()),
             ("ALICE_KEY", ALICE_KEY.to_owned()),
@@ -51,6 +54,7 @@ impl Setup {
         Setup {
             keys,
             idp,
+            authz,
             upstream,
             gateway,
             client: support::client(),
@@ -447,11 +451,180 @@ async fn any_takes_the_credential_presented() {
     let none = setup.get("/either/x", &[]).await;
     assert_eq!(none.status, 401);
     assert_eq!(none.headers["www-authenticate"], "Bearer, ApiKey");
-    let forged = hmac(b"not-the-secret-not-the-secret-not-the-secret-00", "HS256", &claims("x"));
+    let forged = hmac(
+        b"not-the-secret-not-the-secret-not-the-secret-00",
+        "HS256",
+        &claims("x"),
+    );
     let auth = format!("Bearer {forged}");
-    let both = setup.get("/either/x", &[("authorization", &auth), ("x-api-key", BOB_KEY)]).await;
+    let both = setup
+        .get(
+            "/either/x",
+            &[("authorization", &auth), ("x-api-key", BOB_KEY)],
+        )
+        .await;
     assert_eq!(both.status, 401, "a bad token was skipped for a good key");
     assert_eq!(setup.upstream.seen().len(), seen);
+}
+
+/// An authorization service that decides by `X-Session`: `good` passes (as `alice`),
+/// `redirect` is sent to a login page, `slow` answers after 2 s, anything else is
+/// refused with a body of its own. It records what it was asked.
+#[derive(Clone)]
+struct AuthzService {
+    addr: std::net::SocketAddr,
+    asked: std::sync::Arc<std::sync::Mutex<Vec<HeaderMap>>>,
+}
+
+impl AuthzService {
+    async fn start() -> AuthzService {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let service = AuthzService {
+            addr: listener.local_addr().expect("addr"),
+            asked: Default::default(),
+        };
+        let shared = service.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let handler =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let shared = shared.clone();
+                            async move {
+                                let mut headers = req.headers().clone();
+                                headers.insert(
+                                    "x-asked-target",
+                                    req.uri().to_string().parse().expect("target"),
+                                );
+                                shared.asked.lock().expect("asked").push(headers.clone());
+                                let session = headers
+                                    .get("x-session")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or("");
+                                let response = http::Response::builder();
+                                let response = match session {
+                                    "good" => response
+                                        .status(200)
+                                        .header("x-auth-user", "alice")
+                                        .header("x-other", "not copied"),
+                                    "redirect" => response.status(302).header("location", "/login"),
+                                    "slow" => {
+                                        tokio::time::sleep(Duration::from_secs(2)).await;
+                                        response.status(200).header("x-auth-user", "late")
+                                    }
+                                    _ => response
+                                        .status(401)
+                                        .header("www-authenticate", "Basic realm=\"orders\"")
+                                        .header("content-type", "application/json")
+                                        .header("x-internal", "secret"),
+                                };
+                                let body = if session == "good" {
+                                    ""
+                                } else {
+                                    r#"{"login":"required"}"#
+                                };
+                                Ok::<_, std::convert::Infallible>(
+                                    response
+                                        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                                        .expect("response"),
+                                )
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
+                        .await;
+                });
+            }
+        });
+        service
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn asked(&self) -> Vec<HeaderMap> {
+        self.asked.lock().expect("asked").clone()
+    }
+}
+
+/// External authorization: allowed with the service's fields, refused with the
+/// service's answer, and a service that does not answer in time refuses (or, when
+/// the policy fails open, lets through without the service's fields).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_authorization_decides() {
+    let setup = Setup::start("ext-authz").await;
+    let headers = setup.passed(
+        &setup
+            .get(
+                "/authz/orders/7?x=1",
+                &[
+                    ("x-session", "good"),
+                    ("authorization", "Bearer opaque"),
+                    ("x-auth-user", "mallory"),
+                    ("cookie", "c=1"),
+                ],
+            )
+            .await,
+    );
+    let users: Vec<_> = headers.get_all("x-auth-user").iter().collect();
+    assert_eq!(users, ["alice"]);
+    assert!(
+        headers.get("x-other").is_none(),
+        "a field not configured was copied"
+    );
+    let asked = setup.authz.asked().pop().expect("the service was asked");
+    assert_eq!(asked["x-asked-target"], "/check?service=orders");
+    assert_eq!(asked["x-forwarded-method"], "GET");
+    assert_eq!(asked["x-forwarded-uri"], "/authz/orders/7?x=1");
+    assert_eq!(asked["authorization"], "Bearer opaque");
+    assert_eq!(asked["x-forwarded-for"], "127.0.0.1");
+    assert!(
+        asked.get("cookie").is_none(),
+        "a field not configured was sent to the service"
+    );
+    let seen = setup.upstream.seen().len();
+    let refused = setup.get("/authz/x", &[("x-session", "expired")]).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.body, r#"{"login":"required"}"#);
+    assert_eq!(
+        refused.headers["www-authenticate"],
+        "Basic realm=\"orders\""
+    );
+    assert!(refused.headers.get("x-internal").is_none());
+    let redirected = setup.get("/authz/x", &[("x-session", "redirect")]).await;
+    assert_eq!(
+        (redirected.status.as_u16(), &redirected.headers["location"]),
+        (302, &"/login".parse::<http::HeaderValue>().expect("value"))
+    );
+    let started = std::time::Instant::now();
+    let slow = setup.get("/authz/x", &[("x-session", "slow")]).await;
+    assert_eq!(slow.status, 503, "{}", slow.body);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the timeout did not hold"
+    );
+    assert_eq!(
+        setup.upstream.seen().len(),
+        seen,
+        "a refused request reached the upstream"
+    );
+    // Failing open: through, without the service's fields.
+    let headers = setup.passed(
+        &setup
+            .get(
+                "/authz-open/x",
+                &[("x-session", "slow"), ("x-auth-user", "mallory")],
+            )
+            .await,
+    );
+    assert!(headers.get("x-auth-user").is_none());
 }
 
 /// Identity fields sent by a client, in any case, never reach the upstream: not on a
@@ -584,6 +757,7 @@ async fn start_up_needs_the_key_set() {
     files::write_file(&dir, "idp-ca.pem", &files::Ca::new("unused").pem);
     let env = [
         ("BACKEND", "http://127.0.0.1:9".to_owned()),
+        ("AUTHZ", "http://127.0.0.1:9".to_owned()),
         ("JWT_SECRET", SECRET.to_owned()),
         ("ALICE_KEY", ALICE_KEY.to_owned()),
         (
@@ -612,6 +786,7 @@ fn start_up_refuses_weak_secrets_and_wrong_keys() {
     std::fs::copy(dir.join("p256.pub.pem"), dir.join("rsa.pub.pem")).expect("copy key");
     let env = [
         ("BACKEND", "http://127.0.0.1:9".to_owned()),
+        ("AUTHZ", "http://127.0.0.1:9".to_owned()),
         ("JWT_SECRET", "short".to_owned()),
         ("ALICE_KEY", ALICE_KEY.to_owned()),
         ("JWKS_URL", "https://127.0.0.1:9/jwks.json".to_owned()),

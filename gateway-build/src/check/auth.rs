@@ -15,7 +15,7 @@ use crate::check::policies::check_header_name;
 use crate::check::routes::listener_mask;
 use crate::codes;
 use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::syntax::{ApiKeyPolicy, AuthorizePolicy, Config, JwksPolicy, JwtPolicy};
+use crate::syntax::{ApiKeyPolicy, AuthorizePolicy, Config, ExtAuthzPolicy, JwksPolicy, JwtPolicy};
 
 const ALGORITHMS: [&str; 12] = [
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
@@ -38,6 +38,9 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
         }
         if let Some(members) = &policy.any {
             check_any(members, config, found);
+        }
+        if let Some(authz) = &policy.ext_authz {
+            check_ext_authz(authz.get_ref(), found);
         }
     }
     for (_, consumer) in &config.consumers {
@@ -404,6 +407,53 @@ fn check_authorize(rule: &Spanned<AuthorizePolicy>, found: &mut Vec<Diagnostic>)
     }
 }
 
+/// The longest an authorization service may take: it holds every request it checks.
+const MAX_EXT_AUTHZ_TIMEOUT_SECONDS: u64 = 60;
+
+fn check_ext_authz(authz: &ExtAuthzPolicy, found: &mut Vec<Diagnostic>) {
+    let path = authz.path.get_ref();
+    if !path.starts_with('/') || http::uri::PathAndQuery::try_from(path.as_str()).is_err() {
+        found.push(setting_error(
+            authz.path.span(),
+            "`path` is the path (and query) asked on the service, starting with `/`",
+        ));
+    }
+    for name in [&authz.request_headers, &authz.response_headers]
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l.get_ref())
+    {
+        check_header_name(name, found);
+    }
+    // Fields the service sets are removed from every client request: never credentials.
+    for name in authz.response_headers.iter().flat_map(|l| l.get_ref()) {
+        let lower = name.get_ref().to_ascii_lowercase();
+        if matches!(lower.as_str(), "authorization" | "cookie" | "x-api-key") {
+            found.push(setting_error(
+                name.span(),
+                format!("`{lower}` cannot be set from the service's answer: every client's would be removed"),
+            ));
+        }
+    }
+    if let Some(timeout) = &authz.timeout {
+        match parse_duration(timeout.get_ref()) {
+            Ok(d) if d.as_secs() <= MAX_EXT_AUTHZ_TIMEOUT_SECONDS => {}
+            Ok(_) => found.push(Diagnostic::new(
+                &codes::OUT_OF_RANGE,
+                timeout.span(),
+                format!(
+                    "an authorization service may take at most {MAX_EXT_AUTHZ_TIMEOUT_SECONDS}s"
+                ),
+            )),
+            Err(message) => found.push(Diagnostic::new(
+                &codes::INVALID_DURATION,
+                timeout.span(),
+                message,
+            )),
+        }
+    }
+}
+
 /// `any = [...]`: two or more authentication policies, each named once.
 fn check_any(
     members: &Spanned<Vec<Spanned<String>>>,
@@ -458,12 +508,16 @@ fn chains(config: &Config, found: &mut Vec<Diagnostic>) {
         let mut authenticated_everywhere = true;
         for listener in listeners_in(listener_mask(config, route), config.listeners.len()) {
             let mut authenticated = false;
+            // An authorization service vouches for a request too, though it leaves
+            // no identity for `authorize` to read.
+            let mut vouched = false;
             for attached in chain::resolve(config, route, listener) {
                 let Some((_, policy)) = config.policy(attached.name.get_ref()) else {
                     continue;
                 };
                 authenticated |=
                     policy.jwt.is_some() || policy.api_key.is_some() || policy.any.is_some();
+                vouched |= policy.ext_authz.is_some();
                 if policy.authorize.is_some() && !authenticated {
                     found.push(
                         Diagnostic::new(
@@ -478,7 +532,7 @@ fn chains(config: &Config, found: &mut Vec<Diagnostic>) {
                     );
                 }
             }
-            authenticated_everywhere &= authenticated;
+            authenticated_everywhere &= authenticated || vouched;
         }
         let public = route.public.as_ref().is_some_and(|p| *p.get_ref());
         if !authenticated_everywhere && !public {

@@ -50,6 +50,31 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
             }
         }
     }
+    // An authorization service is an upstream the policy uses.
+    for (_, policy) in &config.policies {
+        if let Some(authz) = &policy.get_ref().ext_authz {
+            let upstream = &authz.get_ref().upstream;
+            match upstream_names.iter().position(|n| n == upstream.get_ref()) {
+                Some(i) => used[i] = true,
+                None if config.broken_names.contains(upstream.get_ref()) => {}
+                None => found.push(
+                    Diagnostic::new(
+                        &codes::UNKNOWN_UPSTREAM,
+                        upstream.span(),
+                        format!(
+                            "unknown upstream `{}`{}",
+                            upstream.get_ref(),
+                            did_you_mean(upstream.get_ref(), upstream_names.iter().copied())
+                        ),
+                    )
+                    .with_help(format!(
+                        "declare it with `[upstreams.{}]`",
+                        upstream.get_ref()
+                    )),
+                ),
+            }
+        }
+    }
     // An unused upstream is dead configuration, often a route that names the wrong one.
     for ((name, _), used) in config.upstreams.iter().zip(used) {
         if !used && !config.incomplete {

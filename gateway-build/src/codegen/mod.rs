@@ -23,6 +23,7 @@ fn identity_headers(plan: &Plan) -> Vec<String> {
             PolicyKind::ApiKey { .. } => {
                 names.push(gateway_runtime::auth::CONSUMER_HEADER.to_owned())
             }
+            PolicyKind::ExtAuthz(authz) => names.extend(authz.response_headers.iter().cloned()),
             _ => {}
         }
     }

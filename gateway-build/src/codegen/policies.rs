@@ -7,7 +7,8 @@ use quote::{format_ident, quote};
 
 use super::tables::{identifiers, setting};
 use crate::plan::{
-    AuthorizePlan, HeaderOpPlan, JwtKeyPlan, JwtPlan, Plan, PolicyKind, SourcePlan, ValuePlan,
+    AuthorizePlan, ExtAuthzPlan, HeaderOpPlan, JwtKeyPlan, JwtPlan, Plan, PolicyKind, SourcePlan,
+    ValuePlan,
 };
 
 /// How generated code names each policy.
@@ -108,6 +109,27 @@ pub(super) fn items(plan: &Plan, names: &PolicyNames) -> TokenStream {
             }
             // Compiled into the routes' functions: each member, in order.
             PolicyKind::AnyOf(_) => quote!(),
+            PolicyKind::ExtAuthz(authz) => {
+                let ExtAuthzPlan {
+                    path,
+                    request_headers,
+                    response_headers,
+                    timeout_ms,
+                    fail_open,
+                    ..
+                } = authz;
+                quote! {
+                    #[doc = #doc]
+                    static #item: rt::ExtAuthzSpec = rt::ExtAuthzSpec {
+                        name: #name,
+                        path: #path,
+                        request_headers: &[#(#request_headers),*],
+                        response_headers: &[#(#response_headers),*],
+                        timeout: ::core::time::Duration::from_millis(#timeout_ms),
+                        fail_open: #fail_open,
+                    };
+                }
+            }
             // Compiled into the routes' functions as direct operations.
             PolicyKind::Headers(headers) if headers.is_static() => quote!(),
             PolicyKind::Headers(headers) => {
@@ -296,7 +318,8 @@ pub(super) fn is_shared(kind: &PolicyKind) -> bool {
         PolicyKind::Ip { .. }
         | PolicyKind::ClientCert { .. }
         | PolicyKind::Authorize(_)
-        | PolicyKind::AnyOf(_) => false,
+        | PolicyKind::AnyOf(_)
+        | PolicyKind::ExtAuthz(_) => false,
     }
 }
 

@@ -129,6 +129,13 @@ fn chain_body(
                 });
             }
             Step::Authorize { .. } => request.push(quote!(#item.check(&identity)?;)),
+            Step::ExtAuthz { .. } => {
+                let PolicyKind::ExtAuthz(authz) = &plan.policies[policy].kind else {
+                    continue;
+                };
+                let service = &upstreams[authz.upstream];
+                request.push(quote!(#item.check(&self.#service, &mut req, cx).await?;));
+            }
             Step::Headers { params, .. } => {
                 let PolicyKind::Headers(rules) = &plan.policies[policy].kind else {
                     continue;
@@ -241,7 +248,7 @@ fn mutates_request(plan: &Plan, route: &RoutePlan) -> bool {
             .chains
             .iter()
             .flat_map(|c| &c.steps)
-            .any(|s| matches!(s, Step::Authenticate { .. }))
+            .any(|s| matches!(s, Step::Authenticate { .. } | Step::ExtAuthz { .. }))
 }
 
 /// Whether the route's code reads the route parameters.
@@ -373,9 +380,10 @@ pub(super) fn refuse_method(plan: &Plan, names: &PolicyNames) -> TokenStream {
                             }
                         }),
                         // Credentials are checked only on requests a route takes.
-                        Step::Headers { .. } | Step::Authenticate { .. } | Step::Authorize { .. } => {
-                            None
-                        }
+                        Step::Headers { .. }
+                        | Step::Authenticate { .. }
+                        | Step::Authorize { .. }
+                        | Step::ExtAuthz { .. } => None,
                     }
                 });
                 quote!(#(#checks)*)

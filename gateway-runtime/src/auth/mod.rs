@@ -27,6 +27,8 @@ pub mod credential;
 #[cfg(feature = "server")]
 mod crypto;
 #[cfg(feature = "server")]
+pub mod ext_authz;
+#[cfg(feature = "server")]
 pub mod jwks;
 #[cfg(feature = "server")]
 pub mod jwt;

@@ -25,6 +25,13 @@ pub enum Stop {
         upstream: &'static str,
         error: UpstreamError,
     },
+    /// A policy answers in the target's place: an authorization service's refusal,
+    /// passed on to the client.
+    Answer {
+        by: &'static str,
+        what: &'static str,
+        response: Box<Response>,
+    },
 }
 
 /// A refusal: the status, the fixed message the client reads, and who refused.
@@ -139,6 +146,7 @@ pub fn rescue(stop: Stop) -> (Response, StopReason) {
             };
             (response, reason)
         }
+        Stop::Answer { by, what, response } => (*response, StopReason { by, what }),
         Stop::Upstream { upstream, error } => {
             let (status, message) = upstream_status(&error);
             let reason = StopReason {

@@ -197,24 +197,70 @@ impl Upstream {
             let exchanged = cx
                 .response_timer
                 .limit(limit, self.exchange(endpoint, &request, body));
-            match exchanged.await {
-                Ok(Ok((mut head, conn))) => {
-                    let pool = endpoint.pool.clone();
-                    let body = UpstreamBody::new(conn, pool, &mut head, self.body_timeout);
-                    Ok(Response::new(
-                        head.status,
-                        head.fields,
-                        Body::Upstream(body),
-                    ))
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %e, "upstream request failed");
-                    Err(e)
-                }
-                Err(_) => {
-                    tracing::warn!(upstream = self.name, target = %endpoint.authority, timeout = ?self.timeouts.response, "upstream response timed out");
-                    Err(UpstreamError::ResponseTimeout)
-                }
+            self.respond(endpoint, exchanged.await)
+        }
+    }
+
+    /// A `GET` of `target` with `fields` and no body, for a policy that asks this
+    /// upstream something (an authorization service): pooled, timed and forwarded as a
+    /// client's request is. `original_host` is the client's, for `X-Forwarded-Host`.
+    pub fn ask<'a>(
+        &'a self,
+        fields: &'a Fields,
+        target: &'a str,
+        original_host: Option<&'a [u8]>,
+        cx: &'a RequestContext,
+    ) -> impl Future<Output = Result<Response, UpstreamError>> + 'a {
+        async move {
+            let endpoint = self.pick();
+            let forwarding = Forwarding {
+                host: &endpoint.host,
+                client_ip: &cx.client_ip,
+                original_host,
+                received: http::Version::HTTP_11,
+                secure: cx.tls.is_some(),
+            };
+            let in_hand = Bytes::new();
+            let request = UpstreamRequest {
+                method: &Method::GET,
+                fields,
+                target,
+                forwarding: &forwarding,
+                framing: RequestFraming::None,
+                in_hand: &in_hand,
+                replayable: true,
+            };
+            let limit = Some(self.timeouts.response);
+            let exchanged = cx
+                .response_timer
+                .limit(limit, self.exchange(endpoint, &request, None));
+            self.respond(endpoint, exchanged.await)
+        }
+    }
+
+    /// The response of an exchange, or why there is none.
+    fn respond<T>(
+        &self,
+        endpoint: &Endpoint,
+        exchanged: Result<Result<(ResponseHead, Box<Connection>), UpstreamError>, T>,
+    ) -> Result<Response, UpstreamError> {
+        match exchanged {
+            Ok(Ok((mut head, conn))) => {
+                let pool = endpoint.pool.clone();
+                let body = UpstreamBody::new(conn, pool, &mut head, self.body_timeout);
+                Ok(Response::new(
+                    head.status,
+                    head.fields,
+                    Body::Upstream(body),
+                ))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %e, "upstream request failed");
+                Err(e)
+            }
+            Err(_) => {
+                tracing::warn!(upstream = self.name, target = %endpoint.authority, timeout = ?self.timeouts.response, "upstream response timed out");
+                Err(UpstreamError::ResponseTimeout)
             }
         }
     }
