@@ -204,38 +204,36 @@ impl Upstream {
     /// A `GET` of `target` with `fields` and no body, for a policy that asks this
     /// upstream something (an authorization service): pooled, timed and forwarded as a
     /// client's request is. `original_host` is the client's, for `X-Forwarded-Host`.
-    pub fn ask<'a>(
-        &'a self,
-        fields: &'a Fields,
-        target: &'a str,
-        original_host: Option<&'a [u8]>,
-        cx: &'a RequestContext,
-    ) -> impl Future<Output = Result<Response, UpstreamError>> + 'a {
-        async move {
-            let endpoint = self.pick();
-            let forwarding = Forwarding {
-                host: &endpoint.host,
-                client_ip: &cx.client_ip,
-                original_host,
-                received: http::Version::HTTP_11,
-                secure: cx.tls.is_some(),
-            };
-            let in_hand = Bytes::new();
-            let request = UpstreamRequest {
-                method: &Method::GET,
-                fields,
-                target,
-                forwarding: &forwarding,
-                framing: RequestFraming::None,
-                in_hand: &in_hand,
-                replayable: true,
-            };
-            let limit = Some(self.timeouts.response);
-            let exchanged = cx
-                .response_timer
-                .limit(limit, self.exchange(endpoint, &request, None));
-            self.respond(endpoint, exchanged.await)
-        }
+    pub async fn ask(
+        &self,
+        fields: &Fields,
+        target: &str,
+        original_host: Option<&[u8]>,
+        cx: &RequestContext,
+    ) -> Result<Response, UpstreamError> {
+        let endpoint = self.pick();
+        let forwarding = Forwarding {
+            host: &endpoint.host,
+            client_ip: &cx.client_ip,
+            original_host,
+            received: http::Version::HTTP_11,
+            secure: cx.tls.is_some(),
+        };
+        let in_hand = Bytes::new();
+        let request = UpstreamRequest {
+            method: &Method::GET,
+            fields,
+            target,
+            forwarding: &forwarding,
+            framing: RequestFraming::None,
+            in_hand: &in_hand,
+            replayable: true,
+        };
+        let limit = Some(self.timeouts.response);
+        let exchanged = cx
+            .response_timer
+            .limit(limit, self.exchange(endpoint, &request, None));
+        self.respond(endpoint, exchanged.await)
     }
 
     /// The response of an exchange, or why there is none.
