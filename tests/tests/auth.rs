@@ -471,6 +471,10 @@ async fn any_takes_the_credential_presented() {
 /// `redirect` is sent to a login page, `slow` answers after 2 s, anything else is
 /// refused with a body of its own. It records what it was asked.
 #[derive(Clone)]
+#[allow(
+    clippy::disallowed_types,
+    reason = "a test service records requests from its connection tasks; not the gateway's request path"
+)]
 struct AuthzService {
     addr: std::net::SocketAddr,
     asked: std::sync::Arc<std::sync::Mutex<Vec<HeaderMap>>>,
