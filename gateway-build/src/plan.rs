@@ -163,6 +163,22 @@ pub enum PolicyKind {
     /// Authentication policies by index, tried in order.
     AnyOf(Vec<usize>),
     ExtAuthz(ExtAuthzPlan),
+    Introspection(Box<IntrospectionPlan>),
+}
+
+/// Token introspection; durations in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntrospectionPlan {
+    pub upstream: usize,
+    pub path: String,
+    pub client_id: SettingPlan,
+    pub client_secret: SettingPlan,
+    pub timeout: u64,
+    pub cache_ttl: u64,
+    pub negative_ttl: u64,
+    pub cache_size: usize,
+    pub forward_token: bool,
+    pub forward_claims: Vec<(String, String)>,
 }
 
 /// An authorization service asked about each request.
@@ -189,6 +205,7 @@ impl PolicyKind {
             PolicyKind::Authorize(_) => "authorize",
             PolicyKind::AnyOf(_) => "any",
             PolicyKind::ExtAuthz(_) => "ext_authz",
+            PolicyKind::Introspection(_) => "introspection",
         }
     }
 }
@@ -833,7 +850,11 @@ fn chains(
                 if p.client_cert.is_some() {
                     return Some(Step::ClientCert { policy });
                 }
-                if p.jwt.is_some() || p.api_key.is_some() || p.any.is_some() {
+                if p.jwt.is_some()
+                    || p.api_key.is_some()
+                    || p.any.is_some()
+                    || p.introspection.is_some()
+                {
                     return Some(Step::Authenticate { policy });
                 }
                 if p.authorize.is_some() {
@@ -924,6 +945,45 @@ fn policy_kind(
             (None, None) => SourcePlan::Header(DEFAULT_API_KEY_HEADER.to_owned()),
         };
         return PolicyKind::ApiKey { source };
+    }
+    if let Some(introspection) = &policy.introspection {
+        let i = introspection.get_ref();
+        let key = format!("policies.{name}.introspection");
+        let setting_at = |value: &Spanned<String>, which: &str| SettingPlan {
+            origin: at(value.span().start, &format!("{key}.{which}")),
+            raw: value.get_ref().clone(),
+        };
+        let millis = |value: &Option<Spanned<String>>, default: &str| {
+            let text = value.as_ref().map_or(default, |v| v.get_ref().as_str());
+            parse_duration(text).map_or(0, |d| d.as_millis() as u64)
+        };
+        let mut forward_claims: Vec<(&Spanned<String>, &Spanned<String>)> =
+            i.forward_claims.iter().flat_map(|f| f.get_ref()).collect();
+        forward_claims.sort_by_key(|(claim, _)| claim.span().start);
+        let (Some(id), Some(secret)) = (&i.client_id, &i.client_secret) else {
+            unreachable!("checked: introspection has client credentials")
+        };
+        return PolicyKind::Introspection(Box::new(IntrospectionPlan {
+            upstream: upstreams
+                .iter()
+                .position(|u| u == i.upstream.get_ref())
+                .unwrap_or_else(|| unreachable!("checked: the upstream exists")),
+            path: i.path.get_ref().clone(),
+            client_id: setting_at(id, "client_id"),
+            client_secret: setting_at(secret, "client_secret"),
+            timeout: millis(&i.timeout, DEFAULT_INTROSPECTION_TIMEOUT),
+            cache_ttl: millis(&i.cache_ttl, DEFAULT_INTROSPECTION_TTL),
+            negative_ttl: millis(&i.negative_ttl, DEFAULT_INTROSPECTION_NEGATIVE_TTL),
+            cache_size: i
+                .cache_size
+                .as_ref()
+                .map_or(DEFAULT_TOKEN_CACHE_SIZE, |n| *n.get_ref() as usize),
+            forward_token: i.forward_token.as_ref().is_some_and(|f| *f.get_ref()),
+            forward_claims: forward_claims
+                .into_iter()
+                .map(|(c, h)| (c.get_ref().clone(), h.get_ref().to_ascii_lowercase()))
+                .collect(),
+        }));
     }
     if let Some(authz) = &policy.ext_authz {
         let authz = authz.get_ref();
@@ -1066,6 +1126,13 @@ const DEFAULT_JWKS_MAX_REFRESH: &str = "24h";
 /// Least time between two fetches woken by tokens naming unknown keys.
 const DEFAULT_JWKS_REFETCH: &str = "30s";
 const DEFAULT_JWKS_TIMEOUT: &str = "5s";
+/// Introspection answers are kept at most this long (Kong's `introspection` plugin
+/// caches for its `ttl`, 30 s by default; tokens are seldom revoked faster than this).
+const DEFAULT_INTROSPECTION_TTL: &str = "60s";
+/// An inactive answer is kept briefly: a retried bad token does not reach the server
+/// each time, and a token activated just after is soon seen.
+const DEFAULT_INTROSPECTION_NEGATIVE_TTL: &str = "10s";
+const DEFAULT_INTROSPECTION_TIMEOUT: &str = "2s";
 /// Envoy's `ext_authz` waits 200 ms by default; a service across a network, a second.
 const DEFAULT_EXT_AUTHZ_TIMEOUT: &str = "1s";
 
@@ -1185,6 +1252,9 @@ mod tests {
             (DEFAULT_JWKS_REFETCH, SettingKind::Duration),
             (DEFAULT_JWKS_TIMEOUT, SettingKind::Duration),
             (DEFAULT_EXT_AUTHZ_TIMEOUT, SettingKind::Duration),
+            (DEFAULT_INTROSPECTION_TTL, SettingKind::Duration),
+            (DEFAULT_INTROSPECTION_NEGATIVE_TTL, SettingKind::Duration),
+            (DEFAULT_INTROSPECTION_TIMEOUT, SettingKind::Duration),
         ] {
             assert_eq!(kind.check(default), Ok(()), "{default}");
         }

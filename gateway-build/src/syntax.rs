@@ -470,6 +470,24 @@ pub struct Policy {
     pub any: Option<Spanned<Vec<Spanned<String>>>>,
     /// Asks an authorization service about each request.
     pub ext_authz: Option<Spanned<ExtAuthzPolicy>>,
+    /// Authenticates an opaque bearer token with its authorization server.
+    pub introspection: Option<Spanned<IntrospectionPolicy>>,
+}
+
+/// `introspection = { upstream = …, path = …, client_id = …, client_secret = … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionPolicy {
+    pub upstream: Spanned<String>,
+    pub path: Spanned<String>,
+    pub client_id: Option<Spanned<String>>,
+    pub client_secret: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub cache_ttl: Option<Spanned<String>>,
+    pub negative_ttl: Option<Spanned<String>>,
+    pub cache_size: Option<Spanned<i64>>,
+    pub forward_token: Option<Spanned<bool>>,
+    pub forward_claims: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
 }
 
 /// `ext_authz = { upstream = …, path = … }`.

@@ -61,6 +61,7 @@ pub mod __private {
     pub use crate::auth::claims::ClaimHeader;
     pub use crate::auth::credential::CredentialSource;
     pub use crate::auth::ext_authz::ExtAuthzSpec;
+    pub use crate::auth::introspection::{Introspection, IntrospectionCache, IntrospectionSpec};
     pub use crate::auth::jwks::{JwksSpec, KeySets};
     pub use crate::auth::jwt::{Jwt, JwtKeySpec, JwtSpec, TokenCache};
     pub use crate::auth::{Identity, no_credentials};

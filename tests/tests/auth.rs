@@ -18,6 +18,7 @@ const AUTH_GATEWAY: &str = env!("CARGO_BIN_EXE_auth-gateway");
 const SECRET: &str = "a-test-secret-of-exactly-64-bytes-for-every-hmac-algorithm-00000";
 const ALICE_KEY: &str = "alice-api-key-0123456789";
 const BOB_KEY: &str = "bob-api-key-0123456789";
+const INTROSPECTION_SECRET: &str = "introspection-secret";
 
 struct Setup {
     keys: Keys,
@@ -44,6 +45,7 @@ impl Setup {
         let authz = AuthzService::start().await;
         let env = [
             ("AUTHZ", authz.url()),
+            ("INTROSPECTION_SECRET", INTROSPECTION_SECRET.to_owned()),
             ("BACKEND", upstream.url()),
             ("JWT_SECRET", SECRET.to_owned()),
             ("ALICE_KEY", ALICE_KEY.to_owned()),
@@ -501,6 +503,9 @@ impl AuthzService {
                         hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                             let shared = shared.clone();
                             async move {
+                                if req.uri().path() == "/introspect" {
+                                    return Ok(shared.introspect(req).await);
+                                }
                                 let mut headers = req.headers().clone();
                                 headers.insert(
                                     "x-asked-target",
@@ -551,6 +556,59 @@ impl AuthzService {
 
     fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// RFC 7662: the gateway's credentials in Basic, the token in a form.
+    async fn introspect(
+        &self,
+        req: Request<hyper::body::Incoming>,
+    ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+        use base64::Engine;
+        use http_body_util::BodyExt;
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("gateway:{INTROSPECTION_SECRET}"))
+        );
+        let authorized = req
+            .headers()
+            .get("authorization")
+            .is_some_and(|v| v == expected.as_str());
+        let form = req.into_body().collect().await.expect("form").to_bytes();
+        let form = String::from_utf8_lossy(&form).into_owned();
+        self.asked.lock().expect("asked").push({
+            let mut h = HeaderMap::new();
+            h.insert("x-introspected", form.parse().expect("form"));
+            h
+        });
+        let answer = match (authorized, form.as_str()) {
+            (false, _) => {
+                return http::Response::builder()
+                    .status(401)
+                    .body(Default::default())
+                    .expect("response");
+            }
+            (true, "token=opaque-active&token_type_hint=access_token") => {
+                json!({"active": true, "sub": "svc-1", "scope": "orders:read", "exp": now() + 300})
+            }
+            (true, "token=opaque-no-scope&token_type_hint=access_token") => {
+                json!({"active": true, "sub": "svc-2", "scope": "profile"})
+            }
+            _ => json!({"active": false}),
+        };
+        http::Response::builder()
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                answer.to_string(),
+            )))
+            .expect("response")
+    }
+
+    fn introspections(&self) -> usize {
+        self.asked()
+            .iter()
+            .filter(|h| h.contains_key("x-introspected"))
+            .count()
     }
 
     fn asked(&self) -> Vec<HeaderMap> {
@@ -629,6 +687,38 @@ async fn external_authorization_decides() {
             .await,
     );
     assert!(headers.get("x-auth-user").is_none());
+}
+
+/// Opaque tokens: introspected with the gateway's credentials, the answer cached (an
+/// inactive one too), its claims forwarded and authorized as a JWT's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_tokens_are_introspected_and_cached() {
+    let setup = Setup::start("introspection").await;
+    let headers = setup.passed(&setup.bearer("/opaque/x", "opaque-active").await);
+    assert_eq!(headers["x-user-id"], "svc-1");
+    assert!(headers.get("authorization").is_none());
+    setup.passed(&setup.bearer("/opaque/x", "opaque-active").await);
+    assert_eq!(
+        setup.authz.introspections(),
+        1,
+        "the active answer was not cached"
+    );
+    let seen = setup.upstream.seen().len();
+    for _ in 0..3 {
+        let reply = setup.bearer("/opaque/x", "opaque-revoked").await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.json()["error"].as_str()),
+            (401, Some("token not active"))
+        );
+    }
+    assert_eq!(
+        setup.authz.introspections(),
+        2,
+        "the inactive answer was not cached"
+    );
+    let reply = setup.bearer("/opaque/x", "opaque-no-scope").await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(setup.upstream.seen().len(), seen);
 }
 
 /// Identity fields sent by a client, in any case, never reach the upstream: not on a
@@ -762,6 +852,7 @@ async fn start_up_needs_the_key_set() {
     let env = [
         ("BACKEND", "http://127.0.0.1:9".to_owned()),
         ("AUTHZ", "http://127.0.0.1:9".to_owned()),
+        ("INTROSPECTION_SECRET", INTROSPECTION_SECRET.to_owned()),
         ("JWT_SECRET", SECRET.to_owned()),
         ("ALICE_KEY", ALICE_KEY.to_owned()),
         (
@@ -791,6 +882,7 @@ fn start_up_refuses_weak_secrets_and_wrong_keys() {
     let env = [
         ("BACKEND", "http://127.0.0.1:9".to_owned()),
         ("AUTHZ", "http://127.0.0.1:9".to_owned()),
+        ("INTROSPECTION_SECRET", INTROSPECTION_SECRET.to_owned()),
         ("JWT_SECRET", "short".to_owned()),
         ("ALICE_KEY", ALICE_KEY.to_owned()),
         ("JWKS_URL", "https://127.0.0.1:9/jwks.json".to_owned()),

@@ -15,7 +15,10 @@ use crate::check::policies::check_header_name;
 use crate::check::routes::listener_mask;
 use crate::codes;
 use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::syntax::{ApiKeyPolicy, AuthorizePolicy, Config, ExtAuthzPolicy, JwksPolicy, JwtPolicy};
+use crate::syntax::{
+    ApiKeyPolicy, AuthorizePolicy, Config, ExtAuthzPolicy, IntrospectionPolicy, JwksPolicy,
+    JwtPolicy,
+};
 
 const ALGORITHMS: [&str; 12] = [
     "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
@@ -41,6 +44,9 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
         }
         if let Some(authz) = &policy.ext_authz {
             check_ext_authz(authz.get_ref(), found);
+        }
+        if let Some(introspection) = &policy.introspection {
+            check_introspection(introspection, found);
         }
     }
     for (_, consumer) in &config.consumers {
@@ -250,27 +256,7 @@ fn check_jwt(jwt: &Spanned<JwtPolicy>, found: &mut Vec<Diagnostic>) {
             found.push(setting_error(claim.span(), "an empty claim name"));
         }
     }
-    let mut headers: Vec<String> = Vec::new();
-    for (claim, header) in jwt.forward_claims.iter().flat_map(|f| f.get_ref()) {
-        if claim.get_ref().is_empty() {
-            found.push(setting_error(claim.span(), "an empty claim name"));
-        }
-        check_header_name(header, found);
-        let lower = header.get_ref().to_ascii_lowercase();
-        if matches!(lower.as_str(), "authorization" | "cookie") {
-            found.push(setting_error(
-                header.span(),
-                format!("a claim cannot be forwarded as `{lower}`"),
-            ));
-        }
-        if headers.contains(&lower) {
-            found.push(setting_error(
-                header.span(),
-                format!("two claims forwarded as `{lower}`"),
-            ));
-        }
-        headers.push(lower);
-    }
+    check_forward_claims(&jwt.forward_claims, found);
 }
 
 /// Least and most a key set may live: under a second hammers the provider, over a
@@ -339,6 +325,35 @@ fn check_jwks(jwks: &JwksPolicy, found: &mut Vec<Diagnostic>) {
             at.span(),
             "a key-set fetch may take at most 60s",
         ));
+    }
+}
+
+/// Claim paths and the fields they are forwarded as: valid, distinct, and never a
+/// credential field (every client's would be removed).
+fn check_forward_claims(
+    claims: &Option<Spanned<std::collections::BTreeMap<Spanned<String>, Spanned<String>>>>,
+    found: &mut Vec<Diagnostic>,
+) {
+    let mut headers: Vec<String> = Vec::new();
+    for (claim, header) in claims.iter().flat_map(|f| f.get_ref()) {
+        if claim.get_ref().is_empty() {
+            found.push(setting_error(claim.span(), "an empty claim name"));
+        }
+        check_header_name(header, found);
+        let lower = header.get_ref().to_ascii_lowercase();
+        if matches!(lower.as_str(), "authorization" | "cookie") {
+            found.push(setting_error(
+                header.span(),
+                format!("a claim cannot be forwarded as `{lower}`"),
+            ));
+        }
+        if headers.contains(&lower) {
+            found.push(setting_error(
+                header.span(),
+                format!("two claims forwarded as `{lower}`"),
+            ));
+        }
+        headers.push(lower);
     }
 }
 
@@ -454,6 +469,53 @@ fn check_ext_authz(authz: &ExtAuthzPolicy, found: &mut Vec<Diagnostic>) {
     }
 }
 
+fn check_introspection(introspection: &Spanned<IntrospectionPolicy>, found: &mut Vec<Diagnostic>) {
+    let span = introspection.span();
+    let i = introspection.get_ref();
+    let path = i.path.get_ref();
+    if !path.starts_with('/') || http::uri::PathAndQuery::try_from(path.as_str()).is_err() {
+        found.push(setting_error(
+            i.path.span(),
+            "`path` is the endpoint's path on its upstream, starting with `/`",
+        ));
+    }
+    match (&i.client_id, &i.client_secret) {
+        (Some(_), Some(secret)) => literal_secret(secret, "a client secret", found),
+        _ => found.push(
+            setting_error(span, "an introspection endpoint takes the gateway's client credentials (RFC 7662 §2.1)")
+                .with_help("add `client_id = \"gateway\"` and `client_secret = \"${env:INTROSPECTION_SECRET}\"`"),
+        ),
+    }
+    for value in [&i.timeout, &i.cache_ttl, &i.negative_ttl]
+        .into_iter()
+        .flatten()
+    {
+        match parse_duration(value.get_ref()) {
+            Ok(d) if d.as_secs() <= 3600 => {}
+            Ok(_) => found.push(Diagnostic::new(
+                &codes::OUT_OF_RANGE,
+                value.span(),
+                "at most `1h`: a revoked token must not stay cached longer",
+            )),
+            Err(message) => found.push(Diagnostic::new(
+                &codes::INVALID_DURATION,
+                value.span(),
+                message,
+            )),
+        }
+    }
+    if let Some(size) = &i.cache_size
+        && !(0..=MAX_CACHE_SIZE).contains(size.get_ref())
+    {
+        found.push(Diagnostic::new(
+            &codes::OUT_OF_RANGE,
+            size.span(),
+            format!("`cache_size` must be 0 to {MAX_CACHE_SIZE}"),
+        ));
+    }
+    check_forward_claims(&i.forward_claims, found);
+}
+
 /// `any = [...]`: two or more authentication policies, each named once.
 fn check_any(
     members: &Spanned<Vec<Spanned<String>>>,
@@ -489,10 +551,14 @@ fn check_any(
                     )
                 ),
             )),
-            Some((_, policy)) if policy.jwt.is_none() && policy.api_key.is_none() => {
+            Some((_, policy))
+                if policy.jwt.is_none()
+                    && policy.api_key.is_none()
+                    && policy.introspection.is_none() =>
+            {
                 found.push(setting_error(
                     member.span(),
-                    format!("`{name}` is not a `jwt` or `api_key` policy"),
+                    format!("`{name}` is not a `jwt`, `introspection` or `api_key` policy"),
                 ));
             }
             Some(_) => {}
@@ -515,8 +581,10 @@ fn chains(config: &Config, found: &mut Vec<Diagnostic>) {
                 let Some((_, policy)) = config.policy(attached.name.get_ref()) else {
                     continue;
                 };
-                authenticated |=
-                    policy.jwt.is_some() || policy.api_key.is_some() || policy.any.is_some();
+                authenticated |= policy.jwt.is_some()
+                    || policy.api_key.is_some()
+                    || policy.any.is_some()
+                    || policy.introspection.is_some();
                 vouched |= policy.ext_authz.is_some();
                 if policy.authorize.is_some() && !authenticated {
                     found.push(

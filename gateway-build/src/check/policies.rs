@@ -70,6 +70,7 @@ fn check_policy(name: &Spanned<String>, policy: &Spanned<Policy>, found: &mut Ve
         ("authorize", p.authorize.is_some()),
         ("any", p.any.is_some()),
         ("ext_authz", p.ext_authz.is_some()),
+        ("introspection", p.introspection.is_some()),
     ]
     .into_iter()
     .filter_map(|(kind, present)| present.then_some(kind))

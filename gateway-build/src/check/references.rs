@@ -52,8 +52,12 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
     }
     // An authorization service is an upstream the policy uses.
     for (_, policy) in &config.policies {
-        if let Some(authz) = &policy.get_ref().ext_authz {
-            let upstream = &authz.get_ref().upstream;
+        let policy = policy.get_ref();
+        let asked = [
+            policy.ext_authz.as_ref().map(|a| &a.get_ref().upstream),
+            policy.introspection.as_ref().map(|i| &i.get_ref().upstream),
+        ];
+        for upstream in asked.into_iter().flatten() {
             match upstream_names.iter().position(|n| n == upstream.get_ref()) {
                 Some(i) => used[i] = true,
                 None if config.broken_names.contains(upstream.get_ref()) => {}

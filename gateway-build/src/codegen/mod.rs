@@ -24,6 +24,9 @@ fn identity_headers(plan: &Plan) -> Vec<String> {
                 names.push(gateway_runtime::auth::CONSUMER_HEADER.to_owned())
             }
             PolicyKind::ExtAuthz(authz) => names.extend(authz.response_headers.iter().cloned()),
+            PolicyKind::Introspection(i) => {
+                names.extend(i.forward_claims.iter().map(|(_, h)| h.clone()))
+            }
             _ => {}
         }
     }
@@ -70,27 +73,34 @@ pub fn tokens(plan: &Plan) -> TokenStream {
         quote!(#field: rt::Upstream::new(&Self::UPSTREAMS[#i])?)
     });
     let names = policies::PolicyNames::new(plan);
-    let jwt_policies: Vec<usize> = (0..plan.policies.len())
-        .filter(|&i| matches!(plan.policies[i].kind, PolicyKind::Jwt(_)))
+    // Per-worker caches of verified credentials: (policy, cache type, size).
+    let caches: Vec<(usize, TokenStream, usize)> = plan
+        .policies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match &p.kind {
+            PolicyKind::Jwt(jwt) => Some((i, quote!(rt::TokenCache), jwt.cache_size)),
+            PolicyKind::Introspection(intro) => {
+                Some((i, quote!(rt::IntrospectionCache), intro.cache_size))
+            }
+            _ => None,
+        })
         .collect();
-    let cache_fields = jwt_policies.iter().map(|&i| {
-        let cache = &names.cache[i];
+    let cache_fields = caches.iter().map(|(i, ty, _)| {
+        let cache = &names.cache[*i];
         let doc = format!(
-            " This worker's verified tokens of `[policies.{}]`.",
-            plan.policies[i].name
+            " This worker's verified credentials of `[policies.{}]`.",
+            plan.policies[*i].name
         );
         quote! {
             #[doc = #doc]
-            #cache: rt::TokenCache
+            #cache: #ty
         }
     });
-    let cache_constructors = jwt_policies.iter().map(|&i| {
-        let cache = &names.cache[i];
-        let PolicyKind::Jwt(jwt) = &plan.policies[i].kind else {
-            unreachable!("filtered to JWT policies")
-        };
-        let size = proc_macro2::Literal::usize_unsuffixed(jwt.cache_size);
-        quote!(#cache: rt::TokenCache::new(#size))
+    let cache_constructors = caches.iter().map(|(i, ty, size)| {
+        let cache = &names.cache[*i];
+        let size = proc_macro2::Literal::usize_unsuffixed(*size);
+        quote!(#cache: #ty::new(#size))
     });
     let identity_headers = identity_headers(plan);
     let has_shared = plan.policies.iter().any(|p| policies::is_shared(&p.kind));

@@ -107,6 +107,33 @@ pub(super) fn items(plan: &Plan, names: &PolicyNames) -> TokenStream {
                     };
                 }
             }
+            PolicyKind::Introspection(i) => {
+                let path = &i.path;
+                let id = setting(&i.client_id);
+                let secret = setting(&i.client_secret);
+                let [timeout, ttl, negative] = [i.timeout, i.cache_ttl, i.negative_ttl]
+                    .map(|millis| quote!(::core::time::Duration::from_millis(#millis)));
+                let cache_size = Literal::usize_unsuffixed(i.cache_size);
+                let forward_token = i.forward_token;
+                let claims = i.forward_claims.iter().map(
+                    |(claim, header)| quote!(rt::ClaimHeader { claim: #claim, header: #header }),
+                );
+                quote! {
+                    #[doc = #doc]
+                    static #item: rt::IntrospectionSpec = rt::IntrospectionSpec {
+                        name: #name,
+                        path: #path,
+                        client_id: #id,
+                        client_secret: #secret,
+                        timeout: #timeout,
+                        cache_ttl: #ttl,
+                        negative_ttl: #negative,
+                        cache_size: #cache_size,
+                        forward_token: #forward_token,
+                        forward_claims: &[#(#claims),*],
+                    };
+                }
+            }
             // Compiled into the routes' functions: each member, in order.
             PolicyKind::AnyOf(_) => quote!(),
             PolicyKind::ExtAuthz(authz) => {
@@ -314,7 +341,7 @@ fn header_op(op: &HeaderOpPlan) -> TokenStream {
 pub(super) fn is_shared(kind: &PolicyKind) -> bool {
     match kind {
         PolicyKind::Headers(headers) => !headers.is_static(),
-        PolicyKind::Jwt(_) | PolicyKind::ApiKey { .. } => true,
+        PolicyKind::Jwt(_) | PolicyKind::ApiKey { .. } | PolicyKind::Introspection(_) => true,
         PolicyKind::Ip { .. }
         | PolicyKind::ClientCert { .. }
         | PolicyKind::Authorize(_)
@@ -328,6 +355,7 @@ fn shared_type(kind: &PolicyKind) -> TokenStream {
     match kind {
         PolicyKind::Jwt(_) => quote!(rt::Jwt),
         PolicyKind::ApiKey { .. } => quote!(rt::ApiKeys),
+        PolicyKind::Introspection(_) => quote!(rt::Introspection),
         _ => quote!(rt::HeaderRules),
     }
 }

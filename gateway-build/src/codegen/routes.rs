@@ -102,16 +102,21 @@ fn chain_body(
                     PolicyKind::AnyOf(members) => {
                         let tries = members.iter().map(|&member| {
                             let field = &names.field[member];
-                            let identity = identity_of(plan, names, member);
+                            let identity = identity_of(plan, names, upstreams, member);
                             quote!(if self.shared.#field.presents(&req) { #identity } else)
                         });
                         let challenge = members
                             .iter()
                             .map(|&m| match plan.policies[m].kind {
-                                PolicyKind::Jwt(_) => "Bearer",
+                                PolicyKind::Jwt(_) | PolicyKind::Introspection(_) => "Bearer",
                                 _ => "ApiKey",
                             })
-                            .collect::<Vec<_>>()
+                            .fold(Vec::new(), |mut schemes, scheme| {
+                                if !schemes.contains(&scheme) {
+                                    schemes.push(scheme);
+                                }
+                                schemes
+                            })
                             .join(", ");
                         quote! {
                             #(#tries)* {
@@ -119,7 +124,7 @@ fn chain_body(
                             }
                         }
                     }
-                    _ => identity_of(plan, names, policy),
+                    _ => identity_of(plan, names, upstreams, policy),
                 };
                 // The identity is kept only for an authorization step after it.
                 request.push(if authorized_later {
@@ -175,12 +180,26 @@ fn chain_body(
 }
 
 /// The identity an authentication policy establishes on `req`, or its stop.
-fn identity_of(plan: &Plan, names: &PolicyNames, policy: usize) -> TokenStream {
+fn identity_of(
+    plan: &Plan,
+    names: &PolicyNames,
+    upstreams: &[Ident],
+    policy: usize,
+) -> TokenStream {
     let field = &names.field[policy];
     match &plan.policies[policy].kind {
         PolicyKind::Jwt(_) => {
             let cache = &names.cache[policy];
             quote!(rt::Identity::Token(self.shared.#field.authenticate(&mut req, &self.#cache)?))
+        }
+        PolicyKind::Introspection(i) => {
+            let cache = &names.cache[policy];
+            let server = &upstreams[i.upstream];
+            quote! {
+                rt::Identity::Introspected(
+                    self.shared.#field.authenticate(&mut req, &self.#cache, &self.#server, cx).await?,
+                )
+            }
         }
         _ => quote!(rt::Identity::Consumer(self.shared.#field.authenticate(&mut req)?)),
     }

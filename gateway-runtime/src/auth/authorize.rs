@@ -35,6 +35,10 @@ impl AuthorizeRule {
     pub fn check(&self, identity: &Identity) -> Result<(), Stop> {
         match identity {
             Identity::Token(token) => self.check_claims(&token.claims),
+            Identity::Introspected(answer) => match &answer.claims {
+                Some(claims) => self.check_claims(claims),
+                None => Err(forbidden(self.name, "token not active", false)),
+            },
             Identity::Consumer(consumer) => {
                 let claims_rules =
                     !self.scopes.is_empty() || !self.roles.is_empty() || !self.claims.is_empty();

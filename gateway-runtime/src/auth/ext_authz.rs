@@ -78,7 +78,17 @@ impl ExtAuthzSpec {
                 None => req.fields.get(b"host"),
             };
             let asked = async {
-                let response = service.ask(&fields, self.path, host, cx).await.ok()?;
+                let response = service
+                    .ask(
+                        &http::Method::GET,
+                        self.path,
+                        &fields,
+                        Bytes::new(),
+                        host,
+                        cx,
+                    )
+                    .await
+                    .ok()?;
                 let (status, fields, body) = response.into_parts();
                 let body = Limited::new(body, MAX_ANSWER)
                     .collect()

@@ -29,6 +29,8 @@ mod crypto;
 #[cfg(feature = "server")]
 pub mod ext_authz;
 #[cfg(feature = "server")]
+pub mod introspection;
+#[cfg(feature = "server")]
 pub mod jwks;
 #[cfg(feature = "server")]
 pub mod jwt;
@@ -113,6 +115,7 @@ mod identity {
 
     use super::api_key::ConsumerSpec;
     use super::credential::CredentialError;
+    use super::introspection::Introspected;
     use super::jwt::Verified;
     use crate::pipeline::{Refusal, Stop};
 
@@ -121,6 +124,8 @@ mod identity {
     pub enum Identity {
         /// A verified token, with its claims.
         Token(Rc<Verified>),
+        /// An opaque token the authorization server says is active, with its claims.
+        Introspected(Rc<Introspected>),
         /// The consumer whose API key the request carried.
         Consumer(&'static ConsumerSpec),
     }

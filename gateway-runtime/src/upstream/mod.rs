@@ -201,13 +201,16 @@ impl Upstream {
         }
     }
 
-    /// A `GET` of `target` with `fields` and no body, for a policy that asks this
-    /// upstream something (an authorization service): pooled, timed and forwarded as a
-    /// client's request is. `original_host` is the client's, for `X-Forwarded-Host`.
+    /// A request of the gateway's own to this upstream, for a policy that asks it
+    /// something (an authorization service, a token introspection endpoint): `method`
+    /// on `target` with `fields` and the whole `body`, pooled, timed and forwarded as
+    /// a client's request is. `original_host` is the client's, for `X-Forwarded-Host`.
     pub async fn ask(
         &self,
-        fields: &Fields,
+        method: &Method,
         target: &str,
+        fields: &Fields,
+        body: Bytes,
         original_host: Option<&[u8]>,
         cx: &RequestContext,
     ) -> Result<Response, UpstreamError> {
@@ -219,15 +222,19 @@ impl Upstream {
             received: http::Version::HTTP_11,
             secure: cx.tls.is_some(),
         };
-        let in_hand = Bytes::new();
+        let framing = if body.is_empty() && !expects_content(method) {
+            RequestFraming::None
+        } else {
+            RequestFraming::Length(body.len() as u64)
+        };
         let request = UpstreamRequest {
-            method: &Method::GET,
+            method,
             fields,
             target,
             forwarding: &forwarding,
-            framing: RequestFraming::None,
-            in_hand: &in_hand,
-            replayable: true,
+            framing,
+            in_hand: &body,
+            replayable: is_idempotent(method),
         };
         let limit = Some(self.timeouts.response);
         let exchanged = cx

@@ -1,0 +1,262 @@
+//! OAuth 2.0 token introspection (RFC 7662) for opaque tokens: the authorization
+//! server says whether a token is active, and its claims, which then feed the same
+//! forwarded fields and `authorize` rules as a JWT's.
+//!
+//! - The call: `POST` of `token=…&token_type_hint=access_token` (form-encoded) to the
+//!   endpoint on an upstream, with the gateway's client credentials in HTTP Basic
+//!   (RFC 7662 §2.1; RFC 6749 §2.3.1), bounded by `timeout`.
+//! - The cache, per worker: keyed by the token's SHA-256 (the token itself is never
+//!   kept), an active answer until its `exp` or `cache_ttl`, whichever is sooner, an
+//!   inactive one for `negative_ttl`. A token the server does not answer for is not
+//!   cached.
+//! - No answer, or one that is not RFC 7662 JSON: 503, and the upstream never sees
+//!   the request.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::cache::{CredentialCache, Expiring};
+use super::claims::{ClaimHeader, Claims, header_value, lookup};
+use super::credential::CredentialSource;
+use super::identity::{invalid, missing, now, unreadable};
+use crate::message::error::json_error;
+use crate::message::fields::Fields;
+use crate::pipeline::gateway::Request;
+use crate::pipeline::{RequestContext, Stop};
+use crate::settings::{Setting, SettingError};
+use crate::upstream::Upstream;
+
+const CHALLENGE: &str = "Bearer";
+const INVALID: &str = "Bearer error=\"invalid_token\"";
+/// Opaque tokens are short; anything longer is refused before it is sent anywhere.
+const MAX_TOKEN: usize = 8 << 10;
+/// The longest introspection answer read.
+const MAX_ANSWER: usize = 64 << 10;
+
+/// `introspection = { … }` of a policy.
+#[derive(Debug)]
+pub struct IntrospectionSpec {
+    pub name: &'static str,
+    /// Path of the endpoint on its upstream.
+    pub path: &'static str,
+    pub client_id: Setting,
+    pub client_secret: Setting,
+    pub timeout: Duration,
+    pub cache_ttl: Duration,
+    pub negative_ttl: Duration,
+    pub cache_size: usize,
+    pub forward_token: bool,
+    pub forward_claims: &'static [ClaimHeader],
+}
+
+/// An introspection policy resolved at start-up.
+pub struct Introspection {
+    spec: &'static IntrospectionSpec,
+    /// `Basic base64(client_id:client_secret)`.
+    credentials: Vec<u8>,
+}
+
+/// What the server said of one token.
+#[derive(Debug)]
+pub struct Introspected {
+    /// `None` for an inactive token.
+    pub claims: Option<Claims>,
+    until: u64,
+    forwarded: Box<[Option<Box<[u8]>>]>,
+}
+
+impl Expiring for Introspected {
+    fn usable_at(&self, now: u64) -> bool {
+        now < self.until
+    }
+}
+
+/// Each worker's introspection answers for one policy.
+pub type IntrospectionCache = CredentialCache<Introspected>;
+
+impl Introspection {
+    pub fn new(spec: &'static IntrospectionSpec) -> Result<Self, Vec<SettingError>> {
+        let (id, secret) = match (spec.client_id.resolve(), spec.client_secret.resolve()) {
+            (Ok(id), Ok(secret)) => (id, secret),
+            (id, secret) => return Err([id.err(), secret.err()].into_iter().flatten().collect()),
+        };
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        Ok(Introspection {
+            spec,
+            credentials: format!("Basic {basic}").into_bytes(),
+        })
+    }
+
+    /// Whether the request presents a bearer token (see `Jwt::presents`).
+    pub fn presents(&self, req: &Request) -> bool {
+        !matches!(
+            CredentialSource::Bearer.read(&req.fields, None, MAX_TOKEN),
+            Ok(None)
+        )
+    }
+
+    /// The request phase: the token's claims, from the cache or the server.
+    pub async fn authenticate(
+        &self,
+        req: &mut Request,
+        cache: &IntrospectionCache,
+        server: &Upstream,
+        cx: &RequestContext,
+    ) -> Result<Rc<Introspected>, Stop> {
+        let name = self.spec.name;
+        let now = now();
+        let (digest, token) = {
+            let token = CredentialSource::Bearer
+                .read(&req.fields, None, MAX_TOKEN)
+                .map_err(|e| unreadable(name, e, INVALID))?
+                .ok_or_else(|| missing(name, CHALLENGE))?;
+            let digest: [u8; 32] = Sha256::digest(token).into();
+            (digest, Bytes::copy_from_slice(token))
+        };
+        let answer = match cache.get(&digest, now) {
+            Some(answer) => answer,
+            None => {
+                let answer = Rc::new(self.introspect(&token, server, cx, now).await?);
+                cache.insert(&digest, answer.clone(), now);
+                answer
+            }
+        };
+        if answer.claims.is_none() {
+            return Err(invalid(name, "token not active", INVALID));
+        }
+        if !self.spec.forward_token {
+            CredentialSource::Bearer.remove(req)?;
+        }
+        for (header, value) in self.spec.forward_claims.iter().zip(&answer.forwarded) {
+            if let Some(value) = value {
+                req.fields.append(header.header.as_bytes(), value);
+            }
+        }
+        Ok(answer)
+    }
+
+    async fn introspect(
+        &self,
+        token: &[u8],
+        server: &Upstream,
+        cx: &RequestContext,
+        now: u64,
+    ) -> Result<Introspected, Stop> {
+        let mut body = Vec::with_capacity(token.len() + 40);
+        body.extend_from_slice(b"token=");
+        form_encode(token, &mut body);
+        body.extend_from_slice(b"&token_type_hint=access_token");
+        let mut fields = Fields::with_capacity(3, 128);
+        fields.append(b"authorization", &self.credentials);
+        fields.append(b"content-type", b"application/x-www-form-urlencoded");
+        fields.append(b"accept", b"application/json");
+        let asked = async {
+            let response = server
+                .ask(
+                    &Method::POST,
+                    self.spec.path,
+                    &fields,
+                    Bytes::from(body),
+                    None,
+                    cx,
+                )
+                .await
+                .ok()?;
+            let (status, _, body) = response.into_parts();
+            let body = Limited::new(body, MAX_ANSWER)
+                .collect()
+                .await
+                .ok()?
+                .to_bytes();
+            (status == StatusCode::OK).then_some(body)
+        };
+        let unavailable = || {
+            tracing::warn!(
+                policy = self.spec.name,
+                "token introspection failed; refusing the request"
+            );
+            Stop::Answer {
+                by: self.spec.name,
+                what: "token introspection unavailable",
+                response: Box::new(json_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "token introspection unavailable",
+                )),
+            }
+        };
+        let body = tokio::time::timeout(self.spec.timeout, asked)
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(unavailable)?;
+        let claims: Claims = serde_json::from_slice(&body).map_err(|_| unavailable())?;
+        // RFC 7662 §2.2: `active` is required; anything but `true` is inactive.
+        if claims.get("active") != Some(&Value::Bool(true)) {
+            return Ok(Introspected {
+                claims: None,
+                until: now + self.spec.negative_ttl.as_secs(),
+                forwarded: Box::new([]),
+            });
+        }
+        let forwarded = self
+            .spec
+            .forward_claims
+            .iter()
+            .map(|forward| {
+                lookup(&claims, forward.claim)
+                    .map(|value| header_value(value).map(Vec::into_boxed_slice))
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                invalid(
+                    self.spec.name,
+                    "a forwarded claim holds control characters",
+                    INVALID,
+                )
+            })?;
+        let mut until = now + self.spec.cache_ttl.as_secs();
+        if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+            if exp <= now {
+                return Err(invalid(self.spec.name, "token expired", INVALID));
+            }
+            until = until.min(exp);
+        }
+        Ok(Introspected {
+            claims: Some(claims),
+            until,
+            forwarded,
+        })
+    }
+}
+
+/// `application/x-www-form-urlencoded` bytes of a value (WHATWG URL §5.2).
+fn form_encode(value: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in value {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => out.push(b),
+            b' ' => out.push(b'+'),
+            _ => out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_encoding() {
+        let mut out = Vec::new();
+        form_encode(b"a+b/c=d e~", &mut out);
+        assert_eq!(out, b"a%2Bb%2Fc%3Dd+e%7E");
+    }
+}
