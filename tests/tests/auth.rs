@@ -50,6 +50,10 @@ impl Setup {
             ("JWT_SECRET", SECRET.to_owned()),
             ("ALICE_KEY", ALICE_KEY.to_owned()),
             ("JWKS_URL", idp.url.clone()),
+            (
+                "JWKS_DOWN_URL",
+                format!("https://{}/jwks.json", support::refused_addr()),
+            ),
         ];
         let gateway = Gateway::start_in(AUTH_GATEWAY, &env, Some(&dir), 1)
             .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"));
@@ -811,6 +815,9 @@ async fn published_keys_rotate_without_a_restart() {
         poll(|| setup.bearer("/idp/x", &old), 401).await,
         "the removed key still verifies"
     );
+    // A provider down since start-up (`start_degraded`): started, every token refused.
+    let reply = setup.bearer("/idp-down/x", &old).await;
+    assert_eq!(reply.json()["error"], "unknown token key");
     // The provider goes down: the last good set stays in use.
     setup
         .idp
@@ -859,6 +866,10 @@ async fn start_up_needs_the_key_set() {
             "JWKS_URL",
             format!("https://{}/jwks.json", support::refused_addr()),
         ),
+        (
+            "JWKS_DOWN_URL",
+            format!("https://{}/jwks.json", support::refused_addr()),
+        ),
     ];
     let logs = match Gateway::start_in(AUTH_GATEWAY, &env, Some(&dir), 1) {
         Ok(_) => panic!("the gateway started without its key set"),
@@ -868,6 +879,8 @@ async fn start_up_needs_the_key_set() {
         logs.contains("policies.idp.jwt.jwks.url") && logs.contains("cannot fetch the key set"),
         "{logs}"
     );
+    // The set that may start degraded is not what stopped it.
+    assert!(!logs.contains("policies.idp_down.jwt.jwks.url"), "{logs}");
 }
 
 /// Start-up refuses an HMAC secret shorter than the hash, and a key that is not of the
@@ -886,6 +899,7 @@ fn start_up_refuses_weak_secrets_and_wrong_keys() {
         ("JWT_SECRET", "short".to_owned()),
         ("ALICE_KEY", ALICE_KEY.to_owned()),
         ("JWKS_URL", "https://127.0.0.1:9/jwks.json".to_owned()),
+        ("JWKS_DOWN_URL", "https://127.0.0.1:9/jwks.json".to_owned()),
     ];
     let logs = match Gateway::start_in(AUTH_GATEWAY, &env, Some(&dir), 1) {
         Ok(_) => panic!("the gateway started with a 5-byte secret"),
