@@ -953,10 +953,6 @@ fn policy_kind(
             origin: at(value.span().start, &format!("{key}.{which}")),
             raw: value.get_ref().clone(),
         };
-        let millis = |value: &Option<Spanned<String>>, default: &str| {
-            let text = value.as_ref().map_or(default, |v| v.get_ref().as_str());
-            parse_duration(text).map_or(0, |d| d.as_millis() as u64)
-        };
         let mut forward_claims: Vec<(&Spanned<String>, &Spanned<String>)> =
             i.forward_claims.iter().flat_map(|f| f.get_ref()).collect();
         forward_claims.sort_by_key(|(claim, _)| claim.span().start);
@@ -993,10 +989,7 @@ fn policy_kind(
                 .map(|h| h.to_ascii_lowercase())
                 .collect()
         };
-        let timeout = authz
-            .timeout
-            .as_ref()
-            .map_or(DEFAULT_EXT_AUTHZ_TIMEOUT, |t| t.get_ref());
+
         return PolicyKind::ExtAuthz(ExtAuthzPlan {
             upstream: upstreams
                 .iter()
@@ -1005,7 +998,7 @@ fn policy_kind(
             path: authz.path.get_ref().clone(),
             request_headers: lower(&authz.request_headers),
             response_headers: lower(&authz.response_headers),
-            timeout_ms: parse_duration(timeout).map_or(1000, |d| d.as_millis() as u64),
+            timeout_ms: millis(&authz.timeout, DEFAULT_EXT_AUTHZ_TIMEOUT),
             fail_open: authz.fail_open.as_ref().is_some_and(|f| *f.get_ref()),
         });
     }
@@ -1147,10 +1140,6 @@ fn jwt_plan(name: &str, jwt: &JwtPolicy, at: &dyn Fn(usize, &str) -> String) -> 
         (None, Some(public), _) => (JwtKeyPlan::PublicKey(setting_at(public, "key")), "RS256"),
         (None, None, Some(jwks)) => {
             let jwks = jwks.get_ref();
-            let millis = |value: &Option<Spanned<String>>, default: &str| {
-                let text = value.as_ref().map_or(default, |v| v.get_ref().as_str());
-                parse_duration(text).map_or(0, |d| d.as_millis() as u64)
-            };
             let plan = JwksPlan {
                 url: setting_at(&jwks.url, "jwks.url"),
                 ca: jwks.ca.as_ref().map(|ca| setting_at(ca, "jwks.ca")),
@@ -1212,6 +1201,12 @@ fn jwt_plan(name: &str, jwt: &JwtPolicy, at: &dyn Fn(usize, &str) -> String) -> 
             .as_ref()
             .map_or(DEFAULT_TOKEN_CACHE_SIZE, |n| *n.get_ref() as usize),
     }
+}
+
+/// A duration the compiler lays out, in milliseconds (`check` has parsed it).
+fn millis(value: &Option<Spanned<String>>, default: &str) -> u64 {
+    let text = value.as_ref().map_or(default, |v| v.get_ref().as_str());
+    parse_duration(text).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn strings(list: &Option<Spanned<Vec<Spanned<String>>>>) -> Vec<String> {

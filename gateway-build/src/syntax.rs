@@ -178,19 +178,11 @@ impl Config {
                 let key = format!("policies.{}.jwt", name.get_ref());
                 let jwt = jwt.get_ref();
                 push(format!("{key}.key"), jwt.key.as_ref(), Pem);
+                // Its durations are laid out by the compiler, not read at start-up.
                 if let Some(jwks) = &jwt.jwks {
                     let jwks = jwks.get_ref();
                     push(format!("{key}.jwks.url"), Some(&jwks.url), Url);
                     push(format!("{key}.jwks.ca"), jwks.ca.as_ref(), Pem);
-                    for (which, value) in [
-                        ("refresh", &jwks.refresh),
-                        ("min_refresh", &jwks.min_refresh),
-                        ("max_refresh", &jwks.max_refresh),
-                        ("unknown_kid_refetch", &jwks.unknown_kid_refetch),
-                        ("timeout", &jwks.timeout),
-                    ] {
-                        push(format!("{key}.jwks.{which}"), value.as_ref(), Duration);
-                    }
                 }
             }
         }

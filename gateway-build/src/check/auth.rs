@@ -10,6 +10,7 @@ use gateway_runtime::settings::{
 };
 
 use crate::chain;
+use crate::check::lints::is_loopback;
 use crate::check::listeners::listeners_in;
 use crate::check::policies::check_header_name;
 use crate::check::routes::listener_mask;
@@ -259,9 +260,8 @@ fn check_jwt(jwt: &Spanned<JwtPolicy>, found: &mut Vec<Diagnostic>) {
     check_forward_claims(&jwt.forward_claims, found);
 }
 
-/// Least and most a key set may live: under a second hammers the provider, over a
-/// week keeps a revoked key in use.
-const JWKS_REFRESH: std::ops::RangeInclusive<u64> = 1..=7 * 24 * 3600;
+/// The most a key set may live: over a week keeps a revoked key in use.
+const JWKS_MAX_REFRESH: u64 = 7 * 24 * 3600;
 
 fn check_jwks(jwks: &JwksPolicy, found: &mut Vec<Diagnostic>) {
     let url = &jwks.url;
@@ -270,12 +270,7 @@ fn check_jwks(jwks: &JwksPolicy, found: &mut Vec<Diagnostic>) {
         && target.scheme == http::uri::Scheme::HTTP
     {
         let host = target.authority.host();
-        let loopback = host == "localhost"
-            || host
-                .trim_matches(['[', ']'])
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if loopback {
+        if is_loopback(host) {
             found.push(Diagnostic::new(
                 &codes::PLAIN_HTTP_JWKS,
                 url.span(),
@@ -293,39 +288,65 @@ fn check_jwks(jwks: &JwksPolicy, found: &mut Vec<Diagnostic>) {
             );
         }
     }
-    fn seconds(value: &Option<Spanned<String>>) -> Option<(&Spanned<String>, u64)> {
-        let value = value.as_ref()?;
-        Some((value, parse_duration(value.get_ref()).ok()?.as_secs()))
-    }
-    for value in [&jwks.refresh, &jwks.min_refresh, &jwks.max_refresh] {
-        if let Some((at, secs)) = seconds(value)
-            && !JWKS_REFRESH.contains(&secs)
-        {
-            found.push(Diagnostic::new(
-                &codes::OUT_OF_RANGE,
-                at.span(),
-                "a key set's lifetime must be 1s to 7 days",
-            ));
-        }
-    }
-    if let (Some((min, low)), Some((_, high))) =
-        (seconds(&jwks.min_refresh), seconds(&jwks.max_refresh))
+    let mut lifetime = |value| {
+        bounded_duration(
+            value,
+            JWKS_MAX_REFRESH,
+            "a key set's lifetime may be at most 7 days",
+            found,
+        )
+    };
+    lifetime(&jwks.refresh);
+    let (min, max) = (lifetime(&jwks.min_refresh), lifetime(&jwks.max_refresh));
+    if let (Some(low), Some(high), Some(at)) = (min, max, &jwks.min_refresh)
         && low > high
     {
         found.push(setting_error(
-            min.span(),
+            at.span(),
             "`min_refresh` is above `max_refresh`",
         ));
     }
-    if let Some((at, secs)) = seconds(&jwks.timeout)
-        && secs > 60
-    {
-        found.push(Diagnostic::new(
+    let why = "refetches for unknown keys may be at most 7 days apart";
+    bounded_duration(&jwks.unknown_kid_refetch, JWKS_MAX_REFRESH, why, found);
+    bounded_duration(
+        &jwks.timeout,
+        60,
+        "a key-set fetch may take at most 60s",
+        found,
+    );
+}
+
+/// A duration the compiler lays out itself, so written as it is (no `${…}`), and at
+/// most `max_seconds`: its seconds, or `None` after reporting why not.
+fn bounded_duration(
+    value: &Option<Spanned<String>>,
+    max_seconds: u64,
+    too_long: &str,
+    found: &mut Vec<Diagnostic>,
+) -> Option<u64> {
+    let value = value.as_ref()?;
+    let text = value.get_ref();
+    let parsed = if parse_template(text).is_ok_and(|parts| has_references(&parts)) {
+        Err(format!(
+            "`{text}` is read at build time: write the duration itself, not a reference"
+        ))
+    } else {
+        parse_duration(text).map(|d| d.as_secs())
+    };
+    match parsed {
+        Ok(seconds) if seconds <= max_seconds => return Some(seconds),
+        Ok(_) => found.push(Diagnostic::new(
             &codes::OUT_OF_RANGE,
-            at.span(),
-            "a key-set fetch may take at most 60s",
-        ));
+            value.span(),
+            too_long,
+        )),
+        Err(message) => found.push(Diagnostic::new(
+            &codes::INVALID_DURATION,
+            value.span(),
+            message,
+        )),
     }
+    None
 }
 
 /// Claim paths and the fields they are forwarded as: valid, distinct, and never a
@@ -450,23 +471,12 @@ fn check_ext_authz(authz: &ExtAuthzPolicy, found: &mut Vec<Diagnostic>) {
             ));
         }
     }
-    if let Some(timeout) = &authz.timeout {
-        match parse_duration(timeout.get_ref()) {
-            Ok(d) if d.as_secs() <= MAX_EXT_AUTHZ_TIMEOUT_SECONDS => {}
-            Ok(_) => found.push(Diagnostic::new(
-                &codes::OUT_OF_RANGE,
-                timeout.span(),
-                format!(
-                    "an authorization service may take at most {MAX_EXT_AUTHZ_TIMEOUT_SECONDS}s"
-                ),
-            )),
-            Err(message) => found.push(Diagnostic::new(
-                &codes::INVALID_DURATION,
-                timeout.span(),
-                message,
-            )),
-        }
-    }
+    bounded_duration(
+        &authz.timeout,
+        MAX_EXT_AUTHZ_TIMEOUT_SECONDS,
+        "an authorization service may take at most 60s",
+        found,
+    );
 }
 
 fn check_introspection(introspection: &Spanned<IntrospectionPolicy>, found: &mut Vec<Diagnostic>) {
@@ -486,23 +496,9 @@ fn check_introspection(introspection: &Spanned<IntrospectionPolicy>, found: &mut
                 .with_help("add `client_id = \"gateway\"` and `client_secret = \"${env:INTROSPECTION_SECRET}\"`"),
         ),
     }
-    for value in [&i.timeout, &i.cache_ttl, &i.negative_ttl]
-        .into_iter()
-        .flatten()
-    {
-        match parse_duration(value.get_ref()) {
-            Ok(d) if d.as_secs() <= 3600 => {}
-            Ok(_) => found.push(Diagnostic::new(
-                &codes::OUT_OF_RANGE,
-                value.span(),
-                "at most `1h`: a revoked token must not stay cached longer",
-            )),
-            Err(message) => found.push(Diagnostic::new(
-                &codes::INVALID_DURATION,
-                value.span(),
-                message,
-            )),
-        }
+    for value in [&i.timeout, &i.cache_ttl, &i.negative_ttl] {
+        let why = "at most `1h`: a revoked token must not stay cached longer";
+        bounded_duration(value, 3600, why, found);
     }
     if let Some(size) = &i.cache_size
         && !(0..=MAX_CACHE_SIZE).contains(size.get_ref())

@@ -7,6 +7,15 @@ use crate::codes;
 use crate::diagnostic::{Diagnostic, Severity, did_you_mean};
 use crate::syntax::Config;
 
+/// Whether a URL's host is this machine: traffic to it never crosses a network.
+pub(super) fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
     for (name, level) in &config.lints {
         if codes::lint_by_name(name.get_ref()).is_none() {
@@ -45,12 +54,7 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
                 continue;
             };
             let host = parsed.authority.host();
-            let loopback = host == "localhost"
-                || host
-                    .trim_matches(['[', ']'])
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
-            if literal && parsed.scheme == http::uri::Scheme::HTTP && !loopback {
+            if literal && parsed.scheme == http::uri::Scheme::HTTP && !is_loopback(host) {
                 found.push(Diagnostic::new(
                     &codes::PLAIN_HTTP_UPSTREAM,
                     target.span(),

@@ -1,5 +1,7 @@
 //! Names that point elsewhere in the file: upstreams and listeners named by routes.
 
+use toml::Spanned;
+
 use crate::codes;
 use crate::diagnostic::{Diagnostic, did_you_mean, suggest};
 use crate::syntax::Config;
@@ -11,36 +13,7 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
     for route in &config.routes {
         let route = route.get_ref();
         if let Some(upstream) = &route.upstream {
-            match upstream_names.iter().position(|n| n == upstream.get_ref()) {
-                Some(i) => used[i] = true,
-                None if config.broken_names.contains(upstream.get_ref()) => {}
-                None => {
-                    // The upstream the user probably meant is not "unused": one
-                    // message about the typo is enough.
-                    let meant = suggest(upstream.get_ref(), upstream_names.iter().copied());
-                    if let Some(i) = meant.and_then(|m| upstream_names.iter().position(|n| *n == m))
-                    {
-                        used[i] = true;
-                    }
-                    found.push(
-                        Diagnostic::new(
-                            &codes::UNKNOWN_UPSTREAM,
-                            upstream.span(),
-                            format!(
-                                "unknown upstream `{}`{}",
-                                upstream.get_ref(),
-                                meant.map_or_else(String::new, |m| format!(
-                                    " (did you mean `{m}`?)"
-                                ))
-                            ),
-                        )
-                        .with_help(format!(
-                            "declare it with `[upstreams.{}]`",
-                            upstream.get_ref()
-                        )),
-                    );
-                }
-            }
+            refer(upstream, config, &upstream_names, &mut used, found);
         }
         for listener in route.listeners.iter().flat_map(|l| l.get_ref()) {
             if !listener_names.contains(&listener.get_ref().as_str())
@@ -58,25 +31,7 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
             policy.introspection.as_ref().map(|i| &i.get_ref().upstream),
         ];
         for upstream in asked.into_iter().flatten() {
-            match upstream_names.iter().position(|n| n == upstream.get_ref()) {
-                Some(i) => used[i] = true,
-                None if config.broken_names.contains(upstream.get_ref()) => {}
-                None => found.push(
-                    Diagnostic::new(
-                        &codes::UNKNOWN_UPSTREAM,
-                        upstream.span(),
-                        format!(
-                            "unknown upstream `{}`{}",
-                            upstream.get_ref(),
-                            did_you_mean(upstream.get_ref(), upstream_names.iter().copied())
-                        ),
-                    )
-                    .with_help(format!(
-                        "declare it with `[upstreams.{}]`",
-                        upstream.get_ref()
-                    )),
-                ),
-            }
+            refer(upstream, config, &upstream_names, &mut used, found);
         }
     }
     // An unused upstream is dead configuration, often a route that names the wrong one.
@@ -122,6 +77,41 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
             named.push(name);
         }
     }
+}
+
+/// A reference to an upstream (a route's, an authorization service's): marks it used,
+/// or reports it unknown. The upstream probably meant is not reported as unused as
+/// well: one message about the typo is enough.
+fn refer(
+    upstream: &Spanned<String>,
+    config: &Config,
+    upstream_names: &[&str],
+    used: &mut [bool],
+    found: &mut Vec<Diagnostic>,
+) {
+    let name = upstream.get_ref();
+    if let Some(i) = upstream_names.iter().position(|n| n == name) {
+        used[i] = true;
+        return;
+    }
+    if config.broken_names.contains(name) {
+        return;
+    }
+    let meant = suggest(name, upstream_names.iter().copied());
+    if let Some(i) = meant.and_then(|m| upstream_names.iter().position(|n| *n == m)) {
+        used[i] = true;
+    }
+    found.push(
+        Diagnostic::new(
+            &codes::UNKNOWN_UPSTREAM,
+            upstream.span(),
+            format!(
+                "unknown upstream `{name}`{}",
+                meant.map_or_else(String::new, |m| format!(" (did you mean `{m}`?)"))
+            ),
+        )
+        .with_help(format!("declare it with `[upstreams.{name}]`")),
+    );
 }
 
 /// A reference to a listener that is not declared, with the nearest name.

@@ -35,6 +35,35 @@ pub struct ClaimHeader {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unforwardable;
 
+/// The header values of a policy's forwarded claims, rendered once when a credential
+/// is verified, then set on every request it comes with; `None` for a claim it lacks.
+#[derive(Debug, Default)]
+pub struct Forwarded(Box<[Option<Box<[u8]>>]>);
+
+impl Forwarded {
+    pub fn render(claims: &Claims, headers: &[ClaimHeader]) -> Result<Self, Unforwardable> {
+        headers
+            .iter()
+            .map(|forward| {
+                lookup(claims, forward.claim)
+                    .map(|value| header_value(value).map(Vec::into_boxed_slice))
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()
+            .map(Forwarded)
+    }
+
+    /// Sets the values on `fields` (the driver has removed any a client sent).
+    #[cfg(feature = "server")]
+    pub fn apply(&self, headers: &[ClaimHeader], fields: &mut crate::message::fields::Fields) {
+        for (header, value) in headers.iter().zip(&self.0) {
+            if let Some(value) = value {
+                fields.append(header.header.as_bytes(), value);
+            }
+        }
+    }
+}
+
 /// The header value for a claim: a string as it is, an array's elements joined with
 /// `,` (strings as they are, other values as JSON), anything else as JSON text.
 pub fn header_value(value: &Value) -> Result<Vec<u8>, Unforwardable> {

@@ -18,18 +18,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::{BodyExt, Limited};
 
+use super::identity::{ask_whole, unavailable};
 use crate::message::body::Body;
-use crate::message::error::json_error;
 use crate::message::fields::Fields;
 use crate::message::response::Response;
 use crate::pipeline::gateway::Request;
 use crate::pipeline::{RequestContext, Stop};
 use crate::upstream::Upstream;
-
-/// The longest answer read from the service.
-const MAX_ANSWER: usize = 64 << 10;
 
 /// Fields of a refusal that reach the client.
 const PASSED_ON: [&str; 6] = [
@@ -77,30 +73,17 @@ impl ExtAuthzSpec {
                 Some(authority) => Some(authority.as_str().as_bytes()),
                 None => req.fields.get(b"host"),
             };
-            let asked = async {
-                let response = service
-                    .ask(
-                        &http::Method::GET,
-                        self.path,
-                        &fields,
-                        Bytes::new(),
-                        host,
-                        cx,
-                    )
-                    .await
-                    .ok()?;
-                let (status, fields, body) = response.into_parts();
-                let body = Limited::new(body, MAX_ANSWER)
-                    .collect()
-                    .await
-                    .ok()?
-                    .to_bytes();
-                Some((status, fields, body))
-            };
-            tokio::time::timeout(self.timeout, asked)
-                .await
-                .ok()
-                .flatten()
+            ask_whole(
+                service,
+                &http::Method::GET,
+                self.path,
+                &fields,
+                Bytes::new(),
+                host,
+                self.timeout,
+                cx,
+            )
+            .await
         };
         match answer {
             Some((status, fields, _)) if status.is_success() => {
@@ -120,20 +103,7 @@ impl ExtAuthzSpec {
                 );
                 Ok(())
             }
-            None => {
-                tracing::warn!(
-                    policy = self.name,
-                    "authorization service did not answer; refusing the request"
-                );
-                Err(Stop::Answer {
-                    by: self.name,
-                    what: "authorization service unavailable",
-                    response: Box::new(json_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "authorization service unavailable",
-                    )),
-                })
-            }
+            None => Err(unavailable(self.name, "authorization service unavailable")),
         }
     }
 

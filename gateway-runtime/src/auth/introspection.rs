@@ -17,27 +17,23 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::cache::{CredentialCache, Expiring};
-use super::claims::{ClaimHeader, Claims, header_value, lookup};
+use super::claims::{ClaimHeader, Claims, Forwarded};
 use super::credential::CredentialSource;
-use super::identity::{invalid, missing, now, unreadable};
-use crate::message::error::json_error;
+use super::identity::{
+    BEARER, INVALID_TOKEN, UNFORWARDABLE, ask_whole, invalid, missing, now, unavailable, unreadable,
+};
 use crate::message::fields::Fields;
 use crate::pipeline::gateway::Request;
 use crate::pipeline::{RequestContext, Stop};
 use crate::settings::{Setting, SettingError};
 use crate::upstream::Upstream;
 
-const CHALLENGE: &str = "Bearer";
-const INVALID: &str = "Bearer error=\"invalid_token\"";
 /// Opaque tokens are short; anything longer is refused before it is sent anywhere.
 const MAX_TOKEN: usize = 8 << 10;
-/// The longest introspection answer read.
-const MAX_ANSWER: usize = 64 << 10;
 
 /// `introspection = { … }` of a policy.
 #[derive(Debug)]
@@ -68,7 +64,7 @@ pub struct Introspected {
     /// `None` for an inactive token.
     pub claims: Option<Claims>,
     until: u64,
-    forwarded: Box<[Option<Box<[u8]>>]>,
+    forwarded: Forwarded,
 }
 
 impl Expiring for Introspected {
@@ -115,8 +111,8 @@ impl Introspection {
         let (digest, token) = {
             let token = CredentialSource::Bearer
                 .read(&req.fields, None, MAX_TOKEN)
-                .map_err(|e| unreadable(name, e, INVALID))?
-                .ok_or_else(|| missing(name, CHALLENGE))?;
+                .map_err(|e| unreadable(name, e, INVALID_TOKEN))?
+                .ok_or_else(|| missing(name, BEARER))?;
             let digest: [u8; 32] = Sha256::digest(token).into();
             (digest, Bytes::copy_from_slice(token))
         };
@@ -129,16 +125,14 @@ impl Introspection {
             }
         };
         if answer.claims.is_none() {
-            return Err(invalid(name, "token not active", INVALID));
+            return Err(invalid(name, "token not active", INVALID_TOKEN));
         }
         if !self.spec.forward_token {
             CredentialSource::Bearer.remove(req)?;
         }
-        for (header, value) in self.spec.forward_claims.iter().zip(&answer.forwarded) {
-            if let Some(value) = value {
-                req.fields.append(header.header.as_bytes(), value);
-            }
-        }
+        answer
+            .forwarded
+            .apply(self.spec.forward_claims, &mut req.fields);
         Ok(answer)
     }
 
@@ -157,75 +151,37 @@ impl Introspection {
         fields.append(b"authorization", &self.credentials);
         fields.append(b"content-type", b"application/x-www-form-urlencoded");
         fields.append(b"accept", b"application/json");
-        let asked = async {
-            let response = server
-                .ask(
-                    &Method::POST,
-                    self.spec.path,
-                    &fields,
-                    Bytes::from(body),
-                    None,
-                    cx,
-                )
-                .await
-                .ok()?;
-            let (status, _, body) = response.into_parts();
-            let body = Limited::new(body, MAX_ANSWER)
-                .collect()
-                .await
-                .ok()?
-                .to_bytes();
-            (status == StatusCode::OK).then_some(body)
+        let unavailable = || unavailable(self.spec.name, "token introspection unavailable");
+        let answer = ask_whole(
+            server,
+            &Method::POST,
+            self.spec.path,
+            &fields,
+            Bytes::from(body),
+            None,
+            self.spec.timeout,
+            cx,
+        )
+        .await;
+        let body = match answer {
+            Some((StatusCode::OK, _, body)) => body,
+            _ => return Err(unavailable()),
         };
-        let unavailable = || {
-            tracing::warn!(
-                policy = self.spec.name,
-                "token introspection failed; refusing the request"
-            );
-            Stop::Answer {
-                by: self.spec.name,
-                what: "token introspection unavailable",
-                response: Box::new(json_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "token introspection unavailable",
-                )),
-            }
-        };
-        let body = tokio::time::timeout(self.spec.timeout, asked)
-            .await
-            .ok()
-            .flatten()
-            .ok_or_else(unavailable)?;
         let claims: Claims = serde_json::from_slice(&body).map_err(|_| unavailable())?;
         // RFC 7662 §2.2: `active` is required; anything but `true` is inactive.
         if claims.get("active") != Some(&Value::Bool(true)) {
             return Ok(Introspected {
                 claims: None,
                 until: now + self.spec.negative_ttl.as_secs(),
-                forwarded: Box::new([]),
+                forwarded: Forwarded::default(),
             });
         }
-        let forwarded = self
-            .spec
-            .forward_claims
-            .iter()
-            .map(|forward| {
-                lookup(&claims, forward.claim)
-                    .map(|value| header_value(value).map(Vec::into_boxed_slice))
-                    .transpose()
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|_| {
-                invalid(
-                    self.spec.name,
-                    "a forwarded claim holds control characters",
-                    INVALID,
-                )
-            })?;
+        let forwarded = Forwarded::render(&claims, self.spec.forward_claims)
+            .map_err(|_| invalid(self.spec.name, UNFORWARDABLE, INVALID_TOKEN))?;
         let mut until = now + self.spec.cache_ttl.as_secs();
         if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
             if exp <= now {
-                return Err(invalid(self.spec.name, "token expired", INVALID));
+                return Err(invalid(self.spec.name, "token expired", INVALID_TOKEN));
             }
             until = until.min(exp);
         }

@@ -17,17 +17,14 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde_json::Value;
 
 use super::cache::{CredentialCache, Expiring};
-use super::claims::{ClaimHeader, Claims, header_value, lookup};
+use super::claims::{ClaimHeader, Claims, Forwarded, lookup};
 use super::credential::CredentialSource;
-use super::identity::{invalid, missing, now, unreadable};
+use super::identity::{BEARER, INVALID_TOKEN, UNFORWARDABLE, invalid, missing, now, unreadable};
 use super::jwks::{JwksSpec, KeySets, RemoteKeys};
 use super::{KeyFamily, algorithm_family, min_secret_len};
 use crate::pipeline::Stop;
 use crate::pipeline::gateway::Request;
 use crate::settings::{Setting, SettingError};
-
-const CHALLENGE: &str = "Bearer";
-const INVALID: &str = "Bearer error=\"invalid_token\"";
 
 /// `jwt = { … }` of a policy, as the compiler lays it out.
 #[derive(Debug)]
@@ -147,15 +144,15 @@ impl Jwt {
                 .spec
                 .source
                 .read(&req.fields, req.uri.query(), self.spec.max_token_size)
-                .map_err(|e| unreadable(name, e, INVALID))?
-                .ok_or_else(|| missing(name, CHALLENGE))?;
+                .map_err(|e| unreadable(name, e, INVALID_TOKEN))?
+                .ok_or_else(|| missing(name, BEARER))?;
             let generation = self.generation();
             match cache.get(token, now).filter(|v| v.generation == generation) {
                 Some(verified) => verified,
                 None => {
                     let verified = self
                         .verify(token, now)
-                        .map_err(|m| invalid(name, m, INVALID))?;
+                        .map_err(|m| invalid(name, m, INVALID_TOKEN))?;
                     let verified = Rc::new(verified);
                     cache.insert(token, verified.clone(), now);
                     verified
@@ -165,7 +162,9 @@ impl Jwt {
         if !self.spec.forward_token {
             self.spec.source.remove(req)?;
         }
-        verified.forward(self.spec.forward_claims, req);
+        verified
+            .forwarded
+            .apply(self.spec.forward_claims, &mut req.fields);
         Ok(verified)
     }
 
@@ -297,9 +296,7 @@ pub struct Verified {
     leeway: u64,
     /// The key set's generation it was verified with.
     generation: u64,
-    /// The values of the policy's forwarded claims, in its order; `None` for a claim
-    /// the token lacks.
-    forwarded: Box<[Option<Box<[u8]>>]>,
+    forwarded: Forwarded,
 }
 
 impl Verified {
@@ -311,16 +308,8 @@ impl Verified {
         {
             return Err("token lacks a required claim");
         }
-        let forwarded = spec
-            .forward_claims
-            .iter()
-            .map(|forward| {
-                lookup(&claims, forward.claim)
-                    .map(|value| header_value(value).map(Vec::into_boxed_slice))
-                    .transpose()
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|_| "a forwarded claim holds control characters")?;
+        let forwarded =
+            Forwarded::render(&claims, spec.forward_claims).map_err(|_| UNFORWARDABLE)?;
         let seconds = |name: &str| claims.get(name).and_then(Value::as_f64).map(|s| s as u64);
         Ok(Verified {
             not_before: seconds("nbf").unwrap_or(0),
@@ -331,14 +320,6 @@ impl Verified {
             forwarded,
             claims,
         })
-    }
-
-    fn forward(&self, headers: &[ClaimHeader], req: &mut Request) {
-        for (header, value) in headers.iter().zip(&self.forwarded) {
-            if let Some(value) = value {
-                req.fields.append(header.header.as_bytes(), value);
-            }
-        }
     }
 }
 

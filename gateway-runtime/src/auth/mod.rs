@@ -130,6 +130,13 @@ mod identity {
         Consumer(&'static ConsumerSpec),
     }
 
+    /// The challenge of a bearer-token policy without a token, and with a bad one.
+    pub(crate) const BEARER: &str = "Bearer";
+    pub(crate) const INVALID_TOKEN: &str = "Bearer error=\"invalid_token\"";
+
+    /// The refusal of a token whose forwarded claims hold control characters.
+    pub(crate) const UNFORWARDABLE: &str = "a forwarded claim holds control characters";
+
     /// 401 for an `any` step whose policies found no credential of theirs:
     /// `challenge` names each scheme (`Bearer, ApiKey`).
     pub fn no_credentials(by: &'static str, challenge: &'static str) -> Stop {
@@ -187,6 +194,56 @@ mod identity {
             challenge: scope.then_some("Bearer error=\"insufficient_scope\""),
         })
     }
+
+    /// A policy's service (an authorization service, an introspection endpoint) gave
+    /// no usable answer: 503, in the target's place.
+    pub(crate) fn unavailable(by: &'static str, what: &'static str) -> Stop {
+        tracing::warn!(policy = by, "{what}; refusing the request");
+        Stop::Answer {
+            by,
+            what,
+            response: Box::new(crate::message::error::json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                what,
+            )),
+        }
+    }
+
+    /// Asks `service` and reads its whole answer, up to `max` bytes of body, within
+    /// `timeout`: `None` for no answer, a failed one or a longer one.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the request's parts, each needed"
+    )]
+    pub(crate) async fn ask_whole(
+        service: &crate::upstream::Upstream,
+        method: &http::Method,
+        target: &str,
+        fields: &crate::message::fields::Fields,
+        body: bytes::Bytes,
+        original_host: Option<&[u8]>,
+        timeout: std::time::Duration,
+        cx: &crate::pipeline::RequestContext,
+    ) -> Option<(StatusCode, crate::message::fields::Fields, bytes::Bytes)> {
+        use http_body_util::BodyExt;
+        let asked = async {
+            let response = service
+                .ask(method, target, fields, body, original_host, cx)
+                .await
+                .ok()?;
+            let (status, fields, body) = response.into_parts();
+            let body = http_body_util::Limited::new(body, MAX_ANSWER)
+                .collect()
+                .await
+                .ok()?
+                .to_bytes();
+            Some((status, fields, body))
+        };
+        tokio::time::timeout(timeout, asked).await.ok().flatten()
+    }
+
+    /// The longest answer read from a policy's service.
+    const MAX_ANSWER: usize = 64 << 10;
 
     /// Seconds since the Unix epoch.
     pub(crate) fn now() -> u64 {
