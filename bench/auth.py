@@ -8,6 +8,8 @@ Scenarios (gateway unless named):
   nginx        nginx, the plain route (no JWT: the reference for every ratio below)
   plain        the plain route
   hs-hit       HS256, the same token on every request (the verified-token cache hits)
+  plain-churn  the plain route, sent the hs-miss requests: a new token on every request
+               (the baseline of hs-miss: the same bytes, and wrk's same Lua path)
   hs-miss      HS256, a new token on every request (a wrk Lua script cycles through
                200,000 tokens signed for the run: every request verifies)
   rs-hit       RS256 (2048-bit key), the same token: a cache hit
@@ -46,6 +48,7 @@ MISS_TOKENS = 200_000
 
 SCENARIOS = {
     "plain": "/api/users/42",
+    "plain-churn": "/api/users/42",
     "hs-hit": "/api/hs/42",
     "hs-miss": "/api/hs/42",
     "rs-hit": "/api/rs/42",
@@ -53,7 +56,10 @@ SCENARIOS = {
     "rs-verify": "/api/rs-verify/42",
     "es-verify": "/api/es-verify/42",
 }
-CALLGRIND = ["plain", "hs-hit", "hs-miss"]
+# Scenarios sending a new token on every request, and the unauthenticated scenario
+# that is their baseline: the same requests (token and all) on the plain route.
+CHURN = {"hs-miss": "plain-churn", "plain-churn": "plain-churn"}
+CALLGRIND = ["plain", "plain-churn", "hs-hit", "hs-miss"]
 
 
 def b64(data):
@@ -107,40 +113,59 @@ def make_keys(workdir):
     return {"RS256": rsa, "ES256": ec}
 
 
-def miss_script(workdir):
-    """A wrk script sending each request with the next of MISS_TOKENS distinct tokens."""
+def miss_script(workdir, path):
+    """A wrk script sending GET `path`, each request with the next of MISS_TOKENS distinct
+    tokens; the requests are formatted up front, so that wrk's Lua path costs little."""
     tokens = os.path.join(workdir, "tokens.txt")
-    with open(tokens, "w") as f:
-        for i in range(MISS_TOKENS):
-            f.write(hs256(claims(f"user-{i}")) + "\n")
-    script = os.path.join(workdir, "miss.lua")
+    if not os.path.exists(tokens):
+        with open(tokens, "w") as f:
+            for i in range(MISS_TOKENS):
+                f.write(hs256(claims(f"user-{i}")) + "\n")
+    script = os.path.join(workdir, f"miss{path.replace('/', '-')}.lua")
     with open(script, "w") as f:
         f.write(f"""
-local tokens = {{}}
-for line in io.lines("{tokens}") do tokens[#tokens + 1] = line end
+local requests = {{}}
+-- In init, not at load: wrk adds the Host field to wrk.headers only by then.
 local i = 0
+-- args[1]: where in the list to start, so that a run never repeats the tokens the
+-- run before it sent (still cached: they would be hits).
+init = function(args)
+  for line in io.lines("{tokens}") do
+    requests[#requests + 1] = wrk.format("GET", "{path}", {{["Authorization"] = "Bearer " .. line}})
+  end
+  i = tonumber(args[1]) % #requests
+end
 request = function()
-  i = i % #tokens + 1
-  return wrk.format("GET", "{SCENARIOS['hs-miss']}", {{["Authorization"] = "Bearer " .. tokens[i]}})
+  i = i % #requests + 1
+  return requests[i]
 end
 """)
     return script
 
 
-def wrk_args(scenario, tokens, script):
-    if scenario == "hs-miss":
-        return ["-s", script]
+def wrk_args(scenario, tokens, scripts):
+    if scenario in CHURN:
+        return ["-s", scripts[scenario]]
     if scenario in tokens:
         return ["-H", f"Authorization: Bearer {tokens[scenario]}"]
     return []
 
 
+# The next token a churn run starts at: each run goes on where the last one stopped.
+churn_offset = 0
+
+
 def run_wrk(port, path, seconds, extra):
+    global churn_offset
+    script_args = ["--", str(churn_offset)] if "-s" in extra else []
     cmd = ["taskset", "-c", "1", "wrk", "-t1", "-c64", f"-d{seconds}s"] + extra + [f"http://127.0.0.1:{port}{path}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(cmd + script_args, capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"port {port} {path}: errors in the run:\n{out}")
-    return int(re.search(r"(\d+) requests in", out).group(1)), float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    if script_args:
+        churn_offset += requests + 64  # and those in flight when wrk stopped
+    return requests, float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
 def start_gateway(workdir, valgrind_out=None):
@@ -162,10 +187,10 @@ def measure(proc, port, path, seconds, extra):
     return {"rate": rate, "cpu_us": (bench.cpu_seconds(pids) - before) * 1e6 / max(requests, 1)}
 
 
-def instructions(workdir, scenario, tokens, script):
+def instructions(workdir, scenario, tokens, scripts):
     out = os.path.join(workdir, f"callgrind.{scenario}.out")
     proc = start_gateway(workdir, valgrind_out=out)
-    path, extra = SCENARIOS[scenario], wrk_args(scenario, tokens, script)
+    path, extra = SCENARIOS[scenario], wrk_args(scenario, tokens, scripts)
     try:
         time.sleep(1.0)
         run_wrk(bench.GATEWAY_PORT, path, 1, extra)  # warm the pool and the cache
@@ -206,7 +231,7 @@ def main():
         "es-hit": openssl_token("ES256", keys["ES256"], claims("user-1")),
     }
     tokens["rs-verify"], tokens["es-verify"] = tokens["rs-hit"], tokens["es-hit"]
-    script = miss_script(workdir)
+    scripts = {name: miss_script(workdir, SCENARIOS[name]) for name in CHURN}
     origin = subprocess.Popen(["taskset", "-c", "1", "nginx", "-c", origin_conf(workdir), "-p", workdir],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results, counts = {}, {}
@@ -225,35 +250,37 @@ def main():
             try:
                 for scenario, path in SCENARIOS.items():
                     bench.check_body(bench.GATEWAY_PORT, SCENARIOS["plain"], len(bench.SMALL_JSON))
-                    r = measure(proc, bench.GATEWAY_PORT, path, args.seconds, wrk_args(scenario, tokens, script))
+                    r = measure(proc, bench.GATEWAY_PORT, path, args.seconds, wrk_args(scenario, tokens, scripts))
                     results.setdefault(scenario, []).append(r)
                     bench.log(f"   round {round_ + 1} {scenario:10} {r}")
             finally:
                 bench.stop(proc)
         if not args.no_callgrind:
             for scenario in CALLGRIND:
-                counts[scenario] = instructions(workdir, scenario, tokens, script)
+                counts[scenario] = instructions(workdir, scenario, tokens, scripts)
                 bench.log(f"   callgrind {scenario:10} {counts[scenario]:,.0f} instructions/request")
     finally:
         bench.stop(origin)
         shutil.rmtree(workdir, ignore_errors=True)
 
     med = lambda name, key: statistics.median(r[key] for r in results[name])  # noqa: E731
-    plain, nginx_cpu = med("plain", "cpu_us"), med("nginx", "cpu_us")
+    nginx_cpu = med("nginx", "cpu_us")
     nginx_version = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
-    print(f"JWT: one worker each on CPU 0; {nginx_version}; {args.rounds} round(s) of {args.seconds} s, medians.\n")
-    print("| scenario | requests/s | CPU µs/req (min–max) | vs plain | vs nginx | instr./req | vs plain |")
+    print(f"JWT: one worker each on CPU 0; {nginx_version}; {args.rounds} round(s) of {args.seconds} s, medians.")
+    print("`vs base`: against the unauthenticated route driven the same way (`plain`, or")
+    print("`plain-churn` for scenarios with a new token per request).\n")
+    print("| scenario | requests/s | CPU µs/req (min–max) | vs base | vs nginx | instr./req | vs base |")
     print("|---|---|---|---|---|---|---|")
     for name in ["nginx"] + list(SCENARIOS):
         runs = results[name]
+        base = CHURN.get(name, "plain")
         lo, hi = min(r["cpu_us"] for r in runs), max(r["cpu_us"] for r in runs)
         cpu = med(name, "cpu_us")
         ir = counts.get(name)
-        ir_text = f"{ir:,.0f} | {ir / counts['plain']:.3f}" if ir and "plain" in counts else "– | –"
-        vs_plain = f"{cpu / plain:.3f}" if name != "nginx" else "–"
-        print(f"| {name} | {med(name, 'rate'):,.0f} | {cpu:.2f} ({lo:.2f}–{hi:.2f}) | {vs_plain} | "
+        ir_text = f"{ir:,.0f} | {ir / counts[base]:.3f}" if ir and base in counts else "– | –"
+        vs_base = f"{cpu / med(base, 'cpu_us'):.3f}" if name != "nginx" else "–"
+        print(f"| {name} | {med(name, 'rate'):,.0f} | {cpu:.2f} ({lo:.2f}–{hi:.2f}) | {vs_base} | "
               f"{cpu / nginx_cpu:.2f} | {ir_text} |")
-
 
 if __name__ == "__main__":
     main()
