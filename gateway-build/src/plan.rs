@@ -224,6 +224,9 @@ pub struct JwtPlan {
     pub forward_token: bool,
     /// Claim path and lower-case field name, in the order written.
     pub forward_claims: Vec<(String, String)>,
+    /// Top-level claim names the configuration reads from this policy's tokens:
+    /// the only claims a verified token keeps.
+    pub claims_read: Vec<String>,
     pub cache_size: usize,
 }
 
@@ -715,6 +718,30 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
             }
         })
         .collect();
+    let mut policies: Vec<PolicyPlan> = config
+        .policies
+        .iter()
+        .map(|(name, policy)| PolicyPlan {
+            name: name.get_ref().clone(),
+            line: diagnostics.line_col(name.span().start).0,
+            kind: match &policy.get_ref().any {
+                Some(members) => PolicyKind::AnyOf(
+                    members
+                        .get_ref()
+                        .iter()
+                        .filter_map(|m| config.policy(m.get_ref()).map(|(i, _)| i))
+                        .collect(),
+                ),
+                None => policy_kind(
+                    name.get_ref(),
+                    policy.get_ref(),
+                    &at,
+                    &config.upstream_names(),
+                ),
+            },
+        })
+        .collect();
+    keep_authorized_claims(&mut policies);
     Plan {
         name: gateway.map_or_else(|| "gateway".to_owned(), |g| g.name.get_ref().clone()),
         file: diagnostics.file.clone(),
@@ -736,29 +763,7 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
             .map(|a| setting(Some(&a.get_ref().bind), "admin.bind", "")),
         listeners,
         upstreams,
-        policies: config
-            .policies
-            .iter()
-            .map(|(name, policy)| PolicyPlan {
-                name: name.get_ref().clone(),
-                line: diagnostics.line_col(name.span().start).0,
-                kind: match &policy.get_ref().any {
-                    Some(members) => PolicyKind::AnyOf(
-                        members
-                            .get_ref()
-                            .iter()
-                            .filter_map(|m| config.policy(m.get_ref()).map(|(i, _)| i))
-                            .collect(),
-                    ),
-                    None => policy_kind(
-                        name.get_ref(),
-                        policy.get_ref(),
-                        &at,
-                        &config.upstream_names(),
-                    ),
-                },
-            })
-            .collect(),
+        policies,
         consumers: config
             .consumers
             .iter()
@@ -791,6 +796,42 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
 }
 
 // === policies ===
+
+/// Fills each JWT policy's `claims_read`: the claims it forwards and requires, and
+/// those any authorization rule reads (a rule may follow any authentication policy,
+/// so every JWT policy keeps them). A path (`realm_access.roles`) is read as a
+/// claim of that exact name or through its first part, so both are kept.
+fn keep_authorized_claims(policies: &mut [PolicyPlan]) {
+    let mut authorized: Vec<&str> = Vec::new();
+    for policy in policies.iter() {
+        if let PolicyKind::Authorize(rule) = &policy.kind {
+            if !rule.scopes.is_empty() {
+                authorized.extend(["scope", "scp"]);
+            }
+            if !rule.roles.is_empty() {
+                authorized.push(&rule.roles_claim);
+            }
+            authorized.extend(rule.claims.iter().map(|(claim, _)| claim.as_str()));
+        }
+    }
+    let authorized: Vec<String> = authorized.into_iter().map(str::to_owned).collect();
+    for policy in policies.iter_mut() {
+        if let PolicyKind::Jwt(jwt) = &mut policy.kind {
+            let own = jwt
+                .required_claims
+                .iter()
+                .chain(jwt.forward_claims.iter().map(|(claim, _)| claim));
+            let mut read: Vec<String> = Vec::new();
+            for path in own.chain(&authorized) {
+                let first = path.split('.').next().unwrap_or(path);
+                read.extend([path.clone(), first.to_owned()]);
+            }
+            read.sort_unstable();
+            read.dedup();
+            jwt.claims_read = read;
+        }
+    }
+}
 
 /// Whether the IP rule of `policy` is decided from the peer alone.
 fn peer_rule(policy: &Policy) -> bool {
@@ -1196,6 +1237,7 @@ fn jwt_plan(name: &str, jwt: &JwtPolicy, at: &dyn Fn(usize, &str) -> String) -> 
                 )
             })
             .collect(),
+        claims_read: Vec::new(),
         cache_size: jwt
             .cache_size
             .as_ref()
@@ -1253,5 +1295,54 @@ mod tests {
         ] {
             assert_eq!(kind.check(default), Ok(()), "{default}");
         }
+    }
+
+    /// A JWT policy keeps what it forwards and requires, and what any `authorize`
+    /// rule reads, each path also by its first part.
+    #[test]
+    fn jwt_policies_keep_the_claims_read() {
+        let source = r#"
+[listeners.public]
+bind = "127.0.0.1:8080"
+
+[upstreams.api]
+targets = ["http://127.0.0.1:9000"]
+
+[policies.users]
+jwt = { secret = "${env:S}", forward_claims = { sub = "X-User-Id" }, required_claims = ["tenant.id"] }
+
+[policies.admins]
+authorize = { scopes = ["admin"], roles = ["ops"], roles_claim = "realm_access.roles", claims = { "https://x.io/team" = ["a"] } }
+
+[[routes]]
+path = "/a"
+upstream = "api"
+policies = ["users", "admins"]
+"#;
+        let plan = crate::analyze("gateway.toml", source)
+            .unwrap_or_else(|d| panic!("{}", d.render(false)))
+            .plan;
+        let jwt = plan
+            .policies
+            .iter()
+            .find_map(|p| match &p.kind {
+                PolicyKind::Jwt(jwt) => Some(jwt),
+                _ => None,
+            })
+            .expect("the jwt policy");
+        assert_eq!(
+            jwt.claims_read,
+            [
+                "https://x",
+                "https://x.io/team",
+                "realm_access",
+                "realm_access.roles",
+                "scope",
+                "scp",
+                "sub",
+                "tenant",
+                "tenant.id"
+            ]
+        );
     }
 }

@@ -124,3 +124,35 @@ pub fn decode_body(
     }
     Ok((data, decoder.is_done()))
 }
+
+/// What the JWT reader made of a token's header and claim set: the header's
+/// algorithm and `kid`, then the claim set's `exp`, `nbf` and kept claims, or why it
+/// was refused. The claim set is checked at `now` against issuer `https://i/`,
+/// audiences `a` and `b`, 60 s of leeway, and keeps `sub`, `roles`, `exp` and `aud`.
+pub fn jwt(header: &[u8], claims: &[u8], now: u64) -> JwtRead {
+    use crate::auth::jwt::claim_set::Checks;
+    use crate::auth::jwt::jws::Header;
+    let checks = Checks {
+        issuer: Some("https://i/"),
+        audiences: &["a", "b"],
+        leeway: 60,
+        kept: &["sub", "roles", "exp", "aud"],
+    };
+    JwtRead {
+        header: Header::parse(header).map(|h| (format!("{:?}", h.alg), h.kid.map(String::from))),
+        claims: checks.read(claims, now).map(|set| {
+            (
+                set.expires,
+                set.not_before,
+                serde_json::Value::Object(set.claims),
+            )
+        }),
+    }
+}
+
+/// See `jwt`.
+#[derive(Debug)]
+pub struct JwtRead {
+    pub header: Result<(String, Option<String>), &'static str>,
+    pub claims: Result<(u64, u64, serde_json::Value), &'static str>,
+}

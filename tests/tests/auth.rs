@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, Request, StatusCode};
 use serde_json::{Value, json};
-use support::jwt::{self, KeyServer, Keys, b64, claims, hmac, hmac_with_header, now};
+use support::jwt::{self, KeyServer, Keys, b64, claims, hmac, hmac_text, hmac_with_header, now};
 use support::tls as files;
 use support::{Gateway, HttpClient, Reply, TestBody, Upstream};
 
@@ -219,6 +219,23 @@ async fn forged_and_broken_tokens_never_reach_the_upstream() {
         ),
         ("wrong audience", with(&|c| c["aud"] = json!(["other"]))),
         (
+            "no issuer",
+            with(&|c| drop(c.as_object_mut().map(|o| o.remove("iss")))),
+        ),
+        (
+            "no audience",
+            with(&|c| drop(c.as_object_mut().map(|o| o.remove("aud")))),
+        ),
+        (
+            "duplicate exp",
+            hmac_text(
+                secret,
+                &good
+                    .to_string()
+                    .replacen('{', &format!("{{\"exp\":{},", now() + 600), 1),
+            ),
+        ),
+        (
             "no exp",
             with(&|c| drop(c.as_object_mut().map(|o| o.remove("exp")))),
         ),
@@ -273,11 +290,13 @@ async fn forged_and_broken_tokens_never_reach_the_upstream() {
             "HS256 signed with the RSA public key as the secret" => "invalid token signature",
             "expired" => "token expired",
             "not yet valid" => "token not yet valid",
-            "wrong issuer" => "wrong token issuer",
-            "wrong audience" => "wrong token audience",
-            "no exp" | "exp as text" | "required claim missing" => "token lacks a required claim",
+            "wrong issuer" | "no issuer" => "wrong token issuer",
+            "wrong audience" | "no audience" => "wrong token audience",
+            "no exp" | "required claim missing" => "token lacks a required claim",
             "oversized" => "credential too large",
-            "algorithm outside the list" => "token algorithm not allowed",
+            "algorithm outside the list" | "alg none" | "alg none, signed" => {
+                "token algorithm not allowed"
+            }
             c if c.contains("forwarded") => "a forwarded claim holds control characters",
             _ => "malformed token",
         };

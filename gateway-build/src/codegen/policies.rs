@@ -264,6 +264,7 @@ fn jwt_spec(name: &str, jwt: &JwtPlan) -> TokenStream {
         .forward_claims
         .iter()
         .map(|(claim, header)| quote!(rt::ClaimHeader { claim: #claim, header: #header }));
+    let claims_read = &jwt.claims_read;
     let cache_size = Literal::usize_unsuffixed(jwt.cache_size);
     quote! {
         rt::JwtSpec {
@@ -278,6 +279,7 @@ fn jwt_spec(name: &str, jwt: &JwtPlan) -> TokenStream {
             max_token_size: #max,
             forward_token: #forward_token,
             forward_claims: &[#(#claims),*],
+            claims_read: &[#(#claims_read),*],
             cache_size: #cache_size,
         }
     }

@@ -19,6 +19,8 @@
 //!
 //! Only asymmetric keys are taken (`RSA`, `EC`, `OKP`) whose `use` is absent or `sig`;
 //! a symmetric (`oct`) key in a published set is skipped, never used as an HMAC secret.
+//! A key that names its `alg` verifies tokens of that algorithm only (an RSA key for
+//! RS256 never checks a PS256 token).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,8 +30,8 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
-use jsonwebtoken::DecodingKey;
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 use tokio::sync::Notify;
 
@@ -61,19 +63,38 @@ pub struct JwksSpec {
 /// The keys of one fetched set.
 #[derive(Default)]
 pub struct KeySet {
-    keys: Vec<(Option<String>, DecodingKey)>,
+    keys: Vec<SetKey>,
+}
+
+struct SetKey {
+    kid: Option<String>,
+    /// The one algorithm the key is for, when the set says (`alg`, RFC 7517 §4.4).
+    alg: Option<KeyAlgorithm>,
+    key: DecodingKey,
+}
+
+/// Why a set has no key for a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMiss {
+    /// No key of that `kid` (or, without one, not exactly one key).
+    Unknown,
+    /// The key says it is for another algorithm than the token's.
+    WrongAlgorithm,
 }
 
 impl KeySet {
-    /// The key a token names by `kid`; without a `kid`, the set's only key.
-    pub fn find(&self, kid: Option<&str>) -> Option<&DecodingKey> {
-        match (kid, self.keys.as_slice()) {
-            (Some(kid), keys) => keys
-                .iter()
-                .find(|(id, _)| id.as_deref() == Some(kid))
-                .map(|(_, key)| key),
-            (None, [(_, key)]) => Some(key),
+    /// The key a token names by `kid` (without a `kid`, the set's only key), if it
+    /// may verify `alg`.
+    pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Result<&DecodingKey, KeyMiss> {
+        let found = match (kid, self.keys.as_slice()) {
+            (Some(kid), keys) => keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
+            (None, [only]) => Some(only),
             (None, _) => None,
+        };
+        let found = found.ok_or(KeyMiss::Unknown)?;
+        match found.alg {
+            Some(intended) if intended != KeyAlgorithm::from(alg) => Err(KeyMiss::WrongAlgorithm),
+            _ => Ok(&found.key),
         }
     }
 
@@ -98,8 +119,11 @@ impl KeySet {
                 )
             })
             .filter_map(|jwk| {
-                let key = DecodingKey::from_jwk(&jwk).ok()?;
-                Some((jwk.common.key_id, key))
+                Some(SetKey {
+                    key: DecodingKey::from_jwk(&jwk).ok()?,
+                    alg: jwk.common.key_algorithm,
+                    kid: jwk.common.key_id,
+                })
             })
             .collect();
         Ok(KeySet { keys })
@@ -200,7 +224,7 @@ impl RemoteKeys {
         let removed = old
             .keys
             .iter()
-            .any(|(kid, _)| !new.keys.iter().any(|(other, _)| other == kid));
+            .any(|old| !new.keys.iter().any(|key| key.kid == old.kid));
         if removed {
             self.removals.fetch_add(1, Ordering::AcqRel);
         }
@@ -374,16 +398,41 @@ mod tests {
             ]}"#,
         )
         .expect("set");
-        assert!(set.find(Some("ed")).is_some());
-        assert!(set.find(Some("s")).is_none(), "a symmetric key was taken");
+        let ed = Algorithm::EdDSA;
+        assert!(set.find(Some("ed"), ed).is_ok());
         assert!(
-            set.find(Some("enc")).is_none(),
+            set.find(Some("s"), ed).is_err(),
+            "a symmetric key was taken"
+        );
+        assert!(
+            set.find(Some("enc"), ed).is_err(),
             "an encryption key was taken"
         );
         assert!(
-            set.find(None).is_some(),
+            set.find(None, ed).is_ok(),
             "the only key answers a token without kid"
         );
         assert!(KeySet::parse(b"{}").is_err());
+    }
+
+    /// A key that names its algorithm verifies only that one (RS256 and PS256 share
+    /// RSA keys).
+    #[test]
+    fn a_key_keeps_to_its_algorithm() {
+        let n = "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw";
+        let set = KeySet::parse(
+            format!(r#"{{"keys":[{{"kty":"RSA","kid":"r","alg":"RS256","n":"{n}","e":"AQAB"}}]}}"#)
+                .as_bytes(),
+        )
+        .expect("set");
+        assert!(set.find(Some("r"), Algorithm::RS256).is_ok());
+        assert_eq!(
+            set.find(Some("r"), Algorithm::PS256).err(),
+            Some(KeyMiss::WrongAlgorithm)
+        );
+        assert_eq!(
+            set.find(Some("x"), Algorithm::RS256).err(),
+            Some(KeyMiss::Unknown)
+        );
     }
 }
