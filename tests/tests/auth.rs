@@ -18,7 +18,8 @@ const AUTH_GATEWAY: &str = env!("CARGO_BIN_EXE_auth-gateway");
 const SECRET: &str = "a-test-secret-of-exactly-64-bytes-for-every-hmac-algorithm-00000";
 const ALICE_KEY: &str = "alice-api-key-0123456789";
 const BOB_KEY: &str = "bob-api-key-0123456789";
-const INTROSPECTION_SECRET: &str = "introspection-secret";
+/// With characters that RFC 6749 §2.3.1 has form-encoded before Basic.
+const INTROSPECTION_SECRET: &str = "intro:spection secret/+";
 
 struct Setup {
     keys: Keys,
@@ -581,7 +582,8 @@ impl AuthzService {
         format!("http://{}", self.addr)
     }
 
-    /// RFC 7662: the gateway's credentials in Basic, the token in a form.
+    /// RFC 7662: the gateway's credentials in Basic (each form-encoded first, RFC
+    /// 6749 §2.3.1), the token in a form.
     async fn introspect(
         &self,
         req: Request<hyper::body::Incoming>,
@@ -591,7 +593,7 @@ impl AuthzService {
         let expected = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD
-                .encode(format!("gateway:{INTROSPECTION_SECRET}"))
+                .encode("gateway:intro%3Aspection+secret%2F%2B")
         );
         let authorized = req
             .headers()

@@ -82,8 +82,14 @@ impl Introspection {
             (Ok(id), Ok(secret)) => (id, secret),
             (id, secret) => return Err([id.err(), secret.err()].into_iter().flatten().collect()),
         };
+        // RFC 6749 §2.3.1: each form-encoded, then joined by `:` and base64-encoded,
+        // so an id or secret holding `:` or non-ASCII reaches the server intact.
+        let mut pair = Vec::new();
+        form_encode(id.as_bytes(), &mut pair);
+        pair.push(b':');
+        form_encode(secret.as_bytes(), &mut pair);
         use base64::Engine;
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        let basic = base64::engine::general_purpose::STANDARD.encode(pair);
         Ok(Introspection {
             spec,
             credentials: format!("Basic {basic}").into_bytes(),
