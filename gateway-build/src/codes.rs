@@ -259,6 +259,16 @@ codes! {
     PLAIN_HTTP_JWKS = "G0807" "plain-http-jwks" Warning true:
         "a key set fetched over plain HTTP (allowed to loopback only), where anyone on the path could swap the keys";
         "fetch it over `https://`";
+
+    INVALID_RATE_LIMIT = "G0901" "invalid-rate-limit" Error false:
+        "a rate limit that cannot mean what it says: a rate of 0 or not `N/unit`, a burst below 1 or that takes more than a day to refill, `max_keys` out of range, an unknown scope, a `group:` whose limits differ";
+        "write `rate = \"100/min\"` (units s, min, h, d) and a `burst` of at least 1; README.md's reference lists every `rate_limit` key";
+    UNKNOWN_LIMIT_KEY = "G0902" "unknown-limit-key" Error false:
+        "a rate-limit `key` the gateway cannot read";
+        "use `client_ip`, `route`, `consumer`, `jwt.CLAIM`, `header.NAME` or `param.NAME`";
+    LIMIT_KEY_UNAVAILABLE = "G0903" "limit-key-unavailable" Error false:
+        "a rate limit keyed by what its route cannot provide: a claim with no token verified before it, a consumer with no API key checked before it, a parameter the route does not capture";
+        "attach the authentication policy before the limit, or key it by something the route has";
 }
 
 /// The code whose lint name (`plain_http_upstream`) is `name`.

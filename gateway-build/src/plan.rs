@@ -11,6 +11,7 @@ use gateway_runtime::settings::{
 use toml::Spanned;
 
 use crate::chain::{self, Source};
+use crate::check::limits::{KeySource, Scope};
 use crate::check::listeners::listeners_in;
 use crate::check::policies::{entries, template_params};
 use crate::check::routes::listener_mask;
@@ -53,6 +54,8 @@ pub struct Plan {
     pub policies: Vec<PolicyPlan>,
     pub consumers: Vec<ConsumerPlan>,
     pub routes: Vec<RoutePlan>,
+    /// The rate limits' bucket sets: one per limit and scope.
+    pub limit_buckets: Vec<LimitBucket>,
     /// Every setting the file gives a value, with its kind, for the start-up check.
     pub settings: Vec<(SettingPlan, SettingKind)>,
 }
@@ -164,6 +167,48 @@ pub enum PolicyKind {
     AnyOf(Vec<usize>),
     ExtAuthz(ExtAuthzPlan),
     Introspection(Box<IntrospectionPlan>),
+    RateLimit(Box<RateLimitPlan>),
+}
+
+impl LimitBucket {
+    /// Which routes count in these buckets, in words: for `gateway routes` and the
+    /// generated code's docs.
+    pub fn describe(&self, plan: &Plan) -> String {
+        let routes: Vec<&str> = self
+            .routes
+            .iter()
+            .map(|&r| plan.routes[r].path.as_str())
+            .collect();
+        let routes = routes.join("`, `");
+        match &self.scope {
+            Scope::Route => format!("for route `{routes}` alone"),
+            Scope::Global => format!("shared by routes `{routes}`"),
+            Scope::Group(group) => format!("group `{group}`, shared by routes `{routes}`"),
+        }
+    }
+}
+
+/// A rate limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitPlan {
+    pub count: u64,
+    pub period_seconds: u64,
+    pub burst: u64,
+    pub key: KeySource,
+    pub scope: Scope,
+    pub max_keys: usize,
+    pub headers: bool,
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+/// One set of rate-limit buckets: a limit in one scope, and the routes that share it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitBucket {
+    /// The limit whose settings the buckets use (a group's first).
+    pub policy: usize,
+    pub scope: Scope,
+    /// Indexes of the routes that count in these buckets.
+    pub routes: Vec<usize>,
 }
 
 /// Token introspection; durations in milliseconds.
@@ -205,6 +250,7 @@ impl PolicyKind {
             PolicyKind::Authorize(_) => "authorize",
             PolicyKind::AnyOf(_) => "any",
             PolicyKind::ExtAuthz(_) => "ext_authz",
+            PolicyKind::RateLimit(_) => "rate_limit",
             PolicyKind::Introspection(_) => "introspection",
         }
     }
@@ -363,6 +409,13 @@ pub enum Step {
     ExtAuthz {
         policy: usize,
     },
+    /// `bucket` indexes `Plan::limit_buckets`; `param` is the route's index of a
+    /// `param.NAME` key's parameter.
+    RateLimit {
+        policy: usize,
+        bucket: usize,
+        param: Option<usize>,
+    },
 }
 
 impl Step {
@@ -374,7 +427,8 @@ impl Step {
             | Step::Headers { policy, .. }
             | Step::Authenticate { policy }
             | Step::Authorize { policy }
-            | Step::ExtAuthz { policy } => *policy,
+            | Step::ExtAuthz { policy }
+            | Step::RateLimit { policy, .. } => *policy,
         }
     }
 }
@@ -643,7 +697,7 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
             }
         })
         .collect();
-    let routes = config
+    let mut routes: Vec<RoutePlan> = config
         .routes
         .iter()
         .map(|route| {
@@ -742,6 +796,7 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
         })
         .collect();
     keep_authorized_claims(&mut policies);
+    let limit_buckets = assign_limit_buckets(&mut routes, &policies);
     Plan {
         name: gateway.map_or_else(|| "gateway".to_owned(), |g| g.name.get_ref().clone()),
         file: diagnostics.file.clone(),
@@ -783,6 +838,7 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
             })
             .collect(),
         routes,
+        limit_buckets,
         settings: config
             .settings()
             .into_iter()
@@ -797,9 +853,49 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
 
 // === policies ===
 
+/// Buckets each rate limit's in-process store keeps by default: 16 bytes each, so
+/// 256 KiB per limit and scope.
+const DEFAULT_MAX_KEYS: usize = 16_384;
+
+/// Gives every rate-limit step its bucket set: the route's own (`scope = "route"`),
+/// the policy's (`global`), or the group's (`group:NAME`, shared across policies).
+fn assign_limit_buckets(routes: &mut [RoutePlan], policies: &[PolicyPlan]) -> Vec<LimitBucket> {
+    let mut buckets: Vec<LimitBucket> = Vec::new();
+    for (index, route) in routes.iter_mut().enumerate() {
+        for step in route.chains.iter_mut().flat_map(|c| c.steps.iter_mut()) {
+            let Step::RateLimit { policy, bucket, .. } = step else {
+                continue;
+            };
+            let PolicyKind::RateLimit(limit) = &policies[*policy].kind else {
+                continue;
+            };
+            let shares = |b: &LimitBucket| match &limit.scope {
+                Scope::Route => b.policy == *policy && b.routes.first() == Some(&index),
+                Scope::Global => b.policy == *policy && b.scope == Scope::Global,
+                Scope::Group(_) => b.scope == limit.scope,
+            };
+            *bucket = match buckets.iter().position(shares) {
+                Some(found) => found,
+                None => {
+                    buckets.push(LimitBucket {
+                        policy: *policy,
+                        scope: limit.scope.clone(),
+                        routes: Vec::new(),
+                    });
+                    buckets.len() - 1
+                }
+            };
+            if buckets[*bucket].routes.last() != Some(&index) {
+                buckets[*bucket].routes.push(index);
+            }
+        }
+    }
+    buckets
+}
+
 /// Fills each JWT policy's `claims_read`: the claims it forwards and requires, and
-/// those any authorization rule reads (a rule may follow any authentication policy,
-/// so every JWT policy keeps them). A path (`realm_access.roles`) is read as a
+/// those any authorization rule or rate-limit key reads (either may follow any
+/// authentication policy, so every JWT policy keeps them). A path (`realm_access.roles`) is read as a
 /// claim of that exact name or through its first part, so both are kept.
 fn keep_authorized_claims(policies: &mut [PolicyPlan]) {
     let mut authorized: Vec<&str> = Vec::new();
@@ -812,6 +908,11 @@ fn keep_authorized_claims(policies: &mut [PolicyPlan]) {
                 authorized.push(&rule.roles_claim);
             }
             authorized.extend(rule.claims.iter().map(|(claim, _)| claim.as_str()));
+        }
+        if let PolicyKind::RateLimit(limit) = &policy.kind
+            && let KeySource::Claim(claim) = &limit.key
+        {
+            authorized.push(claim);
         }
     }
     let authorized: Vec<String> = authorized.into_iter().map(str::to_owned).collect();
@@ -904,6 +1005,25 @@ fn chains(
                 if p.ext_authz.is_some() {
                     return Some(Step::ExtAuthz { policy });
                 }
+                if let Some(limit) = &p.rate_limit {
+                    let param = match limit
+                        .get_ref()
+                        .key
+                        .as_ref()
+                        .map(|k| KeySource::parse(k.get_ref()))
+                    {
+                        Some(Ok(KeySource::Param(name))) => {
+                            route_params.iter().position(|p| p.name == name)
+                        }
+                        _ => None,
+                    };
+                    // The bucket set is assigned once every route is lowered.
+                    return Some(Step::RateLimit {
+                        policy,
+                        bucket: usize::MAX,
+                        param,
+                    });
+                }
                 if p.ip.is_some() {
                     let from_listener = attached.source == Source::Listener(listener);
                     let bit = connection.iter().position(|c| c.policy == policy);
@@ -977,6 +1097,31 @@ fn policy_kind(
     }
     if let Some(jwt) = &policy.jwt {
         return PolicyKind::Jwt(Box::new(jwt_plan(name, jwt.get_ref(), at)));
+    }
+    if let Some(limit) = &policy.rate_limit {
+        let limit = limit.get_ref();
+        let (count, period_seconds) = gateway_runtime::limit::parse_rate(limit.rate.get_ref())
+            .unwrap_or_else(|e| unreachable!("checked: {e}"));
+        let parsed = |text: &Option<Spanned<String>>, default: &str| {
+            text.as_ref()
+                .map_or(default.to_owned(), |t| t.get_ref().clone())
+        };
+        return PolicyKind::RateLimit(Box::new(RateLimitPlan {
+            count,
+            period_seconds,
+            // As governor's quotas: the whole count at once, by default.
+            burst: limit.burst.as_ref().map_or(count, |b| *b.get_ref() as u64),
+            key: KeySource::parse(&parsed(&limit.key, "client_ip"))
+                .unwrap_or_else(|e| unreachable!("checked: {e}")),
+            scope: Scope::parse(&parsed(&limit.scope, "route"))
+                .unwrap_or_else(|e| unreachable!("checked: {e}")),
+            max_keys: limit
+                .max_keys
+                .as_ref()
+                .map_or(DEFAULT_MAX_KEYS, |m| *m.get_ref() as usize),
+            headers: limit.headers.as_ref().is_some_and(|h| *h.get_ref()),
+            trusted_proxies: cidrs(&limit.trusted_proxies),
+        }));
     }
     if let Some(api_key) = &policy.api_key {
         let api_key = api_key.get_ref();

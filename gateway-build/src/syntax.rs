@@ -464,6 +464,23 @@ pub struct Policy {
     pub ext_authz: Option<Spanned<ExtAuthzPolicy>>,
     /// Authenticates an opaque bearer token with its authorization server.
     pub introspection: Option<Spanned<IntrospectionPolicy>>,
+    /// Admits so many requests per key and period, refusing the rest with 429.
+    pub rate_limit: Option<Spanned<RateLimitPolicy>>,
+}
+
+/// `rate_limit = { rate = "100/min", … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitPolicy {
+    pub rate: Spanned<String>,
+    pub burst: Option<Spanned<i64>>,
+    /// `client_ip`, `route`, `consumer`, `jwt.CLAIM`, `header.NAME` or `param.NAME`.
+    pub key: Option<Spanned<String>>,
+    /// `route`, `global` or `group:NAME`.
+    pub scope: Option<Spanned<String>>,
+    pub max_keys: Option<Spanned<i64>>,
+    pub headers: Option<Spanned<bool>>,
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `introspection = { upstream = …, path = …, client_id = …, client_secret = … }`.

@@ -18,12 +18,14 @@
 //! | `h2` | HTTP/2 through hyper |
 //! | `upstream` | targets, pools, the target phase, typed upstream errors |
 //! | `auth` | authentication and authorization: credentials, JWT, API keys and consumers, the verified-credential cache, claims, rules |
+//! | `limit` | traffic control: rate limits (GCRA), their keys, the in-process store shared by the workers |
 //! | `policy` | one module per policy kind, each a request- and/or response-phase step |
 //! | `pipeline` | the phases' contract (`Gateway`), `Stop`, the one rescue, the driver that runs a request through them and logs it |
 //! | `observe` | the access log |
 //! | `server` | process life: start-up, workers, accept loops, admin, shutdown |
 
 pub mod auth;
+pub mod limit;
 pub mod message;
 pub mod policy;
 pub mod route;
@@ -65,6 +67,8 @@ pub mod __private {
     pub use crate::auth::jwks::{JwksSpec, KeySets};
     pub use crate::auth::jwt::{Jwt, JwtKeySpec, JwtSpec, TokenCache};
     pub use crate::auth::{Identity, no_credentials};
+    pub use crate::limit::key::LimitKey;
+    pub use crate::limit::{RateLimitSpec, RateLimiter};
     pub use crate::message::methods::MethodSet;
     pub use crate::message::request::{PathParameters, Underscores};
     pub use crate::pipeline::gateway::{

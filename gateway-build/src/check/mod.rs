@@ -5,6 +5,7 @@
 //! returns no errors, and may then rely on every rule here.
 
 mod auth;
+pub(crate) mod limits;
 pub(crate) mod lints;
 pub(crate) mod listeners;
 pub(crate) mod policies;
@@ -26,6 +27,7 @@ pub fn check(config: &Config) -> Vec<Diagnostic> {
     policies::check(config, &mut found);
     tls::check(config, &mut found);
     auth::check(config, &mut found);
+    limits::check(config, &mut found);
     crate::route_tests::check(config, &mut found);
     lints::check(config, &mut found);
     found

@@ -71,6 +71,7 @@ fn check_policy(name: &Spanned<String>, policy: &Spanned<Policy>, found: &mut Ve
         ("any", p.any.is_some()),
         ("ext_authz", p.ext_authz.is_some()),
         ("introspection", p.introspection.is_some()),
+        ("rate_limit", p.rate_limit.is_some()),
     ]
     .into_iter()
     .filter_map(|(kind, present)| present.then_some(kind))
@@ -156,7 +157,7 @@ fn check_ip(ip: &Spanned<IpPolicy>, found: &mut Vec<Diagnostic>) {
 }
 
 /// The blocks of a list, each with its span; bad ones are reported and left out.
-fn cidrs(
+pub(crate) fn cidrs(
     list: &Option<Spanned<Vec<Spanned<String>>>>,
     found: &mut Vec<Diagnostic>,
 ) -> Vec<(Range<usize>, Cidr)> {

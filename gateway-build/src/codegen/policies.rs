@@ -6,9 +6,10 @@ use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 
 use super::tables::{identifiers, setting};
+use crate::check::limits::KeySource;
 use crate::plan::{
-    AuthorizePlan, ExtAuthzPlan, HeaderOpPlan, JwtKeyPlan, JwtPlan, Plan, PolicyKind, SourcePlan,
-    ValuePlan,
+    AuthorizePlan, ExtAuthzPlan, HeaderOpPlan, JwtKeyPlan, JwtPlan, Plan, PolicyKind,
+    RateLimitPlan, SourcePlan, ValuePlan,
 };
 
 /// How generated code names each policy.
@@ -66,6 +67,13 @@ pub(super) fn items(plan: &Plan, names: &PolicyNames) -> TokenStream {
                     san: &[#(#san),*],
                 };
             },
+            PolicyKind::RateLimit(limit) => {
+                let spec = rate_limit_spec(name, limit);
+                quote! {
+                    #[doc = #doc]
+                    static #item: rt::RateLimitSpec = #spec;
+                }
+            }
             PolicyKind::Jwt(jwt) => {
                 let spec = jwt_spec(name, jwt);
                 quote! {
@@ -285,6 +293,42 @@ fn jwt_spec(name: &str, jwt: &JwtPlan) -> TokenStream {
     }
 }
 
+fn rate_limit_spec(name: &str, limit: &RateLimitPlan) -> TokenStream {
+    let blocks = limit.trusted_proxies.iter().map(cidr);
+    let trusted = quote!(&[#(#blocks),*]);
+    let key = match &limit.key {
+        KeySource::ClientIp => quote!(rt::LimitKey::ClientIp { trusted_proxies: #trusted }),
+        KeySource::Route => quote!(rt::LimitKey::Route),
+        KeySource::Consumer => quote!(rt::LimitKey::Consumer { trusted_proxies: #trusted }),
+        KeySource::Claim(path) => {
+            quote!(rt::LimitKey::Claim { path: #path, trusted_proxies: #trusted })
+        }
+        KeySource::Header(header) => {
+            quote!(rt::LimitKey::Header { name: #header, trusted_proxies: #trusted })
+        }
+        KeySource::Param(_) => quote!(rt::LimitKey::Param { trusted_proxies: #trusted }),
+    };
+    let RateLimitPlan {
+        count,
+        period_seconds,
+        burst,
+        headers,
+        ..
+    } = limit;
+    let max_keys = Literal::usize_unsuffixed(limit.max_keys);
+    quote! {
+        rt::RateLimitSpec {
+            name: #name,
+            count: #count,
+            period_seconds: #period_seconds,
+            burst: #burst,
+            key: #key,
+            max_keys: #max_keys,
+            headers: #headers,
+        }
+    }
+}
+
 fn credential_source(source: &SourcePlan) -> TokenStream {
     match source {
         SourcePlan::Bearer => quote!(rt::CredentialSource::Bearer),
@@ -348,7 +392,9 @@ pub(super) fn is_shared(kind: &PolicyKind) -> bool {
         | PolicyKind::ClientCert { .. }
         | PolicyKind::Authorize(_)
         | PolicyKind::AnyOf(_)
-        | PolicyKind::ExtAuthz(_) => false,
+        | PolicyKind::ExtAuthz(_)
+        // Its buckets live in `Shared`, one set per scope (`limit_buckets`).
+        | PolicyKind::RateLimit(_) => false,
     }
 }
 
@@ -421,14 +467,27 @@ pub(super) fn shared(plan: &Plan, names: &PolicyNames) -> (TokenStream, TokenStr
             #field: #ty
         }
     });
+    let limit_fields: Vec<Ident> = (0..plan.limit_buckets.len())
+        .map(|i| format_ident!("limit_{}", i))
+        .collect();
+    let limit_docs = plan.limit_buckets.iter().map(|bucket| {
+        format!(
+            " The buckets of `[policies.{}]`, {}",
+            plan.policies[bucket.policy].name,
+            bucket.describe(plan)
+        )
+    });
     let structure = quote! {
         /// What every worker shares: policies resolved once at start-up.
         pub struct Shared {
             #(#fields,)*
+            #(#[doc = #limit_docs] #limit_fields: rt::RateLimiter,)*
             /// The published key sets of the JWT policies.
             key_sets: rt::KeySets,
         }
     };
+    let limit_specs = plan.limit_buckets.iter().map(|b| &names.item[b.policy]);
+    let limits = quote!(#(#limit_fields: rt::RateLimiter::new(&#limit_specs),)*);
     let built = shared.iter().map(|&i| {
         let field = &names.field[i];
         let item = &names.item[i];
@@ -448,7 +507,7 @@ pub(super) fn shared(plan: &Plan, names: &PolicyNames) -> (TokenStream, TokenStr
     let build = if fields.is_empty() {
         quote! {
             fn shared() -> ::core::result::Result<Shared, ::std::vec::Vec<rt::SettingError>> {
-                ::core::result::Result::Ok(Shared { key_sets: rt::KeySets::default() })
+                ::core::result::Result::Ok(Shared { #limits key_sets: rt::KeySets::default() })
             }
         }
     } else {
@@ -459,7 +518,7 @@ pub(super) fn shared(plan: &Plan, names: &PolicyNames) -> (TokenStream, TokenStr
                 #(#built)*
                 match (#(#fields,)*) {
                     (#(::core::option::Option::Some(#fields),)*) => {
-                        ::core::result::Result::Ok(Shared { #(#fields,)* key_sets })
+                        ::core::result::Result::Ok(Shared { #(#fields,)* #limits key_sets })
                     }
                     _ => ::core::result::Result::Err(errors),
                 }

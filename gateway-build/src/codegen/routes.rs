@@ -83,9 +83,13 @@ fn chain_body(
     let mut request = Vec::new();
     let mut response = Vec::new();
     for (i, step) in chain.steps.iter().enumerate() {
-        let authorized_later = chain.steps[i + 1..]
-            .iter()
-            .any(|s| matches!(s, Step::Authorize { .. }));
+        // Whether a later step reads the identity: an authorization rule, or a
+        // limit keyed by a consumer or a claim.
+        let authorized_later = chain.steps[i + 1..].iter().any(|s| match s {
+            Step::Authorize { .. } => true,
+            Step::RateLimit { policy, .. } => limit_reads_identity(plan, *policy),
+            _ => false,
+        });
         let policy = step.policy();
         let item = &names.item[policy];
         let field = &names.field[policy];
@@ -134,6 +138,33 @@ fn chain_body(
                 });
             }
             Step::Authorize { .. } => request.push(quote!(#item.check(&identity)?;)),
+            Step::RateLimit { bucket, param, .. } => {
+                let PolicyKind::RateLimit(limit) = &plan.policies[policy].kind else {
+                    continue;
+                };
+                let limiter = format_ident!("limit_{}", bucket);
+                let param = match param {
+                    Some(p) => {
+                        let key = format!("p{p}");
+                        quote!(params.get(#key))
+                    }
+                    None => quote!(::core::option::Option::None),
+                };
+                let identity = if limit_reads_identity(plan, policy) {
+                    quote!(::core::option::Option::Some(&identity))
+                } else {
+                    quote!(::core::option::Option::None)
+                };
+                let check =
+                    quote!(self.shared.#limiter.check(#item.key.of(&req, cx, #param, #identity))?);
+                if limit.headers {
+                    let admission = format_ident!("admission_{}", i);
+                    request.push(quote!(let #admission = #check;));
+                    response.push(quote!(self.shared.#limiter.respond(#admission, &mut response);));
+                } else {
+                    request.push(quote!(#check;));
+                }
+            }
             Step::ExtAuthz { .. } => {
                 let PolicyKind::ExtAuthz(authz) = &plan.policies[policy].kind else {
                     continue;
@@ -177,6 +208,11 @@ fn chain_body(
         #(#response)*
         ::core::result::Result::Ok(response)
     }
+}
+
+/// Whether a rate limit's key reads the identity an authentication step established.
+fn limit_reads_identity(plan: &Plan, policy: usize) -> bool {
+    matches!(&plan.policies[policy].kind, PolicyKind::RateLimit(limit) if limit.key.needs_identity())
 }
 
 /// The identity an authentication policy establishes on `req`, or its stop.
@@ -402,7 +438,8 @@ pub(super) fn refuse_method(plan: &Plan, names: &PolicyNames) -> TokenStream {
                         Step::Headers { .. }
                         | Step::Authenticate { .. }
                         | Step::Authorize { .. }
-                        | Step::ExtAuthz { .. } => None,
+                        | Step::ExtAuthz { .. }
+                        | Step::RateLimit { .. } => None,
                     }
                 });
                 quote!(#(#checks)*)

@@ -7,6 +7,7 @@
 use http::StatusCode;
 use http::uri::PathAndQuery;
 
+use crate::limit::Limited;
 use crate::message::error::json_error;
 use crate::message::methods::MethodSet;
 use crate::message::request::Rejection;
@@ -25,6 +26,8 @@ pub enum Stop {
         upstream: &'static str,
         error: UpstreamError,
     },
+    /// A rate limit refused the request: 429.
+    RateLimited(Limited),
     /// A policy answers in the target's place: an authorization service's refusal,
     /// passed on to the client.
     Answer {
@@ -147,6 +150,16 @@ pub fn rescue(stop: Stop) -> (Response, StopReason) {
             (response, reason)
         }
         Stop::Answer { by, what, response } => (*response, StopReason { by, what }),
+        Stop::RateLimited(limited) => {
+            let what = "rate limit exceeded";
+            let mut response = json_error(StatusCode::TOO_MANY_REQUESTS, what);
+            limited.apply(&mut response);
+            let reason = StopReason {
+                by: limited.by,
+                what,
+            };
+            (response, reason)
+        }
         Stop::Upstream { upstream, error } => {
             let (status, message) = upstream_status(&error);
             let reason = StopReason {

@@ -175,31 +175,41 @@ impl IpRule {
         peer: IpAddr,
         forwarded_for: impl Iterator<Item = &'v [u8]>,
     ) -> Option<IpAddr> {
-        let trusted = |ip: IpAddr| self.trusted_proxies.iter().any(|c| c.contains(ip));
-        if !trusted(peer) {
-            return Some(peer);
-        }
-        let mut lines = [&b""[..]; MAX_FORWARDED_LINES];
-        let mut count = 0;
-        for line in forwarded_for {
-            *lines.get_mut(count)? = line;
-            count += 1;
-        }
-        let mut client = peer;
-        for line in lines[..count].iter().rev() {
-            for entry in line.rsplit(|&b| b == b',') {
-                let entry = entry.trim_ascii();
-                if entry.is_empty() {
-                    continue;
-                }
-                client = forwarded_address(entry)?;
-                if !trusted(client) {
-                    return Some(client);
-                }
+        client_address(self.trusted_proxies, peer, forwarded_for)
+    }
+}
+
+/// The client's address behind `trusted_proxies` (see the module's doc), from the
+/// peer and the `X-Forwarded-For` values; `None` when it cannot be told.
+pub fn client_address<'v>(
+    trusted_proxies: &[Cidr],
+    peer: IpAddr,
+    forwarded_for: impl Iterator<Item = &'v [u8]>,
+) -> Option<IpAddr> {
+    let trusted = |ip: IpAddr| trusted_proxies.iter().any(|c| c.contains(ip));
+    if !trusted(peer) {
+        return Some(peer);
+    }
+    let mut lines = [&b""[..]; MAX_FORWARDED_LINES];
+    let mut count = 0;
+    for line in forwarded_for {
+        *lines.get_mut(count)? = line;
+        count += 1;
+    }
+    let mut client = peer;
+    for line in lines[..count].iter().rev() {
+        for entry in line.rsplit(|&b| b == b',') {
+            let entry = entry.trim_ascii();
+            if entry.is_empty() {
+                continue;
+            }
+            client = forwarded_address(entry)?;
+            if !trusted(client) {
+                return Some(client);
             }
         }
-        Some(client)
     }
+    Some(client)
 }
 
 /// An `X-Forwarded-For` entry: an address, optionally with a port (`10.1.2.3:5678`,

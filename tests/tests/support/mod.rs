@@ -31,6 +31,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+pub mod auth;
 pub mod jwt;
 pub mod tls;
 

@@ -11,6 +11,7 @@ pub fn routes(args: &[String]) -> Result<u8, String> {
     match gateway_build::analyze(&name, &source) {
         Ok(analysis) => {
             print!("{}", table(&analysis.plan));
+            print!("{}", limit_buckets(&analysis.plan));
             Ok(0)
         }
         Err(diagnostics) => {
@@ -88,6 +89,29 @@ fn table(plan: &Plan) -> String {
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
+    }
+    out
+}
+
+/// Which routes share which rate-limit buckets, one line per bucket set.
+fn limit_buckets(plan: &Plan) -> String {
+    let mut out = String::new();
+    if !plan.limit_buckets.is_empty() {
+        out.push_str("\nRATE LIMIT BUCKETS\n");
+    }
+    for bucket in &plan.limit_buckets {
+        let policy = &plan.policies[bucket.policy];
+        let PolicyKind::RateLimit(limit) = &policy.kind else {
+            continue;
+        };
+        out.push_str(&format!(
+            "{}: {} per {} s, burst {}, {}\n",
+            policy.name,
+            limit.count,
+            limit.period_seconds,
+            limit.burst,
+            bucket.describe(plan)
+        ));
     }
     out
 }

@@ -1,0 +1,288 @@
+//! Rate limits: rates that mean something, key sources that exist and can be read on
+//! every route that runs the limit, and scopes that say which routes share buckets.
+
+use toml::Spanned;
+
+use gateway_runtime::limit::{MAX_REFILL_SECONDS, parse_rate};
+use gateway_runtime::policy::headers;
+
+use crate::chain;
+use crate::check::listeners::listeners_in;
+use crate::check::policies::cidrs;
+use crate::check::routes::listener_mask;
+use crate::codes;
+use crate::diagnostic::Diagnostic;
+use crate::pattern;
+use crate::syntax::{Config, RateLimitPolicy};
+
+/// Buckets a limit's in-process store may hold: at least one set, at most 256 MiB.
+pub const MAX_KEYS: std::ops::RangeInclusive<i64> = 4..=16_777_216;
+
+/// What a limit counts requests by (`key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    ClientIp,
+    Route,
+    Consumer,
+    /// A claim path of a verified token (`jwt.sub`).
+    Claim(String),
+    /// A lower-case field name (`header.x-tenant`).
+    Header(String),
+    /// A route parameter (`param.id`).
+    Param(String),
+}
+
+impl KeySource {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(match text.split_once('.') {
+            None if text == "client_ip" => KeySource::ClientIp,
+            None if text == "route" => KeySource::Route,
+            None if text == "consumer" => KeySource::Consumer,
+            Some(("jwt", claim)) if !claim.is_empty() => KeySource::Claim(claim.to_owned()),
+            Some(("header", name)) if !name.is_empty() => {
+                KeySource::Header(name.to_ascii_lowercase())
+            }
+            Some(("param", name)) if !name.is_empty() => KeySource::Param(name.to_owned()),
+            _ => {
+                return Err(format!(
+                    "`{text}` is not a key: use `client_ip`, `route`, `consumer`, `jwt.CLAIM`, `header.NAME` or `param.NAME`"
+                ));
+            }
+        })
+    }
+
+    /// Whether the key reads what an authentication step establishes.
+    pub fn needs_identity(&self) -> bool {
+        matches!(self, KeySource::Consumer | KeySource::Claim(_))
+    }
+}
+
+/// Which routes share a limit's buckets (`scope`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Each route its own (the default).
+    Route,
+    /// Every route that runs the policy.
+    Global,
+    /// Every route that runs a policy of this group.
+    Group(String),
+}
+
+impl Scope {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "route" => Ok(Scope::Route),
+            "global" => Ok(Scope::Global),
+            _ => match text.strip_prefix("group:") {
+                Some(name)
+                    if !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                {
+                    Ok(Scope::Group(name.to_owned()))
+                }
+                _ => Err(format!(
+                    "`{text}` is not a scope: use `route`, `global` or `group:NAME`"
+                )),
+            },
+        }
+    }
+}
+
+pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
+    let mut groups: Vec<(String, &Spanned<String>, &RateLimitPolicy)> = Vec::new();
+    for (_, policy) in &config.policies {
+        let Some(limit) = &policy.get_ref().rate_limit else {
+            continue;
+        };
+        let limit = limit.get_ref();
+        check_limit(limit, found);
+        if let Some(scope) = &limit.scope
+            && let Ok(Scope::Group(group)) = Scope::parse(scope.get_ref())
+        {
+            match groups.iter().find(|(name, _, _)| *name == group) {
+                Some((_, first_scope, first)) if !same_limit(first, limit) => found.push(
+                    Diagnostic::new(
+                        &codes::INVALID_RATE_LIMIT,
+                        scope.span(),
+                        format!("the limits of `group:{group}` share buckets, so they must have one rate, burst and key"),
+                    )
+                    .with_related(first_scope.span(), "the group's first limit"),
+                ),
+                Some(_) => {}
+                None => groups.push((group, scope, limit)),
+            }
+        }
+    }
+    chains(config, found);
+}
+
+fn same_limit(a: &RateLimitPolicy, b: &RateLimitPolicy) -> bool {
+    let key = |l: &RateLimitPolicy| l.key.as_ref().map(|k| k.get_ref().clone());
+    let burst = |l: &RateLimitPolicy| l.burst.as_ref().map(|b| *b.get_ref());
+    parse_rate(a.rate.get_ref()) == parse_rate(b.rate.get_ref())
+        && burst(a) == burst(b)
+        && key(a) == key(b)
+}
+
+fn check_limit(limit: &RateLimitPolicy, found: &mut Vec<Diagnostic>) {
+    let invalid = |span, message: String| {
+        Diagnostic::new(&codes::INVALID_RATE_LIMIT, span, message)
+            .with_help(codes::INVALID_RATE_LIMIT.fix)
+    };
+    let rate = parse_rate(limit.rate.get_ref());
+    if let Err(message) = &rate {
+        found.push(invalid(limit.rate.span(), message.clone()));
+    }
+    if let Some(burst) = &limit.burst {
+        if !(1..=1_000_000_000).contains(burst.get_ref()) {
+            found.push(invalid(
+                burst.span(),
+                format!(
+                    "a burst of {} admits nothing or is not a number of requests: it is at least 1",
+                    burst.get_ref()
+                ),
+            ));
+        } else if let Ok((count, period)) = rate {
+            let refill = (*burst.get_ref() as u64).saturating_mul(period) / count;
+            if refill > MAX_REFILL_SECONDS {
+                found.push(invalid(
+                    burst.span(),
+                    format!("this burst takes {refill} s to refill at {}: more than a day is a quota, not a rate limit", limit.rate.get_ref()),
+                ));
+            }
+        }
+    }
+    if let Some(max) = &limit.max_keys
+        && !MAX_KEYS.contains(max.get_ref())
+    {
+        found.push(invalid(
+            max.span(),
+            format!(
+                "`max_keys` is {}; it is from {} to {}",
+                max.get_ref(),
+                MAX_KEYS.start(),
+                MAX_KEYS.end()
+            ),
+        ));
+    }
+    if let Some(key) = &limit.key {
+        match KeySource::parse(key.get_ref()) {
+            Ok(KeySource::Header(name)) if !headers::is_token(&name) => {
+                found.push(Diagnostic::new(
+                    &codes::INVALID_HEADER_NAME,
+                    key.span(),
+                    format!("`{name}` is not a header name"),
+                ))
+            }
+            Ok(_) => {}
+            Err(message) => found.push(Diagnostic::new(
+                &codes::UNKNOWN_LIMIT_KEY,
+                key.span(),
+                message,
+            )),
+        }
+    }
+    if let Some(scope) = &limit.scope
+        && let Err(message) = Scope::parse(scope.get_ref())
+    {
+        found.push(invalid(scope.span(), message));
+    }
+    cidrs(&limit.trusted_proxies, found);
+}
+
+/// A key that reads an identity needs an authentication step before the limit in
+/// every chain it runs in, of the kind it reads; a parameter key needs the route to
+/// capture the parameter.
+fn chains(config: &Config, found: &mut Vec<Diagnostic>) {
+    for route in &config.routes {
+        let route = route.get_ref();
+        let params = pattern::parse(route.path.get_ref())
+            .map(|p| p.params)
+            .unwrap_or_default();
+        for listener in listeners_in(listener_mask(config, route), config.listeners.len()) {
+            let (mut tokens, mut consumers) = (false, false);
+            for attached in chain::resolve(config, route, listener) {
+                let Some((_, policy)) = config.policy(attached.name.get_ref()) else {
+                    continue;
+                };
+                let members = policy
+                    .any
+                    .iter()
+                    .flat_map(|m| m.get_ref())
+                    .filter_map(|m| config.policy(m.get_ref()).map(|(_, p)| p));
+                for p in members.chain([policy]) {
+                    tokens |= p.jwt.is_some() || p.introspection.is_some();
+                    consumers |= p.api_key.is_some();
+                }
+                let Some(key) = policy
+                    .rate_limit
+                    .as_ref()
+                    .and_then(|l| l.get_ref().key.as_ref())
+                else {
+                    continue;
+                };
+                let missing = match KeySource::parse(key.get_ref()) {
+                    Ok(KeySource::Claim(_)) if !tokens => {
+                        "reads a token's claim, but nothing before it in this route's chain verifies a token (`jwt`, `introspection`)"
+                    }
+                    Ok(KeySource::Consumer) if !consumers => {
+                        "reads the API key's consumer, but nothing before it in this route's chain checks API keys (`api_key`)"
+                    }
+                    Ok(KeySource::Param(name)) if !params.iter().any(|p| p.name == name) => {
+                        found.push(
+                            Diagnostic::new(
+                                &codes::LIMIT_KEY_UNAVAILABLE,
+                                key.span(),
+                                format!(
+                                    "route `{}` captures no parameter `{name}`",
+                                    route.path.get_ref()
+                                ),
+                            )
+                            .with_related(attached.name.span(), "the route runs the limit here"),
+                        );
+                        continue;
+                    }
+                    _ => continue,
+                };
+                found.push(
+                    Diagnostic::new(
+                        &codes::LIMIT_KEY_UNAVAILABLE,
+                        attached.name.span(),
+                        format!("policy `{}` {missing}", attached.name.get_ref()),
+                    )
+                    .with_help(codes::LIMIT_KEY_UNAVAILABLE.fix),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_scopes() {
+        assert_eq!(KeySource::parse("client_ip"), Ok(KeySource::ClientIp));
+        assert_eq!(
+            KeySource::parse("jwt.realm.team"),
+            Ok(KeySource::Claim("realm.team".into()))
+        );
+        assert_eq!(
+            KeySource::parse("header.X-Tenant"),
+            Ok(KeySource::Header("x-tenant".into()))
+        );
+        for bad in ["ip", "jwt.", "header", "cookie.x", ""] {
+            assert!(KeySource::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Scope::parse("group:orders"),
+            Ok(Scope::Group("orders".into()))
+        );
+        for bad in ["group:", "group:a b", "routes", "GLOBAL"] {
+            assert!(Scope::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Rate limits end to end, in-process store: the gateway of `gateways/auth.toml`
+//! (its `/limited/…` routes), real clients, and a recording upstream. Every refused
+//! request is checked at the upstream too: a limited request must never arrive there.
+//! Limits here are per hour unless a test waits for a refill, so no test depends on
+//! timing except the refill test, whose windows are wide enough for a slow machine.
+
+mod support;
+
+use std::time::Duration;
+
+use http::Request;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use support::auth::{ALICE_KEY, BOB_KEY, SECRET, Setup};
+use support::jwt::{claims, hmac};
+use support::{HttpClient, Reply, TestBody};
+
+/// A 429 as the issue asks: JSON body, `Retry-After`, the rate-limit fields.
+fn limited(reply: &Reply, policy: &str, case: &str) {
+    assert_eq!(reply.status.as_u16(), 429, "{case}: {}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["status"], 429, "{case}");
+    assert_eq!(body["error"], "rate limit exceeded", "{case}");
+    let field = |name: &str| {
+        reply
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("{case}: no {name}"))
+            .to_owned()
+    };
+    let retry: u64 = field("retry-after").parse().expect("seconds");
+    assert!(retry >= 1, "{case}");
+    assert!(
+        field("ratelimit-policy").starts_with(&format!("\"{policy}\";q=")),
+        "{case}"
+    );
+    assert_eq!(
+        field("ratelimit"),
+        format!("\"{policy}\";r=0;t={retry}"),
+        "{case}"
+    );
+}
+
+fn ok(reply: &Reply, case: &str) {
+    assert_eq!(reply.status.as_u16(), 200, "{case}: {}", reply.body);
+}
+
+/// Requests admitted and refused at `path`, each on a connection of its own (so
+/// that the kernel spreads them over the workers), all at once.
+async fn burst(setup: &Setup, path: &str, requests: usize) -> (usize, usize) {
+    let fresh: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(HttpConnector::new());
+    let sends = (0..requests).map(|_| {
+        let request = Request::get(setup.gateway.url(path))
+            .body(TestBody::empty())
+            .expect("request");
+        let client = fresh.clone();
+        async move { support::send(&client, request).await }
+    });
+    let replies = futures_join_all(sends).await;
+    let admitted = replies.iter().filter(|r| r.status == 200).count();
+    let refused = replies.iter().filter(|r| r.status == 429).count();
+    assert_eq!(admitted + refused, requests, "only 200 and 429");
+    (admitted, refused)
+}
+
+/// Runs the futures concurrently on the test's runtime.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(task.await.expect("task"));
+    }
+    out
+}
+
+/// 100 clients at once against a burst of 50: exactly 50 pass, 50 get 429, and the
+/// upstream sees exactly 50.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exact_admissions_under_a_concurrent_burst() {
+    let setup = Setup::start("limit-burst").await;
+    assert_eq!(burst(&setup, "/limited/burst", 100).await, (50, 50));
+    assert_eq!(setup.upstream.seen().len(), 50);
+    let reply = setup.get("/limited/burst", &[]).await;
+    limited(&reply, "burst_of_50", "after the burst");
+}
+
+/// One limit for the process: two workers admit the burst once between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_limit_holds_across_two_workers() {
+    let setup = Setup::start_with("limit-workers", &[("WORKERS", "2".to_owned())]).await;
+    assert_eq!(burst(&setup, "/limited/burst", 100).await, (50, 50));
+    assert_eq!(setup.upstream.seen().len(), 50);
+}
+
+/// `burst` at once, then one request per emission interval (200 ms at 5/s), and the
+/// fields say so on admitted responses (`headers = true`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buckets_refill_at_the_rate() {
+    let setup = Setup::start("limit-refill").await;
+    let first = setup.get("/limited/refill", &[]).await;
+    ok(&first, "first");
+    let field = |reply: &Reply, name: &str| {
+        reply
+            .headers
+            .get(name)
+            .map(|v| v.to_str().expect("ascii").to_owned())
+    };
+    assert_eq!(
+        field(&first, "ratelimit-policy").as_deref(),
+        Some("\"refilling\";q=2;w=1")
+    );
+    assert_eq!(
+        field(&first, "ratelimit").as_deref(),
+        Some("\"refilling\";r=1;t=1")
+    );
+    ok(&setup.get("/limited/refill", &[]).await, "second");
+    limited(
+        &setup.get("/limited/refill", &[]).await,
+        "refilling",
+        "burst spent",
+    );
+    // 250 ms refill one token, not two.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    ok(&setup.get("/limited/refill", &[]).await, "refilled one");
+    limited(
+        &setup.get("/limited/refill", &[]).await,
+        "refilling",
+        "only one",
+    );
+    // A second and more: the whole burst, never more.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    ok(&setup.get("/limited/refill", &[]).await, "full again");
+    ok(&setup.get("/limited/refill", &[]).await, "full again");
+    limited(
+        &setup.get("/limited/refill", &[]).await,
+        "refilling",
+        "burst again",
+    );
+    assert_eq!(setup.upstream.seen().len(), 5);
+}
+
+/// Each key has its own bucket: field values, route parameters, and the client
+/// address when the field is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_independent() {
+    let setup = Setup::start("limit-keys").await;
+    for tenant in ["red", "blue"] {
+        for _ in 0..2 {
+            ok(
+                &setup.get("/limited/tenant", &[("x-team", tenant)]).await,
+                tenant,
+            );
+        }
+        let reply = setup.get("/limited/tenant", &[("x-team", tenant)]).await;
+        limited(&reply, "per_tenant", tenant);
+    }
+    // Leaving the field out is no way around the limit: the address is the key.
+    ok(&setup.get("/limited/tenant", &[]).await, "no field");
+    ok(&setup.get("/limited/tenant", &[]).await, "no field");
+    limited(
+        &setup.get("/limited/tenant", &[]).await,
+        "per_tenant",
+        "no field",
+    );
+    for item in ["1", "2"] {
+        let path = format!("/limited/items/{item}");
+        ok(&setup.get(&path, &[]).await, &path);
+        ok(&setup.get(&path, &[]).await, &path);
+        limited(&setup.get(&path, &[]).await, "per_item", &path);
+    }
+    // Per client address: three, with the fields counting down.
+    for left in ["2", "1", "0"] {
+        let reply = setup.get("/limited/ip", &[]).await;
+        ok(&reply, "per address");
+        let state = reply.headers.get("ratelimit").expect("field");
+        assert!(
+            state
+                .to_str()
+                .expect("ascii")
+                .starts_with(&format!("\"per_ip\";r={left};t="))
+        );
+    }
+    limited(
+        &setup.get("/limited/ip", &[]).await,
+        "per_ip",
+        "per address",
+    );
+    // Behind a trusted proxy (the test's own address), the forwarded client counts.
+    for client in ["10.0.0.1", "10.0.0.2"] {
+        let forwarded = [("x-forwarded-for", client)];
+        ok(&setup.get("/limited/proxied", &forwarded).await, client);
+        ok(&setup.get("/limited/proxied", &forwarded).await, client);
+        limited(
+            &setup.get("/limited/proxied", &forwarded).await,
+            "per_ip_behind_proxy",
+            client,
+        );
+    }
+    assert_eq!(setup.upstream.seen().len(), 2 * 2 + 2 + 2 * 2 + 3 + 2 * 2);
+}
+
+/// Per user (a token's `sub`) and per consumer (an API key's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_consumers_have_their_own_buckets() {
+    let setup = Setup::start("limit-identity").await;
+    for user in ["alice", "bob"] {
+        let token = hmac(SECRET.as_bytes(), "HS256", &claims(user));
+        ok(&setup.bearer("/limited/user", &token).await, user);
+        ok(&setup.bearer("/limited/user", &token).await, user);
+        limited(
+            &setup.bearer("/limited/user", &token).await,
+            "per_user",
+            user,
+        );
+    }
+    for key in [ALICE_KEY, BOB_KEY] {
+        let header = [("x-api-key", key)];
+        ok(&setup.get("/limited/consumer", &header).await, key);
+        ok(&setup.get("/limited/consumer", &header).await, key);
+        limited(
+            &setup.get("/limited/consumer", &header).await,
+            "per_consumer",
+            key,
+        );
+    }
+    // Authentication still comes first: no token, no bucket spent.
+    assert_eq!(setup.get("/limited/user", &[]).await.status, 401);
+    assert_eq!(setup.upstream.seen().len(), 8);
+}
+
+/// Scopes: `global` shares one bucket between the policy's routes, the default gives
+/// each route its own, and `group:NAME` shares across policies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_share_or_separate_buckets() {
+    let setup = Setup::start("limit-scopes").await;
+    ok(&setup.get("/limited/site-a", &[]).await, "global a");
+    ok(&setup.get("/limited/site-b", &[]).await, "global b");
+    ok(&setup.get("/limited/site-a", &[]).await, "global a");
+    limited(
+        &setup.get("/limited/site-b", &[]).await,
+        "site_wide",
+        "global b",
+    );
+    limited(
+        &setup.get("/limited/site-a", &[]).await,
+        "site_wide",
+        "global a",
+    );
+    for route in ["/limited/each-a", "/limited/each-b"] {
+        ok(&setup.get(route, &[]).await, route);
+        ok(&setup.get(route, &[]).await, route);
+        limited(&setup.get(route, &[]).await, "each_route", route);
+    }
+    ok(&setup.get("/limited/orders-a", &[]).await, "group a");
+    ok(&setup.get("/limited/orders-b", &[]).await, "group b");
+    // The group's buckets are laid out with its first policy's settings and name.
+    limited(
+        &setup.get("/limited/orders-a", &[]).await,
+        "orders_group",
+        "group a",
+    );
+    limited(
+        &setup.get("/limited/orders-b", &[]).await,
+        "orders_group",
+        "group b",
+    );
+    assert_eq!(setup.upstream.seen().len(), 3 + 4 + 2);
+}
