@@ -17,6 +17,10 @@ Scenarios (gateway unless named):
   rs-verify    RS256 with `cache_size = 0`: the key in memory, the signature checked on
                every request
   es-verify    ES256 with `cache_size = 0`
+  ip-limit     the plain route behind an in-process rate limit per client address
+               (never reached: what counting each request costs)
+  hs-hit-limit hs-hit plus an in-process rate limit per user (`jwt.sub`); the issue's
+               goal is this at no more CPU than nginx's plain proxying
 
 Per scenario: requests/s and CPU µs per request (medians over rounds, min–max), the
 ratio to `plain` (what JWT adds) and to nginx; then, under callgrind, instructions per
@@ -55,11 +59,13 @@ SCENARIOS = {
     "es-hit": "/api/es/42",
     "rs-verify": "/api/rs-verify/42",
     "es-verify": "/api/es-verify/42",
+    "ip-limit": "/api/ip-limited/42",
+    "hs-hit-limit": "/api/hs-limited/42",
 }
 # Scenarios sending a new token on every request, and the unauthenticated scenario
 # that is their baseline: the same requests (token and all) on the plain route.
 CHURN = {"hs-miss": "plain-churn", "plain-churn": "plain-churn"}
-CALLGRIND = ["plain", "plain-churn", "hs-hit", "hs-miss"]
+CALLGRIND = ["plain", "plain-churn", "hs-hit", "hs-miss", "ip-limit", "hs-hit-limit"]
 
 
 def b64(data):
@@ -231,6 +237,7 @@ def main():
         "es-hit": openssl_token("ES256", keys["ES256"], claims("user-1")),
     }
     tokens["rs-verify"], tokens["es-verify"] = tokens["rs-hit"], tokens["es-hit"]
+    tokens["hs-hit-limit"] = tokens["hs-hit"]
     scripts = {name: miss_script(workdir, SCENARIOS[name]) for name in CHURN}
     origin = subprocess.Popen(["taskset", "-c", "1", "nginx", "-c", origin_conf(workdir), "-p", workdir],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -266,7 +273,7 @@ def main():
     med = lambda name, key: statistics.median(r[key] for r in results[name])  # noqa: E731
     nginx_cpu = med("nginx", "cpu_us")
     nginx_version = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
-    print(f"JWT: one worker each on CPU 0; {nginx_version}; {args.rounds} round(s) of {args.seconds} s, medians.")
+    print(f"JWT and rate limits: one worker each on CPU 0; {nginx_version}; {args.rounds} round(s) of {args.seconds} s, medians.")
     print("`vs base`: against the unauthenticated route driven the same way (`plain`, or")
     print("`plain-churn` for scenarios with a new token per request).\n")
     print("| scenario | requests/s | CPU µs/req (min–max) | vs base | vs nginx | instr./req | vs base |")

@@ -462,6 +462,8 @@ pub struct RoutePlan {
     pub target: Target,
     /// One chain per distinct set of policies among the route's listeners.
     pub chains: Vec<Chain>,
+    /// The route's request body limit, when it sets one below the listener's.
+    pub max_body: Option<u64>,
 }
 
 /// What a route does with a matched request: the target phase. Code that needs to
@@ -769,6 +771,10 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                     path: target_path,
                 },
                 chains: chains(config, route, &pattern.params),
+                max_body: route
+                    .max_body
+                    .as_ref()
+                    .and_then(|size| parse_size(size.get_ref()).ok()),
             }
         })
         .collect();

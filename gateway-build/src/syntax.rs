@@ -440,6 +440,8 @@ pub struct Route {
     pub skip_policies: Option<Spanned<Vec<Spanned<String>>>>,
     /// Served without authentication on purpose (the `unauthenticated-route` lint).
     pub public: Option<Spanned<bool>>,
+    /// Request body size for this route, below the listener's `limits.max_body`.
+    pub max_body: Option<Spanned<String>>,
 }
 
 /// `[policies.NAME]`: one policy, of exactly one kind.

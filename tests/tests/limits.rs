@@ -14,7 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use support::auth::{ALICE_KEY, BOB_KEY, SECRET, Setup};
 use support::jwt::{claims, hmac};
-use support::{HttpClient, Reply, TestBody};
+use support::{HttpClient, PatternBody, Reply, TestBody};
 
 /// A 429 as the issue asks: JSON body, `Retry-After`, the rate-limit fields.
 fn limited(reply: &Reply, policy: &str, case: &str) {
@@ -273,4 +273,21 @@ async fn scopes_share_or_separate_buckets() {
         "group b",
     );
     assert_eq!(setup.upstream.seen().len(), 3 + 4 + 2);
+}
+
+/// A route's `max_body`: 413 over it, before the upstream sees anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_limits_request_bodies() {
+    let setup = Setup::start("limit-body").await;
+    let post = |len: u64| {
+        let request = Request::post(setup.gateway.url("/limited/upload"))
+            .body(TestBody::Pattern(PatternBody::new(len)))
+            .expect("request");
+        support::send(&setup.client, request)
+    };
+    ok(&post(16).await, "at the limit");
+    let reply = post(17).await;
+    assert_eq!(reply.status.as_u16(), 413, "{}", reply.body);
+    assert_eq!(reply.json()["status"], 413);
+    assert_eq!(setup.upstream.seen().len(), 1);
 }

@@ -21,6 +21,7 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
         let methods = methods(route, found);
         check_host(route, found);
         check_target(route, found);
+        check_max_body(route, found);
         if let Some(pattern) = &pattern {
             check_path_change(route, pattern, found);
         }
@@ -29,6 +30,21 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
         }
     }
     check_overlaps(config, &table, found);
+}
+
+/// A route's body limit is a size written out: it is laid into the route's code.
+fn check_max_body(route: &Route, found: &mut Vec<Diagnostic>) {
+    let Some(size) = &route.max_body else {
+        return;
+    };
+    if let Err(message) = gateway_runtime::settings::parse_size(size.get_ref()) {
+        let message = if size.get_ref().contains("${") {
+            "a route's `max_body` is written out (`1MiB`), not read from the environment".to_owned()
+        } else {
+            message
+        };
+        found.push(Diagnostic::new(&codes::INVALID_SIZE, size.span(), message));
+    }
 }
 
 fn check_path(route: &Route, found: &mut Vec<Diagnostic>) -> Option<Pattern> {

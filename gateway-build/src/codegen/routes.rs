@@ -248,10 +248,14 @@ fn target(plan: &Plan, upstreams: &[Ident], route: &RoutePlan) -> TokenStream {
             let field = &upstreams[*upstream];
             let name = &plan.upstreams[*upstream].name;
             let path = path_change(path);
+            let max_body = match route.max_body {
+                Some(limit) => quote!(cx.max_body.min(#limit)),
+                None => quote!(cx.max_body),
+            };
             quote! {{
                 let path = #path;
                 self.#field
-                    .forward(req, path, cx)
+                    .forward(req, path, cx, #max_body)
                     .await
                     .map_err(|error| rt::Stop::upstream(#name, error))?
             }}

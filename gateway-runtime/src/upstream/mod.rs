@@ -115,6 +115,7 @@ impl Upstream {
 
     /// The target phase: sends `req` to the next target, with `path` (or the
     /// request's own path and query) as the target, and streams the response back.
+    /// A body over `max_body` (the listener's limit, or the route's below it) is 413.
     #[allow(
         clippy::manual_async_fn,
         reason = "an async fn would hold the request twice"
@@ -124,6 +125,7 @@ impl Upstream {
         req: Request,
         path: Option<PathAndQuery>,
         cx: &'a RequestContext,
+        max_body: u64,
     ) -> impl Future<Output = Result<Response, UpstreamError>> + 'a {
         async move {
             // Used where it was captured (see `Connection::serve` on why); only the body
@@ -140,7 +142,7 @@ impl Upstream {
                     .map_err(|_| UpstreamError::RequestBody)?
             };
             let (framing, body, in_hand) = match in_hand {
-                Some(data) if data.len() as u64 > cx.max_body => {
+                Some(data) if data.len() as u64 > max_body => {
                     return Err(UpstreamError::RequestBodyTooLarge);
                 }
                 // RFC 9110 §8.6: a request whose method gives content a meaning says how
@@ -153,14 +155,14 @@ impl Upstream {
                     // A declared length over the limit is refused before the upstream
                     // is bothered; a body without one is cut off when it crosses it.
                     let exact = body.size_hint().exact();
-                    if exact.is_some_and(|len| len > cx.max_body) {
+                    if exact.is_some_and(|len| len > max_body) {
                         return Err(UpstreamError::RequestBodyTooLarge);
                     }
                     let framing = match exact {
                         Some(len) => RequestFraming::Length(len),
                         None => RequestFraming::Chunked,
                     };
-                    let limit = usize::try_from(cx.max_body).unwrap_or(usize::MAX);
+                    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
                     (framing, Some(Limited::new(body, limit)), Bytes::new())
                 }
             };
