@@ -266,6 +266,9 @@ codes! {
     UNKNOWN_LIMIT_KEY = "G0902" "unknown-limit-key" Error false:
         "a rate-limit `key` the gateway cannot read";
         "use `client_ip`, `route`, `consumer`, `jwt.CLAIM`, `header.NAME` or `param.NAME`";
+    INVALID_CONCURRENCY_LIMIT = "G0904" "invalid-concurrency-limit" Error false:
+        "a concurrency limit that cannot work: `max` below 1, a queue or timeout out of range, a scope other than `route` or `global`";
+        "write `concurrency = { max = 100, queue = 50, queue_timeout = \"1s\" }`; README.md's reference lists every key";
     LIMIT_KEY_UNAVAILABLE = "G0903" "limit-key-unavailable" Error false:
         "a rate limit keyed by what its route cannot provide: a claim with no token verified before it, a consumer with no API key checked before it, a parameter the route does not capture";
         "attach the authentication policy before the limit, or key it by something the route has";

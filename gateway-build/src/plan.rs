@@ -54,7 +54,7 @@ pub struct Plan {
     pub policies: Vec<PolicyPlan>,
     pub consumers: Vec<ConsumerPlan>,
     pub routes: Vec<RoutePlan>,
-    /// The rate limits' bucket sets: one per limit and scope.
+    /// The rate and concurrency limits' state: one set per limit and scope.
     pub limit_buckets: Vec<LimitBucket>,
     /// Every setting the file gives a value, with its kind, for the start-up check.
     pub settings: Vec<(SettingPlan, SettingKind)>,
@@ -168,6 +168,16 @@ pub enum PolicyKind {
     ExtAuthz(ExtAuthzPlan),
     Introspection(Box<IntrospectionPlan>),
     RateLimit(Box<RateLimitPlan>),
+    Concurrency(ConcurrencyPlan),
+}
+
+/// A concurrency limit; the queue's timeout in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConcurrencyPlan {
+    pub max: usize,
+    pub queue: usize,
+    pub queue_timeout: u64,
+    pub scope: Scope,
 }
 
 impl LimitBucket {
@@ -251,6 +261,7 @@ impl PolicyKind {
             PolicyKind::AnyOf(_) => "any",
             PolicyKind::ExtAuthz(_) => "ext_authz",
             PolicyKind::RateLimit(_) => "rate_limit",
+            PolicyKind::Concurrency(_) => "concurrency",
             PolicyKind::Introspection(_) => "introspection",
         }
     }
@@ -416,6 +427,11 @@ pub enum Step {
         bucket: usize,
         param: Option<usize>,
     },
+    /// `bucket` indexes `Plan::limit_buckets`.
+    Concurrency {
+        policy: usize,
+        bucket: usize,
+    },
 }
 
 impl Step {
@@ -428,7 +444,8 @@ impl Step {
             | Step::Authenticate { policy }
             | Step::Authorize { policy }
             | Step::ExtAuthz { policy }
-            | Step::RateLimit { policy, .. } => *policy,
+            | Step::RateLimit { policy, .. }
+            | Step::Concurrency { policy, .. } => *policy,
         }
     }
 }
@@ -443,6 +460,8 @@ pub struct UpstreamPlan {
     pub idle_timeout: SettingPlan,
     pub body_timeout: SettingPlan,
     pub tls: Option<UpstreamTlsPlan>,
+    /// Requests in flight to the upstream from every route, when limited.
+    pub concurrency: Option<ConcurrencyPlan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -676,6 +695,10 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                 ),
                 idle_timeout: timeout(u.timeouts.idle.as_ref(), "idle", DEFAULT_POOL_IDLE_TIMEOUT),
                 body_timeout: timeout(u.timeouts.body.as_ref(), "body", DEFAULT_BODY_TIMEOUT),
+                concurrency: u
+                    .concurrency
+                    .as_ref()
+                    .map(|limit| concurrency_plan(limit.get_ref())),
                 tls: u.tls.as_ref().map(|tls| {
                     let tls = tls.get_ref();
                     UpstreamTlsPlan {
@@ -859,33 +882,54 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
 
 // === policies ===
 
+/// How long a request waits for a place in a full concurrency limit's queue.
+const DEFAULT_QUEUE_TIMEOUT: &str = "1s";
+
+fn concurrency_plan(limit: &crate::syntax::ConcurrencyPolicy) -> ConcurrencyPlan {
+    ConcurrencyPlan {
+        max: *limit.max.get_ref() as usize,
+        queue: limit.queue.as_ref().map_or(0, |q| *q.get_ref() as usize),
+        queue_timeout: millis(&limit.queue_timeout, DEFAULT_QUEUE_TIMEOUT),
+        scope: limit
+            .scope
+            .as_ref()
+            .and_then(|s| Scope::parse(s.get_ref()).ok())
+            .unwrap_or(Scope::Route),
+    }
+}
+
 /// Buckets each rate limit's in-process store keeps by default: 16 bytes each, so
 /// 256 KiB per limit and scope.
 const DEFAULT_MAX_KEYS: usize = 16_384;
 
-/// Gives every rate-limit step its bucket set: the route's own (`scope = "route"`),
-/// the policy's (`global`), or the group's (`group:NAME`, shared across policies).
+/// Gives every rate- and concurrency-limit step its bucket set: the route's own
+/// (`scope = "route"`), the policy's (`global`), or the group's (`group:NAME`, shared
+/// across rate limits).
 fn assign_limit_buckets(routes: &mut [RoutePlan], policies: &[PolicyPlan]) -> Vec<LimitBucket> {
     let mut buckets: Vec<LimitBucket> = Vec::new();
     for (index, route) in routes.iter_mut().enumerate() {
         for step in route.chains.iter_mut().flat_map(|c| c.steps.iter_mut()) {
-            let Step::RateLimit { policy, bucket, .. } = step else {
+            let (Step::RateLimit { policy, bucket, .. } | Step::Concurrency { policy, bucket }) =
+                step
+            else {
                 continue;
             };
-            let PolicyKind::RateLimit(limit) = &policies[*policy].kind else {
-                continue;
+            let scope = match &policies[*policy].kind {
+                PolicyKind::RateLimit(limit) => &limit.scope,
+                PolicyKind::Concurrency(limit) => &limit.scope,
+                _ => continue,
             };
-            let shares = |b: &LimitBucket| match &limit.scope {
+            let shares = |b: &LimitBucket| match scope {
                 Scope::Route => b.policy == *policy && b.routes.first() == Some(&index),
                 Scope::Global => b.policy == *policy && b.scope == Scope::Global,
-                Scope::Group(_) => b.scope == limit.scope,
+                Scope::Group(_) => b.scope == *scope,
             };
             *bucket = match buckets.iter().position(shares) {
                 Some(found) => found,
                 None => {
                     buckets.push(LimitBucket {
                         policy: *policy,
-                        scope: limit.scope.clone(),
+                        scope: scope.clone(),
                         routes: Vec::new(),
                     });
                     buckets.len() - 1
@@ -1030,6 +1074,12 @@ fn chains(
                         param,
                     });
                 }
+                if p.concurrency.is_some() {
+                    return Some(Step::Concurrency {
+                        policy,
+                        bucket: usize::MAX,
+                    });
+                }
                 if p.ip.is_some() {
                     let from_listener = attached.source == Source::Listener(listener);
                     let bit = connection.iter().position(|c| c.policy == policy);
@@ -1103,6 +1153,9 @@ fn policy_kind(
     }
     if let Some(jwt) = &policy.jwt {
         return PolicyKind::Jwt(Box::new(jwt_plan(name, jwt.get_ref(), at)));
+    }
+    if let Some(limit) = &policy.concurrency {
+        return PolicyKind::Concurrency(concurrency_plan(limit.get_ref()));
     }
     if let Some(limit) = &policy.rate_limit {
         let limit = limit.get_ref();

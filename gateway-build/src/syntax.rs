@@ -393,6 +393,8 @@ pub struct Upstream {
     #[serde(default)]
     pub timeouts: UpstreamTimeouts,
     pub tls: Option<Spanned<UpstreamTls>>,
+    /// At most so many requests in flight to this upstream, from every route.
+    pub concurrency: Option<Spanned<ConcurrencyPolicy>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -468,6 +470,19 @@ pub struct Policy {
     pub introspection: Option<Spanned<IntrospectionPolicy>>,
     /// Admits so many requests per key and period, refusing the rest with 429.
     pub rate_limit: Option<Spanned<RateLimitPolicy>>,
+    /// At most so many requests in flight, a bounded queue, then 503.
+    pub concurrency: Option<Spanned<ConcurrencyPolicy>>,
+}
+
+/// `concurrency = { max = 100, … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencyPolicy {
+    pub max: Spanned<i64>,
+    pub queue: Option<Spanned<i64>>,
+    pub queue_timeout: Option<Spanned<String>>,
+    /// `route` or `global`.
+    pub scope: Option<Spanned<String>>,
 }
 
 /// `rate_limit = { rate = "100/min", … }`.

@@ -67,6 +67,7 @@ pub mod __private {
     pub use crate::auth::jwks::{JwksSpec, KeySets};
     pub use crate::auth::jwt::{Jwt, JwtKeySpec, JwtSpec, TokenCache};
     pub use crate::auth::{Identity, no_credentials};
+    pub use crate::limit::concurrency::{ConcurrencyLimiter, ConcurrencySpec};
     pub use crate::limit::key::LimitKey;
     pub use crate::limit::{RateLimitSpec, RateLimiter};
     pub use crate::message::methods::MethodSet;

@@ -291,3 +291,95 @@ async fn a_route_limits_request_bodies() {
     assert_eq!(reply.json()["status"], 413);
     assert_eq!(setup.upstream.seen().len(), 1);
 }
+
+/// Two in flight, one waiting: the third waits for a place and gets it, or waits out
+/// its 300 ms and gets 503; a fourth finds the queue full and gets 503 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrency_limits_requests_in_flight() {
+    let setup = std::sync::Arc::new(Setup::start("limit-inflight").await);
+    let get = |path: &'static str| {
+        let setup = setup.clone();
+        tokio::spawn(async move { setup.get(path, &[]).await })
+    };
+    let busy = |reply: &Reply, case: &str| {
+        assert_eq!(reply.status.as_u16(), 503, "{case}: {}", reply.body);
+        assert_eq!(
+            reply.json()["error"],
+            "too many requests in flight",
+            "{case}"
+        );
+    };
+    // Both places taken for a second.
+    let long = [
+        get("/limited/inflight/wait?ms=1000"),
+        get("/limited/inflight/wait?ms=1000"),
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let queued = get("/limited/inflight/wait?ms=0");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    busy(
+        &get("/limited/inflight/wait?ms=0").await.expect("task"),
+        "queue full",
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "refused at once"
+    );
+    busy(&queued.await.expect("task"), "waited out the queue");
+    for reply in long {
+        ok(&reply.await.expect("task"), "in flight");
+    }
+    // Places come back: a request waiting in the queue gets the first one freed.
+    let short = [
+        get("/limited/inflight/wait?ms=100"),
+        get("/limited/inflight/wait?ms=100"),
+    ];
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    ok(
+        &get("/limited/inflight/wait?ms=0").await.expect("task"),
+        "queued, then placed",
+    );
+    for reply in short {
+        ok(&reply.await.expect("task"), "short");
+    }
+    assert_eq!(setup.upstream.seen().len(), 5);
+}
+
+/// An upstream's limit counts a request until its response has been sent: a body the
+/// client has not read yet keeps the place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upstream_limit_holds_its_place_until_the_body_is_sent() {
+    use http_body_util::BodyExt;
+    let setup = Setup::start("limit-upstream").await;
+    let request = Request::get(
+        setup
+            .gateway
+            .url("/limited/upstream/download?bytes=8388608"),
+    )
+    .body(TestBody::empty())
+    .expect("request");
+    let response = setup.client.request(request).await.expect("response head");
+    assert_eq!(response.status(), 200);
+    // The head is here, 8 MiB are not: the place is still taken.
+    let reply = setup.get("/limited/upstream/anything", &[]).await;
+    assert_eq!(reply.status.as_u16(), 503, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "too many requests in flight");
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(body.len(), 8 << 20);
+    // Sent: the place is back (the gateway frees it as the body's last bytes leave).
+    let mut reply = setup.get("/limited/upstream/anything", &[]).await;
+    for _ in 0..20 {
+        if reply.status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        reply = setup.get("/limited/upstream/anything", &[]).await;
+    }
+    ok(&reply, "after the body");
+}

@@ -318,7 +318,7 @@ fn check_jwks(jwks: &JwksPolicy, found: &mut Vec<Diagnostic>) {
 
 /// A duration the compiler lays out itself, so written as it is (no `${…}`), and at
 /// most `max_seconds`: its seconds, or `None` after reporting why not.
-fn bounded_duration(
+pub(crate) fn bounded_duration(
     value: &Option<Spanned<String>>,
     max_seconds: u64,
     too_long: &str,

@@ -7,13 +7,14 @@ use gateway_runtime::limit::{MAX_REFILL_SECONDS, parse_rate};
 use gateway_runtime::policy::headers;
 
 use crate::chain;
+use crate::check::auth::bounded_duration;
 use crate::check::listeners::listeners_in;
 use crate::check::policies::cidrs;
 use crate::check::routes::listener_mask;
 use crate::codes;
 use crate::diagnostic::Diagnostic;
 use crate::pattern;
-use crate::syntax::{Config, RateLimitPolicy};
+use crate::syntax::{ConcurrencyPolicy, Config, RateLimitPolicy};
 
 /// Buckets a limit's in-process store may hold: at least one set, at most 256 MiB.
 pub const MAX_KEYS: std::ops::RangeInclusive<i64> = 4..=16_777_216;
@@ -93,6 +94,9 @@ impl Scope {
 pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
     let mut groups: Vec<(String, &Spanned<String>, &RateLimitPolicy)> = Vec::new();
     for (_, policy) in &config.policies {
+        if let Some(concurrency) = &policy.get_ref().concurrency {
+            check_concurrency(concurrency.get_ref(), found);
+        }
         let Some(limit) = &policy.get_ref().rate_limit else {
             continue;
         };
@@ -113,6 +117,19 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
                 Some(_) => {}
                 None => groups.push((group, scope, limit)),
             }
+        }
+    }
+    for (_, upstream) in &config.upstreams {
+        let Some(limit) = &upstream.get_ref().concurrency else {
+            continue;
+        };
+        check_concurrency(limit.get_ref(), found);
+        if let Some(scope) = &limit.get_ref().scope {
+            found.push(Diagnostic::new(
+                &codes::INVALID_CONCURRENCY_LIMIT,
+                scope.span(),
+                "an upstream's limit counts every route's requests to it: it has no `scope`",
+            ));
         }
     }
     chains(config, found);
@@ -190,6 +207,56 @@ fn check_limit(limit: &RateLimitPolicy, found: &mut Vec<Diagnostic>) {
         found.push(invalid(scope.span(), message));
     }
     cidrs(&limit.trusted_proxies, found);
+}
+
+/// Most requests a concurrency limit may hold in flight, or queue.
+pub const MAX_IN_FLIGHT: i64 = 1_000_000;
+/// Longest a request may wait in a concurrency limit's queue, in seconds.
+pub const MAX_QUEUE_SECONDS: u64 = 60;
+
+fn check_concurrency(limit: &ConcurrencyPolicy, found: &mut Vec<Diagnostic>) {
+    let invalid = |span, message: String| {
+        Diagnostic::new(&codes::INVALID_CONCURRENCY_LIMIT, span, message)
+            .with_help(codes::INVALID_CONCURRENCY_LIMIT.fix)
+    };
+    if !(1..=MAX_IN_FLIGHT).contains(limit.max.get_ref()) {
+        found.push(invalid(
+            limit.max.span(),
+            format!(
+                "`max` is {}; it is from 1 to {MAX_IN_FLIGHT}",
+                limit.max.get_ref()
+            ),
+        ));
+    }
+    if let Some(queue) = &limit.queue
+        && !(0..=MAX_IN_FLIGHT).contains(queue.get_ref())
+    {
+        found.push(invalid(
+            queue.span(),
+            format!(
+                "`queue` is {}; it is from 0 to {MAX_IN_FLIGHT}",
+                queue.get_ref()
+            ),
+        ));
+    }
+    bounded_duration(
+        &limit.queue_timeout,
+        MAX_QUEUE_SECONDS,
+        "a request waits in the queue at most 60s",
+        found,
+    );
+    if let Some(scope) = &limit.scope {
+        match Scope::parse(scope.get_ref()) {
+            Ok(Scope::Route | Scope::Global) => {}
+            _ => found.push(invalid(
+                scope.span(),
+                format!(
+                    "`{}` is not a concurrency scope: use `route` or `global`",
+                    scope.get_ref()
+                ),
+            )),
+        }
+    }
 }
 
 /// A key that reads an identity needs an authentication step before the limit in

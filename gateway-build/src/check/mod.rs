@@ -4,7 +4,7 @@
 //! user sees every error of the file at once. Lowering (`plan`) runs only when this
 //! returns no errors, and may then rely on every rule here.
 
-mod auth;
+pub(crate) mod auth;
 pub(crate) mod limits;
 pub(crate) mod lints;
 pub(crate) mod listeners;

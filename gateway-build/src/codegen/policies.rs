@@ -67,6 +67,20 @@ pub(super) fn items(plan: &Plan, names: &PolicyNames) -> TokenStream {
                     san: &[#(#san),*],
                 };
             },
+            PolicyKind::Concurrency(limit) => {
+                let max = Literal::usize_unsuffixed(limit.max);
+                let queue = Literal::usize_unsuffixed(limit.queue);
+                let timeout = limit.queue_timeout;
+                quote! {
+                    #[doc = #doc]
+                    static #item: rt::ConcurrencySpec = rt::ConcurrencySpec {
+                        name: #name,
+                        max: #max,
+                        queue: #queue,
+                        queue_timeout: ::core::time::Duration::from_millis(#timeout),
+                    };
+                }
+            }
             PolicyKind::RateLimit(limit) => {
                 let spec = rate_limit_spec(name, limit);
                 quote! {
@@ -393,8 +407,9 @@ pub(super) fn is_shared(kind: &PolicyKind) -> bool {
         | PolicyKind::Authorize(_)
         | PolicyKind::AnyOf(_)
         | PolicyKind::ExtAuthz(_)
-        // Its buckets live in `Shared`, one set per scope (`limit_buckets`).
-        | PolicyKind::RateLimit(_) => false,
+        // Their state lives in `Shared`, one per scope (`limit_buckets`).
+        | PolicyKind::RateLimit(_)
+        | PolicyKind::Concurrency(_) => false,
     }
 }
 
@@ -470,6 +485,14 @@ pub(super) fn shared(plan: &Plan, names: &PolicyNames) -> (TokenStream, TokenStr
     let limit_fields: Vec<Ident> = (0..plan.limit_buckets.len())
         .map(|i| format_ident!("limit_{}", i))
         .collect();
+    let limit_types: Vec<TokenStream> = plan
+        .limit_buckets
+        .iter()
+        .map(|b| match plan.policies[b.policy].kind {
+            PolicyKind::Concurrency(_) => quote!(rt::ConcurrencyLimiter),
+            _ => quote!(rt::RateLimiter),
+        })
+        .collect();
     let limit_docs = plan.limit_buckets.iter().map(|bucket| {
         format!(
             " The buckets of `[policies.{}]`, {}",
@@ -477,17 +500,56 @@ pub(super) fn shared(plan: &Plan, names: &PolicyNames) -> (TokenStream, TokenStr
             bucket.describe(plan)
         )
     });
+    // Upstreams' concurrency limits: a spec each, and its places in `Shared`.
+    let limited: Vec<usize> = (0..plan.upstreams.len())
+        .filter(|&u| plan.upstreams[u].concurrency.is_some())
+        .collect();
+    let upstream_fields: Vec<Ident> = limited
+        .iter()
+        .map(|u| format_ident!("upstream_limit_{}", u))
+        .collect();
+    let upstream_specs: Vec<Ident> = limited
+        .iter()
+        .map(|u| format_ident!("UPSTREAM_LIMIT_{}", u))
+        .collect();
+    let upstream_statics = limited.iter().zip(&upstream_specs).map(|(&u, item)| {
+        let upstream = &plan.upstreams[u];
+        let limit = upstream
+            .concurrency
+            .as_ref()
+            .unwrap_or_else(|| unreachable!());
+        let name = &upstream.name;
+        let doc = format!(" `[upstreams.{name}] concurrency`");
+        let max = Literal::usize_unsuffixed(limit.max);
+        let queue = Literal::usize_unsuffixed(limit.queue);
+        let timeout = limit.queue_timeout;
+        quote! {
+            #[doc = #doc]
+            static #item: rt::ConcurrencySpec = rt::ConcurrencySpec {
+                name: #name,
+                max: #max,
+                queue: #queue,
+                queue_timeout: ::core::time::Duration::from_millis(#timeout),
+            };
+        }
+    });
     let structure = quote! {
+        #(#upstream_statics)*
+
         /// What every worker shares: policies resolved once at start-up.
         pub struct Shared {
             #(#fields,)*
-            #(#[doc = #limit_docs] #limit_fields: rt::RateLimiter,)*
+            #(#[doc = #limit_docs] #limit_fields: #limit_types,)*
+            #(#upstream_fields: rt::ConcurrencyLimiter,)*
             /// The published key sets of the JWT policies.
             key_sets: rt::KeySets,
         }
     };
     let limit_specs = plan.limit_buckets.iter().map(|b| &names.item[b.policy]);
-    let limits = quote!(#(#limit_fields: rt::RateLimiter::new(&#limit_specs),)*);
+    let limits = quote! {
+        #(#limit_fields: #limit_types::new(&#limit_specs),)*
+        #(#upstream_fields: rt::ConcurrencyLimiter::new(&#upstream_specs),)*
+    };
     let built = shared.iter().map(|&i| {
         let field = &names.field[i];
         let item = &names.item[i];

@@ -138,6 +138,12 @@ fn chain_body(
                 });
             }
             Step::Authorize { .. } => request.push(quote!(#item.check(&identity)?;)),
+            Step::Concurrency { bucket, .. } => {
+                let limiter = format_ident!("limit_{}", bucket);
+                let place = format_ident!("place_{}", i);
+                request.push(quote!(let #place = self.shared.#limiter.acquire().await?;));
+                response.push(quote!(response.hold(#place);));
+            }
             Step::RateLimit { bucket, param, .. } => {
                 let PolicyKind::RateLimit(limit) = &plan.policies[policy].kind else {
                     continue;
@@ -252,13 +258,29 @@ fn target(plan: &Plan, upstreams: &[Ident], route: &RoutePlan) -> TokenStream {
                 Some(limit) => quote!(cx.max_body.min(#limit)),
                 None => quote!(cx.max_body),
             };
-            quote! {{
-                let path = #path;
+            let forward = quote! {
                 self.#field
                     .forward(req, path, cx, #max_body)
                     .await
                     .map_err(|error| rt::Stop::upstream(#name, error))?
-            }}
+            };
+            // An upstream's concurrency limit: a place before the call, held by the
+            // response until it has been sent.
+            if plan.upstreams[*upstream].concurrency.is_some() {
+                let limiter = format_ident!("upstream_limit_{}", upstream);
+                quote! {{
+                    let path = #path;
+                    let place = self.shared.#limiter.acquire().await?;
+                    let mut response = #forward;
+                    response.hold(place);
+                    response
+                }}
+            } else {
+                quote! {{
+                    let path = #path;
+                    #forward
+                }}
+            }
         }
     }
 }
@@ -443,7 +465,8 @@ pub(super) fn refuse_method(plan: &Plan, names: &PolicyNames) -> TokenStream {
                         | Step::Authenticate { .. }
                         | Step::Authorize { .. }
                         | Step::ExtAuthz { .. }
-                        | Step::RateLimit { .. } => None,
+                        | Step::RateLimit { .. }
+                        | Step::Concurrency { .. } => None,
                     }
                 });
                 quote!(#(#checks)*)

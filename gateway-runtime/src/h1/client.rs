@@ -534,6 +534,9 @@ pub struct UpstreamBody {
     /// Interim responses to send before this response's head.
     interim: Vec<u8>,
     idle: IdleTimer,
+    /// Concurrency-limit places the response holds until it has been read (or
+    /// dropped): a long body keeps its request in flight.
+    held: Vec<crate::limit::concurrency::Place>,
 }
 
 /// Why an upstream response body broke off; the client's connection is closed.
@@ -575,7 +578,13 @@ impl UpstreamBody {
             reusable: head.reusable,
             interim: std::mem::take(&mut head.interim),
             idle: IdleTimer::new(timeout),
+            held: Vec::new(),
         }
+    }
+
+    /// Keeps `place` until the body has been read to its end or dropped.
+    pub fn hold(&mut self, place: crate::limit::concurrency::Place) {
+        self.held.push(place);
     }
 
     /// Interim responses the upstream sent before this one, for an HTTP/1.1 client.
@@ -644,6 +653,7 @@ impl http_body::Body for UpstreamBody {
             }
             Ok(None) => {
                 this.release();
+                this.held.clear();
                 Poll::Ready(None)
             }
             Err(e) => {

@@ -1,4 +1,5 @@
-//! Traffic control: rate limits, a policy of the request phase. A limit admits
+//! Traffic control: rate limits and concurrency limits (`concurrency`), policies of
+//! the request phase. A rate limit admits
 //! `count` requests per `period` per key, `burst` of them at once (GCRA, `gcra`),
 //! and refuses the rest with 429 before the upstream sees them.
 //!
@@ -13,6 +14,8 @@
 //! (`t`); a 429 also carries `Retry-After`. Both are on every 429, and on admitted
 //! responses when the policy sets `headers = true`.
 
+#[cfg(feature = "server")]
+pub mod concurrency;
 #[cfg(feature = "server")]
 pub mod gcra;
 #[cfg(feature = "server")]

@@ -21,6 +21,14 @@ impl Body {
         Body::Local(Full::new(bytes.into()))
     }
 
+    /// Keeps a concurrency-limit place until the body has been sent; a local body is
+    /// sent at once, so its place goes back now.
+    pub fn hold(&mut self, place: crate::limit::concurrency::Place) {
+        if let Body::Upstream(body) = self {
+            body.hold(place);
+        }
+    }
+
     /// Interim (1xx) responses to send to an HTTP/1.1 client before this response.
     pub fn interim(&self) -> &[u8] {
         match self {

@@ -51,6 +51,12 @@ impl Response {
         &mut self.fields
     }
 
+    /// Keeps a concurrency-limit place until the body has been sent.
+    #[cfg(feature = "server")]
+    pub fn hold(&mut self, place: crate::limit::concurrency::Place) {
+        self.body.hold(place);
+    }
+
     pub fn into_parts(self) -> (StatusCode, Fields, Body) {
         (self.status, self.fields, self.body)
     }

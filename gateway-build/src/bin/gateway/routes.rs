@@ -97,19 +97,23 @@ fn table(plan: &Plan) -> String {
 fn limit_buckets(plan: &Plan) -> String {
     let mut out = String::new();
     if !plan.limit_buckets.is_empty() {
-        out.push_str("\nRATE LIMIT BUCKETS\n");
+        out.push_str("\nLIMITS (which routes share each limit's state)\n");
     }
     for bucket in &plan.limit_buckets {
         let policy = &plan.policies[bucket.policy];
-        let PolicyKind::RateLimit(limit) = &policy.kind else {
-            continue;
+        let what = match &policy.kind {
+            PolicyKind::RateLimit(limit) => format!(
+                "{} per {} s, burst {}",
+                limit.count, limit.period_seconds, limit.burst
+            ),
+            PolicyKind::Concurrency(limit) => {
+                format!("{} in flight, {} queued", limit.max, limit.queue)
+            }
+            _ => continue,
         };
         out.push_str(&format!(
-            "{}: {} per {} s, burst {}, {}\n",
+            "{}: {what}, {}\n",
             policy.name,
-            limit.count,
-            limit.period_seconds,
-            limit.burst,
             bucket.describe(plan)
         ));
     }
