@@ -269,6 +269,9 @@ codes! {
     INVALID_CONCURRENCY_LIMIT = "G0904" "invalid-concurrency-limit" Error false:
         "a concurrency limit that cannot work: `max` below 1, a queue or timeout out of range, a scope other than `route` or `global`";
         "write `concurrency = { max = 100, queue = 50, queue_timeout = \"1s\" }`; README.md's reference lists every key";
+    REDUNDANT_LIMIT = "G0905" "redundant-limit" Warning true:
+        "two rate limits of a route count the same key in the same buckets' scope, and one is no tighter than the other in rate and burst, so it never refuses first";
+        "remove the looser limit, or key or scope them differently (per user and global, say)";
     LIMIT_KEY_UNAVAILABLE = "G0903" "limit-key-unavailable" Error false:
         "a rate limit keyed by what its route cannot provide: a claim with no token verified before it, a consumer with no API key checked before it, a parameter the route does not capture";
         "attach the authentication policy before the limit, or key it by something the route has";

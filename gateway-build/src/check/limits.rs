@@ -259,6 +259,63 @@ fn check_concurrency(limit: &ConcurrencyPolicy, found: &mut Vec<Diagnostic>) {
     }
 }
 
+/// A per-route limit on the same key as an earlier one of the chain, and no tighter
+/// in rate or burst (or the reverse), never refuses first: one of the two is dead
+/// weight, often a typo in one of them.
+fn redundant(
+    earlier: &[(&Spanned<String>, &RateLimitPolicy)],
+    (name, limit): (&Spanned<String>, &RateLimitPolicy),
+    found: &mut Vec<Diagnostic>,
+) {
+    let per_route = |l: &RateLimitPolicy| l.scope.as_ref().is_none_or(|s| s.get_ref() == "route");
+    fn key(l: &RateLimitPolicy) -> &str {
+        l.key.as_ref().map_or("client_ip", |k| k.get_ref().as_str())
+    }
+    let shape = |l: &RateLimitPolicy| {
+        let (count, period) = parse_rate(l.rate.get_ref()).ok()?;
+        let burst = l.burst.as_ref().map_or(count, |b| *b.get_ref() as u64);
+        Some((u128::from(count), u128::from(period), burst))
+    };
+    if !per_route(limit) {
+        return;
+    }
+    let Some((count, period, burst)) = shape(limit) else {
+        return;
+    };
+    for (other_name, other) in earlier {
+        if !per_route(other) || key(other) != key(limit) {
+            continue;
+        }
+        let Some((other_count, other_period, other_burst)) = shape(other) else {
+            continue;
+        };
+        // Rates compared as count / period, crosswise.
+        let looser =
+            |c: u128, p: u128, b: u64, oc: u128, op: u128, ob: u64| c * op >= oc * p && b >= ob;
+        let (dead, tight) = if looser(count, period, burst, other_count, other_period, other_burst)
+        {
+            (name, *other_name)
+        } else if looser(other_count, other_period, other_burst, count, period, burst) {
+            (*other_name, name)
+        } else {
+            continue;
+        };
+        found.push(
+            Diagnostic::new(
+                &codes::REDUNDANT_LIMIT,
+                dead.span(),
+                format!(
+                    "policy `{}` never refuses first: `{}` limits the same key on this route, and is no looser in rate or burst",
+                    dead.get_ref(),
+                    tight.get_ref()
+                ),
+            )
+            .with_related(tight.span(), "the tighter limit")
+            .with_help(codes::REDUNDANT_LIMIT.fix),
+        );
+    }
+}
+
 /// A key that reads an identity needs an authentication step before the limit in
 /// every chain it runs in, of the kind it reads; a parameter key needs the route to
 /// capture the parameter.
@@ -270,10 +327,15 @@ fn chains(config: &Config, found: &mut Vec<Diagnostic>) {
             .unwrap_or_default();
         for listener in listeners_in(listener_mask(config, route), config.listeners.len()) {
             let (mut tokens, mut consumers) = (false, false);
+            let mut limits: Vec<(&Spanned<String>, &RateLimitPolicy)> = Vec::new();
             for attached in chain::resolve(config, route, listener) {
                 let Some((_, policy)) = config.policy(attached.name.get_ref()) else {
                     continue;
                 };
+                if let Some(limit) = &policy.rate_limit {
+                    redundant(&limits, (attached.name, limit.get_ref()), found);
+                    limits.push((attached.name, limit.get_ref()));
+                }
                 let members = policy
                     .any
                     .iter()
