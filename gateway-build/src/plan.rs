@@ -181,6 +181,17 @@ pub struct ConcurrencyPlan {
 }
 
 impl LimitBucket {
+    /// The scope's name in a store that outlives the process (a Redis key's
+    /// prefix): the same in every gateway built from one configuration.
+    pub fn key(&self, plan: &Plan) -> String {
+        let policy = &plan.policies[self.policy].name;
+        match &self.scope {
+            Scope::Route => format!("{policy}:route:{}", plan.routes[self.routes[0]].path),
+            Scope::Global => format!("{policy}:global"),
+            Scope::Group(group) => format!("group:{group}"),
+        }
+    }
+
     /// Which routes count in these buckets, in words: for `gateway routes` and the
     /// generated code's docs.
     pub fn describe(&self, plan: &Plan) -> String {
@@ -209,6 +220,16 @@ pub struct RateLimitPlan {
     pub max_keys: usize,
     pub headers: bool,
     pub trusted_proxies: Vec<Cidr>,
+    /// `None`: the buckets live in the process.
+    pub store: Option<RedisStorePlan>,
+}
+
+/// A Redis that every gateway of a fleet shares; the timeout in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisStorePlan {
+    pub url: SettingPlan,
+    pub timeout: u64,
+    pub fail_open: bool,
 }
 
 /// One set of rate-limit buckets: a limit in one scope, and the routes that share it.
@@ -882,6 +903,9 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
 
 // === policies ===
 
+/// How long a rate-limit check waits for Redis before its `on_error` mode decides.
+const DEFAULT_REDIS_TIMEOUT: &str = "100ms";
+
 /// How long a request waits for a place in a full concurrency limit's queue.
 const DEFAULT_QUEUE_TIMEOUT: &str = "1s";
 
@@ -1180,6 +1204,24 @@ fn policy_kind(
                 .map_or(DEFAULT_MAX_KEYS, |m| *m.get_ref() as usize),
             headers: limit.headers.as_ref().is_some_and(|h| *h.get_ref()),
             trusted_proxies: cidrs(&limit.trusted_proxies),
+            store: limit.store.as_ref().and_then(|store| {
+                let store = store.get_ref();
+                let url = store.redis.as_ref()?;
+                Some(RedisStorePlan {
+                    url: SettingPlan {
+                        origin: at(
+                            url.span().start,
+                            &format!("policies.{name}.rate_limit.store.redis"),
+                        ),
+                        raw: url.get_ref().clone(),
+                    },
+                    timeout: millis(&store.timeout, DEFAULT_REDIS_TIMEOUT),
+                    fail_open: store
+                        .on_error
+                        .as_ref()
+                        .is_none_or(|mode| mode.get_ref() == "fail_open"),
+                })
+            }),
         }));
     }
     if let Some(api_key) = &policy.api_key {

@@ -498,6 +498,18 @@ pub struct RateLimitPolicy {
     pub max_keys: Option<Spanned<i64>>,
     pub headers: Option<Spanned<bool>>,
     pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Where the buckets live; default: this process.
+    pub store: Option<Spanned<LimitStore>>,
+}
+
+/// `store = { redis = "${env:REDIS_URL}", … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitStore {
+    pub redis: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    /// `fail_open` or `fail_closed`.
+    pub on_error: Option<Spanned<String>>,
 }
 
 /// `introspection = { upstream = …, path = …, client_id = …, client_secret = … }`.

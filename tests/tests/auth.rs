@@ -655,6 +655,7 @@ async fn start_up_needs_the_key_set() {
         ("INTROSPECTION_SECRET", INTROSPECTION_SECRET.to_owned()),
         ("JWT_SECRET", SECRET.to_owned()),
         ("ALICE_KEY", ALICE_KEY.to_owned()),
+        ("REDIS_URL", "redis://127.0.0.1:9".to_owned()),
         (
             "JWKS_URL",
             format!("https://{}/jwks.json", support::refused_addr()),

@@ -383,3 +383,94 @@ async fn an_upstream_limit_holds_its_place_until_the_body_is_sent() {
     }
     ok(&reply, "after the body");
 }
+
+/// A real `redis-server` on a free loopback port, stopped when dropped.
+struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts on `port` (a free one when `None`), with nothing saved to disk.
+    fn start(port: Option<u16>) -> RedisServer {
+        let port = port.unwrap_or_else(|| support::refused_addr().port());
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (the Debian package redis-server; .ci/run installs it)");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two gateway processes, one Redis: one combined limit. Redis stopped: the
+/// `fail_open` limit admits, the `fail_closed` one answers 503. Redis back: the
+/// limit holds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateways_share_one_limit_in_redis() {
+    let redis = RedisServer::start(None);
+    let env = [("REDIS_URL", redis.url())];
+    let a = Setup::start_with("limit-redis-a", &env).await;
+    let b = Setup::start_with("limit-redis-b", &env).await;
+    for (gateway, case) in [(&a, "a"), (&b, "b"), (&a, "a"), (&b, "b")] {
+        ok(&gateway.get("/limited/fleet", &[]).await, case);
+    }
+    limited(&a.get("/limited/fleet", &[]).await, "fleet", "a after 4");
+    limited(&b.get("/limited/fleet", &[]).await, "fleet", "b after 4");
+    ok(
+        &a.get("/limited/fleet-closed", &[]).await,
+        "closed, Redis up",
+    );
+    assert_eq!(a.upstream.seen().len() + b.upstream.seen().len(), 5);
+
+    let port = redis.port;
+    drop(redis);
+    ok(&a.get("/limited/fleet", &[]).await, "Redis down: fail open");
+    let reply = a.get("/limited/fleet-closed", &[]).await;
+    assert_eq!(
+        reply.status.as_u16(),
+        503,
+        "Redis down: fail closed: {}",
+        reply.body
+    );
+    assert_eq!(reply.json()["error"], "rate limit store unavailable");
+
+    // Back, empty: the limit counts again once the gateway has reconnected.
+    let _redis = RedisServer::start(Some(port));
+    let started = std::time::Instant::now();
+    while a.get("/limited/fleet-closed", &[]).await.status != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never reconnected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..4 {
+        ok(&a.get("/limited/fleet", &[]).await, "a fresh bucket");
+    }
+    limited(
+        &a.get("/limited/fleet", &[]).await,
+        "fleet",
+        "limited again",
+    );
+}

@@ -207,6 +207,27 @@ fn check_limit(limit: &RateLimitPolicy, found: &mut Vec<Diagnostic>) {
         found.push(invalid(scope.span(), message));
     }
     cidrs(&limit.trusted_proxies, found);
+    if let Some(store) = &limit.store {
+        let s = store.get_ref();
+        if s.redis.is_none() {
+            found.push(invalid(
+                store.span(),
+                "a `store` names where the buckets live: `redis = \"${env:REDIS_URL}\"`".to_owned(),
+            ));
+        }
+        bounded_duration(&s.timeout, 5, "a check waits for Redis at most 5s", found);
+        if let Some(mode) = &s.on_error
+            && !matches!(mode.get_ref().as_str(), "fail_open" | "fail_closed")
+        {
+            found.push(invalid(
+                mode.span(),
+                format!(
+                    "`{}` is not a failure mode: use `fail_open` or `fail_closed`",
+                    mode.get_ref()
+                ),
+            ));
+        }
+    }
 }
 
 /// Most requests a concurrency limit may hold in flight, or queue.
@@ -282,8 +303,13 @@ fn redundant(
     let Some((count, period, burst)) = shape(limit) else {
         return;
     };
+    // Buckets in this process and in a Redis count different traffic.
+    fn store(l: &RateLimitPolicy) -> Option<&str> {
+        let store = l.store.as_ref()?.get_ref();
+        store.redis.as_ref().map(|url| url.get_ref().as_str())
+    }
     for (other_name, other) in earlier {
-        if !per_route(other) || key(other) != key(limit) {
+        if !per_route(other) || key(other) != key(limit) || store(other) != store(limit) {
             continue;
         }
         let Some((other_count, other_period, other_burst)) = shape(other) else {

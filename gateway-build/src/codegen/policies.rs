@@ -330,6 +330,19 @@ fn rate_limit_spec(name: &str, limit: &RateLimitPlan) -> TokenStream {
         ..
     } = limit;
     let max_keys = Literal::usize_unsuffixed(limit.max_keys);
+    let store = match &limit.store {
+        Some(redis) => {
+            let url = setting(&redis.url);
+            let timeout = redis.timeout;
+            let fail_open = redis.fail_open;
+            quote!(::core::option::Option::Some(rt::RedisSpec {
+                url: #url,
+                timeout: ::core::time::Duration::from_millis(#timeout),
+                fail_open: #fail_open,
+            }))
+        }
+        None => quote!(::core::option::Option::None),
+    };
     quote! {
         rt::RateLimitSpec {
             name: #name,
@@ -339,6 +352,7 @@ fn rate_limit_spec(name: &str, limit: &RateLimitPlan) -> TokenStream {
             key: #key,
             max_keys: #max_keys,
             headers: #headers,
+            store: #store,
         }
     }
 }
@@ -545,9 +559,26 @@ pub(super) fn shared(plan: &Plan, names: &PolicyNames) -> (TokenStream, TokenStr
             key_sets: rt::KeySets,
         }
     };
-    let limit_specs = plan.limit_buckets.iter().map(|b| &names.item[b.policy]);
+    // Concurrency limits are made as they are; rate limits may name a Redis whose
+    // URL is read at start-up, so they are made with the policies that can fail.
+    let (mut rate_built, mut rate_fields, mut concurrency) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, bucket) in plan.limit_buckets.iter().enumerate() {
+        let (field, spec) = (&limit_fields[i], &names.item[bucket.policy]);
+        match plan.policies[bucket.policy].kind {
+            PolicyKind::Concurrency(_) => {
+                concurrency.push(quote!(#field: rt::ConcurrencyLimiter::new(&#spec),));
+            }
+            _ => {
+                let scope = bucket.key(plan);
+                rate_built.push(quote! {
+                    let #field = rt::RateLimiter::new(&#spec, #scope).map_err(|e| errors.extend(e)).ok();
+                });
+                rate_fields.push(field.clone());
+            }
+        }
+    }
     let limits = quote! {
-        #(#limit_fields: #limit_types::new(&#limit_specs),)*
+        #(#concurrency)*
         #(#upstream_fields: rt::ConcurrencyLimiter::new(&#upstream_specs),)*
     };
     let built = shared.iter().map(|&i| {
@@ -560,7 +591,12 @@ pub(super) fn shared(plan: &Plan, names: &PolicyNames) -> (TokenStream, TokenStr
             let #field = #ty::new(&#item #key_sets).map_err(|e| errors.extend(e)).ok();
         }
     });
-    let fields: Vec<&Ident> = shared.iter().map(|&i| &names.field[i]).collect();
+    let fields: Vec<&Ident> = shared
+        .iter()
+        .map(|&i| &names.field[i])
+        .chain(&rate_fields)
+        .collect();
+    let built = built.chain(rate_built);
     let uses_key_sets = plan
         .policies
         .iter()

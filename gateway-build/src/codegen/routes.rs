@@ -161,8 +161,12 @@ fn chain_body(
                 } else {
                     quote!(::core::option::Option::None)
                 };
-                let check =
-                    quote!(self.shared.#limiter.check(#item.key.of(&req, cx, #param, #identity))?);
+                let key = quote!(#item.key.of(&req, cx, #param, #identity));
+                let check = if limit.store.is_some() {
+                    quote!(self.shared.#limiter.check_shared(#key).await?)
+                } else {
+                    quote!(self.shared.#limiter.check(#key)?)
+                };
                 if limit.headers {
                     let admission = format_ident!("admission_{}", i);
                     request.push(quote!(let #admission = #check;));

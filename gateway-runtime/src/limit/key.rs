@@ -61,6 +61,20 @@ impl Hash for Key<'_> {
     }
 }
 
+impl Key<'_> {
+    /// The key as bytes that are the same in every process (for a shared store),
+    /// each kind with its own tag, as `hash` does.
+    pub fn stable_bytes(&self) -> Vec<u8> {
+        match self {
+            Key::Client(IpAddr::V4(ip)) => [&[0u8][..], &ip.octets()].concat(),
+            Key::Client(IpAddr::V6(ip)) => [&[0u8][..], &ip.octets()].concat(),
+            Key::Text(text) => [&[1u8][..], text].concat(),
+            Key::Json(text) => [&[1u8][..], text.as_bytes()].concat(),
+            Key::Route => vec![2],
+        }
+    }
+}
+
 impl LimitKey {
     /// The key of a request. `param` is the route parameter of a `Param` source;
     /// `identity` what an authentication step before established.

@@ -22,6 +22,8 @@ pub mod gcra;
 pub mod key;
 #[cfg(feature = "server")]
 pub mod local;
+#[cfg(feature = "server")]
+pub mod redis;
 
 /// Limits longer than this are quotas (a store that outlives the process): the
 /// in-process store's TATs are nanoseconds, and a bucket that takes longer than a day
@@ -67,11 +69,15 @@ pub use policy::{Limited, RateLimitSpec, RateLimiter};
 mod policy {
     use std::fmt::Write;
 
+    use http::StatusCode;
+
     use super::gcra::{Admitted, Gcra};
-    use super::key::LimitKey;
+    use super::key::{Key, LimitKey};
     use super::local::LocalStore;
+    use super::redis::{RedisSpec, RedisStore};
     use crate::message::response::Response;
-    use crate::pipeline::Stop;
+    use crate::pipeline::{Refusal, Stop};
+    use crate::settings::SettingError;
 
     /// `rate_limit = { … }` of a policy, as the compiler lays it out.
     #[derive(Debug)]
@@ -85,6 +91,9 @@ mod policy {
         pub max_keys: usize,
         /// Whether admitted responses carry the rate-limit fields too.
         pub headers: bool,
+        /// Where the buckets live: this process (`None`), or a Redis every gateway
+        /// of the fleet shares.
+        pub store: Option<RedisSpec>,
     }
 
     /// The buckets of one limit in one scope, resolved at start-up.
@@ -92,6 +101,7 @@ mod policy {
         spec: &'static RateLimitSpec,
         gcra: Gcra,
         store: LocalStore,
+        redis: Option<RedisStore>,
     }
 
     /// A request the limit admitted, for the response's fields.
@@ -119,11 +129,39 @@ mod policy {
     }
 
     impl RateLimiter {
-        pub fn new(spec: &'static RateLimitSpec) -> Self {
-            RateLimiter {
+        /// The limit's buckets in one scope; `scope` names it in a shared store.
+        pub fn new(spec: &'static RateLimitSpec, scope: &str) -> Result<Self, Vec<SettingError>> {
+            let redis = match &spec.store {
+                Some(redis) => Some(RedisStore::new(redis, scope).map_err(|e| vec![e])?),
+                None => None,
+            };
+            Ok(RateLimiter {
                 spec,
                 gcra: Gcra::new(spec.count, spec.period_seconds * NANOS, spec.burst),
-                store: LocalStore::new(spec.max_keys),
+                // A Redis-backed limit keeps no buckets here.
+                store: LocalStore::new(if redis.is_some() { 4 } else { spec.max_keys }),
+                redis,
+            })
+        }
+
+        /// The request phase with a Redis store: Redis's verdict, or the configured
+        /// one when Redis does not answer in time (`fail_open` admits; otherwise 503).
+        pub async fn check_shared(&self, key: Key<'_>) -> Result<Admission, Stop> {
+            let Some(redis) = &self.redis else {
+                return self.check(key);
+            };
+            match redis.check(&self.gcra, &key.stable_bytes()).await {
+                Ok(verdict) => self.verdict(verdict),
+                Err(_) if redis.fail_open => Ok(Admission {
+                    remaining: 0,
+                    reset_seconds: 0,
+                }),
+                Err(_) => Err(Stop::Refused(Refusal {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message: "rate limit store unavailable",
+                    by: self.spec.name,
+                    challenge: None,
+                })),
             }
         }
 
@@ -131,7 +169,14 @@ mod policy {
         /// The admission is for `respond`, when the policy sets `headers`.
         pub fn check(&self, key: impl std::hash::Hash) -> Result<Admission, Stop> {
             let now = self.store.now();
-            match self.store.check(&self.gcra, key, now) {
+            self.verdict(self.store.check(&self.gcra, key, now))
+        }
+
+        fn verdict(
+            &self,
+            verdict: Result<Admitted, super::gcra::Refused>,
+        ) -> Result<Admission, Stop> {
+            match verdict {
                 Ok(Admitted {
                     remaining, reset, ..
                 }) => Ok(Admission {

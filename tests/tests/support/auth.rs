@@ -54,6 +54,9 @@ impl Setup {
             ("JWT_SECRET", SECRET.to_owned()),
             ("ALICE_KEY", ALICE_KEY.to_owned()),
             ("JWKS_URL", idp.url.clone()),
+            // No Redis unless a test starts one: the Redis-backed limits fail open
+            // or closed, as configured.
+            ("REDIS_URL", format!("redis://{}", super::refused_addr())),
             (
                 "JWKS_DOWN_URL",
                 format!("https://{}/jwks.json", super::refused_addr()),

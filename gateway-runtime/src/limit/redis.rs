@@ -1,0 +1,214 @@
+//! The cluster-wide store: a limit's buckets in Redis, shared by every gateway
+//! process that names the same server, so a fleet enforces one limit.
+//!
+//! **One atomic script per check.** The GCRA step (`SCRIPT`) runs inside Redis:
+//! read the TAT, decide, write the new TAT with an expiry at the moment the bucket is
+//! full again (so idle keys leave Redis on their own). Redis runs a script without
+//! interleaving another command, so two gateways admitting the same key never race.
+//! The clock is Redis's (`TIME`), so gateways with skewed clocks agree.
+//!
+//! **Consistency.** Exact for the requests Redis decides: every admission moves the
+//! one TAT. With a replica or a failover, admissions that Redis acknowledged but had
+//! not replicated are forgotten, and a bucket may briefly be fuller than it was.
+//!
+//! **Failure.** A check that does not complete within `timeout` (no connection yet,
+//! Redis down, a slow reply) follows the configured mode: `fail_open` admits the
+//! request, `fail_closed` refuses it with 503. Each failure is counted; the log gets
+//! one warning per second at most. The first check makes the connection (the checks
+//! meanwhile wait for it, within their timeout), and redis-rs's connection manager
+//! reconnects after a loss, so the limit resumes when Redis returns.
+//!
+//! **Keys.** `gw:rl:{scope}:{digest}`: the scope names the limit and which routes
+//! share it (the same in every process built from one configuration), and the digest
+//! is the SHA-256 of the key's bytes, cut to 16 bytes: a client's header value never
+//! becomes a Redis key as it is.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use super::gcra::{Admitted, Gcra, Refused};
+use crate::settings::{Setting, SettingError};
+
+/// `store = { redis = … }` of a rate limit, as the compiler lays it out.
+#[derive(Debug)]
+pub struct RedisSpec {
+    /// `redis://` or `rediss://` URL, usually `${env:REDIS_URL}`.
+    pub url: Setting,
+    /// Longest a check waits for Redis.
+    pub timeout: Duration,
+    /// What a check that Redis did not answer decides.
+    pub fail_open: bool,
+}
+
+/// GCRA in Redis. KEYS[1]: the bucket; ARGV: emission and tolerance in microseconds.
+/// Returns `{1, ahead}` (admitted; the TAT is `ahead` µs after now) or `{0, wait}`.
+const SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local emission = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new_tat = tat + emission
+local ahead = new_tat - now
+if ahead > tolerance then
+  return {0, ahead - tolerance}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil(ahead / 1000) + 1)
+return {1, ahead}
+";
+
+/// The verdict of a check Redis could not give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unanswered;
+
+/// One limit scope's buckets in Redis.
+pub struct RedisStore {
+    client: redis::Client,
+    /// Shared with the task that connects.
+    connection: Arc<ArcSwapOption<ConnectionManager>>,
+    connecting: Arc<AtomicBool>,
+    /// Wakes the checks that wait for the first connection.
+    connected: Arc<Notify>,
+    script: redis::Script,
+    timeout: Duration,
+    pub(crate) fail_open: bool,
+    /// `gw:rl:{scope}:`.
+    prefix: String,
+    failures: AtomicU64,
+    /// Seconds since the epoch of the last failure warning.
+    warned: AtomicU64,
+}
+
+impl RedisStore {
+    /// The store; `scope` names the limit and its routes. The URL is checked here,
+    /// at start-up; the connection is made at the first check.
+    pub fn new(spec: &RedisSpec, scope: &str) -> Result<Self, SettingError> {
+        let url = spec.url.resolve()?;
+        let client = redis::Client::open(url.as_str())
+            .map_err(|e| SettingError::new(spec.url.origin, format!("not a Redis URL: {e}")))?;
+        Ok(RedisStore {
+            client,
+            connection: Arc::new(ArcSwapOption::empty()),
+            connecting: Arc::new(AtomicBool::new(false)),
+            connected: Arc::new(Notify::new()),
+            script: redis::Script::new(SCRIPT),
+            timeout: spec.timeout,
+            fail_open: spec.fail_open,
+            prefix: format!("gw:rl:{scope}:"),
+            failures: AtomicU64::new(0),
+            warned: AtomicU64::new(0),
+        })
+    }
+
+    /// The verdict of Redis on one request of `key`, or `Unanswered` within the
+    /// timeout.
+    pub async fn check(
+        &self,
+        gcra: &Gcra,
+        key: &[u8],
+    ) -> Result<Result<Admitted, Refused>, Unanswered> {
+        let connection = match self.connection.load_full() {
+            Some(connection) => connection,
+            // The first checks wait for the connection, within their timeout.
+            None => {
+                let connected = self.connected.notified();
+                self.connect();
+                let _ = tokio::time::timeout(self.timeout, connected).await;
+                match self.connection.load_full() {
+                    Some(connection) => connection,
+                    None => return Err(self.failed("no connection to Redis")),
+                }
+            }
+        };
+        let mut connection = Arc::unwrap_or_clone(connection);
+        let digest = Sha256::digest(key);
+        let mut bucket = String::with_capacity(self.prefix.len() + 32);
+        bucket.push_str(&self.prefix);
+        for byte in &digest[..16] {
+            bucket.push_str(&format!("{byte:02x}"));
+        }
+        let micros = |nanos: u64| (nanos / 1_000).max(1);
+        let mut invocation = self.script.key(bucket);
+        invocation
+            .arg(micros(gcra.emission))
+            .arg(micros(gcra.tolerance));
+        let call = invocation.invoke_async::<(u8, u64)>(&mut connection);
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok((1, ahead))) => {
+                let ahead = ahead.saturating_mul(1_000);
+                Ok(Ok(Admitted {
+                    tat: 0,
+                    remaining: gcra.tolerance.saturating_sub(ahead) / gcra.emission,
+                    reset: ahead,
+                }))
+            }
+            Ok(Ok((_, wait))) => Ok(Err(Refused {
+                retry_after: wait.saturating_mul(1_000),
+            })),
+            Ok(Err(_)) => Err(self.failed("Redis refused the check")),
+            Err(_) => Err(self.failed("Redis did not answer in time")),
+        }
+    }
+
+    /// Starts connecting in the background, unless a connection is being made.
+    fn connect(&self) {
+        if self.connecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let client = self.client.clone();
+        let timeout = self.timeout;
+        let (connection, connecting) = (self.connection.clone(), self.connecting.clone());
+        let connected = self.connected.clone();
+        tokio::spawn(async move {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout.max(Duration::from_millis(500))))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(2);
+            if let Ok(Ok(manager)) = tokio::time::timeout(
+                Duration::from_secs(5),
+                client.get_connection_manager_with_config(config),
+            )
+            .await
+            {
+                connection.store(Some(Arc::new(manager)));
+                connected.notify_waiters();
+            }
+            connecting.store(false, Ordering::Release);
+        });
+    }
+
+    /// Counts a failure, and warns at most once a second.
+    fn failed(&self, why: &'static str) -> Unanswered {
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.warned.load(Ordering::Relaxed);
+        if now > last
+            && self
+                .warned
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                store = %self.prefix,
+                failures,
+                fail_open = self.fail_open,
+                "{why}"
+            );
+        }
+        Unanswered
+    }
+
+    /// Checks Redis could not decide, since start-up.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+}
