@@ -21,6 +21,10 @@ Scenarios (gateway unless named):
                (never reached: what counting each request costs)
   hs-hit-limit hs-hit plus an in-process rate limit per user (`jwt.sub`); the issue's
                goal is this at no more CPU than nginx's plain proxying
+  redis-limit  the per-address limit with its buckets in a real redis-server (on CPU 1):
+               also its Redis round trips per request (Redis's own count of script
+               calls) and, after the table, p50/p99 latency beside `plain` at a fixed
+               request rate
 
 Per scenario: requests/s and CPU µs per request (medians over rounds, min–max), the
 ratio to `plain` (what JWT adds) and to nginx; then, under callgrind, instructions per
@@ -60,6 +64,7 @@ SCENARIOS = {
     "rs-verify": "/api/rs-verify/42",
     "es-verify": "/api/es-verify/42",
     "ip-limit": "/api/ip-limited/42",
+    "redis-limit": "/api/redis-limited/42",
     "hs-hit-limit": "/api/hs-limited/42",
 }
 # Scenarios sending a new token on every request, and the unauthenticated scenario
@@ -174,12 +179,44 @@ def run_wrk(port, path, seconds, extra):
     return requests, float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
+REDIS_PORT = 6390
+
+
+def start_redis(workdir):
+    proc = subprocess.Popen(["taskset", "-c", "1", "redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", workdir],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bench.wait_port(REDIS_PORT)
+    return proc
+
+
+def redis_script_calls():
+    """Scripts Redis has run (EVALSHA and EVAL), from its own statistics."""
+    out = subprocess.run(["redis-cli", "-p", str(REDIS_PORT), "info", "commandstats"],
+                         capture_output=True, text=True, check=True).stdout
+    return sum(int(m) for m in re.findall(r"cmdstat_eval(?:sha)?:calls=(\d+)", out))
+
+
+def latency(port, path, seconds):
+    """p50 and p99 in ms: wrk's own percentiles over a run with 8 connections, few
+    enough that requests do not queue behind each other in the gateway."""
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", "-c8", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}{path}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"{path}: errors in the run:\n{out}")
+    def ms(pct):
+        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)", out, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return ms(50), ms(99)
+
+
 def start_gateway(workdir, valgrind_out=None):
     cmd = ["taskset", "-c", "0", GATEWAY]
     if valgrind_out:
         cmd = ["taskset", "-c", "0", "valgrind", "--tool=callgrind", "--instr-atstart=no",
                f"--callgrind-out-file={valgrind_out}", GATEWAY]
     env = dict(os.environ, WORKERS="1", BIND=f"127.0.0.1:{bench.GATEWAY_PORT}", JWT_SECRET=SECRET,
+               REDIS_URL=f"redis://127.0.0.1:{REDIS_PORT}",
                ORIGIN=f"http://127.0.0.1:{bench.ORIGIN_PORT}", RUST_LOG="warn")
     proc = subprocess.Popen(cmd, env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bench.wait_port(bench.GATEWAY_PORT, timeout=60 if valgrind_out else 10)
@@ -190,7 +227,8 @@ def measure(proc, port, path, seconds, extra):
     pids = bench.pids_of(proc.pid)
     before = bench.cpu_seconds(pids)
     requests, rate = run_wrk(port, path, seconds, extra)
-    return {"rate": rate, "cpu_us": (bench.cpu_seconds(pids) - before) * 1e6 / max(requests, 1)}
+    return {"rate": rate, "cpu_us": (bench.cpu_seconds(pids) - before) * 1e6 / max(requests, 1),
+            "requests": requests}
 
 
 def instructions(workdir, scenario, tokens, scripts):
@@ -241,9 +279,11 @@ def main():
     scripts = {name: miss_script(workdir, SCENARIOS[name]) for name in CHURN}
     origin = subprocess.Popen(["taskset", "-c", "1", "nginx", "-c", origin_conf(workdir), "-p", workdir],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    results, counts = {}, {}
+    results, counts, latencies = {}, {}, {}
+    redis = None
     try:
         bench.wait_port(bench.ORIGIN_PORT)
+        redis = start_redis(workdir)
         for round_ in range(args.rounds):
             nginx = bench.Candidate("nginx", bench.NGINX_PORT, bench.start_nginx(workdir))
             nginx.start(1, True)
@@ -257,17 +297,29 @@ def main():
             try:
                 for scenario, path in SCENARIOS.items():
                     bench.check_body(bench.GATEWAY_PORT, SCENARIOS["plain"], len(bench.SMALL_JSON))
+                    calls = redis_script_calls()
                     r = measure(proc, bench.GATEWAY_PORT, path, args.seconds, wrk_args(scenario, tokens, scripts))
+                    r["redis_per_request"] = (redis_script_calls() - calls) / max(r["requests"], 1)
                     results.setdefault(scenario, []).append(r)
                     bench.log(f"   round {round_ + 1} {scenario:10} {r}")
             finally:
                 bench.stop(proc)
+        proc = start_gateway(workdir)
+        try:
+            for _ in range(args.rounds):
+                for scenario in ["plain", "redis-limit"]:
+                    latencies.setdefault(scenario, []).append(
+                        latency(bench.GATEWAY_PORT, SCENARIOS[scenario], args.seconds))
+        finally:
+            bench.stop(proc)
         if not args.no_callgrind:
             for scenario in CALLGRIND:
                 counts[scenario] = instructions(workdir, scenario, tokens, scripts)
                 bench.log(f"   callgrind {scenario:10} {counts[scenario]:,.0f} instructions/request")
     finally:
         bench.stop(origin)
+        if redis:
+            bench.stop(redis)
         shutil.rmtree(workdir, ignore_errors=True)
 
     med = lambda name, key: statistics.median(r[key] for r in results[name])  # noqa: E731
@@ -288,6 +340,14 @@ def main():
         vs_base = f"{cpu / med(base, 'cpu_us'):.3f}" if name != "nginx" else "–"
         print(f"| {name} | {med(name, 'rate'):,.0f} | {cpu:.2f} ({lo:.2f}–{hi:.2f}) | {vs_base} | "
               f"{cpu / nginx_cpu:.2f} | {ir_text} |")
+    trips = med("redis-limit", "redis_per_request")
+    print(f"\nredis-limit: {trips:.3f} Redis round trips per request (script calls, Redis's own count).")
+    pct = lambda name, i: statistics.median(run[i] for run in latencies[name])  # noqa: E731
+    print("Latency at 8 connections (medians of the rounds' wrk percentiles):")
+    for name in ["plain", "redis-limit"]:
+        print(f"  {name:12} p50 {pct(name, 0):.3f} ms  p99 {pct(name, 1):.3f} ms")
+    print(f"  added by the Redis limit: p50 +{pct('redis-limit', 0) - pct('plain', 0):.3f} ms, "
+          f"p99 +{pct('redis-limit', 1) - pct('plain', 1):.3f} ms")
 
 if __name__ == "__main__":
     main()
