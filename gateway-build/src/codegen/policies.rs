@@ -8,8 +8,8 @@ use quote::{format_ident, quote};
 use super::tables::{identifiers, setting};
 use crate::check::limits::KeySource;
 use crate::plan::{
-    AuthorizePlan, ExtAuthzPlan, HeaderOpPlan, JwtKeyPlan, JwtPlan, Plan, PolicyKind,
-    RateLimitPlan, SourcePlan, ValuePlan,
+    AuthorizePlan, ConcurrencyPlan, ExtAuthzPlan, HeaderOpPlan, JwtKeyPlan, JwtPlan, Plan,
+    PolicyKind, RateLimitPlan, SourcePlan, ValuePlan,
 };
 
 /// How generated code names each policy.
@@ -67,20 +67,7 @@ pub(super) fn items(plan: &Plan, names: &PolicyNames) -> TokenStream {
                     san: &[#(#san),*],
                 };
             },
-            PolicyKind::Concurrency(limit) => {
-                let max = Literal::usize_unsuffixed(limit.max);
-                let queue = Literal::usize_unsuffixed(limit.queue);
-                let timeout = limit.queue_timeout;
-                quote! {
-                    #[doc = #doc]
-                    static #item: rt::ConcurrencySpec = rt::ConcurrencySpec {
-                        name: #name,
-                        max: #max,
-                        queue: #queue,
-                        queue_timeout: ::core::time::Duration::from_millis(#timeout),
-                    };
-                }
-            }
+            PolicyKind::Concurrency(limit) => concurrency_spec(item, &doc, name, limit),
             PolicyKind::RateLimit(limit) => {
                 let spec = rate_limit_spec(name, limit);
                 quote! {
@@ -307,6 +294,22 @@ fn jwt_spec(name: &str, jwt: &JwtPlan) -> TokenStream {
     }
 }
 
+/// The static spec of a concurrency limit: a policy's, or an upstream's.
+fn concurrency_spec(item: &Ident, doc: &str, name: &str, limit: &ConcurrencyPlan) -> TokenStream {
+    let max = Literal::usize_unsuffixed(limit.max);
+    let queue = Literal::usize_unsuffixed(limit.queue);
+    let timeout = limit.queue_timeout;
+    quote! {
+        #[doc = #doc]
+        static #item: rt::ConcurrencySpec = rt::ConcurrencySpec {
+            name: #name,
+            max: #max,
+            queue: #queue,
+            queue_timeout: ::core::time::Duration::from_millis(#timeout),
+        };
+    }
+}
+
 fn rate_limit_spec(name: &str, limit: &RateLimitPlan) -> TokenStream {
     let blocks = limit.trusted_proxies.iter().map(cidr);
     let trusted = quote!(&[#(#blocks),*]);
@@ -526,27 +529,16 @@ pub(super) fn shared(plan: &Plan, names: &PolicyNames) -> (TokenStream, TokenStr
         .iter()
         .map(|u| format_ident!("UPSTREAM_LIMIT_{}", u))
         .collect();
-    let upstream_statics = limited.iter().zip(&upstream_specs).map(|(&u, item)| {
-        let upstream = &plan.upstreams[u];
-        let limit = upstream
-            .concurrency
-            .as_ref()
-            .unwrap_or_else(|| unreachable!());
-        let name = &upstream.name;
-        let doc = format!(" `[upstreams.{name}] concurrency`");
-        let max = Literal::usize_unsuffixed(limit.max);
-        let queue = Literal::usize_unsuffixed(limit.queue);
-        let timeout = limit.queue_timeout;
-        quote! {
-            #[doc = #doc]
-            static #item: rt::ConcurrencySpec = rt::ConcurrencySpec {
-                name: #name,
-                max: #max,
-                queue: #queue,
-                queue_timeout: ::core::time::Duration::from_millis(#timeout),
-            };
-        }
-    });
+    let upstream_statics = limited
+        .iter()
+        .zip(&upstream_specs)
+        .filter_map(|(&u, item)| {
+            let upstream = &plan.upstreams[u];
+            let name = &upstream.name;
+            let doc = format!(" `[upstreams.{name}] concurrency`");
+            let limit = upstream.concurrency.as_ref()?;
+            Some(concurrency_spec(item, &doc, name, limit))
+        });
     let structure = quote! {
         #(#upstream_statics)*
 
