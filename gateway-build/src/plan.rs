@@ -228,6 +228,7 @@ pub struct RateLimitPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisStorePlan {
     pub url: SettingPlan,
+    pub cluster: bool,
     pub timeout: u64,
     pub fail_open: bool,
 }
@@ -1215,6 +1216,7 @@ fn policy_kind(
                         ),
                         raw: url.get_ref().clone(),
                     },
+                    cluster: store.cluster.as_ref().is_some_and(|c| *c.get_ref()),
                     timeout: millis(&store.timeout, DEFAULT_REDIS_TIMEOUT),
                     fail_open: store
                         .on_error

@@ -507,6 +507,8 @@ pub struct RateLimitPolicy {
 #[serde(deny_unknown_fields)]
 pub struct LimitStore {
     pub redis: Option<Spanned<String>>,
+    /// `redis` holds a Redis Cluster's seed nodes, separated by commas.
+    pub cluster: Option<Spanned<bool>>,
     pub timeout: Option<Spanned<String>>,
     /// `fail_open` or `fail_closed`.
     pub on_error: Option<Spanned<String>>,

@@ -656,6 +656,7 @@ async fn start_up_needs_the_key_set() {
         ("JWT_SECRET", SECRET.to_owned()),
         ("ALICE_KEY", ALICE_KEY.to_owned()),
         ("REDIS_URL", "redis://127.0.0.1:9".to_owned()),
+        ("REDIS_CLUSTER_URL", "redis://127.0.0.1:9".to_owned()),
         (
             "JWKS_URL",
             format!("https://{}/jwks.json", support::refused_addr()),

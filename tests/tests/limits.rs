@@ -393,10 +393,15 @@ struct RedisServer {
 impl RedisServer {
     /// Starts on `port` (a free one when `None`), with nothing saved to disk.
     fn start(port: Option<u16>) -> RedisServer {
+        RedisServer::start_with(port, &[])
+    }
+
+    fn start_with(port: Option<u16>, more: &[&str]) -> RedisServer {
         let port = port.unwrap_or_else(|| support::refused_addr().port());
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(more)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server (the Debian package redis-server; .ci/run installs it)");
@@ -473,4 +478,76 @@ async fn gateways_share_one_limit_in_redis() {
         "fleet",
         "limited again",
     );
+}
+
+/// A Redis Cluster of three nodes (`redis-cli --cluster create`): keys of several
+/// slots, one limit across two gateways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_cluster_holds_the_limit() {
+    let dir = std::env::temp_dir().join(format!("gateway-redis-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("directory");
+    let nodes: Vec<RedisServer> = (0..3)
+        .map(|i| {
+            let config = dir.join(format!("nodes-{i}.conf"));
+            let config = config.to_str().expect("utf-8 path");
+            RedisServer::start_with(
+                None,
+                &["--cluster-enabled", "yes", "--cluster-config-file", config],
+            )
+        })
+        .collect();
+    let addresses: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let created = std::process::Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addresses)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stdout)
+    );
+    // Every node agrees the cluster is up before a gateway asks it anything.
+    let started = std::time::Instant::now();
+    for node in &nodes {
+        loop {
+            let info = std::process::Command::new("redis-cli")
+                .args(["-p", &node.port.to_string(), "cluster", "info"])
+                .output()
+                .expect("redis-cli");
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the cluster never came up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let urls: Vec<String> = addresses.iter().map(|a| format!("redis://{a}")).collect();
+    let env = [("REDIS_CLUSTER_URL", urls.join(","))];
+    let a = Setup::start_with("limit-cluster-a", &env).await;
+    let b = Setup::start_with("limit-cluster-b", &env).await;
+    for team in ["red", "blue", "green", "amber"] {
+        let header = [("x-team", team)];
+        ok(&a.get("/limited/fleet-cluster", &header).await, team);
+        ok(&b.get("/limited/fleet-cluster", &header).await, team);
+        limited(
+            &a.get("/limited/fleet-cluster", &header).await,
+            "fleet_cluster",
+            team,
+        );
+        limited(
+            &b.get("/limited/fleet-cluster", &header).await,
+            "fleet_cluster",
+            team,
+        );
+    }
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
 }

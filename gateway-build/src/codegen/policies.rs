@@ -338,8 +338,10 @@ fn rate_limit_spec(name: &str, limit: &RateLimitPlan) -> TokenStream {
             let url = setting(&redis.url);
             let timeout = redis.timeout;
             let fail_open = redis.fail_open;
+            let cluster = redis.cluster;
             quote!(::core::option::Option::Some(rt::RedisSpec {
                 url: #url,
+                cluster: #cluster,
                 timeout: ::core::time::Duration::from_millis(#timeout),
                 fail_open: #fail_open,
             }))

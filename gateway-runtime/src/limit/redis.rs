@@ -18,6 +18,10 @@
 //! meanwhile wait for it, within their timeout), and redis-rs's connection manager
 //! reconnects after a loss, so the limit resumes when Redis returns.
 //!
+//! **Redis Cluster** (`cluster = true`, the seed nodes' URLs separated by commas): a
+//! check is one key, so it runs on the node that holds the key's slot, and the cluster
+//! connection follows slot moves and failovers.
+//!
 //! **Keys.** `gw:rl:{scope}:{digest}`: the scope names the limit and which routes
 //! share it (the same in every process built from one configuration), and the digest
 //! is the SHA-256 of the key's bytes, cut to 16 bytes: a client's header value never
@@ -29,6 +33,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
@@ -38,8 +44,11 @@ use crate::settings::{Setting, SettingError};
 /// `store = { redis = … }` of a rate limit, as the compiler lays it out.
 #[derive(Debug)]
 pub struct RedisSpec {
-    /// `redis://` or `rediss://` URL, usually `${env:REDIS_URL}`.
+    /// `redis://` or `rediss://` URL, usually `${env:REDIS_URL}`; for a cluster, its
+    /// seed nodes' URLs separated by commas.
     pub url: Setting,
+    /// A Redis Cluster: keys go to the node that holds their slot.
+    pub cluster: bool,
     /// Longest a check waits for Redis.
     pub timeout: Duration,
     /// What a check that Redis did not answer decides.
@@ -68,11 +77,25 @@ return {1, ahead}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unanswered;
 
+/// Where a store's Redis is.
+#[derive(Clone)]
+/// Boxed: the two differ much in size, and are used only to connect.
+enum Client {
+    Single(Box<redis::Client>),
+    Cluster(Box<ClusterClient>),
+}
+
+/// A connection to it: both kinds multiplex and reconnect by themselves.
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
 /// One limit scope's buckets in Redis.
 pub struct RedisStore {
-    client: redis::Client,
+    client: Client,
     /// Shared with the task that connects.
-    connection: Arc<ArcSwapOption<ConnectionManager>>,
+    connection: Arc<ArcSwapOption<Connection>>,
     connecting: Arc<AtomicBool>,
     /// Wakes the checks that wait for the first connection.
     connected: Arc<Notify>,
@@ -91,8 +114,15 @@ impl RedisStore {
     /// at start-up; the connection is made at the first check.
     pub fn new(spec: &RedisSpec, scope: &str) -> Result<Self, SettingError> {
         let url = spec.url.resolve()?;
-        let client = redis::Client::open(url.as_str())
-            .map_err(|e| SettingError::new(spec.url.origin, format!("not a Redis URL: {e}")))?;
+        let invalid = |e: redis::RedisError| {
+            SettingError::new(spec.url.origin, format!("not a Redis URL: {e}"))
+        };
+        let client = if spec.cluster {
+            let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
+            Client::Cluster(Box::new(ClusterClient::new(nodes).map_err(invalid)?))
+        } else {
+            Client::Single(Box::new(redis::Client::open(url.as_str()).map_err(invalid)?))
+        };
         Ok(RedisStore {
             client,
             connection: Arc::new(ArcSwapOption::empty()),
@@ -127,7 +157,6 @@ impl RedisStore {
                 }
             }
         };
-        let mut connection = Arc::unwrap_or_clone(connection);
         let digest = Sha256::digest(key);
         let mut bucket = String::with_capacity(self.prefix.len() + 32);
         bucket.push_str(&self.prefix);
@@ -139,8 +168,19 @@ impl RedisStore {
         invocation
             .arg(micros(gcra.emission))
             .arg(micros(gcra.tolerance));
-        let call = invocation.invoke_async::<(u8, u64)>(&mut connection);
-        match tokio::time::timeout(self.timeout, call).await {
+        let answer = match &*connection {
+            Connection::Single(single) => {
+                let mut single = single.clone();
+                let call = invocation.invoke_async::<(u8, u64)>(&mut single);
+                tokio::time::timeout(self.timeout, call).await
+            }
+            Connection::Cluster(cluster) => {
+                let mut cluster = cluster.clone();
+                let call = invocation.invoke_async::<(u8, u64)>(&mut cluster);
+                tokio::time::timeout(self.timeout, call).await
+            }
+        };
+        match answer {
             Ok(Ok((1, ahead))) => {
                 let ahead = ahead.saturating_mul(1_000);
                 Ok(Ok(Admitted {
@@ -167,17 +207,25 @@ impl RedisStore {
         let (connection, connecting) = (self.connection.clone(), self.connecting.clone());
         let connected = self.connected.clone();
         tokio::spawn(async move {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout.max(Duration::from_millis(500))))
-                .set_response_timeout(Some(timeout))
-                .set_number_of_retries(2);
-            if let Ok(Ok(manager)) = tokio::time::timeout(
-                Duration::from_secs(5),
-                client.get_connection_manager_with_config(config),
-            )
-            .await
-            {
-                connection.store(Some(Arc::new(manager)));
+            let connect = async {
+                match client {
+                    Client::Single(client) => {
+                        let config = ConnectionManagerConfig::new()
+                            .set_connection_timeout(Some(timeout.max(Duration::from_millis(500))))
+                            .set_response_timeout(Some(timeout))
+                            .set_number_of_retries(2);
+                        client
+                            .get_connection_manager_with_config(config)
+                            .await
+                            .map(Connection::Single)
+                    }
+                    Client::Cluster(client) => {
+                        client.get_async_connection().await.map(Connection::Cluster)
+                    }
+                }
+            };
+            if let Ok(Ok(made)) = tokio::time::timeout(Duration::from_secs(5), connect).await {
+                connection.store(Some(Arc::new(made)));
                 connected.notify_waiters();
             }
             connecting.store(false, Ordering::Release);

@@ -58,6 +58,10 @@ impl Setup {
             // or closed, as configured.
             ("REDIS_URL", format!("redis://{}", super::refused_addr())),
             (
+                "REDIS_CLUSTER_URL",
+                format!("redis://{}", super::refused_addr()),
+            ),
+            (
                 "JWKS_DOWN_URL",
                 format!("https://{}/jwks.json", super::refused_addr()),
             ),
