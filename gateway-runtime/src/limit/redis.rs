@@ -121,7 +121,9 @@ impl RedisStore {
             let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
             Client::Cluster(Box::new(ClusterClient::new(nodes).map_err(invalid)?))
         } else {
-            Client::Single(Box::new(redis::Client::open(url.as_str()).map_err(invalid)?))
+            Client::Single(Box::new(
+                redis::Client::open(url.as_str()).map_err(invalid)?,
+            ))
         };
         Ok(RedisStore {
             client,
