@@ -551,3 +551,24 @@ async fn a_redis_cluster_holds_the_limit() {
     drop(nodes);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A Redis that never answers (its address stalls every connection): the first check
+/// waits out its timeout, the next ones fail at once instead of each waiting too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_redis_costs_one_timeout_not_one_per_request() {
+    let (stalled, _held, _socket) = support::stalled_listener();
+    let env = [("REDIS_URL", format!("redis://{stalled}"))];
+    let setup = Setup::start_with("limit-redis-silent", &env).await;
+    let started = std::time::Instant::now();
+    for i in 0..10 {
+        let reply = setup.get("/limited/fleet-closed", &[]).await;
+        assert_eq!(reply.status.as_u16(), 503, "request {i}: {}", reply.body);
+    }
+    // The policy's timeout is 300 ms: ten requests waiting it out would take 3 s.
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(setup.upstream.seen().is_empty());
+}

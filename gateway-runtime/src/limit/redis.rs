@@ -15,8 +15,9 @@
 //! Redis down, a slow reply) follows the configured mode: `fail_open` admits the
 //! request, `fail_closed` refuses it with 503. Each failure is counted; the log gets
 //! one warning per second at most. The first check makes the connection (the checks
-//! meanwhile wait for it, within their timeout), and redis-rs's connection manager
-//! reconnects after a loss, so the limit resumes when Redis returns.
+//! of its first timeout wait for it), and redis-rs's connection manager reconnects
+//! after a loss, so the limit resumes when Redis returns. While Redis has never
+//! answered, one attempt is made a second, and the checks in between fail at once.
 //!
 //! **Redis Cluster** (`cluster = true`, the seed nodes' URLs separated by commas): a
 //! check is one key, so it runs on the node that holds the key's slot, and the cluster
@@ -27,6 +28,7 @@
 //! is the SHA-256 of the key's bytes, cut to 16 bytes: a client's header value never
 //! becomes a Redis key as it is.
 
+use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -107,6 +109,8 @@ pub struct RedisStore {
     failures: AtomicU64,
     /// Seconds since the epoch of the last failure warning.
     warned: AtomicU64,
+    /// Milliseconds since the epoch when the last connection attempt started.
+    attempted: AtomicU64,
 }
 
 impl RedisStore {
@@ -136,6 +140,7 @@ impl RedisStore {
             prefix: format!("gw:rl:{scope}:"),
             failures: AtomicU64::new(0),
             warned: AtomicU64::new(0),
+            attempted: AtomicU64::new(0),
         })
     }
 
@@ -151,7 +156,9 @@ impl RedisStore {
             // The first checks wait for the connection, within their timeout.
             None => {
                 let connected = self.connected.notified();
-                self.connect();
+                if !self.connect() {
+                    return Err(self.failed("no connection to Redis"));
+                }
                 let _ = tokio::time::timeout(self.timeout, connected).await;
                 match self.connection.load_full() {
                     Some(connection) => connection,
@@ -163,7 +170,7 @@ impl RedisStore {
         let mut bucket = String::with_capacity(self.prefix.len() + 32);
         bucket.push_str(&self.prefix);
         for byte in &digest[..16] {
-            bucket.push_str(&format!("{byte:02x}"));
+            let _ = write!(bucket, "{byte:02x}");
         }
         let micros = |nanos: u64| (nanos / 1_000).max(1);
         let mut invocation = self.script.key(bucket);
@@ -199,11 +206,22 @@ impl RedisStore {
         }
     }
 
-    /// Starts connecting in the background, unless a connection is being made.
-    fn connect(&self) {
-        if self.connecting.swap(true, Ordering::AcqRel) {
-            return;
+    /// Whether a check should wait for a connection: one is being made, started
+    /// less than a timeout ago (the checks of a fresh gateway wait the millisecond it
+    /// takes), or this call starts one. An attempt that has run longer, or one that
+    /// failed less than a second ago, means Redis is not there: fail at once rather
+    /// than make every request wait out its timeout.
+    fn connect(&self) -> bool {
+        let now = epoch_millis();
+        let started = self.attempted.load(Ordering::Acquire);
+        let timeout = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        if self.connecting.load(Ordering::Acquire) {
+            return now.saturating_sub(started) < timeout;
         }
+        if now.saturating_sub(started) < 1_000 || self.connecting.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.attempted.store(now, Ordering::Release);
         let client = self.client.clone();
         let timeout = self.timeout;
         let (connection, connecting) = (self.connection.clone(), self.connecting.clone());
@@ -232,14 +250,13 @@ impl RedisStore {
             }
             connecting.store(false, Ordering::Release);
         });
+        true
     }
 
     /// Counts a failure, and warns at most once a second.
     fn failed(&self, why: &'static str) -> Unanswered {
         let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = epoch_millis() / 1_000;
         let last = self.warned.load(Ordering::Relaxed);
         if now > last
             && self
@@ -261,4 +278,10 @@ impl RedisStore {
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
     }
+}
+
+fn epoch_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
