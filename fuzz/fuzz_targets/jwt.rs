@@ -12,21 +12,35 @@ use serde_json::Value;
 
 const NOW: u64 = 1_000_000;
 
+/// The JSON as serde_json's `Value` reads it; `None` for JSON text that holds a number
+/// `Value` cannot hold (`3e41210529`): valid JSON (RFC 8259 §6 leaves number range to
+/// implementations), which the reader may accept in a member it skips.
+fn json(bytes: &[u8]) -> Option<Value> {
+    match serde_json::from_slice(bytes) {
+        Ok(value) => Some(value),
+        Err(e) if e.to_string().contains("number out of range") => None,
+        Err(e) => panic!("accepted, but not JSON: {e}"),
+    }
+}
+
 fuzz_target!(|input: &[u8]| {
     let (header, claims) = match input.iter().position(|&b| b == 0xff) {
         Some(i) => (&input[..i], &input[i + 1..]),
         None => (input, &b""[..]),
     };
     let read = jwt(header, claims, NOW);
-    if let Ok((alg, kid)) = &read.header {
-        let value: Value = serde_json::from_slice(header).expect("an accepted header is JSON");
+    if let Ok((alg, kid)) = &read.header
+        && let Some(value) = json(header)
+    {
         assert_eq!(value["alg"].as_str(), Some(alg.as_str()));
         assert_eq!(value.get("kid").and_then(Value::as_str), kid.as_deref());
     }
     let Ok((expires, not_before, kept)) = &read.claims else {
         return;
     };
-    let value: Value = serde_json::from_slice(claims).expect("an accepted claim set is JSON");
+    let Some(value) = json(claims) else {
+        return;
+    };
     let seconds = |name: &str| value.get(name).and_then(Value::as_f64);
     let exp = seconds("exp").expect("exp is required");
     assert_eq!(*expires, exp.floor() as u64);
