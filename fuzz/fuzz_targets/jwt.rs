@@ -44,11 +44,20 @@ fuzz_target!(|input: &[u8]| {
     let seconds = |name: &str| value.get(name).and_then(Value::as_f64);
     let exp = seconds("exp").expect("exp is required");
     assert_eq!(*expires, exp.floor() as u64);
-    assert_eq!(*not_before, seconds("nbf").map_or(0, |nbf| nbf.ceil() as u64));
+    assert_eq!(
+        *not_before,
+        seconds("nbf").map_or(0, |nbf| nbf.ceil() as u64)
+    );
     assert!(*expires + 60 >= NOW && *not_before <= NOW + 60);
     assert_eq!(value["iss"], "https://i/");
     let aud = &value["aud"];
-    assert!(aud == "a" || aud == "b" || aud.as_array().is_some_and(|a| a.iter().any(|x| x == "a" || x == "b")));
+    assert!(
+        aud == "a"
+            || aud == "b"
+            || aud
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "a" || x == "b"))
+    );
     // Kept claims are the JSON's own values (one of each: duplicates are refused).
     for (name, kept) in kept.as_object().expect("claims") {
         assert_eq!(value.get(name), Some(kept));
