@@ -231,6 +231,8 @@ pub struct RedisStorePlan {
     pub cluster: bool,
     pub timeout: u64,
     pub fail_open: bool,
+    /// Tokens leased at once; 1: every check goes to Redis.
+    pub batch: u64,
 }
 
 /// One set of rate-limit buckets: a limit in one scope, and the routes that share it.
@@ -1222,6 +1224,7 @@ fn policy_kind(
                         .on_error
                         .as_ref()
                         .is_none_or(|mode| mode.get_ref() == "fail_open"),
+                    batch: store.batch.as_ref().map_or(1, |b| *b.get_ref() as u64),
                 })
             }),
         }));

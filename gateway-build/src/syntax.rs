@@ -512,6 +512,8 @@ pub struct LimitStore {
     pub timeout: Option<Spanned<String>>,
     /// `fail_open` or `fail_closed`.
     pub on_error: Option<Spanned<String>>,
+    /// Tokens a gateway leases at once and spends locally.
+    pub batch: Option<Spanned<i64>>,
 }
 
 /// `introspection = { upstream = …, path = …, client_id = …, client_secret = … }`.

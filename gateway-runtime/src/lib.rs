@@ -70,7 +70,7 @@ pub mod __private {
     pub use crate::limit::concurrency::{ConcurrencyLimiter, ConcurrencySpec};
     pub use crate::limit::key::LimitKey;
     pub use crate::limit::redis::RedisSpec;
-    pub use crate::limit::{RateLimitSpec, RateLimiter};
+    pub use crate::limit::{RateLimitSpec, RateLimiter, SharedRateLimiter};
     pub use crate::message::methods::MethodSet;
     pub use crate::message::request::{PathParameters, Underscores};
     pub use crate::pipeline::gateway::{

@@ -50,13 +50,25 @@ fn ok(reply: &Reply, case: &str) {
 /// Requests admitted and refused at `path`, each on a connection of its own (so
 /// that the kernel spreads them over the workers), all at once.
 async fn burst(setup: &Setup, path: &str, requests: usize) -> (usize, usize) {
+    burst_with(setup, path, &[], requests).await
+}
+
+/// `burst`, with `headers` on every request.
+async fn burst_with(
+    setup: &Setup,
+    path: &str,
+    headers: &[(&'static str, &'static str)],
+    requests: usize,
+) -> (usize, usize) {
     let fresh: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(0)
         .build(HttpConnector::new());
     let sends = (0..requests).map(|_| {
-        let request = Request::get(setup.gateway.url(path))
-            .body(TestBody::empty())
-            .expect("request");
+        let mut request = Request::get(setup.gateway.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(TestBody::empty()).expect("request");
         let client = fresh.clone();
         async move { support::send(&client, request).await }
     });
@@ -478,6 +490,65 @@ async fn gateways_share_one_limit_in_redis() {
         "fleet",
         "limited again",
     );
+}
+
+/// Calls of the rate-limit script this Redis has run.
+fn script_calls(redis: &RedisServer) -> u64 {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "INFO", "commandstats"])
+        .output()
+        .expect("redis-cli");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| {
+            let calls = line.split_once("calls=")?.1;
+            calls.split(',').next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// Batched mode (`batch = 5`, a burst of 40): two gateways lease five tokens at a
+/// time. Together they admit no more than the burst, and no fewer than the burst
+/// less what each may hold unspent (4 each), with a tenth of the round trips. A
+/// lease's unspent tokens go back to Redis once it expires: in sequence, the two
+/// admit exactly the burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batched_leases_stay_within_their_bound() {
+    let redis = RedisServer::start(None);
+    let env = [("REDIS_URL", redis.url())];
+    let a = Setup::start_with("limit-batch-a", &env).await;
+    let b = Setup::start_with("limit-batch-b", &env).await;
+    let path = "/limited/fleet-batched";
+    let team = [("x-team", "burst")];
+    let (at_a, at_b) = tokio::join!(
+        burst_with(&a, path, &team, 60),
+        burst_with(&b, path, &team, 60)
+    );
+    let admitted = at_a.0 + at_b.0;
+    assert!((32..=40).contains(&admitted), "{at_a:?} {at_b:?}");
+    assert_eq!(a.upstream.seen().len() + b.upstream.seen().len(), admitted);
+    let calls = script_calls(&redis);
+    assert!(calls * 10 <= 120, "{calls} round trips for 120 requests");
+
+    // In sequence: a leases 5 and spends 1; its lease expires; b spends the other
+    // 35; a's next lease gives its 4 back and takes them again.
+    let team = [("x-team", "refund")];
+    ok(&a.get(path, &team).await, "a's first");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let mut at_b = 0;
+    while b.get(path, &team).await.status == 200 {
+        at_b += 1;
+        assert!(at_b <= 40, "b admitted more than the burst");
+    }
+    assert_eq!(at_b, 35, "a holds 4 of 40 while its lease lasts");
+    let mut at_a = 1;
+    while a.get(path, &team).await.status == 200 {
+        at_a += 1;
+        assert!(at_a <= 40, "a admitted more than the burst");
+    }
+    assert_eq!(at_a + at_b, 40, "the refund comes back: exactly the burst");
+    limited(&b.get(path, &team).await, "fleet_batched", "b, after");
 }
 
 /// A Redis Cluster of three nodes (`redis-cli --cluster create`): keys of several

@@ -3,7 +3,7 @@
 
 use toml::Spanned;
 
-use gateway_runtime::limit::{MAX_REFILL_SECONDS, parse_rate};
+use gateway_runtime::limit::{MAX_BATCH, MAX_REFILL_SECONDS, parse_rate};
 use gateway_runtime::policy::headers;
 
 use crate::chain;
@@ -216,6 +216,22 @@ fn check_limit(limit: &RateLimitPolicy, found: &mut Vec<Diagnostic>) {
             ));
         }
         bounded_duration(&s.timeout, 5, "a check waits for Redis at most 5s", found);
+        if let Some(batch) = &s.batch {
+            let burst = limit.burst.as_ref().map_or_else(
+                || rate.as_ref().map_or(1, |(count, _)| *count as i64),
+                |b| *b.get_ref(),
+            );
+            let most = burst.clamp(1, MAX_BATCH as i64);
+            if !(1..=most).contains(batch.get_ref()) {
+                found.push(invalid(
+                    batch.span(),
+                    format!(
+                        "`batch` is {}; it is from 1 to the burst ({most}): a gateway leases at most a whole bucket",
+                        batch.get_ref()
+                    ),
+                ));
+            }
+        }
         if let Some(mode) = &s.on_error
             && !matches!(mode.get_ref().as_str(), "fail_open" | "fail_closed")
         {

@@ -9,7 +9,7 @@ use super::tables::{identifiers, setting};
 use crate::check::limits::KeySource;
 use crate::plan::{
     AuthorizePlan, ConcurrencyPlan, ExtAuthzPlan, HeaderOpPlan, JwtKeyPlan, JwtPlan, Plan,
-    PolicyKind, RateLimitPlan, SourcePlan, ValuePlan,
+    PolicyKind, RateLimitPlan, RedisStorePlan, SourcePlan, ValuePlan,
 };
 
 /// How generated code names each policy.
@@ -70,9 +70,18 @@ pub(super) fn items(plan: &Plan, names: &PolicyNames) -> TokenStream {
             PolicyKind::Concurrency(limit) => concurrency_spec(item, &doc, name, limit),
             PolicyKind::RateLimit(limit) => {
                 let spec = rate_limit_spec(name, limit);
+                let store = limit.store.as_ref().map(|redis| {
+                    let store = format_ident!("{}_STORE", item);
+                    let spec = redis_spec(redis);
+                    quote! {
+                        #[doc = #doc]
+                        static #store: rt::RedisSpec = #spec;
+                    }
+                });
                 quote! {
                     #[doc = #doc]
                     static #item: rt::RateLimitSpec = #spec;
+                    #store
                 }
             }
             PolicyKind::Jwt(jwt) => {
@@ -310,6 +319,27 @@ fn concurrency_spec(item: &Ident, doc: &str, name: &str, limit: &ConcurrencyPlan
     }
 }
 
+/// A rate limit's Redis store.
+fn redis_spec(redis: &RedisStorePlan) -> TokenStream {
+    let url = setting(&redis.url);
+    let RedisStorePlan {
+        cluster,
+        timeout,
+        fail_open,
+        batch,
+        ..
+    } = redis;
+    quote! {
+        rt::RedisSpec {
+            url: #url,
+            cluster: #cluster,
+            timeout: ::core::time::Duration::from_millis(#timeout),
+            fail_open: #fail_open,
+            batch: #batch,
+        }
+    }
+}
+
 fn rate_limit_spec(name: &str, limit: &RateLimitPlan) -> TokenStream {
     let blocks = limit.trusted_proxies.iter().map(cidr);
     let trusted = quote!(&[#(#blocks),*]);
@@ -333,21 +363,6 @@ fn rate_limit_spec(name: &str, limit: &RateLimitPlan) -> TokenStream {
         ..
     } = limit;
     let max_keys = Literal::usize_unsuffixed(limit.max_keys);
-    let store = match &limit.store {
-        Some(redis) => {
-            let url = setting(&redis.url);
-            let timeout = redis.timeout;
-            let fail_open = redis.fail_open;
-            let cluster = redis.cluster;
-            quote!(::core::option::Option::Some(rt::RedisSpec {
-                url: #url,
-                cluster: #cluster,
-                timeout: ::core::time::Duration::from_millis(#timeout),
-                fail_open: #fail_open,
-            }))
-        }
-        None => quote!(::core::option::Option::None),
-    };
     quote! {
         rt::RateLimitSpec {
             name: #name,
@@ -357,7 +372,6 @@ fn rate_limit_spec(name: &str, limit: &RateLimitPlan) -> TokenStream {
             key: #key,
             max_keys: #max_keys,
             headers: #headers,
-            store: #store,
         }
     }
 }
@@ -507,8 +521,11 @@ pub(super) fn shared(plan: &Plan, names: &PolicyNames) -> (TokenStream, TokenStr
     let limit_types: Vec<TokenStream> = plan
         .limit_buckets
         .iter()
-        .map(|b| match plan.policies[b.policy].kind {
+        .map(|b| match &plan.policies[b.policy].kind {
             PolicyKind::Concurrency(_) => quote!(rt::ConcurrencyLimiter),
+            PolicyKind::RateLimit(limit) if limit.store.is_some() => {
+                quote!(rt::SharedRateLimiter)
+            }
             _ => quote!(rt::RateLimiter),
         })
         .collect();
@@ -553,26 +570,30 @@ pub(super) fn shared(plan: &Plan, names: &PolicyNames) -> (TokenStream, TokenStr
             key_sets: rt::KeySets,
         }
     };
-    // Concurrency limits are made as they are; rate limits may name a Redis whose
-    // URL is read at start-up, so they are made with the policies that can fail.
-    let (mut rate_built, mut rate_fields, mut concurrency) = (Vec::new(), Vec::new(), Vec::new());
+    // In-process limits are made as they are; a Redis store's URL is read at
+    // start-up, so shared limits are made with the policies that can fail.
+    let (mut rate_built, mut rate_fields, mut in_process) = (Vec::new(), Vec::new(), Vec::new());
     for (i, bucket) in plan.limit_buckets.iter().enumerate() {
         let (field, spec) = (&limit_fields[i], &names.item[bucket.policy]);
-        match plan.policies[bucket.policy].kind {
+        match &plan.policies[bucket.policy].kind {
             PolicyKind::Concurrency(_) => {
-                concurrency.push(quote!(#field: rt::ConcurrencyLimiter::new(&#spec),));
+                in_process.push(quote!(#field: rt::ConcurrencyLimiter::new(&#spec),));
             }
-            _ => {
+            PolicyKind::RateLimit(limit) if limit.store.is_some() => {
+                let store = format_ident!("{}_STORE", spec);
                 let scope = bucket.key(plan);
                 rate_built.push(quote! {
-                    let #field = rt::RateLimiter::new(&#spec, #scope).map_err(|e| errors.extend(e)).ok();
+                    let #field = rt::SharedRateLimiter::new(&#spec, &#store, #scope)
+                        .map_err(|e| errors.extend(e))
+                        .ok();
                 });
                 rate_fields.push(field.clone());
             }
+            _ => in_process.push(quote!(#field: rt::RateLimiter::new(&#spec),)),
         }
     }
     let limits = quote! {
-        #(#concurrency)*
+        #(#in_process)*
         #(#upstream_fields: rt::ConcurrencyLimiter::new(&#upstream_specs),)*
     };
     let built = shared.iter().map(|&i| {

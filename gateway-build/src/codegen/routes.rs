@@ -163,7 +163,7 @@ fn chain_body(
                 };
                 let key = quote!(#item.key.of(&req, cx, #param, #identity));
                 let check = if limit.store.is_some() {
-                    quote!(self.shared.#limiter.check_shared(#key).await?)
+                    quote!(self.shared.#limiter.check(#key).await?)
                 } else {
                     quote!(self.shared.#limiter.check(#key)?)
                 };

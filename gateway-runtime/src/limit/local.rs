@@ -3,49 +3,31 @@
 //! bucket is a GCRA TAT updated by compare-and-swap, so two workers admitting
 //! requests of one key race on one atomic and each admission is counted once.
 //!
-//! **Bounded memory.** The table holds `max_keys` buckets (16 bytes each) in sets of
-//! four, and never grows. A key's keyed hash (SipHash with a per-process random key,
-//! so a client cannot aim keys at one set) picks its set. A new key takes a free slot
-//! in its set, else a slot whose bucket is full again (TAT not after now: it holds
-//! nothing, so idle keys cost nothing to evict and need no sweeper), else the slot
-//! whose bucket is closest to full. **At the bound**, when a flood of distinct keys
-//! keeps every slot of a set busy, an evicted key comes back with a full bucket: it
-//! gains at most its burst, once per eviction, while every key that stays is limited
-//! exactly. Memory never grows; fairness degrades only for the keys of a set that a
-//! flood crowds.
-//!
-//! **Identity.** A slot keeps its key's 64-bit hash, not the key: two keys are
-//! confused only if their hashes collide, about one chance in 2^64 per pair.
+//! **Bounded memory.** The buckets live in a `Table` of `max_keys` slots that never
+//! grows. A new key takes a free slot in its set, else a slot whose bucket is full
+//! again (TAT not after now: it holds nothing, so idle keys cost nothing to evict and
+//! need no sweeper), else the slot whose bucket is closest to full. **At the bound**,
+//! when a flood of distinct keys keeps every slot of a set busy, an evicted key comes
+//! back with a full bucket: it gains at most its burst, once per eviction, while every
+//! key that stays is limited exactly. Memory never grows; fairness degrades only for
+//! the keys of a set that a flood crowds.
 //!
 //! **Races.** Claiming a slot for a new key swaps the slot's hash and then stores the
 //! new TAT, so a request of the new key that lands between the two stores is judged
 //! once against the evicted key's bucket. Only eviction races this way, and only at
 //! the bound.
 
-use std::hash::{BuildHasher, Hash, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::Hash;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::gcra::{Admitted, Gcra, Refused};
-
-/// Buckets per set: four 16-byte slots, one cache line.
-const WAYS: usize = 4;
-
-#[derive(Default)]
-struct Slot {
-    /// The key's hash; `0` for a free slot.
-    key: AtomicU64,
-    tat: AtomicU64,
-}
-
-#[repr(align(64))]
-#[derive(Default)]
-struct Set([Slot; WAYS]);
+use super::table::{Slot, Table, WAYS};
 
 /// The buckets of one limit scope.
 pub struct LocalStore {
-    sets: Box<[Set]>,
-    hasher: RandomState,
+    /// Each slot's state is its bucket's TAT.
+    table: Table,
     /// Where the store's clock starts: TATs are nanoseconds since.
     epoch: Instant,
 }
@@ -53,10 +35,8 @@ pub struct LocalStore {
 impl LocalStore {
     /// A store of at most `max_keys` buckets (at least one set).
     pub fn new(max_keys: usize) -> Self {
-        let sets = (max_keys / WAYS).max(1);
         LocalStore {
-            sets: (0..sets).map(|_| Set::default()).collect(),
-            hasher: RandomState::new(),
+            table: Table::new(max_keys),
             epoch: Instant::now(),
         }
     }
@@ -68,12 +48,10 @@ impl LocalStore {
 
     /// The verdict on one request of `key` at `now`.
     pub fn check(&self, gcra: &Gcra, key: impl Hash, now: u64) -> Result<Admitted, Refused> {
-        let hash = self.hasher.hash_one(key).max(1);
-        // The high bits pick the set (a multiply and a shift, not a division).
-        let index = ((u128::from(hash) * self.sets.len() as u128) >> 64) as usize;
-        let set = &self.sets[index].0;
+        let hash = self.table.hash(key);
+        let set = self.table.set(hash);
         loop {
-            if let Some(slot) = set.iter().find(|s| s.key.load(Ordering::Acquire) == hash) {
+            if let Some(slot) = Table::find(set, hash) {
                 match update(slot, gcra, now) {
                     Some(verdict) => return verdict,
                     // The slot went to another key meanwhile: look again.
@@ -91,35 +69,37 @@ impl LocalStore {
             }
             let verdict = gcra.decide(0, now);
             let tat = verdict.map_or(0, |a| a.tat);
-            victim.tat.store(tat, Ordering::Release);
+            victim.state.store(tat, Ordering::Release);
             return verdict;
         }
     }
 
     /// Buckets the store can hold: its size in memory is this times 16 bytes, fixed.
     pub fn capacity(&self) -> usize {
-        self.sets.len() * WAYS
+        self.table.capacity()
     }
 
     /// Bytes the store's table takes; what it is made with, whatever the traffic.
     pub fn table_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.sets)
+        self.table.bytes()
     }
 }
 
 /// One request against the bucket in `slot`; `None` if the slot changed hands.
 fn update(slot: &Slot, gcra: &Gcra, now: u64) -> Option<Result<Admitted, Refused>> {
     let key = slot.key.load(Ordering::Acquire);
-    let mut tat = slot.tat.load(Ordering::Acquire);
+    let mut tat = slot.state.load(Ordering::Acquire);
     loop {
         let verdict = gcra.decide(tat, now);
         let Ok(admitted) = verdict else {
             return Some(verdict);
         };
-        match slot
-            .tat
-            .compare_exchange_weak(tat, admitted.tat, Ordering::AcqRel, Ordering::Acquire)
-        {
+        match slot.state.compare_exchange_weak(
+            tat,
+            admitted.tat,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
             Ok(_) => return Some(verdict),
             Err(current) => {
                 if slot.key.load(Ordering::Acquire) != key {
@@ -136,10 +116,10 @@ fn update(slot: &Slot, gcra: &Gcra, now: u64) -> Option<Result<Admitted, Refused
 fn victim(set: &[Slot; WAYS], now: u64) -> &Slot {
     set.iter()
         .find(|s| s.key.load(Ordering::Acquire) == 0)
-        .or_else(|| set.iter().find(|s| s.tat.load(Ordering::Acquire) <= now))
+        .or_else(|| set.iter().find(|s| s.state.load(Ordering::Acquire) <= now))
         .unwrap_or_else(|| {
             set.iter()
-                .min_by_key(|s| s.tat.load(Ordering::Acquire))
+                .min_by_key(|s| s.state.load(Ordering::Acquire))
                 .unwrap_or(&set[0])
         })
 }

@@ -4,7 +4,9 @@
 //! and refuses the rest with 429 before the upstream sees them.
 //!
 //! Where the buckets live: `local`, one table per limit scope shared by every worker
-//! of the process without a lock. Which buckets a request uses: its key (`key`), in
+//! of the process without a lock (`RateLimiter`); or `redis`, shared by a fleet, one
+//! script per check or, batched, one per lease of N tokens (`lease`;
+//! `SharedRateLimiter`). Which buckets a request uses: its key (`key`), in
 //! the scope the compiler laid out (each route its own, or shared by the routes of a
 //! `global` or `group:NAME` scope).
 //!
@@ -21,14 +23,21 @@ pub mod gcra;
 #[cfg(feature = "server")]
 pub mod key;
 #[cfg(feature = "server")]
+pub mod lease;
+#[cfg(feature = "server")]
 pub mod local;
 #[cfg(feature = "server")]
 pub mod redis;
+#[cfg(feature = "server")]
+mod table;
 
 /// Limits longer than this are quotas (a store that outlives the process): the
 /// in-process store's TATs are nanoseconds, and a bucket that takes longer than a day
 /// to refill is not a rate limit.
 pub const MAX_REFILL_SECONDS: u64 = 86_400;
+
+/// Most tokens a batched Redis store leases at once (`lease`).
+pub const MAX_BATCH: u64 = (1 << 24) - 1;
 
 /// `"100/min"`: the count and the period in seconds. Units: `s`, `min`, `h`, `d`
 /// (also `second`, `minute`, `hour`, `day`); the count is at least 1.
@@ -63,7 +72,7 @@ pub fn parse_rate(text: &str) -> Result<(u64, u64), String> {
 }
 
 #[cfg(feature = "server")]
-pub use policy::{Limited, RateLimitSpec, RateLimiter};
+pub use policy::{Limited, RateLimitSpec, RateLimiter, SharedRateLimiter};
 
 #[cfg(feature = "server")]
 mod policy {
@@ -73,6 +82,7 @@ mod policy {
 
     use super::gcra::{Admitted, Gcra};
     use super::key::{Key, LimitKey};
+    use super::lease::LeaseTable;
     use super::local::LocalStore;
     use super::redis::{RedisSpec, RedisStore};
     use crate::message::response::Response;
@@ -87,21 +97,31 @@ mod policy {
         pub period_seconds: u64,
         pub burst: u64,
         pub key: LimitKey,
-        /// Buckets the in-process store keeps (see `local`).
+        /// Buckets the in-process store keeps (see `local`), or leases with a
+        /// batched Redis store.
         pub max_keys: usize,
         /// Whether admitted responses carry the rate-limit fields too.
         pub headers: bool,
-        /// Where the buckets live: this process (`None`), or a Redis every gateway
-        /// of the fleet shares.
-        pub store: Option<RedisSpec>,
     }
 
-    /// The buckets of one limit in one scope, resolved at start-up.
+    /// The buckets of one limit in one scope, in this process.
     pub struct RateLimiter {
+        limit: Limit,
+        store: LocalStore,
+    }
+
+    /// The buckets of one limit in one scope, in the Redis every gateway of the fleet
+    /// shares; with `batch`, leased a slice at a time (`lease`).
+    pub struct SharedRateLimiter {
+        limit: Limit,
+        redis: RedisStore,
+        leases: Option<LeaseTable>,
+    }
+
+    /// What both kinds know of their limit: the verdicts and the fields they write.
+    struct Limit {
         spec: &'static RateLimitSpec,
         gcra: Gcra,
-        store: LocalStore,
-        redis: Option<RedisStore>,
     }
 
     /// A request the limit admitted, for the response's fields.
@@ -129,39 +149,11 @@ mod policy {
     }
 
     impl RateLimiter {
-        /// The limit's buckets in one scope; `scope` names it in a shared store.
-        pub fn new(spec: &'static RateLimitSpec, scope: &str) -> Result<Self, Vec<SettingError>> {
-            let redis = match &spec.store {
-                Some(redis) => Some(RedisStore::new(redis, scope).map_err(|e| vec![e])?),
-                None => None,
-            };
-            Ok(RateLimiter {
-                spec,
-                gcra: Gcra::new(spec.count, spec.period_seconds * NANOS, spec.burst),
-                // A Redis-backed limit keeps no buckets here.
-                store: LocalStore::new(if redis.is_some() { 4 } else { spec.max_keys }),
-                redis,
-            })
-        }
-
-        /// The request phase with a Redis store: Redis's verdict, or the configured
-        /// one when Redis does not answer in time (`fail_open` admits; otherwise 503).
-        pub async fn check_shared(&self, key: Key<'_>) -> Result<Admission, Stop> {
-            let Some(redis) = &self.redis else {
-                return self.check(key);
-            };
-            match redis.check(&self.gcra, &key.stable_bytes()).await {
-                Ok(verdict) => self.verdict(verdict),
-                Err(_) if redis.fail_open => Ok(Admission {
-                    remaining: 0,
-                    reset_seconds: 0,
-                }),
-                Err(_) => Err(Stop::Refused(Refusal {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    message: "rate limit store unavailable",
-                    by: self.spec.name,
-                    challenge: None,
-                })),
+        /// The limit's buckets in one scope.
+        pub fn new(spec: &'static RateLimitSpec) -> Self {
+            RateLimiter {
+                limit: Limit::new(spec),
+                store: LocalStore::new(spec.max_keys),
             }
         }
 
@@ -169,7 +161,73 @@ mod policy {
         /// The admission is for `respond`, when the policy sets `headers`.
         pub fn check(&self, key: impl std::hash::Hash) -> Result<Admission, Stop> {
             let now = self.store.now();
-            self.verdict(self.store.check(&self.gcra, key, now))
+            self.limit
+                .verdict(self.store.check(&self.limit.gcra, key, now))
+        }
+
+        /// The response phase: the rate-limit fields on an admitted response.
+        pub fn respond(&self, admission: Admission, response: &mut Response) {
+            self.limit.respond(admission, response);
+        }
+
+        /// How many buckets the store holds (its memory is fixed by this).
+        pub fn capacity(&self) -> usize {
+            self.store.capacity()
+        }
+    }
+
+    impl SharedRateLimiter {
+        /// The limit's buckets in one scope, in `store`; `scope` names it there.
+        /// Fails when the Redis URL does not resolve.
+        pub fn new(
+            spec: &'static RateLimitSpec,
+            store: &'static RedisSpec,
+            scope: &str,
+        ) -> Result<Self, Vec<SettingError>> {
+            let redis = RedisStore::new(store, scope).map_err(|e| vec![e])?;
+            Ok(SharedRateLimiter {
+                limit: Limit::new(spec),
+                redis,
+                leases: (store.batch > 1).then(|| LeaseTable::new(spec.max_keys, store.batch)),
+            })
+        }
+
+        /// The request phase: Redis's verdict (or the lease's), or the configured one
+        /// when Redis does not answer in time (`fail_open` admits; otherwise 503).
+        pub async fn check(&self, key: Key<'_>) -> Result<Admission, Stop> {
+            let gcra = &self.limit.gcra;
+            let stable = key.stable_bytes();
+            let verdict = match &self.leases {
+                Some(leases) => leases.check(&self.redis, gcra, &key, &stable).await,
+                None => self.redis.check(gcra, &stable).await,
+            };
+            match verdict {
+                Ok(verdict) => self.limit.verdict(verdict),
+                Err(_) if self.redis.fail_open => Ok(Admission {
+                    remaining: 0,
+                    reset_seconds: 0,
+                }),
+                Err(_) => Err(Stop::Refused(Refusal {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message: "rate limit store unavailable",
+                    by: self.limit.spec.name,
+                    challenge: None,
+                })),
+            }
+        }
+
+        /// The response phase: the rate-limit fields on an admitted response.
+        pub fn respond(&self, admission: Admission, response: &mut Response) {
+            self.limit.respond(admission, response);
+        }
+    }
+
+    impl Limit {
+        fn new(spec: &'static RateLimitSpec) -> Self {
+            Limit {
+                spec,
+                gcra: Gcra::new(spec.count, spec.period_seconds * NANOS, spec.burst),
+            }
         }
 
         fn verdict(
@@ -192,8 +250,7 @@ mod policy {
             }
         }
 
-        /// The response phase: the rate-limit fields on an admitted response.
-        pub fn respond(&self, admission: Admission, response: &mut Response) {
+        fn respond(&self, admission: Admission, response: &mut Response) {
             if self.spec.headers {
                 let quota = (self.spec.burst, seconds(self.gcra.tolerance));
                 let fields = rate_limit_fields(
@@ -206,11 +263,6 @@ mod policy {
                 response_fields.append(b"ratelimit-policy", fields.0.as_bytes());
                 response_fields.append(b"ratelimit", fields.1.as_bytes());
             }
-        }
-
-        /// How many buckets the store holds (its memory is fixed by this).
-        pub fn capacity(&self) -> usize {
-            self.store.capacity()
         }
     }
 

@@ -55,25 +55,42 @@ pub struct RedisSpec {
     pub timeout: Duration,
     /// What a check that Redis did not answer decides.
     pub fail_open: bool,
+    /// Tokens a gateway leases at once and spends locally (`lease`); 1: every check
+    /// goes to Redis.
+    pub batch: u64,
 }
 
-/// GCRA in Redis. KEYS[1]: the bucket; ARGV: emission and tolerance in microseconds.
-/// Returns `{1, ahead}` (admitted; the TAT is `ahead` µs after now) or `{0, wait}`.
+/// GCRA in Redis, for `want` tokens at once (a lease; one for a plain check), after
+/// giving back `refund` tokens that an expired lease left unspent. KEYS[1]: the
+/// bucket; ARGV: emission and tolerance in microseconds, `want`, `refund`. Grants as
+/// many of `want` as the bucket holds: returns `{granted, ahead}` (the TAT is `ahead`
+/// µs after now), or `{0, wait}` when it holds none.
 const SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local emission = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local want = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0') - tonumber(ARGV[4]) * emission
 if tat < now then tat = now end
-local new_tat = tat + emission
-local ahead = new_tat - now
-if ahead > tolerance then
-  return {0, ahead - tolerance}
+local granted = math.min(want, math.floor((now + tolerance - tat) / emission))
+if granted < 1 then
+  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+  return {0, tat + emission - now - tolerance}
 end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil(ahead / 1000) + 1)
-return {1, ahead}
+tat = tat + granted * emission
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+return {granted, tat - now}
 ";
+
+/// Redis's answer to a request for tokens; times in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// `tokens` (at least one) taken; the bucket is full again in `ahead`.
+    Granted { tokens: u64, ahead: u64 },
+    /// The bucket holds none; one comes in `wait`.
+    Refused { wait: u64 },
+}
 
 /// The verdict of a check Redis could not give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,13 +161,15 @@ impl RedisStore {
         })
     }
 
-    /// The verdict of Redis on one request of `key`, or `Unanswered` within the
-    /// timeout.
-    pub async fn check(
+    /// Up to `want` tokens of `key`'s bucket, after giving back `refund`, or
+    /// `Unanswered` within the timeout.
+    pub async fn lease(
         &self,
         gcra: &Gcra,
         key: &[u8],
-    ) -> Result<Result<Admitted, Refused>, Unanswered> {
+        want: u64,
+        refund: u64,
+    ) -> Result<Lease, Unanswered> {
         let connection = match self.connection.load_full() {
             Some(connection) => connection,
             // The first checks wait for the connection, within their timeout.
@@ -176,34 +195,54 @@ impl RedisStore {
         let mut invocation = self.script.key(bucket);
         invocation
             .arg(micros(gcra.emission))
-            .arg(micros(gcra.tolerance));
+            .arg(micros(gcra.tolerance))
+            .arg(want)
+            .arg(refund);
         let answer = match &*connection {
             Connection::Single(single) => {
                 let mut single = single.clone();
-                let call = invocation.invoke_async::<(u8, u64)>(&mut single);
+                let call = invocation.invoke_async::<(u64, u64)>(&mut single);
                 tokio::time::timeout(self.timeout, call).await
             }
             Connection::Cluster(cluster) => {
                 let mut cluster = cluster.clone();
-                let call = invocation.invoke_async::<(u8, u64)>(&mut cluster);
+                let call = invocation.invoke_async::<(u64, u64)>(&mut cluster);
                 tokio::time::timeout(self.timeout, call).await
             }
         };
         match answer {
-            Ok(Ok((1, ahead))) => {
-                let ahead = ahead.saturating_mul(1_000);
-                Ok(Ok(Admitted {
-                    tat: 0,
-                    remaining: gcra.tolerance.saturating_sub(ahead) / gcra.emission,
-                    reset: ahead,
-                }))
-            }
-            Ok(Ok((_, wait))) => Ok(Err(Refused {
-                retry_after: wait.saturating_mul(1_000),
-            })),
+            Ok(Ok((0, wait))) => Ok(Lease::Refused {
+                wait: wait.saturating_mul(1_000),
+            }),
+            Ok(Ok((tokens, ahead))) => Ok(Lease::Granted {
+                tokens,
+                ahead: ahead.saturating_mul(1_000),
+            }),
             Ok(Err(_)) => Err(self.failed("Redis refused the check")),
             Err(_) => Err(self.failed("Redis did not answer in time")),
         }
+    }
+
+    /// The verdict of Redis on one request of `key`, or `Unanswered` within the
+    /// timeout.
+    pub async fn check(
+        &self,
+        gcra: &Gcra,
+        key: &[u8],
+    ) -> Result<Result<Admitted, Refused>, Unanswered> {
+        Ok(match self.lease(gcra, key, 1, 0).await? {
+            Lease::Granted { ahead, .. } => Ok(Admitted {
+                tat: 0,
+                remaining: gcra.tolerance.saturating_sub(ahead) / gcra.emission,
+                reset: ahead,
+            }),
+            Lease::Refused { wait } => Err(Refused { retry_after: wait }),
+        })
+    }
+
+    /// Longest a check waits for Redis.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Whether a check should wait for a connection: one is being made, started
@@ -254,7 +293,7 @@ impl RedisStore {
     }
 
     /// Counts a failure, and warns at most once a second.
-    fn failed(&self, why: &'static str) -> Unanswered {
+    pub(super) fn failed(&self, why: &'static str) -> Unanswered {
         let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         let now = epoch_millis() / 1_000;
         let last = self.warned.load(Ordering::Relaxed);
