@@ -25,6 +25,8 @@ Scenarios (gateway unless named):
                also its Redis round trips per request (Redis's own count of script
                calls) and, after the table, p50/p99 latency beside `plain` at a fixed
                request rate
+  redis-batch  the same in batched mode (`batch = 100`): leases of 100 tokens spent
+               locally; round trips per request and latency as for redis-limit
 
 Per scenario: requests/s and CPU µs per request (medians over rounds, min–max), the
 ratio to `plain` (what JWT adds) and to nginx; then, under callgrind, instructions per
@@ -65,11 +67,13 @@ SCENARIOS = {
     "es-verify": "/api/es-verify/42",
     "ip-limit": "/api/ip-limited/42",
     "redis-limit": "/api/redis-limited/42",
+    "redis-batch": "/api/redis-batched/42",
     "hs-hit-limit": "/api/hs-limited/42",
 }
 # Scenarios sending a new token on every request, and the unauthenticated scenario
 # that is their baseline: the same requests (token and all) on the plain route.
 CHURN = {"hs-miss": "plain-churn", "plain-churn": "plain-churn"}
+REDIS_LATENCY = ["plain", "redis-limit", "redis-batch"]
 CALLGRIND = ["plain", "plain-churn", "hs-hit", "hs-miss", "ip-limit", "hs-hit-limit"]
 
 
@@ -307,7 +311,7 @@ def main():
         proc = start_gateway(workdir)
         try:
             for _ in range(args.rounds):
-                for scenario in ["plain", "redis-limit"]:
+                for scenario in REDIS_LATENCY:
                     latencies.setdefault(scenario, []).append(
                         latency(bench.GATEWAY_PORT, SCENARIOS[scenario], args.seconds))
         finally:
@@ -340,14 +344,16 @@ def main():
         vs_base = f"{cpu / med(base, 'cpu_us'):.3f}" if name != "nginx" else "–"
         print(f"| {name} | {med(name, 'rate'):,.0f} | {cpu:.2f} ({lo:.2f}–{hi:.2f}) | {vs_base} | "
               f"{cpu / nginx_cpu:.2f} | {ir_text} |")
-    trips = med("redis-limit", "redis_per_request")
-    print(f"\nredis-limit: {trips:.3f} Redis round trips per request (script calls, Redis's own count).")
+    for name in REDIS_LATENCY[1:]:
+        trips = med(name, "redis_per_request")
+        print(f"\n{name}: {trips:.4f} Redis round trips per request (script calls, Redis's own count).")
     pct = lambda name, i: statistics.median(run[i] for run in latencies[name])  # noqa: E731
     print("Latency at 8 connections (medians of the rounds' wrk percentiles):")
-    for name in ["plain", "redis-limit"]:
+    for name in REDIS_LATENCY:
         print(f"  {name:12} p50 {pct(name, 0):.3f} ms  p99 {pct(name, 1):.3f} ms")
-    print(f"  added by the Redis limit: p50 +{pct('redis-limit', 0) - pct('plain', 0):.3f} ms, "
-          f"p99 +{pct('redis-limit', 1) - pct('plain', 1):.3f} ms")
+    for name in REDIS_LATENCY[1:]:
+        print(f"  added by {name}: p50 +{pct(name, 0) - pct('plain', 0):.3f} ms, "
+              f"p99 +{pct(name, 1) - pct('plain', 1):.3f} ms")
 
 if __name__ == "__main__":
     main()

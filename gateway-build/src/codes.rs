@@ -272,6 +272,9 @@ codes! {
     REDUNDANT_LIMIT = "G0905" "redundant-limit" Warning true:
         "two rate limits of a route count the same key in the same buckets' scope, and one is no tighter than the other in rate and burst, so it never refuses first";
         "remove the looser limit, or key or scope them differently (per user and global, say)";
+    INVALID_QUOTA = "G0906" "invalid-quota" Error false:
+        "a quota that cannot work: a limit below 1, a period other than `day` or `month`, an unknown window or time zone, a time zone on a rolling window, no Redis store, a scope other than `route` or `global`";
+        "write `quota = { limit = 10000, per = \"month\", time_zone = \"Europe/Berlin\", store = { redis = \"${env:REDIS_URL}\" } }`; README.md's reference lists every key";
     LIMIT_KEY_UNAVAILABLE = "G0903" "limit-key-unavailable" Error false:
         "a rate limit keyed by what its route cannot provide: a claim with no token verified before it, a consumer with no API key checked before it, a parameter the route does not capture";
         "attach the authentication policy before the limit, or key it by something the route has";

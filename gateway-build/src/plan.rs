@@ -168,7 +168,21 @@ pub enum PolicyKind {
     ExtAuthz(ExtAuthzPlan),
     Introspection(Box<IntrospectionPlan>),
     RateLimit(Box<RateLimitPlan>),
+    Quota(Box<QuotaPlan>),
     Concurrency(ConcurrencyPlan),
+}
+
+/// A quota: `limit` requests per key per day or month, counted in Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaPlan {
+    pub limit: u64,
+    pub month: bool,
+    /// A calendar window's time zone; `None`: rolling.
+    pub time_zone: Option<String>,
+    pub key: KeySource,
+    pub scope: Scope,
+    pub trusted_proxies: Vec<Cidr>,
+    pub store: RedisStorePlan,
 }
 
 /// A concurrency limit; the queue's timeout in milliseconds.
@@ -285,6 +299,7 @@ impl PolicyKind {
             PolicyKind::AnyOf(_) => "any",
             PolicyKind::ExtAuthz(_) => "ext_authz",
             PolicyKind::RateLimit(_) => "rate_limit",
+            PolicyKind::Quota(_) => "quota",
             PolicyKind::Concurrency(_) => "concurrency",
             PolicyKind::Introspection(_) => "introspection",
         }
@@ -444,8 +459,8 @@ pub enum Step {
     ExtAuthz {
         policy: usize,
     },
-    /// `bucket` indexes `Plan::limit_buckets`; `param` is the route's index of a
-    /// `param.NAME` key's parameter.
+    /// A rate limit or a quota. `bucket` indexes `Plan::limit_buckets`; `param` is
+    /// the route's index of a `param.NAME` key's parameter.
     RateLimit {
         policy: usize,
         bucket: usize,
@@ -943,6 +958,7 @@ fn assign_limit_buckets(routes: &mut [RoutePlan], policies: &[PolicyPlan]) -> Ve
             };
             let scope = match &policies[*policy].kind {
                 PolicyKind::RateLimit(limit) => &limit.scope,
+                PolicyKind::Quota(quota) => &quota.scope,
                 PolicyKind::Concurrency(limit) => &limit.scope,
                 _ => continue,
             };
@@ -988,6 +1004,11 @@ fn keep_authorized_claims(policies: &mut [PolicyPlan]) {
         }
         if let PolicyKind::RateLimit(limit) = &policy.kind
             && let KeySource::Claim(claim) = &limit.key
+        {
+            authorized.push(claim);
+        }
+        if let PolicyKind::Quota(quota) = &policy.kind
+            && let KeySource::Claim(claim) = &quota.key
         {
             authorized.push(claim);
         }
@@ -1082,13 +1103,13 @@ fn chains(
                 if p.ext_authz.is_some() {
                     return Some(Step::ExtAuthz { policy });
                 }
-                if let Some(limit) = &p.rate_limit {
-                    let param = match limit
-                        .get_ref()
-                        .key
-                        .as_ref()
-                        .map(|k| KeySource::parse(k.get_ref()))
-                    {
+                let limit_key = match (&p.rate_limit, &p.quota) {
+                    (Some(limit), _) => Some(&limit.get_ref().key),
+                    (None, Some(quota)) => Some(&quota.get_ref().key),
+                    (None, None) => None,
+                };
+                if let Some(key) = limit_key {
+                    let param = match key.as_ref().map(|k| KeySource::parse(k.get_ref())) {
                         Some(Ok(KeySource::Param(name))) => {
                             route_params.iter().position(|p| p.name == name)
                         }
@@ -1184,14 +1205,34 @@ fn policy_kind(
     if let Some(limit) = &policy.concurrency {
         return PolicyKind::Concurrency(concurrency_plan(limit.get_ref()));
     }
+    let parsed = |text: &Option<Spanned<String>>, default: &str| {
+        text.as_ref()
+            .map_or(default.to_owned(), |t| t.get_ref().clone())
+    };
+    let store_plan = |store: &Spanned<crate::syntax::LimitStore>, kind: &str| {
+        let store = store.get_ref();
+        let url = store.redis.as_ref()?;
+        Some(RedisStorePlan {
+            url: SettingPlan {
+                origin: at(
+                    url.span().start,
+                    &format!("policies.{name}.{kind}.store.redis"),
+                ),
+                raw: url.get_ref().clone(),
+            },
+            cluster: store.cluster.as_ref().is_some_and(|c| *c.get_ref()),
+            timeout: millis(&store.timeout, DEFAULT_REDIS_TIMEOUT),
+            fail_open: store
+                .on_error
+                .as_ref()
+                .is_none_or(|mode| mode.get_ref() == "fail_open"),
+            batch: store.batch.as_ref().map_or(1, |b| *b.get_ref() as u64),
+        })
+    };
     if let Some(limit) = &policy.rate_limit {
         let limit = limit.get_ref();
         let (count, period_seconds) = gateway_runtime::limit::parse_rate(limit.rate.get_ref())
             .unwrap_or_else(|e| unreachable!("checked: {e}"));
-        let parsed = |text: &Option<Spanned<String>>, default: &str| {
-            text.as_ref()
-                .map_or(default.to_owned(), |t| t.get_ref().clone())
-        };
         return PolicyKind::RateLimit(Box::new(RateLimitPlan {
             count,
             period_seconds,
@@ -1207,26 +1248,37 @@ fn policy_kind(
                 .map_or(DEFAULT_MAX_KEYS, |m| *m.get_ref() as usize),
             headers: limit.headers.as_ref().is_some_and(|h| *h.get_ref()),
             trusted_proxies: cidrs(&limit.trusted_proxies),
-            store: limit.store.as_ref().and_then(|store| {
-                let store = store.get_ref();
-                let url = store.redis.as_ref()?;
-                Some(RedisStorePlan {
-                    url: SettingPlan {
-                        origin: at(
-                            url.span().start,
-                            &format!("policies.{name}.rate_limit.store.redis"),
-                        ),
-                        raw: url.get_ref().clone(),
-                    },
-                    cluster: store.cluster.as_ref().is_some_and(|c| *c.get_ref()),
-                    timeout: millis(&store.timeout, DEFAULT_REDIS_TIMEOUT),
-                    fail_open: store
-                        .on_error
-                        .as_ref()
-                        .is_none_or(|mode| mode.get_ref() == "fail_open"),
-                    batch: store.batch.as_ref().map_or(1, |b| *b.get_ref() as u64),
-                })
+            store: limit
+                .store
+                .as_ref()
+                .and_then(|store| store_plan(store, "rate_limit")),
+        }));
+    }
+    if let Some(quota) = &policy.quota {
+        let quota = quota.get_ref();
+        let rolling = quota
+            .window
+            .as_ref()
+            .is_some_and(|w| w.get_ref() == "rolling");
+        return PolicyKind::Quota(Box::new(QuotaPlan {
+            limit: *quota.limit.get_ref() as u64,
+            month: quota.per.get_ref() == "month",
+            time_zone: (!rolling).then(|| {
+                quota
+                    .time_zone
+                    .as_ref()
+                    .map_or("UTC".to_owned(), |z| z.get_ref().clone())
             }),
+            key: KeySource::parse(&parsed(&quota.key, "consumer"))
+                .unwrap_or_else(|e| unreachable!("checked: {e}")),
+            scope: Scope::parse(&parsed(&quota.scope, "route"))
+                .unwrap_or_else(|e| unreachable!("checked: {e}")),
+            trusted_proxies: cidrs(&quota.trusted_proxies),
+            store: quota
+                .store
+                .as_ref()
+                .and_then(|store| store_plan(store, "quota"))
+                .unwrap_or_else(|| unreachable!("checked: a quota names its Redis")),
         }));
     }
     if let Some(api_key) = &policy.api_key {

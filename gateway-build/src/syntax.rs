@@ -470,6 +470,7 @@ pub struct Policy {
     pub introspection: Option<Spanned<IntrospectionPolicy>>,
     /// Admits so many requests per key and period, refusing the rest with 429.
     pub rate_limit: Option<Spanned<RateLimitPolicy>>,
+    pub quota: Option<Spanned<QuotaPolicy>>,
     /// At most so many requests in flight, a bounded queue, then 503.
     pub concurrency: Option<Spanned<ConcurrencyPolicy>>,
 }
@@ -499,6 +500,26 @@ pub struct RateLimitPolicy {
     pub headers: Option<Spanned<bool>>,
     pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
     /// Where the buckets live; default: this process.
+    pub store: Option<Spanned<LimitStore>>,
+}
+
+/// `quota = { limit = 10000, per = "month", … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaPolicy {
+    pub limit: Spanned<i64>,
+    /// `day` or `month`.
+    pub per: Spanned<String>,
+    /// `calendar` (the default) or `rolling`.
+    pub window: Option<Spanned<String>>,
+    /// An IANA time zone for calendar windows; UTC by default.
+    pub time_zone: Option<Spanned<String>>,
+    /// As a rate limit's; `consumer` by default.
+    pub key: Option<Spanned<String>>,
+    /// `route` or `global`.
+    pub scope: Option<Spanned<String>>,
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
+    /// The Redis that holds the counters (required).
     pub store: Option<Spanned<LimitStore>>,
 }
 

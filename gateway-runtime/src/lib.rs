@@ -69,6 +69,7 @@ pub mod __private {
     pub use crate::auth::{Identity, no_credentials};
     pub use crate::limit::concurrency::{ConcurrencyLimiter, ConcurrencySpec};
     pub use crate::limit::key::LimitKey;
+    pub use crate::limit::quota::{Quota, QuotaPeriod, QuotaSpec, QuotaWindow};
     pub use crate::limit::redis::RedisSpec;
     pub use crate::limit::{RateLimitSpec, RateLimiter, SharedRateLimiter};
     pub use crate::message::methods::MethodSet;

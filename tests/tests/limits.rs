@@ -494,11 +494,7 @@ async fn gateways_share_one_limit_in_redis() {
 
 /// Calls of the rate-limit script this Redis has run.
 fn script_calls(redis: &RedisServer) -> u64 {
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "INFO", "commandstats"])
-        .output()
-        .expect("redis-cli");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = redis_cli(redis, &["INFO", "commandstats"]);
     text.lines()
         .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
         .filter_map(|line| {
@@ -549,6 +545,154 @@ async fn batched_leases_stay_within_their_bound() {
     }
     assert_eq!(at_a + at_b, 40, "the refund comes back: exactly the burst");
     limited(&b.get(path, &team).await, "fleet_batched", "b, after");
+}
+
+/// A response's `name` field, as text.
+fn field(reply: &Reply, name: &str) -> String {
+    reply
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no {name}"))
+        .to_owned()
+}
+
+/// A daily quota per consumer, calendar days in Berlin, counted in Redis by two
+/// gateways: three requests a day each, what is left on every response, the reset at
+/// Berlin's next midnight; the fourth gets 429 until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_daily_quota_per_consumer_across_gateways() {
+    let redis = RedisServer::start(None);
+    let env = [("REDIS_URL", redis.url())];
+    let a = Setup::start_with("quota-a", &env).await;
+    let b = Setup::start_with("quota-b", &env).await;
+    let alice = [("x-api-key", ALICE_KEY)];
+    let now =
+        jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::get("Europe/Berlin").expect("zone"));
+    let midnight = now
+        .date()
+        .tomorrow()
+        .expect("tomorrow")
+        .to_zoned(now.time_zone().clone())
+        .expect("midnight");
+    let to_midnight = (midnight.timestamp().as_second() - now.timestamp().as_second()) as u64;
+    for (left, gateway) in [(2, &a), (1, &b), (0, &a)] {
+        let reply = gateway.get("/quota/daily", &alice).await;
+        ok(&reply, "within the quota");
+        let policy = field(&reply, "ratelimit-policy");
+        let window: u64 = policy
+            .strip_prefix("\"daily\";q=3;w=")
+            .unwrap_or_else(|| panic!("{policy}"))
+            .parse()
+            .expect("seconds");
+        assert!(
+            (82_800..=90_000).contains(&window),
+            "a Berlin day: {window}"
+        );
+        let state = field(&reply, "ratelimit");
+        let (r, t) = state
+            .strip_prefix("\"daily\";r=")
+            .and_then(|rest| rest.split_once(";t="))
+            .unwrap_or_else(|| panic!("{state}"));
+        assert_eq!(r, left.to_string());
+        let t: u64 = t.parse().expect("seconds");
+        assert!(
+            t.abs_diff(to_midnight) <= 2,
+            "{t} s to Berlin's midnight, not {to_midnight}"
+        );
+    }
+    let reply = b.get("/quota/daily", &alice).await;
+    assert_eq!(reply.status.as_u16(), 429, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "quota exceeded");
+    let retry: u64 = field(&reply, "retry-after").parse().expect("seconds");
+    assert!(retry.abs_diff(to_midnight) <= 2, "retry after {retry} s");
+    assert_eq!(
+        field(&reply, "ratelimit"),
+        format!("\"daily\";r=0;t={retry}")
+    );
+    assert_eq!(a.upstream.seen().len() + b.upstream.seen().len(), 3);
+    ok(
+        &a.get("/quota/daily", &[("x-api-key", BOB_KEY)]).await,
+        "bob's own quota",
+    );
+
+    // The counter expires a day after its window ends: no key outlives its use.
+    let keys = redis_cli(&redis, &["--scan", "--pattern", "gw:q:*"]);
+    assert_eq!(keys.lines().count(), 2, "one counter per consumer: {keys}");
+    for key in keys.lines() {
+        let expires: i64 = redis_cli(&redis, &["PEXPIRETIME", key])
+            .trim()
+            .parse()
+            .expect("ms");
+        assert_eq!(
+            expires,
+            midnight.timestamp().as_millisecond() + 86_400_000,
+            "{key}"
+        );
+    }
+}
+
+/// A rolling 30-day quota: the previous window's count weighs in by the share of it
+/// the rolling window still covers, so a team that spent its quota late last window
+/// gets only what is left. Redis down: the quota fails closed with 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolling_quota_weighs_the_previous_window() {
+    use sha2::{Digest, Sha256};
+    let redis = RedisServer::start(None);
+    let env = [("REDIS_URL", redis.url())];
+    let setup = Setup::start_with("quota-rolling", &env).await;
+    // The previous 30-day window's counter of team "red": 12 requests.
+    const LENGTH: i64 = 30 * 86_400_000;
+    let now = jiff::Timestamp::now().as_millisecond();
+    let start = now - now.rem_euclid(LENGTH);
+    let digest = Sha256::digest(b"\x01red");
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let previous = format!(
+        "gw:q:{{{hex}}}:quota_rolling:route:/quota/rolling:{}",
+        start - LENGTH
+    );
+    redis_cli(&redis, &["SET", &previous, "12"]);
+    // Admitted while 12 × (share of the previous window still covered) + n ≤ 10.
+    let covered = (LENGTH - (now - start)) as f64 / LENGTH as f64;
+    let expected = (10.0 - 12.0 * covered).floor().max(0.0) as usize;
+    let team = [("x-team", "red")];
+    let mut admitted: usize = 0;
+    while setup.get("/quota/rolling", &team).await.status == 200 {
+        admitted += 1;
+        assert!(admitted <= 10, "more than the quota");
+    }
+    assert!(
+        admitted.abs_diff(expected) <= 1,
+        "{admitted} admitted, {expected} expected with {covered:.3} of the previous window"
+    );
+    let reply = setup.get("/quota/rolling", &team).await;
+    assert_eq!(reply.status.as_u16(), 429);
+    // Another team starts with its whole quota.
+    let mut blue = 0;
+    while setup
+        .get("/quota/rolling", &[("x-team", "blue")])
+        .await
+        .status
+        == 200
+    {
+        blue += 1;
+        assert!(blue <= 10, "more than the quota");
+    }
+    assert_eq!(blue, 10);
+
+    drop(redis);
+    let reply = setup.get("/quota/rolling", &[("x-team", "green")]).await;
+    assert_eq!(reply.status.as_u16(), 503, "fail closed: {}", reply.body);
+    assert_eq!(reply.json()["error"], "quota store unavailable");
+}
+
+fn redis_cli(redis: &RedisServer, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A Redis Cluster of three nodes (`redis-cli --cluster create`): keys of several

@@ -14,7 +14,7 @@ use crate::check::routes::listener_mask;
 use crate::codes;
 use crate::diagnostic::Diagnostic;
 use crate::pattern;
-use crate::syntax::{ConcurrencyPolicy, Config, RateLimitPolicy};
+use crate::syntax::{ConcurrencyPolicy, Config, LimitStore, QuotaPolicy, RateLimitPolicy};
 
 /// Buckets a limit's in-process store may hold: at least one set, at most 256 MiB.
 pub const MAX_KEYS: std::ops::RangeInclusive<i64> = 4..=16_777_216;
@@ -96,6 +96,9 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
     for (_, policy) in &config.policies {
         if let Some(concurrency) = &policy.get_ref().concurrency {
             check_concurrency(concurrency.get_ref(), found);
+        }
+        if let Some(quota) = &policy.get_ref().quota {
+            check_quota(quota, found);
         }
         let Some(limit) = &policy.get_ref().rate_limit else {
             continue;
@@ -185,21 +188,7 @@ fn check_limit(limit: &RateLimitPolicy, found: &mut Vec<Diagnostic>) {
         ));
     }
     if let Some(key) = &limit.key {
-        match KeySource::parse(key.get_ref()) {
-            Ok(KeySource::Header(name)) if !headers::is_token(&name) => {
-                found.push(Diagnostic::new(
-                    &codes::INVALID_HEADER_NAME,
-                    key.span(),
-                    format!("`{name}` is not a header name"),
-                ))
-            }
-            Ok(_) => {}
-            Err(message) => found.push(Diagnostic::new(
-                &codes::UNKNOWN_LIMIT_KEY,
-                key.span(),
-                message,
-            )),
-        }
+        check_key(key, found);
     }
     if let Some(scope) = &limit.scope
         && let Err(message) = Scope::parse(scope.get_ref())
@@ -208,15 +197,8 @@ fn check_limit(limit: &RateLimitPolicy, found: &mut Vec<Diagnostic>) {
     }
     cidrs(&limit.trusted_proxies, found);
     if let Some(store) = &limit.store {
-        let s = store.get_ref();
-        if s.redis.is_none() {
-            found.push(invalid(
-                store.span(),
-                "a `store` names where the buckets live: `redis = \"${env:REDIS_URL}\"`".to_owned(),
-            ));
-        }
-        bounded_duration(&s.timeout, 5, "a check waits for Redis at most 5s", found);
-        if let Some(batch) = &s.batch {
+        check_store(store, &invalid, found);
+        if let Some(batch) = &store.get_ref().batch {
             let burst = limit.burst.as_ref().map_or_else(
                 || rate.as_ref().map_or(1, |(count, _)| *count as i64),
                 |b| *b.get_ref(),
@@ -232,16 +214,131 @@ fn check_limit(limit: &RateLimitPolicy, found: &mut Vec<Diagnostic>) {
                 ));
             }
         }
-        if let Some(mode) = &s.on_error
-            && !matches!(mode.get_ref().as_str(), "fail_open" | "fail_closed")
-        {
+    }
+}
+
+/// A limit's or quota's `key`: a source the gateway can read.
+fn check_key(key: &Spanned<String>, found: &mut Vec<Diagnostic>) {
+    match KeySource::parse(key.get_ref()) {
+        Ok(KeySource::Header(name)) if !headers::is_token(&name) => found.push(Diagnostic::new(
+            &codes::INVALID_HEADER_NAME,
+            key.span(),
+            format!("`{name}` is not a header name"),
+        )),
+        Ok(_) => {}
+        Err(message) => found.push(Diagnostic::new(
+            &codes::UNKNOWN_LIMIT_KEY,
+            key.span(),
+            message,
+        )),
+    }
+}
+
+/// A Redis store: its URL, a bounded timeout, a failure mode.
+fn check_store(
+    store: &Spanned<LimitStore>,
+    invalid: &impl Fn(std::ops::Range<usize>, String) -> Diagnostic,
+    found: &mut Vec<Diagnostic>,
+) {
+    let s = store.get_ref();
+    if s.redis.is_none() {
+        found.push(invalid(
+            store.span(),
+            "a `store` names where the counts live: `redis = \"${env:REDIS_URL}\"`".to_owned(),
+        ));
+    }
+    bounded_duration(&s.timeout, 5, "a check waits for Redis at most 5s", found);
+    if let Some(mode) = &s.on_error
+        && !matches!(mode.get_ref().as_str(), "fail_open" | "fail_closed")
+    {
+        found.push(invalid(
+            mode.span(),
+            format!(
+                "`{}` is not a failure mode: use `fail_open` or `fail_closed`",
+                mode.get_ref()
+            ),
+        ));
+    }
+}
+
+/// Largest quota: more requests than this a day or month is no quota.
+pub const MAX_QUOTA: i64 = 1_000_000_000_000;
+
+fn check_quota(quota: &Spanned<QuotaPolicy>, found: &mut Vec<Diagnostic>) {
+    let invalid = |span, message: String| {
+        Diagnostic::new(&codes::INVALID_QUOTA, span, message).with_help(codes::INVALID_QUOTA.fix)
+    };
+    let q = quota.get_ref();
+    if !(1..=MAX_QUOTA).contains(q.limit.get_ref()) {
+        found.push(invalid(
+            q.limit.span(),
+            format!(
+                "`limit` is {}; it is from 1 to {MAX_QUOTA}",
+                q.limit.get_ref()
+            ),
+        ));
+    }
+    if !matches!(q.per.get_ref().as_str(), "day" | "month") {
+        found.push(invalid(
+            q.per.span(),
+            format!(
+                "`{}` is not a quota period: use `day` or `month` (shorter periods are rate limits)",
+                q.per.get_ref()
+            ),
+        ));
+    }
+    let rolling = match &q.window {
+        Some(window) => match window.get_ref().as_str() {
+            "calendar" => false,
+            "rolling" => true,
+            other => {
+                found.push(invalid(
+                    window.span(),
+                    format!("`{other}` is not a window: use `calendar` or `rolling`"),
+                ));
+                false
+            }
+        },
+        None => false,
+    };
+    if let Some(zone) = &q.time_zone {
+        if rolling {
             found.push(invalid(
-                mode.span(),
-                format!(
-                    "`{}` is not a failure mode: use `fail_open` or `fail_closed`",
-                    mode.get_ref()
-                ),
+                zone.span(),
+                "a rolling window is the last 24 hours or 30 days in any time zone: remove `time_zone`, or use `window = \"calendar\"`".to_owned(),
             ));
+        } else if let Err(e) = jiff::tz::TimeZone::get(zone.get_ref()) {
+            found.push(invalid(zone.span(), format!("not a time zone: {e}")));
+        }
+    }
+    if let Some(key) = &q.key {
+        check_key(key, found);
+    }
+    if let Some(scope) = &q.scope
+        && !matches!(scope.get_ref().as_str(), "route" | "global")
+    {
+        found.push(invalid(
+            scope.span(),
+            format!(
+                "`{}` is not a quota scope: use `route` or `global`",
+                scope.get_ref()
+            ),
+        ));
+    }
+    cidrs(&q.trusted_proxies, found);
+    match &q.store {
+        None => found.push(invalid(
+            quota.span(),
+            "a quota outlives the process: name its Redis, `store = { redis = \"${env:REDIS_URL}\" }`".to_owned(),
+        )),
+        Some(store) => {
+            check_store(store, &invalid, found);
+            if let Some(batch) = &store.get_ref().batch {
+                found.push(invalid(
+                    batch.span(),
+                    "a quota counts every request in Redis: it has no `batch`".to_owned(),
+                ));
+            }
         }
     }
 }
@@ -387,14 +484,28 @@ fn chains(config: &Config, found: &mut Vec<Diagnostic>) {
                     tokens |= p.jwt.is_some() || p.introspection.is_some();
                     consumers |= p.api_key.is_some();
                 }
-                let Some(key) = policy
-                    .rate_limit
-                    .as_ref()
-                    .and_then(|l| l.get_ref().key.as_ref())
-                else {
+                // A quota is per consumer unless it says otherwise.
+                let key = match (&policy.rate_limit, &policy.quota) {
+                    (Some(limit), _) => limit
+                        .get_ref()
+                        .key
+                        .as_ref()
+                        .map(|k| (k.get_ref().as_str(), k.span())),
+                    (None, Some(quota)) => Some(
+                        quota
+                            .get_ref()
+                            .key
+                            .as_ref()
+                            .map_or(("consumer", quota.span()), |k| {
+                                (k.get_ref().as_str(), k.span())
+                            }),
+                    ),
+                    (None, None) => None,
+                };
+                let Some((key, span)) = key else {
                     continue;
                 };
-                let missing = match KeySource::parse(key.get_ref()) {
+                let missing = match KeySource::parse(key) {
                     Ok(KeySource::Claim(_)) if !tokens => {
                         "reads a token's claim, but nothing before it in this route's chain verifies a token (`jwt`, `introspection`)"
                     }
@@ -405,7 +516,7 @@ fn chains(config: &Config, found: &mut Vec<Diagnostic>) {
                         found.push(
                             Diagnostic::new(
                                 &codes::LIMIT_KEY_UNAVAILABLE,
-                                key.span(),
+                                span.clone(),
                                 format!(
                                     "route `{}` captures no parameter `{name}`",
                                     route.path.get_ref()

@@ -72,6 +72,7 @@ fn check_policy(name: &Spanned<String>, policy: &Spanned<Policy>, found: &mut Ve
         ("ext_authz", p.ext_authz.is_some()),
         ("introspection", p.introspection.is_some()),
         ("rate_limit", p.rate_limit.is_some()),
+        ("quota", p.quota.is_some()),
         ("concurrency", p.concurrency.is_some()),
     ]
     .into_iter()

@@ -84,6 +84,33 @@ pub(super) fn items(plan: &Plan, names: &PolicyNames) -> TokenStream {
                     #store
                 }
             }
+            PolicyKind::Quota(quota) => {
+                let key = limit_key(&quota.key, &quota.trusted_proxies);
+                let limit = quota.limit;
+                let period = if quota.month {
+                    quote!(rt::QuotaPeriod::Month)
+                } else {
+                    quote!(rt::QuotaPeriod::Day)
+                };
+                let window = match &quota.time_zone {
+                    Some(zone) => quote!(rt::QuotaWindow::Calendar { time_zone: #zone }),
+                    None => quote!(rt::QuotaWindow::Rolling),
+                };
+                let store = format_ident!("{}_STORE", item);
+                let store_spec = redis_spec(&quota.store);
+                quote! {
+                    #[doc = #doc]
+                    static #item: rt::QuotaSpec = rt::QuotaSpec {
+                        name: #name,
+                        limit: #limit,
+                        period: #period,
+                        window: #window,
+                        key: #key,
+                    };
+                    #[doc = #doc]
+                    static #store: rt::RedisSpec = #store_spec;
+                }
+            }
             PolicyKind::Jwt(jwt) => {
                 let spec = jwt_spec(name, jwt);
                 quote! {
@@ -340,10 +367,14 @@ fn redis_spec(redis: &RedisStorePlan) -> TokenStream {
     }
 }
 
-fn rate_limit_spec(name: &str, limit: &RateLimitPlan) -> TokenStream {
-    let blocks = limit.trusted_proxies.iter().map(cidr);
+/// Where a limit's or quota's key comes from.
+fn limit_key(
+    key: &KeySource,
+    trusted_proxies: &[gateway_runtime::policy::ip::Cidr],
+) -> TokenStream {
+    let blocks = trusted_proxies.iter().map(cidr);
     let trusted = quote!(&[#(#blocks),*]);
-    let key = match &limit.key {
+    match key {
         KeySource::ClientIp => quote!(rt::LimitKey::ClientIp { trusted_proxies: #trusted }),
         KeySource::Route => quote!(rt::LimitKey::Route),
         KeySource::Consumer => quote!(rt::LimitKey::Consumer { trusted_proxies: #trusted }),
@@ -354,7 +385,11 @@ fn rate_limit_spec(name: &str, limit: &RateLimitPlan) -> TokenStream {
             quote!(rt::LimitKey::Header { name: #header, trusted_proxies: #trusted })
         }
         KeySource::Param(_) => quote!(rt::LimitKey::Param { trusted_proxies: #trusted }),
-    };
+    }
+}
+
+fn rate_limit_spec(name: &str, limit: &RateLimitPlan) -> TokenStream {
+    let key = limit_key(&limit.key, &limit.trusted_proxies);
     let RateLimitPlan {
         count,
         period_seconds,
@@ -442,6 +477,7 @@ pub(super) fn is_shared(kind: &PolicyKind) -> bool {
         | PolicyKind::ExtAuthz(_)
         // Their state lives in `Shared`, one per scope (`limit_buckets`).
         | PolicyKind::RateLimit(_)
+        | PolicyKind::Quota(_)
         | PolicyKind::Concurrency(_) => false,
     }
 }
@@ -526,6 +562,7 @@ pub(super) fn shared(plan: &Plan, names: &PolicyNames) -> (TokenStream, TokenStr
             PolicyKind::RateLimit(limit) if limit.store.is_some() => {
                 quote!(rt::SharedRateLimiter)
             }
+            PolicyKind::Quota(_) => quote!(rt::Quota),
             _ => quote!(rt::RateLimiter),
         })
         .collect();
@@ -578,6 +615,16 @@ pub(super) fn shared(plan: &Plan, names: &PolicyNames) -> (TokenStream, TokenStr
         match &plan.policies[bucket.policy].kind {
             PolicyKind::Concurrency(_) => {
                 in_process.push(quote!(#field: rt::ConcurrencyLimiter::new(&#spec),));
+            }
+            PolicyKind::Quota(_) => {
+                let store = format_ident!("{}_STORE", spec);
+                let scope = bucket.key(plan);
+                rate_built.push(quote! {
+                    let #field = rt::Quota::new(&#spec, &#store, #scope)
+                        .map_err(|e| errors.extend(e))
+                        .ok();
+                });
+                rate_fields.push(field.clone());
             }
             PolicyKind::RateLimit(limit) if limit.store.is_some() => {
                 let store = format_ident!("{}_STORE", spec);

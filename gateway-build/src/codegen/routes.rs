@@ -145,8 +145,11 @@ fn chain_body(
                 response.push(quote!(response.hold(#place);));
             }
             Step::RateLimit { bucket, param, .. } => {
-                let PolicyKind::RateLimit(limit) = &plan.policies[policy].kind else {
-                    continue;
+                // A quota always checks in Redis, and always writes its fields.
+                let (shared, headers) = match &plan.policies[policy].kind {
+                    PolicyKind::RateLimit(limit) => (limit.store.is_some(), limit.headers),
+                    PolicyKind::Quota(_) => (true, true),
+                    _ => continue,
                 };
                 let limiter = format_ident!("limit_{}", bucket);
                 let param = match param {
@@ -162,12 +165,12 @@ fn chain_body(
                     quote!(::core::option::Option::None)
                 };
                 let key = quote!(#item.key.of(&req, cx, #param, #identity));
-                let check = if limit.store.is_some() {
+                let check = if shared {
                     quote!(self.shared.#limiter.check(#key).await?)
                 } else {
                     quote!(self.shared.#limiter.check(#key)?)
                 };
-                if limit.headers {
+                if headers {
                     let admission = format_ident!("admission_{}", i);
                     request.push(quote!(let #admission = #check;));
                     response.push(quote!(self.shared.#limiter.respond(#admission, &mut response);));
@@ -220,9 +223,14 @@ fn chain_body(
     }
 }
 
-/// Whether a rate limit's key reads the identity an authentication step established.
+/// Whether a rate limit's or quota's key reads the identity an authentication step
+/// established.
 fn limit_reads_identity(plan: &Plan, policy: usize) -> bool {
-    matches!(&plan.policies[policy].kind, PolicyKind::RateLimit(limit) if limit.key.needs_identity())
+    match &plan.policies[policy].kind {
+        PolicyKind::RateLimit(limit) => limit.key.needs_identity(),
+        PolicyKind::Quota(quota) => quota.key.needs_identity(),
+        _ => false,
+    }
 }
 
 /// The identity an authentication policy establishes on `req`, or its stop.

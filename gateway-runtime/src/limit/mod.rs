@@ -27,6 +27,8 @@ pub mod lease;
 #[cfg(feature = "server")]
 pub mod local;
 #[cfg(feature = "server")]
+pub mod quota;
+#[cfg(feature = "server")]
 pub mod redis;
 #[cfg(feature = "server")]
 mod table;
@@ -135,6 +137,8 @@ mod policy {
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct Limited {
         pub by: &'static str,
+        /// What the 429's body says: a rate limit or a quota exceeded.
+        pub what: &'static str,
         /// Seconds until a request would be admitted (at least 1).
         pub retry_after: u64,
         /// The policy's burst, and the seconds it takes to refill.
@@ -184,7 +188,7 @@ mod policy {
             store: &'static RedisSpec,
             scope: &str,
         ) -> Result<Self, Vec<SettingError>> {
-            let redis = RedisStore::new(store, scope).map_err(|e| vec![e])?;
+            let redis = RedisStore::new(store, "rl", scope).map_err(|e| vec![e])?;
             Ok(SharedRateLimiter {
                 limit: Limit::new(spec),
                 redis,
@@ -243,6 +247,7 @@ mod policy {
                 }),
                 Err(refused) => Err(Stop::RateLimited(Limited {
                     by: self.spec.name,
+                    what: "rate limit exceeded",
                     retry_after: seconds(refused.retry_after).max(1),
                     quota: self.spec.burst,
                     window: seconds(self.gcra.tolerance),
@@ -280,7 +285,7 @@ mod policy {
 
     /// `RateLimit-Policy` and `RateLimit` values: policy names are the compiler's
     /// (letters, digits, `-` and `_`), safe in a structured-field string.
-    fn rate_limit_fields(
+    pub(super) fn rate_limit_fields(
         name: &str,
         (quota, window): (u64, u64),
         remaining: u64,

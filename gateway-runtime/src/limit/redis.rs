@@ -23,14 +23,16 @@
 //! check is one key, so it runs on the node that holds the key's slot, and the cluster
 //! connection follows slot moves and failovers.
 //!
-//! **Keys.** `gw:rl:{scope}:{digest}`: the scope names the limit and which routes
-//! share it (the same in every process built from one configuration), and the digest
-//! is the SHA-256 of the key's bytes, cut to 16 bytes: a client's header value never
-//! becomes a Redis key as it is.
+//! **Keys.** `gw:rl:{DIGEST}:SCOPE` (`gw:q:…` for quotas, `quota`): the digest is
+//! the SHA-256 of the key's bytes, cut to 16 bytes, so a client's header value never
+//! becomes a Redis key as it is; in braces, it is the key's Redis Cluster hash tag, so
+//! buckets spread over the cluster by client, whatever braces the scope holds (a route
+//! template's `{id}`). The scope names the limit and which routes share it, the same
+//! in every process built from one configuration.
 
 use std::fmt::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -59,6 +61,9 @@ pub struct RedisSpec {
     /// goes to Redis.
     pub batch: u64,
 }
+
+/// `SCRIPT`, hashed once.
+static GCRA: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SCRIPT));
 
 /// GCRA in Redis, for `want` tokens at once (a lease; one for a plain check), after
 /// giving back `refund` tokens that an expired lease left unspent. KEYS[1]: the
@@ -110,7 +115,7 @@ enum Connection {
     Cluster(ClusterConnection),
 }
 
-/// One limit scope's buckets in Redis.
+/// One limit scope's keys in Redis, and the connection to it.
 pub struct RedisStore {
     client: Client,
     /// Shared with the task that connects.
@@ -118,11 +123,11 @@ pub struct RedisStore {
     connecting: Arc<AtomicBool>,
     /// Wakes the checks that wait for the first connection.
     connected: Arc<Notify>,
-    script: redis::Script,
     timeout: Duration,
     pub(crate) fail_open: bool,
-    /// `gw:rl:{scope}:`.
-    prefix: String,
+    /// `rl` or `q`: what the keys hold.
+    kind: &'static str,
+    scope: String,
     failures: AtomicU64,
     /// Seconds since the epoch of the last failure warning.
     warned: AtomicU64,
@@ -131,9 +136,9 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// The store; `scope` names the limit and its routes. The URL is checked here,
-    /// at start-up; the connection is made at the first check.
-    pub fn new(spec: &RedisSpec, scope: &str) -> Result<Self, SettingError> {
+    /// The store of `kind` (`rl`, `q`); `scope` names the limit and its routes. The
+    /// URL is checked here, at start-up; the connection is made at the first check.
+    pub fn new(spec: &RedisSpec, kind: &'static str, scope: &str) -> Result<Self, SettingError> {
         let url = spec.url.resolve()?;
         let invalid = |e: redis::RedisError| {
             SettingError::new(spec.url.origin, format!("not a Redis URL: {e}"))
@@ -151,10 +156,10 @@ impl RedisStore {
             connection: Arc::new(ArcSwapOption::empty()),
             connecting: Arc::new(AtomicBool::new(false)),
             connected: Arc::new(Notify::new()),
-            script: redis::Script::new(SCRIPT),
             timeout: spec.timeout,
             fail_open: spec.fail_open,
-            prefix: format!("gw:rl:{scope}:"),
+            kind,
+            scope: scope.to_owned(),
             failures: AtomicU64::new(0),
             warned: AtomicU64::new(0),
             attempted: AtomicU64::new(0),
@@ -170,6 +175,41 @@ impl RedisStore {
         want: u64,
         refund: u64,
     ) -> Result<Lease, Unanswered> {
+        let micros = |nanos: u64| (nanos / 1_000).max(1);
+        let mut invocation = GCRA.key(self.key(key, ""));
+        invocation
+            .arg(micros(gcra.emission))
+            .arg(micros(gcra.tolerance))
+            .arg(want)
+            .arg(refund);
+        Ok(match self.invoke::<(u64, u64)>(&invocation).await? {
+            (0, wait) => Lease::Refused {
+                wait: wait.saturating_mul(1_000),
+            },
+            (tokens, ahead) => Lease::Granted {
+                tokens,
+                ahead: ahead.saturating_mul(1_000),
+            },
+        })
+    }
+
+    /// The Redis key of `key` in this store: `gw:KIND:{DIGEST}:SCOPE` and `suffix`.
+    pub(super) fn key(&self, key: &[u8], suffix: &str) -> String {
+        let digest = Sha256::digest(key);
+        let mut name = String::with_capacity(48 + self.scope.len() + suffix.len());
+        let _ = write!(name, "gw:{}:{{", self.kind);
+        for byte in &digest[..16] {
+            let _ = write!(name, "{byte:02x}");
+        }
+        let _ = write!(name, "}}:{}{suffix}", self.scope);
+        name
+    }
+
+    /// Runs one script call within the timeout: its reply, or `Unanswered`.
+    pub(super) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, Unanswered> {
         let connection = match self.connection.load_full() {
             Some(connection) => connection,
             // The first checks wait for the connection, within their timeout.
@@ -185,39 +225,20 @@ impl RedisStore {
                 }
             }
         };
-        let digest = Sha256::digest(key);
-        let mut bucket = String::with_capacity(self.prefix.len() + 32);
-        bucket.push_str(&self.prefix);
-        for byte in &digest[..16] {
-            let _ = write!(bucket, "{byte:02x}");
-        }
-        let micros = |nanos: u64| (nanos / 1_000).max(1);
-        let mut invocation = self.script.key(bucket);
-        invocation
-            .arg(micros(gcra.emission))
-            .arg(micros(gcra.tolerance))
-            .arg(want)
-            .arg(refund);
         let answer = match &*connection {
             Connection::Single(single) => {
                 let mut single = single.clone();
-                let call = invocation.invoke_async::<(u64, u64)>(&mut single);
+                let call = invocation.invoke_async::<T>(&mut single);
                 tokio::time::timeout(self.timeout, call).await
             }
             Connection::Cluster(cluster) => {
                 let mut cluster = cluster.clone();
-                let call = invocation.invoke_async::<(u64, u64)>(&mut cluster);
+                let call = invocation.invoke_async::<T>(&mut cluster);
                 tokio::time::timeout(self.timeout, call).await
             }
         };
         match answer {
-            Ok(Ok((0, wait))) => Ok(Lease::Refused {
-                wait: wait.saturating_mul(1_000),
-            }),
-            Ok(Ok((tokens, ahead))) => Ok(Lease::Granted {
-                tokens,
-                ahead: ahead.saturating_mul(1_000),
-            }),
+            Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(self.failed("Redis refused the check")),
             Err(_) => Err(self.failed("Redis did not answer in time")),
         }
@@ -304,7 +325,7 @@ impl RedisStore {
                 .is_ok()
         {
             tracing::warn!(
-                store = %self.prefix,
+                scope = %self.scope,
                 failures,
                 fail_open = self.fail_open,
                 "{why}"

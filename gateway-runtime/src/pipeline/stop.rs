@@ -151,7 +151,7 @@ pub fn rescue(stop: Stop) -> (Response, StopReason) {
         }
         Stop::Answer { by, what, response } => (*response, StopReason { by, what }),
         Stop::RateLimited(limited) => {
-            let what = "rate limit exceeded";
+            let what = limited.what;
             let mut response = json_error(StatusCode::TOO_MANY_REQUESTS, what);
             limited.apply(&mut response);
             let reason = StopReason {

@@ -106,6 +106,12 @@ fn limit_buckets(plan: &Plan) -> String {
                 "{} per {} s, burst {}",
                 limit.count, limit.period_seconds, limit.burst
             ),
+            PolicyKind::Quota(quota) => format!(
+                "quota {} per {} ({})",
+                quota.limit,
+                if quota.month { "month" } else { "day" },
+                quota.time_zone.as_deref().unwrap_or("rolling")
+            ),
             PolicyKind::Concurrency(limit) => {
                 format!("{} in flight, {} queued", limit.max, limit.queue)
             }
