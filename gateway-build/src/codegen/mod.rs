@@ -103,7 +103,10 @@ pub fn tokens(plan: &Plan) -> TokenStream {
         quote!(#cache: #ty::new(#size))
     });
     let identity_headers = identity_headers(plan);
-    let has_shared = plan.policies.iter().any(|p| policies::is_shared(&p.kind));
+    // Policies resolved at start-up, and limits' state, live in `Shared`.
+    let has_shared = plan.policies.iter().any(|p| policies::is_shared(&p.kind))
+        || !plan.limit_buckets.is_empty()
+        || plan.upstreams.iter().any(|u| u.concurrency.is_some());
     let (shared_field, keep_shared) = if has_shared {
         (quote!(shared: ::std::sync::Arc<Shared>,), quote!(shared,))
     } else {
