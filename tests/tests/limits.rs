@@ -506,7 +506,8 @@ fn script_calls(redis: &RedisServer) -> u64 {
 
 /// Batched mode (`batch = 5`, a burst of 40): two gateways lease five tokens at a
 /// time. Together they admit no more than the burst, and no fewer than the burst
-/// less what each may hold unspent (4 each), with a tenth of the round trips. A
+/// less what each may hold unspent (5 each), with a round trip per three tokens or
+/// more, and none for the refused requests. A
 /// lease's unspent tokens go back to Redis once it expires: in sequence, the two
 /// admit exactly the burst.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -522,13 +523,20 @@ async fn batched_leases_stay_within_their_bound() {
         burst_with(&b, path, &team, 60)
     );
     let admitted = at_a.0 + at_b.0;
-    assert!((32..=40).contains(&admitted), "{at_a:?} {at_b:?}");
+    assert!((30..=40).contains(&admitted), "{at_a:?} {at_b:?}");
     assert_eq!(a.upstream.seen().len() + b.upstream.seen().len(), admitted);
-    let calls = script_calls(&redis);
-    assert!(calls * 10 <= 120, "{calls} round trips for 120 requests");
+    // A lease carries 5 tokens and a background top-up 3, so a call carries at
+    // least 3 but for the last partial grants and refusals near the end (at most
+    // three a gateway); a refusal is then kept, so refused requests cost nothing.
+    let calls = script_calls(&redis) as usize;
+    assert!(
+        calls <= admitted / 3 + 6,
+        "{calls} round trips for {admitted} admitted of 120"
+    );
 
     // In sequence: a leases 5 and spends 1; its lease expires; b spends the other
-    // 35; a's next lease gives its 4 back and takes them again.
+    // 35 (topping its lease up in the background); a's next lease gives its 4 back
+    // and takes them again.
     let team = [("x-team", "refund")];
     ok(&a.get(path, &team).await, "a's first");
     tokio::time::sleep(Duration::from_millis(1_100)).await;

@@ -79,6 +79,7 @@ pub use policy::{Limited, RateLimitSpec, RateLimiter, SharedRateLimiter};
 #[cfg(feature = "server")]
 mod policy {
     use std::fmt::Write;
+    use std::sync::Arc;
 
     use http::StatusCode;
 
@@ -116,8 +117,9 @@ mod policy {
     /// shares; with `batch`, leased a slice at a time (`lease`).
     pub struct SharedRateLimiter {
         limit: Limit,
-        redis: RedisStore,
-        leases: Option<LeaseTable>,
+        /// Shared with the background fetches of the next leases.
+        redis: Arc<RedisStore>,
+        leases: Option<Arc<LeaseTable>>,
     }
 
     /// What both kinds know of their limit: the verdicts and the fields they write.
@@ -188,11 +190,12 @@ mod policy {
             store: &'static RedisSpec,
             scope: &str,
         ) -> Result<Self, Vec<SettingError>> {
-            let redis = RedisStore::new(store, "rl", scope).map_err(|e| vec![e])?;
+            let redis = Arc::new(RedisStore::new(store, "rl", scope).map_err(|e| vec![e])?);
             Ok(SharedRateLimiter {
                 limit: Limit::new(spec),
                 redis,
-                leases: (store.batch > 1).then(|| LeaseTable::new(spec.max_keys, store.batch)),
+                leases: (store.batch > 1)
+                    .then(|| Arc::new(LeaseTable::new(spec.max_keys, store.batch))),
             })
         }
 
