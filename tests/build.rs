@@ -11,4 +11,7 @@ fn main() {
     gateway_build::Builder::new()
         .out_file("sizes.rs")
         .compile("gateways/sizes.toml");
+    gateway_build::Builder::new()
+        .out_file("aggregate.rs")
+        .compile("gateways/aggregate.toml");
 }

@@ -11,6 +11,7 @@ use gateway_runtime::settings::{
 use toml::Spanned;
 
 use crate::chain::{self, Source};
+use crate::check::aggregate::{PathStep, parse_field_path};
 use crate::check::limits::{KeySource, Scope};
 use crate::check::listeners::listeners_in;
 use crate::check::policies::{entries, template_params};
@@ -529,7 +530,12 @@ pub struct RoutePlan {
 /// target phase matches on the kinds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    Upstream { upstream: usize, path: PathChange },
+    Upstream {
+        upstream: usize,
+        path: PathChange,
+    },
+    /// Several backend calls, one merged JSON response.
+    Aggregate(Box<AggregatePlan>),
 }
 
 impl Target {
@@ -537,6 +543,7 @@ impl Target {
     pub fn upstream(&self) -> Option<usize> {
         match self {
             Target::Upstream { upstream, .. } => Some(*upstream),
+            Target::Aggregate(_) => None,
         }
     }
 
@@ -544,6 +551,7 @@ impl Target {
     pub fn path_change(&self) -> Option<&PathChange> {
         match self {
             Target::Upstream { path, .. } => Some(path),
+            Target::Aggregate(_) => None,
         }
     }
 
@@ -551,9 +559,41 @@ impl Target {
     pub fn name<'p>(&self, plan: &'p Plan) -> &'p str {
         match self {
             Target::Upstream { upstream, .. } => &plan.upstreams[*upstream].name,
+            Target::Aggregate(_) => "aggregate",
         }
     }
 }
+
+/// An aggregate route's calls, defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregatePlan {
+    /// `merge = "flat"`.
+    pub flat: bool,
+    pub calls: Vec<CallPlan>,
+}
+
+/// One backend call; the timeout in milliseconds, the body bound in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallPlan {
+    pub key: String,
+    pub upstream: usize,
+    pub method: String,
+    pub path: Vec<RewriteSegment>,
+    /// Request fields passed on (lower case), besides the identity fields.
+    pub headers: Vec<String>,
+    pub timeout: u64,
+    pub max_body: u64,
+    pub required: bool,
+    /// The fallback as JSON text.
+    pub fallback: String,
+    pub fields: Vec<Vec<PathStep>>,
+    pub deny: Vec<Vec<PathStep>>,
+}
+
+/// How long a call waits for its whole answer by default.
+const DEFAULT_CALL_TIMEOUT: &str = "3s";
+/// The longest answer a call reads by default.
+const DEFAULT_CALL_MAX_BODY: u64 = 1 << 20;
 
 /// How the path sent upstream derives from the request's; the query is always kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -570,6 +610,96 @@ pub enum RewriteSegment {
     Param(usize),
     /// The same, after the template's `?`.
     QueryParam(usize),
+    /// The request's query parameter of this name (`{query.NAME}`).
+    Query(String),
+}
+
+/// A checked target template as segments: literal text, the route's parameters (in
+/// the path or after `?`), and `{query.NAME}` values.
+fn template(text: &str, pattern: &pattern::Pattern) -> Vec<RewriteSegment> {
+    let mut in_query = false;
+    pattern::parse_rewrite(text)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|part| match part {
+            RewritePart::Literal(text) => {
+                in_query |= text.contains('?');
+                RewriteSegment::Literal(text)
+            }
+            RewritePart::Param { name, .. } => match name.strip_prefix("query.") {
+                Some(query) => RewriteSegment::Query(query.to_owned()),
+                None => {
+                    let index = pattern.param_index(&name).unwrap_or(0);
+                    if in_query {
+                        RewriteSegment::QueryParam(index)
+                    } else {
+                        RewriteSegment::Param(index)
+                    }
+                }
+            },
+        })
+        .collect()
+}
+
+fn call_plan(
+    call: &crate::syntax::AggregateCall,
+    pattern: &pattern::Pattern,
+    config: &Config,
+) -> CallPlan {
+    let paths = |list: &Option<toml::Spanned<Vec<toml::Spanned<String>>>>| -> Vec<Vec<PathStep>> {
+        list.iter()
+            .flat_map(|l| l.get_ref())
+            .filter_map(|p| parse_field_path(p.get_ref()).ok())
+            .collect()
+    };
+    CallPlan {
+        key: call.key.get_ref().clone(),
+        upstream: config
+            .upstreams
+            .iter()
+            .position(|(n, _)| n.get_ref() == call.upstream.get_ref())
+            .unwrap_or_else(|| unreachable!("checked: the upstream exists")),
+        method: call
+            .method
+            .as_ref()
+            .map_or("GET".to_owned(), |m| m.get_ref().clone()),
+        path: template(call.path.get_ref(), pattern),
+        headers: call
+            .headers
+            .iter()
+            .flat_map(|h| h.get_ref())
+            .map(|h| h.get_ref().to_ascii_lowercase())
+            .collect(),
+        timeout: millis(&call.timeout, DEFAULT_CALL_TIMEOUT),
+        max_body: call
+            .max_body
+            .as_ref()
+            .and_then(|size| parse_size(size.get_ref()).ok())
+            .unwrap_or(DEFAULT_CALL_MAX_BODY),
+        required: call.required.as_ref().is_none_or(|r| *r.get_ref()),
+        fallback: call
+            .fallback
+            .as_ref()
+            .map_or("null".to_owned(), |f| json_of(f.get_ref()).to_string()),
+        fields: paths(&call.fields),
+        deny: paths(&call.deny),
+    }
+}
+
+/// A TOML value as JSON: a date or time becomes its text.
+fn json_of(value: &toml::Value) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        toml::Value::String(s) => Json::String(s.clone()),
+        toml::Value::Integer(i) => Json::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        toml::Value::Boolean(b) => Json::Bool(*b),
+        toml::Value::Datetime(d) => Json::String(d.to_string()),
+        toml::Value::Array(items) => Json::Array(items.iter().map(json_of).collect()),
+        toml::Value::Table(table) => {
+            Json::Object(table.iter().map(|(k, v)| (k.clone(), json_of(v))).collect())
+        }
+    }
 }
 
 /// Lowers a checked configuration.
@@ -776,35 +906,17 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                 .as_ref()
                 .map(|u| u.get_ref().as_str())
                 .unwrap_or_default();
-            let upstream = config
-                .upstreams
-                .iter()
-                .position(|(n, _)| n.get_ref() == upstream_name)
-                .unwrap_or_else(|| unreachable!("checked: upstream `{upstream_name}` exists"));
+            let upstream = || {
+                config
+                    .upstreams
+                    .iter()
+                    .position(|(n, _)| n.get_ref() == upstream_name)
+                    .unwrap_or_else(|| unreachable!("checked: upstream `{upstream_name}` exists"))
+            };
             let target_path = if let Some(prefix) = &route.strip_prefix {
                 PathChange::StripPrefix(prefix.get_ref().clone())
             } else if let Some(rewrite) = &route.rewrite {
-                let parts = pattern::parse_rewrite(rewrite.get_ref()).unwrap_or_default();
-                let mut in_query = false;
-                PathChange::Rewrite(
-                    parts
-                        .into_iter()
-                        .map(|p| match p {
-                            RewritePart::Literal(text) => {
-                                in_query |= text.contains('?');
-                                RewriteSegment::Literal(text)
-                            }
-                            RewritePart::Param { name, .. } => {
-                                let index = pattern.param_index(&name).unwrap_or(0);
-                                if in_query {
-                                    RewriteSegment::QueryParam(index)
-                                } else {
-                                    RewriteSegment::Param(index)
-                                }
-                            }
-                        })
-                        .collect(),
-                )
+                PathChange::Rewrite(template(rewrite.get_ref(), &pattern))
             } else {
                 PathChange::Keep
             };
@@ -825,12 +937,22 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                     .as_ref()
                     .map(|h| h.get_ref().to_ascii_lowercase()),
                 path: route.path.get_ref().clone(),
-                canonical_path: pattern.canonical,
+                canonical_path: pattern.canonical.clone(),
                 methods,
                 listeners: listener_mask(config, route),
-                target: Target::Upstream {
-                    upstream,
-                    path: target_path,
+                target: match &route.aggregate {
+                    Some(calls) => Target::Aggregate(Box::new(AggregatePlan {
+                        flat: route.merge.as_ref().is_some_and(|m| m.get_ref() == "flat"),
+                        calls: calls
+                            .get_ref()
+                            .iter()
+                            .map(|call| call_plan(call.get_ref(), &pattern, config))
+                            .collect(),
+                    })),
+                    None => Target::Upstream {
+                        upstream: upstream(),
+                        path: target_path,
+                    },
                 },
                 chains: chains(config, route, &pattern.params),
                 max_body: route

@@ -444,6 +444,34 @@ pub struct Route {
     pub public: Option<Spanned<bool>>,
     /// Request body size for this route, below the listener's `limits.max_body`.
     pub max_body: Option<Spanned<String>>,
+    /// Backend calls whose JSON answers make the response, instead of `upstream`.
+    pub aggregate: Option<Spanned<Vec<Spanned<AggregateCall>>>>,
+    /// How an aggregate's answers are put together: `nested` (the default) or `flat`.
+    pub merge: Option<Spanned<String>>,
+}
+
+/// `[[routes.aggregate]]`: one backend call of an aggregate route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateCall {
+    /// Where the answer goes in the response.
+    pub key: Spanned<String>,
+    pub upstream: Spanned<String>,
+    /// A target template: `/orders?user={user_id}&page={query.page}`.
+    pub path: Spanned<String>,
+    pub method: Option<Spanned<String>>,
+    /// Request fields passed on, besides the identity fields the gateway sets.
+    pub headers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub timeout: Option<Spanned<String>>,
+    pub max_body: Option<Spanned<String>>,
+    /// Whether a failure of this call fails the response (the default).
+    pub required: Option<Spanned<bool>>,
+    /// What takes an optional call's place when it fails (default `null`).
+    pub fallback: Option<Spanned<toml::Value>>,
+    /// Paths kept of the answer: `user.name`, `items[].id`.
+    pub fields: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Paths removed from the answer.
+    pub deny: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[policies.NAME]`: one policy, of exactly one kind.

@@ -17,13 +17,16 @@
 //! | `h1` | HTTP/1.1: the server session, the client session, framing |
 //! | `h2` | HTTP/2 through hyper |
 //! | `upstream` | targets, pools, the target phase, typed upstream errors |
+//! | `aggregate` | the aggregate target: concurrent backend calls, JSON field rules, the merged response |
 //! | `auth` | authentication and authorization: credentials, JWT, API keys and consumers, the verified-credential cache, claims, rules |
-//! | `limit` | traffic control: rate limits (GCRA), their keys, the in-process store shared by the workers |
+//! | `limit` | traffic control: rate limits (GCRA), their keys, the in-process store shared by the workers, the Redis store and its leases, quotas, concurrency limits |
 //! | `policy` | one module per policy kind, each a request- and/or response-phase step |
 //! | `pipeline` | the phases' contract (`Gateway`), `Stop`, the one rescue, the driver that runs a request through them and logs it |
 //! | `observe` | the access log |
 //! | `server` | process life: start-up, workers, accept loops, admin, shutdown |
 
+#[cfg(feature = "server")]
+pub mod aggregate;
 pub mod auth;
 pub mod limit;
 pub mod message;
@@ -58,6 +61,10 @@ pub mod fuzzing;
 #[cfg(feature = "server")]
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::aggregate::{
+        AggregateSpec, CallSpec, Merge, Step as FieldStep, call as aggregate_call,
+        respond as aggregate_respond,
+    };
     pub use crate::auth::api_key::{ApiKeySpec, ApiKeys, ConsumerSpec};
     pub use crate::auth::authorize::{AuthorizeRule, ClaimRule};
     pub use crate::auth::claims::ClaimHeader;
@@ -91,4 +98,5 @@ pub mod __private {
     };
     pub use crate::upstream::Upstream;
     pub use pin_project_lite::pin_project;
+    pub use tokio::join;
 }

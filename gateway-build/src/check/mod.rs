@@ -4,6 +4,7 @@
 //! user sees every error of the file at once. Lowering (`plan`) runs only when this
 //! returns no errors, and may then rely on every rule here.
 
+pub(crate) mod aggregate;
 pub(crate) mod auth;
 pub(crate) mod limits;
 pub(crate) mod lints;
@@ -24,6 +25,7 @@ pub fn check(config: &Config) -> Vec<Diagnostic> {
     listeners::check(config, &mut found);
     references::check(config, &mut found);
     routes::check(config, &mut found);
+    aggregate::check(config, &mut found);
     policies::check(config, &mut found);
     tls::check(config, &mut found);
     auth::check(config, &mut found);

@@ -12,7 +12,12 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
     let mut used = vec![false; upstream_names.len()];
     for route in &config.routes {
         let route = route.get_ref();
-        if let Some(upstream) = &route.upstream {
+        let calls = route.aggregate.iter().flat_map(|calls| calls.get_ref());
+        for upstream in route
+            .upstream
+            .iter()
+            .chain(calls.map(|call| &call.get_ref().upstream))
+        {
             refer(upstream, config, &upstream_names, &mut used, found);
         }
         for listener in route.listeners.iter().flat_map(|l| l.get_ref()) {

@@ -145,14 +145,14 @@ fn check_host(route: &Route, found: &mut Vec<Diagnostic>) {
 }
 
 fn check_target(route: &Route, found: &mut Vec<Diagnostic>) {
-    if route.upstream.is_none() {
+    if route.upstream.is_none() && route.aggregate.is_none() {
         found.push(
             Diagnostic::new(
                 &codes::NO_TARGET,
                 route.path.span(),
                 format!("route `{}` has no target", route.path.get_ref()),
             )
-            .with_help("add `upstream = \"NAME\"` naming an `[upstreams.NAME]` section"),
+            .with_help("add `upstream = \"NAME\"` naming an `[upstreams.NAME]` section, or `[[routes.aggregate]]` calls"),
         );
     }
 }

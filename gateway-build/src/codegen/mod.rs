@@ -15,7 +15,7 @@ use crate::plan::{Plan, PolicyKind};
 
 /// Every field an identity step sets, lower case, sorted: the driver removes them from
 /// every client request.
-fn identity_headers(plan: &Plan) -> Vec<String> {
+pub(super) fn identity_headers(plan: &Plan) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for policy in &plan.policies {
         match &policy.kind {

@@ -8,8 +8,10 @@ use quote::{format_ident, quote};
 
 use super::policies::{PolicyNames, static_header_ops};
 use super::tables::route_id;
+use crate::check::aggregate::PathStep;
 use crate::plan::{
-    Chain, HeadersPlan, PathChange, Plan, PolicyKind, RewriteSegment, RoutePlan, Step, Target,
+    AggregatePlan, CallPlan, Chain, HeadersPlan, PathChange, Plan, PolicyKind, RewriteSegment,
+    RoutePlan, Step, Target,
 };
 
 /// The route functions, as items of `impl Gateway`.
@@ -294,25 +296,113 @@ fn target(plan: &Plan, upstreams: &[Ident], route: &RoutePlan) -> TokenStream {
                 }}
             }
         }
+        Target::Aggregate(spec) => aggregate(plan, upstreams, route, spec),
     }
+}
+
+/// An aggregate target: its calls as statics of the block, their futures joined (a
+/// fixed number, each concrete), the answers merged.
+fn aggregate(
+    plan: &Plan,
+    upstreams: &[Ident],
+    route: &RoutePlan,
+    spec: &AggregatePlan,
+) -> TokenStream {
+    let identity = super::identity_headers(plan);
+    let calls = spec.calls.iter().map(|call| {
+        let CallPlan {
+            key,
+            method,
+            timeout,
+            required,
+            fallback,
+            ..
+        } = call;
+        let upstream = &plan.upstreams[call.upstream].name;
+        let path = segments(&call.path);
+        let mut forward: Vec<&str> = call.headers.iter().map(String::as_str).collect();
+        forward.extend(identity.iter().map(String::as_str));
+        forward.sort_unstable();
+        forward.dedup();
+        let max_body = Literal::usize_unsuffixed(call.max_body as usize);
+        let [fields, deny] = [&call.fields, &call.deny].map(|paths| {
+            let paths = paths.iter().map(|steps| {
+                let steps = steps.iter().map(|step| match step {
+                    PathStep::Key(key) => quote!(rt::FieldStep::Key(#key)),
+                    PathStep::Each => quote!(rt::FieldStep::Each),
+                });
+                quote!(&[#(#steps),*])
+            });
+            quote!(&[#(#paths),*])
+        });
+        quote! {
+            rt::CallSpec {
+                key: #key,
+                upstream: #upstream,
+                method: #method,
+                path: &[#(#path),*],
+                forward: &[#(#forward),*],
+                timeout: ::core::time::Duration::from_millis(#timeout),
+                max_body: #max_body,
+                required: #required,
+                fallback: #fallback,
+                fields: #fields,
+                deny: #deny,
+            }
+        }
+    });
+    let count = Literal::usize_unsuffixed(spec.calls.len());
+    let answers: Vec<Ident> = (0..spec.calls.len())
+        .map(|i| format_ident!("answer_{}", i))
+        .collect();
+    let futures = spec.calls.iter().enumerate().map(|(i, call)| {
+        let upstream = &upstreams[call.upstream];
+        let i = Literal::usize_unsuffixed(i);
+        quote!(rt::aggregate_call(&self.#upstream, &CALLS[#i], &req, params, cx))
+    });
+    let merge = if spec.flat {
+        quote!(rt::Merge::Flat)
+    } else {
+        quote!(rt::Merge::Nested)
+    };
+    let name = &route.name;
+    quote! {{
+        static CALLS: [rt::CallSpec; #count] = [#(#calls),*];
+        static AGGREGATE: rt::AggregateSpec = rt::AggregateSpec {
+            route: #name,
+            merge: #merge,
+            calls: &CALLS,
+        };
+        let (#(#answers,)*) = rt::join!(#(#futures),*);
+        rt::aggregate_respond(&AGGREGATE, [#(#answers),*])?
+    }}
+}
+
+/// A template's segments, as the runtime's `RewriteSegment`s.
+fn segments(segments: &[RewriteSegment]) -> Vec<TokenStream> {
+    segments
+        .iter()
+        .map(|s| match s {
+            RewriteSegment::Literal(text) => quote!(rt::RewriteSegment::Literal(#text)),
+            RewriteSegment::Param(i) => {
+                let i = Literal::usize_unsuffixed(*i);
+                quote!(rt::RewriteSegment::Param(#i))
+            }
+            RewriteSegment::QueryParam(i) => {
+                let i = Literal::usize_unsuffixed(*i);
+                quote!(rt::RewriteSegment::QueryParam(#i))
+            }
+            RewriteSegment::Query(name) => quote!(rt::RewriteSegment::Query(#name)),
+        })
+        .collect()
 }
 
 fn path_change(path: &PathChange) -> TokenStream {
     match path {
         PathChange::Keep => quote!(::core::option::Option::None),
         PathChange::StripPrefix(prefix) => changed(quote!(rt::strip_prefix(&req.uri, #prefix))),
-        PathChange::Rewrite(segments) => {
-            let segments = segments.iter().map(|s| match s {
-                RewriteSegment::Literal(text) => quote!(rt::RewriteSegment::Literal(#text)),
-                RewriteSegment::Param(i) => {
-                    let i = Literal::usize_unsuffixed(*i);
-                    quote!(rt::RewriteSegment::Param(#i))
-                }
-                RewriteSegment::QueryParam(i) => {
-                    let i = Literal::usize_unsuffixed(*i);
-                    quote!(rt::RewriteSegment::QueryParam(#i))
-                }
-            });
+        PathChange::Rewrite(template) => {
+            let segments = segments(template);
             changed(quote!(rt::rewrite(&req.uri, &[#(#segments),*], params)))
         }
     }
@@ -347,6 +437,7 @@ fn mutates_request(plan: &Plan, route: &RoutePlan) -> bool {
 /// Whether the route's code reads the route parameters.
 fn reads_params(plan: &Plan, route: &RoutePlan) -> bool {
     matches!(route.target.path_change(), Some(PathChange::Rewrite(_)))
+        || matches!(route.target, Target::Aggregate(_))
         || header_rules(plan, route).any(|rules| !rules.is_static())
 }
 

@@ -32,6 +32,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 pub mod auth;
+pub mod json;
 pub mod jwt;
 pub mod tls;
 

@@ -1,7 +1,7 @@
 //! `gateway routes` and `gateway expand`: what the compiler made of a file.
 
 use gateway_build::plan::{
-    Chain, ListenerPlan, PathChange, Plan, PolicyKind, RewriteSegment, RoutePlan, Step,
+    Chain, ListenerPlan, PathChange, Plan, PolicyKind, RewriteSegment, RoutePlan, Step, Target,
 };
 
 use crate::EXIT_ERRORS;
@@ -60,10 +60,24 @@ fn table(plan: &Plan) -> String {
             route.methods.names().collect::<Vec<_>>().join(",")
         };
         let name = route.target.name(plan);
-        let target = match route.target.path_change() {
-            None | Some(PathChange::Keep) => format!("upstream {name}"),
-            Some(PathChange::StripPrefix(prefix)) => format!("upstream {name} (strip {prefix})"),
-            Some(PathChange::Rewrite(segments)) => {
+        let target = match (&route.target, route.target.path_change()) {
+            (Target::Aggregate(spec), _) => {
+                let calls: Vec<String> = spec
+                    .calls
+                    .iter()
+                    .map(|call| {
+                        let upstream = &plan.upstreams[call.upstream].name;
+                        format!("{} <- {upstream} {}", call.key, rewrite(route, &call.path))
+                    })
+                    .collect();
+                let merge = if spec.flat { "flat" } else { "nested" };
+                format!("aggregate ({merge}): {}", calls.join(", "))
+            }
+            (_, None | Some(PathChange::Keep)) => format!("upstream {name}"),
+            (_, Some(PathChange::StripPrefix(prefix))) => {
+                format!("upstream {name} (strip {prefix})")
+            }
+            (_, Some(PathChange::Rewrite(segments))) => {
                 format!("upstream {name} (rewrite {})", rewrite(route, segments))
             }
         };
@@ -217,6 +231,7 @@ fn rewrite(route: &gateway_build::plan::RoutePlan, segments: &[RewriteSegment]) 
                     .map_or("?", |p| p.name.as_str());
                 format!("{{{name}}}")
             }
+            RewriteSegment::Query(name) => format!("{{query.{name}}}"),
         })
         .collect()
 }

@@ -1,0 +1,298 @@
+//! Aggregate routes: calls that can be made (a method, a target template whose values
+//! the route has, bounded waits and bodies), answers that can be merged (each call
+//! its own member of the response), and field paths that are paths.
+
+use std::ops::Range;
+
+use toml::Spanned;
+
+use gateway_runtime::policy::headers;
+use gateway_runtime::settings::parse_size;
+
+use crate::check::auth::bounded_duration;
+use crate::codes;
+use crate::diagnostic::Diagnostic;
+use crate::pattern::{self, RewritePart};
+use crate::syntax::{AggregateCall, Config, Route};
+
+/// Most calls one aggregate route makes.
+pub const MAX_CALLS: usize = 16;
+/// Longest a call may take, in seconds.
+pub const MAX_CALL_SECONDS: u64 = 60;
+/// Largest answer a call may read.
+pub const MAX_ANSWER: u64 = 64 << 20;
+
+/// A field path: object keys and `[]` (each element of an array).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathStep {
+    Key(String),
+    Each,
+}
+
+/// `user.address.city`, `items[].id`, `[].id`.
+pub fn parse_field_path(text: &str) -> Result<Vec<PathStep>, String> {
+    let mut steps = Vec::new();
+    for part in text.split('.') {
+        let (key, arrays) = match part.find("[]") {
+            Some(at) => (&part[..at], &part[at..]),
+            None => (part, ""),
+        };
+        if key.contains(['[', ']'])
+            || arrays.len() % 2 != 0
+            || arrays.as_bytes().chunks(2).any(|c| c != b"[]")
+        {
+            return Err(format!(
+                "`{text}` is not a field path: write `a.b`, `items[].id`"
+            ));
+        }
+        if key.is_empty() && (arrays.is_empty() || !steps.is_empty()) {
+            return Err(format!("`{text}` has an empty step"));
+        }
+        if !key.is_empty() {
+            steps.push(PathStep::Key(key.to_owned()));
+        }
+        steps.extend(std::iter::repeat_n(PathStep::Each, arrays.len() / 2));
+    }
+    Ok(steps)
+}
+
+pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
+    for route in &config.routes {
+        let route = route.get_ref();
+        if let Some(calls) = &route.aggregate {
+            check_route(route, calls, found);
+        } else if let Some(merge) = &route.merge {
+            found.push(invalid(
+                merge.span(),
+                "`merge` says how an aggregate's answers are put together: this route has no `[[routes.aggregate]]` calls".to_owned(),
+            ));
+        }
+    }
+}
+
+fn invalid(span: Range<usize>, message: String) -> Diagnostic {
+    Diagnostic::new(&codes::INVALID_AGGREGATE, span, message)
+        .with_help(codes::INVALID_AGGREGATE.fix)
+}
+
+fn check_route(
+    route: &Route,
+    calls: &Spanned<Vec<Spanned<AggregateCall>>>,
+    found: &mut Vec<Diagnostic>,
+) {
+    for (other, what) in [
+        (route.upstream.as_ref().map(|u| u.span()), "upstream"),
+        (
+            route.strip_prefix.as_ref().map(|s| s.span()),
+            "strip_prefix",
+        ),
+        (route.rewrite.as_ref().map(|r| r.span()), "rewrite"),
+    ] {
+        if let Some(span) = other {
+            found.push(
+                invalid(
+                    span,
+                    format!("an aggregate route makes its own calls: remove `{what}`"),
+                )
+                .with_related(calls.span(), "its calls"),
+            );
+        }
+    }
+    if calls.get_ref().is_empty() || calls.get_ref().len() > MAX_CALLS {
+        found.push(invalid(
+            calls.span(),
+            format!(
+                "an aggregate makes 1 to {MAX_CALLS} calls, not {}",
+                calls.get_ref().len()
+            ),
+        ));
+    }
+    let flat = match &route.merge {
+        Some(merge) => match merge.get_ref().as_str() {
+            "nested" => false,
+            "flat" => true,
+            other => {
+                found.push(invalid(
+                    merge.span(),
+                    format!("`{other}` is not a merge: use `nested` or `flat`"),
+                ));
+                false
+            }
+        },
+        None => false,
+    };
+    let params = pattern::parse(route.path.get_ref())
+        .map(|p| p.params)
+        .unwrap_or_default();
+    let mut keys: Vec<&Spanned<String>> = Vec::new();
+    // With a flat merge, the top-level names each call's `fields` keep.
+    let mut members: Vec<(String, &Spanned<String>)> = Vec::new();
+    for call in calls.get_ref() {
+        let call = call.get_ref();
+        let key = &call.key;
+        if key.get_ref() == "_errors" || key.get_ref().is_empty() {
+            found.push(duplicate(
+                key,
+                "`_errors` is where the gateway says what failed: pick another key".to_owned(),
+            ));
+        } else if let Some(first) = keys.iter().find(|k| k.get_ref() == key.get_ref()) {
+            found.push(
+                duplicate(key, format!("two calls write `{}`", key.get_ref()))
+                    .with_related(first.span(), "the first"),
+            );
+        } else {
+            keys.push(key);
+        }
+        check_path(call, &params, found);
+        if let Some(method) = &call.method
+            && (!headers::is_token(method.get_ref())
+                || method.get_ref().bytes().any(|b| b.is_ascii_lowercase()))
+        {
+            found.push(invalid(
+                method.span(),
+                format!(
+                    "`{}` is not a method: write it in capitals, `GET`",
+                    method.get_ref()
+                ),
+            ));
+        }
+        for name in call.headers.iter().flat_map(|h| h.get_ref()) {
+            if !headers::is_token(name.get_ref()) {
+                found.push(Diagnostic::new(
+                    &codes::INVALID_HEADER_NAME,
+                    name.span(),
+                    format!("`{}` is not a header name", name.get_ref()),
+                ));
+            }
+        }
+        bounded_duration(
+            &call.timeout,
+            MAX_CALL_SECONDS,
+            "a call waits at most 60s",
+            found,
+        );
+        if let Some(size) = &call.max_body {
+            match parse_size(size.get_ref()) {
+                Ok(bytes) if bytes <= MAX_ANSWER => {}
+                Ok(_) => found.push(invalid(
+                    size.span(),
+                    "a call reads at most 64MiB of answer".to_owned(),
+                )),
+                Err(message) => {
+                    found.push(Diagnostic::new(&codes::INVALID_SIZE, size.span(), message))
+                }
+            }
+        }
+        let required = call.required.as_ref().is_none_or(|r| *r.get_ref());
+        if let Some(fallback) = &call.fallback
+            && required
+        {
+            found.push(invalid(
+                fallback.span(),
+                "a required call's failure fails the response, so its `fallback` is never used: write `required = false`".to_owned(),
+            ));
+        }
+        for path in [&call.fields, &call.deny]
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p.get_ref())
+        {
+            if let Err(message) = parse_field_path(path.get_ref()) {
+                found.push(invalid(path.span(), message));
+            }
+        }
+        if flat {
+            let mut own: Vec<(String, &Spanned<String>)> = Vec::new();
+            for path in call.fields.iter().flat_map(|p| p.get_ref()) {
+                if let Ok(steps) = parse_field_path(path.get_ref())
+                    && let Some(PathStep::Key(name)) = steps.into_iter().next()
+                    && !own.iter().any(|(n, _)| *n == name)
+                {
+                    own.push((name, path));
+                }
+            }
+            for (name, path) in &own {
+                if let Some((_, owner)) = members.iter().find(|(n, _)| n == name) {
+                    found.push(
+                        duplicate(
+                            path,
+                            format!(
+                                "with `merge = \"flat\"`, `{name}` comes from `{}` and `{}`: only the first would be kept",
+                                owner.get_ref(),
+                                key.get_ref()
+                            ),
+                        )
+                        .with_related(owner.span(), "the call listed first"),
+                    );
+                }
+            }
+            members.extend(own.into_iter().map(|(name, _)| (name, key)));
+        }
+    }
+}
+
+fn duplicate(key: &Spanned<String>, message: String) -> Diagnostic {
+    Diagnostic::new(&codes::DUPLICATE_OUTPUT_KEY, key.span(), message)
+        .with_help(codes::DUPLICATE_OUTPUT_KEY.fix)
+}
+
+/// The target template: an absolute path whose values the route has.
+fn check_path(call: &AggregateCall, params: &[pattern::Param], found: &mut Vec<Diagnostic>) {
+    let path = &call.path;
+    let start = path.span().start + 1;
+    if !path.get_ref().starts_with('/') {
+        found.push(invalid(
+            path.span(),
+            format!("`{}` is not a path: it starts with `/`", path.get_ref()),
+        ));
+    }
+    match pattern::parse_rewrite(path.get_ref()) {
+        Err((range, message)) => {
+            found.push(invalid(start + range.start..start + range.end, message))
+        }
+        Ok(parts) => {
+            for part in parts {
+                let RewritePart::Param { name, range } = part else {
+                    continue;
+                };
+                let known = match name.split_once('.') {
+                    Some(("query", query)) => !query.is_empty(),
+                    Some(_) => false,
+                    None => params.iter().any(|p| p.name == name),
+                };
+                if !known {
+                    found.push(Diagnostic::new(
+                        &codes::UNKNOWN_TEMPLATE_VALUE,
+                        start + range.start..start + range.end,
+                        if name.contains('.') {
+                            format!("`{{{name}}}` is no value of this route: a call's target uses the route's parameters and `{{query.NAME}}`")
+                        } else {
+                            format!("the route does not capture `{name}`")
+                        },
+                    ).with_help(codes::UNKNOWN_TEMPLATE_VALUE.fix));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_paths() {
+        use PathStep::{Each, Key};
+        let key = |k: &str| Key(k.to_owned());
+        assert_eq!(parse_field_path("a.b"), Ok(vec![key("a"), key("b")]));
+        assert_eq!(
+            parse_field_path("items[].id"),
+            Ok(vec![key("items"), Each, key("id")])
+        );
+        assert_eq!(parse_field_path("[].id"), Ok(vec![Each, key("id")]));
+        assert_eq!(parse_field_path("m[][]"), Ok(vec![key("m"), Each, Each]));
+        for bad in ["", "a..b", "a.", "a[", "a[x]", "a.[].b"] {
+            assert!(parse_field_path(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The aggregate response: the calls' answers in one JSON object, in the order the
+//! configuration lists the calls, with what was degraded said in the open.
+
+use http::StatusCode;
+use serde_json::Value;
+
+use super::{AggregateSpec, CallError, Merge};
+use crate::message::error::json_error;
+use crate::message::response::Response;
+use crate::pipeline::Stop;
+
+/// The field that names the calls an aggregate response is missing.
+pub const PARTIAL: &[u8] = b"x-gateway-partial";
+
+/// One response from the answers of `spec`'s calls (`answers[i]` is `spec.calls[i]`'s):
+/// 502 if a required call failed; otherwise 200 with the merged JSON.
+pub fn respond<const N: usize>(
+    spec: &'static AggregateSpec,
+    answers: [Result<Value, CallError>; N],
+) -> Result<Response, Stop> {
+    let mut values: Vec<Value> = Vec::with_capacity(N);
+    let mut failed: Vec<(&'static str, CallError)> = Vec::new();
+    for (call, answer) in spec.calls.iter().zip(answers) {
+        match answer {
+            Ok(value) => values.push(value),
+            Err(error) if call.required => {
+                tracing::warn!(route = spec.route, call = call.key, upstream = call.upstream, %error, "a required call failed");
+                let message = format!("backend `{}` {error}", call.key);
+                return Err(Stop::Answer {
+                    by: spec.route,
+                    what: "a required backend call failed",
+                    response: Box::new(json_error(StatusCode::BAD_GATEWAY, &message)),
+                });
+            }
+            Err(error) => {
+                failed.push((call.key, error));
+                values.push(serde_json::from_str(call.fallback).unwrap_or(Value::Null));
+            }
+        }
+    }
+    let mut body = Vec::with_capacity(256);
+    body.push(b'{');
+    let mut written: Vec<&str> = Vec::new();
+    for (call, value) in spec.calls.iter().zip(&values) {
+        match (spec.merge, value) {
+            (Merge::Flat, Value::Object(members)) => {
+                // `_errors` is the gateway's: a backend's member of that name is dropped.
+                for (name, member) in members {
+                    if name != "_errors" && !written.contains(&name.as_str()) {
+                        member_into(&mut body, &mut written, name, member);
+                    }
+                }
+            }
+            _ => {
+                if !written.contains(&call.key) {
+                    member_into(&mut body, &mut written, call.key, value);
+                }
+            }
+        }
+    }
+    if !failed.is_empty() {
+        let errors: serde_json::Map<String, Value> = failed
+            .iter()
+            .map(|(key, error)| ((*key).to_owned(), Value::String(error.to_string())))
+            .collect();
+        member_into(&mut body, &mut written, "_errors", &Value::Object(errors));
+    }
+    body.push(b'}');
+    let mut response = Response::local(StatusCode::OK, b"application/json", body);
+    if !failed.is_empty() {
+        let keys: Vec<&str> = failed.iter().map(|(key, _)| *key).collect();
+        response
+            .fields_mut()
+            .append(PARTIAL, keys.join(", ").as_bytes());
+    }
+    Ok(response)
+}
+
+/// Writes `"name": value` (with a comma after the first) and notes the name.
+fn member_into<'n>(body: &mut Vec<u8>, written: &mut Vec<&'n str>, name: &'n str, value: &Value) {
+    if !written.is_empty() {
+        body.push(b',');
+    }
+    // Neither can fail: a string and a `Value` always serialize.
+    let _ = serde_json::to_writer(&mut *body, name);
+    body.push(b':');
+    let _ = serde_json::to_writer(&mut *body, value);
+    written.push(name);
+}

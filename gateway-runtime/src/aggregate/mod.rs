@@ -1,0 +1,73 @@
+//! Aggregation: a route whose target is several backend calls, run concurrently,
+//! whose JSON answers become one response.
+//!
+//! The compiler fixes the calls: each is a `CallSpec` (an upstream, a path template
+//! filled with the route's parameters and query, the request fields to pass on, a
+//! timeout, a body bound, whether the response needs it, and field rules), and the
+//! generated target joins that many concrete `call` futures (no boxing, the arity a
+//! constant) and hands the answers to `respond`, which merges them in the order the
+//! configuration lists the calls (`merge`).
+//!
+//! **Partial failure.** A call that fails (no connection, a timeout, a status that is
+//! not 2xx, a body over its bound, a body that is not JSON) fails the whole response
+//! with 502 if it is `required`; otherwise its `fallback` takes its place, its key is
+//! listed in `X-Gateway-Partial`, and the body's `_errors` object says why. A response
+//! without that field and object is complete.
+
+mod call;
+mod merge;
+pub mod shape;
+
+use std::time::Duration;
+
+use crate::route::path::RewriteSegment;
+
+pub use call::{CallError, call};
+pub use merge::respond;
+pub use shape::Step;
+
+/// How the answers are put together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Each answer under its call's key.
+    Nested,
+    /// The members of each answer (an object) at the top level; where two answers
+    /// have a member of one name, the call listed first keeps it. An answer that is
+    /// not an object goes under its key.
+    Flat,
+}
+
+/// An aggregate route's calls, as the compiler lays them out.
+#[derive(Debug)]
+pub struct AggregateSpec {
+    /// The route, for logs.
+    pub route: &'static str,
+    pub merge: Merge,
+    pub calls: &'static [CallSpec],
+}
+
+/// One backend call of an aggregate route.
+#[derive(Debug)]
+pub struct CallSpec {
+    /// Where the answer goes in the response, and its name in `_errors`.
+    pub key: &'static str,
+    /// The upstream's name, for logs.
+    pub upstream: &'static str,
+    pub method: &'static str,
+    /// The target, filled with the route's parameters and the request's query
+    /// values; the request's own query is not passed on.
+    pub path: &'static [RewriteSegment<'static>],
+    /// Request fields passed to the backend (lower case), identity fields included.
+    pub forward: &'static [&'static str],
+    /// From the start of the call to the end of its body.
+    pub timeout: Duration,
+    /// The longest body read.
+    pub max_body: usize,
+    /// Whether a failure of this call fails the response.
+    pub required: bool,
+    /// JSON that takes the place of an optional call's answer when it fails.
+    pub fallback: &'static str,
+    /// Paths kept of the answer (all of it when empty), then paths removed.
+    pub fields: &'static [&'static [Step]],
+    pub deny: &'static [&'static [Step]],
+}

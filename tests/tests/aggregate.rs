@@ -1,0 +1,253 @@
+//! Aggregate routes end to end: the gateway of `gateways/aggregate.toml`, three real
+//! JSON backends on loopback, and a real client.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::json::{Answer, JsonBackend};
+use support::{Gateway, HttpClient, Reply};
+
+const AGGREGATE_GATEWAY: &str = env!("CARGO_BIN_EXE_aggregate-gateway");
+const MOBILE_KEY: &str = "mobile-key-0123456789abcdef";
+
+struct Setup {
+    users: JsonBackend,
+    orders: JsonBackend,
+    recs: JsonBackend,
+    gateway: Gateway,
+    client: HttpClient,
+}
+
+impl Setup {
+    async fn start() -> Setup {
+        let (users, orders, recs) = (
+            JsonBackend::start().await,
+            JsonBackend::start().await,
+            JsonBackend::start().await,
+        );
+        let env = [
+            ("USERS", users.url()),
+            ("ORDERS", orders.url()),
+            ("RECS", recs.url()),
+            ("MOBILE_KEY", MOBILE_KEY.to_owned()),
+        ];
+        let gateway = Gateway::start_in(AGGREGATE_GATEWAY, &env, None, 1)
+            .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"));
+        Setup {
+            users,
+            orders,
+            recs,
+            gateway,
+            client: support::client(),
+        }
+    }
+
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = http::Request::get(self.gateway.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(support::TestBody::empty()).expect("request");
+        support::send(&self.client, request).await
+    }
+
+    /// The backends' usual answers: a user, their orders, recommendations.
+    fn usual(&self, delay: Duration) {
+        self.users.on(
+            "/users/7",
+            Answer::json(json!({
+                "id": 7, "name": "Ada", "email": "ada@example.test",
+                "address": {"city": "London", "street": "1 Lane"}
+            }))
+            .after(delay),
+        );
+        self.orders.on(
+            "/orders",
+            Answer::json(json!({
+                "items": [{"id": 1, "price": 3}, {"id": 2, "price": 4}],
+                "total": 7, "cursor": "abc"
+            }))
+            .after(delay),
+        );
+        self.recs.on(
+            "/recs/7",
+            Answer::json(json!([{"sku": "a", "debug": 1}, {"sku": "b", "debug": 2}])).after(delay),
+        );
+    }
+}
+
+const KEY: (&str, &str) = ("x-api-key", MOBILE_KEY);
+
+/// Three backends that each take 200 ms answer in well under 400 ms together, and
+/// each answer is shaped by its call's rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_calls_run_at_once_and_are_shaped() {
+    let setup = Setup::start().await;
+    setup.usual(Duration::from_millis(200));
+    let started = Instant::now();
+    let reply = setup
+        .get("/dashboard/7?page=2", &[KEY, ("accept-language", "de")])
+        .await;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        took < Duration::from_millis(380),
+        "took {took:?}: not concurrent"
+    );
+    assert_eq!(
+        reply.json(),
+        json!({
+            "user": {"id": 7, "name": "Ada", "address": {"city": "London"}},
+            "orders": {"items": [{"id": 1}, {"id": 2}], "total": 7},
+            "recs": [{"sku": "a"}, {"sku": "b"}]
+        })
+    );
+    // In the order the configuration lists the calls.
+    assert!(reply.body.starts_with("{\"user\":"), "{}", reply.body);
+    assert!(reply.headers.get("x-gateway-partial").is_none());
+    assert_eq!(reply.headers["content-type"], "application/json");
+    // Each backend got its own target, the route's values filled in, and only the
+    // fields it is given: the named one, and the identity the gateway established.
+    let asked = setup.orders.asked();
+    assert_eq!(asked[0].target, "/orders?user=7&page=2");
+    let user = &setup.users.asked()[0];
+    assert_eq!(user.target, "/users/7");
+    assert_eq!(user.headers["accept-language"], "de");
+    assert_eq!(user.headers["x-consumer"], "mobile");
+    assert!(
+        user.headers.get("x-api-key").is_none(),
+        "the credential is the gateway's"
+    );
+    assert!(
+        setup.orders.asked()[0]
+            .headers
+            .get("accept-language")
+            .is_none()
+    );
+}
+
+/// An optional call that fails takes its fallback, and the response says so in a
+/// field and in `_errors`; a slow one is cut off at its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn optional_calls_degrade_in_the_open() {
+    let setup = Setup::start().await;
+    setup.usual(Duration::ZERO);
+    setup.recs.on(
+        "/recs/7",
+        Answer::json(json!([{"sku": "late"}])).after(Duration::from_secs(2)),
+    );
+    let started = Instant::now();
+    let reply = setup.get("/dashboard/7", &[KEY]).await;
+    assert!(started.elapsed() < Duration::from_millis(1_500));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.headers["x-gateway-partial"], "recs");
+    let body = reply.json();
+    assert_eq!(body["recs"], json!([]), "the fallback");
+    assert_eq!(body["_errors"], json!({"recs": "timed out"}));
+    assert_eq!(body["user"]["name"], "Ada");
+
+    setup.recs.on(
+        "/recs/7",
+        Answer {
+            status: 503,
+            content_type: "application/json",
+            body: "{}".to_owned(),
+            delay: Duration::ZERO,
+        },
+    );
+    let body = setup.get("/dashboard/7", &[KEY]).await.json();
+    assert_eq!(body["_errors"], json!({"recs": "answered 503"}));
+}
+
+/// A required call that fails, in any way, fails the response with 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_call_that_fails_fails_the_response() {
+    let setup = Setup::start().await;
+    setup.usual(Duration::ZERO);
+    let cases = [
+        (
+            "not JSON",
+            Answer {
+                status: 200,
+                content_type: "text/html",
+                body: "<html>".to_owned(),
+                delay: Duration::ZERO,
+            },
+            "answer is not JSON",
+        ),
+        (
+            "too large",
+            Answer::json(json!({"pad": "x".repeat(2_000)})),
+            "answer too large",
+        ),
+        (
+            "too slow",
+            Answer::json(json!({})).after(Duration::from_secs(2)),
+            "timed out",
+        ),
+        (
+            "an error",
+            Answer {
+                status: 500,
+                content_type: "application/json",
+                body: "{}".to_owned(),
+                delay: Duration::ZERO,
+            },
+            "answered 500",
+        ),
+    ];
+    for (case, answer, why) in cases {
+        setup.orders.on("/broken/7", answer);
+        let reply = setup.get("/strict/7", &[]).await;
+        assert_eq!(reply.status, 502, "{case}: {}", reply.body);
+        assert_eq!(
+            reply.json()["error"],
+            format!("backend `orders` {why}"),
+            "{case}"
+        );
+    }
+}
+
+/// `merge = "flat"`: each answer's members at the top level, the first call listed
+/// keeping a name both have, whichever answered first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flat_merge_is_deterministic() {
+    let setup = Setup::start().await;
+    setup.users.on(
+        "/users/7",
+        Answer::json(json!({"id": 7, "name": "Ada", "theme": "users'"}))
+            .after(Duration::from_millis(100)),
+    );
+    setup.recs.on(
+        "/prefs/7",
+        Answer::json(json!({"theme": "dark", "lang": "en", "_errors": "forged"})),
+    );
+    let reply = setup.get("/profile/7", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json(),
+        json!({"id": 7, "name": "Ada", "theme": "users'", "lang": "en"})
+    );
+    // The optional call's fallback is merged the same way.
+    setup.recs.on(
+        "/prefs/7",
+        Answer::json(json!(null)).after(Duration::from_secs(5)),
+    );
+    let reply = setup.get("/profile/7", &[]).await;
+    assert_eq!(reply.headers["x-gateway-partial"], "prefs");
+    let body = reply.json();
+    assert_eq!(body["theme"], "users'");
+    assert_eq!(body["_errors"]["prefs"], "timed out");
+}
+
+/// A request the route's policies refuse never reaches a backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_calls_no_backend() {
+    let setup = Setup::start().await;
+    setup.usual(Duration::ZERO);
+    let reply = setup.get("/dashboard/7", &[]).await;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    assert!(setup.users.asked().is_empty() && setup.orders.asked().is_empty());
+}

@@ -1,0 +1,132 @@
+//! A JSON backend for the aggregation tests: a real HTTP/1.1 server whose answer to
+//! each path (status, content type, body, delay) the test sets, recording the
+//! requests it was sent.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+/// What the backend answers on one path.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Answer {
+    pub fn json(body: serde_json::Value) -> Answer {
+        Answer {
+            status: 200,
+            content_type: "application/json",
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn after(mut self, delay: Duration) -> Answer {
+        self.delay = delay;
+        self
+    }
+}
+
+/// A request the backend was sent: its target and fields.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    pub target: String,
+    pub headers: http::HeaderMap,
+}
+
+#[derive(Clone)]
+pub struct JsonBackend {
+    pub addr: SocketAddr,
+    answers: Arc<Mutex<HashMap<String, Answer>>>,
+    asked: Arc<Mutex<Vec<Asked>>>,
+}
+
+impl JsonBackend {
+    pub async fn start() -> JsonBackend {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
+        let backend = JsonBackend {
+            addr: listener.local_addr().expect("address"),
+            answers: Arc::default(),
+            asked: Arc::default(),
+        };
+        let shared = backend.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(shared.answer(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        backend
+    }
+
+    /// Answers `path` (without the query) with `answer` from now on.
+    pub fn on(&self, path: &str, answer: Answer) -> &Self {
+        self.answers
+            .lock()
+            .expect("answers")
+            .insert(path.to_owned(), answer);
+        self
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn asked(&self) -> Vec<Asked> {
+        self.asked.lock().expect("asked").clone()
+    }
+
+    async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or("/".to_owned(), |pq| pq.to_string());
+        self.asked.lock().expect("asked").push(Asked {
+            target,
+            headers: req.headers().clone(),
+        });
+        let answer = self
+            .answers
+            .lock()
+            .expect("answers")
+            .get(req.uri().path())
+            .cloned();
+        let Some(answer) = answer else {
+            return Response::builder()
+                .status(404)
+                .body(Full::new(Bytes::from_static(
+                    b"{\"error\":\"no such path\"}",
+                )))
+                .unwrap_or_default();
+        };
+        tokio::time::sleep(answer.delay).await;
+        Response::builder()
+            .status(answer.status)
+            .header("content-type", answer.content_type)
+            .body(Full::new(Bytes::from(answer.body)))
+            .unwrap_or_default()
+    }
+}
