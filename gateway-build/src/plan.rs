@@ -588,6 +588,11 @@ pub struct CallPlan {
     pub fallback: String,
     pub fields: Vec<Vec<PathStep>>,
     pub deny: Vec<Vec<PathStep>>,
+    pub target: Vec<PathStep>,
+    /// In the order written.
+    pub rename: Vec<(Vec<PathStep>, String)>,
+    pub flatten: bool,
+    pub group: Option<String>,
 }
 
 /// How long a call waits for its whole answer by default.
@@ -683,6 +688,23 @@ fn call_plan(
             .map_or("null".to_owned(), |f| json_of(f.get_ref()).to_string()),
         fields: paths(&call.fields),
         deny: paths(&call.deny),
+        target: call
+            .target
+            .as_ref()
+            .and_then(|t| parse_field_path(t.get_ref()).ok())
+            .unwrap_or_default(),
+        rename: {
+            let mut renames: Vec<_> = call.rename.iter().flat_map(|r| r.get_ref()).collect();
+            renames.sort_by_key(|(from, _)| from.span().start);
+            renames
+                .into_iter()
+                .filter_map(|(from, to)| {
+                    Some((parse_field_path(from.get_ref()).ok()?, to.get_ref().clone()))
+                })
+                .collect()
+        },
+        flatten: call.flatten.as_ref().is_some_and(|f| *f.get_ref()),
+        group: call.group.as_ref().map(|g| g.get_ref().clone()),
     }
 }
 

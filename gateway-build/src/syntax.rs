@@ -472,6 +472,14 @@ pub struct AggregateCall {
     pub fields: Option<Spanned<Vec<Spanned<String>>>>,
     /// Paths removed from the answer.
     pub deny: Option<Spanned<Vec<Spanned<String>>>>,
+    /// The part of the answer the other rules apply to: `data.items`, `list[0]`.
+    pub target: Option<Spanned<String>>,
+    /// Members renamed: path = new name.
+    pub rename: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    /// Whether an array of arrays becomes one array.
+    pub flatten: Option<Spanned<bool>>,
+    /// The member the shaped answer goes under.
+    pub group: Option<Spanned<String>>,
 }
 
 /// `[policies.NAME]`: one policy, of exactly one kind.

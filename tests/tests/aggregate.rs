@@ -251,3 +251,30 @@ async fn a_refused_request_calls_no_backend() {
     assert_eq!(reply.status, 401, "{}", reply.body);
     assert!(setup.users.asked().is_empty() && setup.orders.asked().is_empty());
 }
+
+/// `target`, `flatten`, `rename` and `group`: a mobile client's slim answer out of
+/// a nested one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_picked_flattened_renamed_and_grouped() {
+    let setup = Setup::start().await;
+    setup.orders.on(
+        "/orders",
+        Answer::json(json!({"orders": [
+            {"id": 11, "lines": [{"sku": "a", "qty": 1}, {"sku": "b", "qty": 2}]},
+            {"id": 12, "lines": [{"sku": "c", "qty": 3}]}
+        ]})),
+    );
+    let reply = setup.get("/lines/7", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json(),
+        json!({
+            "lines": [
+                {"product": "a", "qty": 1},
+                {"product": "b", "qty": 2},
+                {"product": "c", "qty": 3}
+            ],
+            "first_order": 11
+        })
+    );
+}

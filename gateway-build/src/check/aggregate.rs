@@ -22,36 +22,41 @@ pub const MAX_CALL_SECONDS: u64 = 60;
 /// Largest answer a call may read.
 pub const MAX_ANSWER: u64 = 64 << 20;
 
-/// A field path: object keys and `[]` (each element of an array).
+/// A field path: object keys, `[]` (each element of an array) and `[N]` (one
+/// element, in a `target` only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathStep {
     Key(String),
     Each,
+    Index(usize),
 }
 
-/// `user.address.city`, `items[].id`, `[].id`.
+/// `user.address.city`, `items[].id`, `[].id`, `data.items[0]`.
 pub fn parse_field_path(text: &str) -> Result<Vec<PathStep>, String> {
+    let not_a_path = || format!("`{text}` is not a field path: write `a.b`, `items[].id`");
     let mut steps = Vec::new();
-    for part in text.split('.') {
-        let (key, arrays) = match part.find("[]") {
-            Some(at) => (&part[..at], &part[at..]),
-            None => (part, ""),
-        };
-        if key.contains(['[', ']'])
-            || arrays.len() % 2 != 0
-            || arrays.as_bytes().chunks(2).any(|c| c != b"[]")
-        {
-            return Err(format!(
-                "`{text}` is not a field path: write `a.b`, `items[].id`"
-            ));
+    for (i, part) in text.split('.').enumerate() {
+        let (key, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
+        if key.contains(']') {
+            return Err(not_a_path());
         }
-        if key.is_empty() && (arrays.is_empty() || !steps.is_empty()) {
+        if key.is_empty() && (rest.is_empty() || i > 0) {
             return Err(format!("`{text}` has an empty step"));
         }
         if !key.is_empty() {
             steps.push(PathStep::Key(key.to_owned()));
         }
-        steps.extend(std::iter::repeat_n(PathStep::Each, arrays.len() / 2));
+        while !rest.is_empty() {
+            let close = rest.find(']').ok_or_else(not_a_path)?;
+            steps.push(match &rest[1..close] {
+                "" => PathStep::Each,
+                index => PathStep::Index(index.parse().map_err(|_| not_a_path())?),
+            });
+            rest = &rest[close + 1..];
+            if !rest.is_empty() && !rest.starts_with('[') {
+                return Err(not_a_path());
+            }
+        }
     }
     Ok(steps)
 }
@@ -192,25 +197,9 @@ fn check_route(
                 "a required call's failure fails the response, so its `fallback` is never used: write `required = false`".to_owned(),
             ));
         }
-        for path in [&call.fields, &call.deny]
-            .into_iter()
-            .flatten()
-            .flat_map(|p| p.get_ref())
-        {
-            if let Err(message) = parse_field_path(path.get_ref()) {
-                found.push(invalid(path.span(), message));
-            }
-        }
+        check_rules(call, found);
         if flat {
-            let mut own: Vec<(String, &Spanned<String>)> = Vec::new();
-            for path in call.fields.iter().flat_map(|p| p.get_ref()) {
-                if let Ok(steps) = parse_field_path(path.get_ref())
-                    && let Some(PathStep::Key(name)) = steps.into_iter().next()
-                    && !own.iter().any(|(n, _)| *n == name)
-                {
-                    own.push((name, path));
-                }
-            }
+            let own = top_level_names(call);
             for (name, path) in &own {
                 if let Some((_, owner)) = members.iter().find(|(n, _)| n == name) {
                     found.push(
@@ -228,6 +217,97 @@ fn check_route(
             }
             members.extend(own.into_iter().map(|(name, _)| (name, key)));
         }
+    }
+}
+
+/// The top-level names a call's rules make visible: its `group`, or what its
+/// `fields` keep at the top, renamed where a `rename` says so. A `target` hides
+/// them: what it picks is known only at run time.
+fn top_level_names(call: &AggregateCall) -> Vec<(String, &Spanned<String>)> {
+    if let Some(group) = &call.group {
+        return vec![(group.get_ref().clone(), group)];
+    }
+    if call.target.is_some() {
+        return Vec::new();
+    }
+    let renamed = |name: &str| {
+        call.rename
+            .iter()
+            .flat_map(|r| r.get_ref())
+            .find(|(from, _)| from.get_ref() == name)
+            .map_or(name.to_owned(), |(_, to)| to.get_ref().clone())
+    };
+    let mut own: Vec<(String, &Spanned<String>)> = Vec::new();
+    for path in call.fields.iter().flat_map(|p| p.get_ref()) {
+        if let Ok(steps) = parse_field_path(path.get_ref())
+            && let Some(PathStep::Key(name)) = steps.first()
+        {
+            let name = renamed(name);
+            if !own.iter().any(|(n, _)| *n == name) {
+                own.push((name, path));
+            }
+        }
+    }
+    own
+}
+
+/// The call's field rules: paths that are paths, `[N]` only in a `target`, renames
+/// of a member to a name.
+fn check_rules(call: &AggregateCall, found: &mut Vec<Diagnostic>) {
+    let parsed = |text: &Spanned<String>, found: &mut Vec<Diagnostic>| {
+        parse_field_path(text.get_ref())
+            .map_err(|message| found.push(invalid(text.span(), message)))
+            .ok()
+    };
+    if let Some(target) = &call.target {
+        parsed(target, found);
+    }
+    let renames = call
+        .rename
+        .iter()
+        .flat_map(|r| r.get_ref())
+        .map(|(from, _)| from);
+    let listed = [&call.fields, &call.deny]
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p.get_ref());
+    for text in listed.chain(renames) {
+        let Some(steps) = parsed(text, found) else {
+            continue;
+        };
+        if steps.iter().any(|s| matches!(s, PathStep::Index(_))) {
+            found.push(invalid(
+                text.span(),
+                format!(
+                    "`{}`: `[N]` picks one element, which only a `target` does; use `[]`",
+                    text.get_ref()
+                ),
+            ));
+        }
+    }
+    for (from, to) in call.rename.iter().flat_map(|r| r.get_ref()) {
+        if let Ok(steps) = parse_field_path(from.get_ref())
+            && !matches!(steps.last(), Some(PathStep::Key(_)))
+        {
+            found.push(invalid(
+                from.span(),
+                format!("`{}` names no member to rename", from.get_ref()),
+            ));
+        }
+        if to.get_ref().is_empty() {
+            found.push(invalid(
+                to.span(),
+                "a member is renamed to a name, not to nothing".to_owned(),
+            ));
+        }
+    }
+    if let Some(group) = &call.group
+        && group.get_ref().is_empty()
+    {
+        found.push(invalid(
+            group.span(),
+            "`group` names the member the answer goes under".to_owned(),
+        ));
     }
 }
 
@@ -291,7 +371,11 @@ mod tests {
         );
         assert_eq!(parse_field_path("[].id"), Ok(vec![Each, key("id")]));
         assert_eq!(parse_field_path("m[][]"), Ok(vec![key("m"), Each, Each]));
-        for bad in ["", "a..b", "a.", "a[", "a[x]", "a.[].b"] {
+        assert_eq!(
+            parse_field_path("data.items[0]"),
+            Ok(vec![key("data"), key("items"), PathStep::Index(0)])
+        );
+        for bad in ["", "a..b", "a.", "a[", "a[x]", "a.[].b", "a[]b", "a]"] {
             assert!(parse_field_path(bad).is_err(), "{bad}");
         }
     }

@@ -326,15 +326,19 @@ fn aggregate(
         forward.dedup();
         let max_body = Literal::usize_unsuffixed(call.max_body as usize);
         let [fields, deny] = [&call.fields, &call.deny].map(|paths| {
-            let paths = paths.iter().map(|steps| {
-                let steps = steps.iter().map(|step| match step {
-                    PathStep::Key(key) => quote!(rt::FieldStep::Key(#key)),
-                    PathStep::Each => quote!(rt::FieldStep::Each),
-                });
-                quote!(&[#(#steps),*])
-            });
+            let paths = paths.iter().map(|steps| field_path(steps));
             quote!(&[#(#paths),*])
         });
+        let target = field_path(&call.target);
+        let renames = call.rename.iter().map(|(path, to)| {
+            let path = field_path(path);
+            quote!((#path, #to))
+        });
+        let flatten = call.flatten;
+        let group = match &call.group {
+            Some(name) => quote!(::core::option::Option::Some(#name)),
+            None => quote!(::core::option::Option::None),
+        };
         quote! {
             rt::CallSpec {
                 key: #key,
@@ -346,8 +350,14 @@ fn aggregate(
                 max_body: #max_body,
                 required: #required,
                 fallback: #fallback,
-                fields: #fields,
-                deny: #deny,
+                rules: rt::FieldRules {
+                    target: #target,
+                    fields: #fields,
+                    deny: #deny,
+                    rename: &[#(#renames),*],
+                    flatten: #flatten,
+                    group: #group,
+                },
             }
         }
     });
@@ -376,6 +386,19 @@ fn aggregate(
         let (#(#answers,)*) = rt::join!(#(#futures),*);
         rt::aggregate_respond(&AGGREGATE, [#(#answers),*])?
     }}
+}
+
+/// A field path, as the runtime's steps.
+fn field_path(steps: &[PathStep]) -> TokenStream {
+    let steps = steps.iter().map(|step| match step {
+        PathStep::Key(key) => quote!(rt::FieldStep::Key(#key)),
+        PathStep::Each => quote!(rt::FieldStep::Each),
+        PathStep::Index(i) => {
+            let i = Literal::usize_unsuffixed(*i);
+            quote!(rt::FieldStep::Index(#i))
+        }
+    });
+    quote!(&[#(#steps),*])
 }
 
 /// A template's segments, as the runtime's `RewriteSegment`s.

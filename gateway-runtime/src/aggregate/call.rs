@@ -9,7 +9,6 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::CallSpec;
-use super::shape;
 use crate::message::fields::Fields;
 use crate::pipeline::RequestContext;
 use crate::pipeline::gateway::{Params, Request};
@@ -97,5 +96,5 @@ pub async fn call(
         .await
         .map_err(|_| CallError::Timeout)??;
     let value: Value = serde_json::from_slice(&body).map_err(|_| CallError::NotJson)?;
-    Ok(shape::apply(value, spec.fields, spec.deny))
+    Ok(spec.rules.apply(value))
 }

@@ -24,7 +24,7 @@ use crate::route::path::RewriteSegment;
 
 pub use call::{CallError, call};
 pub use merge::respond;
-pub use shape::Step;
+pub use shape::{Rules, Step};
 
 /// How the answers are put together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +67,6 @@ pub struct CallSpec {
     pub required: bool,
     /// JSON that takes the place of an optional call's answer when it fails.
     pub fallback: &'static str,
-    /// Paths kept of the answer (all of it when empty), then paths removed.
-    pub fields: &'static [&'static [Step]],
-    pub deny: &'static [&'static [Step]],
+    /// How the answer is shaped (`shape`).
+    pub rules: Rules,
 }

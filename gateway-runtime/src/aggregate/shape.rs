@@ -1,7 +1,11 @@
-//! Field rules on a JSON answer: `fields` keeps only the paths it lists, `deny`
-//! removes paths. A path is object keys and `[]` (every element of an array):
-//! `user.address.city`, `items[].id`. A path that does not fit the answer (a key of
-//! a string, `[]` of an object) matches nothing.
+//! Field rules on a JSON answer, in this order: `target` picks the part of the
+//! answer the rest applies to, `flatten` joins an array of arrays into one, `fields`
+//! keeps only the paths it lists, `deny` removes paths, `rename` renames members, and
+//! `group` puts the result under a name.
+//!
+//! A path is object keys, `[]` (every element of an array) and, in a `target`, `[N]`
+//! (one element): `user.address.city`, `items[].id`, `data.items[0]`. A path that
+//! does not fit the answer (a key of a string, `[]` of an object) matches nothing.
 
 use serde_json::{Map, Value};
 
@@ -11,11 +15,113 @@ pub enum Step {
     Key(&'static str),
     /// Every element of an array.
     Each,
+    /// One element of an array (`target` only).
+    Index(usize),
+}
+
+/// The rules of one answer, as the compiler lays them out.
+#[derive(Debug)]
+pub struct Rules {
+    /// The part of the answer the other rules apply to (all of it when empty).
+    pub target: &'static [Step],
+    /// Paths kept (all when empty), then paths removed.
+    pub fields: &'static [&'static [Step]],
+    pub deny: &'static [&'static [Step]],
+    /// Members renamed: the path of each, and its new name.
+    pub rename: &'static [(&'static [Step], &'static str)],
+    /// Whether an array of arrays becomes one array.
+    pub flatten: bool,
+    /// The name the result is put under.
+    pub group: Option<&'static str>,
+}
+
+impl Rules {
+    /// The answer shaped by every rule, in order.
+    pub fn apply(&self, value: Value) -> Value {
+        let mut value = if self.target.is_empty() {
+            value
+        } else {
+            pick(value, self.target)
+        };
+        if self.flatten {
+            value = flatten(value);
+        }
+        let mut value = apply(value, self.fields, self.deny);
+        for (path, to) in self.rename {
+            rename(&mut value, path, to);
+        }
+        match self.group {
+            Some(name) => {
+                let mut group = Map::new();
+                group.insert(name.to_owned(), value);
+                Value::Object(group)
+            }
+            None => value,
+        }
+    }
+}
+
+/// The part of `value` at `path`; `[]` collects what the rest of the path reaches
+/// in every element. Where the path leads nowhere: `null`.
+fn pick(value: Value, path: &[Step]) -> Value {
+    match (path, value) {
+        ([], value) => value,
+        ([Step::Key(key), rest @ ..], Value::Object(mut members)) => {
+            pick(members.remove(*key).unwrap_or(Value::Null), rest)
+        }
+        ([Step::Index(i), rest @ ..], Value::Array(mut items)) if *i < items.len() => {
+            pick(items.swap_remove(*i), rest)
+        }
+        ([Step::Each, rest @ ..], Value::Array(items)) => {
+            Value::Array(items.into_iter().map(|item| pick(item, rest)).collect())
+        }
+        _ => Value::Null,
+    }
+}
+
+/// Renames the member at `path` (its last step a key) to `to`, wherever `[]` reaches.
+fn rename(value: &mut Value, path: &[Step], to: &str) {
+    match (path, value) {
+        ([Step::Key(key)], Value::Object(members)) => {
+            if let Some(member) = members.remove(*key) {
+                members.insert(to.to_owned(), member);
+            }
+        }
+        ([Step::Key(key), rest @ ..], Value::Object(members)) => {
+            if let Some(member) = members.get_mut(*key) {
+                rename(member, rest, to);
+            }
+        }
+        ([Step::Each, rest @ ..], Value::Array(items)) => {
+            for item in items {
+                rename(item, rest, to);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An array whose elements are arrays becomes one array of their elements; other
+/// elements are kept as they are, in order.
+fn flatten(value: Value) -> Value {
+    match value {
+        Value::Array(items) => {
+            let mut flat = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Value::Array(inner) => flat.extend(inner),
+                    other => flat.push(other),
+                }
+            }
+            Value::Array(flat)
+        }
+        other => other,
+    }
 }
 
 /// The answer with only the `fields` paths (all of it when there are none), less
 /// the `deny` paths.
-pub fn apply(value: Value, fields: &[&[Step]], deny: &[&[Step]]) -> Value {
+fn apply(value: Value, fields: &[&[Step]], deny: &[&[Step]]) -> Value {
     let mut value = if fields.is_empty() {
         value
     } else {
@@ -128,6 +234,51 @@ mod tests {
                 "items": [{"id": 1, "n": 2}, {"id": 2}]
             })
         );
+    }
+
+    #[test]
+    fn target_rename_flatten_group() {
+        let answer = json!({"data": {"orders": [
+            {"id": 1, "lines": [{"sku": "a"}, {"sku": "b"}]},
+            {"id": 2, "lines": [{"sku": "c"}]}
+        ]}});
+        const LINES: &[Step] = &[
+            Step::Key("data"),
+            Step::Key("orders"),
+            Step::Each,
+            Step::Key("lines"),
+        ];
+        const SKU: &[Step] = &[Step::Each, Step::Key("sku")];
+        let rules = Rules {
+            target: LINES,
+            fields: &[],
+            deny: &[],
+            rename: &[(SKU, "product")],
+            flatten: true,
+            group: Some("lines"),
+        };
+        // `[]` in the target gives one array per order, flattening joins them, and
+        // renaming reaches into each line.
+        assert_eq!(
+            rules.apply(answer.clone()),
+            json!({"lines": [{"product": "a"}, {"product": "b"}, {"product": "c"}]})
+        );
+        const FIRST: &[Step] = &[Step::Key("data"), Step::Key("orders"), Step::Index(0)];
+        let first = Rules {
+            target: FIRST,
+            fields: &[&[Step::Key("id")]],
+            deny: &[],
+            rename: &[(&[Step::Key("id")], "order_id")],
+            flatten: false,
+            group: None,
+        };
+        assert_eq!(first.apply(answer.clone()), json!({"order_id": 1}));
+        const NINTH: &[Step] = &[Step::Key("data"), Step::Key("orders"), Step::Index(9)];
+        let missing = Rules {
+            target: NINTH,
+            ..first
+        };
+        assert_eq!(missing.apply(answer), Value::Null);
     }
 
     #[test]
