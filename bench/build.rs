@@ -6,4 +6,7 @@ fn main() {
     gateway_build::Builder::new()
         .out_file("auth.rs")
         .compile("auth.toml");
+    gateway_build::Builder::new()
+        .out_file("aggregate.rs")
+        .compile("aggregate.toml");
 }

@@ -9,6 +9,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::CallSpec;
+use super::answer::Answer;
 use crate::message::fields::Fields;
 use crate::pipeline::RequestContext;
 use crate::pipeline::gateway::{Params, Request};
@@ -49,7 +50,7 @@ pub async fn call(
     req: &Request,
     params: &Params<'_, '_>,
     cx: &RequestContext,
-) -> Result<Value, CallError> {
+) -> Result<Answer, CallError> {
     let target = path::fill(&req.uri, spec.path, params).ok_or(CallError::Target)?;
     let method = Method::from_bytes(spec.method.as_bytes()).unwrap_or(Method::GET);
     let mut fields = Fields::with_capacity(spec.forward.len() + 1, 64);
@@ -95,6 +96,10 @@ pub async fn call(
     let body = tokio::time::timeout(spec.timeout, asked)
         .await
         .map_err(|_| CallError::Timeout)??;
+    if spec.rules.is_empty() {
+        let raw = serde_json::from_slice(&body).map_err(|_| CallError::NotJson)?;
+        return Ok(Answer::Raw(raw));
+    }
     let value: Value = serde_json::from_slice(&body).map_err(|_| CallError::NotJson)?;
-    Ok(spec.rules.apply(value))
+    Ok(Answer::Value(spec.rules.apply(value)))
 }

@@ -4,6 +4,7 @@
 use http::StatusCode;
 use serde_json::Value;
 
+use super::answer::{Answer, Member};
 use super::{AggregateSpec, CallError, Merge};
 use crate::message::error::json_error;
 use crate::message::response::Response;
@@ -16,9 +17,9 @@ pub const PARTIAL: &[u8] = b"x-gateway-partial";
 /// 502 if a required call failed; otherwise 200 with the merged JSON.
 pub fn respond<const N: usize>(
     spec: &'static AggregateSpec,
-    answers: [Result<Value, CallError>; N],
+    answers: [Result<Answer, CallError>; N],
 ) -> Result<Response, Stop> {
-    let mut values: Vec<Value> = Vec::with_capacity(N);
+    let mut values: Vec<Answer> = Vec::with_capacity(N);
     let mut failed: Vec<(&'static str, CallError)> = Vec::new();
     for (call, answer) in spec.calls.iter().zip(answers) {
         match answer {
@@ -34,26 +35,34 @@ pub fn respond<const N: usize>(
             }
             Err(error) => {
                 failed.push((call.key, error));
-                values.push(serde_json::from_str(call.fallback).unwrap_or(Value::Null));
+                values.push(Answer::Value(
+                    serde_json::from_str(call.fallback).unwrap_or(Value::Null),
+                ));
             }
         }
     }
     let mut body = Vec::with_capacity(256);
     body.push(b'{');
-    let mut written: Vec<&str> = Vec::new();
-    for (call, value) in spec.calls.iter().zip(&values) {
-        match (spec.merge, value) {
-            (Merge::Flat, Value::Object(members)) => {
-                // `_errors` is the gateway's: a backend's member of that name is dropped.
+    let mut written: Vec<String> = Vec::new();
+    for (call, answer) in spec.calls.iter().zip(&values) {
+        let members = match spec.merge {
+            Merge::Flat => answer.members(),
+            Merge::Nested => None,
+        };
+        match members {
+            // `_errors` is the gateway's: a backend's member of that name is dropped.
+            Some(members) => {
                 for (name, member) in members {
-                    if name != "_errors" && !written.contains(&name.as_str()) {
-                        member_into(&mut body, &mut written, name, member);
+                    if name != "_errors" && !written.contains(&name) {
+                        name_into(&mut body, &mut written, &name);
+                        member.write(&mut body);
                     }
                 }
             }
-            _ => {
-                if !written.contains(&call.key) {
-                    member_into(&mut body, &mut written, call.key, value);
+            None => {
+                if !written.iter().any(|w| w == call.key) {
+                    name_into(&mut body, &mut written, call.key);
+                    answer.write(&mut body);
                 }
             }
         }
@@ -63,7 +72,8 @@ pub fn respond<const N: usize>(
             .iter()
             .map(|(key, error)| ((*key).to_owned(), Value::String(error.to_string())))
             .collect();
-        member_into(&mut body, &mut written, "_errors", &Value::Object(errors));
+        name_into(&mut body, &mut written, "_errors");
+        Member::Value(&Value::Object(errors)).write(&mut body);
     }
     body.push(b'}');
     let mut response = Response::local(StatusCode::OK, b"application/json", body);
@@ -76,14 +86,13 @@ pub fn respond<const N: usize>(
     Ok(response)
 }
 
-/// Writes `"name": value` (with a comma after the first) and notes the name.
-fn member_into<'n>(body: &mut Vec<u8>, written: &mut Vec<&'n str>, name: &'n str, value: &Value) {
+/// Writes `"name":` (after a comma but for the first) and notes the name.
+fn name_into(body: &mut Vec<u8>, written: &mut Vec<String>, name: &str) {
     if !written.is_empty() {
         body.push(b',');
     }
-    // Neither can fail: a string and a `Value` always serialize.
+    // A string always serializes.
     let _ = serde_json::to_writer(&mut *body, name);
     body.push(b':');
-    let _ = serde_json::to_writer(&mut *body, value);
-    written.push(name);
+    written.push(name.to_owned());
 }

@@ -14,6 +14,7 @@
 //! listed in `X-Gateway-Partial`, and the body's `_errors` object says why. A response
 //! without that field and object is complete.
 
+mod answer;
 mod call;
 mod merge;
 pub mod shape;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use crate::route::path::RewriteSegment;
 
+pub use answer::Answer;
 pub use call::{CallError, call};
 pub use merge::respond;
 pub use shape::{Rules, Step};

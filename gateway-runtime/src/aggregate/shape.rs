@@ -36,6 +36,16 @@ pub struct Rules {
 }
 
 impl Rules {
+    /// Whether no rule changes the answer.
+    pub fn is_empty(&self) -> bool {
+        self.target.is_empty()
+            && self.fields.is_empty()
+            && self.deny.is_empty()
+            && self.rename.is_empty()
+            && !self.flatten
+            && self.group.is_none()
+    }
+
     /// The answer shaped by every rule, in order.
     pub fn apply(&self, value: Value) -> Value {
         let mut value = if self.target.is_empty() {

@@ -1,0 +1,102 @@
+//! A call's answer as the merge needs it. An answer no rule shapes is kept as the
+//! text it came in (checked to be JSON, never built into a tree): parsing 100 KB into
+//! `serde_json::Value` allocates for every member and string, and costs twenty times
+//! checking it. Only an answer a rule shapes becomes a `Value`.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// A call's answer, or the fallback in its place.
+#[derive(Debug)]
+pub enum Answer {
+    /// Valid JSON, as the backend wrote it.
+    Raw(Box<RawValue>),
+    Value(Value),
+}
+
+impl Answer {
+    /// Appends the answer's JSON text.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Answer::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+            // A `Value` always serializes.
+            Answer::Value(value) => {
+                let _ = serde_json::to_writer(&mut *out, value);
+            }
+        }
+    }
+
+    /// An object's members, each as its JSON text, in name order (as `Value`'s map
+    /// keeps them); `None` for an answer that is not an object.
+    pub fn members(&self) -> Option<Vec<(String, Member<'_>)>> {
+        match self {
+            Answer::Raw(raw) => {
+                let members: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get()).ok()?;
+                Some(
+                    members
+                        .into_iter()
+                        .map(|(k, v)| (k, Member::Raw(v)))
+                        .collect(),
+                )
+            }
+            Answer::Value(Value::Object(members)) => Some(
+                members
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Member::Value(v)))
+                    .collect(),
+            ),
+            Answer::Value(_) => None,
+        }
+    }
+}
+
+/// One member of an object answer.
+#[derive(Debug, Clone, Copy)]
+pub enum Member<'a> {
+    Raw(&'a RawValue),
+    Value(&'a Value),
+}
+
+impl Member<'_> {
+    pub fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Member::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+            Member::Value(value) => {
+                let _ = serde_json::to_writer(&mut *out, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_and_built_answers_write_and_list_alike() {
+        let text = r#" {"b": [1, 2], "a": {"x": "y\u00e9"}} "#;
+        let raw = Answer::Raw(serde_json::from_str(text).expect("raw"));
+        let value = Answer::Value(serde_json::from_str(text).expect("value"));
+        let names = |answer: &Answer| -> Vec<String> {
+            answer
+                .members()
+                .expect("object")
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(names(&raw), ["a", "b"]);
+        assert_eq!(names(&raw), names(&value));
+        let mut out = Vec::new();
+        raw.write(&mut out);
+        let written: Value = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(written, serde_json::from_str::<Value>(text).expect("value"));
+        assert!(
+            Answer::Raw(serde_json::from_str("[1]").expect("raw"))
+                .members()
+                .is_none()
+        );
+    }
+}
