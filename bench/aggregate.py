@@ -18,7 +18,6 @@ what parsing and writing one document costs. Run it through bench/run --aggregat
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -69,17 +68,10 @@ def start_gateway(workdir):
 
 
 def wrk(path, seconds, connections):
-    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-           f"http://127.0.0.1:{bench.GATEWAY_PORT}{path}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"{path}: errors in the run:\n{out}")
-    def ms(pct):
-        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)", out, re.M).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    return requests, rate, ms(50), ms(99)
+    r = bench.run_wrk(bench.GATEWAY_PORT, path, seconds, connections, pinned=True)
+    if r["errors"]:
+        raise RuntimeError(f"{path}: {r['errors']} errors in the run")
+    return r["requests"], r["rps"], r["p50"], r["p99"]
 
 
 def check(path):
