@@ -17,6 +17,15 @@ pub enum Answer {
 }
 
 impl Answer {
+    /// The length of a raw answer's text (what the response will need for it); 0 for
+    /// a built one, which is short.
+    pub fn raw_len(&self) -> usize {
+        match self {
+            Answer::Raw(raw) => raw.get().len(),
+            Answer::Value(_) => 0,
+        }
+    }
+
     /// Appends the answer's JSON text.
     pub fn write(&self, out: &mut Vec<u8>) {
         match self {

@@ -41,7 +41,8 @@ pub fn respond<const N: usize>(
             }
         }
     }
-    let mut body = Vec::with_capacity(256);
+    // Sized for the raw answers, so that 100 KB answers are copied once.
+    let mut body = Vec::with_capacity(256 + values.iter().map(Answer::raw_len).sum::<usize>());
     body.push(b'{');
     let mut written: Vec<String> = Vec::new();
     for (call, answer) in spec.calls.iter().zip(&values) {
