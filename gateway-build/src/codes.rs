@@ -276,14 +276,20 @@ codes! {
         "a quota that cannot work: a limit below 1, a period other than `day` or `month`, an unknown window or time zone, a time zone on a rolling window, no Redis store, a scope other than `route` or `global`";
         "write `quota = { limit = 10000, per = \"month\", time_zone = \"Europe/Berlin\", store = { redis = \"${env:REDIS_URL}\" } }`; README.md's reference lists every key";
     INVALID_AGGREGATE = "G1001" "invalid-aggregate" Error false:
-        "an aggregate route that cannot work: also an `upstream`, `strip_prefix` or `rewrite`, no calls, a method that is no method, a `merge` other than `nested` or `flat`, a bound missing or out of range, a `fallback` on a required call, a field path that is no path";
+        "an aggregate route that cannot work: also an `upstream`, `strip_prefix` or `rewrite`, no calls, a method that is no method, a `merge` other than `nested` or `flat`, a bound missing or out of range, a `fallback` on a required call, a field path that is no path, a `body` on a GET call, a reference to many values of an answer (`items[]`)";
         "write `[[routes.aggregate]]` tables of `key`, `upstream` and `path`; README.md's reference lists every key";
     UNKNOWN_TEMPLATE_VALUE = "G1002" "unknown-template-value" Error false:
-        "a call's path template names a value the route does not have: a parameter its path does not capture, or something other than `{param}` and `{query.NAME}`";
-        "use a parameter of the route's path, or `{query.NAME}` for a query parameter";
+        "a call's target or body template names a value the route does not have: a parameter its path does not capture, a call it does not make, or something other than `{param}`, `{query.NAME}` and `{KEY.FIELD}`";
+        "use a parameter of the route's path, `{query.NAME}` for a query parameter, or `{KEY.FIELD}` for a value of another call's answer";
     DUPLICATE_OUTPUT_KEY = "G1003" "duplicate-output-key" Error false:
         "two calls of an aggregate route write the same member of the response: one `key` twice, the reserved `_errors`, or, with `merge = \"flat\"`, `fields` lists that share a top-level name";
         "give each call its own key, or shape the answers so that their members differ";
+    CALL_CYCLE = "G1004" "call-cycle" Error false:
+        "calls of an aggregate route that depend on each other's answers, directly or through other calls, so that none can be made first";
+        "let one of the calls take its value from the request instead of an answer";
+    UNPROVIDED_FIELD = "G1005" "unprovided-field" Error false:
+        "a call uses a value of another call's answer that the other call's rules remove: a member its `fields` do not keep, one its `deny` removes, one its `rename` renames, or one outside its `group`";
+        "refer to the value as the other call's shaped answer has it, or keep it in that call's `fields`";
     LIMIT_KEY_UNAVAILABLE = "G0903" "limit-key-unavailable" Error false:
         "a rate limit keyed by what its route cannot provide: a claim with no token verified before it, a consumer with no API key checked before it, a parameter the route does not capture";
         "attach the authentication policy before the limit, or key it by something the route has";

@@ -11,7 +11,7 @@ use gateway_runtime::settings::{
 use toml::Spanned;
 
 use crate::chain::{self, Source};
-use crate::check::aggregate::{PathStep, parse_field_path};
+use crate::check::aggregate::{self, PathStep, TemplateValue, parse_field_path};
 use crate::check::limits::{KeySource, Scope};
 use crate::check::listeners::listeners_in;
 use crate::check::policies::{entries, template_params};
@@ -19,7 +19,8 @@ use crate::check::routes::listener_mask;
 use crate::diagnostic::Diagnostics;
 use crate::pattern::{self, RewritePart};
 use crate::syntax::{
-    ClientAuthMode, Config, HeaderOps, JwtPolicy, PathParameters, Policy, TlsVersion, Underscores,
+    AggregateCall, ClientAuthMode, Config, HeaderOps, JwtPolicy, PathParameters, Policy,
+    TlsVersion, Underscores,
 };
 
 /// Defaults where gateway.toml is silent, chosen to match common practice: Envoy's 5 s
@@ -570,6 +571,9 @@ pub struct AggregatePlan {
     /// `merge = "flat"`.
     pub flat: bool,
     pub calls: Vec<CallPlan>,
+    /// The calls (indexes) each stage makes at once; a stage's calls depend only on
+    /// earlier stages'.
+    pub stages: Vec<Vec<usize>>,
 }
 
 /// One backend call; the timeout in milliseconds, the body bound in bytes.
@@ -578,7 +582,11 @@ pub struct CallPlan {
     pub key: String,
     pub upstream: usize,
     pub method: String,
-    pub path: Vec<RewriteSegment>,
+    pub path: Vec<CallPiece>,
+    /// A JSON body.
+    pub body: Option<Vec<CallPiece>>,
+    /// The calls whose answers this one uses, in the order of its slots.
+    pub needs: Vec<usize>,
     /// Request fields passed on (lower case), besides the identity fields.
     pub headers: Vec<String>,
     pub timeout: u64,
@@ -615,12 +623,10 @@ pub enum RewriteSegment {
     Param(usize),
     /// The same, after the template's `?`.
     QueryParam(usize),
-    /// The request's query parameter of this name (`{query.NAME}`).
-    Query(String),
 }
 
-/// A checked target template as segments: literal text, the route's parameters (in
-/// the path or after `?`), and `{query.NAME}` values.
+/// A checked rewrite template as segments: literal text and the route's parameters
+/// (in the path or after `?`).
 fn template(text: &str, pattern: &pattern::Pattern) -> Vec<RewriteSegment> {
     let mut in_query = false;
     pattern::parse_rewrite(text)
@@ -631,26 +637,164 @@ fn template(text: &str, pattern: &pattern::Pattern) -> Vec<RewriteSegment> {
                 in_query |= text.contains('?');
                 RewriteSegment::Literal(text)
             }
-            RewritePart::Param { name, .. } => match name.strip_prefix("query.") {
-                Some(query) => RewriteSegment::Query(query.to_owned()),
-                None => {
-                    let index = pattern.param_index(&name).unwrap_or(0);
-                    if in_query {
-                        RewriteSegment::QueryParam(index)
-                    } else {
-                        RewriteSegment::Param(index)
-                    }
+            RewritePart::Param { name, .. } => {
+                let index = pattern.param_index(&name).unwrap_or(0);
+                if in_query {
+                    RewriteSegment::QueryParam(index)
+                } else {
+                    RewriteSegment::Param(index)
                 }
-            },
+            }
         })
         .collect()
 }
 
-fn call_plan(
-    call: &crate::syntax::AggregateCall,
+/// One piece of a call's template (see the runtime's `aggregate::template`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallPiece {
+    Text(String),
+    /// A value as text.
+    Value(CallValue),
+    /// An answer's value as JSON.
+    Json(CallValue),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallValue {
+    /// The route's parameter at this position.
+    Param(usize),
+    Query(String),
+    /// The value at `path` of call `call`'s answer; `text` as written.
+    Answer {
+        call: usize,
+        path: Vec<PathStep>,
+        text: String,
+    },
+}
+
+/// A checked template's pieces.
+fn call_template(
+    text: &str,
     pattern: &pattern::Pattern,
+    calls: &[&AggregateCall],
+) -> Vec<CallPiece> {
+    pattern::parse_rewrite(text)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|part| match part {
+            RewritePart::Literal(text) => CallPiece::Text(text),
+            RewritePart::Param { name, .. } => CallPiece::Value(call_value(&name, pattern, calls)),
+        })
+        .collect()
+}
+
+fn call_value(name: &str, pattern: &pattern::Pattern, calls: &[&AggregateCall]) -> CallValue {
+    match aggregate::template_value(name, &pattern.params, calls) {
+        Some(TemplateValue::Query(query)) => CallValue::Query(query),
+        Some(TemplateValue::Answer { call, path }) => CallValue::Answer {
+            call,
+            path,
+            text: name.to_owned(),
+        },
+        Some(TemplateValue::Param(param)) => {
+            CallValue::Param(pattern.param_index(&param).unwrap_or(0))
+        }
+        None => unreachable!("checked: `{{{name}}}` is a value of the route"),
+    }
+}
+
+/// A body as JSON text with holes: a string that is one answer reference is that
+/// value as JSON; other strings are templates whose values are escaped into them.
+fn call_body(
+    value: &toml::Value,
+    pattern: &pattern::Pattern,
+    calls: &[&AggregateCall],
+) -> Vec<CallPiece> {
+    fn text(out: &mut Vec<CallPiece>, more: &str) {
+        match out.last_mut() {
+            Some(CallPiece::Text(text)) => text.push_str(more),
+            _ => out.push(CallPiece::Text(more.to_owned())),
+        }
+    }
+    fn walk(
+        value: &toml::Value,
+        pattern: &pattern::Pattern,
+        calls: &[&AggregateCall],
+        out: &mut Vec<CallPiece>,
+    ) {
+        match value {
+            toml::Value::String(template) => {
+                let parts = pattern::parse_rewrite(template).unwrap_or_default();
+                if let [RewritePart::Param { name, .. }] = parts.as_slice()
+                    && let value @ CallValue::Answer { .. } = call_value(name, pattern, calls)
+                {
+                    return out.push(CallPiece::Json(value));
+                }
+                text(out, "\"");
+                for part in parts {
+                    match part {
+                        RewritePart::Literal(literal) => {
+                            let quoted = serde_json::Value::String(literal).to_string();
+                            text(out, &quoted[1..quoted.len() - 1]);
+                        }
+                        RewritePart::Param { name, .. } => {
+                            out.push(CallPiece::Value(call_value(&name, pattern, calls)))
+                        }
+                    }
+                }
+                text(out, "\"");
+            }
+            toml::Value::Array(items) => {
+                text(out, "[");
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        text(out, ",");
+                    }
+                    walk(item, pattern, calls, out);
+                }
+                text(out, "]");
+            }
+            toml::Value::Table(table) => {
+                text(out, "{");
+                for (i, (key, item)) in table.iter().enumerate() {
+                    if i > 0 {
+                        text(out, ",");
+                    }
+                    text(out, &format!("{}:", serde_json::Value::String(key.clone())));
+                    walk(item, pattern, calls, out);
+                }
+                text(out, "}");
+            }
+            other => text(out, &json_of(other).to_string()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, pattern, calls, &mut out);
+    out
+}
+
+fn call_plan(
+    call: &AggregateCall,
+    pattern: &pattern::Pattern,
+    calls: &[&AggregateCall],
     config: &Config,
 ) -> CallPlan {
+    let path = call_template(call.path.get_ref(), pattern, calls);
+    let body = call
+        .body
+        .as_ref()
+        .map(|b| call_body(b.get_ref(), pattern, calls));
+    let mut needs: Vec<usize> = path
+        .iter()
+        .chain(body.iter().flatten())
+        .filter_map(|piece| match piece {
+            CallPiece::Value(CallValue::Answer { call, .. })
+            | CallPiece::Json(CallValue::Answer { call, .. }) => Some(*call),
+            _ => None,
+        })
+        .collect();
+    needs.sort_unstable();
+    needs.dedup();
     let paths = |list: &Option<toml::Spanned<Vec<toml::Spanned<String>>>>| -> Vec<Vec<PathStep>> {
         list.iter()
             .flat_map(|l| l.get_ref())
@@ -664,11 +808,13 @@ fn call_plan(
             .iter()
             .position(|(n, _)| n.get_ref() == call.upstream.get_ref())
             .unwrap_or_else(|| unreachable!("checked: the upstream exists")),
-        method: call
-            .method
-            .as_ref()
-            .map_or("GET".to_owned(), |m| m.get_ref().clone()),
-        path: template(call.path.get_ref(), pattern),
+        method: call.method.as_ref().map_or_else(
+            || if call.body.is_some() { "POST" } else { "GET" }.to_owned(),
+            |m| m.get_ref().clone(),
+        ),
+        path,
+        body,
+        needs,
         headers: call
             .headers
             .iter()
@@ -963,14 +1109,21 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                 methods,
                 listeners: listener_mask(config, route),
                 target: match &route.aggregate {
-                    Some(calls) => Target::Aggregate(Box::new(AggregatePlan {
-                        flat: route.merge.as_ref().is_some_and(|m| m.get_ref() == "flat"),
-                        calls: calls
-                            .get_ref()
+                    Some(calls) => {
+                        let all: Vec<&AggregateCall> =
+                            calls.get_ref().iter().map(|c| c.get_ref()).collect();
+                        let calls: Vec<CallPlan> = all
                             .iter()
-                            .map(|call| call_plan(call.get_ref(), &pattern, config))
-                            .collect(),
-                    })),
+                            .map(|call| call_plan(call, &pattern, &all, config))
+                            .collect();
+                        let needs: Vec<Vec<usize>> =
+                            calls.iter().map(|c| c.needs.clone()).collect();
+                        Target::Aggregate(Box::new(AggregatePlan {
+                            flat: route.merge.as_ref().is_some_and(|m| m.get_ref() == "flat"),
+                            stages: aggregate::stages(&needs),
+                            calls,
+                        }))
+                    }
                     None => Target::Upstream {
                         upstream: upstream(),
                         path: target_path,

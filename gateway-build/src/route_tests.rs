@@ -203,7 +203,6 @@ fn evaluate(
                             RewriteSegment::Literal(text) => RtSegment::Literal(text),
                             RewriteSegment::Param(i) => RtSegment::Param(*i),
                             RewriteSegment::QueryParam(i) => RtSegment::QueryParam(*i),
-                            RewriteSegment::Query(name) => RtSegment::Query(name),
                         })
                         .collect();
                     rt_path::rewrite(&uri, &segments, &params).map(|pq| pq.to_string())

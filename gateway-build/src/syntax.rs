@@ -459,7 +459,10 @@ pub struct AggregateCall {
     pub upstream: Spanned<String>,
     /// A target template: `/orders?user={user_id}&page={query.page}`.
     pub path: Spanned<String>,
+    /// `GET`, or `POST` with a `body`.
     pub method: Option<Spanned<String>>,
+    /// A JSON body whose strings are templates like the path's.
+    pub body: Option<Spanned<toml::Value>>,
     /// Request fields passed on, besides the identity fields the gateway sets.
     pub headers: Option<Spanned<Vec<Spanned<String>>>>,
     pub timeout: Option<Spanned<String>>,

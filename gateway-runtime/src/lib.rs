@@ -62,8 +62,9 @@ pub mod fuzzing;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::aggregate::{
-        AggregateSpec, CallSpec, Merge, Rules as FieldRules, Step as FieldStep,
-        call as aggregate_call, respond as aggregate_respond,
+        AggregateSpec, CallSpec, Merge, Piece as CallPiece, Rules as FieldRules,
+        Source as CallSource, Step as FieldStep, call as aggregate_call,
+        respond as aggregate_respond,
     };
     pub use crate::auth::api_key::{ApiKeySpec, ApiKeys, ConsumerSpec};
     pub use crate::auth::authorize::{AuthorizeRule, ClaimRule};

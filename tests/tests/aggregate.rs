@@ -278,3 +278,94 @@ async fn answers_are_picked_flattened_renamed_and_grouped() {
         })
     );
 }
+
+/// Calls that use values of an earlier answer run after it, in one stage together;
+/// the others run beside that earlier call. Values go into targets encoded and into
+/// a JSON body as strings, or as the JSON they are where a string is one value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependent_calls_run_in_stages() {
+    let setup = Setup::start().await;
+    let delay = Duration::from_millis(200);
+    setup.users.on(
+        "/users/7",
+        Answer::json(json!({"name": "Ada L", "team": {"id": "t/9", "size": 4}, "email": "a@x"}))
+            .after(delay),
+    );
+    setup
+        .recs
+        .on("/recs/7", Answer::json(json!(["r"])).after(delay));
+    setup.orders.on(
+        "/teams/t%2F9",
+        Answer::json(json!({"name": "Core"})).after(delay),
+    );
+    setup
+        .orders
+        .on("/mates", Answer::json(json!(["Bo"])).after(delay));
+    let started = Instant::now();
+    let reply = setup.get("/team/7?sort=a%26b", &[]).await;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json(),
+        json!({
+            "user": {"name": "Ada L", "team": {"id": "t/9"}},
+            "recs": ["r"],
+            "team": {"name": "Core"},
+            "mates": ["Bo"]
+        })
+    );
+    // Two stages of 200 ms, each stage's calls at once.
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_millis(580),
+        "took {took:?}: two stages, each concurrent"
+    );
+    let user = &setup.users.asked()[0];
+    let recs = &setup.recs.asked()[0];
+    let asked = setup.orders.asked();
+    let team = asked
+        .iter()
+        .find(|a| a.target.starts_with("/teams"))
+        .expect("team");
+    let mates = asked
+        .iter()
+        .find(|a| a.target.starts_with("/mates"))
+        .expect("mates");
+    assert!(recs.at.duration_since(user.at) < Duration::from_millis(100));
+    assert!(team.at.duration_since(user.at) >= delay);
+    assert!(mates.at.duration_since(team.at) < Duration::from_millis(100));
+    assert_eq!(team.target, "/teams/t%2F9");
+    assert_eq!(mates.target, "/mates?team=t%2F9&sort=a%26b");
+    assert_eq!(team.method, http::Method::POST);
+    assert_eq!(team.headers["content-type"], "application/json");
+    let body: serde_json::Value = serde_json::from_slice(&team.body).expect("JSON body");
+    assert_eq!(
+        body,
+        json!({
+            "member": "Ada L", "user": "7", "team": {"id": "t/9"},
+            "note": "asked by Ada L", "tags": ["x", 1, true]
+        })
+    );
+    assert_eq!(mates.method, http::Method::GET);
+    assert!(mates.body.is_empty());
+}
+
+/// A call whose value is missing from the answer it depends on is not made: it
+/// fails, as its `required` says (here the response, with 502).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_call_without_its_value_is_not_made() {
+    let setup = Setup::start().await;
+    setup
+        .users
+        .on("/users/7", Answer::json(json!({"name": "Ada"})));
+    setup.recs.on("/recs/7", Answer::json(json!([])));
+    let reply = setup.get("/team/7", &[]).await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert_eq!(
+        reply.json()["error"],
+        "backend `team` `{user.team.id}` has no value to use"
+    );
+    assert!(
+        setup.orders.asked().is_empty(),
+        "no dependent call was made"
+    );
+}

@@ -129,9 +129,12 @@ fn check_route(
     let params = pattern::parse(route.path.get_ref())
         .map(|p| p.params)
         .unwrap_or_default();
+    let all: Vec<&AggregateCall> = calls.get_ref().iter().map(|c| c.get_ref()).collect();
     let mut keys: Vec<&Spanned<String>> = Vec::new();
     // With a flat merge, the top-level names each call's `fields` keep.
     let mut members: Vec<(String, &Spanned<String>)> = Vec::new();
+    // Which calls each call depends on.
+    let mut needs: Vec<Vec<usize>> = Vec::new();
     for call in calls.get_ref() {
         let call = call.get_ref();
         let key = &call.key;
@@ -148,7 +151,21 @@ fn check_route(
         } else {
             keys.push(key);
         }
-        check_path(call, &params, found);
+        needs.push(check_templates(call, &params, &all, found));
+        if let (Some(body), Some(method)) = (&call.body, &call.method)
+            && matches!(method.get_ref().as_str(), "GET" | "HEAD")
+        {
+            found.push(
+                invalid(
+                    method.span(),
+                    format!(
+                        "a {} call sends no body: remove `body`, or use `POST`",
+                        method.get_ref()
+                    ),
+                )
+                .with_related(body.span(), "the body"),
+            );
+        }
         if let Some(method) = &call.method
             && (!headers::is_token(method.get_ref())
                 || method.get_ref().bytes().any(|b| b.is_ascii_lowercase()))
@@ -218,6 +235,85 @@ fn check_route(
             members.extend(own.into_iter().map(|(name, _)| (name, key)));
         }
     }
+    if let Some(cycle) = first_cycle(&needs) {
+        let names: Vec<String> = cycle
+            .iter()
+            .map(|&i| format!("`{}`", all[i].key.get_ref()))
+            .collect();
+        found.push(
+            Diagnostic::new(
+                &codes::CALL_CYCLE,
+                all[cycle[0]].path.span(),
+                format!(
+                    "calls {} depend on each other's answers: none can be made first",
+                    names.join(" -> ")
+                ),
+            )
+            .with_help(codes::CALL_CYCLE.fix),
+        );
+    }
+}
+
+/// The calls of a dependency cycle, the first repeated at the end; `None` if the
+/// calls can be put in stages.
+pub fn first_cycle(needs: &[Vec<usize>]) -> Option<Vec<usize>> {
+    // 0: not seen, 1: on the current path, 2: done.
+    fn visit(
+        at: usize,
+        needs: &[Vec<usize>],
+        state: &mut [u8],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        match state[at] {
+            2 => return None,
+            1 => {
+                let from = path.iter().position(|&c| c == at).unwrap_or(0);
+                let mut cycle = path[from..].to_vec();
+                cycle.push(at);
+                return Some(cycle);
+            }
+            _ => {}
+        }
+        state[at] = 1;
+        path.push(at);
+        for &next in &needs[at] {
+            if let Some(cycle) = visit(next, needs, state, path) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        state[at] = 2;
+        None
+    }
+    let mut state = vec![0u8; needs.len()];
+    (0..needs.len()).find_map(|start| visit(start, needs, &mut state, &mut Vec::new()))
+}
+
+/// The calls' stages: each call in the stage after the last of those it depends on.
+pub fn stages(needs: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    fn stage(at: usize, needs: &[Vec<usize>], memo: &mut [Option<usize>]) -> usize {
+        if let Some(s) = memo[at] {
+            return s;
+        }
+        memo[at] = Some(0);
+        let s = needs[at]
+            .iter()
+            .map(|&d| stage(d, needs, memo) + 1)
+            .max()
+            .unwrap_or(0);
+        memo[at] = Some(s);
+        s
+    }
+    let mut memo = vec![None; needs.len()];
+    let mut stages: Vec<Vec<usize>> = Vec::new();
+    for call in 0..needs.len() {
+        let s = stage(call, needs, &mut memo);
+        if stages.len() <= s {
+            stages.resize(s + 1, Vec::new());
+        }
+        stages[s].push(call);
+    }
+    stages
 }
 
 /// The top-level names a call's rules make visible: its `group`, or what its
@@ -316,44 +412,211 @@ fn duplicate(key: &Spanned<String>, message: String) -> Diagnostic {
         .with_help(codes::DUPLICATE_OUTPUT_KEY.fix)
 }
 
-/// The target template: an absolute path whose values the route has.
-fn check_path(call: &AggregateCall, params: &[pattern::Param], found: &mut Vec<Diagnostic>) {
+/// A value a template names, as the compiler resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateValue {
+    /// The route's parameter of this name.
+    Param(String),
+    /// `{query.NAME}`.
+    Query(String),
+    /// `{KEY.PATH}`: the value at `PATH` of call `KEY`'s shaped answer.
+    Answer { call: usize, path: Vec<PathStep> },
+}
+
+/// What `{name}` in a call's template names, among the route's `params` and `calls`.
+pub fn template_value(
+    name: &str,
+    params: &[pattern::Param],
+    calls: &[&AggregateCall],
+) -> Option<TemplateValue> {
+    match name.split_once('.') {
+        Some(("query", query)) if !query.is_empty() => Some(TemplateValue::Query(query.to_owned())),
+        Some((key, path)) => {
+            let call = calls.iter().position(|c| c.key.get_ref() == key)?;
+            Some(TemplateValue::Answer {
+                call,
+                path: parse_field_path(path).ok()?,
+            })
+        }
+        None => params
+            .iter()
+            .any(|p| p.name == name)
+            .then(|| TemplateValue::Param(name.to_owned())),
+    }
+}
+
+/// The strings of a body, wherever they are in it.
+pub fn body_strings<'v>(value: &'v toml::Value, out: &mut Vec<&'v str>) {
+    match value {
+        toml::Value::String(text) => out.push(text),
+        toml::Value::Array(items) => items.iter().for_each(|v| body_strings(v, out)),
+        toml::Value::Table(table) => table.values().for_each(|v| body_strings(v, out)),
+        _ => {}
+    }
+}
+
+/// The target and body templates: an absolute path whose values the route has or
+/// an earlier call provides. Returns the calls this call depends on.
+fn check_templates(
+    call: &AggregateCall,
+    params: &[pattern::Param],
+    calls: &[&AggregateCall],
+    found: &mut Vec<Diagnostic>,
+) -> Vec<usize> {
     let path = &call.path;
-    let start = path.span().start + 1;
     if !path.get_ref().starts_with('/') {
         found.push(invalid(
             path.span(),
             format!("`{}` is not a path: it starts with `/`", path.get_ref()),
         ));
     }
-    match pattern::parse_rewrite(path.get_ref()) {
-        Err((range, message)) => {
-            found.push(invalid(start + range.start..start + range.end, message))
-        }
-        Ok(parts) => {
-            for part in parts {
-                let RewritePart::Param { name, range } = part else {
-                    continue;
-                };
-                let known = match name.split_once('.') {
-                    Some(("query", query)) => !query.is_empty(),
-                    Some(_) => false,
-                    None => params.iter().any(|p| p.name == name),
-                };
-                if !known {
-                    found.push(Diagnostic::new(
-                        &codes::UNKNOWN_TEMPLATE_VALUE,
-                        start + range.start..start + range.end,
-                        if name.contains('.') {
-                            format!("`{{{name}}}` is no value of this route: a call's target uses the route's parameters and `{{query.NAME}}`")
-                        } else {
-                            format!("the route does not capture `{name}`")
-                        },
-                    ).with_help(codes::UNKNOWN_TEMPLATE_VALUE.fix));
-                }
+    let mut needs = Vec::new();
+    let start = path.span().start + 1;
+    check_template(
+        path.get_ref(),
+        Some(start),
+        call,
+        params,
+        calls,
+        &mut needs,
+        found,
+    );
+    if let Some(body) = &call.body {
+        let mut strings = Vec::new();
+        body_strings(body.get_ref(), &mut strings);
+        for text in strings {
+            // Inside a table the string's own offset is not kept: point at the body.
+            let before = found.len();
+            check_template(text, None, call, params, calls, &mut needs, found);
+            for diagnostic in &mut found[before..] {
+                diagnostic.span = body.span();
             }
         }
     }
+    needs.sort_unstable();
+    needs.dedup();
+    needs
+}
+
+/// One template; `start` is where its text is in the file, if known.
+fn check_template(
+    text: &str,
+    start: Option<usize>,
+    call: &AggregateCall,
+    params: &[pattern::Param],
+    calls: &[&AggregateCall],
+    needs: &mut Vec<usize>,
+    found: &mut Vec<Diagnostic>,
+) {
+    let at = |range: Range<usize>| match start {
+        Some(start) => start + range.start..start + range.end,
+        None => 0..0,
+    };
+    let parts = match pattern::parse_rewrite(text) {
+        Ok(parts) => parts,
+        Err((range, message)) => return found.push(invalid(at(range), message)),
+    };
+    for part in parts {
+        let RewritePart::Param { name, range } = part else {
+            continue;
+        };
+        match template_value(&name, params, calls) {
+            Some(TemplateValue::Answer { call: source, path }) => {
+                let source_call = calls[source];
+                if source_call.key.get_ref() == call.key.get_ref() {
+                    found.push(
+                        Diagnostic::new(&codes::CALL_CYCLE, at(range), format!("`{{{name}}}`: a call cannot use its own answer"))
+                            .with_help(codes::CALL_CYCLE.fix),
+                    );
+                    continue;
+                }
+                if path.iter().any(|s| matches!(s, PathStep::Each)) {
+                    found.push(invalid(at(range), format!("`{{{name}}}` names many values: use `[N]` for one element")));
+                    continue;
+                }
+                if let Err(message) = provided(source_call, &path) {
+                    found.push(
+                        Diagnostic::new(&codes::UNPROVIDED_FIELD, at(range), format!("`{{{name}}}`: {message}"))
+                            .with_help(codes::UNPROVIDED_FIELD.fix),
+                    );
+                }
+                needs.push(source);
+            }
+            Some(_) => {}
+            None => found.push(
+                Diagnostic::new(
+                    &codes::UNKNOWN_TEMPLATE_VALUE,
+                    at(range),
+                    match name.split_once('.') {
+                        Some((key, _)) if key != "query" => format!("`{{{name}}}` is no value of this route: `{key}` is not one of its calls, and a call's template uses the route's parameters, `{{query.NAME}}` and `{{KEY.FIELD}}` of another call's answer"),
+                        Some(_) => format!("`{{{name}}}` names no query parameter"),
+                        None => format!("the route does not capture `{name}`"),
+                    },
+                )
+                .with_help(codes::UNKNOWN_TEMPLATE_VALUE.fix),
+            ),
+        }
+    }
+}
+
+/// Whether `path` survives `source`'s rules, which shape the answer it is read from.
+fn provided(source: &AggregateCall, path: &[PathStep]) -> Result<(), String> {
+    let key = source.key.get_ref();
+    let mut path = path.to_vec();
+    if let Some(group) = &source.group {
+        match path.first() {
+            Some(PathStep::Key(first)) if first == group.get_ref() => {
+                path.remove(0);
+            }
+            _ => {
+                return Err(format!(
+                    "`{key}`'s answer is under `{}`: write `{{{key}.{}.…}}`",
+                    group.get_ref(),
+                    group.get_ref()
+                ));
+            }
+        }
+    }
+    let covers = |rule: &[PathStep], path: &[PathStep]| {
+        rule.len() <= path.len()
+            && rule.iter().zip(path).all(|(r, p)| match (r, p) {
+                (PathStep::Each, PathStep::Index(_)) => true,
+                (r, p) => r == p,
+            })
+    };
+    for (from, to) in source.rename.iter().flat_map(|r| r.get_ref()) {
+        let Ok(from_steps) = parse_field_path(from.get_ref()) else {
+            continue;
+        };
+        let mut renamed = from_steps.clone();
+        if let Some(last) = renamed.last_mut() {
+            *last = PathStep::Key(to.get_ref().clone());
+        }
+        if covers(&renamed, &path) {
+            path.splice(..renamed.len(), from_steps);
+        } else if covers(&from_steps, &path) {
+            return Err(format!(
+                "`{key}` renames `{}` to `{}`",
+                from.get_ref(),
+                to.get_ref()
+            ));
+        }
+    }
+    for denied in source.deny.iter().flat_map(|d| d.get_ref()) {
+        if parse_field_path(denied.get_ref()).is_ok_and(|rule| covers(&rule, &path)) {
+            return Err(format!("`{key}` removes `{}` (`deny`)", denied.get_ref()));
+        }
+    }
+    if let Some(fields) = &source.fields
+        && !fields.get_ref().iter().any(|f| {
+            // A kept path at or inside the value keeps (part of) it.
+            parse_field_path(f.get_ref())
+                .is_ok_and(|rule| covers(&rule, &path) || covers(&path, &rule))
+        })
+    {
+        return Err(format!("`{key}`'s `fields` do not keep it"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use super::policies::{PolicyNames, static_header_ops};
 use super::tables::route_id;
 use crate::check::aggregate::PathStep;
 use crate::plan::{
-    AggregatePlan, CallPlan, Chain, HeadersPlan, PathChange, Plan, PolicyKind, RewriteSegment,
-    RoutePlan, Step, Target,
+    AggregatePlan, CallPiece, CallPlan, CallValue, Chain, HeadersPlan, PathChange, Plan,
+    PolicyKind, RewriteSegment, RoutePlan, Step, Target,
 };
 
 /// The route functions, as items of `impl Gateway`.
@@ -319,7 +319,14 @@ fn aggregate(
             ..
         } = call;
         let upstream = &plan.upstreams[call.upstream].name;
-        let path = segments(&call.path);
+        let path = pieces(&call.path, call);
+        let body = match &call.body {
+            Some(body) => {
+                let body = pieces(body, call);
+                quote!(::core::option::Option::Some(&[#(#body),*]))
+            }
+            None => quote!(::core::option::Option::None),
+        };
         let mut forward: Vec<&str> = call.headers.iter().map(String::as_str).collect();
         forward.extend(identity.iter().map(String::as_str));
         forward.sort_unstable();
@@ -345,6 +352,7 @@ fn aggregate(
                 upstream: #upstream,
                 method: #method,
                 path: &[#(#path),*],
+                body: #body,
                 forward: &[#(#forward),*],
                 timeout: ::core::time::Duration::from_millis(#timeout),
                 max_body: #max_body,
@@ -365,10 +373,35 @@ fn aggregate(
     let answers: Vec<Ident> = (0..spec.calls.len())
         .map(|i| format_ident!("answer_{}", i))
         .collect();
-    let futures = spec.calls.iter().enumerate().map(|(i, call)| {
-        let upstream = &upstreams[call.upstream];
-        let i = Literal::usize_unsuffixed(i);
-        quote!(rt::aggregate_call(&self.#upstream, &CALLS[#i], &req, params, cx))
+    // Each stage's calls are joined; a later stage borrows the answers it needs.
+    // `join!` keeps its futures in locals, so the answers a call needs are bound
+    // before it, not borrowed from a temporary.
+    let stages = spec.stages.iter().map(|stage| {
+        let needs = stage
+            .iter()
+            .filter(|&&i| !spec.calls[i].needs.is_empty())
+            .map(|&i| {
+                let slots = spec.calls[i].needs.iter().map(|&n| &answers[n]);
+                let name = format_ident!("needs_{}", i);
+                quote!(let #name = [#(&#slots),*];)
+            });
+        let futures = stage.iter().map(|&i| {
+            let call = &spec.calls[i];
+            let upstream = &upstreams[call.upstream];
+            let needs = if call.needs.is_empty() {
+                quote!(&[])
+            } else {
+                let name = format_ident!("needs_{}", i);
+                quote!(&#name)
+            };
+            let i = Literal::usize_unsuffixed(i);
+            quote!(rt::aggregate_call(&self.#upstream, &CALLS[#i], &req, params, #needs, cx))
+        });
+        let bound = stage.iter().map(|&i| &answers[i]);
+        quote! {
+            #(#needs)*
+            let (#(#bound,)*) = rt::join!(#(#futures),*);
+        }
     });
     let merge = if spec.flat {
         quote!(rt::Merge::Flat)
@@ -383,7 +416,7 @@ fn aggregate(
             merge: #merge,
             calls: &CALLS,
         };
-        let (#(#answers,)*) = rt::join!(#(#futures),*);
+        #(#stages)*
         rt::aggregate_respond(&AGGREGATE, [#(#answers),*])?
     }}
 }
@@ -401,7 +434,7 @@ fn field_path(steps: &[PathStep]) -> TokenStream {
     quote!(&[#(#steps),*])
 }
 
-/// A template's segments, as the runtime's `RewriteSegment`s.
+/// A rewrite template's segments, as the runtime's `RewriteSegment`s.
 fn segments(segments: &[RewriteSegment]) -> Vec<TokenStream> {
     segments
         .iter()
@@ -415,7 +448,43 @@ fn segments(segments: &[RewriteSegment]) -> Vec<TokenStream> {
                 let i = Literal::usize_unsuffixed(*i);
                 quote!(rt::RewriteSegment::QueryParam(#i))
             }
-            RewriteSegment::Query(name) => quote!(rt::RewriteSegment::Query(#name)),
+        })
+        .collect()
+}
+
+/// A call template's pieces, as the runtime's; an answer's slot is its place in
+/// the call's `needs`.
+fn pieces(pieces: &[CallPiece], call: &CallPlan) -> Vec<TokenStream> {
+    let source = |value: &CallValue| match value {
+        CallValue::Param(i) => {
+            let i = Literal::usize_unsuffixed(*i);
+            quote!(rt::CallSource::Param(#i))
+        }
+        CallValue::Query(name) => quote!(rt::CallSource::Query(#name)),
+        CallValue::Answer {
+            call: from,
+            path,
+            text,
+        } => {
+            let slot = call.needs.iter().position(|n| n == from).unwrap_or(0);
+            let slot = Literal::usize_unsuffixed(slot);
+            let key = text.split('.').next().unwrap_or(text);
+            let path = field_path(path);
+            quote!(rt::CallSource::Answer { slot: #slot, key: #key, path: #path, text: #text })
+        }
+    };
+    pieces
+        .iter()
+        .map(|piece| match piece {
+            CallPiece::Text(text) => quote!(rt::CallPiece::Text(#text)),
+            CallPiece::Value(value) => {
+                let value = source(value);
+                quote!(rt::CallPiece::Value(#value))
+            }
+            CallPiece::Json(value) => {
+                let value = source(value);
+                quote!(rt::CallPiece::Json(#value))
+            }
         })
         .collect()
 }

@@ -3,10 +3,13 @@
 //! `serde_json::Value` allocates for every member and string, and costs twenty times
 //! checking it. Only an answer a rule shapes becomes a `Value`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 use serde_json::value::RawValue;
+
+use super::shape::Step;
 
 /// A call's answer, or the fallback in its place.
 #[derive(Debug)]
@@ -37,6 +40,18 @@ impl Answer {
         }
     }
 
+    /// The value at `path` (keys and `[N]`), for a call that depends on this one. A
+    /// raw answer is parsed for it: only answers that others depend on pay that.
+    pub fn at(&self, path: &[Step]) -> Option<Cow<'_, Value>> {
+        match self {
+            Answer::Raw(raw) => {
+                let value: Value = serde_json::from_str(raw.get()).ok()?;
+                at(&value, path).cloned().map(Cow::Owned)
+            }
+            Answer::Value(value) => at(value, path).map(Cow::Borrowed),
+        }
+    }
+
     /// An object's members, each as its JSON text, in name order (as `Value`'s map
     /// keeps them); `None` for an answer that is not an object.
     pub fn members(&self) -> Option<Vec<(String, Member<'_>)>> {
@@ -59,6 +74,14 @@ impl Answer {
             Answer::Value(_) => None,
         }
     }
+}
+
+fn at<'v>(value: &'v Value, path: &[Step]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |value, step| match step {
+        Step::Key(key) => value.get(*key),
+        Step::Index(i) => value.get(*i),
+        Step::Each => None,
+    })
 }
 
 /// One member of an object answer.

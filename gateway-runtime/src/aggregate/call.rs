@@ -10,10 +10,10 @@ use serde_json::Value;
 
 use super::CallSpec;
 use super::answer::Answer;
+use super::template::Values;
 use crate::message::fields::Fields;
 use crate::pipeline::RequestContext;
 use crate::pipeline::gateway::{Params, Request};
-use crate::route::path;
 use crate::upstream::Upstream;
 
 /// Why a call gave no answer; its `Display` is what `_errors` and the 502 say.
@@ -28,6 +28,10 @@ pub enum CallError {
     Status(u16),
     TooLarge,
     NotJson,
+    /// The call depends on this call, which failed.
+    Needs(&'static str),
+    /// The answer this call depends on has no scalar at this reference.
+    NoValue(&'static str),
 }
 
 impl fmt::Display for CallError {
@@ -39,41 +43,50 @@ impl fmt::Display for CallError {
             CallError::Status(status) => write!(f, "answered {status}"),
             CallError::TooLarge => f.write_str("answer too large"),
             CallError::NotJson => f.write_str("answer is not JSON"),
+            CallError::Needs(key) => write!(f, "needs `{key}`, which failed"),
+            CallError::NoValue(reference) => write!(f, "`{{{reference}}}` has no value to use"),
         }
     }
 }
 
 /// Calls `upstream` as `spec` says for the client's `req`, and reads its answer.
+/// `needs` are the answers of the calls `spec` depends on, in its slots' order.
 pub async fn call(
     upstream: &Upstream,
     spec: &'static CallSpec,
     req: &Request,
     params: &Params<'_, '_>,
+    needs: &[&Result<Answer, CallError>],
     cx: &RequestContext,
 ) -> Result<Answer, CallError> {
-    let target = path::fill(&req.uri, spec.path, params).ok_or(CallError::Target)?;
+    let values = Values {
+        uri: &req.uri,
+        params,
+        needs,
+    };
+    let target = values.target(spec.path)?;
+    let body = match spec.body {
+        Some(pieces) => Bytes::from(values.body(pieces)?),
+        None => Bytes::new(),
+    };
     let method = Method::from_bytes(spec.method.as_bytes()).unwrap_or(Method::GET);
-    let mut fields = Fields::with_capacity(spec.forward.len() + 1, 64);
+    let mut fields = Fields::with_capacity(spec.forward.len() + 2, 64);
     for name in spec.forward {
         for value in req.fields.get_all(name.as_bytes()) {
             fields.append(name.as_bytes(), value);
         }
     }
     fields.append(b"accept", b"application/json");
+    if spec.body.is_some() {
+        fields.append(b"content-type", b"application/json");
+    }
     let original_host = match req.uri.authority() {
         Some(authority) => Some(authority.as_str().as_bytes()),
         None => req.fields.get(b"host"),
     };
     let asked = async {
         let response = upstream
-            .ask(
-                &method,
-                target.as_str(),
-                &fields,
-                Bytes::new(),
-                original_host,
-                cx,
-            )
+            .ask(&method, target.as_str(), &fields, body, original_host, cx)
             .await
             .map_err(|e| CallError::Unavailable(e.kind()))?;
         let (status, _, body) = response.into_parts();

@@ -8,6 +8,11 @@
 //! constant) and hands the answers to `respond`, which merges them in the order the
 //! configuration lists the calls (`merge`).
 //!
+//! **Dependent calls.** A call may use a value of an earlier call's answer
+//! (`/teams/{user.team_id}`). The compiler puts the calls in stages, each stage's
+//! calls depending only on earlier stages', and joins each stage's calls in turn; a
+//! call whose answer it needs failed fails too, without being made.
+//!
 //! **Partial failure.** A call that fails (no connection, a timeout, a status that is
 //! not 2xx, a body over its bound, a body that is not JSON) fails the whole response
 //! with 502 if it is `required`; otherwise its `fallback` takes its place, its key is
@@ -18,15 +23,15 @@ mod answer;
 mod call;
 mod merge;
 pub mod shape;
+pub mod template;
 
 use std::time::Duration;
-
-use crate::route::path::RewriteSegment;
 
 pub use answer::Answer;
 pub use call::{CallError, call};
 pub use merge::respond;
 pub use shape::{Rules, Step};
+pub use template::{Piece, Source};
 
 /// How the answers are put together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,9 +61,12 @@ pub struct CallSpec {
     /// The upstream's name, for logs.
     pub upstream: &'static str,
     pub method: &'static str,
-    /// The target, filled with the route's parameters and the request's query
-    /// values; the request's own query is not passed on.
-    pub path: &'static [RewriteSegment<'static>],
+    /// The target, filled with the route's parameters, the request's query values
+    /// and the answers of the calls this one depends on; the request's own query is
+    /// not passed on.
+    pub path: &'static [Piece],
+    /// A JSON body, filled likewise.
+    pub body: Option<&'static [Piece]>,
     /// Request fields passed to the backend (lower case), identity fields included.
     pub forward: &'static [&'static str],
     /// From the start of the call to the end of its body.

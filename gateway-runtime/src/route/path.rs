@@ -16,10 +16,6 @@ pub enum RewriteSegment<'a> {
     /// that would end or start a query parameter are percent-encoded, so a path value
     /// cannot add parameters of its own.
     QueryParam(usize),
-    /// The value of the request's first query parameter of this name, as received
-    /// (empty without one), with the characters that would end a path segment or a
-    /// query parameter percent-encoded.
-    Query(&'a str),
 }
 
 /// The request's path without `prefix`. The compiler has checked that every path the
@@ -43,25 +39,6 @@ pub fn rewrite(
     segments: &[RewriteSegment<'_>],
     params: &matchit::Params<'_, '_>,
 ) -> Option<PathAndQuery> {
-    let mut out = template(uri, segments, params);
-    push_query(&mut out, uri);
-    PathAndQuery::try_from(out).ok()
-}
-
-/// The template filled in, without the request's query (an aggregate call's target).
-pub fn fill(
-    uri: &Uri,
-    segments: &[RewriteSegment<'_>],
-    params: &matchit::Params<'_, '_>,
-) -> Option<PathAndQuery> {
-    PathAndQuery::try_from(template(uri, segments, params)).ok()
-}
-
-fn template(
-    uri: &Uri,
-    segments: &[RewriteSegment<'_>],
-    params: &matchit::Params<'_, '_>,
-) -> String {
     let mut out = String::with_capacity(uri.path().len() + 16);
     for segment in segments {
         match *segment {
@@ -70,26 +47,14 @@ fn template(
             RewriteSegment::QueryParam(i) => {
                 encoded(&mut out, param(params, i), &['&', '=', '+', ';']);
             }
-            RewriteSegment::Query(name) => {
-                let value = uri
-                    .query()
-                    .unwrap_or("")
-                    .split('&')
-                    .find_map(|pair| match pair.split_once('=') {
-                        Some((n, v)) if n == name => Some(v),
-                        None if pair == name => Some(""),
-                        _ => None,
-                    })
-                    .unwrap_or("");
-                encoded(&mut out, value, &['&', '=', '+', ';', '/', '?', '#']);
-            }
         }
     }
-    out
+    push_query(&mut out, uri);
+    PathAndQuery::try_from(out).ok()
 }
 
 /// Appends `value` with each of `special` percent-encoded.
-fn encoded(out: &mut String, value: &str, special: &[char]) {
+pub(crate) fn encoded(out: &mut String, value: &str, special: &[char]) {
     for c in value.chars() {
         if special.contains(&c) {
             let _ = write!(out, "%{:02X}", c as u32);
@@ -141,30 +106,6 @@ mod tests {
         assert_eq!(
             rewrite(&uri, &segments, &m.params).unwrap(),
             "/users/42/files/a/b?q"
-        );
-    }
-
-    /// An aggregate call's target: parameters and query values, encoded where they
-    /// would add structure, and not the request's query.
-    #[test]
-    fn fills() {
-        let mut router = matchit::Router::new();
-        router.insert("/dash/{p0}", ()).unwrap();
-        let uri: Uri = "/dash/a&b?page=2&sort=x/y%26z&flag".parse().unwrap();
-        let m = router.at(uri.path()).unwrap();
-        let segments = [
-            RewriteSegment::Literal("/orders/"),
-            RewriteSegment::Query("sort"),
-            RewriteSegment::Literal("?user="),
-            RewriteSegment::QueryParam(0),
-            RewriteSegment::Literal("&page="),
-            RewriteSegment::Query("page"),
-            RewriteSegment::Literal("&missing="),
-            RewriteSegment::Query("missing"),
-        ];
-        assert_eq!(
-            fill(&uri, &segments, &m.params).unwrap(),
-            "/orders/x%2Fy%26z?user=a%26b&page=2&missing="
         );
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -40,11 +40,15 @@ impl Answer {
     }
 }
 
-/// A request the backend was sent: its target and fields.
+/// A request the backend was sent: its method, target, fields and body, and when it
+/// arrived.
 #[derive(Debug, Clone)]
 pub struct Asked {
+    pub method: http::Method,
     pub target: String,
     pub headers: http::HeaderMap,
+    pub body: Bytes,
+    pub at: std::time::Instant,
 }
 
 #[derive(Clone)]
@@ -104,15 +108,25 @@ impl JsonBackend {
             .uri()
             .path_and_query()
             .map_or("/".to_owned(), |pq| pq.to_string());
+        let at = std::time::Instant::now();
+        let (head, body) = req.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         self.asked.lock().expect("asked").push(Asked {
+            method: head.method.clone(),
             target,
-            headers: req.headers().clone(),
+            headers: head.headers.clone(),
+            body,
+            at,
         });
         let answer = self
             .answers
             .lock()
             .expect("answers")
-            .get(req.uri().path())
+            .get(head.uri.path())
             .cloned();
         let Some(answer) = answer else {
             return Response::builder()

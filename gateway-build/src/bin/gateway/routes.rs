@@ -1,7 +1,8 @@
 //! `gateway routes` and `gateway expand`: what the compiler made of a file.
 
 use gateway_build::plan::{
-    Chain, ListenerPlan, PathChange, Plan, PolicyKind, RewriteSegment, RoutePlan, Step, Target,
+    CallPiece, CallValue, Chain, ListenerPlan, PathChange, Plan, PolicyKind, RewriteSegment,
+    RoutePlan, Step, Target,
 };
 
 use crate::EXIT_ERRORS;
@@ -62,16 +63,24 @@ fn table(plan: &Plan) -> String {
         let name = route.target.name(plan);
         let target = match (&route.target, route.target.path_change()) {
             (Target::Aggregate(spec), _) => {
-                let calls: Vec<String> = spec
-                    .calls
+                let stages: Vec<String> = spec
+                    .stages
                     .iter()
-                    .map(|call| {
-                        let upstream = &plan.upstreams[call.upstream].name;
-                        format!("{} <- {upstream} {}", call.key, rewrite(route, &call.path))
+                    .map(|stage| {
+                        let calls: Vec<String> = stage
+                            .iter()
+                            .map(|&i| {
+                                let call = &spec.calls[i];
+                                let upstream = &plan.upstreams[call.upstream].name;
+                                let target = call_template(route, &call.path);
+                                format!("{} <- {upstream} {} {target}", call.key, call.method)
+                            })
+                            .collect();
+                        calls.join(", ")
                     })
                     .collect();
                 let merge = if spec.flat { "flat" } else { "nested" };
-                format!("aggregate ({merge}): {}", calls.join(", "))
+                format!("aggregate ({merge}): {}", stages.join("; then "))
             }
             (_, None | Some(PathChange::Keep)) => format!("upstream {name}"),
             (_, Some(PathChange::StripPrefix(prefix))) => {
@@ -231,7 +240,28 @@ fn rewrite(route: &gateway_build::plan::RoutePlan, segments: &[RewriteSegment]) 
                     .map_or("?", |p| p.name.as_str());
                 format!("{{{name}}}")
             }
-            RewriteSegment::Query(name) => format!("{{query.{name}}}"),
+        })
+        .collect()
+}
+
+/// A call's target template as written.
+fn call_template(route: &gateway_build::plan::RoutePlan, pieces: &[CallPiece]) -> String {
+    let pattern = gateway_build::pattern::parse(&route.path).ok();
+    pieces
+        .iter()
+        .map(|piece| match piece {
+            CallPiece::Text(text) => text.clone(),
+            CallPiece::Value(value) | CallPiece::Json(value) => match value {
+                CallValue::Param(i) => {
+                    let name = pattern
+                        .as_ref()
+                        .and_then(|p| p.params.get(*i))
+                        .map_or("?", |p| p.name.as_str());
+                    format!("{{{name}}}")
+                }
+                CallValue::Query(name) => format!("{{query.{name}}}"),
+                CallValue::Answer { text, .. } => format!("{{{text}}}"),
+            },
         })
         .collect()
 }
