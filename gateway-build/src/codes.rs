@@ -52,10 +52,13 @@ codes! {
         "add the key";
     UNKNOWN_SECTION = "G0005" "unknown-section" Error false:
         "a top-level section that gateway.toml does not have";
-        "use one of `gateway`, `admin`, `listeners`, `upstreams`, `policies`, `groups`, `routes`, `tests`, `lints`";
+        "use one of `include`, `gateway`, `admin`, `listeners`, `upstreams`, `policies`, `groups`, `routes`, `tests`, `lints`";
     SECTION_SHAPE = "G0006" "section-shape" Error false:
         "a section written in the wrong form, such as `[routes]` for an array of routes";
         "write named sections as `[upstreams.NAME]` and lists as `[[routes]]`";
+    INVALID_INCLUDE = "G0007" "invalid-include" Error false:
+        "an `include` that cannot be used: a file that cannot be read, an included file with its own `include`, `[gateway]`, `[admin]` or `[lints]`, or a name that two files define";
+        "include files of shared `[upstreams]`, `[policies]`, `[consumers]`, `[groups]`, `[listeners]` and `[[routes]]`, relative to the including file, each name defined once";
 
     UNKNOWN_UPSTREAM = "G0101" "unknown-upstream" Error false:
         "a route names an upstream that is not declared";

@@ -54,28 +54,72 @@ impl Diagnostic {
     }
 }
 
-/// Every finding about one source file, in source order.
+/// The files of one configuration, the main one first, as one range of offsets:
+/// each file's spans are offsets into that range, so a `Diagnostic` names its file
+/// by where it points.
 #[derive(Debug, Clone)]
-pub struct Diagnostics {
-    /// The file name as the user should see it, such as `gateway.toml`.
-    pub file: String,
-    pub source: String,
-    pub items: Vec<Diagnostic>,
+pub struct SourceMap {
+    files: Vec<SourceFile>,
+}
+
+#[derive(Debug, Clone)]
+struct SourceFile {
+    /// The name as the user should see it, such as `common.toml`.
+    name: String,
+    text: String,
+    /// Where the file's offsets start.
+    base: usize,
     /// Byte offset of the start of each line, for `line_col` in O(log n).
     line_starts: Vec<usize>,
 }
 
+impl SourceMap {
+    pub fn new(name: &str, text: &str) -> Self {
+        let mut map = SourceMap { files: Vec::new() };
+        map.add(name, text);
+        map
+    }
+
+    /// Adds a file after the others; returns where its offsets start.
+    pub fn add(&mut self, name: &str, text: &str) -> usize {
+        let base = self.files.last().map_or(0, |f| f.base + f.text.len() + 1);
+        self.files.push(SourceFile {
+            name: name.to_owned(),
+            text: text.to_owned(),
+            base,
+            line_starts: std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        });
+        base
+    }
+
+    fn file_at(&self, offset: usize) -> &SourceFile {
+        let index = self.files.partition_point(|f| f.base <= offset);
+        &self.files[index.saturating_sub(1)]
+    }
+}
+
+/// Every finding about one configuration, in source order.
+#[derive(Debug, Clone)]
+pub struct Diagnostics {
+    /// The main file's name as the user should see it, such as `gateway.toml`.
+    pub file: String,
+    sources: SourceMap,
+    pub items: Vec<Diagnostic>,
+}
+
 impl Diagnostics {
-    pub(crate) fn new(file: &str, source: &str, mut items: Vec<Diagnostic>) -> Self {
+    pub(crate) fn new(file: &str, source: &str, items: Vec<Diagnostic>) -> Self {
+        Self::of(SourceMap::new(file, source), items)
+    }
+
+    pub(crate) fn of(sources: SourceMap, mut items: Vec<Diagnostic>) -> Self {
         items.sort_by_key(|d| (d.span.start, d.span.end));
-        let line_starts = std::iter::once(0)
-            .chain(source.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
         Self {
-            file: file.to_owned(),
-            source: source.to_owned(),
+            file: sources.files[0].name.clone(),
+            sources,
             items,
-            line_starts,
         }
     }
 
@@ -89,21 +133,28 @@ impl Diagnostics {
         self.items.iter().any(|d| d.severity == Severity::Error)
     }
 
-    /// 1-based line and column (in characters) of a byte offset.
+    /// 1-based line and column (in characters) of an offset, in its own file.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.source.len());
-        let line = self.line_starts.partition_point(|&start| start <= offset);
-        let line_start = self.line_starts[line - 1];
-        let column = self
-            .source
-            .get(line_start..offset)
-            .map_or(1, |text| text.chars().count() + 1);
+        let (_, line, column) = self.locate(offset);
         (line, column)
     }
 
+    /// The file an offset is in, and its 1-based line and column there.
+    pub fn locate(&self, offset: usize) -> (&str, usize, usize) {
+        let file = self.sources.file_at(offset);
+        let offset = (offset - file.base).min(file.text.len());
+        let line = file.line_starts.partition_point(|&start| start <= offset);
+        let line_start = file.line_starts[line - 1];
+        let column = file
+            .text
+            .get(line_start..offset)
+            .map_or(1, |text| text.chars().count() + 1);
+        (&file.name, line, column)
+    }
+
     fn location(&self, offset: usize) -> String {
-        let (line, col) = self.line_col(offset);
-        format!("{}:{line}:{col}", self.file)
+        let (file, line, col) = self.locate(offset);
+        format!("{file}:{line}:{col}")
     }
 
     /// One line per diagnostic of `severity`, such as
@@ -147,17 +198,37 @@ impl Diagnostics {
                 Severity::Warning => Level::WARNING,
                 Severity::Allow => continue,
             };
-            let mut snippet = Snippet::source(self.source.as_str())
-                .path(self.file.as_str())
-                .annotation(AnnotationKind::Primary.span(d.span.clone()));
+            // A related place in another file gets a snippet of its own.
+            let in_file = |span: &Range<usize>| {
+                let file = self.sources.file_at(span.start);
+                let local = span.start - file.base..(span.end - file.base).min(file.text.len());
+                (file, local)
+            };
+            let (file, local) = in_file(&d.span);
+            let mut snippet = Snippet::source(file.text.as_str())
+                .path(file.name.as_str())
+                .annotation(AnnotationKind::Primary.span(local));
+            let mut elsewhere = Vec::new();
             for (span, label) in &d.related {
-                snippet =
-                    snippet.annotation(AnnotationKind::Context.span(span.clone()).label(label));
+                let (other, local) = in_file(span);
+                let annotation = AnnotationKind::Context.span(local).label(label);
+                if other.base == file.base {
+                    snippet = snippet.annotation(annotation);
+                } else {
+                    elsewhere.push(
+                        Snippet::source(other.text.as_str())
+                            .path(other.name.as_str())
+                            .annotation(annotation),
+                    );
+                }
             }
             let mut group = level
                 .primary_title(d.message.as_str())
                 .id(d.code.id)
                 .element(snippet);
+            for snippet in elsewhere {
+                group = group.element(snippet);
+            }
             if let Some(help) = &d.help {
                 group = group.element(Level::HELP.message(help.as_str()));
             }

@@ -24,6 +24,7 @@ pub mod check;
 pub mod codegen;
 pub mod codes;
 pub mod diagnostic;
+pub mod include;
 pub mod pattern;
 pub mod plan;
 mod route_tests;
@@ -42,19 +43,34 @@ pub struct Analysis {
 }
 
 /// Parses, checks, lowers and runs the route tests: everything but code generation.
-/// `file` is the name used in messages.
+/// `file` is the name used in messages. A file this one includes is an error here:
+/// there is nothing to read it from (see [`analyze_with`]).
 pub fn analyze(file: &str, source: &str) -> Result<Analysis, Diagnostics> {
-    let (config, mut found) = match syntax::parse(source) {
+    analyze_with(file, source, &include::nothing)
+}
+
+/// [`analyze`], reading included files with `read` (a name as written, relative to
+/// the including file, to its text or why it cannot be read).
+pub fn analyze_with(
+    file: &str,
+    source: &str,
+    read: &include::Read<'_>,
+) -> Result<Analysis, Diagnostics> {
+    let (mut config, mut found) = match syntax::parse(source) {
         Ok(parsed) => parsed,
         Err(syntax_errors) => return Err(Diagnostics::new(file, source, syntax_errors)),
     };
+    let included = include::resolve(&mut config, file, source, read, &mut found);
+    if included.syntax_errors {
+        return Err(Diagnostics::of(included.sources, found));
+    }
     found.extend(check::check(&config));
     check::lints::apply_levels(&config, &mut found);
-    let mut diagnostics = Diagnostics::new(file, source, found);
+    let mut diagnostics = Diagnostics::of(included.sources, found);
     if diagnostics.has_errors() {
         return Err(diagnostics);
     }
-    let plan = plan::lower(&config, source, &diagnostics);
+    let plan = plan::lower(&config, &included.fingerprint, &diagnostics);
     diagnostics.extend(route_tests::run(&config, &plan));
     if diagnostics.has_errors() {
         return Err(diagnostics);
@@ -78,7 +94,16 @@ pub struct Output {
 
 /// Analyzes and generates the gateway's Rust code.
 pub fn generate(file: &str, source: &str) -> Result<Output, Diagnostics> {
-    let Analysis { plan, warnings } = analyze(file, source)?;
+    generate_with(file, source, &include::nothing)
+}
+
+/// [`generate`], reading included files with `read` (see [`analyze_with`]).
+pub fn generate_with(
+    file: &str,
+    source: &str,
+    read: &include::Read<'_>,
+) -> Result<Output, Diagnostics> {
+    let Analysis { plan, warnings } = analyze_with(file, source, read)?;
     let tokens = codegen::tokens(&plan);
     let syntax_tree: syn::File = syn::parse2(tokens.clone()).unwrap_or_else(|e| {
         panic!("gateway-build generated invalid Rust ({e}); this is a bug in gateway-build")
@@ -162,7 +187,15 @@ impl Builder {
                 full_path.display()
             ))
         })?;
-        let output = generate(&display, &source).map_err(CompileError::Config)?;
+        let dir = full_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let read = |name: &str| {
+            println!("cargo::rerun-if-changed={}", dir.join(name).display());
+            include::read_in(&dir, name)
+        };
+        let output = generate_with(&display, &source, &read).map_err(CompileError::Config)?;
         for warning in output.warnings.short_lines(Severity::Warning) {
             println!("cargo::warning={warning}");
         }

@@ -873,8 +873,8 @@ fn json_of(value: &toml::Value) -> serde_json::Value {
 /// Lowers a checked configuration.
 pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
     let at = |offset: usize, key: &str| {
-        let (line, col) = diagnostics.line_col(offset);
-        format!("{}:{line}:{col} ({key})", diagnostics.file)
+        let (file, line, col) = diagnostics.locate(offset);
+        format!("{file}:{line}:{col} ({key})")
     };
     let setting = |value: Option<&toml::Spanned<String>>, key: &str, default: &str| match value {
         Some(v) => SettingPlan {

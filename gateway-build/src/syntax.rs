@@ -20,6 +20,8 @@ use crate::diagnostic::{Diagnostic, did_you_mean};
 /// A parsed gateway.toml.
 #[derive(Debug, Default)]
 pub struct Config {
+    /// `include = ["common.toml"]`: files whose sections join this file's.
+    pub include: Vec<Spanned<String>>,
     pub gateway: Option<Spanned<GatewaySection>>,
     pub admin: Option<Spanned<Admin>>,
     /// In the order they are written.
@@ -753,7 +755,8 @@ pub struct Expectation {
     pub status: Option<Spanned<i64>>,
 }
 
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
+    "include",
     "gateway",
     "admin",
     "listeners",
@@ -788,6 +791,11 @@ pub fn parse(source: &str) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>>
     for (key, value) in document.into_inner() {
         let key_span = key.span();
         match key.get_ref().as_ref() {
+            "include" => {
+                config.include = item::<Vec<Spanned<String>>>(value, &mut errors)
+                    .map(Spanned::into_inner)
+                    .unwrap_or_default()
+            }
             "gateway" => config.gateway = item(value, &mut errors),
             "admin" => config.admin = item(value, &mut errors),
             "listeners" => {

@@ -249,3 +249,22 @@ fn new_scaffold_builds_and_runs() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("app saw /items/1"), "{response}");
 }
+
+/// A file that includes another is checked and listed with it: `common.toml` is read
+/// beside the including file, and an aggregate's stages are shown in order.
+#[test]
+fn included_files_are_read_beside_the_including_one() {
+    let out = gateway(&["check", "examples/bff/web.toml", "examples/bff/mobile.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = gateway(&["routes", "examples/bff/web.toml"]);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains(
+            "aggregate (nested): user <- users GET /users/{user_id}, \
+             orders <- orders GET /orders?user={user_id}, \
+             recommendations <- catalog GET /recommendations/{user_id}; \
+             then team <- users GET /teams/{user.team_id}"
+        ),
+        "{table}"
+    );
+}

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 fn cases(dir: &Path, found: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("ui directory") {
         let path = entry.expect("entry").path();
+        // Files the cases include are not cases of their own.
+        if path.ends_with("included") {
+            continue;
+        }
         if path.is_dir() {
             cases(&path, found);
         } else if path.extension().is_some_and(|e| e == "toml") {
@@ -17,9 +21,11 @@ fn cases(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// What `gateway check` prints for `source`.
-fn render(name: &str, source: &str) -> String {
-    match gateway_build::analyze(name, source) {
+/// What `gateway check` prints for `source`, the text of `path`.
+fn render(path: &Path, name: &str, source: &str) -> String {
+    let dir = path.parent().expect("a folder");
+    let read = |included: &str| gateway_build::include::read_in(dir, included);
+    match gateway_build::analyze_with(name, source, &read) {
         Ok(analysis) => analysis.warnings.render(false),
         Err(diagnostics) => diagnostics.render(false),
     }
@@ -42,7 +48,7 @@ fn ui() {
             .expect("under ui")
             .display()
             .to_string();
-        let actual = render(&name, &source);
+        let actual = render(path, &name, &source);
         for code in gateway_build::codes::ALL {
             if actual.contains(&format!("[{}]", code.id)) {
                 seen_codes.insert(code.id);

@@ -2,6 +2,9 @@
 //! prefer no build script. Same front end and code generator as `gateway-build`;
 //! errors become one `compile_error!` per diagnostic, each naming `file:line:col`.
 
+use std::cell::RefCell;
+use std::path::Path;
+
 use proc_macro::TokenStream;
 use quote::quote;
 
@@ -24,7 +27,23 @@ pub fn gateway(input: TokenStream) -> TokenStream {
             return quote_spanned_error(&path, &[message]).into();
         }
     };
-    match gateway_build::generate(&path.value(), &source) {
+    // Each included file is tracked like the main one.
+    let dir = full_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let included = RefCell::new(Vec::new());
+    let read = |name: &str| {
+        let text = gateway_build::include::read_in(&dir, name)?;
+        included
+            .borrow_mut()
+            .push(dir.join(name).display().to_string());
+        Ok(text)
+    };
+    let generated = gateway_build::generate_with(&path.value(), &source, &read);
+    let included = included.into_inner();
+    let track = quote!(#track #(const _: &[u8] = include_bytes!(#included);)*);
+    match generated {
         Ok(output) => {
             let tokens = output.tokens;
             quote!(#track #tokens).into()

@@ -52,19 +52,20 @@ pub fn run(args: &[String]) -> Result<u8, String> {
                 continue;
             }
         };
-        let (diagnostics, summary) = match gateway_build::analyze(&name, &source) {
-            Ok(analysis) => {
-                let plan = &analysis.plan;
-                let summary = format!(
-                    "{name}: ok ({} routes, {} upstreams, {} listeners)",
-                    plan.routes.len(),
-                    plan.upstreams.len(),
-                    plan.listeners.len()
-                );
-                (analysis.warnings, Some(summary))
-            }
-            Err(diagnostics) => (diagnostics, None),
-        };
+        let (diagnostics, summary) =
+            match gateway_build::analyze_with(&name, &source, &crate::includes(file)) {
+                Ok(analysis) => {
+                    let plan = &analysis.plan;
+                    let summary = format!(
+                        "{name}: ok ({} routes, {} upstreams, {} listeners)",
+                        plan.routes.len(),
+                        plan.upstreams.len(),
+                        plan.listeners.len()
+                    );
+                    (analysis.warnings, Some(summary))
+                }
+                Err(diagnostics) => (diagnostics, None),
+            };
         print(format, &diagnostics);
         let warned = diagnostics
             .items
@@ -110,15 +111,16 @@ fn severity(d: &Diagnostic) -> &'static str {
 
 /// One JSON object per diagnostic, on one line.
 fn json(all: &Diagnostics, d: &Diagnostic) -> String {
-    let (line, column) = all.line_col(d.span.start);
+    let (file, line, column) = all.locate(d.span.start);
     let (end_line, end_column) = all.line_col(d.span.end);
     let related: Vec<String> = d
         .related
         .iter()
         .map(|(span, label)| {
-            let (line, column) = all.line_col(span.start);
+            let (file, line, column) = all.locate(span.start);
             format!(
-                r#"{{"line":{line},"column":{column},"label":{}}}"#,
+                r#"{{"file":{},"line":{line},"column":{column},"label":{}}}"#,
+                gateway_runtime::message::json::quote(file),
                 gateway_runtime::message::json::quote(label)
             )
         })
@@ -128,7 +130,7 @@ fn json(all: &Diagnostics, d: &Diagnostic) -> String {
         severity(d),
         d.code.id,
         gateway_runtime::message::json::quote(&d.message),
-        gateway_runtime::message::json::quote(&all.file),
+        gateway_runtime::message::json::quote(file),
         d.help
             .as_deref()
             .map_or("null".to_owned(), gateway_runtime::message::json::quote),
@@ -138,7 +140,7 @@ fn json(all: &Diagnostics, d: &Diagnostic) -> String {
 
 /// A GitHub Actions workflow command, which the runner turns into an annotation.
 fn github(all: &Diagnostics, d: &Diagnostic) -> String {
-    let (line, column) = all.line_col(d.span.start);
+    let (file, line, column) = all.locate(d.span.start);
     let (end_line, end_column) = all.line_col(d.span.end);
     let mut message = d.message.clone();
     if let Some(help) = &d.help {
@@ -151,7 +153,7 @@ fn github(all: &Diagnostics, d: &Diagnostic) -> String {
         } else {
             "warning"
         },
-        escape_property(&all.file),
+        escape_property(file),
         d.code.id,
         escape_data(&message)
     )

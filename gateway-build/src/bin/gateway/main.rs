@@ -67,6 +67,16 @@ fn read(path: &str) -> Result<(String, String), String> {
         .map_err(|e| format!("cannot read {path}: {e}"))
 }
 
+/// Reads the files `path` includes, relative to its folder.
+fn includes(path: &str) -> impl Fn(&str) -> Result<String, String> + '_ {
+    move |name| {
+        let dir = std::path::Path::new(path)
+            .parent()
+            .unwrap_or(std::path::Path::new(""));
+        gateway_build::include::read_in(dir, name)
+    }
+}
+
 /// The one file argument of `routes` and `expand`, `gateway.toml` by default.
 fn single_file(args: &[String]) -> Result<&str, String> {
     match args {

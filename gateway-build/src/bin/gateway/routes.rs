@@ -8,8 +8,9 @@ use gateway_build::plan::{
 use crate::EXIT_ERRORS;
 
 pub fn routes(args: &[String]) -> Result<u8, String> {
-    let (name, source) = crate::read(crate::single_file(args)?)?;
-    match gateway_build::analyze(&name, &source) {
+    let file = crate::single_file(args)?;
+    let (name, source) = crate::read(file)?;
+    match gateway_build::analyze_with(&name, &source, &crate::includes(file)) {
         Ok(analysis) => {
             print!("{}", table(&analysis.plan));
             print!("{}", limit_buckets(&analysis.plan));
@@ -23,8 +24,9 @@ pub fn routes(args: &[String]) -> Result<u8, String> {
 }
 
 pub fn expand(args: &[String]) -> Result<u8, String> {
-    let (name, source) = crate::read(crate::single_file(args)?)?;
-    match gateway_build::generate(&name, &source) {
+    let file = crate::single_file(args)?;
+    let (name, source) = crate::read(file)?;
+    match gateway_build::generate_with(&name, &source, &crate::includes(file)) {
         Ok(output) => {
             print!("{}", output.source);
             Ok(0)
