@@ -290,6 +290,12 @@ codes! {
     CALL_CYCLE = "G1004" "call-cycle" Error false:
         "calls of an aggregate route that depend on each other's answers, directly or through other calls, so that none can be made first";
         "let one of the calls take its value from the request instead of an answer";
+    INVALID_BODY_RULE = "G1006" "invalid-body-rule" Error false:
+        "a route's `request_body` or `response_body` that cannot work: a field path that is no path, a `max_body` over 64MiB, a `request_body` on an aggregate route, which sends no client body on";
+        "write `response_body = { fields = [\"id\", \"items[].id\"], max_body = \"1MiB\" }`; README.md's reference lists every key";
+    JSON_RULE_ON_NON_JSON = "G1007" "json-rule-on-non-json" Error false:
+        "a JSON rule (a body rule, or an aggregate call) on an upstream declared `json = false`";
+        "remove the rule, or the upstream's `json = false` if its bodies are JSON";
     UNPROVIDED_FIELD = "G1005" "unprovided-field" Error false:
         "a call uses a value of another call's answer that the other call's rules remove: a member its `fields` do not keep, one its `deny` removes, one its `rename` renames, or one outside its `group`";
         "refer to the value as the other call's shaped answer has it, or keep it in that call's `fields`";

@@ -19,8 +19,8 @@ use crate::check::routes::listener_mask;
 use crate::diagnostic::Diagnostics;
 use crate::pattern::{self, RewritePart};
 use crate::syntax::{
-    AggregateCall, ClientAuthMode, Config, HeaderOps, JwtPolicy, PathParameters, Policy,
-    TlsVersion, Underscores,
+    AggregateCall, BodyRules, ClientAuthMode, Config, FieldRules, HeaderOps, JwtPolicy,
+    PathParameters, Policy, TlsVersion, Underscores,
 };
 
 /// Defaults where gateway.toml is silent, chosen to match common practice: Envoy's 5 s
@@ -524,6 +524,10 @@ pub struct RoutePlan {
     pub chains: Vec<Chain>,
     /// The route's request body limit, when it sets one below the listener's.
     pub max_body: Option<u64>,
+    /// Field rules on the client's JSON body.
+    pub request_body: Option<BodyPlan>,
+    /// Field rules on the JSON response.
+    pub response_body: Option<BodyPlan>,
 }
 
 /// What a route does with a matched request: the target phase. Code that needs to
@@ -594,6 +598,12 @@ pub struct CallPlan {
     pub required: bool,
     /// The fallback as JSON text.
     pub fallback: String,
+    pub rules: RulesPlan,
+}
+
+/// Field rules, paths parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RulesPlan {
     pub fields: Vec<Vec<PathStep>>,
     pub deny: Vec<Vec<PathStep>>,
     pub target: Vec<PathStep>,
@@ -601,6 +611,59 @@ pub struct CallPlan {
     pub rename: Vec<(Vec<PathStep>, String)>,
     pub flatten: bool,
     pub group: Option<String>,
+}
+
+/// A route's rules on one direction's body; the bound in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyPlan {
+    pub rules: RulesPlan,
+    pub max_body: u64,
+}
+
+/// Checked field rules, lowered.
+fn rules_plan(rules: FieldRules<'_>) -> RulesPlan {
+    let paths = |list: &Option<toml::Spanned<Vec<toml::Spanned<String>>>>| -> Vec<Vec<PathStep>> {
+        list.iter()
+            .flat_map(|l| l.get_ref())
+            .filter_map(|p| parse_field_path(p.get_ref()).ok())
+            .collect()
+    };
+    RulesPlan {
+        fields: paths(rules.fields),
+        deny: paths(rules.deny),
+        target: rules
+            .target
+            .as_ref()
+            .and_then(|t| parse_field_path(t.get_ref()).ok())
+            .unwrap_or_default(),
+        rename: {
+            let mut renames: Vec<_> = rules.rename.iter().flat_map(|r| r.get_ref()).collect();
+            renames.sort_by_key(|(from, _)| from.span().start);
+            renames
+                .into_iter()
+                .filter_map(|(from, to)| {
+                    Some((parse_field_path(from.get_ref()).ok()?, to.get_ref().clone()))
+                })
+                .collect()
+        },
+        flatten: rules.flatten.as_ref().is_some_and(|f| *f.get_ref()),
+        group: rules.group.as_ref().map(|g| g.get_ref().clone()),
+    }
+}
+
+/// The longest body a body rule reads by default.
+const DEFAULT_BODY_RULE_MAX_BODY: u64 = 1 << 20;
+
+fn body_plan(rules: &Option<toml::Spanned<BodyRules>>) -> Option<BodyPlan> {
+    let rules = rules.as_ref()?.get_ref();
+    Some(BodyPlan {
+        rules: rules_plan(rules.rules()),
+        max_body: rules
+            .max_body
+            .as_ref()
+            .and_then(|size| parse_size(size.get_ref()).ok())
+            .unwrap_or(DEFAULT_BODY_RULE_MAX_BODY),
+    })
 }
 
 /// How long a call waits for its whole answer by default.
@@ -795,12 +858,6 @@ fn call_plan(
         .collect();
     needs.sort_unstable();
     needs.dedup();
-    let paths = |list: &Option<toml::Spanned<Vec<toml::Spanned<String>>>>| -> Vec<Vec<PathStep>> {
-        list.iter()
-            .flat_map(|l| l.get_ref())
-            .filter_map(|p| parse_field_path(p.get_ref()).ok())
-            .collect()
-    };
     CallPlan {
         key: call.key.get_ref().clone(),
         upstream: config
@@ -832,25 +889,7 @@ fn call_plan(
             .fallback
             .as_ref()
             .map_or("null".to_owned(), |f| json_of(f.get_ref()).to_string()),
-        fields: paths(&call.fields),
-        deny: paths(&call.deny),
-        target: call
-            .target
-            .as_ref()
-            .and_then(|t| parse_field_path(t.get_ref()).ok())
-            .unwrap_or_default(),
-        rename: {
-            let mut renames: Vec<_> = call.rename.iter().flat_map(|r| r.get_ref()).collect();
-            renames.sort_by_key(|(from, _)| from.span().start);
-            renames
-                .into_iter()
-                .filter_map(|(from, to)| {
-                    Some((parse_field_path(from.get_ref()).ok()?, to.get_ref().clone()))
-                })
-                .collect()
-        },
-        flatten: call.flatten.as_ref().is_some_and(|f| *f.get_ref()),
-        group: call.group.as_ref().map(|g| g.get_ref().clone()),
+        rules: rules_plan(call.rules()),
     }
 }
 
@@ -1134,6 +1173,8 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                     .max_body
                     .as_ref()
                     .and_then(|size| parse_size(size.get_ref()).ok()),
+                request_body: body_plan(&route.request_body),
+                response_body: body_plan(&route.response_body),
             }
         })
         .collect();

@@ -397,6 +397,8 @@ pub struct Upstream {
     pub tls: Option<Spanned<UpstreamTls>>,
     /// At most so many requests in flight to this upstream, from every route.
     pub concurrency: Option<Spanned<ConcurrencyPolicy>>,
+    /// `false`: its bodies are not JSON, so no JSON rule may read them.
+    pub json: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -450,6 +452,62 @@ pub struct Route {
     pub aggregate: Option<Spanned<Vec<Spanned<AggregateCall>>>>,
     /// How an aggregate's answers are put together: `nested` (the default) or `flat`.
     pub merge: Option<Spanned<String>>,
+    /// Field rules on the client's JSON body, before the upstream gets it.
+    pub request_body: Option<Spanned<BodyRules>>,
+    /// Field rules on the JSON response, before the client gets it.
+    pub response_body: Option<Spanned<BodyRules>>,
+}
+
+/// `request_body` and `response_body`: a route's field rules on one direction's body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyRules {
+    pub fields: Option<Spanned<Vec<Spanned<String>>>>,
+    pub deny: Option<Spanned<Vec<Spanned<String>>>>,
+    pub target: Option<Spanned<String>>,
+    pub rename: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    pub flatten: Option<Spanned<bool>>,
+    pub group: Option<Spanned<String>>,
+    /// The longest body read whole.
+    pub max_body: Option<Spanned<String>>,
+}
+
+/// The field rules of an aggregate call or a body, as the checks and the plan see
+/// them.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldRules<'a> {
+    pub fields: &'a Option<Spanned<Vec<Spanned<String>>>>,
+    pub deny: &'a Option<Spanned<Vec<Spanned<String>>>>,
+    pub target: &'a Option<Spanned<String>>,
+    pub rename: &'a Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    pub flatten: &'a Option<Spanned<bool>>,
+    pub group: &'a Option<Spanned<String>>,
+}
+
+impl BodyRules {
+    pub fn rules(&self) -> FieldRules<'_> {
+        FieldRules {
+            fields: &self.fields,
+            deny: &self.deny,
+            target: &self.target,
+            rename: &self.rename,
+            flatten: &self.flatten,
+            group: &self.group,
+        }
+    }
+}
+
+impl AggregateCall {
+    pub fn rules(&self) -> FieldRules<'_> {
+        FieldRules {
+            fields: &self.fields,
+            deny: &self.deny,
+            target: &self.target,
+            rename: &self.rename,
+            flatten: &self.flatten,
+            group: &self.group,
+        }
+    }
 }
 
 /// `[[routes.aggregate]]`: one backend call of an aggregate route.

@@ -17,7 +17,8 @@
 //! | `h1` | HTTP/1.1: the server session, the client session, framing |
 //! | `h2` | HTTP/2 through hyper |
 //! | `upstream` | targets, pools, the target phase, typed upstream errors |
-//! | `aggregate` | the aggregate target: concurrent backend calls, JSON field rules, the merged response |
+//! | `aggregate` | the aggregate target: concurrent backend calls, their templates and stages, the merged response |
+//! | `transform` | JSON field rules, and the body rules of any route: bodies read whole only where a rule needs them |
 //! | `auth` | authentication and authorization: credentials, JWT, API keys and consumers, the verified-credential cache, claims, rules |
 //! | `limit` | traffic control: rate limits (GCRA), their keys, the in-process store shared by the workers, the Redis store and its leases, quotas, concurrency limits |
 //! | `policy` | one module per policy kind, each a request- and/or response-phase step |
@@ -33,6 +34,8 @@ pub mod message;
 pub mod policy;
 pub mod route;
 pub mod settings;
+#[cfg(feature = "server")]
+pub mod transform;
 
 #[cfg(feature = "server")]
 pub mod h1;
@@ -97,7 +100,9 @@ pub mod __private {
         CertificateSpec, ClientAuthSpec, IdentityHeaders, ListenerTlsSpec, SniCertificateSpec,
         TlsVersion, UpstreamTlsSpec,
     };
+    pub use crate::transform::body::{BodyRules, shape_request, shape_response};
     pub use crate::upstream::Upstream;
+    pub use http::Method;
     pub use pin_project_lite::pin_project;
     pub use tokio::join;
 }

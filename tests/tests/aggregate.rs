@@ -369,3 +369,122 @@ async fn a_dependent_call_without_its_value_is_not_made() {
         "no dependent call was made"
     );
 }
+
+/// Body rules on a proxied route: JSON both ways is shaped, anything else passes
+/// untouched, and what cannot be read within the bound is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_rules_shape_json_both_ways() {
+    let setup = Setup::start().await;
+    let user = json!({
+        "id": 7, "name": "Ada", "email": "ada@example.test",
+        "cards": [{"last4": "4242", "number": "4242424242424242"}]
+    });
+    setup.users.on("/users/7", Answer::json(user));
+    let reply = setup.get("/accounts/7", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json(),
+        json!({"id": 7, "full_name": "Ada", "cards": [{"last4": "4242"}]})
+    );
+
+    // The client's JSON loses what `deny` names; the upstream gets the new length.
+    let post = |body: &str, content_type: &str| {
+        http::Request::post(setup.gateway.url("/accounts/7"))
+            .header("content-type", content_type)
+            .body(support::TestBody::Full(http_body_util::Full::new(
+                bytes::Bytes::from(body.to_owned()),
+            )))
+            .expect("request")
+    };
+    let sent =
+        r#"{"name": "Ada", "password": "hunter2", "cards": [{"number": "4242", "nick": "main"}]}"#;
+    let reply = support::send(&setup.client, post(sent, "application/json; charset=utf-8")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let asked = setup.users.asked().pop().expect("the upstream was asked");
+    let got: serde_json::Value = serde_json::from_slice(&asked.body).expect("JSON");
+    assert_eq!(got, json!({"name": "Ada", "cards": [{"nick": "main"}]}));
+    assert_eq!(
+        asked.headers["content-length"],
+        asked.body.len().to_string()
+    );
+
+    // Not JSON: passes as it came.
+    let reply = support::send(
+        &setup.client,
+        post("password=x", "application/x-www-form-urlencoded"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        &setup.users.asked().pop().expect("asked").body[..],
+        b"password=x"
+    );
+
+    // A JSON body that is not JSON, or over the bound: refused, the upstream not asked.
+    let before = setup.users.asked().len();
+    let reply = support::send(&setup.client, post("{\"name\":", "application/json")).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "request body is not JSON");
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(2_000));
+    let reply = support::send(&setup.client, post(&big, "application/json")).await;
+    assert_eq!(reply.status, 413, "{}", reply.body);
+    assert_eq!(
+        setup.users.asked().len(),
+        before,
+        "refused before the upstream"
+    );
+
+    // An answer that is not JSON passes; a JSON one that is broken or too large is 502.
+    for (answer, status) in [
+        (
+            Answer {
+                status: 200,
+                content_type: "text/plain",
+                body: "plain".to_owned(),
+                delay: Duration::ZERO,
+            },
+            200,
+        ),
+        (
+            Answer {
+                status: 200,
+                content_type: "application/json",
+                body: "{\"id\":".to_owned(),
+                delay: Duration::ZERO,
+            },
+            502,
+        ),
+        (Answer::json(json!({"pad": "x".repeat(2_000)})), 502),
+        (
+            Answer {
+                status: 404,
+                content_type: "application/json",
+                body: "{\"error\":\"no such user\",\"trace\":1}".to_owned(),
+                delay: Duration::ZERO,
+            },
+            404,
+        ),
+    ] {
+        let body = answer.body.clone();
+        setup.users.on("/users/7", answer);
+        let reply = setup.get("/accounts/7", &[]).await;
+        assert_eq!(reply.status, status, "{}", reply.body);
+        if status != 502 {
+            assert_eq!(reply.body, body, "passed untouched");
+        }
+    }
+}
+
+/// `response_body` on an aggregate route shapes the merged response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregate_response_is_shaped_as_a_whole() {
+    let setup = Setup::start().await;
+    setup.usual(Duration::ZERO);
+    let reply = setup.get("/summary/7", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["user"]["name"], "Ada");
+    assert!(body["user"].get("email").is_none(), "{body}");
+    assert_eq!(body["orders"]["total"], 7);
+    assert!(body["orders"].get("cursor").is_none(), "{body}");
+}

@@ -10,10 +10,10 @@ use gateway_runtime::policy::headers;
 use gateway_runtime::settings::parse_size;
 
 use crate::check::auth::bounded_duration;
-use crate::codes;
+use crate::codes::{self, Code};
 use crate::diagnostic::Diagnostic;
 use crate::pattern::{self, RewritePart};
-use crate::syntax::{AggregateCall, Config, Route};
+use crate::syntax::{AggregateCall, Config, FieldRules, Route};
 
 /// Most calls one aggregate route makes.
 pub const MAX_CALLS: usize = 16;
@@ -214,7 +214,7 @@ fn check_route(
                 "a required call's failure fails the response, so its `fallback` is never used: write `required = false`".to_owned(),
             ));
         }
-        check_rules(call, found);
+        check_rules(call.rules(), &codes::INVALID_AGGREGATE, found);
         if flat {
             let own = top_level_names(call);
             for (name, path) in &own {
@@ -347,23 +347,26 @@ fn top_level_names(call: &AggregateCall) -> Vec<(String, &Spanned<String>)> {
     own
 }
 
-/// The call's field rules: paths that are paths, `[N]` only in a `target`, renames
+/// Field rules (of a call or a body): paths that are paths, `[N]` only in a `target`, renames
 /// of a member to a name.
-fn check_rules(call: &AggregateCall, found: &mut Vec<Diagnostic>) {
+pub fn check_rules(rules: FieldRules<'_>, code: &'static Code, found: &mut Vec<Diagnostic>) {
+    let invalid = |span: Range<usize>, message: String| {
+        Diagnostic::new(code, span, message).with_help(code.fix)
+    };
     let parsed = |text: &Spanned<String>, found: &mut Vec<Diagnostic>| {
         parse_field_path(text.get_ref())
             .map_err(|message| found.push(invalid(text.span(), message)))
             .ok()
     };
-    if let Some(target) = &call.target {
+    if let Some(target) = rules.target {
         parsed(target, found);
     }
-    let renames = call
+    let renames = rules
         .rename
         .iter()
         .flat_map(|r| r.get_ref())
         .map(|(from, _)| from);
-    let listed = [&call.fields, &call.deny]
+    let listed = [rules.fields, rules.deny]
         .into_iter()
         .flatten()
         .flat_map(|p| p.get_ref());
@@ -381,7 +384,7 @@ fn check_rules(call: &AggregateCall, found: &mut Vec<Diagnostic>) {
             ));
         }
     }
-    for (from, to) in call.rename.iter().flat_map(|r| r.get_ref()) {
+    for (from, to) in rules.rename.iter().flat_map(|r| r.get_ref()) {
         if let Ok(steps) = parse_field_path(from.get_ref())
             && !matches!(steps.last(), Some(PathStep::Key(_)))
         {
@@ -397,7 +400,7 @@ fn check_rules(call: &AggregateCall, found: &mut Vec<Diagnostic>) {
             ));
         }
     }
-    if let Some(group) = &call.group
+    if let Some(group) = &rules.group
         && group.get_ref().is_empty()
     {
         found.push(invalid(

@@ -6,6 +6,7 @@
 
 pub(crate) mod aggregate;
 pub(crate) mod auth;
+mod body_rules;
 pub(crate) mod limits;
 pub(crate) mod lints;
 pub(crate) mod listeners;
@@ -26,6 +27,7 @@ pub fn check(config: &Config) -> Vec<Diagnostic> {
     references::check(config, &mut found);
     routes::check(config, &mut found);
     aggregate::check(config, &mut found);
+    body_rules::check(config, &mut found);
     policies::check(config, &mut found);
     tls::check(config, &mut found);
     auth::check(config, &mut found);

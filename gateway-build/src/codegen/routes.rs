@@ -10,8 +10,8 @@ use super::policies::{PolicyNames, static_header_ops};
 use super::tables::route_id;
 use crate::check::aggregate::PathStep;
 use crate::plan::{
-    AggregatePlan, CallPiece, CallPlan, CallValue, Chain, HeadersPlan, PathChange, Plan,
-    PolicyKind, RewriteSegment, RoutePlan, Step, Target,
+    AggregatePlan, BodyPlan, CallPiece, CallPlan, CallValue, Chain, HeadersPlan, PathChange, Plan,
+    PolicyKind, RewriteSegment, RoutePlan, RulesPlan, Step, Target,
 };
 
 /// The route functions, as items of `impl Gateway`.
@@ -215,7 +215,28 @@ fn chain_body(
         }
     }
     response.reverse();
+    // Body rules: the request's after every request step (which may refuse it before
+    // its body is read), the response's before the response steps.
+    if let Some(body) = &route.request_body {
+        let rules = body_rules(&format_ident!("REQUEST_BODY"), route, body);
+        request.push(quote! {
+            #rules
+            rt::shape_request(&mut req, &REQUEST_BODY).await?;
+        });
+    }
     let target = target(plan, upstreams, route);
+    let target = match &route.response_body {
+        Some(body) => {
+            let rules = body_rules(&format_ident!("RESPONSE_BODY"), route, body);
+            // The target takes the request: what the rule needs of it is read first.
+            request.push(quote!(let head_request = req.method == rt::Method::HEAD;));
+            quote! {{
+                #rules
+                rt::shape_response(#target, &RESPONSE_BODY, head_request).await?
+            }}
+        }
+        None => target,
+    };
     let mutable = (!response.is_empty()).then(|| quote!(mut));
     quote! {
         #(#request)*
@@ -332,20 +353,7 @@ fn aggregate(
         forward.sort_unstable();
         forward.dedup();
         let max_body = Literal::usize_unsuffixed(call.max_body as usize);
-        let [fields, deny] = [&call.fields, &call.deny].map(|paths| {
-            let paths = paths.iter().map(|steps| field_path(steps));
-            quote!(&[#(#paths),*])
-        });
-        let target = field_path(&call.target);
-        let renames = call.rename.iter().map(|(path, to)| {
-            let path = field_path(path);
-            quote!((#path, #to))
-        });
-        let flatten = call.flatten;
-        let group = match &call.group {
-            Some(name) => quote!(::core::option::Option::Some(#name)),
-            None => quote!(::core::option::Option::None),
-        };
+        let rules = field_rules(&call.rules);
         quote! {
             rt::CallSpec {
                 key: #key,
@@ -358,14 +366,7 @@ fn aggregate(
                 max_body: #max_body,
                 required: #required,
                 fallback: #fallback,
-                rules: rt::FieldRules {
-                    target: #target,
-                    fields: #fields,
-                    deny: #deny,
-                    rename: &[#(#renames),*],
-                    flatten: #flatten,
-                    group: #group,
-                },
+                rules: #rules,
             }
         }
     });
@@ -419,6 +420,48 @@ fn aggregate(
         #(#stages)*
         rt::aggregate_respond(&AGGREGATE, [#(#answers),*])?
     }}
+}
+
+/// Field rules, as the runtime's.
+fn field_rules(rules: &RulesPlan) -> TokenStream {
+    let [fields, deny] = [&rules.fields, &rules.deny].map(|paths| {
+        let paths = paths.iter().map(|steps| field_path(steps));
+        quote!(&[#(#paths),*])
+    });
+    let target = field_path(&rules.target);
+    let renames = rules.rename.iter().map(|(path, to)| {
+        let path = field_path(path);
+        quote!((#path, #to))
+    });
+    let flatten = rules.flatten;
+    let group = match &rules.group {
+        Some(name) => quote!(::core::option::Option::Some(#name)),
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        rt::FieldRules {
+            target: #target,
+            fields: #fields,
+            deny: #deny,
+            rename: &[#(#renames),*],
+            flatten: #flatten,
+            group: #group,
+        }
+    }
+}
+
+/// A route's rules on one direction's body, as a static of the route's block.
+fn body_rules(name: &Ident, route: &RoutePlan, body: &BodyPlan) -> TokenStream {
+    let rules = field_rules(&body.rules);
+    let max_body = Literal::usize_unsuffixed(body.max_body as usize);
+    let route = &route.name;
+    quote! {
+        static #name: rt::BodyRules = rt::BodyRules {
+            route: #route,
+            rules: #rules,
+            max_body: #max_body,
+        };
+    }
 }
 
 /// A field path, as the runtime's steps.
@@ -524,6 +567,7 @@ fn mutates_request(plan: &Plan, route: &RoutePlan) -> bool {
             .iter()
             .flat_map(|c| &c.steps)
             .any(|s| matches!(s, Step::Authenticate { .. } | Step::ExtAuthz { .. }))
+        || route.request_body.is_some()
 }
 
 /// Whether the route's code reads the route parameters.

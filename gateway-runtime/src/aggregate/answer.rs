@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::shape::Step;
+use crate::transform::shape::Step;
 
 /// A call's answer, or the fallback in its place.
 #[derive(Debug)]

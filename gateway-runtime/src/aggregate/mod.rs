@@ -22,15 +22,14 @@
 mod answer;
 mod call;
 mod merge;
-pub mod shape;
 pub mod template;
 
 use std::time::Duration;
 
+pub use crate::transform::shape::{Rules, Step};
 pub use answer::Answer;
 pub use call::{CallError, call};
 pub use merge::respond;
-pub use shape::{Rules, Step};
 pub use template::{Piece, Source};
 
 /// How the answers are put together.

@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use super::answer::Answer;
 use super::call::CallError;
-use super::shape::Step;
 use crate::route::path::encoded;
+use crate::transform::shape::Step;
 
 /// One piece of a compiled template.
 #[derive(Debug, Clone, Copy)]

@@ -53,6 +53,8 @@ impl Inbound {
 pub enum RequestBody {
     Http1(Http1Body),
     Http2(Http2Body),
+    /// A body read whole and replaced (a route's body rules); `None` once taken.
+    Whole(Option<Bytes>),
 }
 
 /// Why a client's body could not be read.
@@ -219,6 +221,7 @@ impl RequestBody {
         match self {
             RequestBody::Http1(body) => body.take_in_hand(),
             RequestBody::Http2(_) => Ok(None),
+            RequestBody::Whole(whole) => Ok(Some(whole.take().unwrap_or_default())),
         }
     }
 }
@@ -245,6 +248,9 @@ impl http_body::Body for RequestBody {
                 }
                 Poll::Pending => Poll::Pending,
             },
+            RequestBody::Whole(whole) => {
+                Poll::Ready(whole.take().map(|data| Ok(Frame::data(data))))
+            }
         }
     }
 
@@ -252,6 +258,7 @@ impl http_body::Body for RequestBody {
         match self {
             RequestBody::Http1(body) => !body.in_hand && body.decoder.is_done(),
             RequestBody::Http2(body) => body.incoming.is_end_stream(),
+            RequestBody::Whole(whole) => whole.is_none(),
         }
     }
 
@@ -268,6 +275,9 @@ impl http_body::Body for RequestBody {
                 }
             }
             RequestBody::Http2(body) => body.incoming.size_hint(),
+            RequestBody::Whole(whole) => {
+                SizeHint::with_exact(whole.as_ref().map_or(0, |b| b.len() as u64))
+            }
         }
     }
 }

@@ -1,0 +1,201 @@
+//! A route's body rules: the client's JSON request body or the upstream's JSON
+//! response body, read whole up to a bound, shaped by field rules, and sent on.
+//!
+//! Only a route with a rule reads a body whole; every other route streams it. A
+//! body a rule cannot apply to passes through untouched: a content type other than
+//! JSON (`application/json`, `*/*+json`), a `Content-Encoding`, a response that is
+//! not a 2xx with content (or answers a HEAD), one marked `Cache-Control:
+//! no-transform` (RFC 9110 §7.7). A JSON request body over the bound is 413 and one
+//! that is not JSON 400, before the upstream sees the request; a JSON response over
+//! the bound or not JSON is 502, as the upstream's fault.
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::Value;
+
+use super::shape::Rules;
+use crate::h1::request_body::{ClientBodyError, RequestBody};
+use crate::message::body::Body;
+use crate::message::fields::Fields;
+use crate::message::response::Response;
+use crate::pipeline::gateway::Request;
+use crate::pipeline::{Refusal, Stop};
+
+/// The body rules of one direction of a route, as the compiler lays them out.
+#[derive(Debug)]
+pub struct BodyRules {
+    /// The route, for the refusals.
+    pub route: &'static str,
+    pub rules: Rules,
+    /// The longest body read.
+    pub max_body: usize,
+}
+
+/// Shapes the request's body if it is JSON, before the upstream is contacted.
+pub async fn shape_request(req: &mut Request, spec: &'static BodyRules) -> Result<(), Stop> {
+    if !shapeable(&req.fields) {
+        return Ok(());
+    }
+    let refused = |status, message| {
+        Stop::Refused(Refusal {
+            status,
+            message,
+            by: spec.route,
+            challenge: None,
+        })
+    };
+    let body = std::mem::replace(&mut req.body, RequestBody::Whole(None));
+    let read = Limited::new(body, spec.max_body).collect().await;
+    let bytes = match read {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return Err(refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large",
+            ));
+        }
+        Err(e) if matches!(e.downcast_ref(), Some(ClientBodyError::TimedOut)) => {
+            return Err(refused(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body timed out",
+            ));
+        }
+        Err(_) => {
+            return Err(refused(
+                StatusCode::BAD_REQUEST,
+                "request body could not be read",
+            ));
+        }
+    };
+    let shaped = shape(&bytes, &spec.rules)
+        .ok_or_else(|| refused(StatusCode::BAD_REQUEST, "request body is not JSON"))?;
+    replace_length(&mut req.fields, shaped.len());
+    req.body = RequestBody::Whole(Some(shaped));
+    Ok(())
+}
+
+/// Shapes the upstream's response body if it is JSON content of a success.
+pub async fn shape_response(
+    response: Response,
+    spec: &'static BodyRules,
+    head: bool,
+) -> Result<Response, Stop> {
+    let status = response.status();
+    let has_content = status.is_success()
+        && status != StatusCode::NO_CONTENT
+        && status != StatusCode::PARTIAL_CONTENT
+        && !head;
+    if !has_content || !shapeable(response.fields()) || no_transform(response.fields()) {
+        return Ok(response);
+    }
+    let failed = |message: &'static str| {
+        tracing::warn!(route = spec.route, message, "a response body rule failed");
+        Stop::Refused(Refusal {
+            status: StatusCode::BAD_GATEWAY,
+            message,
+            by: spec.route,
+            challenge: None,
+        })
+    };
+    let (status, mut fields, body) = response.into_parts();
+    let bytes = match Limited::new(body, spec.max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(failed("upstream response too large")),
+        Err(_) => return Err(failed("upstream response broke off")),
+    };
+    let shaped =
+        shape(&bytes, &spec.rules).ok_or_else(|| failed("upstream response is not JSON"))?;
+    replace_length(&mut fields, shaped.len());
+    // A changed representation: validators and digests of the old one no longer hold.
+    for name in [
+        &b"etag"[..],
+        b"content-md5",
+        b"content-digest",
+        b"repr-digest",
+    ] {
+        fields.remove(name);
+    }
+    Ok(Response::new(status, fields, Body::local(shaped)))
+}
+
+/// The body shaped by `rules`, or `None` if it is not JSON.
+fn shape(body: &[u8], rules: &Rules) -> Option<Bytes> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    serde_json::to_vec(&rules.apply(value))
+        .ok()
+        .map(Bytes::from)
+}
+
+/// Whether a message's body is JSON the gateway can read: a JSON media type, and no
+/// content coding.
+fn shapeable(fields: &Fields) -> bool {
+    let coded = fields
+        .get(b"content-encoding")
+        .is_some_and(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"identity"));
+    !coded && fields.get(b"content-type").is_some_and(is_json)
+}
+
+/// `application/json` or a `+json` suffix (RFC 6839 §3.1), parameters aside.
+fn is_json(content_type: &[u8]) -> bool {
+    let essence = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    essence.eq_ignore_ascii_case(b"application/json")
+        || (essence.len() > 5
+            && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json")
+            && essence.contains(&b'/'))
+}
+
+/// RFC 9110 §7.7: a `no-transform` directive forbids changing the content.
+fn no_transform(fields: &Fields) -> bool {
+    fields.get_all(b"cache-control").any(|value| {
+        value
+            .split(|&b| b == b',')
+            .any(|directive| directive.trim_ascii().eq_ignore_ascii_case(b"no-transform"))
+    })
+}
+
+/// The new body's length in place of the old framing.
+fn replace_length(fields: &mut Fields, len: usize) {
+    fields.remove(b"transfer-encoding");
+    let mut digits = itoa::Buffer::new();
+    fields.set(b"content-length", digits.format(len).as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_media_types() {
+        for yes in [
+            &b"application/json"[..],
+            b"Application/JSON; charset=utf-8",
+            b"application/problem+json",
+            b" application/vnd.api+json ;x=1",
+        ] {
+            assert!(is_json(yes), "{}", String::from_utf8_lossy(yes));
+        }
+        for no in [
+            &b"text/html"[..],
+            b"application/jsonx",
+            b"+json",
+            b"text/plain; a=application/json",
+        ] {
+            assert!(!is_json(no), "{}", String::from_utf8_lossy(no));
+        }
+    }
+
+    #[test]
+    fn no_transform_is_found_among_directives() {
+        let mut fields = Fields::with_capacity(2, 64);
+        fields.append(b"cache-control", b"max-age=60, No-Transform");
+        assert!(no_transform(&fields));
+        let mut fields = Fields::with_capacity(2, 64);
+        fields.append(b"cache-control", b"no-store");
+        assert!(!no_transform(&fields));
+    }
+}

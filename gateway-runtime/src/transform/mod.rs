@@ -1,0 +1,6 @@
+//! Transformations: JSON field rules (`shape`), applied to an aggregate call's answer
+//! or, by a route's `request_body` and `response_body` rules, to any route's bodies
+//! (`body`).
+
+pub mod body;
+pub mod shape;
