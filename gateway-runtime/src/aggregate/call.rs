@@ -6,7 +6,6 @@ use std::fmt;
 use bytes::Bytes;
 use http::Method;
 use http_body_util::BodyExt;
-use serde_json::Value;
 
 use super::CallSpec;
 use super::answer::Answer;
@@ -113,6 +112,6 @@ pub async fn call(
         let raw = serde_json::from_slice(&body).map_err(|_| CallError::NotJson)?;
         return Ok(Answer::Raw(raw));
     }
-    let value: Value = serde_json::from_slice(&body).map_err(|_| CallError::NotJson)?;
-    Ok(Answer::Value(spec.rules.apply(value)))
+    let value = spec.rules.shape(&body).map_err(|_| CallError::NotJson)?;
+    Ok(Answer::Value(value))
 }

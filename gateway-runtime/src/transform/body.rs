@@ -12,7 +12,6 @@
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde_json::Value;
 
 use super::shape::Rules;
 use crate::h1::request_body::{ClientBodyError, RequestBody};
@@ -121,8 +120,7 @@ pub async fn shape_response(
 
 /// The body shaped by `rules`, or `None` if it is not JSON.
 fn shape(body: &[u8], rules: &Rules) -> Option<Bytes> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    serde_json::to_vec(&rules.apply(value))
+    serde_json::to_vec(&rules.shape(body).ok()?)
         .ok()
         .map(Bytes::from)
 }

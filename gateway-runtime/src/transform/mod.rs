@@ -3,4 +3,5 @@
 //! (`body`).
 
 pub mod body;
+mod parse;
 pub mod shape;

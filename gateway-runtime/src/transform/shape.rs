@@ -7,7 +7,10 @@
 //! (one element): `user.address.city`, `items[].id`, `data.items[0]`. A path that
 //! does not fit the answer (a key of a string, `[]` of an object) matches nothing.
 
+use serde::de::DeserializeSeed;
 use serde_json::{Map, Value};
+
+use super::parse::Seed;
 
 /// One step of a compiled path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +49,34 @@ impl Rules {
             && self.group.is_none()
     }
 
-    /// The answer shaped by every rule, in order.
+    /// The JSON text shaped by every rule, in order; an error if it is not JSON. A
+    /// `target`, and a `fields` list that no `flatten` comes before, are applied as
+    /// the text is parsed (`parse`): what they leave out is never built.
+    pub fn shape(&self, json: &[u8]) -> serde_json::Result<Value> {
+        let keep = if self.fields.is_empty() {
+            Seed::All
+        } else {
+            Seed::Keep(self.fields)
+        };
+        let (seed, fields_done) = match (self.target, self.flatten) {
+            ([], false) => (keep, true),
+            ([], true) => (Seed::All, false),
+            (target, false) => (Seed::Pick(target, &keep), true),
+            (target, true) => (Seed::Pick(target, &Seed::All), false),
+        };
+        let mut parser = serde_json::Deserializer::from_slice(json);
+        let value = seed.deserialize(&mut parser)?;
+        parser.end()?;
+        let mut value = if self.flatten { flatten(value) } else { value };
+        if !fields_done {
+            value = keep_all(value, self.fields);
+        }
+        Ok(self.finish(value))
+    }
+
+    /// The answer shaped by every rule, in order, on a tree: the model `shape` is
+    /// tested against.
+    #[cfg(test)]
     pub fn apply(&self, value: Value) -> Value {
         let mut value = if self.target.is_empty() {
             value
@@ -56,7 +86,14 @@ impl Rules {
         if self.flatten {
             value = flatten(value);
         }
-        let mut value = apply(value, self.fields, self.deny);
+        self.finish(keep_all(value, self.fields))
+    }
+
+    /// `deny`, `rename` and `group`, which follow `fields`.
+    fn finish(&self, mut value: Value) -> Value {
+        for path in self.deny {
+            remove(&mut value, path);
+        }
         for (path, to) in self.rename {
             rename(&mut value, path, to);
         }
@@ -72,7 +109,9 @@ impl Rules {
 }
 
 /// The part of `value` at `path`; `[]` collects what the rest of the path reaches
-/// in every element. Where the path leads nowhere: `null`.
+/// in every element. Where the path leads nowhere: `null`. The tree model of what
+/// `Seed::Pick` does while parsing, which the tests hold it to.
+#[cfg(test)]
 fn pick(value: Value, path: &[Step]) -> Value {
     match (path, value) {
         ([], value) => value,
@@ -129,18 +168,13 @@ fn flatten(value: Value) -> Value {
     }
 }
 
-/// The answer with only the `fields` paths (all of it when there are none), less
-/// the `deny` paths.
-fn apply(value: Value, fields: &[&[Step]], deny: &[&[Step]]) -> Value {
-    let mut value = if fields.is_empty() {
+/// The answer with only the `fields` paths (all of it when there are none).
+fn keep_all(value: Value, fields: &[&[Step]]) -> Value {
+    if fields.is_empty() {
         value
     } else {
         keep(value, fields)
-    };
-    for path in deny {
-        remove(&mut value, path);
     }
-    value
 }
 
 /// What `paths` reach of `value`; a path that ends at a value keeps all of it.
@@ -216,6 +250,35 @@ mod tests {
     const ITEM_IDS: &[Step] = &[Step::Key("items"), Step::Each, Step::Key("id")];
     const SECRET: &[Step] = &[Step::Key("items"), Step::Each, Step::Key("secret")];
 
+    /// Fields and deny rules alone, applied to a tree and to its text alike.
+    fn apply(
+        value: Value,
+        fields: &'static [&'static [Step]],
+        deny: &'static [&'static [Step]],
+    ) -> Value {
+        let rules = Rules {
+            target: &[],
+            fields,
+            deny,
+            rename: &[],
+            flatten: false,
+            group: None,
+        };
+        checked(&rules, value)
+    }
+
+    /// `rules` applied to the tree, and to its text while parsing: the same result.
+    fn checked(rules: &Rules, value: Value) -> Value {
+        let text = serde_json::to_vec(&value).expect("text");
+        let shaped = rules.apply(value);
+        assert_eq!(
+            rules.shape(&text).expect("JSON"),
+            shaped,
+            "parsed and built differ"
+        );
+        shaped
+    }
+
     fn answer() -> Value {
         json!({
             "name": "Ada",
@@ -270,7 +333,7 @@ mod tests {
         // `[]` in the target gives one array per order, flattening joins them, and
         // renaming reaches into each line.
         assert_eq!(
-            rules.apply(answer.clone()),
+            checked(&rules, answer.clone()),
             json!({"lines": [{"product": "a"}, {"product": "b"}, {"product": "c"}]})
         );
         const FIRST: &[Step] = &[Step::Key("data"), Step::Key("orders"), Step::Index(0)];
@@ -282,20 +345,69 @@ mod tests {
             flatten: false,
             group: None,
         };
-        assert_eq!(first.apply(answer.clone()), json!({"order_id": 1}));
+        assert_eq!(checked(&first, answer.clone()), json!({"order_id": 1}));
         const NINTH: &[Step] = &[Step::Key("data"), Step::Key("orders"), Step::Index(9)];
         let missing = Rules {
             target: NINTH,
             ..first
         };
-        assert_eq!(missing.apply(answer), Value::Null);
+        assert_eq!(checked(&missing, answer), Value::Null);
     }
 
     #[test]
     fn paths_that_do_not_fit_match_nothing() {
-        let wrong: &[Step] = &[Step::Key("name"), Step::Key("first")];
-        assert_eq!(apply(answer(), &[wrong], &[]), json!({"name": null}));
+        const WRONG: &[Step] = &[Step::Key("name"), Step::Key("first")];
+        assert_eq!(apply(answer(), &[WRONG], &[]), json!({"name": null}));
         assert_eq!(apply(json!([1, 2]), &[NAME], &[]), json!([]));
         assert_eq!(apply(json!("text"), &[], &[NAME]), json!("text"));
+    }
+
+    /// Parsing with the rules builds what the rules keep of the tree, and refuses
+    /// what is not JSON as a parse of the whole would.
+    #[test]
+    fn shaping_while_parsing_matches_the_tree() {
+        const ITEMS: &[Step] = &[Step::Key("items")];
+        const IDS: &[Step] = &[Step::Each, Step::Key("id")];
+        const NESTED: &[Step] = &[Step::Key("m"), Step::Each, Step::Each];
+        let rules = Rules {
+            target: ITEMS,
+            fields: &[IDS],
+            deny: &[],
+            rename: &[],
+            flatten: false,
+            group: Some("ids"),
+        };
+        assert_eq!(
+            checked(&rules, answer()),
+            json!({"ids": [{"id": 1}, {"id": 2}]})
+        );
+        let doc = json!({"m": [[1, 2], [3]], "m2": {"a": 1}, "x": [true, null, "s"]});
+        assert_eq!(
+            apply(doc.clone(), &[NESTED], &[]),
+            json!({"m": [[1, 2], [3]]})
+        );
+        assert_eq!(
+            apply(doc, &[ITEMS, &[Step::Key("x"), Step::Each]], &[]),
+            json!({"x": [true, null, "s"]})
+        );
+        // A repeated name: the last, as a parsed object keeps it.
+        assert_eq!(
+            rules
+                .shape(br#"{"items": [{"id": 1}], "items": [{"id": 9}]}"#)
+                .expect("JSON"),
+            json!({"ids": [{"id": 9}]})
+        );
+        for bad in [
+            &b"{\"items\": [1, }"[..],
+            b"{\"items\": []} x",
+            b"{\"other\": tru}",
+            b"",
+        ] {
+            assert!(
+                rules.shape(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }
