@@ -44,6 +44,29 @@ async fn a_valid_token_passes_with_its_identity() {
     }
 }
 
+/// Header rules substitute claims: a rule after the token's step reads the fields
+/// its `forward_claims` set, and a client's own copies of them never get through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_rules_substitute_verified_claims() {
+    let setup = Setup::start("audit").await;
+    let mut claims = claims("user-42");
+    claims["tenant"] = json!("acme");
+    let token = hmac(SECRET.as_bytes(), "HS256", &claims);
+    let reply = setup
+        .get(
+            "/audited/orders/7",
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("x-user-id", "forged"),
+                ("x-audit", "forged"),
+            ],
+        )
+        .await;
+    let headers = setup.passed(&reply);
+    assert_eq!(headers["x-audit"], "user-42@acme on orders/7");
+    assert_eq!(headers["x-user-id"], "user-42");
+}
+
 /// Every asymmetric algorithm, each with its own key; a token signed by one key is
 /// refused by a route that verifies with another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
