@@ -15,7 +15,7 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::pipeline::{Refusal, Stop};
+use crate::pipeline::Stop;
 
 /// `concurrency = { … }` of a policy, as the compiler lays it out.
 #[derive(Debug)]
@@ -75,12 +75,11 @@ impl ConcurrencyLimiter {
     }
 
     fn busy(&self) -> Stop {
-        Stop::Refused(Refusal {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: "too many requests in flight",
-            by: self.spec.name,
-            challenge: None,
-        })
+        Stop::refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in flight",
+            self.spec.name,
+        )
     }
 
     /// Places free now (for tests and the admin side).

@@ -89,7 +89,7 @@ mod policy {
     use super::local::LocalStore;
     use super::redis::{RedisSpec, RedisStore};
     use crate::message::response::Response;
-    use crate::pipeline::{Refusal, Stop};
+    use crate::pipeline::Stop;
     use crate::settings::SettingError;
 
     /// `rate_limit = { … }` of a policy, as the compiler lays it out.
@@ -214,12 +214,11 @@ mod policy {
                     remaining: 0,
                     reset_seconds: 0,
                 }),
-                Err(_) => Err(Stop::Refused(Refusal {
-                    status: StatusCode::SERVICE_UNAVAILABLE,
-                    message: "rate limit store unavailable",
-                    by: self.limit.spec.name,
-                    challenge: None,
-                })),
+                Err(_) => Err(Stop::refused(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "rate limit store unavailable",
+                    self.limit.spec.name,
+                )),
             }
         }
 

@@ -29,7 +29,7 @@ use super::key::{Key, LimitKey};
 use super::policy::{Limited, rate_limit_fields};
 use super::redis::{RedisSpec, RedisStore};
 use crate::message::response::Response;
-use crate::pipeline::{Refusal, Stop};
+use crate::pipeline::Stop;
 use crate::settings::SettingError;
 
 /// `quota = { … }` of a policy, as the compiler lays it out.
@@ -187,12 +187,11 @@ impl Quota {
                 window: ((window.end - window.start) as u64).div_ceil(1_000),
             })),
             Err(_) if self.redis.fail_open => Ok(QuotaAdmission { left: None }),
-            Err(_) => Err(Stop::Refused(Refusal {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                message: "quota store unavailable",
-                by: self.spec.name,
-                challenge: None,
-            })),
+            Err(_) => Err(Stop::refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "quota store unavailable",
+                self.spec.name,
+            )),
         }
     }
 

@@ -75,6 +75,16 @@ impl Stop {
         Stop::Refused(Refusal::forbidden(policy))
     }
 
+    /// `by` refused the request with `status` and a fixed `message`.
+    pub fn refused(status: StatusCode, message: &'static str, by: &'static str) -> Self {
+        Stop::Refused(Refusal {
+            status,
+            message,
+            by,
+            challenge: None,
+        })
+    }
+
     /// A request that is malformed in a way the gateway found.
     pub fn bad_request(message: &'static str) -> Self {
         Stop::Refused(Refusal {

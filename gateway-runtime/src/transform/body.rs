@@ -18,8 +18,8 @@ use crate::h1::request_body::{ClientBodyError, RequestBody};
 use crate::message::body::Body;
 use crate::message::fields::Fields;
 use crate::message::response::Response;
+use crate::pipeline::Stop;
 use crate::pipeline::gateway::Request;
-use crate::pipeline::{Refusal, Stop};
 
 /// The body rules of one direction of a route, as the compiler lays them out.
 #[derive(Debug)]
@@ -36,14 +36,7 @@ pub async fn shape_request(req: &mut Request, spec: &'static BodyRules) -> Resul
     if !shapeable(&req.fields) {
         return Ok(());
     }
-    let refused = |status, message| {
-        Stop::Refused(Refusal {
-            status,
-            message,
-            by: spec.route,
-            challenge: None,
-        })
-    };
+    let refused = |status, message| Stop::refused(status, message, spec.route);
     let body = std::mem::replace(&mut req.body, RequestBody::Whole(None));
     let read = Limited::new(body, spec.max_body).collect().await;
     let bytes = match read {
@@ -90,12 +83,7 @@ pub async fn shape_response(
     }
     let failed = |message: &'static str| {
         tracing::warn!(route = spec.route, message, "a response body rule failed");
-        Stop::Refused(Refusal {
-            status: StatusCode::BAD_GATEWAY,
-            message,
-            by: spec.route,
-            challenge: None,
-        })
+        Stop::refused(StatusCode::BAD_GATEWAY, message, spec.route)
     };
     let (status, mut fields, body) = response.into_parts();
     let bytes = match Limited::new(body, spec.max_body).collect().await {
