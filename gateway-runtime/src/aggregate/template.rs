@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::answer::Answer;
 use super::call::CallError;
-use crate::route::path::encoded;
+use crate::route::path::{encoded, query_values};
 use crate::transform::shape::Step;
 
 /// One piece of a compiled template.
@@ -104,10 +104,12 @@ impl Values<'_> {
             match piece {
                 Piece::Text(text) => out.extend_from_slice(text.as_bytes()),
                 Piece::Value(source) => {
-                    let text = self.text(source)?;
-                    // A string always serializes: written whole, then without its quotes.
-                    let quoted = serde_json::to_string(text.as_ref()).unwrap_or_default();
-                    out.extend_from_slice(&quoted.as_bytes()[1..quoted.len() - 1]);
+                    // Written as a JSON string, then its quotes taken off: the text
+                    // goes inside a string of the template.
+                    let text = Value::String(self.text(source)?.into_owned()).to_string();
+                    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+                        out.extend_from_slice(inner.as_bytes());
+                    }
                 }
                 Piece::Json(source) => {
                     let value = self.answer(source)?;
@@ -123,15 +125,8 @@ impl Values<'_> {
     }
 
     fn query(&self, name: &str) -> &str {
-        self.uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .find_map(|pair| match pair.split_once('=') {
-                Some((n, v)) if n == name => Some(v),
-                None if pair == name => Some(""),
-                _ => None,
-            })
+        query_values(self.uri.query().unwrap_or(""), name)
+            .next()
             .unwrap_or("")
     }
 

@@ -3,6 +3,7 @@
 //! before anything decodes it.
 
 use crate::message::fields::{Fields, is};
+use crate::route::path::query_values;
 
 /// Where a policy reads its credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,12 +53,8 @@ impl CredentialSource {
                 .filter_map(|pair| cookie_value(pair, name)))?,
             CredentialSource::Query(name) => one(query
                 .into_iter()
-                .flat_map(|q| q.split('&'))
-                .filter_map(|pair| match pair.split_once('=') {
-                    Some((key, value)) if key == name => Some(value.as_bytes()),
-                    None if pair == name => Some(&b""[..]),
-                    _ => None,
-                }))?,
+                .flat_map(|q| query_values(q, name))
+                .map(str::as_bytes))?,
         };
         match found {
             Some(value) if value.len() > max => Err(CredentialError::TooLarge),

@@ -53,6 +53,18 @@ pub fn rewrite(
     PathAndQuery::try_from(out).ok()
 }
 
+/// The values of the query parameters named `name`, as received (`""` for a name
+/// without `=`).
+pub fn query_values<'q>(query: &'q str, name: &str) -> impl Iterator<Item = &'q str> {
+    query
+        .split('&')
+        .filter_map(move |pair| match pair.split_once('=') {
+            Some((key, value)) if key == name => Some(value),
+            None if pair == name => Some(""),
+            _ => None,
+        })
+}
+
 /// Appends `value` with each of `special` percent-encoded.
 pub(crate) fn encoded(out: &mut String, value: &str, special: &[char]) {
     for c in value.chars() {
