@@ -1,11 +1,13 @@
 //! A call's answer as the merge needs it. An answer no rule shapes is kept as the
-//! text it came in (checked to be JSON, never built into a tree): parsing 100 KB into
-//! `serde_json::Value` allocates for every member and string, and costs twenty times
-//! checking it. Only an answer a rule shapes becomes a `Value`.
+//! bytes it came in (checked to be JSON, never built into a tree nor copied): parsing
+//! 100 KB into `serde_json::Value` allocates for every member and string, and costs
+//! twenty times checking it. Only an answer a rule shapes becomes a `Value`.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -14,17 +16,28 @@ use crate::transform::shape::Step;
 /// A call's answer, or the fallback in its place.
 #[derive(Debug)]
 pub enum Answer {
-    /// Valid JSON, as the backend wrote it.
-    Raw(Box<RawValue>),
+    /// One valid JSON value in UTF-8, as the backend wrote it, without the white space
+    /// around it. Only [`Answer::checked`] makes one.
+    Raw(Bytes),
     Value(Value),
 }
 
 impl Answer {
+    /// `body` as a raw answer if it is one JSON value in UTF-8 (what
+    /// `serde_json::value::RawValue` checks, without its copy); `None` if not.
+    pub fn checked(body: Bytes) -> Option<Answer> {
+        serde_json::from_slice::<IgnoredAny>(&body).ok()?;
+        std::str::from_utf8(&body).ok()?;
+        let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
+        let end = body.iter().rposition(|b| !b.is_ascii_whitespace())? + 1;
+        Some(Answer::Raw(body.slice(start..end)))
+    }
+
     /// The length of a raw answer's text (what the response will need for it); 0 for
     /// a built one, which is short.
     pub fn raw_len(&self) -> usize {
         match self {
-            Answer::Raw(raw) => raw.get().len(),
+            Answer::Raw(raw) => raw.len(),
             Answer::Value(_) => 0,
         }
     }
@@ -32,7 +45,7 @@ impl Answer {
     /// Appends the answer's JSON text.
     pub fn write(&self, out: &mut Vec<u8>) {
         match self {
-            Answer::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+            Answer::Raw(raw) => out.extend_from_slice(raw),
             // A `Value` always serializes.
             Answer::Value(value) => {
                 let _ = serde_json::to_writer(&mut *out, value);
@@ -45,7 +58,7 @@ impl Answer {
     pub fn at(&self, path: &[Step]) -> Option<Cow<'_, Value>> {
         match self {
             Answer::Raw(raw) => {
-                let value: Value = serde_json::from_str(raw.get()).ok()?;
+                let value: Value = serde_json::from_slice(raw).ok()?;
                 at(&value, path).cloned().map(Cow::Owned)
             }
             Answer::Value(value) => at(value, path).map(Cow::Borrowed),
@@ -57,7 +70,7 @@ impl Answer {
     pub fn members(&self) -> Option<Vec<(String, Member<'_>)>> {
         match self {
             Answer::Raw(raw) => {
-                let members: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get()).ok()?;
+                let members: BTreeMap<String, &RawValue> = serde_json::from_slice(raw).ok()?;
                 Some(
                     members
                         .into_iter()
@@ -109,7 +122,7 @@ mod tests {
     #[test]
     fn raw_and_built_answers_write_and_list_alike() {
         let text = r#" {"b": [1, 2], "a": {"x": "y\u00e9"}} "#;
-        let raw = Answer::Raw(serde_json::from_str(text).expect("raw"));
+        let raw = Answer::checked(Bytes::from_static(text.as_bytes())).expect("raw");
         let value = Answer::Value(serde_json::from_str(text).expect("value"));
         let names = |answer: &Answer| -> Vec<String> {
             answer
@@ -126,9 +139,46 @@ mod tests {
         let written: Value = serde_json::from_slice(&out).expect("JSON");
         assert_eq!(written, serde_json::from_str::<Value>(text).expect("value"));
         assert!(
-            Answer::Raw(serde_json::from_str("[1]").expect("raw"))
+            Answer::checked(Bytes::from_static(b"[1]"))
+                .expect("raw")
                 .members()
                 .is_none()
         );
+        let mut trimmed = Vec::new();
+        raw.write(&mut trimmed);
+        assert_eq!(
+            trimmed.first(),
+            Some(&b'{'),
+            "no white space kept around it"
+        );
+        assert_eq!(trimmed.last(), Some(&b'}'));
+    }
+
+    #[test]
+    fn a_raw_answer_is_one_json_value_in_utf8() {
+        for bad in [
+            &b""[..],
+            b"  ",
+            b"{\"a\":1} {}",
+            b"{\"a\":}",
+            b"[1,]",
+            b"\"\xff\"",
+            b"\"a\x01\"",
+            b"\"\\q\"",
+        ] {
+            assert!(
+                Answer::checked(Bytes::copy_from_slice(bad)).is_none(),
+                "{:?} is not one JSON value",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        for good in [
+            &b"1"[..],
+            b" null\n",
+            b"\"\xc3\xa9\"",
+            b"{\"a\":[1,{\"b\":\"\\u00e9\"}]}",
+        ] {
+            assert!(Answer::checked(Bytes::copy_from_slice(good)).is_some());
+        }
     }
 }

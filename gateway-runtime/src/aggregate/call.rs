@@ -109,8 +109,7 @@ pub async fn call(
         .await
         .map_err(|_| CallError::Timeout)??;
     if spec.rules.is_empty() {
-        let raw = serde_json::from_slice(&body).map_err(|_| CallError::NotJson)?;
-        return Ok(Answer::Raw(raw));
+        return Answer::checked(body).ok_or(CallError::NotJson);
     }
     let value = spec.rules.shape(&body).map_err(|_| CallError::NotJson)?;
     Ok(Answer::Value(value))
