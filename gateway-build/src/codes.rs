@@ -76,7 +76,7 @@ codes! {
         "an upstream with an empty target list";
         "list at least one `http://HOST:PORT` target";
     DUPLICATE_ROUTE_NAME = "G0106" "duplicate-route-name" Error false:
-        "two routes with the same `name`, so logs and route tests cannot tell them apart";
+        "two routes with the same `name`, so logs, metrics and route tests cannot tell them apart, or a route named `unmatched`, the metrics' name for requests no route matched";
         "give each route its own name";
     TOO_MANY_LISTENERS = "G0107" "too-many-listeners" Error false:
         "more than 64 listeners";

@@ -23,7 +23,7 @@
 //! | `limit` | traffic control: rate limits (GCRA), their keys, the in-process store shared by the workers, the Redis store and its leases, quotas, concurrency limits |
 //! | `policy` | one module per policy kind, each a request- and/or response-phase step |
 //! | `pipeline` | the phases' contract (`Gateway`), `Stop`, the one rescue, the driver that runs a request through them and logs it |
-//! | `observe` | the access log |
+//! | `observe` | the access log, Prometheus metrics |
 //! | `server` | process life: start-up, workers, accept loops, admin, shutdown |
 
 #[cfg(feature = "server")]
@@ -85,6 +85,7 @@ pub mod __private {
     pub use crate::limit::{RateLimitSpec, RateLimiter, SharedRateLimiter};
     pub use crate::message::methods::MethodSet;
     pub use crate::message::request::{PathParameters, Underscores};
+    pub use crate::observe::metrics::Shard as MetricsShard;
     pub use crate::pipeline::gateway::{
         Gateway, ListenerSpec, Params, Provenance, Request, Response, UpstreamSpec,
     };

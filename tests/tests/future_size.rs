@@ -15,6 +15,7 @@ use gateway_runtime::h1::framing::BodyLength;
 use gateway_runtime::h1::request_body::{Http1Body, Inbound, RequestBody};
 use gateway_runtime::io::Stream;
 use gateway_runtime::message::fields::Fields;
+use gateway_runtime::observe::metrics::{Catalog, Registry};
 use gateway_runtime::route::router::{Lookup, RouteTable};
 
 /// Bytes of the future of `Gateway::handle` (request phase, target, response phase)
@@ -61,7 +62,8 @@ async fn handle_future_size(gateway: &gateway::Gateway, path: &str) -> usize {
 #[tokio::test]
 async fn request_futures_stay_within_budget() {
     let shared = gateway::Gateway::shared().expect("literal settings");
-    let gateway = gateway::Gateway::new(Arc::new(shared)).expect("literal settings");
+    let metrics = Registry::leak(Catalog::of::<gateway::Gateway>(), 1).shard(0);
+    let gateway = gateway::Gateway::new(Arc::new(shared), metrics).expect("literal settings");
     for path in ["/plain/1", "/guarded/1"] {
         let size = handle_future_size(&gateway, path).await;
         println!("handle future for {path}: {size} bytes");

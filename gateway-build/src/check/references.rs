@@ -62,13 +62,24 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
             );
         }
     }
-    // Route names identify routes in logs and in route tests.
+    // Route names identify routes in logs, metrics and route tests.
     let mut named: Vec<&toml::Spanned<String>> = Vec::new();
     for route in &config.routes {
         let Some(name) = &route.get_ref().name else {
             continue;
         };
-        if let Some(first) = named.iter().find(|n| n.get_ref() == name.get_ref()) {
+        if name.get_ref() == UNMATCHED {
+            found.push(
+                Diagnostic::new(
+                    &codes::DUPLICATE_ROUTE_NAME,
+                    name.span(),
+                    format!(
+                        "the route name `{UNMATCHED}` is the metrics' for requests no route matched"
+                    ),
+                )
+                .with_help(codes::DUPLICATE_ROUTE_NAME.fix),
+            );
+        } else if let Some(first) = named.iter().find(|n| n.get_ref() == name.get_ref()) {
             found.push(
                 Diagnostic::new(
                     &codes::DUPLICATE_ROUTE_NAME,
@@ -83,6 +94,9 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
         }
     }
 }
+
+/// The `route` label of the requests no route matched, in the runtime's metrics.
+const UNMATCHED: &str = "unmatched";
 
 /// A reference to an upstream (a route's, an authorization service's): marks it used,
 /// or reports it unknown. The upstream probably meant is not reported as unused as

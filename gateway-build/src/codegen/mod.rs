@@ -70,8 +70,10 @@ pub fn tokens(plan: &Plan) -> TokenStream {
     });
     let constructors = upstreams.iter().enumerate().map(|(i, field)| {
         let i = proc_macro2::Literal::usize_unsuffixed(i);
-        quote!(#field: rt::Upstream::new(&Self::UPSTREAMS[#i])?)
+        quote!(#field: rt::Upstream::new(&Self::UPSTREAMS[#i], metrics.upstream(#i))?)
     });
+    // Only upstreams count in the worker's shard from here.
+    let drop_metrics = upstreams.is_empty().then(|| quote!(let _ = metrics;));
     let names = policies::PolicyNames::new(plan);
     // Per-worker caches of verified credentials: (policy, cache type, size).
     let caches: Vec<(usize, TokenStream, usize)> = plan
@@ -173,8 +175,10 @@ pub fn tokens(plan: &Plan) -> TokenStream {
 
                 fn new(
                     shared: ::std::sync::Arc<Shared>,
+                    metrics: &'static rt::MetricsShard,
                 ) -> ::core::result::Result<Self, rt::SettingError> {
                     #drop_shared
+                    #drop_metrics
                     ::core::result::Result::Ok(Self {
                         #keep_shared
                         #(#constructors,)*

@@ -1,4 +1,5 @@
-//! What the gateway tells operators: the access log, written on every exit of the
-//! pipeline (the logging phase).
+//! What the gateway tells operators, recorded on every exit of the pipeline (the
+//! logging phase): the access log and the metrics.
 
 pub mod access_log;
+pub mod metrics;

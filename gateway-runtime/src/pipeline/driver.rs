@@ -19,6 +19,7 @@ use crate::message::request::{
     MaxForwards, host, max_forwards, normalize_path, underscores, with_path,
 };
 use crate::observe::access_log::{AccessLog, LoggedPath, Record};
+use crate::observe::metrics::{Shard, method_index};
 use crate::pipeline::gateway::{Gateway, Request, Response};
 use crate::pipeline::{Refusal, RequestContext, Stop, rescue};
 use crate::route::router::{Lookup, RouteTable};
@@ -31,6 +32,8 @@ pub(crate) struct Connection<G: Gateway> {
     /// The connection phase refused this connection: every request gets this answer.
     pub refused: Option<Refusal>,
     pub log: AccessLog,
+    /// The worker's metrics.
+    pub metrics: &'static Shard,
 }
 
 impl<G: Gateway> Connection<G> {
@@ -46,10 +49,12 @@ impl<G: Gateway> Connection<G> {
     )]
     pub fn serve(&self, req: Request) -> impl Future<Output = Response> + '_ {
         async move {
+            let start = Instant::now();
+            let method = method_index(&req.method);
             // One `await` for both cases: two would give the future two dispatch slots.
             let logged = self.log.as_ref().map(|_| {
                 let path = LoggedPath::new(req.uri.path());
-                (SystemTime::now(), Instant::now(), req.method.clone(), path)
+                (SystemTime::now(), req.method.clone(), path)
             });
             let (outcome, route) = self.dispatch(req).await;
             let (mut response, stop) = match outcome {
@@ -65,7 +70,13 @@ impl<G: Gateway> Connection<G> {
                     fields.append(b"strict-transport-security", hsts.as_bytes());
                 }
             }
-            if let (Some(log), Some((at, start, method, path))) = (&self.log, logged) {
+            let status = response.status().as_u16();
+            let took = start.elapsed();
+            self.metrics.request(route, method, status, took);
+            if let Some(reason) = stop {
+                self.metrics.stopped(route, reason);
+            }
+            if let (Some(log), Some((at, method, path))) = (&self.log, logged) {
                 log.record(Record {
                     at,
                     listener: self.cx.listener,
@@ -73,8 +84,8 @@ impl<G: Gateway> Connection<G> {
                     method,
                     path,
                     route: route.map(|id| &G::ROUTES[id]),
-                    status: response.status().as_u16(),
-                    duration: start.elapsed(),
+                    status,
+                    duration: took,
                     stop,
                 });
             }

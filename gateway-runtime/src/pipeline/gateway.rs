@@ -13,6 +13,7 @@ use crate::h1::request_body::RequestBody;
 use crate::message::fields::Fields;
 use crate::message::methods::MethodSet;
 use crate::message::request::{PathParameters, Underscores};
+use crate::observe::metrics::Shard;
 use crate::pipeline::{Admission, Refusal, RequestContext, Stop};
 use crate::route::router::RouteSpec;
 use crate::settings::{Setting, SettingError, SettingKind};
@@ -71,7 +72,8 @@ pub trait Gateway: Sized + 'static {
     /// Builds a worker's gateway (upstream pools) around the shared state. Start-up
     /// has checked every setting beforehand, so an error here is one that appeared in
     /// between (a file that just vanished).
-    fn new(shared: Arc<Self::Shared>) -> Result<Self, SettingError>;
+    /// `metrics` is the worker's own shard, which its upstreams count in.
+    fn new(shared: Arc<Self::Shared>, metrics: &'static Shard) -> Result<Self, SettingError>;
 
     /// The connection phase, once per accepted connection on listener `listener`:
     /// `Err` refuses every request on it before routing; `Ok` carries the verdicts

@@ -1,7 +1,8 @@
-//! The admin listener: `/healthz` (the process is alive) and `/readyz` (it accepts
-//! traffic; 503 while draining, so load balancers stop sending before it exits). A
-//! refused certificate reload does not make the gateway unready, as it still serves
-//! with the previous certificates, but `/readyz` counts it and shows the last error.
+//! The admin listener: `/healthz` (the process is alive), `/readyz` (it accepts
+//! traffic; 503 while draining, so load balancers stop sending before it exits) and
+//! `/metrics` (Prometheus). A refused certificate reload does not make the gateway
+//! unready, as it still serves with the previous certificates, but `/readyz` counts it
+//! and shows the last error.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,12 +17,15 @@ use bytes::Bytes;
 use http_body_util::Full;
 
 use crate::message::error::json_response;
+use crate::observe::metrics::Registry;
+use crate::observe::metrics::exposition;
 use crate::tls::reload::ReloadStatus;
 
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     ready: Arc<AtomicBool>,
     reloads: Arc<ReloadStatus>,
+    metrics: &'static Registry,
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -39,6 +43,7 @@ pub(crate) async fn serve(
                     "/healthz" => status_ok("ok"),
                     "/readyz" if ready => json_ok(readiness),
                     "/readyz" => json_response(StatusCode::SERVICE_UNAVAILABLE, "draining"),
+                    "/metrics" => text_ok(exposition::render(metrics), exposition::CONTENT_TYPE),
                     _ => json_response(StatusCode::NOT_FOUND, "no such admin endpoint"),
                 })
             }
@@ -72,9 +77,13 @@ fn status_ok(status: &'static str) -> http::Response<Full<Bytes>> {
 }
 
 fn json_ok(body: String) -> http::Response<Full<Bytes>> {
+    text_ok(body, "application/json")
+}
+
+fn text_ok(body: String, content_type: &'static str) -> http::Response<Full<Bytes>> {
     let mut response = http::Response::new(Full::new(Bytes::from(body)));
     response
         .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }

@@ -23,6 +23,7 @@ use crate::h1::server as http1;
 use crate::io::Stream;
 use crate::message::request::{PathParameters, Underscores};
 use crate::observe::access_log::{self, AccessLog};
+use crate::observe::metrics::{Catalog, Protocol, Registry, Shard, TlsFailure};
 use crate::pipeline::gateway::{Gateway, ListenerSpec, check_settings};
 use crate::pipeline::{Connection, ConnectionTls, RequestContext};
 use crate::route::router::RouteTable;
@@ -242,6 +243,7 @@ fn run<G: Gateway>() -> Result<(), StartError> {
         }
     }
 
+    let registry = Registry::leak(Catalog::of::<G>(), workers);
     let (log, log_thread) = access_log::start()
         .map_err(|e| StartError::Io(format!("cannot start the access log: {e}")))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -254,10 +256,15 @@ fn run<G: Gateway>() -> Result<(), StartError> {
         let started = started_tx.clone();
         let log = log.clone();
         let shared = shared.clone();
+        let metrics = registry.shard(i);
         let thread = std::thread::Builder::new()
             .name(format!("gateway-worker-{i}"))
             .spawn(move || {
-                let state = WorkerState { shared, log };
+                let state = WorkerState {
+                    shared,
+                    log,
+                    metrics,
+                };
                 worker::<G>(listeners, state, shutdown, started, drain_timeout)
             })
             .map_err(|e| StartError::Io(format!("cannot start worker thread: {e}")))?;
@@ -296,7 +303,7 @@ fn run<G: Gateway>() -> Result<(), StartError> {
                 .map_err(|e| StartError::Io(format!("{}: cannot listen on {addr}: {e}", admin.origin)))?;
             let addr = listener.local_addr().map_err(|e| StartError::Io(e.to_string()))?;
             tracing::info!(listener = "admin", %addr, "listening");
-            tokio::spawn(admin::serve(listener, ready.clone(), reloads));
+            tokio::spawn(admin::serve(listener, ready.clone(), reloads, registry));
         }
         wait_for_signal().await;
         tracing::info!(drain_timeout = ?drain_timeout, "shutting down: finishing in-flight requests");
@@ -351,6 +358,8 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
 struct WorkerState<G: Gateway> {
     shared: Arc<G::Shared>,
     log: AccessLog,
+    /// This worker's shard of the metrics.
+    metrics: &'static Shard,
 }
 
 fn worker<G: Gateway>(
@@ -372,8 +381,12 @@ fn worker<G: Gateway>(
             return;
         }
     };
-    let WorkerState { shared, log } = state;
-    let gateway = match G::new(shared) {
+    let WorkerState {
+        shared,
+        log,
+        metrics,
+    } = state;
+    let gateway = match G::new(shared, metrics) {
         Ok(gateway) => Rc::new(gateway),
         Err(e) => {
             let _ = started.send(Err(e.into()));
@@ -406,7 +419,7 @@ fn worker<G: Gateway>(
                 serving,
                 socket,
                 connections.clone(),
-                log.clone(),
+                (log.clone(), metrics),
             )));
         }
         let _ = shutdown.wait_for(|stop| *stop).await;
@@ -452,7 +465,7 @@ async fn accept_loop<G: Gateway>(
     serving: Serving,
     socket: tokio::net::TcpListener,
     shutdown: Shutdown,
-    log: AccessLog,
+    (log, metrics): (AccessLog, &'static Shard),
 ) {
     let Serving {
         listener_id,
@@ -497,6 +510,7 @@ async fn accept_loop<G: Gateway>(
                 None => (Stream::Tcp(stream), false, None),
                 Some(tls) => match tls.accept(stream, limits.header_read_timeout).await {
                     Ok(accepted) => {
+                        metrics.tls_handshake(listener_id);
                         let cx = ConnectionTls {
                             spec: tls.spec,
                             identity: accepted.identity,
@@ -506,6 +520,7 @@ async fn accept_loop<G: Gateway>(
                     Err(e) => {
                         // Scanners and port probes fail here all day: not a warning.
                         tracing::debug!(listener, %client, error = %e, "TLS handshake failed");
+                        metrics.tls_failure(listener_id, TlsFailure::from(&e));
                         return;
                     }
                 },
@@ -528,15 +543,19 @@ async fn accept_loop<G: Gateway>(
                 },
                 refused,
                 log,
+                metrics,
             });
             let signal = shutdown.signal.clone();
             if h2 {
+                let _open = metrics.connection(listener_id, Protocol::H2);
                 connection.cx.response_timer.set_multiplexed();
                 crate::h2::serve(stream, BytesMut::new(), connection, limits, signal).await;
             } else {
+                let mut open = metrics.connection(listener_id, Protocol::Http1);
                 let ended =
                     http1::serve(stream, &limits, signal, |req| connection.serve(req)).await;
                 if let http1::Ended::Http2(stream, preface) = ended {
+                    open.now_h2();
                     connection.cx.response_timer.set_multiplexed();
                     crate::h2::serve(stream, preface, connection, limits, shutdown.signal).await;
                 }

@@ -9,7 +9,7 @@ pub use error::UpstreamError;
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
@@ -24,6 +24,7 @@ use crate::h1::client::{
 use crate::message::body::Body;
 use crate::message::fields::Fields;
 use crate::message::forwarding::{Forwarding, RequestFraming, write_request_head};
+use crate::observe::metrics::UpstreamMetrics;
 use crate::pipeline::RequestContext;
 use crate::pipeline::gateway::{Request, Response, UpstreamSpec};
 use crate::settings::SettingError;
@@ -34,6 +35,8 @@ use pool::{ConnectError, Connection, Pool};
 /// One target, with what every request to it needs precomputed.
 #[derive(Debug)]
 struct Endpoint {
+    /// Its place in the upstream's `targets`.
+    id: usize,
     authority: Authority,
     /// `Host` sent upstream: the target's authority, as nginx and Kong send by default;
     /// the client's host travels in `X-Forwarded-Host`.
@@ -53,10 +56,14 @@ pub struct Upstream {
     connect_timeout: Duration,
     timeouts: ExchangeTimeouts,
     body_timeout: Duration,
+    metrics: UpstreamMetrics,
 }
 
 impl Upstream {
-    pub fn new(spec: &'static UpstreamSpec) -> Result<Self, SettingError> {
+    pub fn new(
+        spec: &'static UpstreamSpec,
+        metrics: UpstreamMetrics,
+    ) -> Result<Self, SettingError> {
         let idle_timeout = spec.idle_timeout.duration()?;
         let body_timeout = spec.body_timeout.duration()?;
         // Made when a target needs it: an upstream of `http://` targets reads no roots.
@@ -64,7 +71,8 @@ impl Upstream {
         let endpoints = spec
             .targets
             .iter()
-            .map(|setting| {
+            .enumerate()
+            .map(|(id, setting)| {
                 let target = setting.target()?;
                 let host = HeaderValue::from_str(target.authority.as_str())
                     .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
@@ -87,6 +95,7 @@ impl Upstream {
                     None
                 };
                 Ok(Endpoint {
+                    id,
                     authority: target.authority,
                     host,
                     pool: Rc::new(Pool::new(idle_timeout)),
@@ -104,6 +113,7 @@ impl Upstream {
                 send: body_timeout,
             },
             body_timeout,
+            metrics,
         })
     }
 
@@ -195,11 +205,12 @@ impl Upstream {
             // A request sent whole is limited here; one whose body streams times its
             // response from the end of the upload, inside the exchange.
             let limit = body.is_none().then_some(self.timeouts.response);
+            let sent = Instant::now();
             // Built in place: a separate binding would keep a second copy of the future.
             let exchanged = cx
                 .response_timer
                 .limit(limit, self.exchange(endpoint, &request, body));
-            self.respond(endpoint, exchanged.await)
+            self.respond(endpoint, sent, exchanged.await)
         }
     }
 
@@ -239,20 +250,24 @@ impl Upstream {
             replayable: is_idempotent(method),
         };
         let limit = Some(self.timeouts.response);
+        let sent = Instant::now();
         let exchanged = cx
             .response_timer
             .limit(limit, self.exchange(endpoint, &request, None));
-        self.respond(endpoint, exchanged.await)
+        self.respond(endpoint, sent, exchanged.await)
     }
 
-    /// The response of an exchange, or why there is none.
+    /// The response of an exchange begun at `sent`, or why there is none; either is
+    /// counted.
     fn respond<T>(
         &self,
         endpoint: &Endpoint,
+        sent: Instant,
         exchanged: Result<Result<(ResponseHead, Box<Connection>), UpstreamError>, T>,
     ) -> Result<Response, UpstreamError> {
         match exchanged {
             Ok(Ok((mut head, conn))) => {
+                self.metrics.answered(sent.elapsed());
                 let pool = endpoint.pool.clone();
                 let body = UpstreamBody::new(conn, pool, &mut head, self.body_timeout);
                 Ok(Response::new(
@@ -263,11 +278,14 @@ impl Upstream {
             }
             Ok(Err(e)) => {
                 tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %e, "upstream request failed");
+                self.metrics.failed(endpoint.id, &e);
                 Err(e)
             }
             Err(_) => {
                 tracing::warn!(upstream = self.name, target = %endpoint.authority, timeout = ?self.timeouts.response, "upstream response timed out");
-                Err(UpstreamError::ResponseTimeout)
+                let e = UpstreamError::ResponseTimeout;
+                self.metrics.failed(endpoint.id, &e);
+                Err(e)
             }
         }
     }

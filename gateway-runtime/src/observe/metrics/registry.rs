@@ -1,0 +1,341 @@
+//! The registry: what is counted, laid out in arrays indexed by the compiled config's
+//! ids (route, upstream, target, listener), one shard per worker. Built once before the
+//! workers start and never freed, so workers and the scrape hold plain `&'static`s.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use http::Method;
+
+use super::cells::{Counter, Gauge, Histogram};
+use crate::pipeline::StopReason;
+use crate::pipeline::gateway::{Gateway, Provenance};
+use crate::tls::listener::HandshakeError;
+use crate::upstream::UpstreamError;
+
+/// The methods counted by name; every other one is `other`.
+pub(super) const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT", "other",
+];
+/// Status classes, from 1xx to 5xx.
+pub(super) const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// Why a call to an upstream failed, as counted (the upstream's fault, not the
+/// client's).
+pub(super) const UPSTREAM_FAULTS: [&str; 7] = [
+    "connect_error",
+    "connect_timeout",
+    "tls_error",
+    "response_timeout",
+    "send_timeout",
+    "reset",
+    "invalid_response",
+];
+/// How a client connection speaks.
+pub(super) const PROTOCOLS: [&str; 2] = ["http1", "h2"];
+/// Why a client's TLS handshake failed.
+pub(super) const TLS_FAILURES: [&str; 3] = ["timeout", "plaintext", "handshake"];
+/// How many (route, who, why) pairs of early stops a worker tells apart; more are
+/// counted together as `other`. Each pair is a route and two fixed strings, so there
+/// are few.
+pub(super) const STOP_KINDS: usize = 512;
+
+/// An early stop as counted: the route slot, who stopped the request and why.
+pub(super) type StopKey = (usize, StopReason);
+
+/// The histograms' default bounds, in seconds: from half a millisecond, as a gateway's
+/// own time is well under Prometheus's default first bound of 5 ms.
+pub const DEFAULT_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The names the labels take, from the compiled config only: what bounds the number of
+/// series.
+#[derive(Debug)]
+pub struct Catalog {
+    pub gateway: &'static str,
+    pub provenance: Provenance,
+    /// By route id; requests no route matched are counted as `unmatched`.
+    pub routes: Vec<&'static str>,
+    pub upstreams: Vec<UpstreamNames>,
+    pub listeners: Vec<&'static str>,
+    /// The histograms' bounds, in seconds, ascending.
+    pub buckets: &'static [f64],
+}
+
+impl Catalog {
+    /// The names gateway `G` was compiled with.
+    pub fn of<G: Gateway>() -> Catalog {
+        Catalog {
+            gateway: G::NAME,
+            provenance: G::PROVENANCE,
+            routes: G::ROUTES.iter().map(|route| route.name).collect(),
+            upstreams: G::UPSTREAMS
+                .iter()
+                .map(|upstream| UpstreamNames {
+                    name: upstream.name,
+                    // Start-up checks every target before this: none fails here.
+                    targets: upstream
+                        .targets
+                        .iter()
+                        .map(|t| {
+                            t.target()
+                                .map(|t| t.authority.to_string())
+                                .unwrap_or_default()
+                        })
+                        .collect(),
+                })
+                .collect(),
+            listeners: G::LISTENERS.iter().map(|listener| listener.name).collect(),
+            buckets: DEFAULT_BUCKETS,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct UpstreamNames {
+    pub name: &'static str,
+    /// Each target's authority.
+    pub targets: Vec<String>,
+}
+
+/// The catalog and one shard per worker.
+#[derive(Debug)]
+pub struct Registry {
+    pub(super) catalog: Catalog,
+    pub(super) shards: Box<[Shard]>,
+}
+
+impl Registry {
+    /// A registry for `workers` workers, which lives as long as the process.
+    pub fn leak(catalog: Catalog, workers: usize) -> &'static Registry {
+        let bounds: &'static [u64] = Box::leak(
+            catalog
+                .buckets
+                .iter()
+                .map(|seconds| (seconds * 1e9) as u64)
+                .collect(),
+        );
+        let mut first_target = Vec::with_capacity(catalog.upstreams.len());
+        let mut targets = 0;
+        for upstream in &catalog.upstreams {
+            first_target.push(targets);
+            targets += upstream.targets.len();
+        }
+        let first_target: &'static [usize] = Box::leak(first_target.into_boxed_slice());
+        let routes = catalog.routes.len() + 1;
+        let shards = (0..workers)
+            .map(|_| Shard {
+                bounds,
+                first_target,
+                unmatched: catalog.routes.len(),
+                requests: counters(routes * METHODS.len() * CLASSES.len()),
+                duration: (0..routes).map(|_| Histogram::new(bounds.len())).collect(),
+                upstream_duration: (0..catalog.upstreams.len())
+                    .map(|_| Histogram::new(bounds.len()))
+                    .collect(),
+                upstream_faults: counters(targets * UPSTREAM_FAULTS.len()),
+                connections: (0..catalog.listeners.len() * PROTOCOLS.len())
+                    .map(|_| Gauge::default())
+                    .collect(),
+                tls_handshakes: counters(catalog.listeners.len()),
+                tls_failures: counters(catalog.listeners.len() * TLS_FAILURES.len()),
+                stops: (0..STOP_KINDS)
+                    .map(|_| (OnceLock::new(), Counter::default()))
+                    .collect(),
+                other_stops: Counter::default(),
+            })
+            .collect();
+        Box::leak(Box::new(Registry { catalog, shards }))
+    }
+
+    /// Worker `i`'s shard.
+    pub fn shard(&'static self, i: usize) -> &'static Shard {
+        &self.shards[i]
+    }
+}
+
+fn counters(n: usize) -> Box<[Counter]> {
+    (0..n).map(|_| Counter::default()).collect()
+}
+
+/// One worker's counts. Only that worker writes them.
+#[derive(Debug)]
+pub struct Shard {
+    /// The histograms' bounds, in nanoseconds.
+    bounds: &'static [u64],
+    /// By upstream id: the id of its first target among all targets.
+    first_target: &'static [usize],
+    /// The route slot of requests no route matched.
+    unmatched: usize,
+    /// By route slot, method and status class.
+    pub(super) requests: Box<[Counter]>,
+    /// By route slot: from the request head to the response head.
+    pub(super) duration: Box<[Histogram]>,
+    /// By upstream id: from sending the request to its response head.
+    pub(super) upstream_duration: Box<[Histogram]>,
+    /// By target and fault.
+    pub(super) upstream_faults: Box<[Counter]>,
+    /// By listener and protocol.
+    pub(super) connections: Box<[Gauge]>,
+    /// By listener: handshakes that succeeded.
+    pub(super) tls_handshakes: Box<[Counter]>,
+    /// By listener and reason.
+    pub(super) tls_failures: Box<[Counter]>,
+    /// Requests a policy or the gateway stopped early, by route slot, who and why:
+    /// the pairs are not known up front, so the worker claims a slot for each pair it
+    /// meets, in order; the scrape reads the slots up to the first unclaimed one.
+    pub(super) stops: Box<[(OnceLock<StopKey>, Counter)]>,
+    /// Early stops past the last slot.
+    pub(super) other_stops: Counter,
+}
+
+impl Shard {
+    /// A finished request: `route` is `None` when none matched.
+    #[inline]
+    pub fn request(&self, route: Option<usize>, method: usize, status: u16, took: Duration) {
+        let slot = route.unwrap_or(self.unmatched);
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.requests[(slot * METHODS.len() + method) * CLASSES.len() + class].add(1);
+        self.duration[slot].observe(self.bounds, nanos(took));
+    }
+
+    /// A request that stopped before its target answered, and why.
+    pub fn stopped(&self, route: Option<usize>, reason: StopReason) {
+        let key = (route.unwrap_or(self.unmatched), reason);
+        for (claimed, count) in self.stops.iter() {
+            // Only this worker claims its slots, so an unclaimed one stays its own.
+            if *claimed.get_or_init(|| key) == key {
+                count.add(1);
+                return;
+            }
+        }
+        self.other_stops.add(1);
+    }
+
+    /// Counts a connection open on `listener` until the guard is dropped.
+    pub fn connection(&'static self, listener: usize, protocol: Protocol) -> OpenConnection {
+        let slot = listener * PROTOCOLS.len() + protocol as usize;
+        self.connections[slot].add(1);
+        OpenConnection { shard: self, slot }
+    }
+
+    pub fn tls_handshake(&self, listener: usize) {
+        self.tls_handshakes[listener].add(1);
+    }
+
+    pub fn tls_failure(&self, listener: usize, reason: TlsFailure) {
+        self.tls_failures[listener * TLS_FAILURES.len() + reason as usize].add(1);
+    }
+
+    /// What upstream `id` counts in.
+    pub fn upstream(&'static self, id: usize) -> UpstreamMetrics {
+        UpstreamMetrics {
+            shard: self,
+            upstream: id,
+            first_target: self.first_target[id],
+        }
+    }
+}
+
+/// A method's index among [`METHODS`].
+#[inline]
+pub fn method_index(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::OPTIONS => 5,
+        Method::PATCH => 6,
+        Method::TRACE => 7,
+        Method::CONNECT => 8,
+        _ => 9,
+    }
+}
+
+fn nanos(took: Duration) -> u64 {
+    u64::try_from(took.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Protocol {
+    Http1 = 0,
+    H2 = 1,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum TlsFailure {
+    Timeout = 0,
+    Plaintext = 1,
+    Handshake = 2,
+}
+
+impl From<&HandshakeError> for TlsFailure {
+    fn from(e: &HandshakeError) -> Self {
+        match e {
+            HandshakeError::TimedOut => TlsFailure::Timeout,
+            HandshakeError::Plaintext => TlsFailure::Plaintext,
+            HandshakeError::Failed(_) => TlsFailure::Handshake,
+        }
+    }
+}
+
+/// A client connection being counted as open.
+#[derive(Debug)]
+pub struct OpenConnection {
+    shard: &'static Shard,
+    slot: usize,
+}
+
+impl OpenConnection {
+    /// The connection turned out to speak HTTP/2 (prior knowledge after an HTTP/1
+    /// start).
+    pub fn now_h2(&mut self) {
+        let h2 = self.slot - self.slot % PROTOCOLS.len() + Protocol::H2 as usize;
+        self.shard.connections[self.slot].add(-1);
+        self.shard.connections[h2].add(1);
+        self.slot = h2;
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.shard.connections[self.slot].add(-1);
+    }
+}
+
+/// What one upstream of one worker counts in.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamMetrics {
+    shard: &'static Shard,
+    upstream: usize,
+    first_target: usize,
+}
+
+impl UpstreamMetrics {
+    /// A response head arrived `took` after the request was sent.
+    #[inline]
+    pub fn answered(&self, took: Duration) {
+        self.shard.upstream_duration[self.upstream].observe(self.shard.bounds, nanos(took));
+    }
+
+    /// The call to the upstream's target `target` failed with `error`; faults of the
+    /// client's own body are not the upstream's and are not counted.
+    pub fn failed(&self, target: usize, error: &UpstreamError) {
+        let fault = match error {
+            UpstreamError::Connect(_) => 0,
+            UpstreamError::ConnectTimeout => 1,
+            UpstreamError::Tls(_) => 2,
+            UpstreamError::ResponseTimeout => 3,
+            UpstreamError::SendTimeout => 4,
+            UpstreamError::Closed(_) | UpstreamError::Io(_) => 5,
+            UpstreamError::InvalidResponse(_) => 6,
+            UpstreamError::RequestBodyTooLarge
+            | UpstreamError::RequestBody
+            | UpstreamError::RequestBodyTimeout => return,
+        };
+        let slot = (self.first_target + target) * UPSTREAM_FAULTS.len() + fault;
+        self.shard.upstream_faults[slot].add(1);
+    }
+}

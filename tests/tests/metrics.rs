@@ -1,0 +1,293 @@
+//! Metrics: `/metrics` on the admin listener counts a known sequence of requests
+//! exactly across two workers, passes `promtool check metrics`, and a real Prometheus
+//! server scraping the gateway reports its series through its query API.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Sends `request` on a connection of its own, which the gateway closes after it.
+async fn once(addr: SocketAddr, request: &'static str) -> String {
+    tokio::task::spawn_blocking(move || raw(addr, request.as_bytes()))
+        .await
+        .expect("request thread")
+}
+
+/// The scrape as `series → value`, the series written as in the text.
+fn parse(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("series and value");
+            (series.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+fn value(metrics: &HashMap<String, f64>, series: &str) -> f64 {
+    *metrics
+        .get(series)
+        .unwrap_or_else(|| panic!("no series {series} in {metrics:#?}"))
+}
+
+/// A known sequence of requests on separate connections, which the kernel spreads
+/// over the two workers, is counted exactly once each in the merged scrape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_a_known_sequence_across_two_workers() {
+    let users_a = Upstream::start("users-a").await;
+    let users_b = Upstream::start("users-b").await;
+    let orders = Upstream::start("orders").await;
+    let gateway = Gateway::e2e(
+        BUILD_RS_GATEWAY,
+        &users_a,
+        &users_b,
+        &orders,
+        &[("WORKERS", "2".into())],
+    );
+    let main = gateway.addr("main");
+    for _ in 0..30 {
+        let reply = once(
+            main,
+            "GET /users/7 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    }
+    for _ in 0..5 {
+        let reply = once(
+            main,
+            "PUT /users/7 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    }
+    for _ in 0..4 {
+        let reply = once(
+            main,
+            "GET /nowhere/at/all HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+    }
+    for _ in 0..3 {
+        let reply = once(
+            main,
+            "GET /dead HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
+    }
+    // One connection left open: the gauge counts it.
+    let mut open = TcpStream::connect(main).expect("connect");
+    open.write_all(b"GET /users/8 HTTP/1.1\r\nHost: a\r\n\r\n")
+        .expect("write");
+    let mut head = [0u8; 12];
+    open.read_exact(&mut head).expect("response");
+    assert_eq!(&head, b"HTTP/1.1 200");
+
+    // A closed connection leaves the gauge when its task ends, just after the close
+    // the client sees: scrape until the closed ones are gone (at most 5 s).
+    let admin = format!("http://{}/metrics", gateway.addr("admin"));
+    let open_series = r#"gateway_open_connections{listener="main",protocol="http1"}"#;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (reply, metrics) = loop {
+        let reply = get(&client(), &admin).await;
+        assert_eq!(reply.status, 200);
+        let metrics = parse(&reply.body);
+        if value(&metrics, open_series) == 1.0 || Instant::now() > deadline {
+            break (reply, metrics);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        value(&metrics, open_series),
+        1.0,
+        "the one connection left open"
+    );
+    let requests = |route: &str, method: &str, status: &str| {
+        let series = format!(
+            r#"gateway_requests_total{{route="{route}",method="{method}",status="{status}"}}"#
+        );
+        value(&metrics, &series)
+    };
+    assert_eq!(requests("get-user", "GET", "2xx"), 31.0);
+    assert_eq!(requests("update-user", "PUT", "2xx"), 5.0);
+    assert_eq!(requests("unmatched", "GET", "4xx"), 4.0);
+    assert_eq!(requests("dead", "GET", "5xx"), 3.0);
+    assert!(
+        !reply.body.contains("/nowhere"),
+        "a raw path became a label value"
+    );
+
+    // The histogram's buckets grow to `+Inf`, which is the count.
+    let bucket = |le: &str| {
+        value(
+            &metrics,
+            &format!(r#"gateway_request_duration_seconds_bucket{{route="get-user",le="{le}"}}"#),
+        )
+    };
+    let count = value(
+        &metrics,
+        r#"gateway_request_duration_seconds_count{route="get-user"}"#,
+    );
+    assert_eq!(count, 31.0);
+    assert_eq!(bucket("+Inf"), 31.0);
+    let mut last = 0.0;
+    for le in ["0.0005", "0.001", "0.005", "0.1", "1", "10"] {
+        assert!(bucket(le) >= last, "buckets are cumulative");
+        last = bucket(le);
+    }
+    assert!(
+        value(
+            &metrics,
+            r#"gateway_request_duration_seconds_sum{route="get-user"}"#
+        ) > 0.0
+    );
+    // 31 to `users` and 5 to `orders`, answered; the dead upstream's three failed.
+    let upstream_count = |name: &str| {
+        value(
+            &metrics,
+            &format!(r#"gateway_upstream_request_duration_seconds_count{{upstream="{name}"}}"#),
+        )
+    };
+    assert_eq!(upstream_count("users"), 31.0);
+    assert_eq!(upstream_count("orders"), 5.0);
+    assert_eq!(upstream_count("dead"), 0.0);
+    let dead_target = refused_target(&reply.body);
+    assert_eq!(
+        value(
+            &metrics,
+            &format!(
+                r#"gateway_upstream_errors_total{{upstream="dead",target="{dead_target}",kind="connect_error"}}"#
+            )
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            r#"gateway_stopped_requests_total{route="unmatched",stopped_by="router",reason="no route"}"#
+        ),
+        4.0
+    );
+    let build = metrics
+        .keys()
+        .find(|series| series.starts_with("gateway_build_info{"))
+        .expect("build info");
+    assert!(build.contains(r#"gateway="e2e""#), "{build}");
+    assert!(build.contains("compiler=\"gateway-build "), "{build}");
+    drop(open);
+
+    // Prometheus's own linter passes the exposition.
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; .ci/run installs it)");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(reply.body.as_bytes())
+        .expect("write to promtool");
+    let checked = promtool.wait_with_output().expect("promtool");
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
+/// The `target` label of the `dead` upstream's errors.
+fn refused_target(scrape: &str) -> String {
+    scrape
+        .lines()
+        .find(|line| line.starts_with(r#"gateway_upstream_errors_total{upstream="dead""#))
+        .and_then(|line| line.split("target=\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("an error counted for the dead upstream")
+        .to_owned()
+}
+
+/// A Prometheus server, started on a free port with a config that scrapes the gateway
+/// every second, reports the gateway's series through its HTTP query API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_gateway() {
+    let users_a = Upstream::start("users-a").await;
+    let users_b = Upstream::start("users-b").await;
+    let orders = Upstream::start("orders").await;
+    let gateway = Gateway::e2e(BUILD_RS_GATEWAY, &users_a, &users_b, &orders, &[]);
+    let client = client();
+    for _ in 0..7 {
+        assert_eq!(get(&client, &gateway.url("/users/1")).await.status, 200);
+    }
+
+    let dir = std::env::temp_dir().join(format!("gateway-prometheus-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: gateway\n    static_configs:\n      - targets: [\"{}\"]\n",
+            gateway.addr("admin")
+        ),
+    )
+    .expect("config");
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        probe.local_addr().expect("addr").port()
+    };
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (Debian package prometheus; .ci/run installs it)");
+    let query = format!(
+        "http://127.0.0.1:{port}/api/v1/query?query=gateway_requests_total%7Broute%3D%22get-user%22%7D"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let found = loop {
+        if Instant::now() > deadline {
+            break None;
+        }
+        // Refused until Prometheus listens; empty until its first scrape.
+        let request = http::Request::get(&query)
+            .body(TestBody::empty())
+            .expect("request");
+        let reply = tokio::time::timeout(Duration::from_secs(2), client.request(request)).await;
+        if let Ok(Ok(response)) = reply {
+            use http_body_util::BodyExt;
+            let body = response.into_body().collect().await.map(|b| b.to_bytes());
+            if let Ok(body) = body {
+                let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                if let Some(sample) = json["data"]["result"].get(0) {
+                    break Some(sample.clone());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let sample = found.expect("Prometheus reported no gateway series within 30 s");
+    assert_eq!(sample["metric"]["job"], "gateway");
+    assert_eq!(sample["metric"]["method"], "GET");
+    assert_eq!(sample["metric"]["status"], "2xx");
+    assert_eq!(sample["value"][1], "7");
+}
