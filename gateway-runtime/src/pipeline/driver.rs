@@ -7,7 +7,7 @@
 //! access log records the response and, for an early exit, why.
 
 use std::rc::Rc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
 
@@ -19,7 +19,7 @@ use crate::message::request::{
     MaxForwards, host, max_forwards, normalize_path, underscores, with_path,
 };
 use crate::observe::access_log::{AccessLog, LoggedPath, Record};
-use crate::observe::metrics::{Shard, method_index};
+use crate::observe::metrics::{Shard, Stamp, method_index};
 use crate::pipeline::gateway::{Gateway, Request, Response};
 use crate::pipeline::{Refusal, RequestContext, Stop, rescue};
 use crate::route::router::{Lookup, RouteTable};
@@ -49,7 +49,7 @@ impl<G: Gateway> Connection<G> {
     )]
     pub fn serve(&self, req: Request) -> impl Future<Output = Response> + '_ {
         async move {
-            let start = Instant::now();
+            let start = Stamp::now();
             let method = method_index(&req.method);
             // One `await` for both cases: two would give the future two dispatch slots.
             let logged = self.log.as_ref().map(|_| {
@@ -71,7 +71,7 @@ impl<G: Gateway> Connection<G> {
                 }
             }
             let status = response.status().as_u16();
-            let took = start.elapsed();
+            let took = start.elapsed_nanos();
             self.metrics.request(route, method, status, took);
             if let Some(reason) = stop {
                 self.metrics.stopped(route, reason);
@@ -85,7 +85,7 @@ impl<G: Gateway> Connection<G> {
                     path,
                     route: route.map(|id| &G::ROUTES[id]),
                     status,
-                    duration: took,
+                    duration: Duration::from_nanos(took),
                     stop,
                 });
             }

@@ -9,7 +9,7 @@ pub use error::UpstreamError;
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
@@ -24,7 +24,7 @@ use crate::h1::client::{
 use crate::message::body::Body;
 use crate::message::fields::Fields;
 use crate::message::forwarding::{Forwarding, RequestFraming, write_request_head};
-use crate::observe::metrics::UpstreamMetrics;
+use crate::observe::metrics::{Stamp, UpstreamMetrics};
 use crate::pipeline::RequestContext;
 use crate::pipeline::gateway::{Request, Response, UpstreamSpec};
 use crate::settings::SettingError;
@@ -205,7 +205,7 @@ impl Upstream {
             // A request sent whole is limited here; one whose body streams times its
             // response from the end of the upload, inside the exchange.
             let limit = body.is_none().then_some(self.timeouts.response);
-            let sent = Instant::now();
+            let sent = Stamp::now();
             // Built in place: a separate binding would keep a second copy of the future.
             let exchanged = cx
                 .response_timer
@@ -250,7 +250,7 @@ impl Upstream {
             replayable: is_idempotent(method),
         };
         let limit = Some(self.timeouts.response);
-        let sent = Instant::now();
+        let sent = Stamp::now();
         let exchanged = cx
             .response_timer
             .limit(limit, self.exchange(endpoint, &request, None));
@@ -262,12 +262,12 @@ impl Upstream {
     fn respond<T>(
         &self,
         endpoint: &Endpoint,
-        sent: Instant,
+        sent: Stamp,
         exchanged: Result<Result<(ResponseHead, Box<Connection>), UpstreamError>, T>,
     ) -> Result<Response, UpstreamError> {
         match exchanged {
             Ok(Ok((mut head, conn))) => {
-                self.metrics.answered(sent.elapsed());
+                self.metrics.answered(sent.elapsed_nanos());
                 let pool = endpoint.pool.clone();
                 let body = UpstreamBody::new(conn, pool, &mut head, self.body_timeout);
                 Ok(Response::new(

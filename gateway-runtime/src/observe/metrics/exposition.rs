@@ -276,7 +276,6 @@ fn histogram<'a>(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
     use crate::observe::metrics::registry::STOP_KINDS;
@@ -307,15 +306,9 @@ mod tests {
     #[test]
     fn shards_add_up_and_label_values_are_escaped() {
         let registry = registry();
-        registry
-            .shard(0)
-            .request(Some(0), 0, 200, Duration::from_micros(300));
-        registry
-            .shard(1)
-            .request(Some(0), 0, 204, Duration::from_millis(3));
-        registry
-            .shard(1)
-            .request(None, 9, 404, Duration::from_millis(3));
+        registry.shard(0).request(Some(0), 0, 200, 300_000);
+        registry.shard(1).request(Some(0), 0, 204, 3_000_000);
+        registry.shard(1).request(None, 9, 404, 3_000_000);
         let text = render(registry);
         assert!(text.contains(
             "gateway_requests_total{route=\"a \\\"quoted\\\\ name\\n\",method=\"GET\",status=\"2xx\"} 2\n"

@@ -8,9 +8,11 @@
 //! the scrape merges them (`exposition`).
 
 mod cells;
+pub mod clock;
 pub mod exposition;
 pub mod registry;
 
+pub use clock::Stamp;
 pub use registry::{
     Catalog, DEFAULT_BUCKETS, OpenConnection, Protocol, Registry, Shard, TlsFailure,
     UpstreamMetrics, UpstreamNames, method_index,

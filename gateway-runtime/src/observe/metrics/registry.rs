@@ -3,7 +3,6 @@
 //! workers start and never freed, so workers and the scrape hold plain `&'static`s.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use http::Method;
 
@@ -192,11 +191,11 @@ pub struct Shard {
 impl Shard {
     /// A finished request: `route` is `None` when none matched.
     #[inline]
-    pub fn request(&self, route: Option<usize>, method: usize, status: u16, took: Duration) {
+    pub fn request(&self, route: Option<usize>, method: usize, status: u16, nanos: u64) {
         let slot = route.unwrap_or(self.unmatched);
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.requests[(slot * METHODS.len() + method) * CLASSES.len() + class].add(1);
-        self.duration[slot].observe(self.bounds, nanos(took));
+        self.duration[slot].observe(self.bounds, nanos);
     }
 
     /// A request that stopped before its target answered, and why.
@@ -252,10 +251,6 @@ pub fn method_index(method: &Method) -> usize {
         Method::CONNECT => 8,
         _ => 9,
     }
-}
-
-fn nanos(took: Duration) -> u64 {
-    u64::try_from(took.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -314,10 +309,10 @@ pub struct UpstreamMetrics {
 }
 
 impl UpstreamMetrics {
-    /// A response head arrived `took` after the request was sent.
+    /// A response head arrived `nanos` after the request was sent.
     #[inline]
-    pub fn answered(&self, took: Duration) {
-        self.shard.upstream_duration[self.upstream].observe(self.shard.bounds, nanos(took));
+    pub fn answered(&self, nanos: u64) {
+        self.shard.upstream_duration[self.upstream].observe(self.shard.bounds, nanos);
     }
 
     /// The call to the upstream's target `target` failed with `error`; faults of the
