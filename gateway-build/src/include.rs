@@ -6,7 +6,7 @@
 //! before it (`SourceMap`), so every diagnostic about it names it: `common.toml:3:9`.
 //! Its sections are appended to the including file's; a name two files define is an
 //! error, never an override. An included file includes nothing and has no
-//! `[gateway]`, `[admin]` or `[lints]`: those belong to the one gateway it is built
+//! `[gateway]`, `[admin]`, `[access_log]` or `[lints]`: those belong to the one gateway it is built
 //! into.
 
 use std::path::Path;
@@ -104,6 +104,7 @@ fn merge(config: &mut Config, other: Config, file: &str, found: &mut Vec<Diagnos
         (other.include.first().map(|i| i.span()), "include"),
         (other.gateway.as_ref().map(|g| g.span()), "[gateway]"),
         (other.admin.as_ref().map(|a| a.span()), "[admin]"),
+        (other.access_log.as_ref().map(|a| a.span()), "[access_log]"),
         (other.lints.first().map(|(name, _)| name.span()), "[lints]"),
     ];
     for (span, what) in own {

@@ -19,8 +19,8 @@ use crate::check::routes::listener_mask;
 use crate::diagnostic::Diagnostics;
 use crate::pattern::{self, RewritePart};
 use crate::syntax::{
-    AggregateCall, BodyRules, ClientAuthMode, Config, FieldRules, HeaderOps, JwtPolicy,
-    PathParameters, Policy, TlsVersion, Underscores,
+    AggregateCall, BodyRules, ClientAuthMode, Config, FieldRules, HeaderOps, JwtPolicy, LogFormat,
+    PathParameters, Policy, RequestIdMode, TlsVersion, Underscores,
 };
 
 /// Defaults where gateway.toml is silent, chosen to match common practice: Envoy's 5 s
@@ -51,6 +51,8 @@ pub struct Plan {
     pub workers: Option<SettingPlan>,
     pub shutdown_timeout: SettingPlan,
     pub admin: Option<SettingPlan>,
+    pub access_log: AccessLogPlan,
+    pub request_id: Option<RequestIdMode>,
     pub listeners: Vec<ListenerPlan>,
     pub upstreams: Vec<UpstreamPlan>,
     pub policies: Vec<PolicyPlan>,
@@ -60,6 +62,14 @@ pub struct Plan {
     pub limit_buckets: Vec<LimitBucket>,
     /// Every setting the file gives a value, with its kind, for the start-up check.
     pub settings: Vec<(SettingPlan, SettingKind)>,
+}
+
+/// `[access_log]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogPlan {
+    pub format: LogFormat,
+    /// `None`: stderr.
+    pub path: Option<SettingPlan>,
 }
 
 /// A value resolved at start-up, as written, with where it was written.
@@ -1222,6 +1232,21 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
             .admin
             .as_ref()
             .map(|a| setting(Some(&a.get_ref().bind), "admin.bind", "")),
+        access_log: AccessLogPlan {
+            format: config
+                .access_log
+                .as_ref()
+                .and_then(|log| log.get_ref().format.as_ref())
+                .map_or(LogFormat::Text, |format| *format.get_ref()),
+            path: config
+                .access_log
+                .as_ref()
+                .and_then(|log| log.get_ref().path.as_ref())
+                .map(|path| setting(Some(path), "access_log.path", "")),
+        },
+        request_id: gateway
+            .and_then(|g| g.request_id.as_ref())
+            .map(|mode| *mode.get_ref()),
         listeners,
         upstreams,
         policies,

@@ -24,6 +24,7 @@ pub struct Config {
     pub include: Vec<Spanned<String>>,
     pub gateway: Option<Spanned<GatewaySection>>,
     pub admin: Option<Spanned<Admin>>,
+    pub access_log: Option<Spanned<AccessLog>>,
     /// In the order they are written.
     pub listeners: Vec<(Spanned<String>, Spanned<Listener>)>,
     /// In the order they are written.
@@ -104,6 +105,9 @@ impl Config {
         }
         if let Some(admin) = &self.admin {
             push("admin.bind".into(), Some(&admin.get_ref().bind), Bind);
+        }
+        if let Some(log) = &self.access_log {
+            push("access_log.path".into(), log.get_ref().path.as_ref(), File);
         }
         for (name, listener) in &self.listeners {
             let key = format!("listeners.{}", name.get_ref());
@@ -220,6 +224,32 @@ pub struct GatewaySection {
     pub workers: Option<Spanned<NumberOrText>>,
     /// How long SIGTERM waits for in-flight requests before closing connections.
     pub shutdown_timeout: Option<Spanned<String>>,
+    /// `X-Request-Id` on every request; default: none.
+    pub request_id: Option<Spanned<RequestIdMode>>,
+}
+
+/// `[gateway] request_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestIdMode {
+    Generate,
+    Trust,
+}
+
+/// `[access_log]`: the format and place of the access log.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    pub format: Option<Spanned<LogFormat>>,
+    /// A file, opened again on SIGUSR1; default: stderr.
+    pub path: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// A count written as a number, or as a string so that it can come from the environment.
@@ -813,10 +843,11 @@ pub struct Expectation {
     pub status: Option<Spanned<i64>>,
 }
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "include",
     "gateway",
     "admin",
+    "access_log",
     "listeners",
     "upstreams",
     "policies",
@@ -856,6 +887,7 @@ pub fn parse(source: &str) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>>
             }
             "gateway" => config.gateway = item(value, &mut errors),
             "admin" => config.admin = item(value, &mut errors),
+            "access_log" => config.access_log = item(value, &mut errors),
             "listeners" => {
                 config.listeners =
                     named_items(value, "listeners", &mut errors, &mut config.broken_names)

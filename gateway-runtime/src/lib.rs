@@ -85,7 +85,9 @@ pub mod __private {
     pub use crate::limit::{RateLimitSpec, RateLimiter, SharedRateLimiter};
     pub use crate::message::methods::MethodSet;
     pub use crate::message::request::{PathParameters, Underscores};
+    pub use crate::observe::access_log::{AccessLogSpec, LogFormat};
     pub use crate::observe::metrics::Shard as MetricsShard;
+    pub use crate::observe::request_id::RequestIdMode;
     pub use crate::pipeline::gateway::{
         Gateway, ListenerSpec, Params, Provenance, Request, Response, UpstreamSpec,
     };

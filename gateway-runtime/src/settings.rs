@@ -352,6 +352,8 @@ pub enum SettingKind {
     /// PEM text: certificates or a key, checked in full when the TLS configuration is
     /// built.
     Pem,
+    /// A file the gateway writes: checked by opening it at start-up.
+    File,
 }
 
 impl SettingKind {
@@ -366,6 +368,8 @@ impl SettingKind {
             SettingKind::HeaderSize => parse_header_size(text).map(drop),
             SettingKind::Url => parse_url(text).map(drop),
             SettingKind::Pem => check_pem(text),
+            SettingKind::File if text.is_empty() => Err("an empty file name".into()),
+            SettingKind::File => Ok(()),
         }
     }
 }

@@ -66,6 +66,7 @@ fn code(kind: SettingKind) -> &'static Code {
         SettingKind::Workers => &codes::OUT_OF_RANGE,
         SettingKind::Size | SettingKind::HeaderSize => &codes::INVALID_SIZE,
         SettingKind::Pem => &codes::INVALID_TLS_SETTING,
+        SettingKind::File => &codes::EMPTY_NAME,
     }
 }
 

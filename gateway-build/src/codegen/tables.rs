@@ -7,7 +7,7 @@ use quote::{format_ident, quote};
 use gateway_runtime::settings::SettingKind;
 
 use crate::plan::{CertificatePlan, ListenerTlsPlan, Plan, SettingPlan};
-use crate::syntax::{PathParameters, TlsVersion, Underscores};
+use crate::syntax::{LogFormat, PathParameters, RequestIdMode, TlsVersion, Underscores};
 
 pub(super) fn setting(s: &SettingPlan) -> TokenStream {
     let origin = &s.origin;
@@ -28,6 +28,15 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
     let workers = optional(plan.workers.as_ref().map(setting));
     let shutdown_timeout = setting(&plan.shutdown_timeout);
     let admin = optional(plan.admin.as_ref().map(setting));
+    let log_format = match plan.access_log.format {
+        LogFormat::Text => quote!(rt::LogFormat::Text),
+        LogFormat::Json => quote!(rt::LogFormat::Json),
+    };
+    let log_path = optional(plan.access_log.path.as_ref().map(setting));
+    let request_id = optional(plan.request_id.map(|mode| match mode {
+        RequestIdMode::Generate => quote!(rt::RequestIdMode::Generate),
+        RequestIdMode::Trust => quote!(rt::RequestIdMode::Trust),
+    }));
     let listeners = plan.listeners.iter().map(|l| {
         let name = &l.name;
         let bind = setting(&l.bind);
@@ -130,6 +139,7 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
             SettingKind::HeaderSize => quote!(HeaderSize),
             SettingKind::Url => quote!(Url),
             SettingKind::Pem => quote!(Pem),
+            SettingKind::File => quote!(File),
         };
         quote!((#value, rt::SettingKind::#kind))
     });
@@ -138,6 +148,11 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
         const WORKERS: ::core::option::Option<rt::Setting> = #workers;
         const SHUTDOWN_TIMEOUT: rt::Setting = #shutdown_timeout;
         const ADMIN: ::core::option::Option<rt::Setting> = #admin;
+        const ACCESS_LOG: rt::AccessLogSpec = rt::AccessLogSpec {
+            format: #log_format,
+            path: #log_path,
+        };
+        const REQUEST_ID: ::core::option::Option<rt::RequestIdMode> = #request_id;
         const LISTENERS: &'static [rt::ListenerSpec] = &[#(#listeners),*];
         const UPSTREAMS: &'static [rt::UpstreamSpec] = &[#(#upstreams),*];
         const ROUTES: &'static [rt::RouteSpec<'static>] = &[#(#routes),*];

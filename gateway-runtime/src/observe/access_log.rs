@@ -11,20 +11,44 @@
 //! A request that stopped before its target answered (a refusal, a wrong method, an
 //! upstream failure) adds who stopped it and why: `stop="office: client address not
 //! allowed"`.
+//!
+//! `[access_log] format = "json"` writes one JSON object per line instead, with the
+//! field names README.md lists; `path` writes to a file, opened again on SIGUSR1 so
+//! that logrotate can move it away.
 //! The log is on when `RUST_LOG` enables `gateway::access` at `info` (the default).
 
 use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::Method;
 
+use crate::message::json::quote_into;
+use crate::observe::request_id::RequestId;
 use crate::pipeline::StopReason;
 use crate::route::router::RouteSpec;
+use crate::settings::{Setting, SettingError};
+
+/// `[access_log]`.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessLogSpec {
+    pub format: LogFormat,
+    /// `None`: stderr.
+    pub path: Option<Setting>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `key=value` pairs in the shape of the `tracing` lines around them.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// One finished request.
 #[derive(Debug)]
@@ -39,6 +63,8 @@ pub struct Record {
     pub duration: Duration,
     /// Why the request stopped early, if it did.
     pub stop: Option<StopReason>,
+    /// `None` unless `[gateway] request_id` is set.
+    pub request_id: Option<RequestId>,
 }
 
 /// The request path, copied. Holding the request's `Uri` instead would pin the
@@ -107,18 +133,63 @@ impl LogSender {
     }
 }
 
+/// The log thread, once started: join it to flush at exit; set `reopen` (on SIGUSR1)
+/// to have it open its file again.
+#[derive(Debug)]
+pub struct LogThread {
+    pub thread: std::thread::JoinHandle<()>,
+    pub reopen: Arc<AtomicBool>,
+}
+
 /// Starts the log thread when `gateway::access` is enabled. The thread ends once every
-/// sender is dropped and the last record is written; join it to flush at exit.
-pub fn start() -> std::io::Result<(AccessLog, Option<std::thread::JoinHandle<()>>)> {
+/// sender is dropped and the last record is written. A file that cannot be opened is
+/// a start-up error.
+pub fn start(spec: &AccessLogSpec) -> Result<(AccessLog, Option<LogThread>), SettingError> {
     if !tracing::enabled!(target: "gateway::access", tracing::Level::INFO) {
         return Ok((None, None));
     }
+    let sink = match &spec.path {
+        None => Sink::Stderr,
+        Some(setting) => {
+            let path = setting.resolve()?;
+            let file = append_to(&path).map_err(|e| {
+                SettingError::new(setting.origin, format!("cannot open {path}: {e}"))
+            })?;
+            Sink::File { path, file }
+        }
+    };
     let (sender, receiver) = LogSender::channel(CAPACITY);
     let dropped = sender.dropped.clone();
+    let reopen = Arc::new(AtomicBool::new(false));
+    let writer = Writer {
+        format: spec.format,
+        sink,
+        reopen: reopen.clone(),
+    };
     let thread = std::thread::Builder::new()
         .name("gateway-access-log".into())
-        .spawn(move || write_lines(&receiver, &dropped))?;
-    Ok((Some(sender), Some(thread)))
+        .spawn(move || writer.run(&receiver, &dropped))
+        .map_err(|e| {
+            SettingError::new("access_log", format!("cannot start the log thread: {e}"))
+        })?;
+    Ok((Some(sender), Some(LogThread { thread, reopen })))
+}
+
+fn append_to(path: &str) -> std::io::Result<File> {
+    OpenOptions::new().append(true).create(true).open(path)
+}
+
+/// Where lines go.
+enum Sink {
+    Stderr,
+    File { path: String, file: File },
+}
+
+/// The log thread's state.
+struct Writer {
+    format: LogFormat,
+    sink: Sink,
+    reopen: Arc<AtomicBool>,
 }
 
 /// How often the log thread drains the channel. It sleeps in between instead of
@@ -126,40 +197,81 @@ pub fn start() -> std::io::Result<(AccessLog, Option<std::thread::JoinHandle<()>
 /// system call, and measured 4 more of them per request at full load.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
 
-fn write_lines(receiver: &Receiver<Record>, dropped: &AtomicU64) {
-    // Not `stderr().lock()`: other log lines must get through between batches.
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
-    let mut line = String::with_capacity(256);
-    loop {
-        let disconnected = loop {
-            match receiver.try_recv() {
-                Ok(record) => {
-                    line.clear();
-                    format_record(&mut line, &record);
-                    if out.write_all(line.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-                Err(TryRecvError::Empty) => break false,
-                Err(TryRecvError::Disconnected) => break true,
+impl Writer {
+    fn run(mut self, receiver: &Receiver<Record>, dropped: &AtomicU64) {
+        // Batches of lines, written once per drain: not `stderr().lock()`, as other log
+        // lines must get through between batches.
+        let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
+        let mut line = String::with_capacity(256);
+        loop {
+            if self.reopen.swap(false, Ordering::Relaxed) {
+                self.reopen_file();
             }
-        };
-        let lost = dropped.swap(0, Ordering::Relaxed);
-        if lost > 0 {
-            line.clear();
-            write_timestamp(&mut line, SystemTime::now());
-            let _ = writeln!(
-                line,
-                "  WARN gateway::access: dropped={lost} reason=\"the log writer fell behind\""
-            );
-            if out.write_all(line.as_bytes()).is_err() {
+            let disconnected = loop {
+                match receiver.try_recv() {
+                    Ok(record) => {
+                        line.clear();
+                        match self.format {
+                            LogFormat::Text => format_record(&mut line, &record),
+                            LogFormat::Json => format_json(&mut line, &record),
+                        }
+                        batch.extend_from_slice(line.as_bytes());
+                        if batch.len() >= 64 * 1024 && !self.write(&mut batch) {
+                            return;
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break false,
+                    Err(TryRecvError::Disconnected) => break true,
+                }
+            };
+            let lost = dropped.swap(0, Ordering::Relaxed);
+            if lost > 0 {
+                // Beside the access lines, on stderr: a warning about the log itself.
+                let mut warning = String::new();
+                write_timestamp(&mut warning, SystemTime::now());
+                let _ = writeln!(
+                    warning,
+                    "  WARN gateway::access: dropped={lost} reason=\"the log writer fell behind\""
+                );
+                let _ = std::io::stderr().write_all(warning.as_bytes());
+            }
+            if !self.write(&mut batch) || disconnected {
                 return;
             }
+            std::thread::sleep(DRAIN_INTERVAL);
         }
-        if out.flush().is_err() || disconnected {
-            return;
+    }
+
+    /// Writes and empties `batch`; `false` when the sink is gone (stderr closed).
+    fn write(&mut self, batch: &mut Vec<u8>) -> bool {
+        if batch.is_empty() {
+            return true;
         }
-        std::thread::sleep(DRAIN_INTERVAL);
+        let written = match &mut self.sink {
+            Sink::Stderr => std::io::stderr().write_all(batch),
+            Sink::File { file, .. } => file.write_all(batch),
+        };
+        batch.clear();
+        match (written, &self.sink) {
+            (Ok(()), _) => true,
+            // A full disk loses lines, not the log: later writes may succeed.
+            (Err(e), Sink::File { path, .. }) => {
+                tracing::warn!(path, error = %e, "cannot write the access log");
+                true
+            }
+            (Err(_), Sink::Stderr) => false,
+        }
+    }
+
+    /// Opens the file again at its path (after logrotate moved the old one away); if
+    /// that fails, keeps writing to the file it has.
+    fn reopen_file(&mut self) {
+        if let Sink::File { path, file } = &mut self.sink {
+            match append_to(path) {
+                Ok(reopened) => *file = reopened,
+                Err(e) => tracing::warn!(path = %path, error = %e, "cannot reopen the access log"),
+            }
+        }
     }
 }
 
@@ -179,11 +291,50 @@ fn format_record(line: &mut String, r: &Record) {
         r.status,
         r.duration.as_micros()
     );
+    if let Some(id) = &r.request_id {
+        line.pop();
+        let _ = writeln!(line, " request_id={:?}", id.as_str());
+    }
     if let Some(stop) = r.stop {
         // Fixed strings from the gateway and its configuration, quoted all the same.
         line.pop();
         let _ = writeln!(line, " stop=\"{}: {}\"", stop.by, stop.what);
     }
+}
+
+/// One JSON object: the same fields as the text line, `null` where there is none.
+fn format_json(line: &mut String, r: &Record) {
+    line.push_str("{\"time\":\"");
+    write_timestamp(line, r.at);
+    line.push_str("\",\"listener\":");
+    quote_into(line, r.listener);
+    let _ = write!(line, ",\"client\":\"{}\",\"method\":", r.client);
+    quote_into(line, r.method.as_str());
+    line.push_str(",\"path\":");
+    quote_into(line, r.path.as_str());
+    let optional = |line: &mut String, key: &str, value: Option<&str>| {
+        let _ = write!(line, ",\"{key}\":");
+        match value {
+            Some(value) => quote_into(line, value),
+            None => line.push_str("null"),
+        }
+    };
+    optional(line, "route", r.route.map(|spec| spec.name));
+    optional(line, "upstream", r.route.map(|spec| spec.target));
+    let _ = write!(
+        line,
+        ",\"status\":{},\"duration_us\":{}",
+        r.status,
+        r.duration.as_micros()
+    );
+    optional(
+        line,
+        "request_id",
+        r.request_id.as_ref().map(RequestId::as_str),
+    );
+    optional(line, "stopped_by", r.stop.map(|stop| stop.by));
+    optional(line, "stop_reason", r.stop.map(|stop| stop.what));
+    line.push_str("}\n");
 }
 
 /// RFC 3339 in UTC with microseconds, as `tracing-subscriber` writes it.
@@ -232,6 +383,7 @@ mod tests {
             status: 200,
             duration: Duration::from_micros(1),
             stop: None,
+            request_id: None,
         }
     }
 
@@ -271,6 +423,7 @@ mod tests {
                 by: "router",
                 what: "no route",
             }),
+            request_id: None,
         };
         let mut line = String::new();
         format_record(&mut line, &record);
@@ -282,5 +435,33 @@ mod tests {
             line,
             "2025-11-22T09:30:33.661752Z  INFO gateway::access: listener=\"public\" client=127.0.0.1 method=GET path=\"/a%20b/\\\"x\\\"\" route=\"-\" upstream=\"-\" status=404 duration_us=17 stop=\"router: no route\"\n"
         );
+    }
+
+    /// A JSON line parses, with every documented field, and a path cannot break out.
+    #[test]
+    fn json_lines() {
+        let mut record = record();
+        record.path = LoggedPath::new("/a\"b\\c\u{1}");
+        record.request_id = Some(RequestId::Given("req-1".into()));
+        record.stop = Some(StopReason {
+            by: "office",
+            what: "client address not allowed",
+        });
+        let mut line = String::new();
+        format_json(&mut line, &record);
+        assert!(line.ends_with("}\n") && line.matches('\n').count() == 1);
+        let value: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        assert_eq!(value["time"], "1970-01-01T00:00:00.000000Z");
+        assert_eq!(value["listener"], "public");
+        assert_eq!(value["client"], "127.0.0.1");
+        assert_eq!(value["method"], "GET");
+        assert_eq!(value["path"], "/a\"b\\c\u{1}");
+        assert_eq!(value["route"], serde_json::Value::Null);
+        assert_eq!(value["upstream"], serde_json::Value::Null);
+        assert_eq!(value["status"], 200);
+        assert_eq!(value["duration_us"], 1);
+        assert_eq!(value["request_id"], "req-1");
+        assert_eq!(value["stopped_by"], "office");
+        assert_eq!(value["stop_reason"], "client address not allowed");
     }
 }

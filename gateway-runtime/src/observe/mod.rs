@@ -3,3 +3,4 @@
 
 pub mod access_log;
 pub mod metrics;
+pub mod request_id;

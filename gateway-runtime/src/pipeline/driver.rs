@@ -20,6 +20,7 @@ use crate::message::request::{
 };
 use crate::observe::access_log::{AccessLog, LoggedPath, Record};
 use crate::observe::metrics::{Shard, Stamp, method_index};
+use crate::observe::request_id::RequestId;
 use crate::pipeline::gateway::{Gateway, Request, Response};
 use crate::pipeline::{Refusal, RequestContext, Stop, rescue};
 use crate::route::router::{Lookup, RouteTable};
@@ -47,10 +48,11 @@ impl<G: Gateway> Connection<G> {
         clippy::manual_async_fn,
         reason = "an async fn would hold the request twice"
     )]
-    pub fn serve(&self, req: Request) -> impl Future<Output = Response> + '_ {
+    pub fn serve(&self, mut req: Request) -> impl Future<Output = Response> + '_ {
         async move {
             let start = Stamp::now();
             let method = method_index(&req.method);
+            let request_id = G::REQUEST_ID.map(|mode| RequestId::assign(mode, &mut req.fields));
             // One `await` for both cases: two would give the future two dispatch slots.
             let logged = self.log.as_ref().map(|_| {
                 let path = LoggedPath::new(req.uri.path());
@@ -70,6 +72,9 @@ impl<G: Gateway> Connection<G> {
                     fields.append(b"strict-transport-security", hsts.as_bytes());
                 }
             }
+            if let Some(id) = &request_id {
+                id.answer(response.fields_mut());
+            }
             let status = response.status().as_u16();
             let took = start.elapsed_nanos();
             self.metrics.request(route, method, status, took);
@@ -87,6 +92,7 @@ impl<G: Gateway> Connection<G> {
                     status,
                     duration: Duration::from_nanos(took),
                     stop,
+                    request_id,
                 });
             }
             response

@@ -13,7 +13,9 @@ use crate::h1::request_body::RequestBody;
 use crate::message::fields::Fields;
 use crate::message::methods::MethodSet;
 use crate::message::request::{PathParameters, Underscores};
+use crate::observe::access_log::AccessLogSpec;
 use crate::observe::metrics::Shard;
+use crate::observe::request_id::RequestIdMode;
 use crate::pipeline::{Admission, Refusal, RequestContext, Stop};
 use crate::route::router::RouteSpec;
 use crate::settings::{Setting, SettingError, SettingKind};
@@ -46,6 +48,9 @@ pub trait Gateway: Sized + 'static {
     const WORKERS: Option<Setting>;
     const SHUTDOWN_TIMEOUT: Setting;
     const ADMIN: Option<Setting>;
+    const ACCESS_LOG: AccessLogSpec;
+    /// `None`: requests get no id.
+    const REQUEST_ID: Option<RequestIdMode>;
     const LISTENERS: &'static [ListenerSpec];
     const UPSTREAMS: &'static [UpstreamSpec];
     /// Indexed by route id.

@@ -244,8 +244,9 @@ fn run<G: Gateway>() -> Result<(), StartError> {
     }
 
     let registry = Registry::leak(Catalog::of::<G>(), workers);
-    let (log, log_thread) = access_log::start()
-        .map_err(|e| StartError::Io(format!("cannot start the access log: {e}")))?;
+    let (log, log_thread) =
+        access_log::start(&G::ACCESS_LOG).map_err(|e| StartError::Settings(vec![e]))?;
+    let reopen = log_thread.as_ref().map(|log| log.reopen.clone());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::with_capacity(workers);
@@ -296,6 +297,7 @@ fn run<G: Gateway>() -> Result<(), StartError> {
         let watched = tls.into_iter().flatten().map(|(_, watched)| watched).collect();
         tokio::spawn(reload::run(watched, reloads.clone()));
         G::key_sets(&key_sets_of).spawn_refreshes();
+        tokio::spawn(reopen_on_sigusr1(reopen));
         if let Some(admin) = G::ADMIN {
             let addr = admin.bind()?;
             let listener = tokio::net::TcpListener::bind(addr)
@@ -317,12 +319,28 @@ fn run<G: Gateway>() -> Result<(), StartError> {
         .await;
         // Every worker has dropped its senders; the last one lets the log thread finish.
         drop(log);
-        if let Some(thread) = log_thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        if let Some(log) = log_thread {
+            let _ = tokio::task::spawn_blocking(move || log.thread.join()).await;
         }
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// SIGUSR1 has the access log open its file again, as nginx's USR1 does for log
+/// rotation. Handled even with no file, so that a rotation script's signal never
+/// stops the gateway (SIGUSR1's default action).
+async fn reopen_on_sigusr1(reopen: Option<Arc<AtomicBool>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        tracing::warn!("cannot install the SIGUSR1 handler: the access log cannot be reopened");
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        if let Some(reopen) = &reopen {
+            reopen.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -1,0 +1,140 @@
+//! The access log in JSON, with request ids: one object per line with the documented
+//! fields, written to a file that SIGUSR1 reopens for log rotation.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::auth::Setup;
+
+/// The lines of `path` once there are `count` (at most 5 s: the log thread writes
+/// every 20 ms), each parsed as JSON.
+async fn lines(path: &Path, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() >= count || Instant::now() > deadline {
+            return text
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn log_file(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gateway-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join("access.log")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_lines_carry_the_documented_fields_and_the_request_id() {
+    let path = log_file("json-log");
+    let s = Setup::start_with(
+        "json-log",
+        &[("ACCESS_LOG_PATH", path.display().to_string())],
+    )
+    .await;
+
+    // A client's id is kept (`request_id = "trust"`), on both sides.
+    let kept = s
+        .get("/public/a?q=1", &[("x-request-id", "client-7")])
+        .await;
+    assert_eq!(kept.status, 200);
+    assert_eq!(kept.headers["x-request-id"], "client-7");
+    assert_eq!(s.upstream.last().headers["x-request-id"], "client-7");
+    // None given: one is made, the same upstream and back.
+    let made = s.get("/public/b", &[]).await;
+    let id = made.headers["x-request-id"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    assert_eq!(id.len(), 32, "{id}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(s.upstream.last().headers["x-request-id"], id.as_str());
+    // One with a space is not a sane id: replaced.
+    let replaced = s.get("/public/c", &[("x-request-id", "a b")]).await;
+    assert_eq!(replaced.headers["x-request-id"].len(), 32);
+    // A refusal is logged with who stopped it; a path cannot break the line.
+    let refused = s.get("/nowhere/%22%0a", &[]).await;
+    assert_eq!(refused.status, 404);
+
+    let logged = lines(&path, 4).await;
+    assert_eq!(logged.len(), 4, "{logged:#?}");
+    let first = &logged[0];
+    for field in [
+        "time",
+        "listener",
+        "client",
+        "method",
+        "path",
+        "route",
+        "upstream",
+        "status",
+        "duration_us",
+        "request_id",
+        "stopped_by",
+        "stop_reason",
+    ] {
+        assert!(first.get(field).is_some(), "{field} missing: {first}");
+    }
+    assert_eq!(first["listener"], "main");
+    assert_eq!(first["client"], "127.0.0.1");
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["path"], "/public/a");
+    assert_eq!(first["upstream"], "backend");
+    assert_eq!(first["status"], 200);
+    assert!(first["duration_us"].as_u64().is_some());
+    assert_eq!(first["request_id"], "client-7");
+    assert_eq!(first["stopped_by"], Value::Null);
+    assert!(first["time"].as_str().expect("time").ends_with('Z'));
+    assert_eq!(logged[1]["request_id"], id.as_str());
+    let last = &logged[3];
+    assert_eq!(last["status"], 404);
+    assert_eq!(last["path"], "/nowhere/%22%0a");
+    assert_eq!(last["route"], Value::Null);
+    assert_eq!(last["stopped_by"], "router");
+    assert_eq!(last["stop_reason"], "no route");
+    assert_eq!(
+        last["request_id"],
+        refused.headers["x-request-id"].to_str().expect("id")
+    );
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}
+
+/// logrotate moves the file away and sends SIGUSR1: later lines go to a new file at
+/// the path, none is lost, and the gateway keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr1_reopens_the_file() {
+    let path = log_file("log-rotation");
+    let s = Setup::start_with(
+        "log-rotation",
+        &[("ACCESS_LOG_PATH", path.display().to_string())],
+    )
+    .await;
+    assert_eq!(s.get("/public/before", &[]).await.status, 200);
+    assert_eq!(lines(&path, 1).await.len(), 1);
+
+    let rotated = path.with_extension("log.1");
+    std::fs::rename(&path, &rotated).expect("rotate");
+    s.gateway.signal(libc::SIGUSR1);
+    // The log thread reopens on its next round (every 20 ms).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !path.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(path.exists(), "the file was not opened again");
+    assert_eq!(s.get("/public/after", &[]).await.status, 200);
+
+    let old = lines(&rotated, 1).await;
+    let new = lines(&path, 1).await;
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0]["path"], "/public/before");
+    assert_eq!(new.len(), 1);
+    assert_eq!(new[0]["path"], "/public/after");
+    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+}
