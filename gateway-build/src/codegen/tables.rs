@@ -128,6 +128,18 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
             }
         }
     });
+    let route_info = plan.routes.iter().map(|r| {
+        let template = &r.path;
+        // Every policy any of the route's chains runs, in the order they run.
+        let mut policies: Vec<&str> = Vec::new();
+        for step in r.chains.iter().flat_map(|chain| &chain.steps) {
+            let name = plan.policies[step.policy()].name.as_str();
+            if !policies.contains(&name) {
+                policies.push(name);
+            }
+        }
+        quote!(rt::RouteInfo { template: #template, policies: &[#(#policies),*] })
+    });
     let settings = plan.settings.iter().map(|(value, kind)| {
         let value = setting(value);
         let kind = match kind {
@@ -156,6 +168,7 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
         const LISTENERS: &'static [rt::ListenerSpec] = &[#(#listeners),*];
         const UPSTREAMS: &'static [rt::UpstreamSpec] = &[#(#upstreams),*];
         const ROUTES: &'static [rt::RouteSpec<'static>] = &[#(#routes),*];
+        const ROUTE_INFO: &'static [rt::RouteInfo] = &[#(#route_info),*];
     }
 }
 

@@ -55,6 +55,8 @@ pub trait Gateway: Sized + 'static {
     const UPSTREAMS: &'static [UpstreamSpec];
     /// Indexed by route id.
     const ROUTES: &'static [RouteSpec<'static>];
+    /// What the admin listener shows of each route, indexed by route id.
+    const ROUTE_INFO: &'static [RouteInfo];
     /// Every setting gateway.toml gives a value, with its kind: what start-up checks
     /// before anything listens. Defaults are not listed; they are valid by construction.
     const SETTINGS: &'static [(Setting, SettingKind)];
@@ -105,6 +107,15 @@ pub trait Gateway: Sized + 'static {
         cx: &RequestContext,
         allowed: MethodSet,
     ) -> Stop;
+}
+
+/// A route as the admin listener describes it, beside what the router matches on.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteInfo {
+    /// The path as written in gateway.toml, with its parameters' names.
+    pub template: &'static str,
+    /// The policies the route runs, in order.
+    pub policies: &'static [&'static str],
 }
 
 /// A `[listeners.NAME]` section.

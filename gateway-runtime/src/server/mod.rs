@@ -244,6 +244,7 @@ fn run<G: Gateway>() -> Result<(), StartError> {
     }
 
     let registry = Registry::leak(Catalog::of::<G>(), workers);
+    let started = std::time::Instant::now();
     let (log, log_thread) =
         access_log::start(&G::ACCESS_LOG).map_err(|e| StartError::Settings(vec![e]))?;
     let reopen = log_thread.as_ref().map(|log| log.reopen.clone());
@@ -305,7 +306,14 @@ fn run<G: Gateway>() -> Result<(), StartError> {
                 .map_err(|e| StartError::Io(format!("{}: cannot listen on {addr}: {e}", admin.origin)))?;
             let addr = listener.local_addr().map_err(|e| StartError::Io(e.to_string()))?;
             tracing::info!(listener = "admin", %addr, "listening");
-            tokio::spawn(admin::serve(listener, ready.clone(), reloads, registry));
+            let views = admin::Views {
+                registry,
+                routes: G::ROUTES,
+                info: G::ROUTE_INFO,
+                listeners: G::LISTENERS,
+                started,
+            };
+            tokio::spawn(admin::serve(listener, ready.clone(), reloads, views));
         }
         wait_for_signal().await;
         tracing::info!(drain_timeout = ?drain_timeout, "shutting down: finishing in-flight requests");

@@ -9,7 +9,9 @@
 
 use std::fmt::Write as _;
 
-use super::registry::{CLASSES, METHODS, PROTOCOLS, Registry, TLS_FAILURES, UPSTREAM_FAULTS};
+use super::registry::{
+    CLASSES, METHODS, Merged, PROTOCOLS, Registry, TLS_FAILURES, UPSTREAM_FAULTS,
+};
 
 /// The content type of what [`render`] writes.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -49,12 +51,10 @@ pub fn render(registry: &Registry) -> String {
         "counter",
         "Requests answered, by route, method and status class.",
     );
-    let per_route = METHODS.len() * CLASSES.len();
     for slot in 0..=catalog.routes.len() {
         for (m, method) in METHODS.iter().enumerate() {
             for (c, class) in CLASSES.iter().enumerate() {
-                let i = slot * per_route + m * CLASSES.len() + c;
-                let count: u64 = shards.iter().map(|s| s.requests[i].get()).sum();
+                let count = registry.requests(slot, m, c);
                 if count > 0 {
                     let labels = [
                         ("route", route_name(slot)),
@@ -75,13 +75,13 @@ pub fn render(registry: &Registry) -> String {
         "Time from a request's head to its response's head, upstream time included, by route.",
     );
     for slot in 0..=catalog.routes.len() {
-        let histograms = shards.iter().map(|s| &s.duration[slot]);
+        let merged = registry.route_duration(slot);
         histogram(
             &mut out,
             name,
             ("route", route_name(slot)),
             catalog.buckets,
-            histograms,
+            &merged,
         );
     }
 
@@ -93,13 +93,13 @@ pub fn render(registry: &Registry) -> String {
         "Time from sending a request upstream to its response's head, by upstream.",
     );
     for (id, upstream) in catalog.upstreams.iter().enumerate() {
-        let histograms = shards.iter().map(|s| &s.upstream_duration[id]);
+        let merged = registry.upstream_duration(id);
         histogram(
             &mut out,
             name,
             ("upstream", upstream.name),
             catalog.buckets,
-            histograms,
+            &merged,
         );
     }
 
@@ -113,8 +113,7 @@ pub fn render(registry: &Registry) -> String {
     for upstream in &catalog.upstreams {
         for target in &upstream.targets {
             for (f, fault) in UPSTREAM_FAULTS.iter().enumerate() {
-                let i = target_id * UPSTREAM_FAULTS.len() + f;
-                let count: u64 = shards.iter().map(|s| s.upstream_faults[i].get()).sum();
+                let count = registry.upstream_faults(target_id, f);
                 if count > 0 {
                     let labels = [
                         ("upstream", upstream.name),
@@ -136,10 +135,9 @@ pub fn render(registry: &Registry) -> String {
     );
     for (l, listener) in catalog.listeners.iter().enumerate() {
         for (p, protocol) in PROTOCOLS.iter().enumerate() {
-            let i = l * PROTOCOLS.len() + p;
-            let open: i64 = shards.iter().map(|s| s.connections[i].get()).sum();
+            let open = registry.open_connections(l, p);
             let labels = [("listener", *listener), ("protocol", protocol)];
-            series(&mut out, "gateway_open_connections", &labels, open.max(0));
+            series(&mut out, "gateway_open_connections", &labels, open);
         }
     }
 
@@ -245,31 +243,20 @@ fn labels_into(out: &mut String, labels: &[(&str, &str)]) {
 }
 
 /// One histogram series: cumulative buckets, `+Inf`, sum in seconds and count.
-fn histogram<'a>(
-    out: &mut String,
-    name: &str,
-    label: (&str, &str),
-    bounds: &[f64],
-    shards: impl Iterator<Item = &'a super::cells::Histogram>,
-) {
-    let mut buckets = vec![0; bounds.len() + 1];
-    let mut sum_nanos: u128 = 0;
-    for histogram in shards {
-        sum_nanos += u128::from(histogram.merge_into(&mut buckets));
-    }
+fn histogram(out: &mut String, name: &str, label: (&str, &str), bounds: &[f64], merged: &Merged) {
     let mut cumulative = 0;
     for (bound, count) in bounds
         .iter()
         .map(|b| b.to_string())
         .chain(["+Inf".to_owned()])
-        .zip(&buckets)
+        .zip(&merged.buckets)
     {
         cumulative += count;
         let _ = write!(out, "{name}_bucket");
         labels_into(out, &[label, ("le", &bound)]);
         let _ = writeln!(out, " {cumulative}");
     }
-    let sum = sum_nanos as f64 / 1e9;
+    let sum = merged.sum_nanos as f64 / 1e9;
     series(out, &format!("{name}_sum"), &[label], sum);
     series(out, &format!("{name}_count"), &[label], cumulative);
 }

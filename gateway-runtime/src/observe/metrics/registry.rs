@@ -17,10 +17,10 @@ pub(super) const METHODS: [&str; 10] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT", "other",
 ];
 /// Status classes, from 1xx to 5xx.
-pub(super) const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// Why a call to an upstream failed, as counted (the upstream's fault, not the
 /// client's).
-pub(super) const UPSTREAM_FAULTS: [&str; 7] = [
+pub const UPSTREAM_FAULTS: [&str; 7] = [
     "connect_error",
     "connect_timeout",
     "tls_error",
@@ -30,7 +30,7 @@ pub(super) const UPSTREAM_FAULTS: [&str; 7] = [
     "invalid_response",
 ];
 /// How a client connection speaks.
-pub(super) const PROTOCOLS: [&str; 2] = ["http1", "h2"];
+pub const PROTOCOLS: [&str; 2] = ["http1", "h2"];
 /// Why a client's TLS handshake failed.
 pub(super) const TLS_FAILURES: [&str; 3] = ["timeout", "plaintext", "handshake"];
 /// How many (route, who, why) pairs of early stops a worker tells apart; more are
@@ -150,6 +150,76 @@ impl Registry {
     /// Worker `i`'s shard.
     pub fn shard(&'static self, i: usize) -> &'static Shard {
         &self.shards[i]
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    // The scrape's side: each count summed over the shards.
+
+    /// Requests to route slot `slot` (`routes.len()`: unmatched) by method and class.
+    pub fn requests(&self, slot: usize, method: usize, class: usize) -> u64 {
+        let i = (slot * METHODS.len() + method) * CLASSES.len() + class;
+        self.shards.iter().map(|s| s.requests[i].get()).sum()
+    }
+
+    /// Requests to route slot `slot` of a status class, any method.
+    pub fn requests_of_class(&self, slot: usize, class: usize) -> u64 {
+        (0..METHODS.len())
+            .map(|m| self.requests(slot, m, class))
+            .sum()
+    }
+
+    pub fn route_duration(&self, slot: usize) -> Merged {
+        Merged::of(self.shards.iter().map(|s| &s.duration[slot]), self.bounds())
+    }
+
+    pub fn upstream_duration(&self, id: usize) -> Merged {
+        Merged::of(
+            self.shards.iter().map(|s| &s.upstream_duration[id]),
+            self.bounds(),
+        )
+    }
+
+    /// Failures of target `target` (numbered over all upstreams) of one kind.
+    pub fn upstream_faults(&self, target: usize, fault: usize) -> u64 {
+        let i = target * UPSTREAM_FAULTS.len() + fault;
+        self.shards.iter().map(|s| s.upstream_faults[i].get()).sum()
+    }
+
+    pub fn open_connections(&self, listener: usize, protocol: usize) -> i64 {
+        let i = listener * PROTOCOLS.len() + protocol;
+        let open: i64 = self.shards.iter().map(|s| s.connections[i].get()).sum();
+        // A worker's count dips below zero only while a connection moves: never the sum.
+        open.max(0)
+    }
+
+    fn bounds(&self) -> usize {
+        self.catalog.buckets.len()
+    }
+}
+
+/// A histogram summed over the shards.
+#[derive(Debug)]
+pub struct Merged {
+    /// Per bucket, not cumulative; the last is above the last bound.
+    pub buckets: Vec<u64>,
+    pub sum_nanos: u128,
+}
+
+impl Merged {
+    fn of<'a>(histograms: impl Iterator<Item = &'a Histogram>, bounds: usize) -> Merged {
+        let mut buckets = vec![0; bounds + 1];
+        let mut sum_nanos = 0;
+        for histogram in histograms {
+            sum_nanos += u128::from(histogram.merge_into(&mut buckets));
+        }
+        Merged { buckets, sum_nanos }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
     }
 }
 

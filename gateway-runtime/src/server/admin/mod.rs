@@ -1,8 +1,13 @@
 //! The admin listener: `/healthz` (the process is alive), `/readyz` (it accepts
-//! traffic; 503 while draining, so load balancers stop sending before it exits) and
-//! `/metrics` (Prometheus). A refused certificate reload does not make the gateway
-//! unready, as it still serves with the previous certificates, but `/readyz` counts it
-//! and shows the last error.
+//! traffic; 503 while draining, so load balancers stop sending before it exits),
+//! `/metrics` (Prometheus), the dashboard at `/` with the JSON it polls (`/status`,
+//! `/routes`, `/config`: `views`). A refused certificate reload does not make the
+//! gateway unready, as it still serves with the previous certificates, but `/readyz`
+//! counts it and shows the last error.
+
+mod views;
+
+pub(crate) use views::Views;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,7 +22,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 
 use crate::message::error::json_response;
-use crate::observe::metrics::Registry;
 use crate::observe::metrics::exposition;
 use crate::tls::reload::ReloadStatus;
 
@@ -25,7 +29,7 @@ pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     ready: Arc<AtomicBool>,
     reloads: Arc<ReloadStatus>,
-    metrics: &'static Registry,
+    views: Views,
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -43,7 +47,13 @@ pub(crate) async fn serve(
                     "/healthz" => status_ok("ok"),
                     "/readyz" if ready => json_ok(readiness),
                     "/readyz" => json_response(StatusCode::SERVICE_UNAVAILABLE, "draining"),
-                    "/metrics" => text_ok(exposition::render(metrics), exposition::CONTENT_TYPE),
+                    "/metrics" => {
+                        text_ok(exposition::render(views.registry), exposition::CONTENT_TYPE)
+                    }
+                    "/" => dashboard(),
+                    "/status" => json_ok(views.status().to_string()),
+                    "/routes" => json_ok(views.routes().to_string()),
+                    "/config" => json_ok(views.config().to_string()),
                     _ => json_response(StatusCode::NOT_FOUND, "no such admin endpoint"),
                 })
             }
@@ -74,6 +84,27 @@ fn readiness(reloads: &ReloadStatus) -> String {
 
 fn status_ok(status: &'static str) -> http::Response<Full<Bytes>> {
     json_ok(format!(r#"{{"status":"{status}"}}"#))
+}
+
+/// The dashboard: one page compiled into the binary, with its script and styles inline
+/// and nothing fetched from elsewhere (the policy forbids it).
+fn dashboard() -> http::Response<Full<Bytes>> {
+    let mut response = text_ok(
+        include_str!("dashboard.html").to_owned(),
+        "text/html; charset=utf-8",
+    );
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+        ),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 fn json_ok(body: String) -> http::Response<Full<Bytes>> {
