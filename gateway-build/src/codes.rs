@@ -299,6 +299,12 @@ codes! {
     UNPROVIDED_FIELD = "G1005" "unprovided-field" Error false:
         "a call uses a value of another call's answer that the other call's rules remove: a member its `fields` do not keep, one its `deny` removes, one its `rename` renames, or one outside its `group`";
         "refer to the value as the other call's shaped answer has it, or keep it in that call's `fields`";
+    ADMIN_NOT_LOOPBACK = "G1101" "admin-not-loopback" Error false:
+        "the admin listener binds an address other than loopback without `expose = true`: it shows every route, the configuration's digest and every metric";
+        "bind `127.0.0.1:PORT` (the default) and reach it through a tunnel, or set `expose = true` in `[admin]` on a network you control";
+    EXPOSED_ADMIN = "G1102" "exposed-admin" Warning true:
+        "`[admin] expose = true`: the admin listener may bind an address other than loopback";
+        "keep the address off public networks, then allow the lint in `[lints]` (`exposed_admin = \"allow\"`)";
     LIMIT_KEY_UNAVAILABLE = "G0903" "limit-key-unavailable" Error false:
         "a rate limit keyed by what its route cannot provide: a claim with no token verified before it, a consumer with no API key checked before it, a parameter the route does not capture";
         "attach the authentication policy before the limit, or key it by something the route has";

@@ -50,7 +50,7 @@ pub struct Plan {
     /// `None`: one per core.
     pub workers: Option<SettingPlan>,
     pub shutdown_timeout: SettingPlan,
-    pub admin: Option<SettingPlan>,
+    pub admin: Option<AdminPlan>,
     pub access_log: AccessLogPlan,
     pub request_id: Option<RequestIdMode>,
     pub listeners: Vec<ListenerPlan>,
@@ -63,6 +63,17 @@ pub struct Plan {
     /// Every setting the file gives a value, with its kind, for the start-up check.
     pub settings: Vec<(SettingPlan, SettingKind)>,
 }
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminPlan {
+    pub bind: SettingPlan,
+    /// An address other than loopback is allowed.
+    pub expose: bool,
+}
+
+/// Where the admin listener binds unless told: this host only.
+pub const DEFAULT_ADMIN_BIND: &str = "127.0.0.1:9901";
 
 /// `[access_log]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1228,10 +1239,10 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
             "gateway.shutdown_timeout",
             DEFAULT_SHUTDOWN_TIMEOUT,
         ),
-        admin: config
-            .admin
-            .as_ref()
-            .map(|a| setting(Some(&a.get_ref().bind), "admin.bind", "")),
+        admin: config.admin.as_ref().map(|a| AdminPlan {
+            bind: setting(a.get_ref().bind.as_ref(), "admin.bind", DEFAULT_ADMIN_BIND),
+            expose: a.get_ref().expose.as_ref().is_some_and(|e| *e.get_ref()),
+        }),
         access_log: AccessLogPlan {
             format: config
                 .access_log

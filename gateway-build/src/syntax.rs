@@ -104,7 +104,7 @@ impl Config {
             );
         }
         if let Some(admin) = &self.admin {
-            push("admin.bind".into(), Some(&admin.get_ref().bind), Bind);
+            push("admin.bind".into(), admin.get_ref().bind.as_ref(), Bind);
         }
         if let Some(log) = &self.access_log {
             push("access_log.path".into(), log.get_ref().path.as_ref(), File);
@@ -270,11 +270,14 @@ impl NumberOrText {
     }
 }
 
-/// `[admin]`: `/healthz` and `/readyz` on a separate address.
+/// `[admin]`: health, metrics and the dashboard on a separate address.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
-    pub bind: Spanned<String>,
+    /// Default: loopback, port 9901.
+    pub bind: Option<Spanned<String>>,
+    /// Allows an address other than loopback.
+    pub expose: Option<Spanned<bool>>,
 }
 
 /// `[listeners.NAME]`: where clients connect (HTTP/1.1 and h2c on the same port).

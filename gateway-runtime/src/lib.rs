@@ -89,7 +89,8 @@ pub mod __private {
     pub use crate::observe::metrics::Shard as MetricsShard;
     pub use crate::observe::request_id::RequestIdMode;
     pub use crate::pipeline::gateway::{
-        Gateway, ListenerSpec, Params, Provenance, Request, Response, RouteInfo, UpstreamSpec,
+        AdminSpec, Gateway, ListenerSpec, Params, Provenance, Request, Response, RouteInfo,
+        UpstreamSpec,
     };
     pub use crate::pipeline::{Admission, Refusal, RequestContext, Stop, changed_path};
     pub use crate::policy::client_cert::ClientCertRule;

@@ -157,7 +157,10 @@ async fn the_dashboard_renders_in_a_browser() {
         "upstream targets"
     );
     assert!(dom.contains("id=\"uptime\">"), "{dom}");
-    assert!(dom.contains("<span id=\"error\"></span>"), "no error shown: {dom}");
+    assert!(
+        dom.contains("<span id=\"error\"></span>"),
+        "no error shown: {dom}"
+    );
 
     let shot = tokio::task::spawn_blocking({
         let arg = format!("--screenshot={}", screenshot.display());
@@ -180,4 +183,28 @@ async fn the_dashboard_renders_in_a_browser() {
         png.len()
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An admin address from the environment that leaves this host is refused at start-up
+/// without `expose = true` (the build refuses a literal one, G1101).
+#[test]
+fn start_up_refuses_an_exposed_admin_address_it_was_not_allowed() {
+    let unused = || format!("http://{}", refused_addr());
+    let env = [
+        ("USERS_A", unused()),
+        ("USERS_B", unused()),
+        ("ORDERS", unused()),
+        ("DEAD", unused()),
+        ("STALLED", unused()),
+        ("SCRIPTED", unused()),
+        ("ADMIN_BIND", "0.0.0.0:0".to_owned()),
+    ];
+    let logs = match Gateway::start(BUILD_RS_GATEWAY, &env) {
+        Ok(_) => panic!("the gateway started with its admin listener on 0.0.0.0"),
+        Err(logs) => logs,
+    };
+    assert!(
+        logs.contains("which is not loopback, only with `expose = true`"),
+        "{logs}"
+    );
 }

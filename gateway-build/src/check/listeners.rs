@@ -3,6 +3,7 @@
 use crate::codes;
 use crate::diagnostic::Diagnostic;
 use crate::syntax::Config;
+use gateway_runtime::settings::parse_bind;
 
 /// Routes name listeners in a 64-bit set.
 pub(crate) const MAX_LISTENERS: usize = 64;
@@ -12,7 +13,51 @@ pub(crate) fn listeners_in(mask: u64, count: usize) -> impl Iterator<Item = usiz
     (0..count.min(MAX_LISTENERS)).filter(move |i| mask & (1 << i) != 0)
 }
 
+/// The admin listener shows the route table, the configuration's digest and every
+/// metric, so it stays on this host unless `expose = true` says otherwise, which is
+/// then a lint to acknowledge.
+fn admin(config: &Config, found: &mut Vec<Diagnostic>) {
+    let Some(admin) = &config.admin else {
+        return;
+    };
+    let admin = admin.get_ref();
+    let expose = admin.expose.as_ref().filter(|e| *e.get_ref());
+    if let Some(expose) = expose {
+        found.push(
+            Diagnostic::new(
+                &codes::EXPOSED_ADMIN,
+                expose.span(),
+                "the admin listener (metrics, route table, configuration digest) may listen beyond this host",
+            )
+            .with_help(codes::EXPOSED_ADMIN.fix),
+        );
+    }
+    let Some(bind) = &admin.bind else {
+        return;
+    };
+    // Literal addresses here; one from the environment is checked at start-up.
+    if bind.get_ref().contains("${") || expose.is_some() {
+        return;
+    }
+    if let Ok(addr) = parse_bind(bind.get_ref())
+        && !addr.ip().is_loopback()
+    {
+        found.push(
+            Diagnostic::new(
+                &codes::ADMIN_NOT_LOOPBACK,
+                bind.span(),
+                format!(
+                    "the admin listener binds `{}`, which is not loopback",
+                    bind.get_ref()
+                ),
+            )
+            .with_help(codes::ADMIN_NOT_LOOPBACK.fix),
+        );
+    }
+}
+
 pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
+    admin(config, found);
     // A listener whose section did not parse is still a listener.
     if config.listeners.is_empty() && !config.incomplete {
         found.push(
@@ -44,8 +89,11 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
             )
         })
         .collect();
-    if let Some(admin) = &config.admin {
-        let bind = &admin.get_ref().bind;
+    if let Some(bind) = config
+        .admin
+        .as_ref()
+        .and_then(|a| a.get_ref().bind.as_ref())
+    {
         binds.push((
             bind.get_ref().as_str(),
             bind.span(),

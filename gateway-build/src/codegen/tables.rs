@@ -27,7 +27,11 @@ fn optional(value: Option<TokenStream>) -> TokenStream {
 pub(super) fn constants(plan: &Plan) -> TokenStream {
     let workers = optional(plan.workers.as_ref().map(setting));
     let shutdown_timeout = setting(&plan.shutdown_timeout);
-    let admin = optional(plan.admin.as_ref().map(setting));
+    let admin = optional(plan.admin.as_ref().map(|admin| {
+        let bind = setting(&admin.bind);
+        let expose = admin.expose;
+        quote!(rt::AdminSpec { bind: #bind, expose: #expose })
+    }));
     let log_format = match plan.access_log.format {
         LogFormat::Text => quote!(rt::LogFormat::Text),
         LogFormat::Json => quote!(rt::LogFormat::Json),
@@ -159,7 +163,7 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
         const SETTINGS: &'static [(rt::Setting, rt::SettingKind)] = &[#(#settings),*];
         const WORKERS: ::core::option::Option<rt::Setting> = #workers;
         const SHUTDOWN_TIMEOUT: rt::Setting = #shutdown_timeout;
-        const ADMIN: ::core::option::Option<rt::Setting> = #admin;
+        const ADMIN: ::core::option::Option<rt::AdminSpec> = #admin;
         const ACCESS_LOG: rt::AccessLogSpec = rt::AccessLogSpec {
             format: #log_format,
             path: #log_path,

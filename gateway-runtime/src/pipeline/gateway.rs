@@ -47,7 +47,7 @@ pub trait Gateway: Sized + 'static {
     /// Worker threads; `None`: one per core.
     const WORKERS: Option<Setting>;
     const SHUTDOWN_TIMEOUT: Setting;
-    const ADMIN: Option<Setting>;
+    const ADMIN: Option<AdminSpec>;
     const ACCESS_LOG: AccessLogSpec;
     /// `None`: requests get no id.
     const REQUEST_ID: Option<RequestIdMode>;
@@ -107,6 +107,31 @@ pub trait Gateway: Sized + 'static {
         cx: &RequestContext,
         allowed: MethodSet,
     ) -> Stop;
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminSpec {
+    pub bind: Setting,
+    /// An address other than loopback is allowed; without it, start-up refuses one
+    /// (which the build could not see when it came from the environment).
+    pub expose: bool,
+}
+
+impl AdminSpec {
+    /// The address to listen on, refused when it leaves this host unasked.
+    pub fn addr(&self) -> Result<std::net::SocketAddr, SettingError> {
+        let addr = self.bind.bind()?;
+        if !self.expose && !addr.ip().is_loopback() {
+            return Err(SettingError::new(
+                self.bind.origin,
+                format!(
+                    "the admin listener may bind {addr}, which is not loopback, only with `expose = true` in [admin]"
+                ),
+            ));
+        }
+        Ok(addr)
+    }
 }
 
 /// A route as the admin listener describes it, beside what the router matches on.

@@ -300,10 +300,10 @@ fn run<G: Gateway>() -> Result<(), StartError> {
         G::key_sets(&key_sets_of).spawn_refreshes();
         tokio::spawn(reopen_on_sigusr1(reopen));
         if let Some(admin) = G::ADMIN {
-            let addr = admin.bind()?;
+            let addr = admin.addr()?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .map_err(|e| StartError::Io(format!("{}: cannot listen on {addr}: {e}", admin.origin)))?;
+                .map_err(|e| StartError::Io(format!("{}: cannot listen on {addr}: {e}", admin.bind.origin)))?;
             let addr = listener.local_addr().map_err(|e| StartError::Io(e.to_string()))?;
             tracing::info!(listener = "admin", %addr, "listening");
             let views = admin::Views {
