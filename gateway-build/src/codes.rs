@@ -305,6 +305,9 @@ codes! {
     EXPOSED_ADMIN = "G1102" "exposed-admin" Warning true:
         "`[admin] expose = true`: the admin listener may bind an address other than loopback";
         "keep the address off public networks, then allow the lint in `[lints]` (`exposed_admin = \"allow\"`)";
+    INVALID_BUCKETS = "G1103" "invalid-buckets" Error false:
+        "histogram bucket bounds that are not 1 to 30 positive numbers of seconds, each larger than the one before, up to an hour";
+        "write `buckets = [0.001, 0.005, 0.025, 0.1, 0.5, 2.5]`";
     LIMIT_KEY_UNAVAILABLE = "G0903" "limit-key-unavailable" Error false:
         "a rate limit keyed by what its route cannot provide: a claim with no token verified before it, a consumer with no API key checked before it, a parameter the route does not capture";
         "attach the authentication policy before the limit, or key it by something the route has";

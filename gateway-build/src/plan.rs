@@ -70,6 +70,8 @@ pub struct AdminPlan {
     pub bind: SettingPlan,
     /// An address other than loopback is allowed.
     pub expose: bool,
+    /// In nanoseconds; `None`: the runtime's default bounds.
+    pub buckets: Option<Vec<u64>>,
 }
 
 /// Where the admin listener binds unless told: this host only.
@@ -1242,6 +1244,13 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
         admin: config.admin.as_ref().map(|a| AdminPlan {
             bind: setting(a.get_ref().bind.as_ref(), "admin.bind", DEFAULT_ADMIN_BIND),
             expose: a.get_ref().expose.as_ref().is_some_and(|e| *e.get_ref()),
+            buckets: a.get_ref().buckets.as_ref().map(|b| {
+                // Checked: positive seconds up to an hour.
+                b.get_ref()
+                    .iter()
+                    .map(|s| (s * 1e9).round() as u64)
+                    .collect()
+            }),
         }),
         access_log: AccessLogPlan {
             format: config

@@ -278,6 +278,8 @@ pub struct Admin {
     pub bind: Option<Spanned<String>>,
     /// Allows an address other than loopback.
     pub expose: Option<Spanned<bool>>,
+    /// The duration histograms' bucket bounds, in seconds.
+    pub buckets: Option<Spanned<Vec<f64>>>,
 }
 
 /// `[listeners.NAME]`: where clients connect (HTTP/1.1 and h2c on the same port).

@@ -13,14 +13,43 @@ pub(crate) fn listeners_in(mask: u64, count: usize) -> impl Iterator<Item = usiz
     (0..count.min(MAX_LISTENERS)).filter(move |i| mask & (1 << i) != 0)
 }
 
-/// The admin listener shows the route table, the configuration's digest and every
-/// metric, so it stays on this host unless `expose = true` says otherwise, which is
-/// then a lint to acknowledge.
+/// The admin listener: its histogram bounds, and its address. It shows the route
+/// table, the configuration's digest and every metric, so it stays on this host
+/// unless `expose = true` says otherwise, which is then a lint to acknowledge.
 fn admin(config: &Config, found: &mut Vec<Diagnostic>) {
     let Some(admin) = &config.admin else {
         return;
     };
     let admin = admin.get_ref();
+    if let Some(buckets) = &admin.buckets {
+        let bounds = buckets.get_ref();
+        let problem = if bounds.is_empty() || bounds.len() > 30 {
+            Some(format!(
+                "{} bucket bounds; 1 to 30 are allowed",
+                bounds.len()
+            ))
+        } else if let Some(bad) = bounds.iter().find(|b| !(**b > 0.0 && **b <= 3600.0)) {
+            Some(format!(
+                "the bound {bad} is not a number of seconds in (0, 3600]"
+            ))
+        } else {
+            bounds
+                .windows(2)
+                .find(|pair| pair[0] >= pair[1])
+                .map(|pair| {
+                    format!(
+                        "the bound {} follows {}: bounds must grow",
+                        pair[1], pair[0]
+                    )
+                })
+        };
+        if let Some(problem) = problem {
+            found.push(
+                Diagnostic::new(&codes::INVALID_BUCKETS, buckets.span(), problem)
+                    .with_help(codes::INVALID_BUCKETS.fix),
+            );
+        }
+    }
     let expose = admin.expose.as_ref().filter(|e| *e.get_ref());
     if let Some(expose) = expose {
         found.push(

@@ -30,7 +30,11 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
     let admin = optional(plan.admin.as_ref().map(|admin| {
         let bind = setting(&admin.bind);
         let expose = admin.expose;
-        quote!(rt::AdminSpec { bind: #bind, expose: #expose })
+        let buckets = optional(admin.buckets.as_ref().map(|bounds| {
+            let bounds = bounds.iter().map(|b| Literal::u64_unsuffixed(*b));
+            quote!(&[#(#bounds),*])
+        }));
+        quote!(rt::AdminSpec { bind: #bind, expose: #expose, buckets: #buckets })
     }));
     let log_format = match plan.access_log.format {
         LogFormat::Text => quote!(rt::LogFormat::Text),

@@ -116,6 +116,8 @@ pub struct AdminSpec {
     /// An address other than loopback is allowed; without it, start-up refuses one
     /// (which the build could not see when it came from the environment).
     pub expose: bool,
+    /// The duration histograms' bounds in nanoseconds; `None`: the default ones.
+    pub buckets: Option<&'static [u64]>,
 }
 
 impl AdminSpec {

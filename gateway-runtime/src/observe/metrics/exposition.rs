@@ -242,12 +242,17 @@ fn labels_into(out: &mut String, labels: &[(&str, &str)]) {
     out.push('}');
 }
 
+/// Nanoseconds as seconds, for a label or a JSON number.
+pub fn seconds(nanos: u64) -> f64 {
+    nanos as f64 / 1e9
+}
+
 /// One histogram series: cumulative buckets, `+Inf`, sum in seconds and count.
-fn histogram(out: &mut String, name: &str, label: (&str, &str), bounds: &[f64], merged: &Merged) {
+fn histogram(out: &mut String, name: &str, label: (&str, &str), bounds: &[u64], merged: &Merged) {
     let mut cumulative = 0;
     for (bound, count) in bounds
         .iter()
-        .map(|b| b.to_string())
+        .map(|nanos| seconds(*nanos).to_string())
         .chain(["+Inf".to_owned()])
         .zip(&merged.buckets)
     {

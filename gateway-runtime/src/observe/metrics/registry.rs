@@ -41,10 +41,24 @@ pub(super) const STOP_KINDS: usize = 512;
 /// An early stop as counted: the route slot, who stopped the request and why.
 pub(super) type StopKey = (usize, StopReason);
 
-/// The histograms' default bounds, in seconds: from half a millisecond, as a gateway's
-/// own time is well under Prometheus's default first bound of 5 ms.
-pub const DEFAULT_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+/// The histograms' default bounds, in nanoseconds (0.5 ms to 10 s): from half a
+/// millisecond, as a gateway's own time is well under Prometheus's default first bound
+/// of 5 ms.
+pub const DEFAULT_BUCKETS: &[u64] = &[
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
 ];
 
 /// The names the labels take, from the compiled config only: what bounds the number of
@@ -57,8 +71,8 @@ pub struct Catalog {
     pub routes: Vec<&'static str>,
     pub upstreams: Vec<UpstreamNames>,
     pub listeners: Vec<&'static str>,
-    /// The histograms' bounds, in seconds, ascending.
-    pub buckets: &'static [f64],
+    /// The histograms' bounds, in nanoseconds, ascending.
+    pub buckets: &'static [u64],
 }
 
 impl Catalog {
@@ -85,7 +99,9 @@ impl Catalog {
                 })
                 .collect(),
             listeners: G::LISTENERS.iter().map(|listener| listener.name).collect(),
-            buckets: DEFAULT_BUCKETS,
+            buckets: G::ADMIN
+                .and_then(|admin| admin.buckets)
+                .unwrap_or(DEFAULT_BUCKETS),
         }
     }
 }
@@ -107,13 +123,7 @@ pub struct Registry {
 impl Registry {
     /// A registry for `workers` workers, which lives as long as the process.
     pub fn leak(catalog: Catalog, workers: usize) -> &'static Registry {
-        let bounds: &'static [u64] = Box::leak(
-            catalog
-                .buckets
-                .iter()
-                .map(|seconds| (seconds * 1e9) as u64)
-                .collect(),
-        );
+        let bounds = catalog.buckets;
         let mut first_target = Vec::with_capacity(catalog.upstreams.len());
         let mut targets = 0;
         for upstream in &catalog.upstreams {

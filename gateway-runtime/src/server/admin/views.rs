@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::observe::metrics::Registry;
 use crate::observe::metrics::registry::{CLASSES, PROTOCOLS, UPSTREAM_FAULTS};
+use crate::observe::metrics::{Registry, exposition};
 use crate::pipeline::gateway::{ListenerSpec, RouteInfo};
 use crate::route::router::RouteSpec;
 
@@ -129,7 +129,7 @@ impl Views {
             .collect();
         json!({
             "uptime_seconds": self.started.elapsed().as_secs_f64(),
-            "buckets": catalog.buckets,
+            "buckets": catalog.buckets.iter().map(|nanos| exposition::seconds(*nanos)).collect::<Vec<_>>(),
             "routes": routes,
             "upstreams": upstreams,
             "connections": connections,
