@@ -18,6 +18,8 @@ use crate::check::policies::{entries, template_params};
 use crate::check::routes::listener_mask;
 use crate::diagnostic::Diagnostics;
 use crate::pattern::{self, RewritePart};
+use gateway_runtime::observe::series::{DEFAULT_BUCKETS, Shape};
+
 use crate::syntax::{
     AggregateCall, BodyRules, ClientAuthMode, Config, FieldRules, HeaderOps, JwtPolicy, LogFormat,
     PathParameters, Policy, RequestIdMode, TlsVersion, Underscores,
@@ -62,6 +64,24 @@ pub struct Plan {
     pub limit_buckets: Vec<LimitBucket>,
     /// Every setting the file gives a value, with its kind, for the start-up check.
     pub settings: Vec<(SettingPlan, SettingKind)>,
+}
+
+impl Plan {
+    /// What bounds the number of metric series.
+    pub fn metrics_shape(&self) -> Shape {
+        Shape {
+            routes: self.routes.len(),
+            upstreams: self.upstreams.len(),
+            targets: self.upstreams.iter().map(|u| u.targets.len()).sum(),
+            listeners: self.listeners.len(),
+            tls_listeners: self.listeners.iter().filter(|l| l.tls.is_some()).count(),
+            bounds: self
+                .admin
+                .as_ref()
+                .and_then(|admin| admin.buckets.as_ref())
+                .map_or(DEFAULT_BUCKETS.len(), Vec::len),
+        }
+    }
 }
 
 /// `[admin]`.

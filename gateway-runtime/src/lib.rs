@@ -43,7 +43,6 @@ pub mod h1;
 mod h2;
 #[cfg(feature = "server")]
 pub mod io;
-#[cfg(feature = "server")]
 pub mod observe;
 #[cfg(feature = "server")]
 pub mod pipeline;

@@ -52,20 +52,24 @@ pub fn run(args: &[String]) -> Result<u8, String> {
                 continue;
             }
         };
-        let (diagnostics, summary) =
-            match gateway_build::analyze_with(&name, &source, &crate::includes(file)) {
-                Ok(analysis) => {
-                    let plan = &analysis.plan;
-                    let summary = format!(
-                        "{name}: ok ({} routes, {} upstreams, {} listeners)",
-                        plan.routes.len(),
-                        plan.upstreams.len(),
-                        plan.listeners.len()
-                    );
-                    (analysis.warnings, Some(summary))
-                }
-                Err(diagnostics) => (diagnostics, None),
-            };
+        let (diagnostics, summary) = match gateway_build::analyze_with(
+            &name,
+            &source,
+            &crate::includes(file),
+        ) {
+            Ok(analysis) => {
+                let plan = &analysis.plan;
+                let summary = format!(
+                    "{name}: ok ({} routes, {} upstreams, {} listeners; at most {} metric series)",
+                    plan.routes.len(),
+                    plan.upstreams.len(),
+                    plan.listeners.len(),
+                    plan.metrics_shape().most_series()
+                );
+                (analysis.warnings, Some(summary))
+            }
+            Err(diagnostics) => (diagnostics, None),
+        };
         print(format, &diagnostics);
         let warned = diagnostics
             .items

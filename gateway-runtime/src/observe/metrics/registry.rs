@@ -7,32 +7,14 @@ use std::sync::OnceLock;
 use http::Method;
 
 use super::cells::{Counter, Gauge, Histogram};
+pub use crate::observe::series::{
+    CLASSES, DEFAULT_BUCKETS, METHODS, PROTOCOLS, TLS_FAILURES, UPSTREAM_FAULTS,
+};
 use crate::pipeline::StopReason;
 use crate::pipeline::gateway::{Gateway, Provenance};
 use crate::tls::listener::HandshakeError;
 use crate::upstream::UpstreamError;
 
-/// The methods counted by name; every other one is `other`.
-pub(super) const METHODS: [&str; 10] = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT", "other",
-];
-/// Status classes, from 1xx to 5xx.
-pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-/// Why a call to an upstream failed, as counted (the upstream's fault, not the
-/// client's).
-pub const UPSTREAM_FAULTS: [&str; 7] = [
-    "connect_error",
-    "connect_timeout",
-    "tls_error",
-    "response_timeout",
-    "send_timeout",
-    "reset",
-    "invalid_response",
-];
-/// How a client connection speaks.
-pub const PROTOCOLS: [&str; 2] = ["http1", "h2"];
-/// Why a client's TLS handshake failed.
-pub(super) const TLS_FAILURES: [&str; 3] = ["timeout", "plaintext", "handshake"];
 /// How many (route, who, why) pairs of early stops a worker tells apart; more are
 /// counted together as `other`. Each pair is a route and two fixed strings, so there
 /// are few.
@@ -40,26 +22,6 @@ pub(super) const STOP_KINDS: usize = 512;
 
 /// An early stop as counted: the route slot, who stopped the request and why.
 pub(super) type StopKey = (usize, StopReason);
-
-/// The histograms' default bounds, in nanoseconds (0.5 ms to 10 s): from half a
-/// millisecond, as a gateway's own time is well under Prometheus's default first bound
-/// of 5 ms.
-pub const DEFAULT_BUCKETS: &[u64] = &[
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    500_000_000,
-    1_000_000_000,
-    2_500_000_000,
-    5_000_000_000,
-    10_000_000_000,
-];
 
 /// The names the labels take, from the compiled config only: what bounds the number of
 /// series.
