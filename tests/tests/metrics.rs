@@ -181,6 +181,22 @@ async fn counts_a_known_sequence_across_two_workers() {
         ),
         4.0
     );
+    // Nothing is in flight: every connection to a users target is idle in a pool.
+    let pooled: Vec<(&String, &f64)> = metrics
+        .iter()
+        .filter(|(series, _)| {
+            series.starts_with(r#"gateway_upstream_connections{upstream="users""#)
+        })
+        .collect();
+    assert_eq!(pooled.len(), 2, "both targets: {pooled:?}");
+    assert!(pooled.iter().map(|(_, open)| **open).sum::<f64>() >= 1.0);
+    for (series, open) in pooled {
+        let idle = series.replace(
+            "gateway_upstream_connections",
+            "gateway_upstream_idle_connections",
+        );
+        assert_eq!(value(&metrics, &idle), *open, "{series}");
+    }
     let build = metrics
         .keys()
         .find(|series| series.starts_with("gateway_build_info{"))

@@ -63,7 +63,7 @@ impl Shape {
         let histogram = self.bounds + 3;
         1 + route_slots * METHODS.len() * CLASSES.len()
             + (route_slots + self.upstreams) * histogram
-            + self.targets * UPSTREAM_FAULTS.len()
+            + self.targets * (UPSTREAM_FAULTS.len() + 2)
             + self.listeners * PROTOCOLS.len()
             + self.tls_listeners * (1 + TLS_FAILURES.len())
     }
@@ -83,7 +83,8 @@ mod tests {
             tls_listeners: 1,
             bounds: 14,
         };
-        // build info, requests, 3 route + 1 upstream histograms, errors, connections, TLS.
-        assert_eq!(shape.most_series(), 1 + 150 + 4 * 17 + 14 + 2 + 4);
+        // Build info, requests, 3 route and 1 upstream histograms, errors and pool
+        // gauges per target, connections, TLS.
+        assert_eq!(shape.most_series(), 1 + 150 + 4 * 17 + 2 * 9 + 2 + 4);
     }
 }

@@ -98,7 +98,7 @@ impl Upstream {
                     id,
                     authority: target.authority,
                     host,
-                    pool: Rc::new(Pool::new(idle_timeout)),
+                    pool: Rc::new(Pool::new(idle_timeout, metrics.pool(id))),
                     tls,
                 })
             })
@@ -354,7 +354,7 @@ impl Upstream {
     async fn connect(&self, endpoint: &Endpoint) -> Result<Box<Connection>, UpstreamError> {
         // Boxed because it is rare: inline, the connect future would make every
         // request's future larger, and futures are moved by copying.
-        let connect = Pool::connect(
+        let connect = endpoint.pool.connect(
             &endpoint.authority,
             endpoint.tls.as_ref(),
             self.connect_timeout,

@@ -21,6 +21,8 @@ use http::uri::Authority;
 use tokio::net::TcpStream;
 
 use crate::io::Stream;
+use crate::observe::metrics::PoolGauges;
+use crate::observe::metrics::cells::Gauge;
 use crate::tls::upstream::TlsTarget;
 
 use crate::h1::read_buffer::ReadBuffer;
@@ -50,6 +52,18 @@ pub struct Connection {
     idle_until: Instant,
     /// True once it has carried a request: a failure on it may be staleness.
     pub reused: bool,
+    /// Counts it as open until it is dropped.
+    _open: Open,
+}
+
+/// A connection counted in its target's `open` gauge.
+#[derive(Debug)]
+struct Open(&'static Gauge);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.add(-1);
+    }
 }
 
 /// Largest request buffer a pooled connection keeps between requests; one that held a
@@ -82,6 +96,7 @@ pub struct Pool {
     idle_timeout: Duration,
     /// A sweeping task is running.
     sweeping: Cell<bool>,
+    gauges: PoolGauges,
 }
 
 /// Why no connection could be made.
@@ -104,12 +119,17 @@ impl std::fmt::Display for ConnectError {
 }
 
 impl Pool {
-    pub fn new(idle_timeout: Duration) -> Self {
+    pub fn new(idle_timeout: Duration, gauges: PoolGauges) -> Self {
         Self {
             idle: RefCell::new(Vec::new()),
             idle_timeout,
             sweeping: Cell::new(false),
+            gauges,
         }
+    }
+
+    fn count_idle(&self, idle: &[Box<Connection>]) {
+        self.gauges.idle.set(idle.len() as i64);
     }
 
     /// The most recently returned connection that is still usable.
@@ -118,9 +138,11 @@ impl Pool {
         let now = Instant::now();
         while let Some(mut conn) = idle.pop() {
             if conn.is_usable(now) {
+                self.count_idle(&idle);
                 return Some(conn);
             }
         }
+        self.count_idle(&idle);
         None
     }
 
@@ -130,6 +152,7 @@ impl Pool {
         let now = Instant::now();
         let mut idle = self.idle.borrow_mut();
         idle.retain_mut(|conn| conn.is_usable(now));
+        self.count_idle(&idle);
         !idle.is_empty()
     }
 
@@ -148,6 +171,7 @@ impl Pool {
     /// Opens a new connection to `authority`, with TLS when `tls` says how; the
     /// handshake is within the same `timeout` as the TCP connect.
     pub async fn connect(
+        &self,
         authority: &Authority,
         tls: Option<&TlsTarget>,
         timeout: Duration,
@@ -177,6 +201,7 @@ impl Pool {
             Err(_) => return Err(ConnectError::TimedOut),
         };
         let now = Instant::now();
+        self.gauges.open.add(1);
         Ok(Box::new(Connection {
             stream,
             read: ReadBuffer::default(),
@@ -184,6 +209,7 @@ impl Pool {
             retire_at: now + MAX_LIFETIME,
             idle_until: now,
             reused: false,
+            _open: Open(self.gauges.open),
         }))
     }
 
@@ -203,6 +229,7 @@ impl Pool {
         if idle.len() < MAX_IDLE {
             idle.push(conn);
         }
+        pool.count_idle(&idle);
         if !pool.sweeping.get() {
             pool.sweeping.set(true);
             tokio::task::spawn_local(Pool::sweep_while_idle(Rc::downgrade(pool)));
@@ -230,18 +257,34 @@ mod tests {
                     .to_string()
                     .parse()
                     .expect("authority");
-                let pool = Rc::new(Pool::new(Duration::from_secs(60)));
-                let conn = Pool::connect(&authority, None, Duration::from_secs(1))
+                let gauges = PoolGauges {
+                    open: Box::leak(Box::default()),
+                    idle: Box::leak(Box::default()),
+                };
+                let pool = Rc::new(Pool::new(Duration::from_secs(60), gauges));
+                let conn = pool
+                    .connect(&authority, None, Duration::from_secs(1))
                     .await
                     .expect("connect");
                 let (accepted, _) = listener.accept().await.expect("accept");
+                assert_eq!(
+                    (gauges.open.get(), gauges.idle.get()),
+                    (1, 0),
+                    "open, in use"
+                );
                 Pool::give_back(&pool, conn);
                 assert_eq!(pool.idle.borrow().len(), 1);
+                assert_eq!((gauges.open.get(), gauges.idle.get()), (1, 1), "open, idle");
                 tokio::time::sleep(SWEEP_INTERVAL + Duration::from_millis(200)).await;
                 assert_eq!(pool.idle.borrow().len(), 1, "an open connection stays");
                 drop(accepted);
                 tokio::time::sleep(SWEEP_INTERVAL + Duration::from_millis(200)).await;
                 assert!(pool.idle.borrow().is_empty(), "the closed connection went");
+                assert_eq!(
+                    (gauges.open.get(), gauges.idle.get()),
+                    (0, 0),
+                    "counted out"
+                );
                 tokio::time::sleep(SWEEP_INTERVAL + Duration::from_millis(200)).await;
                 assert!(!pool.sweeping.get(), "the sweep stops with the pool empty");
             })

@@ -34,6 +34,12 @@ impl Gauge {
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
+    /// Sets the value. Only the owning worker calls this.
+    #[inline]
+    pub fn set(&self, value: i64) {
+        self.0.store(value, Relaxed);
+    }
+
     pub fn get(&self) -> i64 {
         self.0.load(Relaxed)
     }

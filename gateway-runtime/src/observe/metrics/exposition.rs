@@ -129,6 +129,29 @@ pub fn render(registry: &Registry) -> String {
 
     family(
         &mut out,
+        "gateway_upstream_connections",
+        "gauge",
+        "Connections open to an upstream target, in use or idle, by upstream and target.",
+    );
+    family(
+        &mut out,
+        "gateway_upstream_idle_connections",
+        "gauge",
+        "Connections idle in the pools of an upstream target, by upstream and target.",
+    );
+    let mut target_id = 0;
+    for upstream in &catalog.upstreams {
+        for target in &upstream.targets {
+            let (open, idle) = registry.pool(target_id);
+            let labels = [("upstream", upstream.name), ("target", target.as_str())];
+            series(&mut out, "gateway_upstream_connections", &labels, open);
+            series(&mut out, "gateway_upstream_idle_connections", &labels, idle);
+            target_id += 1;
+        }
+    }
+
+    family(
+        &mut out,
         "gateway_open_connections",
         "gauge",
         "Client connections open now, by listener and protocol.",

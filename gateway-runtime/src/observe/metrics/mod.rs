@@ -7,13 +7,13 @@
 //! is built. Each worker counts in arrays of its own, indexed by those ids (`registry`);
 //! the scrape merges them (`exposition`).
 
-mod cells;
+pub mod cells;
 pub mod clock;
 pub mod exposition;
 pub mod registry;
 
 pub use clock::Stamp;
 pub use registry::{
-    Catalog, DEFAULT_BUCKETS, OpenConnection, Protocol, Registry, Shard, TlsFailure,
+    Catalog, DEFAULT_BUCKETS, OpenConnection, PoolGauges, Protocol, Registry, Shard, TlsFailure,
     UpstreamMetrics, UpstreamNames, method_index,
 };

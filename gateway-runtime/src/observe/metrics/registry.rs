@@ -105,6 +105,8 @@ impl Registry {
                     .map(|_| Histogram::new(bounds.len()))
                     .collect(),
                 upstream_faults: counters(targets * UPSTREAM_FAULTS.len()),
+                pool_open: (0..targets).map(|_| Gauge::default()).collect(),
+                pool_idle: (0..targets).map(|_| Gauge::default()).collect(),
                 connections: (0..catalog.listeners.len() * PROTOCOLS.len())
                     .map(|_| Gauge::default())
                     .collect(),
@@ -158,6 +160,13 @@ impl Registry {
     pub fn upstream_faults(&self, target: usize, fault: usize) -> u64 {
         let i = target * UPSTREAM_FAULTS.len() + fault;
         self.shards.iter().map(|s| s.upstream_faults[i].get()).sum()
+    }
+
+    /// Connections to target `target` (numbered over all upstreams): (open, idle).
+    pub fn pool(&self, target: usize) -> (i64, i64) {
+        let open: i64 = self.shards.iter().map(|s| s.pool_open[target].get()).sum();
+        let idle: i64 = self.shards.iter().map(|s| s.pool_idle[target].get()).sum();
+        (open.max(0), idle.max(0))
     }
 
     pub fn open_connections(&self, listener: usize, protocol: usize) -> i64 {
@@ -216,6 +225,9 @@ pub struct Shard {
     pub(super) upstream_duration: Box<[Histogram]>,
     /// By target and fault.
     pub(super) upstream_faults: Box<[Counter]>,
+    /// By target: connections open to it, and how many of them are idle in the pool.
+    pub(super) pool_open: Box<[Gauge]>,
+    pub(super) pool_idle: Box<[Gauge]>,
     /// By listener and protocol.
     pub(super) connections: Box<[Gauge]>,
     /// By listener: handshakes that succeeded.
@@ -342,6 +354,13 @@ impl Drop for OpenConnection {
     }
 }
 
+/// One target's connection counts in one worker.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolGauges {
+    pub open: &'static Gauge,
+    pub idle: &'static Gauge,
+}
+
 /// What one upstream of one worker counts in.
 #[derive(Debug, Clone, Copy)]
 pub struct UpstreamMetrics {
@@ -351,6 +370,15 @@ pub struct UpstreamMetrics {
 }
 
 impl UpstreamMetrics {
+    /// The gauges target `target`'s pool keeps up to date.
+    pub fn pool(&self, target: usize) -> PoolGauges {
+        let i = self.first_target + target;
+        PoolGauges {
+            open: &self.shard.pool_open[i],
+            idle: &self.shard.pool_idle[i],
+        }
+    }
+
     /// A response head arrived `nanos` after the request was sent.
     #[inline]
     pub fn answered(&self, nanos: u64) {

@@ -103,8 +103,9 @@ impl Views {
                         let errors: u64 = (0..UPSTREAM_FAULTS.len())
                             .map(|fault| registry.upstream_faults(target_id, fault))
                             .sum();
+                        let (open, idle) = registry.pool(target_id);
                         target_id += 1;
-                        json!({ "target": target, "errors": errors })
+                        json!({ "target": target, "errors": errors, "open": open, "idle": idle })
                     })
                     .collect();
                 json!({
