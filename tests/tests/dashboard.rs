@@ -11,10 +11,8 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_endpoints_describe_the_gateway() {
-    let users_a = Upstream::start("users-a").await;
-    let users_b = Upstream::start("users-b").await;
-    let orders = Upstream::start("orders").await;
-    let gateway = Gateway::e2e(BUILD_RS_GATEWAY, &users_a, &users_b, &orders, &[]);
+    let setup = E2e::start(&[]).await;
+    let gateway = &setup.gateway;
     let client = client();
     for _ in 0..3 {
         assert_eq!(get(&client, &gateway.url("/users/1")).await.status, 200);
@@ -99,10 +97,8 @@ fn chromium(dir: &std::path::Path, page: &str, what: &str) -> Command {
 /// taken as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_renders_in_a_browser() {
-    let users_a = Upstream::start("users-a").await;
-    let users_b = Upstream::start("users-b").await;
-    let orders = Upstream::start("orders").await;
-    let gateway = Gateway::e2e(BUILD_RS_GATEWAY, &users_a, &users_b, &orders, &[]);
+    let setup = E2e::start(&[]).await;
+    let gateway = &setup.gateway;
     let client = client();
     for _ in 0..5 {
         assert_eq!(get(&client, &gateway.url("/users/1")).await.status, 200);

@@ -40,16 +40,8 @@ fn value(metrics: &HashMap<String, f64>, series: &str) -> f64 {
 /// over the two workers, is counted exactly once each in the merged scrape.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_a_known_sequence_across_two_workers() {
-    let users_a = Upstream::start("users-a").await;
-    let users_b = Upstream::start("users-b").await;
-    let orders = Upstream::start("orders").await;
-    let gateway = Gateway::e2e(
-        BUILD_RS_GATEWAY,
-        &users_a,
-        &users_b,
-        &orders,
-        &[("WORKERS", "2".into())],
-    );
+    let setup = E2e::start(&[("WORKERS", "2".into())]).await;
+    let gateway = &setup.gateway;
     let main = gateway.addr("main");
     for _ in 0..30 {
         let reply = once(
@@ -243,10 +235,8 @@ fn refused_target(scrape: &str) -> String {
 /// every second, reports the gateway's series through its HTTP query API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_gateway() {
-    let users_a = Upstream::start("users-a").await;
-    let users_b = Upstream::start("users-b").await;
-    let orders = Upstream::start("orders").await;
-    let gateway = Gateway::e2e(BUILD_RS_GATEWAY, &users_a, &users_b, &orders, &[]);
+    let setup = E2e::start(&[]).await;
+    let gateway = &setup.gateway;
     let client = client();
     for _ in 0..7 {
         assert_eq!(get(&client, &gateway.url("/users/1")).await.status, 200);

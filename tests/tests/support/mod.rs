@@ -659,6 +659,29 @@ pub async fn get(client: &HttpClient, url: &str) -> Reply {
     .await
 }
 
+/// The e2e gateway (build.rs) in front of three upstreams of its own.
+pub struct E2e {
+    pub users_a: Upstream,
+    pub users_b: Upstream,
+    pub orders: Upstream,
+    pub gateway: Gateway,
+}
+
+impl E2e {
+    pub async fn start(extra: &[(&str, String)]) -> E2e {
+        let users_a = Upstream::start("users-a").await;
+        let users_b = Upstream::start("users-b").await;
+        let orders = Upstream::start("orders").await;
+        let gateway = Gateway::e2e(BUILD_RS_GATEWAY, &users_a, &users_b, &orders, extra);
+        E2e {
+            users_a,
+            users_b,
+            orders,
+            gateway,
+        }
+    }
+}
+
 /// Writes raw bytes on a new connection and reads until the server closes it or
 /// stays silent for a second: for requests no well-behaved client would send.
 pub fn raw(addr: SocketAddr, request: &[u8]) -> String {
