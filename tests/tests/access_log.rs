@@ -77,6 +77,7 @@ async fn json_lines_carry_the_documented_fields_and_the_request_id() {
         "status",
         "duration_us",
         "request_id",
+        "tls",
         "stopped_by",
         "stop_reason",
     ] {
@@ -91,6 +92,7 @@ async fn json_lines_carry_the_documented_fields_and_the_request_id() {
     assert!(first["duration_us"].as_u64().is_some());
     assert_eq!(first["request_id"], "client-7");
     assert_eq!(first["stopped_by"], Value::Null);
+    assert_eq!(first["tls"], Value::Null, "plaintext");
     assert!(first["time"].as_str().expect("time").ends_with('Z'));
     assert_eq!(logged[1]["request_id"], id.as_str());
     let last = &logged[3];

@@ -140,6 +140,11 @@ async fn proxies_over_http1_and_h2() {
     assert_eq!(reply.version, http::Version::HTTP_2);
     assert_eq!(s.plain.last().target, "/two");
     assert_eq!(s.plain.last().headers["x-forwarded-proto"], "https");
+    // The access log names the TLS version of each request's connection.
+    wait_for_log(&s.gateway, |l| {
+        l.contains("gateway::access") && l.contains("path=\"/two\"") && l.contains(" tls=TLSv1.3")
+    })
+    .await;
 }
 
 /// A connection the gateway closes ends with `close_notify`: the client can tell the

@@ -65,6 +65,8 @@ pub struct Record {
     pub stop: Option<StopReason>,
     /// `None` unless `[gateway] request_id` is set.
     pub request_id: Option<RequestId>,
+    /// The TLS version of the connection; `None` for plaintext.
+    pub tls: Option<&'static str>,
 }
 
 /// The request path, copied. Holding the request's `Uri` instead would pin the
@@ -295,6 +297,10 @@ fn format_record(line: &mut String, r: &Record) {
         line.pop();
         let _ = writeln!(line, " request_id={:?}", id.as_str());
     }
+    if let Some(tls) = r.tls {
+        line.pop();
+        let _ = writeln!(line, " tls={tls}");
+    }
     if let Some(stop) = r.stop {
         // Fixed strings from the gateway and its configuration, quoted all the same.
         line.pop();
@@ -332,6 +338,7 @@ fn format_json(line: &mut String, r: &Record) {
         "request_id",
         r.request_id.as_ref().map(RequestId::as_str),
     );
+    optional(line, "tls", r.tls);
     optional(line, "stopped_by", r.stop.map(|stop| stop.by));
     optional(line, "stop_reason", r.stop.map(|stop| stop.what));
     line.push_str("}\n");
@@ -384,6 +391,7 @@ mod tests {
             duration: Duration::from_micros(1),
             stop: None,
             request_id: None,
+            tls: None,
         }
     }
 
@@ -424,6 +432,7 @@ mod tests {
                 what: "no route",
             }),
             request_id: None,
+            tls: None,
         };
         let mut line = String::new();
         format_record(&mut line, &record);
@@ -443,6 +452,7 @@ mod tests {
         let mut record = record();
         record.path = LoggedPath::new("/a\"b\\c\u{1}");
         record.request_id = Some(RequestId::Given("req-1".into()));
+        record.tls = Some("TLSv1.3");
         record.stop = Some(StopReason {
             by: "office",
             what: "client address not allowed",
@@ -463,5 +473,6 @@ mod tests {
         assert_eq!(value["request_id"], "req-1");
         assert_eq!(value["stopped_by"], "office");
         assert_eq!(value["stop_reason"], "client address not allowed");
+        assert_eq!(value["tls"], "TLSv1.3");
     }
 }

@@ -93,6 +93,7 @@ impl<G: Gateway> Connection<G> {
                     duration: Duration::from_nanos(took),
                     stop,
                     request_id,
+                    tls: self.cx.tls.as_ref().map(|tls| tls.version),
                 });
             }
             response

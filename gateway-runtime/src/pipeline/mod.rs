@@ -93,4 +93,6 @@ pub struct ConnectionTls {
     pub spec: &'static crate::tls::ListenerTlsSpec,
     /// The client certificate's verified identity, when it presented one.
     pub identity: Option<Box<crate::tls::identity::ClientIdentity>>,
+    /// The protocol version agreed, as the access log names it.
+    pub version: &'static str,
 }

@@ -540,6 +540,7 @@ async fn accept_loop<G: Gateway>(
                         let cx = ConnectionTls {
                             spec: tls.spec,
                             identity: accepted.identity,
+                            version: accepted.version,
                         };
                         (accepted.stream, accepted.h2, Some(cx))
                     }

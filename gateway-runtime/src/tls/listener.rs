@@ -68,6 +68,8 @@ pub struct Accepted {
     pub h2: bool,
     /// The verified client certificate's identity, when the client presented one.
     pub identity: Option<Box<ClientIdentity>>,
+    /// `TLSv1.3` or `TLSv1.2`, for the access log.
+    pub version: &'static str,
 }
 
 /// Why a handshake did not finish.
@@ -161,6 +163,12 @@ async fn handshake(
         .map_err(HandshakeError::Failed)?;
     let (_, session) = tls.get_ref();
     let h2 = session.alpn_protocol() == Some(b"h2");
+    let version = match session.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        // The configuration offers nothing else.
+        _ => "TLS",
+    };
     let identity = session
         .peer_certificates()
         .and_then(|chain| chain.first())
@@ -170,6 +178,7 @@ async fn handshake(
         stream: Stream::tls(tokio_rustls::TlsStream::Server(tls)),
         h2,
         identity,
+        version,
     })
 }
 
