@@ -75,6 +75,12 @@ impl Plan {
             targets: self.upstreams.iter().map(|u| u.targets.len()).sum(),
             listeners: self.listeners.len(),
             tls_listeners: self.listeners.iter().filter(|l| l.tls.is_some()).count(),
+            certificates: self
+                .listeners
+                .iter()
+                .filter_map(|l| l.tls.as_ref())
+                .map(|tls| usize::from(tls.default_certificate.is_some()) + tls.sni.len())
+                .sum(),
             bounds: self
                 .admin
                 .as_ref()

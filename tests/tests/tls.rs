@@ -524,6 +524,35 @@ async fn expiring_certificates_are_logged() {
             && (l.contains("days_left=4") || l.contains("days_left=5"))
     })
     .await;
+    // `/metrics` has the renewed certificate's end of validity, 4 to 5 days away (the
+    // reload publishes it just after its log line: looked for up to 5 s).
+    let metrics = format!("http://{}/metrics", s.addr("admin"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = support::get(&support::client(), &metrics).await;
+        let days = reply
+            .body
+            .lines()
+            .find(|l| {
+                l.starts_with(
+                    "gateway_tls_certificate_expiry_timestamp_seconds{listener=\"secure\"",
+                ) && l.contains("listeners.secure.tls.sni[0].cert")
+            })
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse::<u64>().ok())
+            .map(|expires| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("clock")
+                    .as_secs();
+                expires.saturating_sub(now) as f64 / 86_400.0
+            });
+        if days.is_some_and(|days| (3.9..=5.1).contains(&days)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{days:?} days: {}", reply.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Plaintext on a TLS port gets a plaintext 400; a truncated ClientHello and a

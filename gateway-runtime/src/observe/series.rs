@@ -51,6 +51,8 @@ pub struct Shape {
     pub targets: usize,
     pub listeners: usize,
     pub tls_listeners: usize,
+    /// Certificates the TLS listeners serve.
+    pub certificates: usize,
     pub bounds: usize,
 }
 
@@ -66,6 +68,7 @@ impl Shape {
             + self.targets * (UPSTREAM_FAULTS.len() + 2)
             + self.listeners * PROTOCOLS.len()
             + self.tls_listeners * (1 + TLS_FAILURES.len())
+            + self.certificates
     }
 }
 
@@ -81,10 +84,11 @@ mod tests {
             targets: 2,
             listeners: 1,
             tls_listeners: 1,
+            certificates: 2,
             bounds: 14,
         };
         // Build info, requests, 3 route and 1 upstream histograms, errors and pool
-        // gauges per target, connections, TLS.
-        assert_eq!(shape.most_series(), 1 + 150 + 4 * 17 + 2 * 9 + 2 + 4);
+        // gauges per target, connections, TLS handshakes and certificates.
+        assert_eq!(shape.most_series(), 1 + 150 + 4 * 17 + 2 * 9 + 2 + 4 + 2);
     }
 }

@@ -27,11 +27,32 @@ use crate::tls::listener::ListenerTls;
 const POLL_INTERVAL: Duration = Duration::from_secs(2);
 const DAY: Duration = Duration::from_secs(86_400);
 
-/// What `/readyz` says about reloads.
+/// What `/readyz` says about reloads, and `/metrics` about the certificates in use.
 #[derive(Debug, Default)]
 pub(crate) struct ReloadStatus {
     pub failures: AtomicU64,
     pub last_error: ArcSwapOption<String>,
+    /// Every listener's certificates in use: listener, origin (where gateway.toml
+    /// names it) and the end of its validity in seconds since the epoch.
+    pub certificates: ArcSwapOption<Vec<(&'static str, &'static str, u64)>>,
+}
+
+impl ReloadStatus {
+    /// Records the certificates `watched` are using now.
+    fn publish(&self, watched: &[Watched]) {
+        let certificates = watched
+            .iter()
+            .flat_map(|w| {
+                w.expiry.iter().map(|(origin, not_after)| {
+                    let seconds = not_after
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    (w.tls.listener, *origin, seconds)
+                })
+            })
+            .collect();
+        self.certificates.store(Some(Arc::new(certificates)));
+    }
 }
 
 /// One TLS listener as the reloader watches it.
@@ -145,6 +166,7 @@ pub(crate) async fn run(mut watched: Vec<Watched>, status: Arc<ReloadStatus>) {
     for w in &watched {
         warn_of_expiry(w.tls.listener, w.tls.spec.expiry_warning_days, &w.expiry);
     }
+    status.publish(&watched);
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(signal) => Some(signal),
         Err(e) => {
@@ -165,6 +187,7 @@ pub(crate) async fn run(mut watched: Vec<Watched>, status: Arc<ReloadStatus>) {
                 continue;
             }
         };
+        let mut reloaded = false;
         for w in &mut watched {
             let mut changed = everything;
             for (path, last) in &mut w.files.0 {
@@ -176,7 +199,11 @@ pub(crate) async fn run(mut watched: Vec<Watched>, status: Arc<ReloadStatus>) {
             }
             if changed {
                 reload(w, &status);
+                reloaded = true;
             }
+        }
+        if reloaded {
+            status.publish(&watched);
         }
     }
 }

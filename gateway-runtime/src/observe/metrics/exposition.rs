@@ -20,8 +20,9 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// taking it).
 pub const UNMATCHED: &str = "unmatched";
 
-/// Every metric, summed over the workers.
-pub fn render(registry: &Registry) -> String {
+/// Every metric, summed over the workers, with the certificates in use (listener,
+/// where gateway.toml names the certificate, end of validity in Unix seconds).
+pub fn render(registry: &Registry, certificates: &[(&str, &str, u64)]) -> String {
     let catalog = &registry.catalog;
     let shards = &registry.shards;
     let mut out = String::with_capacity(16 * 1024);
@@ -203,6 +204,22 @@ pub fn render(registry: &Registry) -> String {
 
     family(
         &mut out,
+        "gateway_tls_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When a certificate in use ends its validity, in seconds since the Unix epoch, by listener and where the configuration names it.",
+    );
+    for (listener, certificate, seconds) in certificates {
+        let labels = [("listener", *listener), ("certificate", *certificate)];
+        series(
+            &mut out,
+            "gateway_tls_certificate_expiry_timestamp_seconds",
+            &labels,
+            seconds,
+        );
+    }
+
+    family(
+        &mut out,
         "gateway_stopped_requests_total",
         "counter",
         "Requests stopped before their target answered (refused by a policy, rate limited, rejected as malformed, failed upstream), by route, who stopped them and why.",
@@ -324,7 +341,7 @@ mod tests {
         registry.shard(0).request(Some(0), 0, 200, 300_000);
         registry.shard(1).request(Some(0), 0, 204, 3_000_000);
         registry.shard(1).request(None, 9, 404, 3_000_000);
-        let text = render(registry);
+        let text = render(registry, &[]);
         assert!(text.contains(
             "gateway_requests_total{route=\"a \\\"quoted\\\\ name\\n\",method=\"GET\",status=\"2xx\"} 2\n"
         ));
@@ -354,7 +371,7 @@ mod tests {
                 what: whats[0],
             },
         );
-        let text = render(registry);
+        let text = render(registry, &[]);
         assert!(
             text.contains("stopped_by=\"p\",reason=\"why 0\"} 2\n"),
             "both shards"

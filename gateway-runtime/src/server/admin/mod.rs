@@ -42,13 +42,16 @@ pub(crate) async fn serve(
         let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let ready = ready.load(Ordering::Relaxed);
             let readiness = readiness(&reloads);
+            let certificates = reloads.certificates.load_full();
             async move {
                 Ok::<_, Infallible>(match req.uri().path() {
                     "/healthz" => status_ok("ok"),
                     "/readyz" if ready => json_ok(readiness),
                     "/readyz" => json_response(StatusCode::SERVICE_UNAVAILABLE, "draining"),
                     "/metrics" => {
-                        text_ok(exposition::render(views.registry), exposition::CONTENT_TYPE)
+                        let certificates = certificates.as_deref().map_or(&[][..], Vec::as_slice);
+                        let text = exposition::render(views.registry, certificates);
+                        text_ok(text, exposition::CONTENT_TYPE)
                     }
                     "/" => dashboard(),
                     "/status" => json_ok(views.status().to_string()),
