@@ -42,7 +42,8 @@ pub fn start() {
          curl -i http://127.0.0.1:8080/api/orders/7\n  \
          curl -i -X POST -d '{{\"item\":1}}' http://127.0.0.1:8080/api/orders\n  \
          curl -i -X DELETE http://127.0.0.1:8080/api/users/42   # 405\n  \
-         curl -i http://127.0.0.1:9901/readyz"
+         curl -i http://127.0.0.1:9901/readyz\n  \
+         curl -s http://127.0.0.1:9901/metrics   # Prometheus; the dashboard is http://127.0.0.1:9901/"
     );
 }
 
