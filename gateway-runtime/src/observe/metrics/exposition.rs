@@ -9,9 +9,8 @@
 
 use std::fmt::Write as _;
 
-use super::registry::{
-    CLASSES, METHODS, Merged, PROTOCOLS, Registry, TLS_FAILURES, UPSTREAM_FAULTS,
-};
+use super::registry::{Merged, Registry};
+use crate::observe::series::{CLASSES, METHODS, PROTOCOLS, TLS_FAILURES, UPSTREAM_FAULTS};
 
 /// The content type of what [`render`] writes.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -311,7 +310,8 @@ mod tests {
 
     use super::*;
     use crate::observe::metrics::registry::STOP_KINDS;
-    use crate::observe::metrics::registry::{Catalog, DEFAULT_BUCKETS, UpstreamNames};
+    use crate::observe::metrics::registry::{Catalog, UpstreamNames};
+    use crate::observe::series::DEFAULT_BUCKETS;
     use crate::pipeline::StopReason;
     use crate::pipeline::gateway::Provenance;
 

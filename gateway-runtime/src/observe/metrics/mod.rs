@@ -14,6 +14,6 @@ pub mod registry;
 
 pub use clock::Stamp;
 pub use registry::{
-    Catalog, DEFAULT_BUCKETS, OpenConnection, PoolGauges, Protocol, Registry, Shard, TlsFailure,
-    UpstreamMetrics, UpstreamNames, method_index,
+    Catalog, OpenConnection, PoolGauges, Protocol, Registry, Shard, TlsFailure, UpstreamMetrics,
+    UpstreamNames, method_index,
 };

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use http::Method;
 
 use super::cells::{Counter, Gauge, Histogram};
-pub use crate::observe::series::{
+use crate::observe::series::{
     CLASSES, DEFAULT_BUCKETS, METHODS, PROTOCOLS, TLS_FAILURES, UPSTREAM_FAULTS,
 };
 use crate::pipeline::StopReason;

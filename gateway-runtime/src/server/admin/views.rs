@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::observe::metrics::registry::{CLASSES, PROTOCOLS, UPSTREAM_FAULTS};
 use crate::observe::metrics::{Registry, exposition};
+use crate::observe::series::{CLASSES, PROTOCOLS, UPSTREAM_FAULTS};
 use crate::pipeline::gateway::{ListenerSpec, RouteInfo};
 use crate::route::router::RouteSpec;
 
