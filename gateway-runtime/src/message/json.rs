@@ -11,20 +11,28 @@ pub fn quote(text: &str) -> String {
     out
 }
 
-/// Appends `text` as a JSON string literal, quotes included.
+/// Appends `text` as a JSON string literal, quotes included. Runs without an escape
+/// are copied whole: the access log writes several per line.
 pub fn quote_into(out: &mut String, text: &str) {
     out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    let mut rest = text;
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| b == b'"' || b == b'\\' || b < 0x20)
+    {
+        // An ASCII byte: `at` and `at + 1` are character boundaries.
+        out.push_str(&rest[..at]);
+        match rest.as_bytes()[at] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            control => {
+                let _ = write!(out, "\\u{control:04x}");
             }
-            c => out.push(c),
         }
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
     out.push('"');
 }
 
@@ -34,5 +42,11 @@ mod tests {
     #[test]
     fn quoting() {
         assert_eq!(super::quote("a\"b\\\n\u{1}"), r#""a\"b\\\n\u0001""#);
+        assert_eq!(
+            super::quote("é\"x\u{1f}ü"),
+            r#""é\"x\u001fü""#,
+            "runs of any script"
+        );
+        assert_eq!(super::quote(""), r#""""#);
     }
 }
