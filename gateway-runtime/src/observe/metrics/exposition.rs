@@ -4,8 +4,9 @@
 //! count in arrays of their own and only this reads them all.
 //!
 //! Names follow Prometheus's conventions: base units (`_seconds`, `_bytes`), `_total`
-//! for counters, real histograms. Series whose count is zero are left out, except the
-//! histograms of every route and upstream, so that a quiet route still shows.
+//! for counters, real histograms. A counter series at zero is left out; histograms
+//! (of every route and upstream, so that a quiet route still shows) and gauges are
+//! always written.
 
 use std::fmt::Write as _;
 
