@@ -80,6 +80,8 @@ fn chromium(dir: &std::path::Path, page: &str, what: &str) -> Command {
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
+        // Containers often have a small /dev/shm, where Chromium would crash.
+        "--disable-dev-shm-usage",
         "--enable-logging=stderr",
         "--v=0",
         "--window-size=1400,900",
