@@ -11,7 +11,7 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_endpoints_describe_the_gateway() {
-    let setup = E2e::start(&[]).await;
+    let setup = E2e::start(BUILD_RS_GATEWAY, &[]).await;
     let gateway = &setup.gateway;
     let client = client();
     for _ in 0..3 {
@@ -99,7 +99,7 @@ fn chromium(dir: &std::path::Path, page: &str, what: &str) -> Command {
 /// taken as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_renders_in_a_browser() {
-    let setup = E2e::start(&[]).await;
+    let setup = E2e::start(BUILD_RS_GATEWAY, &[]).await;
     let gateway = &setup.gateway;
     let client = client();
     for _ in 0..5 {

@@ -19,10 +19,12 @@ struct Setup {
 }
 
 async fn setup(binary: &str, extra: &[(&str, String)]) -> Setup {
-    let users_a = Upstream::start("users-a").await;
-    let users_b = Upstream::start("users-b").await;
-    let orders = Upstream::start("orders").await;
-    let gateway = Gateway::e2e(binary, &users_a, &users_b, &orders, extra);
+    let E2e {
+        users_a,
+        users_b,
+        orders,
+        gateway,
+    } = E2e::start(binary, extra).await;
     Setup {
         users_a,
         users_b,

@@ -40,7 +40,7 @@ fn value(metrics: &HashMap<String, f64>, series: &str) -> f64 {
 /// over the two workers, is counted exactly once each in the merged scrape.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_a_known_sequence_across_two_workers() {
-    let setup = E2e::start(&[("WORKERS", "2".into())]).await;
+    let setup = E2e::start(BUILD_RS_GATEWAY, &[("WORKERS", "2".into())]).await;
     let gateway = &setup.gateway;
     let main = gateway.addr("main");
     for _ in 0..30 {
@@ -235,7 +235,7 @@ fn refused_target(scrape: &str) -> String {
 /// every second, reports the gateway's series through its HTTP query API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_gateway() {
-    let setup = E2e::start(&[]).await;
+    let setup = E2e::start(BUILD_RS_GATEWAY, &[]).await;
     let gateway = &setup.gateway;
     let client = client();
     for _ in 0..7 {

@@ -2,6 +2,8 @@
 
 use toml::Spanned;
 
+use gateway_runtime::observe::series::UNMATCHED;
+
 use crate::codes;
 use crate::diagnostic::{Diagnostic, did_you_mean, suggest};
 use crate::syntax::Config;
@@ -94,9 +96,6 @@ pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
         }
     }
 }
-
-/// The `route` label of the requests no route matched, in the runtime's metrics.
-const UNMATCHED: &str = "unmatched";
 
 /// A reference to an upstream (a route's, an authorization service's): marks it used,
 /// or reports it unknown. The upstream probably meant is not reported as unused as

@@ -2,6 +2,10 @@
 //! histogram bounds. Pure, so that the compiler can say at build time how many series
 //! a gateway can have at most (`gateway check` prints it).
 
+/// The route label of the requests no route matched (the compiler keeps route names
+/// from taking it, G0106).
+pub const UNMATCHED: &str = "unmatched";
+
 /// The methods counted by name; every other one is `other`.
 pub const METHODS: [&str; 10] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT", "other",

@@ -659,7 +659,7 @@ pub async fn get(client: &HttpClient, url: &str) -> Reply {
     .await
 }
 
-/// The e2e gateway (build.rs) in front of three upstreams of its own.
+/// The e2e gateway `binary` in front of three upstreams of its own.
 pub struct E2e {
     pub users_a: Upstream,
     pub users_b: Upstream,
@@ -668,11 +668,11 @@ pub struct E2e {
 }
 
 impl E2e {
-    pub async fn start(extra: &[(&str, String)]) -> E2e {
+    pub async fn start(binary: &str, extra: &[(&str, String)]) -> E2e {
         let users_a = Upstream::start("users-a").await;
         let users_b = Upstream::start("users-b").await;
         let orders = Upstream::start("orders").await;
-        let gateway = Gateway::e2e(BUILD_RS_GATEWAY, &users_a, &users_b, &orders, extra);
+        let gateway = Gateway::e2e(binary, &users_a, &users_b, &orders, extra);
         E2e {
             users_a,
             users_b,

@@ -11,14 +11,12 @@
 use std::fmt::Write as _;
 
 use super::registry::{Merged, Registry};
-use crate::observe::series::{CLASSES, METHODS, PROTOCOLS, TLS_FAILURES, UPSTREAM_FAULTS};
+use crate::observe::series::{
+    CLASSES, METHODS, PROTOCOLS, TLS_FAILURES, UNMATCHED, UPSTREAM_FAULTS,
+};
 
 /// The content type of what [`render`] writes.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// The route label of requests no route matched (the compiler keeps route names from
-/// taking it).
-pub const UNMATCHED: &str = "unmatched";
 
 /// Every metric, summed over the workers, with the certificates in use (listener,
 /// where gateway.toml names the certificate, end of validity in Unix seconds).
@@ -110,21 +108,13 @@ pub fn render(registry: &Registry, certificates: &[(&str, &str, u64)]) -> String
         "counter",
         "Calls to an upstream that failed, by upstream, target and kind.",
     );
-    let mut target_id = 0;
-    for upstream in &catalog.upstreams {
-        for target in &upstream.targets {
-            for (f, fault) in UPSTREAM_FAULTS.iter().enumerate() {
-                let count = registry.upstream_faults(target_id, f);
-                if count > 0 {
-                    let labels = [
-                        ("upstream", upstream.name),
-                        ("target", target),
-                        ("kind", fault),
-                    ];
-                    series(&mut out, "gateway_upstream_errors_total", &labels, count);
-                }
+    for (target_id, upstream, target) in catalog.targets() {
+        for (f, fault) in UPSTREAM_FAULTS.iter().enumerate() {
+            let count = registry.upstream_faults(target_id, f);
+            if count > 0 {
+                let labels = [("upstream", upstream), ("target", target), ("kind", fault)];
+                series(&mut out, "gateway_upstream_errors_total", &labels, count);
             }
-            target_id += 1;
         }
     }
 
@@ -140,15 +130,11 @@ pub fn render(registry: &Registry, certificates: &[(&str, &str, u64)]) -> String
         "gauge",
         "Connections idle in the pools of an upstream target, by upstream and target.",
     );
-    let mut target_id = 0;
-    for upstream in &catalog.upstreams {
-        for target in &upstream.targets {
-            let (open, idle) = registry.pool(target_id);
-            let labels = [("upstream", upstream.name), ("target", target.as_str())];
-            series(&mut out, "gateway_upstream_connections", &labels, open);
-            series(&mut out, "gateway_upstream_idle_connections", &labels, idle);
-            target_id += 1;
-        }
+    for (target_id, upstream, target) in catalog.targets() {
+        let (open, idle) = registry.pool(target_id);
+        let labels = [("upstream", upstream), ("target", target)];
+        series(&mut out, "gateway_upstream_connections", &labels, open);
+        series(&mut out, "gateway_upstream_idle_connections", &labels, idle);
     }
 
     family(
@@ -382,5 +368,31 @@ mod tests {
         assert!(text.contains(
             "gateway_stopped_requests_total{route=\"other\",stopped_by=\"other\",reason=\"other\"} 3\n"
         ));
+    }
+
+    /// Every upstream fault is counted under its own kind, and the client's body
+    /// faults under none.
+    #[test]
+    fn each_upstream_fault_has_its_kind() {
+        use crate::upstream::UpstreamError;
+        let registry = registry();
+        let upstream = registry.shard(0).upstream(0);
+        let io = || std::io::Error::other("x");
+        for error in [
+            UpstreamError::Connect(io()),
+            UpstreamError::ConnectTimeout,
+            UpstreamError::Tls(io()),
+            UpstreamError::ResponseTimeout,
+            UpstreamError::SendTimeout,
+            UpstreamError::Closed(None),
+            UpstreamError::InvalidResponse("x"),
+            UpstreamError::RequestBody,
+        ] {
+            upstream.failed(0, &error);
+        }
+        let counts: Vec<u64> = (0..UPSTREAM_FAULTS.len())
+            .map(|fault| registry.upstream_faults(0, fault))
+            .collect();
+        assert_eq!(counts, vec![1; UPSTREAM_FAULTS.len()]);
     }
 }

@@ -68,6 +68,18 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// Every target with its upstream's name, numbered over all upstreams in order:
+    /// the ids the shards count targets by.
+    pub fn targets(&self) -> impl Iterator<Item = (usize, &'static str, &str)> {
+        self.upstreams
+            .iter()
+            .flat_map(|u| u.targets.iter().map(move |t| (u.name, t.as_str())))
+            .enumerate()
+            .map(|(id, (upstream, target))| (id, upstream, target))
+    }
+}
+
 #[derive(Debug)]
 pub struct UpstreamNames {
     pub name: &'static str,
@@ -388,17 +400,21 @@ impl UpstreamMetrics {
     /// The call to the upstream's target `target` failed with `error`; faults of the
     /// client's own body are not the upstream's and are not counted.
     pub fn failed(&self, target: usize, error: &UpstreamError) {
-        let fault = match error {
-            UpstreamError::Connect(_) => 0,
-            UpstreamError::ConnectTimeout => 1,
-            UpstreamError::Tls(_) => 2,
-            UpstreamError::ResponseTimeout => 3,
-            UpstreamError::SendTimeout => 4,
-            UpstreamError::Closed(_) | UpstreamError::Io(_) => 5,
-            UpstreamError::InvalidResponse(_) => 6,
+        let kind = match error {
+            UpstreamError::Connect(_) => "connect_error",
+            UpstreamError::ConnectTimeout => "connect_timeout",
+            UpstreamError::Tls(_) => "tls_error",
+            UpstreamError::ResponseTimeout => "response_timeout",
+            UpstreamError::SendTimeout => "send_timeout",
+            UpstreamError::Closed(_) | UpstreamError::Io(_) => "reset",
+            UpstreamError::InvalidResponse(_) => "invalid_response",
             UpstreamError::RequestBodyTooLarge
             | UpstreamError::RequestBody
             | UpstreamError::RequestBodyTimeout => return,
+        };
+        // Looked up by name (a failure is rare), so the list's order cannot skew it.
+        let Some(fault) = UPSTREAM_FAULTS.iter().position(|f| *f == kind) else {
+            return;
         };
         let slot = (self.first_target + target) * UPSTREAM_FAULTS.len() + fault;
         self.shard.upstream_faults[slot].add(1);

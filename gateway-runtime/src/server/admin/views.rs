@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use crate::observe::metrics::{Registry, exposition};
-use crate::observe::series::{CLASSES, PROTOCOLS, UPSTREAM_FAULTS};
+use crate::observe::series::{CLASSES, PROTOCOLS, UNMATCHED, UPSTREAM_FAULTS};
 use crate::pipeline::gateway::{ListenerSpec, RouteInfo};
 use crate::route::router::RouteSpec;
 
@@ -72,7 +72,8 @@ impl Views {
     pub fn status(&self) -> Value {
         let registry = self.registry;
         let catalog = registry.catalog();
-        let server_errors = CLASSES.iter().position(|c| *c == "5xx").unwrap_or(4);
+        // 5xx, the last class.
+        let server_errors = CLASSES.len() - 1;
         let route = |slot: usize, name: &str| {
             let duration = registry.route_duration(slot);
             json!({
@@ -89,22 +90,20 @@ impl Views {
             .enumerate()
             .map(|(slot, name)| route(slot, name))
             .collect();
-        routes.push(route(catalog.routes.len(), "unmatched"));
-        let mut target_id = 0;
+        routes.push(route(catalog.routes.len(), UNMATCHED));
         let upstreams: Vec<Value> = catalog
             .upstreams
             .iter()
             .enumerate()
             .map(|(id, upstream)| {
-                let targets: Vec<Value> = upstream
-                    .targets
-                    .iter()
-                    .map(|target| {
+                let targets: Vec<Value> = catalog
+                    .targets()
+                    .filter(|(_, name, _)| *name == upstream.name)
+                    .map(|(target_id, _, target)| {
                         let errors: u64 = (0..UPSTREAM_FAULTS.len())
                             .map(|fault| registry.upstream_faults(target_id, fault))
                             .sum();
                         let (open, idle) = registry.pool(target_id);
-                        target_id += 1;
                         json!({ "target": target, "errors": errors, "open": open, "idle": idle })
                     })
                     .collect();
