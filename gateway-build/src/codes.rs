@@ -308,6 +308,9 @@ codes! {
     INVALID_BUCKETS = "G1103" "invalid-buckets" Error false:
         "histogram bucket bounds that are not 1 to 30 positive numbers of seconds, each larger than the one before, up to an hour";
         "write `buckets = [0.001, 0.005, 0.025, 0.1, 0.5, 2.5]`";
+    INVALID_TRACING = "G1104" "invalid-tracing" Error false:
+        "a `[tracing]` value out of range: a `sample_ratio` that is not a number from 0 to 1, or an empty `service_name`";
+        "write `sample_ratio = 0.01` to record 1% of new traces (a client's sampled trace is always continued), and name the service or leave `service_name` out";
     LIMIT_KEY_UNAVAILABLE = "G0903" "limit-key-unavailable" Error false:
         "a rate limit keyed by what its route cannot provide: a claim with no token verified before it, a consumer with no API key checked before it, a parameter the route does not capture";
         "attach the authentication policy before the limit, or key it by something the route has";

@@ -105,6 +105,7 @@ fn merge(config: &mut Config, other: Config, file: &str, found: &mut Vec<Diagnos
         (other.gateway.as_ref().map(|g| g.span()), "[gateway]"),
         (other.admin.as_ref().map(|a| a.span()), "[admin]"),
         (other.access_log.as_ref().map(|a| a.span()), "[access_log]"),
+        (other.tracing.as_ref().map(|t| t.span()), "[tracing]"),
         (other.lints.first().map(|(name, _)| name.span()), "[lints]"),
     ];
     for (span, what) in own {

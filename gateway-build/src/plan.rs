@@ -54,6 +54,7 @@ pub struct Plan {
     pub shutdown_timeout: SettingPlan,
     pub admin: Option<AdminPlan>,
     pub access_log: AccessLogPlan,
+    pub tracing: Option<TracingPlan>,
     pub request_id: Option<RequestIdMode>,
     pub listeners: Vec<ListenerPlan>,
     pub upstreams: Vec<UpstreamPlan>,
@@ -81,6 +82,7 @@ impl Plan {
                 .filter_map(|l| l.tls.as_ref())
                 .map(|tls| usize::from(tls.default_certificate.is_some()) + tls.sni.len())
                 .sum(),
+            tracing: self.tracing.is_some(),
             bounds: self
                 .admin
                 .as_ref()
@@ -109,6 +111,16 @@ pub struct AccessLogPlan {
     pub format: LogFormat,
     /// `None`: stderr.
     pub path: Option<SettingPlan>,
+}
+
+/// `[tracing]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracingPlan {
+    pub endpoint: SettingPlan,
+    /// The share of new traces sampled, 0 to 1.
+    pub sample_ratio: SettingPlan,
+    /// `None`: the gateway's name.
+    pub service_name: Option<String>,
 }
 
 /// A value resolved at start-up, as written, with where it was written.
@@ -1290,6 +1302,20 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
                 .and_then(|log| log.get_ref().path.as_ref())
                 .map(|path| setting(Some(path), "access_log.path", "")),
         },
+        tracing: config.tracing.as_ref().map(|t| {
+            let t = t.get_ref();
+            TracingPlan {
+                endpoint: setting(Some(&t.endpoint), "tracing.endpoint", ""),
+                sample_ratio: match &t.sample_ratio {
+                    Some(ratio) => SettingPlan {
+                        origin: at(ratio.span().start, "tracing.sample_ratio"),
+                        raw: ratio.get_ref().raw(),
+                    },
+                    None => setting(None, "tracing.sample_ratio", "1"),
+                },
+                service_name: t.service_name.as_ref().map(|n| n.get_ref().clone()),
+            }
+        }),
         request_id: gateway
             .and_then(|g| g.request_id.as_ref())
             .map(|mode| *mode.get_ref()),

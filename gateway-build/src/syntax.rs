@@ -25,6 +25,7 @@ pub struct Config {
     pub gateway: Option<Spanned<GatewaySection>>,
     pub admin: Option<Spanned<Admin>>,
     pub access_log: Option<Spanned<AccessLog>>,
+    pub tracing: Option<Spanned<Tracing>>,
     /// In the order they are written.
     pub listeners: Vec<(Spanned<String>, Spanned<Listener>)>,
     /// In the order they are written.
@@ -108,6 +109,15 @@ impl Config {
         }
         if let Some(log) = &self.access_log {
             push("access_log.path".into(), log.get_ref().path.as_ref(), File);
+        }
+        if let Some(tracing) = &self.tracing {
+            let tracing = tracing.get_ref();
+            push("tracing.endpoint".into(), Some(&tracing.endpoint), Url);
+            let ratio = tracing
+                .sample_ratio
+                .as_ref()
+                .map(|r| Spanned::new(r.span(), r.get_ref().raw()));
+            push("tracing.sample_ratio".into(), ratio.as_ref(), Ratio);
         }
         for (name, listener) in &self.listeners {
             let key = format!("listeners.{}", name.get_ref());
@@ -245,6 +255,19 @@ pub struct AccessLog {
     pub path: Option<Spanned<String>>,
 }
 
+/// `[tracing]`: OpenTelemetry spans, exported over OTLP/HTTP.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tracing {
+    /// The collector's OTLP/HTTP traces URL, posted to as written.
+    pub endpoint: Spanned<String>,
+    /// The share of new traces recorded, 0 to 1, or a string that may hold
+    /// `${env:…}`; default 1.
+    pub sample_ratio: Option<Spanned<NumberOrText>>,
+    /// `service.name`; default: `[gateway] name`.
+    pub service_name: Option<Spanned<String>>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -257,6 +280,7 @@ pub enum LogFormat {
 #[serde(untagged)]
 pub enum NumberOrText {
     Number(i64),
+    Fraction(f64),
     Text(String),
 }
 
@@ -265,6 +289,7 @@ impl NumberOrText {
     pub fn raw(&self) -> String {
         match self {
             NumberOrText::Number(n) => n.to_string(),
+            NumberOrText::Fraction(x) => x.to_string(),
             NumberOrText::Text(text) => text.clone(),
         }
     }
@@ -848,11 +873,12 @@ pub struct Expectation {
     pub status: Option<Spanned<i64>>,
 }
 
-const SECTIONS: [&str; 12] = [
+const SECTIONS: [&str; 13] = [
     "include",
     "gateway",
     "admin",
     "access_log",
+    "tracing",
     "listeners",
     "upstreams",
     "policies",
@@ -893,6 +919,7 @@ pub fn parse(source: &str) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>>
             "gateway" => config.gateway = item(value, &mut errors),
             "admin" => config.admin = item(value, &mut errors),
             "access_log" => config.access_log = item(value, &mut errors),
+            "tracing" => config.tracing = item(value, &mut errors),
             "listeners" => {
                 config.listeners =
                     named_items(value, "listeners", &mut errors, &mut config.broken_names)

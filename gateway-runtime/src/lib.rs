@@ -87,6 +87,7 @@ pub mod __private {
     pub use crate::observe::access_log::{AccessLogSpec, LogFormat};
     pub use crate::observe::metrics::Shard as MetricsShard;
     pub use crate::observe::request_id::RequestIdMode;
+    pub use crate::observe::trace::TracingSpec;
     pub use crate::pipeline::gateway::{
         AdminSpec, Gateway, ListenerSpec, Params, Provenance, Request, Response, RouteInfo,
         UpstreamSpec,

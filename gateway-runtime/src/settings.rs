@@ -198,6 +198,16 @@ pub fn parse_workers(text: &str) -> Result<usize, String> {
     }
 }
 
+/// Parses a share, such as a sampling ratio: a number from 0 to 1.
+pub fn parse_ratio(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!(
+            "`{text}` is not a share from 0 to 1: write `0.01` for 1%"
+        )),
+    }
+}
+
 /// Parses a listening address: `IP:PORT`, `[IPv6]:PORT` or `localhost:PORT`.
 pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
     if let Some(port) = text.strip_prefix("localhost:") {
@@ -354,6 +364,8 @@ pub enum SettingKind {
     Pem,
     /// A file the gateway writes: checked by opening it at start-up.
     File,
+    /// A share from 0 to 1.
+    Ratio,
 }
 
 impl SettingKind {
@@ -370,6 +382,7 @@ impl SettingKind {
             SettingKind::Pem => check_pem(text),
             SettingKind::File if text.is_empty() => Err("an empty file name".into()),
             SettingKind::File => Ok(()),
+            SettingKind::Ratio => parse_ratio(text).map(drop),
         }
     }
 }
@@ -493,6 +506,10 @@ impl Setting {
 
     pub fn header_size(&self) -> Result<u64, SettingError> {
         self.parse(parse_header_size)
+    }
+
+    pub fn ratio(&self) -> Result<f64, SettingError> {
+        self.parse(parse_ratio)
     }
 }
 

@@ -39,6 +39,7 @@ async fn handle_future_size(gateway: &gateway::Gateway, path: &str) -> usize {
         version: http::Version::HTTP_11,
         fields: Fields::with_capacity(1, 64),
         body: RequestBody::Http1(Http1Body::new(inbound, BodyLength::Empty)),
+        trace: None,
     };
     let cx = rt::RequestContext {
         listener: "public",
@@ -62,7 +63,7 @@ async fn handle_future_size(gateway: &gateway::Gateway, path: &str) -> usize {
 #[tokio::test]
 async fn request_futures_stay_within_budget() {
     let shared = gateway::Gateway::shared().expect("literal settings");
-    let metrics = Registry::leak(Catalog::of::<gateway::Gateway>(), 1).shard(0);
+    let metrics = Registry::leak(Catalog::of::<gateway::Gateway>(), 1, None).shard(0);
     let gateway = gateway::Gateway::new(Arc::new(shared), metrics).expect("literal settings");
     for path in ["/plain/1", "/guarded/1"] {
         let size = handle_future_size(&gateway, path).await;

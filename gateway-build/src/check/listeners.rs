@@ -1,4 +1,5 @@
-//! Listeners: there must be one, and no two may claim the same address.
+//! Listeners: there must be one, and no two may claim the same address; and the
+//! admin listener and the trace exporter beside them.
 
 use crate::codes;
 use crate::diagnostic::Diagnostic;
@@ -16,6 +17,28 @@ pub(crate) fn listeners_in(mask: u64, count: usize) -> impl Iterator<Item = usiz
 /// The admin listener: its histogram bounds, and its address. It shows the route
 /// table, the configuration's digest and every metric, so it stays on this host
 /// unless `expose = true` says otherwise, which is then a lint to acknowledge.
+/// `[tracing]`: a service name (its ratio is a setting, checked with the others).
+fn tracing(config: &Config, found: &mut Vec<Diagnostic>) {
+    let Some(tracing) = &config.tracing else {
+        return;
+    };
+    let tracing = tracing.get_ref();
+    if let Some(name) = tracing
+        .service_name
+        .as_ref()
+        .filter(|n| n.get_ref().trim().is_empty())
+    {
+        found.push(
+            Diagnostic::new(
+                &codes::INVALID_TRACING,
+                name.span(),
+                "an empty `service_name`",
+            )
+            .with_help(codes::INVALID_TRACING.fix),
+        );
+    }
+}
+
 fn admin(config: &Config, found: &mut Vec<Diagnostic>) {
     let Some(admin) = &config.admin else {
         return;
@@ -87,6 +110,7 @@ fn admin(config: &Config, found: &mut Vec<Diagnostic>) {
 
 pub(super) fn check(config: &Config, found: &mut Vec<Diagnostic>) {
     admin(config, found);
+    tracing(config, found);
     // A listener whose section did not parse is still a listener.
     if config.listeners.is_empty() && !config.incomplete {
         found.push(

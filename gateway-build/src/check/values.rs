@@ -67,6 +67,7 @@ fn code(kind: SettingKind) -> &'static Code {
         SettingKind::Size | SettingKind::HeaderSize => &codes::INVALID_SIZE,
         SettingKind::Pem => &codes::INVALID_TLS_SETTING,
         SettingKind::File => &codes::EMPTY_NAME,
+        SettingKind::Ratio => &codes::INVALID_TRACING,
     }
 }
 

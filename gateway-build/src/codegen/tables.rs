@@ -45,6 +45,18 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
         RequestIdMode::Generate => quote!(rt::RequestIdMode::Generate),
         RequestIdMode::Trust => quote!(rt::RequestIdMode::Trust),
     }));
+    let tracing = optional(plan.tracing.as_ref().map(|t| {
+        let endpoint = setting(&t.endpoint);
+        let ratio = setting(&t.sample_ratio);
+        let service_name = optional(t.service_name.as_ref().map(|n| quote!(#n)));
+        quote! {
+            rt::TracingSpec {
+                endpoint: #endpoint,
+                sample_ratio: #ratio,
+                service_name: #service_name,
+            }
+        }
+    }));
     let listeners = plan.listeners.iter().map(|l| {
         let name = &l.name;
         let bind = setting(&l.bind);
@@ -160,6 +172,7 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
             SettingKind::Url => quote!(Url),
             SettingKind::Pem => quote!(Pem),
             SettingKind::File => quote!(File),
+            SettingKind::Ratio => quote!(Ratio),
         };
         quote!((#value, rt::SettingKind::#kind))
     });
@@ -173,6 +186,7 @@ pub(super) fn constants(plan: &Plan) -> TokenStream {
             path: #log_path,
         };
         const REQUEST_ID: ::core::option::Option<rt::RequestIdMode> = #request_id;
+        const TRACING: ::core::option::Option<rt::TracingSpec> = #tracing;
         const LISTENERS: &'static [rt::ListenerSpec] = &[#(#listeners),*];
         const UPSTREAMS: &'static [rt::UpstreamSpec] = &[#(#upstreams),*];
         const ROUTES: &'static [rt::RouteSpec<'static>] = &[#(#routes),*];

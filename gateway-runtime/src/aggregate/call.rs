@@ -11,9 +11,10 @@ use super::CallSpec;
 use super::answer::Answer;
 use super::template::Values;
 use crate::message::fields::Fields;
+use crate::observe::trace::context::copy_state;
 use crate::pipeline::RequestContext;
 use crate::pipeline::gateway::{Params, Request};
-use crate::upstream::Upstream;
+use crate::upstream::{Ask, Upstream};
 
 /// Why a call gave no answer; its `Display` is what `_errors` and the 502 say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +77,9 @@ pub async fn call(
         }
     }
     fields.append(b"accept", b"application/json");
+    if req.trace.is_some() {
+        copy_state(&req.fields, &mut fields);
+    }
     if spec.body.is_some() {
         fields.append(b"content-type", b"application/json");
     }
@@ -85,7 +89,17 @@ pub async fn call(
     };
     let asked = async {
         let response = upstream
-            .ask(&method, target.as_str(), &fields, body, original_host, cx)
+            .ask(
+                Ask {
+                    method: &method,
+                    target: target.as_str(),
+                    fields: &fields,
+                    body,
+                    original_host,
+                    trace: req.trace,
+                },
+                cx,
+            )
             .await
             .map_err(|e| CallError::Unavailable(e.kind()))?;
         let (status, _, body) = response.into_parts();

@@ -23,9 +23,10 @@ use super::identity::{ask_whole, unavailable};
 use crate::message::body::Body;
 use crate::message::fields::Fields;
 use crate::message::response::Response;
+use crate::observe::trace::context::copy_state;
 use crate::pipeline::gateway::Request;
 use crate::pipeline::{RequestContext, Stop};
-use crate::upstream::Upstream;
+use crate::upstream::{Ask, Upstream};
 
 /// Fields of a refusal that reach the client.
 const PASSED_ON: [&str; 6] = [
@@ -67,23 +68,24 @@ impl ExtAuthzSpec {
                 }
             }
             fields.append(b"x-forwarded-method", req.method.as_str().as_bytes());
+            if req.trace.is_some() {
+                copy_state(&req.fields, &mut fields);
+            }
             let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
             fields.append(b"x-forwarded-uri", target.as_bytes());
             let host = match req.uri.authority() {
                 Some(authority) => Some(authority.as_str().as_bytes()),
                 None => req.fields.get(b"host"),
             };
-            ask_whole(
-                service,
-                &http::Method::GET,
-                self.path,
-                &fields,
-                Bytes::new(),
-                host,
-                self.timeout,
-                cx,
-            )
-            .await
+            let ask = Ask {
+                method: &http::Method::GET,
+                target: self.path,
+                fields: &fields,
+                body: Bytes::new(),
+                original_host: host,
+                trace: req.trace,
+            };
+            ask_whole(service, ask, self.timeout, cx).await
         };
         match answer {
             Some((status, fields, _)) if status.is_success() => {

@@ -27,10 +27,11 @@ use super::identity::{
     BEARER, INVALID_TOKEN, UNFORWARDABLE, ask_whole, invalid, missing, now, unavailable, unreadable,
 };
 use crate::message::fields::Fields;
+use crate::observe::trace::SpanContext;
 use crate::pipeline::gateway::Request;
 use crate::pipeline::{RequestContext, Stop};
 use crate::settings::{Setting, SettingError};
-use crate::upstream::Upstream;
+use crate::upstream::{Ask, Upstream};
 
 /// Opaque tokens are short; anything longer is refused before it is sent anywhere.
 const MAX_TOKEN: usize = 8 << 10;
@@ -125,7 +126,7 @@ impl Introspection {
         let answer = match cache.get(&digest, now) {
             Some(answer) => answer,
             None => {
-                let answer = Rc::new(self.introspect(&token, server, cx, now).await?);
+                let answer = Rc::new(self.introspect(&token, server, req.trace, cx, now).await?);
                 cache.insert(&digest, answer.clone(), now);
                 answer
             }
@@ -146,6 +147,7 @@ impl Introspection {
         &self,
         token: &[u8],
         server: &Upstream,
+        trace: Option<SpanContext>,
         cx: &RequestContext,
         now: u64,
     ) -> Result<Introspected, Stop> {
@@ -158,17 +160,15 @@ impl Introspection {
         fields.append(b"content-type", b"application/x-www-form-urlencoded");
         fields.append(b"accept", b"application/json");
         let unavailable = || unavailable(self.spec.name, "token introspection unavailable");
-        let answer = ask_whole(
-            server,
-            &Method::POST,
-            self.spec.path,
-            &fields,
-            Bytes::from(body),
-            None,
-            self.spec.timeout,
-            cx,
-        )
-        .await;
+        let ask = Ask {
+            method: &Method::POST,
+            target: self.spec.path,
+            fields: &fields,
+            body: Bytes::from(body),
+            original_host: None,
+            trace,
+        };
+        let answer = ask_whole(server, ask, self.spec.timeout, cx).await;
         let body = match answer {
             Some((StatusCode::OK, _, body)) => body,
             _ => return Err(unavailable()),

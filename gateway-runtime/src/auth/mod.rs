@@ -209,28 +209,17 @@ mod identity {
         }
     }
 
-    /// Asks `service` and reads its whole answer, up to `max` bytes of body, within
-    /// `timeout`: `None` for no answer, a failed one or a longer one.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the request's parts, each needed"
-    )]
+    /// Asks `service` and reads its whole answer, up to `MAX_ANSWER` bytes of body,
+    /// within `timeout`: `None` for no answer, a failed one or a longer one.
     pub(crate) async fn ask_whole(
         service: &crate::upstream::Upstream,
-        method: &http::Method,
-        target: &str,
-        fields: &crate::message::fields::Fields,
-        body: bytes::Bytes,
-        original_host: Option<&[u8]>,
+        ask: crate::upstream::Ask<'_>,
         timeout: std::time::Duration,
         cx: &crate::pipeline::RequestContext,
     ) -> Option<(StatusCode, crate::message::fields::Fields, bytes::Bytes)> {
         use http_body_util::BodyExt;
         let asked = async {
-            let response = service
-                .ask(method, target, fields, body, original_host, cx)
-                .await
-                .ok()?;
+            let response = service.ask(ask, cx).await.ok()?;
             let (status, fields, body) = response.into_parts();
             let body = http_body_util::Limited::new(body, MAX_ANSWER)
                 .collect()

@@ -272,6 +272,7 @@ where
             version: head.version,
             fields: head.fields,
             body: RequestBody::Http1(body),
+            trace: None,
         };
         let response = service(request).await;
         stopping |= stopped();

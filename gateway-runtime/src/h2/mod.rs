@@ -101,6 +101,7 @@ pub(crate) async fn serve<G: Gateway>(
                     uri: parts.uri,
                     version: parts.version,
                     body: RequestBody::Http2(Http2Body::new(body, body_timeout)),
+                    trace: None,
                 };
                 let response = connection.serve(req).await.into_http();
                 Ok::<_, Infallible>(response.map(|body| WatchedBody {

@@ -5,6 +5,7 @@ use http::HeaderValue;
 
 use crate::h1::framing::MAX_CONNECTION_OPTIONS;
 use crate::message::fields::{Fields, is};
+use crate::observe::trace::SpanContext;
 
 /// Whether a field concerns one connection only (RFC 9110 §7.6.1, plus the proxy
 /// credentials of RFC 9110 §11.7), in any case. `Transfer-Encoding` is among them:
@@ -79,6 +80,9 @@ pub struct Forwarding<'a> {
     pub received: http::Version,
     /// The client connected over TLS: `X-Forwarded-Proto: https`.
     pub secure: bool,
+    /// The gateway's span of this upstream request: sent as `traceparent` in place of
+    /// the client's. `None` with tracing off, when the client's passes through.
+    pub trace: Option<SpanContext>,
 }
 
 /// Writes the HTTP/1.1 head of the request sent upstream, straight from the client's
@@ -122,6 +126,7 @@ pub fn write_request_head(
             // carries the client, with the gateway's peer appended.
             9 => is(name, b"forwarded") || is(name, b"x-real-ip"),
             13 => is(name, b"x-rewrite-url"),
+            11 => forwarding.trace.is_some() && is(name, b"traceparent"),
             // The gateway answers `100-continue` itself when it reads the body.
             6 => is(name, b"expect"),
             15 if is(name, b"x-forwarded-for") => {
@@ -155,6 +160,9 @@ pub fn write_request_head(
     out.extend_from_slice(b"via: ");
     out.extend_from_slice(via(forwarding.received).as_bytes());
     out.extend_from_slice(b"\r\n");
+    if let Some(span) = &forwarding.trace {
+        span.write_field(out);
+    }
     match framing {
         RequestFraming::None => {}
         RequestFraming::Length(n) => {
@@ -204,6 +212,7 @@ mod tests {
             original_host: Some(b"api.example.com"),
             received: http::Version::HTTP_11,
             secure,
+            trace: None,
         };
         let mut out = Vec::new();
         write_request_head(

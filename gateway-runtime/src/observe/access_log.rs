@@ -30,6 +30,7 @@ use http::Method;
 
 use crate::message::json::quote_into;
 use crate::observe::request_id::RequestId;
+use crate::observe::trace::context::{TraceId, hex_into};
 use crate::pipeline::StopReason;
 use crate::route::router::RouteSpec;
 use crate::settings::{Setting, SettingError};
@@ -67,6 +68,8 @@ pub struct Record {
     pub request_id: Option<RequestId>,
     /// The TLS version of the connection; `None` for plaintext.
     pub tls: Option<&'static str>,
+    /// The request's trace; `None` unless `[tracing]` is set.
+    pub trace_id: Option<TraceId>,
 }
 
 /// The request path, copied. Holding the request's `Uri` instead would pin the
@@ -301,6 +304,12 @@ fn format_record(line: &mut String, r: &Record) {
         line.pop();
         let _ = writeln!(line, " tls={tls}");
     }
+    if let Some(trace_id) = &r.trace_id {
+        line.pop();
+        line.push_str(" trace_id=");
+        push_hex(line, trace_id);
+        line.push('\n');
+    }
     if let Some(stop) = r.stop {
         // Fixed strings from the gateway and its configuration, quoted all the same.
         line.pop();
@@ -342,9 +351,25 @@ fn format_json(line: &mut String, r: &Record) {
         r.request_id.as_ref().map(RequestId::as_str),
     );
     optional(line, "tls", r.tls);
+    match &r.trace_id {
+        Some(trace_id) => {
+            line.push_str(",\"trace_id\":\"");
+            push_hex(line, trace_id);
+            line.push('"');
+        }
+        None => line.push_str(",\"trace_id\":null"),
+    }
     optional(line, "stopped_by", r.stop.map(|stop| stop.by));
     optional(line, "stop_reason", r.stop.map(|stop| stop.what));
     line.push_str("}\n");
+}
+
+/// `bytes` in lower-case hex, as W3C Trace Context writes ids.
+fn push_hex(line: &mut String, bytes: &[u8]) {
+    let mut hex = Vec::with_capacity(2 * bytes.len());
+    hex_into(bytes, &mut hex);
+    // Hex digits only.
+    line.push_str(std::str::from_utf8(&hex).unwrap_or_default());
 }
 
 /// RFC 3339 in UTC with microseconds, as `tracing-subscriber` writes it.
@@ -395,6 +420,7 @@ mod tests {
             stop: None,
             request_id: None,
             tls: None,
+            trace_id: None,
         }
     }
 
@@ -436,6 +462,7 @@ mod tests {
             }),
             request_id: None,
             tls: None,
+            trace_id: None,
         };
         let mut line = String::new();
         format_record(&mut line, &record);
@@ -456,6 +483,7 @@ mod tests {
         record.path = LoggedPath::new("/a\"b\\c\u{1}");
         record.request_id = Some(RequestId::Given("req-1".into()));
         record.tls = Some("TLSv1.3");
+        record.trace_id = Some([0xab; 16]);
         record.stop = Some(StopReason {
             by: "office",
             what: "client address not allowed",
@@ -477,5 +505,6 @@ mod tests {
         assert_eq!(value["stopped_by"], "office");
         assert_eq!(value["stop_reason"], "client address not allowed");
         assert_eq!(value["tls"], "TLSv1.3");
+        assert_eq!(value["trace_id"], "ab".repeat(16));
     }
 }

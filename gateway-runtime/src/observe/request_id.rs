@@ -9,6 +9,7 @@
 use std::cell::Cell;
 
 use crate::message::fields::Fields;
+use crate::observe::random::system_u64;
 
 const HEADER: &[u8] = b"x-request-id";
 /// The longest client id kept in `trust` mode; a longer one is replaced.
@@ -73,7 +74,7 @@ thread_local! {
 
 fn generate() -> RequestId {
     let (random, count) = NEXT.with(|next| {
-        let (random, count) = next.get().unwrap_or_else(|| (random_half(), 0));
+        let (random, count) = next.get().unwrap_or_else(|| (system_u64(), 0));
         next.set(Some((random, count.wrapping_add(1))));
         (random, count)
     });
@@ -84,19 +85,6 @@ fn generate() -> RequestId {
         *out = digits[((value >> (124 - 4 * i)) & 0xf) as usize];
     }
     RequestId::Generated(hex)
-}
-
-fn random_half() -> u64 {
-    let mut bytes = [0u8; 8];
-    // The system's random source does not fail on Linux once booted; were it to, the
-    // thread's id (with the time) still tells workers and restarts apart.
-    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        return now.as_nanos() as u64 ^ (std::process::id() as u64) << 32;
-    }
-    u64::from_le_bytes(bytes)
 }
 
 #[cfg(test)]

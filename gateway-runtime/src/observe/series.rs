@@ -58,6 +58,8 @@ pub struct Shape {
     /// Certificates the TLS listeners serve.
     pub certificates: usize,
     pub bounds: usize,
+    /// `[tracing]` is set: the exporter's counts.
+    pub tracing: bool,
 }
 
 impl Shape {
@@ -73,6 +75,7 @@ impl Shape {
             + self.listeners * PROTOCOLS.len()
             + self.tls_listeners * (1 + TLS_FAILURES.len())
             + self.certificates
+            + if self.tracing { 3 } else { 0 }
     }
 }
 
@@ -90,9 +93,13 @@ mod tests {
             tls_listeners: 1,
             certificates: 2,
             bounds: 14,
+            tracing: true,
         };
         // Build info, requests, 3 route and 1 upstream histograms, errors and pool
-        // gauges per target, connections, TLS handshakes and certificates.
-        assert_eq!(shape.most_series(), 1 + 150 + 4 * 17 + 2 * 9 + 2 + 4 + 2);
+        // gauges per target, connections, TLS handshakes, certificates and spans.
+        assert_eq!(
+            shape.most_series(),
+            1 + 150 + 4 * 17 + 2 * 9 + 2 + 4 + 2 + 3
+        );
     }
 }

@@ -21,6 +21,7 @@ use crate::message::request::{
 use crate::observe::access_log::{AccessLog, LoggedPath, Record};
 use crate::observe::metrics::{Shard, Stamp, method_index};
 use crate::observe::request_id::RequestId;
+use crate::observe::trace::{Begun, ServerSpan, SpanContext};
 use crate::pipeline::gateway::{Gateway, Request, Response};
 use crate::pipeline::{Refusal, RequestContext, Stop, rescue};
 use crate::route::router::{Lookup, RouteTable};
@@ -53,6 +54,12 @@ impl<G: Gateway> Connection<G> {
             let start = Stamp::now();
             let method = method_index(&req.method);
             let request_id = G::REQUEST_ID.map(|mode| RequestId::assign(mode, &mut req.fields));
+            let spans = self.metrics.spans();
+            let begun = spans.map(|sink| SpanContext::begin(&mut req.fields, sink.threshold()));
+            req.trace = begun.map(|begun| begun.span);
+            let recording = begun
+                .filter(|begun| begun.span.sampled)
+                .map(|begun| self.record_span(begun, &req));
             // One `await` for both cases: two would give the future two dispatch slots.
             let logged = self.log.as_ref().map(|_| {
                 let path = LoggedPath::new(req.uri.path());
@@ -81,6 +88,10 @@ impl<G: Gateway> Connection<G> {
             if let Some(reason) = stop {
                 self.metrics.stopped(route, reason);
             }
+            if let (Some(span), Some(sink)) = (recording, spans) {
+                let template = route.map(|id| G::ROUTE_INFO[id].template);
+                sink.record((*span).finish(template, status, self.cx.client.ip()));
+            }
             if let (Some(log), Some((at, method, path))) = (&self.log, logged) {
                 log.record(Record {
                     at,
@@ -94,6 +105,7 @@ impl<G: Gateway> Connection<G> {
                     stop,
                     request_id,
                     tls: self.cx.tls.as_ref().map(|tls| tls.version),
+                    trace_id: begun.map(|begun| begun.span.trace_id),
                 });
             }
             response
@@ -181,6 +193,19 @@ impl<G: Gateway> Connection<G> {
                 Lookup::NotFound => (Err(Stop::no_route()), None),
             }
         }
+    }
+
+    /// Starts the server span of a sampled request.
+    fn record_span(&self, begun: Begun, req: &Request) -> Box<ServerSpan> {
+        let host = host(&req.uri, req.version, &req.fields).ok().flatten();
+        ServerSpan::start(
+            begun,
+            &req.method,
+            &req.uri,
+            host,
+            self.cx.tls.is_some(),
+            req.version,
+        )
     }
 
     /// The answer to an OPTIONS or TRACE request whose `Max-Forwards` reached zero: the

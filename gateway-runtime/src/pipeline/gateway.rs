@@ -16,6 +16,7 @@ use crate::message::request::{PathParameters, Underscores};
 use crate::observe::access_log::AccessLogSpec;
 use crate::observe::metrics::Shard;
 use crate::observe::request_id::RequestIdMode;
+use crate::observe::trace::{SpanContext, TracingSpec};
 use crate::pipeline::{Admission, Refusal, RequestContext, Stop};
 use crate::route::router::RouteSpec;
 use crate::settings::{Setting, SettingError, SettingKind};
@@ -34,6 +35,9 @@ pub struct Request {
     pub version: Version,
     pub fields: Fields,
     pub body: RequestBody,
+    /// The gateway's span of this request, which upstream requests name as their
+    /// parent; `None` until the driver begins it, and with tracing off.
+    pub trace: Option<SpanContext>,
 }
 
 /// A gateway compiled from a gateway.toml. Implemented only by generated code.
@@ -51,6 +55,8 @@ pub trait Gateway: Sized + 'static {
     const ACCESS_LOG: AccessLogSpec;
     /// `None`: requests get no id.
     const REQUEST_ID: Option<RequestIdMode>;
+    /// `None`: no spans, and `traceparent` passes through untouched.
+    const TRACING: Option<TracingSpec>;
     const LISTENERS: &'static [ListenerSpec];
     const UPSTREAMS: &'static [UpstreamSpec];
     /// Indexed by route id.

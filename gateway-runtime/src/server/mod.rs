@@ -24,6 +24,7 @@ use crate::io::Stream;
 use crate::message::request::{PathParameters, Underscores};
 use crate::observe::access_log::{self, AccessLog};
 use crate::observe::metrics::{Catalog, Protocol, Registry, Shard, TlsFailure};
+use crate::observe::trace::Exporter;
 use crate::pipeline::gateway::{Gateway, ListenerSpec, check_settings};
 use crate::pipeline::{Connection, ConnectionTls, RequestContext};
 use crate::route::router::RouteTable;
@@ -243,7 +244,15 @@ fn run<G: Gateway>() -> Result<(), StartError> {
         }
     }
 
-    let registry = Registry::leak(Catalog::of::<G>(), workers);
+    let (exporter, tracing) = match &G::TRACING {
+        Some(spec) => {
+            let (exporter, sinks, stats) = Exporter::start(spec, G::NAME, workers)
+                .map_err(|e| StartError::Settings(vec![e]))?;
+            (Some(exporter), Some((sinks, stats)))
+        }
+        None => (None, None),
+    };
+    let registry = Registry::leak(Catalog::of::<G>(), workers, tracing);
     let started = std::time::Instant::now();
     let (log, log_thread) =
         access_log::start(&G::ACCESS_LOG).map_err(|e| StartError::Settings(vec![e]))?;
@@ -329,6 +338,10 @@ fn run<G: Gateway>() -> Result<(), StartError> {
         drop(log);
         if let Some(log) = log_thread {
             let _ = tokio::task::spawn_blocking(move || log.thread.join()).await;
+        }
+        // Bounded by the exporter's own timeouts: one last export.
+        if let Some(exporter) = exporter {
+            let _ = tokio::task::spawn_blocking(move || exporter.finish()).await;
         }
         tracing::info!("stopped");
         Ok(())

@@ -36,6 +36,23 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     /// A fixed name for the kind of failure, for logs.
+    /// The fault's name in metrics and traces (`UPSTREAM_FAULTS`); `None` for faults
+    /// of the client's own body, which are not the upstream's.
+    pub fn fault(&self) -> Option<&'static str> {
+        Some(match self {
+            UpstreamError::Connect(_) => "connect_error",
+            UpstreamError::ConnectTimeout => "connect_timeout",
+            UpstreamError::Tls(_) => "tls_error",
+            UpstreamError::ResponseTimeout => "response_timeout",
+            UpstreamError::SendTimeout => "send_timeout",
+            UpstreamError::Closed(_) | UpstreamError::Io(_) => "reset",
+            UpstreamError::InvalidResponse(_) => "invalid_response",
+            UpstreamError::RequestBodyTooLarge
+            | UpstreamError::RequestBody
+            | UpstreamError::RequestBodyTimeout => return None,
+        })
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             UpstreamError::ConnectTimeout => "connect timed out",

@@ -9,7 +9,7 @@ pub use error::UpstreamError;
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::Method;
@@ -25,6 +25,7 @@ use crate::message::body::Body;
 use crate::message::fields::Fields;
 use crate::message::forwarding::{Forwarding, RequestFraming, write_request_head};
 use crate::observe::metrics::{Stamp, UpstreamMetrics};
+use crate::observe::trace::{ClientSpan, SpanContext, SpanRecord};
 use crate::pipeline::RequestContext;
 use crate::pipeline::gateway::{Request, Response, UpstreamSpec};
 use crate::settings::SettingError;
@@ -181,6 +182,7 @@ impl Upstream {
                 None => req.uri.path_and_query().map_or("/", PathAndQuery::as_str),
             };
             let endpoint = self.pick();
+            let span = req.trace.map(|parent| parent.child());
             let forwarding = Forwarding {
                 host: &endpoint.host,
                 client_ip: &cx.client_ip,
@@ -190,6 +192,7 @@ impl Upstream {
                 },
                 received: req.version,
                 secure: cx.tls.is_some(),
+                trace: span,
             };
             let request = UpstreamRequest {
                 method: &req.method,
@@ -206,34 +209,38 @@ impl Upstream {
             // response from the end of the upload, inside the exchange.
             let limit = body.is_none().then_some(self.timeouts.response);
             let sent = Stamp::now();
+            let recorded = self.recording(req.trace, span, endpoint, &req.method, target);
             // Built in place: a separate binding would keep a second copy of the future.
             let exchanged = cx
                 .response_timer
                 .limit(limit, self.exchange(endpoint, &request, body));
-            self.respond(endpoint, sent, exchanged.await)
+            let response = self.respond(endpoint, sent, exchanged.await);
+            self.record(recorded, &response);
+            response
         }
     }
 
     /// A request of the gateway's own to this upstream, for a policy that asks it
-    /// something (an authorization service, a token introspection endpoint): `method`
-    /// on `target` with `fields` and the whole `body`, pooled, timed and forwarded as
-    /// a client's request is. `original_host` is the client's, for `X-Forwarded-Host`.
-    pub async fn ask(
-        &self,
-        method: &Method,
-        target: &str,
-        fields: &Fields,
-        body: Bytes,
-        original_host: Option<&[u8]>,
-        cx: &RequestContext,
-    ) -> Result<Response, UpstreamError> {
+    /// something (an authorization service, a token introspection endpoint) or an
+    /// aggregate's call: pooled, timed, traced and forwarded as a client's request is.
+    pub async fn ask(&self, ask: Ask<'_>, cx: &RequestContext) -> Result<Response, UpstreamError> {
+        let Ask {
+            method,
+            target,
+            fields,
+            body,
+            original_host,
+            trace,
+        } = ask;
         let endpoint = self.pick();
+        let span = trace.map(|parent| parent.child());
         let forwarding = Forwarding {
             host: &endpoint.host,
             client_ip: &cx.client_ip,
             original_host,
             received: http::Version::HTTP_11,
             secure: cx.tls.is_some(),
+            trace: span,
         };
         let framing = if body.is_empty() && !expects_content(method) {
             RequestFraming::None
@@ -251,10 +258,55 @@ impl Upstream {
         };
         let limit = Some(self.timeouts.response);
         let sent = Stamp::now();
+        let recorded = self.recording(trace, span, endpoint, method, target);
         let exchanged = cx
             .response_timer
             .limit(limit, self.exchange(endpoint, &request, None));
-        self.respond(endpoint, sent, exchanged.await)
+        let response = self.respond(endpoint, sent, exchanged.await);
+        self.record(recorded, &response);
+        response
+    }
+
+    /// The client span of a request to `endpoint`, when its parent is sampled: boxed,
+    /// so that a request that is not recorded carries one pointer for it.
+    fn recording(
+        &self,
+        parent: Option<SpanContext>,
+        span: Option<SpanContext>,
+        endpoint: &Endpoint,
+        method: &Method,
+        target: &str,
+    ) -> Option<Box<SpanRecord>> {
+        let (parent, span) = parent.zip(span).filter(|(parent, _)| parent.sampled)?;
+        self.metrics.spans()?;
+        let started = ClientSpan {
+            context: span,
+            parent,
+            upstream: self.name,
+            method,
+            scheme: if endpoint.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+            authority: &endpoint.authority,
+            path: target,
+            start: SystemTime::now(),
+        };
+        Some(Box::new(started.begin()))
+    }
+
+    /// Ends and hands over the client span `recorded`, with the exchange's outcome.
+    fn record(&self, recorded: Option<Box<SpanRecord>>, outcome: &Result<Response, UpstreamError>) {
+        let (Some(mut span), Some(sink)) = (recorded, self.metrics.spans()) else {
+            return;
+        };
+        let outcome = match outcome {
+            Ok(response) => Ok(response.status().as_u16()),
+            Err(e) => Err(e.fault().unwrap_or("request_body")),
+        };
+        ClientSpan::end(&mut span, outcome);
+        sink.record(*span);
     }
 
     /// The response of an exchange begun at `sent`, or why there is none; either is
@@ -381,6 +433,21 @@ fn prepare(conn: &mut Connection, request: &UpstreamRequest<'_>) {
         request.framing,
     );
     conn.write_buf.extend_from_slice(request.in_hand);
+}
+
+/// A request of the gateway's own (see `Upstream::ask`).
+#[derive(Debug)]
+pub struct Ask<'a> {
+    pub method: &'a Method,
+    /// Path and query.
+    pub target: &'a str,
+    pub fields: &'a Fields,
+    /// The whole body.
+    pub body: Bytes,
+    /// The client's host, for `X-Forwarded-Host`.
+    pub original_host: Option<&'a [u8]>,
+    /// The gateway's span of the client's request this one is made for.
+    pub trace: Option<SpanContext>,
 }
 
 /// What every attempt at sending one request needs.

@@ -233,6 +233,35 @@ pub fn render(registry: &Registry, certificates: &[(&str, &str, u64)]) -> String
         let labels = [("route", route), ("stopped_by", by), ("reason", what)];
         series(&mut out, "gateway_stopped_requests_total", &labels, count);
     }
+
+    if let Some((exported, queue_full, export_failed)) = registry.spans() {
+        family(
+            &mut out,
+            "gateway_trace_spans_exported_total",
+            "counter",
+            "Spans the trace collector accepted.",
+        );
+        series(
+            &mut out,
+            "gateway_trace_spans_exported_total",
+            &[],
+            exported,
+        );
+        family(
+            &mut out,
+            "gateway_trace_spans_dropped_total",
+            "counter",
+            "Spans lost, by reason: the exporter's queue was full, or the collector refused or missed their batch.",
+        );
+        let name = "gateway_trace_spans_dropped_total";
+        series(&mut out, name, &[("reason", "queue_full")], queue_full);
+        series(
+            &mut out,
+            name,
+            &[("reason", "export_failed")],
+            export_failed,
+        );
+    }
     out
 }
 
@@ -247,6 +276,9 @@ fn series(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std
 }
 
 fn labels_into(out: &mut String, labels: &[(&str, &str)]) {
+    if labels.is_empty() {
+        return;
+    }
     out.push('{');
     for (i, (name, value)) in labels.iter().enumerate() {
         if i > 0 {
@@ -319,7 +351,7 @@ mod tests {
             listeners: vec!["main"],
             buckets: DEFAULT_BUCKETS,
         };
-        Registry::leak(catalog, 2)
+        Registry::leak(catalog, 2, None)
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::cells::{Counter, Gauge, Histogram};
 use crate::observe::series::{
     CLASSES, DEFAULT_BUCKETS, METHODS, PROTOCOLS, TLS_FAILURES, UPSTREAM_FAULTS,
 };
+use crate::observe::trace::{ExportStats, SpanSink};
 use crate::pipeline::StopReason;
 use crate::pipeline::gateway::{Gateway, Provenance};
 use crate::tls::listener::HandshakeError;
@@ -92,11 +93,18 @@ pub struct UpstreamNames {
 pub struct Registry {
     pub(super) catalog: Catalog,
     pub(super) shards: Box<[Shard]>,
+    /// The trace exporter's counts, when tracing is on.
+    pub(super) exported: Option<&'static ExportStats>,
 }
 
 impl Registry {
-    /// A registry for `workers` workers, which lives as long as the process.
-    pub fn leak(catalog: Catalog, workers: usize) -> &'static Registry {
+    /// A registry for `workers` workers, which lives as long as the process; with
+    /// tracing on, `tracing` holds each worker's span sink and the exporter's counts.
+    pub fn leak(
+        catalog: Catalog,
+        workers: usize,
+        tracing: Option<(Vec<SpanSink>, &'static ExportStats)>,
+    ) -> &'static Registry {
         let bounds = catalog.buckets;
         let mut first_target = Vec::with_capacity(catalog.upstreams.len());
         let mut targets = 0;
@@ -106,8 +114,14 @@ impl Registry {
         }
         let first_target: &'static [usize] = Box::leak(first_target.into_boxed_slice());
         let routes = catalog.routes.len() + 1;
+        let (sinks, exported) = match tracing {
+            Some((sinks, stats)) => (sinks, Some(stats)),
+            None => (Vec::new(), None),
+        };
+        let mut sinks = sinks.into_iter();
         let shards = (0..workers)
             .map(|_| Shard {
+                spans: sinks.next(),
                 bounds,
                 first_target,
                 unmatched: catalog.routes.len(),
@@ -130,7 +144,11 @@ impl Registry {
                 other_stops: Counter::default(),
             })
             .collect();
-        Box::leak(Box::new(Registry { catalog, shards }))
+        Box::leak(Box::new(Registry {
+            catalog,
+            shards,
+            exported,
+        }))
     }
 
     /// Worker `i`'s shard.
@@ -186,6 +204,23 @@ impl Registry {
         let open: i64 = self.shards.iter().map(|s| s.connections[i].get()).sum();
         // A worker's count dips below zero only while a connection moves: never the sum.
         open.max(0)
+    }
+
+    /// With tracing on: spans exported, dropped for a full queue, and lost with a
+    /// batch the collector did not take.
+    pub fn spans(&self) -> Option<(u64, u64, u64)> {
+        let stats = self.exported?;
+        let dropped = self
+            .shards
+            .iter()
+            .filter_map(|s| s.spans.as_ref())
+            .map(SpanSink::dropped)
+            .sum();
+        Some((
+            stats.exported.load(std::sync::atomic::Ordering::Relaxed),
+            dropped,
+            stats.failed.load(std::sync::atomic::Ordering::Relaxed),
+        ))
     }
 
     fn bounds(&self) -> usize {
@@ -252,6 +287,8 @@ pub struct Shard {
     pub(super) stops: Box<[(OnceLock<StopKey>, Counter)]>,
     /// Early stops past the last slot.
     pub(super) other_stops: Counter,
+    /// Where sampled spans go; `None`: tracing is off.
+    spans: Option<SpanSink>,
 }
 
 impl Shard {
@@ -290,6 +327,12 @@ impl Shard {
 
     pub fn tls_failure(&self, listener: usize, reason: TlsFailure) {
         self.tls_failures[listener * TLS_FAILURES.len() + reason as usize].add(1);
+    }
+
+    /// Where this worker's sampled spans go, when tracing is on.
+    #[inline]
+    pub fn spans(&self) -> Option<&SpanSink> {
+        self.spans.as_ref()
     }
 
     /// What upstream `id` counts in.
@@ -382,6 +425,12 @@ pub struct UpstreamMetrics {
 }
 
 impl UpstreamMetrics {
+    /// Where the worker's sampled spans go, when tracing is on.
+    #[inline]
+    pub fn spans(&self) -> Option<&'static SpanSink> {
+        self.shard.spans.as_ref()
+    }
+
     /// The gauges target `target`'s pool keeps up to date.
     pub fn pool(&self, target: usize) -> PoolGauges {
         let i = self.first_target + target;
@@ -400,17 +449,8 @@ impl UpstreamMetrics {
     /// The call to the upstream's target `target` failed with `error`; faults of the
     /// client's own body are not the upstream's and are not counted.
     pub fn failed(&self, target: usize, error: &UpstreamError) {
-        let kind = match error {
-            UpstreamError::Connect(_) => "connect_error",
-            UpstreamError::ConnectTimeout => "connect_timeout",
-            UpstreamError::Tls(_) => "tls_error",
-            UpstreamError::ResponseTimeout => "response_timeout",
-            UpstreamError::SendTimeout => "send_timeout",
-            UpstreamError::Closed(_) | UpstreamError::Io(_) => "reset",
-            UpstreamError::InvalidResponse(_) => "invalid_response",
-            UpstreamError::RequestBodyTooLarge
-            | UpstreamError::RequestBody
-            | UpstreamError::RequestBodyTimeout => return,
+        let Some(kind) = error.fault() else {
+            return;
         };
         // Looked up by name (a failure is rare), so the list's order cannot skew it.
         let Some(fault) = UPSTREAM_FAULTS.iter().position(|f| *f == kind) else {

@@ -1,0 +1,340 @@
+//! The exporter: a thread of its own that batches finished spans and sends them to the
+//! collector over OTLP/HTTP (protobuf, `POST` to the configured URL).
+//!
+//! Workers hand spans over through a bounded queue and never wait on it (`SpanSink`).
+//! A batch goes out when it holds `MAX_BATCH` spans or its first span is `DELAY` old,
+//! as OpenTelemetry's batch span processor does. Each export has bounded connect,
+//! write and read times; a batch the collector refuses or never answers is dropped and
+//! counted, not retried, so a collector that is down costs the gateway one thread's
+//! waiting and nothing else. The connection is not kept: at one batch a second, a new
+//! one costs nothing that matters, and there is no pool to go stale.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    ResourceSpans, ScopeSpans, Span, Status, span, status,
+};
+use prost::Message;
+use rustls::pki_types::ServerName;
+
+use super::TracingSpec;
+use super::span::{Attribute, SpanKind, SpanRecord, SpanSink};
+use crate::settings::{SettingError, Target};
+
+/// Spans waiting for the exporter, over all workers; past this, new ones are dropped.
+const QUEUE: usize = 4096;
+/// The most spans in one export.
+const MAX_BATCH: usize = 512;
+/// The longest a span waits for its batch to fill.
+const DELAY: Duration = Duration::from_secs(1);
+/// Bounds on one export.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest an answer's head may be.
+const MAX_ANSWER_HEAD: usize = 8 << 10;
+
+/// What the exporter did, for `/metrics`. Written by the exporter thread only.
+#[derive(Debug, Default)]
+pub struct ExportStats {
+    pub exported: AtomicU64,
+    /// Spans in batches the collector refused or could not be reached for.
+    pub failed: AtomicU64,
+}
+
+/// The running exporter.
+#[derive(Debug)]
+pub struct Exporter {
+    thread: JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Exporter {
+    /// Starts the exporter of `spec`'s spans for the gateway named `gateway`: returns
+    /// it, a sink per worker, and what it counts.
+    pub fn start(
+        spec: &TracingSpec,
+        gateway: &'static str,
+        workers: usize,
+    ) -> Result<(Exporter, Vec<SpanSink>, &'static ExportStats), SettingError> {
+        let (target, path) = spec.endpoint.url()?;
+        let tls = if target.scheme == http::uri::Scheme::HTTPS {
+            let connector = crate::tls::upstream::connector("tracing", None)?;
+            let name = crate::tls::upstream::server_name(
+                spec.endpoint.origin,
+                None,
+                target.authority.host(),
+            )?;
+            Some((connector.config().clone(), name))
+        } else {
+            None
+        };
+        let collector = Collector { target, path, tls };
+        let service = spec.service_name.unwrap_or(gateway);
+        let stats: &'static ExportStats = Box::leak(Box::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sender, queue) = sync_channel(QUEUE);
+        let threshold = super::context::threshold(spec.sample_ratio.ratio()?);
+        let sinks = (0..workers)
+            .map(|_| SpanSink::new(sender.clone(), threshold))
+            .collect();
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("gateway-traces".into())
+            .spawn(move || run(queue, &collector, service, stats, &stopping))
+            .map_err(|e| {
+                SettingError::new("[tracing]", format!("cannot start the exporter: {e}"))
+            })?;
+        Ok((Exporter { thread, stop }, sinks, stats))
+    }
+
+    /// Sends what is queued and ends the thread; called once the workers are done.
+    pub fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+/// Where spans go.
+struct Collector {
+    target: Target,
+    /// Path and query posted to.
+    path: String,
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+}
+
+fn run(
+    queue: Receiver<SpanRecord>,
+    collector: &Collector,
+    service: &'static str,
+    stats: &ExportStats,
+    stop: &AtomicBool,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut due = None;
+    // Failures are logged when they begin and when they end, not once a batch.
+    let mut failing = false;
+    let mut send = |batch: &mut Vec<SpanRecord>| {
+        if batch.is_empty() {
+            return;
+        }
+        let count = batch.len() as u64;
+        let body = encode(batch.drain(..), service);
+        match collector.post(&body) {
+            Ok(()) => {
+                stats.exported.fetch_add(count, Ordering::Relaxed);
+                if failing {
+                    tracing::info!(collector = %collector.target, "trace export works again");
+                    failing = false;
+                }
+            }
+            Err(e) => {
+                stats.failed.fetch_add(count, Ordering::Relaxed);
+                if !failing {
+                    tracing::warn!(collector = %collector.target, error = %e, "trace export failed; spans are dropped until it works");
+                    failing = true;
+                }
+            }
+        }
+    };
+    loop {
+        let wait = due.map_or(Duration::from_millis(200), |due: Instant| {
+            due.saturating_duration_since(Instant::now())
+        });
+        match queue.recv_timeout(wait) {
+            Ok(span) => {
+                due.get_or_insert_with(|| Instant::now() + DELAY);
+                batch.push(span);
+                if batch.len() >= MAX_BATCH {
+                    send(&mut batch);
+                    due = None;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if due.is_some_and(|due| due <= Instant::now()) {
+                    send(&mut batch);
+                    due = None;
+                }
+                if stop.load(Ordering::Relaxed) {
+                    batch.extend(queue.try_iter());
+                    while !batch.is_empty() {
+                        let rest = batch.split_off(batch.len().min(MAX_BATCH));
+                        send(&mut batch);
+                        batch = rest;
+                    }
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                send(&mut batch);
+                return;
+            }
+        }
+    }
+}
+
+impl Collector {
+    /// One export: `Ok` when the collector answered 2xx.
+    fn post(&self, body: &[u8]) -> Result<(), String> {
+        let authority = &self.target.authority;
+        let https = self.tls.is_some();
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let host = authority.host().trim_matches(['[', ']']);
+        let addrs: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {authority}: {e}"))?
+            .collect();
+        let tcp = connect(&addrs).map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+        tcp.set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        tcp.set_write_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        let mut head = format!(
+            "POST {} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\nconnection: close\r\nuser-agent: gateway/{}\r\n\r\n",
+            self.path,
+            body.len(),
+            env!("CARGO_PKG_VERSION"),
+        )
+        .into_bytes();
+        head.extend_from_slice(body);
+        let status = match &self.tls {
+            Some((config, name)) => {
+                let connection = rustls::ClientConnection::new(config.clone(), name.clone())
+                    .map_err(|e| e.to_string())?;
+                exchange(rustls::StreamOwned::new(connection, tcp), &head)?
+            }
+            None => exchange(tcp, &head)?,
+        };
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(format!("the collector answered {status}"))
+        }
+    }
+}
+
+fn connect(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT) {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Writes `request` and reads the status code of the answer.
+fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<u16, String> {
+    stream
+        .write_all(request)
+        .map_err(|e| format!("cannot send: {e}"))?;
+    stream.flush().map_err(|e| format!("cannot send: {e}"))?;
+    let mut answer = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(end) = answer.windows(2).position(|w| w == b"\r\n") {
+            // `HTTP/1.1 200 OK`: the code is the second word.
+            return std::str::from_utf8(&answer[..end])
+                .ok()
+                .and_then(|line| line.split(' ').nth(1))
+                .and_then(|code| code.parse().ok())
+                .ok_or_else(|| "the collector's answer is not HTTP".to_owned());
+        }
+        if answer.len() > MAX_ANSWER_HEAD {
+            return Err("the collector's answer is not HTTP".into());
+        }
+        let n = stream
+            .read(&mut chunk)
+            .map_err(|e| format!("no answer: {e}"))?;
+        if n == 0 {
+            return Err("the collector closed the connection unanswered".into());
+        }
+        answer.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The OTLP request carrying `spans`, encoded.
+fn encode(spans: impl Iterator<Item = SpanRecord>, service: &str) -> Vec<u8> {
+    let resource = Resource {
+        attributes: vec![
+            key_value("service.name", Attribute::Text(service.to_owned())),
+            key_value("telemetry.sdk.name", Attribute::Name("gateway")),
+            key_value("telemetry.sdk.language", Attribute::Name("rust")),
+        ],
+        ..Default::default()
+    };
+    let scope = InstrumentationScope {
+        name: "gateway".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(resource),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(scope),
+                spans: spans.map(span).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    request.encode_to_vec()
+}
+
+fn span(record: SpanRecord) -> Span {
+    let context = record.context;
+    // W3C flags, and (bits 8 and 9) whether the parent is known to be remote.
+    let remote_parent = record.kind == SpanKind::Server && record.parent.is_some();
+    let flags = u32::from(context.sampled) | 0x100 | if remote_parent { 0x200 } else { 0 };
+    Span {
+        trace_id: context.trace_id.to_vec(),
+        span_id: context.span_id.to_vec(),
+        parent_span_id: record.parent.map(|p| p.to_vec()).unwrap_or_default(),
+        flags,
+        name: record.name,
+        kind: match record.kind {
+            SpanKind::Server => span::SpanKind::Server,
+            SpanKind::Client => span::SpanKind::Client,
+        } as i32,
+        start_time_unix_nano: unix_nanos(record.start),
+        end_time_unix_nano: unix_nanos(record.end),
+        attributes: record
+            .attributes
+            .into_iter()
+            .map(|(key, value)| key_value(key, value))
+            .collect(),
+        status: record.error.map(|message| Status {
+            message,
+            code: status::StatusCode::Error as i32,
+        }),
+        ..Default::default()
+    }
+}
+
+fn key_value(key: &str, value: Attribute) -> KeyValue {
+    let value = match value {
+        Attribute::Text(text) => any_value::Value::StringValue(text),
+        Attribute::Name(name) => any_value::Value::StringValue(name.to_owned()),
+        Attribute::Int(n) => any_value::Value::IntValue(n),
+    };
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+fn unix_nanos(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
