@@ -9,4 +9,7 @@ fn main() {
     gateway_build::Builder::new()
         .out_file("aggregate.rs")
         .compile("aggregate.toml");
+    gateway_build::Builder::new()
+        .out_file("observe.rs")
+        .compile("observe.toml");
 }

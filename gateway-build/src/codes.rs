@@ -57,7 +57,7 @@ codes! {
         "a section written in the wrong form, such as `[routes]` for an array of routes";
         "write named sections as `[upstreams.NAME]` and lists as `[[routes]]`";
     INVALID_INCLUDE = "G0007" "invalid-include" Error false:
-        "an `include` that cannot be used: a file that cannot be read, an included file with its own `include`, `[gateway]`, `[admin]` or `[lints]`, or a name that two files define";
+        "an `include` that cannot be used: a file that cannot be read, an included file with its own `include`, `[gateway]`, `[admin]`, `[access_log]`, `[tracing]` or `[lints]`, or a name that two files define";
         "include files of shared `[upstreams]`, `[policies]`, `[consumers]`, `[groups]`, `[listeners]` and `[[routes]]`, relative to the including file, each name defined once";
 
     UNKNOWN_UPSTREAM = "G0101" "unknown-upstream" Error false:

@@ -6,8 +6,8 @@
 //! before it (`SourceMap`), so every diagnostic about it names it: `common.toml:3:9`.
 //! Its sections are appended to the including file's; a name two files define is an
 //! error, never an override. An included file includes nothing and has no
-//! `[gateway]`, `[admin]`, `[access_log]` or `[lints]`: those belong to the one gateway it is built
-//! into.
+//! `[gateway]`, `[admin]`, `[access_log]`, `[tracing]` or `[lints]`: those belong to the
+//! one gateway it is built into.
 
 use std::path::Path;
 

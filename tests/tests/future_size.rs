@@ -72,7 +72,8 @@ async fn request_futures_stay_within_budget() {
     }
 }
 
-/// Measured: 1,296 bytes (a plain route alone took 1,528 before the pipeline's
+/// Measured: 1,408 bytes (a plain route alone took 1,528 before the pipeline's
 /// phases and pooled connections moving boxed; body timeouts and bodies in hand added
-/// 16); the slack is for tokens that later policies add.
-const BUDGET: usize = 1344;
+/// 16; the W3C trace context, carried by the request and by the upstream request
+/// being written, 112); the slack is for tokens that later policies add.
+const BUDGET: usize = 1456;

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 
 const BACKENDS: [(&str, u16); 3] = [("users-a", 18001), ("users-b", 18002), ("orders", 18003)];
 
-/// Starts the backends on a background thread and prints what to try.
+/// Starts the backends on a background thread.
 pub fn start() {
     std::thread::spawn(|| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -35,16 +35,6 @@ pub fn start() {
             std::future::pending::<()>().await;
         });
     });
-    println!(
-        "quickstart: demo backends on 127.0.0.1:18001-18003; try\n  \
-         curl -i http://127.0.0.1:8080/api/users/42   # X-Served-By; the backend got X-User-Id\n  \
-         curl -i http://127.0.0.1:8080/v2/users/42\n  \
-         curl -i http://127.0.0.1:8080/api/orders/7\n  \
-         curl -i -X POST -d '{{\"item\":1}}' http://127.0.0.1:8080/api/orders\n  \
-         curl -i -X DELETE http://127.0.0.1:8080/api/users/42   # 405\n  \
-         curl -i http://127.0.0.1:9901/readyz\n  \
-         curl -s http://127.0.0.1:9901/metrics   # Prometheus; the dashboard is http://127.0.0.1:9901/"
-    );
 }
 
 async fn serve(listener: tokio::net::TcpListener, name: &'static str) {

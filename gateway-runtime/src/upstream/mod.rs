@@ -182,7 +182,6 @@ impl Upstream {
                 None => req.uri.path_and_query().map_or("/", PathAndQuery::as_str),
             };
             let endpoint = self.pick();
-            let span = req.trace.map(|parent| parent.child());
             let forwarding = Forwarding {
                 host: &endpoint.host,
                 client_ip: &cx.client_ip,
@@ -192,7 +191,7 @@ impl Upstream {
                 },
                 received: req.version,
                 secure: cx.tls.is_some(),
-                trace: span,
+                trace: req.trace.map(|parent| parent.child()),
             };
             let request = UpstreamRequest {
                 method: &req.method,
@@ -209,7 +208,7 @@ impl Upstream {
             // response from the end of the upload, inside the exchange.
             let limit = body.is_none().then_some(self.timeouts.response);
             let sent = Stamp::now();
-            let recorded = self.recording(req.trace, span, endpoint, &req.method, target);
+            let recorded = self.recording(req.trace, &forwarding, endpoint, &req.method, target);
             // Built in place: a separate binding would keep a second copy of the future.
             let exchanged = cx
                 .response_timer
@@ -233,14 +232,13 @@ impl Upstream {
             trace,
         } = ask;
         let endpoint = self.pick();
-        let span = trace.map(|parent| parent.child());
         let forwarding = Forwarding {
             host: &endpoint.host,
             client_ip: &cx.client_ip,
             original_host,
             received: http::Version::HTTP_11,
             secure: cx.tls.is_some(),
-            trace: span,
+            trace: trace.map(|parent| parent.child()),
         };
         let framing = if body.is_empty() && !expects_content(method) {
             RequestFraming::None
@@ -258,7 +256,7 @@ impl Upstream {
         };
         let limit = Some(self.timeouts.response);
         let sent = Stamp::now();
-        let recorded = self.recording(trace, span, endpoint, method, target);
+        let recorded = self.recording(trace, &forwarding, endpoint, method, target);
         let exchanged = cx
             .response_timer
             .limit(limit, self.exchange(endpoint, &request, None));
@@ -272,12 +270,14 @@ impl Upstream {
     fn recording(
         &self,
         parent: Option<SpanContext>,
-        span: Option<SpanContext>,
+        forwarding: &Forwarding<'_>,
         endpoint: &Endpoint,
         method: &Method,
         target: &str,
     ) -> Option<Box<SpanRecord>> {
-        let (parent, span) = parent.zip(span).filter(|(parent, _)| parent.sampled)?;
+        let (parent, span) = parent
+            .zip(forwarding.trace)
+            .filter(|(parent, _)| parent.sampled)?;
         self.metrics.spans()?;
         let started = ClientSpan {
             context: span,

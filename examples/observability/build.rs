@@ -1,0 +1,3 @@
+fn main() {
+    gateway_build::compile("gateway.toml");
+}
