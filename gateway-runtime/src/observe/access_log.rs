@@ -30,7 +30,7 @@ use http::Method;
 
 use crate::message::json::quote_into;
 use crate::observe::request_id::RequestId;
-use crate::observe::trace::context::{TraceId, hex_into};
+use crate::observe::trace::context::{TraceId, hex_to};
 use crate::pipeline::StopReason;
 use crate::route::router::RouteSpec;
 use crate::settings::{Setting, SettingError};
@@ -365,9 +365,9 @@ fn format_json(line: &mut String, r: &Record) {
 }
 
 /// `bytes` in lower-case hex, as W3C Trace Context writes ids.
-fn push_hex(line: &mut String, bytes: &[u8]) {
-    let mut hex = Vec::with_capacity(2 * bytes.len());
-    hex_into(bytes, &mut hex);
+fn push_hex(line: &mut String, id: &TraceId) {
+    let mut hex = [0u8; 32];
+    hex_to(id, &mut hex);
     // Hex digits only.
     line.push_str(std::str::from_utf8(&hex).unwrap_or_default());
 }

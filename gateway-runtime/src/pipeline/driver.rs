@@ -21,7 +21,7 @@ use crate::message::request::{
 use crate::observe::access_log::{AccessLog, LoggedPath, Record};
 use crate::observe::metrics::{Shard, Stamp, method_index};
 use crate::observe::request_id::RequestId;
-use crate::observe::trace::{Begun, ServerSpan, SpanContext};
+use crate::observe::trace::{Begun, SpanContext, SpanRecord};
 use crate::pipeline::gateway::{Gateway, Request, Response};
 use crate::pipeline::{Refusal, RequestContext, Stop, rescue};
 use crate::route::router::{Lookup, RouteTable};
@@ -88,9 +88,10 @@ impl<G: Gateway> Connection<G> {
             if let Some(reason) = stop {
                 self.metrics.stopped(route, reason);
             }
-            if let (Some(span), Some(sink)) = (recording, spans) {
+            if let (Some(mut span), Some(sink)) = (recording, spans) {
                 let template = route.map(|id| G::ROUTE_INFO[id].template);
-                sink.record((*span).finish(template, status, self.cx.client.ip()));
+                span.answered(template, status, self.cx.client.ip());
+                sink.record(span);
             }
             if let (Some(log), Some((at, method, path))) = (&self.log, logged) {
                 log.record(Record {
@@ -196,9 +197,9 @@ impl<G: Gateway> Connection<G> {
     }
 
     /// Starts the server span of a sampled request.
-    fn record_span(&self, begun: Begun, req: &Request) -> Box<ServerSpan> {
+    fn record_span(&self, begun: Begun, req: &Request) -> Box<SpanRecord> {
         let host = host(&req.uri, req.version, &req.fields).ok().flatten();
-        ServerSpan::start(
+        SpanRecord::server(
             begun,
             &req.method,
             &req.uri,

@@ -9,7 +9,7 @@ pub use error::UpstreamError;
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
@@ -25,7 +25,7 @@ use crate::message::body::Body;
 use crate::message::fields::Fields;
 use crate::message::forwarding::{Forwarding, RequestFraming, write_request_head};
 use crate::observe::metrics::{Stamp, UpstreamMetrics};
-use crate::observe::trace::{ClientSpan, SpanContext, SpanRecord};
+use crate::observe::trace::{SpanContext, SpanRecord};
 use crate::pipeline::RequestContext;
 use crate::pipeline::gateway::{Request, Response, UpstreamSpec};
 use crate::settings::SettingError;
@@ -279,21 +279,15 @@ impl Upstream {
             .zip(forwarding.trace)
             .filter(|(parent, _)| parent.sampled)?;
         self.metrics.spans()?;
-        let started = ClientSpan {
-            context: span,
+        Some(SpanRecord::client(
+            span,
             parent,
-            upstream: self.name,
+            self.name,
             method,
-            scheme: if endpoint.tls.is_some() {
-                "https"
-            } else {
-                "http"
-            },
-            authority: &endpoint.authority,
-            path: target,
-            start: SystemTime::now(),
-        };
-        Some(Box::new(started.begin()))
+            endpoint.tls.is_some(),
+            &endpoint.authority,
+            target,
+        ))
     }
 
     /// Ends and hands over the client span `recorded`, with the exchange's outcome.
@@ -301,12 +295,11 @@ impl Upstream {
         let (Some(mut span), Some(sink)) = (recorded, self.metrics.spans()) else {
             return;
         };
-        let outcome = match outcome {
+        span.returned(match outcome {
             Ok(response) => Ok(response.status().as_u16()),
             Err(e) => Err(e.fault().unwrap_or("request_body")),
-        };
-        ClientSpan::end(&mut span, outcome);
-        sink.record(*span);
+        });
+        sink.record(span);
     }
 
     /// The response of an exchange begun at `sent`, or why there is none; either is

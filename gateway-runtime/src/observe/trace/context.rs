@@ -9,7 +9,7 @@
 //! `tracestate` beside a valid parent is passed on as it came: the gateway adds no
 //! entry of its own, as OpenTelemetry's SDKs add none.
 
-use crate::message::fields::Fields;
+use crate::message::fields::{Fields, is};
 use crate::observe::random::next_u64;
 
 pub const TRACEPARENT: &[u8] = b"traceparent";
@@ -74,41 +74,43 @@ impl SpanContext {
     /// when its `traceparent` is valid (and keeps its sampling decision), or starts a
     /// new one sampled when its id falls under `threshold` (see `Sampler`). A bad
     /// `traceparent` and its `tracestate` are removed from `fields`.
+    ///
+    /// A span that is not sampled gets no id of its own: no one sees it, as each
+    /// upstream request is named by a client span of its own (`child`).
     pub fn begin(fields: &mut Fields, threshold: u64) -> Begun {
-        let parent = {
-            let mut given = fields.get_all(TRACEPARENT);
-            match (given.next(), given.next()) {
-                (None, _) => None,
-                // Two is as bad as a malformed one: which would be the parent?
-                (Some(value), None) => SpanContext::parse(value),
-                (Some(_), Some(_)) => None,
+        // One pass over the fields, names compared by length first: most requests
+        // carry neither.
+        let (mut parents, mut given, mut state) = (0, None, false);
+        for (name, value) in fields.iter() {
+            match name.len() {
+                11 if is(name, TRACEPARENT) => {
+                    parents += 1;
+                    given = Some(value);
+                }
+                10 if is(name, TRACESTATE) => state = true,
+                _ => {}
             }
-        };
-        let span_id = new_span_id();
-        match parent {
-            Some(parent) => Begun {
-                span: SpanContext {
-                    trace_id: parent.trace_id,
-                    span_id,
-                    sampled: parent.sampled,
-                },
-                parent: Some(parent.span_id),
-            },
+        }
+        // Two is as bad as a malformed one: which would be the parent?
+        let parent = given.filter(|_| parents == 1).and_then(SpanContext::parse);
+        let (trace_id, sampled, parent_id) = match parent {
+            Some(parent) => (parent.trace_id, parent.sampled, Some(parent.span_id)),
             None => {
-                if fields.get(TRACEPARENT).is_some() || fields.get(TRACESTATE).is_some() {
+                if parents > 0 || state {
                     fields.remove(TRACEPARENT);
                     fields.remove(TRACESTATE);
                 }
                 let trace_id = new_trace_id();
-                Begun {
-                    span: SpanContext {
-                        trace_id,
-                        span_id,
-                        sampled: sampled(&trace_id, threshold),
-                    },
-                    parent: None,
-                }
+                (trace_id, sampled(&trace_id, threshold), None)
             }
+        };
+        Begun {
+            span: SpanContext {
+                trace_id,
+                span_id: if sampled { new_span_id() } else { [0; 8] },
+                sampled,
+            },
+            parent: parent_id,
         }
     }
 
@@ -124,11 +126,15 @@ impl SpanContext {
     /// Writes the `traceparent` field line (name, value and CRLF) that names this span
     /// as the parent.
     pub fn write_field(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"traceparent: 00-");
-        hex_into(&self.trace_id, out);
-        out.push(b'-');
-        hex_into(&self.span_id, out);
-        out.extend_from_slice(if self.sampled { b"-01\r\n" } else { b"-00\r\n" });
+        // Assembled on the stack and copied once: a push per digit checks the
+        // vector's capacity 48 times.
+        let mut line = *b"traceparent: 00-................................-................-00\r\n";
+        hex_to(&self.trace_id, &mut line[16..48]);
+        hex_to(&self.span_id, &mut line[49..65]);
+        if self.sampled {
+            line[67] = b'1';
+        }
+        out.extend_from_slice(&line);
     }
 }
 
@@ -188,11 +194,13 @@ fn hex_byte(digits: &[u8]) -> Option<u8> {
     Some(digit(digits[0])? << 4 | digit(digits[1])?)
 }
 
-pub fn hex_into(bytes: &[u8], out: &mut Vec<u8>) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0xf)]);
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// `bytes` in lower-case hex, into `out`, which is twice as long.
+pub fn hex_to(bytes: &[u8], out: &mut [u8]) {
+    for (&b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
 }
 
@@ -258,6 +266,7 @@ mod tests {
             begun.span.sampled,
             "the parent's decision, whatever the ratio"
         );
+        assert_ne!(begun.span.span_id, [0; 8]);
         assert_eq!(request.get(TRACESTATE), Some(&b"k=v"[..]));
     }
 

@@ -6,6 +6,7 @@
 //! - `semconv`: the spans' names and attributes, after the HTTP semantic conventions.
 //! - `span`: a finished span, and a worker's non-blocking way to the exporter.
 //! - `export`: the exporter thread, batching spans to the collector.
+//! - `otlp`: the protobuf encoding of a batch.
 //!
 //! The decision is parent-based: a valid parent's `sampled` flag is followed, and a new
 //! trace is sampled at `sample_ratio`. Every request that is not sampled still carries
@@ -16,13 +17,13 @@
 
 pub mod context;
 pub mod export;
+pub mod otlp;
 pub mod semconv;
 pub mod span;
 
 pub use context::{Begun, SpanContext};
 pub use export::{ExportStats, Exporter};
-pub use semconv::{ClientSpan, ServerSpan};
-pub use span::{Attribute, SpanKind, SpanRecord, SpanSink};
+pub use span::{SpanDetail, SpanRecord, SpanSink};
 
 use crate::settings::Setting;
 

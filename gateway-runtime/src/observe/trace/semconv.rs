@@ -1,163 +1,212 @@
-//! The spans' names and attributes, after OpenTelemetry's stable HTTP semantic
+//! The spans' names, attributes and status, after OpenTelemetry's stable HTTP semantic
 //! conventions (<https://opentelemetry.io/docs/specs/semconv/http/http-spans/>).
 
 use std::net::IpAddr;
 use std::time::SystemTime;
 
 use super::context::{Begun, SpanContext};
-use super::span::{Attribute, SpanKind, SpanRecord};
+use super::span::{SpanDetail, SpanRecord};
 
-/// The server span of a sampled request while it runs: what its attributes need of
-/// the request, taken before the request moves on.
-#[derive(Debug)]
-pub struct ServerSpan {
-    begun: Begun,
-    start: SystemTime,
-    method: &'static str,
-    path: String,
-    host: Option<String>,
-    secure: bool,
-    version: http::Version,
+/// An attribute's value, as the exporter writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    Text(&'a str),
+    Int(i64),
+    /// A number written as text (`error.type = "502"`).
+    Digits(u16),
+    Ip(IpAddr),
+    /// `{scheme}://{authority}{path}`.
+    Url(&'a str, &'a str, &'a str),
 }
 
-impl ServerSpan {
-    /// Starts recording the request `begun` began, whose parts these are.
-    pub fn start(
+/// Why a span failed: its `error.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    Status(u16),
+    Fault(&'static str),
+}
+
+impl SpanRecord {
+    /// The server span of a sampled request, begun now.
+    pub fn server(
         begun: Begun,
         method: &http::Method,
         uri: &http::Uri,
         host: Option<&str>,
         secure: bool,
         version: http::Version,
-    ) -> Box<ServerSpan> {
-        Box::new(ServerSpan {
-            begun,
-            start: SystemTime::now(),
+    ) -> Box<SpanRecord> {
+        let now = SystemTime::now();
+        Box::new(SpanRecord {
+            context: begun.span,
+            parent: begun.parent,
+            start: now,
+            end: now,
             method: known_method(method),
-            path: uri.path().to_owned(),
-            host: host.map(|host| strip_port(host).to_owned()),
-            secure,
-            version,
+            status: None,
+            detail: SpanDetail::Server {
+                route: None,
+                path: uri.path().into(),
+                host: host.map(|host| strip_port(host).into()),
+                client: None,
+                secure,
+                version: match version {
+                    http::Version::HTTP_2 => "2",
+                    http::Version::HTTP_10 => "1.0",
+                    _ => "1.1",
+                },
+            },
         })
     }
 
-    /// The finished span: answered `status` on route `route` (its template), from
+    /// Ends a server span: answered `status` on the route of template `template`, to
     /// `client`.
-    pub fn finish(self, route: Option<&'static str>, status: u16, client: IpAddr) -> SpanRecord {
-        let mut attributes = Vec::with_capacity(10);
-        attributes.push(("http.request.method", Attribute::Name(self.method)));
-        attributes.push(("url.path", Attribute::Text(self.path)));
-        attributes.push((
-            "url.scheme",
-            Attribute::Name(if self.secure { "https" } else { "http" }),
-        ));
-        if let Some(route) = route {
-            attributes.push(("http.route", Attribute::Name(route)));
+    pub fn answered(&mut self, template: Option<&'static str>, status: u16, peer: IpAddr) {
+        self.end = SystemTime::now();
+        self.status = Some(status);
+        if let SpanDetail::Server { route, client, .. } = &mut self.detail {
+            *route = template;
+            *client = Some(peer);
         }
-        attributes.push((
-            "http.response.status_code",
-            Attribute::Int(i64::from(status)),
-        ));
-        if let Some(host) = self.host {
-            attributes.push(("server.address", Attribute::Text(host)));
-        }
-        attributes.push(("client.address", Attribute::Text(client.to_string())));
-        attributes.push((
-            "network.protocol.version",
-            Attribute::Name(protocol_version(self.version)),
-        ));
-        // Server spans are errors on 5xx only: a 4xx is the client's (semantic
-        // conventions, "Status").
-        let error = (status >= 500).then(|| status.to_string());
-        if let Some(code) = &error {
-            attributes.push(("error.type", Attribute::Text(code.clone())));
-        }
-        SpanRecord {
-            context: self.begun.span,
-            parent: self.begun.parent,
-            kind: SpanKind::Server,
-            name: match route {
-                Some(route) => format!("{} {route}", self.method),
-                None => self.method.to_owned(),
+    }
+
+    /// A client span, begun now: the gateway's request `context` (a child of `parent`)
+    /// to `upstream` at `authority`, `method` on `target` (its query is left out: it
+    /// may carry what should not leave the gateway).
+    pub fn client(
+        context: SpanContext,
+        parent: SpanContext,
+        upstream: &'static str,
+        method: &http::Method,
+        secure: bool,
+        authority: &http::uri::Authority,
+        target: &str,
+    ) -> Box<SpanRecord> {
+        let now = SystemTime::now();
+        Box::new(SpanRecord {
+            context,
+            parent: Some(parent.span_id),
+            start: now,
+            end: now,
+            method: known_method(method),
+            status: None,
+            detail: SpanDetail::Client {
+                upstream,
+                scheme: if secure { "https" } else { "http" },
+                authority: authority.clone(),
+                path: target.split('?').next().unwrap_or("/").into(),
+                fault: None,
             },
-            start: self.start,
-            end: SystemTime::now(),
-            attributes,
-            error,
-        }
-    }
-}
-
-/// A client span: one request of the gateway's to `upstream` at `authority`, `method`
-/// on `path` (its query is left out: it may carry what should not leave the gateway).
-#[derive(Debug)]
-pub struct ClientSpan<'a> {
-    pub context: SpanContext,
-    pub parent: SpanContext,
-    pub upstream: &'static str,
-    pub method: &'a http::Method,
-    pub scheme: &'static str,
-    pub authority: &'a http::uri::Authority,
-    pub path: &'a str,
-    pub start: SystemTime,
-}
-
-impl ClientSpan<'_> {
-    /// The span as it begins; `end` completes it.
-    pub fn begin(self) -> SpanRecord {
-        let method = known_method(self.method);
-        let path = self.path.split('?').next().unwrap_or("/");
-        let mut attributes = Vec::with_capacity(8);
-        attributes.push(("http.request.method", Attribute::Name(method)));
-        attributes.push((
-            "url.full",
-            Attribute::Text(format!("{}://{}{path}", self.scheme, self.authority)),
-        ));
-        attributes.push((
-            "server.address",
-            Attribute::Text(self.authority.host().to_owned()),
-        ));
-        let port = self
-            .authority
-            .port_u16()
-            .unwrap_or(if self.scheme == "https" { 443 } else { 80 });
-        attributes.push(("server.port", Attribute::Int(i64::from(port))));
-        attributes.push(("gateway.upstream", Attribute::Name(self.upstream)));
-        SpanRecord {
-            context: self.context,
-            parent: Some(self.parent.span_id),
-            kind: SpanKind::Client,
-            name: method.to_owned(),
-            start: self.start,
-            end: self.start,
-            attributes,
-            error: None,
-        }
+        })
     }
 
-    /// Ends `span` now, with what came back: a status, or the name of the fault.
-    /// Client spans are errors from 4xx on, and when no answer came.
-    pub fn end(span: &mut SpanRecord, outcome: Result<u16, &'static str>) {
-        span.end = SystemTime::now();
-        span.error = match outcome {
-            Ok(status) => {
-                span.attributes.push((
-                    "http.response.status_code",
-                    Attribute::Int(i64::from(status)),
-                ));
-                (status >= 400).then(|| status.to_string())
+    /// Ends a client span with what came back: a status, or the fault's name.
+    pub fn returned(&mut self, outcome: Result<u16, &'static str>) {
+        self.end = SystemTime::now();
+        match outcome {
+            Ok(status) => self.status = Some(status),
+            Err(why) => {
+                if let SpanDetail::Client { fault, .. } = &mut self.detail {
+                    *fault = Some(why);
+                }
             }
-            Err(fault) => Some(fault.to_owned()),
-        };
-        if let Some(kind) = &span.error {
-            span.attributes
-                .push(("error.type", Attribute::Text(kind.clone())));
+        }
+    }
+
+    pub fn is_server(&self) -> bool {
+        matches!(self.detail, SpanDetail::Server { .. })
+    }
+
+    /// The span's name: `{method} {route}` for the server span (the method alone when
+    /// no route matched), never the raw path; `{method}` for a client span.
+    pub fn name(&self) -> (&'static str, Option<&'static str>) {
+        match &self.detail {
+            SpanDetail::Server { route, .. } => (self.method, *route),
+            SpanDetail::Client { .. } => (self.method, None),
+        }
+    }
+
+    /// Server spans fail on 5xx only (a 4xx is the client's); client spans from 4xx
+    /// on, and when no response came.
+    pub fn error(&self) -> Option<ErrorType> {
+        match (&self.detail, self.status) {
+            (
+                SpanDetail::Client {
+                    fault: Some(fault), ..
+                },
+                _,
+            ) => Some(ErrorType::Fault(fault)),
+            (SpanDetail::Server { .. }, Some(status)) if status >= 500 => {
+                Some(ErrorType::Status(status))
+            }
+            (SpanDetail::Client { .. }, Some(status)) if status >= 400 => {
+                Some(ErrorType::Status(status))
+            }
+            _ => None,
+        }
+    }
+
+    /// Each attribute, in order.
+    pub fn attributes(&self, mut visit: impl FnMut(&'static str, Value<'_>)) {
+        visit("http.request.method", Value::Text(self.method));
+        match &self.detail {
+            SpanDetail::Server {
+                route,
+                path,
+                host,
+                client,
+                secure,
+                version,
+            } => {
+                visit("url.path", Value::Text(path));
+                visit(
+                    "url.scheme",
+                    Value::Text(if *secure { "https" } else { "http" }),
+                );
+                if let Some(route) = route {
+                    visit("http.route", Value::Text(route));
+                }
+                if let Some(host) = host {
+                    visit("server.address", Value::Text(host));
+                }
+                if let Some(client) = client {
+                    visit("client.address", Value::Ip(*client));
+                }
+                visit("network.protocol.version", Value::Text(version));
+            }
+            SpanDetail::Client {
+                upstream,
+                scheme,
+                authority,
+                path,
+                ..
+            } => {
+                visit("url.full", Value::Url(scheme, authority.as_str(), path));
+                visit(
+                    "server.address",
+                    Value::Text(authority.host().trim_matches(['[', ']'])),
+                );
+                let port =
+                    authority
+                        .port_u16()
+                        .unwrap_or(if *scheme == "https" { 443 } else { 80 });
+                visit("server.port", Value::Int(i64::from(port)));
+                visit("gateway.upstream", Value::Text(upstream));
+            }
+        }
+        if let Some(status) = self.status {
+            visit("http.response.status_code", Value::Int(i64::from(status)));
+        }
+        match self.error() {
+            Some(ErrorType::Status(status)) => visit("error.type", Value::Digits(status)),
+            Some(ErrorType::Fault(fault)) => visit("error.type", Value::Text(fault)),
+            None => {}
         }
     }
 }
 
 /// The method as the conventions name it: one of the registered methods, or `_OTHER`,
-/// which keeps an attacker's made-up methods out of span names.
+/// which keeps made-up methods out of span names.
 fn known_method(method: &http::Method) -> &'static str {
     match *method {
         http::Method::GET => "GET",
@@ -173,19 +222,24 @@ fn known_method(method: &http::Method) -> &'static str {
     }
 }
 
-fn protocol_version(version: http::Version) -> &'static str {
-    match version {
-        http::Version::HTTP_2 => "2",
-        http::Version::HTTP_10 => "1.0",
-        _ => "1.1",
-    }
-}
-
 /// `host` without its port: `server.address` is the name alone.
 fn strip_port(host: &str) -> &str {
     match host.rfind(':') {
         // `[::1]:8080` or `example.com:8080`; not the colons inside `[::1]`.
         Some(colon) if !host[colon..].contains(']') => &host[..colon],
         _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_stripped_from_hosts() {
+        assert_eq!(strip_port("example.com:8080"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:443"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
     }
 }

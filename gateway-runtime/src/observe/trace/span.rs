@@ -1,60 +1,73 @@
-//! A finished span, as a worker hands it to the exporter, and the worker's end of
-//! that hand-over.
+//! A span, as a worker records it and hands it to the exporter, and the worker's end
+//! of that hand-over.
 //!
-//! Only sampled requests build spans, so the record may own strings; a request that
-//! is not sampled costs its ids and its `traceparent` line, nothing more.
+//! Only sampled requests build spans. A span keeps what its attributes are made of
+//! (the route's `'static` name, the client's address, the status), not the attribute
+//! strings: the exporter writes those straight into the protobuf, so a span costs its
+//! box and its path, and formatting happens once, off the request's path.
 
+use std::net::IpAddr;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::SystemTime;
 
 use super::context::{SpanContext, SpanId};
 use crate::observe::metrics::cells::Counter;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpanKind {
-    /// The gateway's span of a client's request.
-    Server,
-    /// One request of the gateway's own to an upstream.
-    Client,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Attribute {
-    Text(String),
-    Name(&'static str),
-    Int(i64),
-}
-
-/// A span that has ended.
+/// A span, begun or ended.
 #[derive(Debug)]
 pub struct SpanRecord {
     pub context: SpanContext,
     pub parent: Option<SpanId>,
-    pub kind: SpanKind,
-    /// Low-cardinality, as the HTTP conventions ask: `{method} {http.route}` for the
-    /// server span, `{method}` for a client span.
-    pub name: String,
     pub start: SystemTime,
     pub end: SystemTime,
-    /// OpenTelemetry HTTP semantic-convention attributes.
-    pub attributes: Vec<(&'static str, Attribute)>,
-    /// `Some`: the span's status is Error, with this description.
-    pub error: Option<String>,
+    /// The request's method as the conventions name it (`_OTHER` beyond the nine).
+    pub method: &'static str,
+    /// The response's status; `None` while the span runs, or when no response came.
+    pub status: Option<u16>,
+    pub detail: SpanDetail,
 }
 
-/// A worker's way to the exporter: what it samples at and where finished spans go.
+/// What differs between the gateway's two kinds of span.
+#[derive(Debug)]
+pub enum SpanDetail {
+    /// The gateway's span of a client's request.
+    Server {
+        /// The route's template; `None` when no route matched.
+        route: Option<&'static str>,
+        path: Box<str>,
+        /// The `Host` the client asked for, without its port.
+        host: Option<Box<str>>,
+        client: Option<IpAddr>,
+        secure: bool,
+        /// `1.1` or `2`.
+        version: &'static str,
+    },
+    /// One request of the gateway's own to an upstream.
+    Client {
+        upstream: &'static str,
+        /// `http` or `https`.
+        scheme: &'static str,
+        authority: http::uri::Authority,
+        /// Without the query.
+        path: Box<str>,
+        /// Why no response came (`connect_error`, …).
+        fault: Option<&'static str>,
+    },
+}
+
+/// A worker's way to the exporter: what it samples at and where ended spans go.
 /// Handing over never waits: a span the exporter's queue has no room for is dropped
 /// and counted.
 #[derive(Debug)]
 pub struct SpanSink {
-    sender: SyncSender<SpanRecord>,
+    sender: SyncSender<Box<SpanRecord>>,
     threshold: u64,
     /// Spans dropped because the queue was full; written by this worker only.
     dropped: Counter,
 }
 
 impl SpanSink {
-    pub fn new(sender: SyncSender<SpanRecord>, threshold: u64) -> SpanSink {
+    pub fn new(sender: SyncSender<Box<SpanRecord>>, threshold: u64) -> SpanSink {
         SpanSink {
             sender,
             threshold,
@@ -68,7 +81,7 @@ impl SpanSink {
         self.threshold
     }
 
-    pub fn record(&self, span: SpanRecord) {
+    pub fn record(&self, span: Box<SpanRecord>) {
         match self.sender.try_send(span) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.dropped.add(1),
@@ -83,23 +96,28 @@ impl SpanSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::trace::context::SpanContext;
 
-    fn span() -> SpanRecord {
-        SpanRecord {
+    fn span() -> Box<SpanRecord> {
+        Box::new(SpanRecord {
             context: SpanContext {
                 trace_id: [1; 16],
                 span_id: [2; 8],
                 sampled: true,
             },
             parent: None,
-            kind: SpanKind::Server,
-            name: "GET /".into(),
             start: SystemTime::UNIX_EPOCH,
             end: SystemTime::UNIX_EPOCH,
-            attributes: Vec::new(),
-            error: None,
-        }
+            method: "GET",
+            status: Some(200),
+            detail: SpanDetail::Server {
+                route: None,
+                path: "/".into(),
+                host: None,
+                client: None,
+                secure: false,
+                version: "1.1",
+            },
+        })
     }
 
     /// A full queue drops the span and counts it; the worker never waits.

@@ -1,0 +1,301 @@
+//! The OTLP protobuf encoding of a batch of spans: an `ExportTraceServiceRequest` as
+//! `opentelemetry/proto/collector/trace/v1` defines it, written straight from the
+//! records.
+//!
+//! Written by hand on prost's wire primitives rather than by building
+//! `opentelemetry-proto`'s message structs: those need every attribute key and value as
+//! an owned `String`, and prost's nested `encoded_len` walks every message once per
+//! level. Measured at 100% sampling: about 35,000 instructions per request that way
+//! (allocation and length computation were most of it). The tests decode what this
+//! writes with the official definitions.
+
+use std::fmt::Write as _;
+
+use prost::encoding::encode_varint;
+
+use super::semconv::{ErrorType, Value};
+use super::span::SpanRecord;
+
+// Wire types.
+const VARINT: u64 = 0;
+const FIXED64: u64 = 1;
+const LENGTH: u64 = 2;
+const FIXED32: u64 = 5;
+
+/// Scratch space reused from batch to batch.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    spans: Vec<u8>,
+    span: Vec<u8>,
+    attribute: Vec<u8>,
+    value: Vec<u8>,
+    text: String,
+}
+
+impl Encoder {
+    /// The export request carrying `spans` from service `service`, written to `out`.
+    pub fn encode<'s>(
+        &mut self,
+        spans: impl IntoIterator<Item = &'s SpanRecord>,
+        service: &str,
+        out: &mut Vec<u8>,
+    ) {
+        self.spans.clear();
+        for span in spans {
+            self.span(span);
+            message(&mut self.spans, 2, &self.span);
+        }
+        // ScopeSpans { scope: { name, version }, spans }.
+        let mut scope = Vec::with_capacity(32);
+        string(&mut scope, 1, "gateway");
+        string(&mut scope, 2, env!("CARGO_PKG_VERSION"));
+        let mut scope_spans = Vec::with_capacity(self.spans.len() + 48);
+        message(&mut scope_spans, 1, &scope);
+        scope_spans.extend_from_slice(&self.spans);
+        // Resource { attributes }.
+        let mut resource = Vec::with_capacity(128);
+        for (key, value) in [
+            ("service.name", service),
+            ("telemetry.sdk.name", "gateway"),
+            ("telemetry.sdk.language", "rust"),
+        ] {
+            self.attribute(key, Value::Text(value));
+            message(&mut resource, 1, &self.attribute);
+        }
+        // ResourceSpans { resource, scope_spans }.
+        let mut resource_spans = Vec::with_capacity(scope_spans.len() + resource.len() + 16);
+        message(&mut resource_spans, 1, &resource);
+        message(&mut resource_spans, 2, &scope_spans);
+        out.clear();
+        message(out, 1, &resource_spans);
+    }
+
+    /// `span` as a `Span` message, in `self.span`.
+    fn span(&mut self, span: &SpanRecord) {
+        let mut body = std::mem::take(&mut self.span);
+        body.clear();
+        bytes(&mut body, 1, &span.context.trace_id);
+        bytes(&mut body, 2, &span.context.span_id);
+        if let Some(parent) = &span.parent {
+            bytes(&mut body, 4, parent);
+        }
+        let (method, route) = span.name();
+        self.text.clear();
+        self.text.push_str(method);
+        if let Some(route) = route {
+            self.text.push(' ');
+            self.text.push_str(route);
+        }
+        string(&mut body, 5, &self.text);
+        // SpanKind: SERVER 2, CLIENT 3.
+        varint(&mut body, 6, if span.is_server() { 2 } else { 3 });
+        fixed64(&mut body, 7, unix_nanos(span.start));
+        fixed64(&mut body, 8, unix_nanos(span.end));
+        span.attributes(|key, value| {
+            self.attribute(key, value);
+            message(&mut body, 9, &self.attribute);
+        });
+        if let Some(error) = span.error() {
+            // Status { message, code: ERROR (2) }.
+            self.text.clear();
+            match error {
+                ErrorType::Status(status) => {
+                    let _ = write!(self.text, "{status}");
+                }
+                ErrorType::Fault(fault) => self.text.push_str(fault),
+            }
+            let mut status = Vec::with_capacity(self.text.len() + 4);
+            string(&mut status, 2, &self.text);
+            varint(&mut status, 3, 2);
+            message(&mut body, 15, &status);
+        }
+        // W3C flags, and (bits 8 and 9) whether the parent is known to be remote: a
+        // server span's parent is the client's, a client span's the gateway's own.
+        let remote = span.is_server() && span.parent.is_some();
+        let flags = u32::from(span.context.sampled) | 0x100 | if remote { 0x200 } else { 0 };
+        tag(&mut body, 16, FIXED32);
+        body.extend_from_slice(&flags.to_le_bytes());
+        self.span = body;
+    }
+
+    /// A `KeyValue` message, in `self.attribute`.
+    fn attribute(&mut self, key: &str, value: Value<'_>) {
+        // AnyValue { string_value 1 | int_value 3 }.
+        self.value.clear();
+        match value {
+            Value::Text(text) => string(&mut self.value, 1, text),
+            Value::Int(n) => varint(&mut self.value, 3, n as u64),
+            Value::Digits(n) => {
+                string(&mut self.value, 1, itoa::Buffer::new().format(n));
+            }
+            Value::Ip(ip) => {
+                self.text.clear();
+                let _ = write!(self.text, "{ip}");
+                string(&mut self.value, 1, &self.text);
+            }
+            Value::Url(scheme, authority, path) => {
+                self.text.clear();
+                self.text.push_str(scheme);
+                self.text.push_str("://");
+                self.text.push_str(authority);
+                self.text.push_str(path);
+                string(&mut self.value, 1, &self.text);
+            }
+        }
+        self.attribute.clear();
+        string(&mut self.attribute, 1, key);
+        message(&mut self.attribute, 2, &self.value);
+    }
+}
+
+fn tag(out: &mut Vec<u8>, field: u64, wire: u64) {
+    encode_varint(field << 3 | wire, out);
+}
+
+fn varint(out: &mut Vec<u8>, field: u64, value: u64) {
+    tag(out, field, VARINT);
+    encode_varint(value, out);
+}
+
+fn fixed64(out: &mut Vec<u8>, field: u64, value: u64) {
+    tag(out, field, FIXED64);
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn bytes(out: &mut Vec<u8>, field: u64, value: &[u8]) {
+    tag(out, field, LENGTH);
+    encode_varint(value.len() as u64, out);
+    out.extend_from_slice(value);
+}
+
+fn string(out: &mut Vec<u8>, field: u64, value: &str) {
+    bytes(out, field, value.as_bytes());
+}
+
+/// An embedded message is written as its bytes, with their length.
+fn message(out: &mut Vec<u8>, field: u64, encoded: &[u8]) {
+    bytes(out, field, encoded);
+}
+
+fn unix_nanos(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::trace::context::{Begun, SpanContext};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    use prost::Message;
+
+    /// What the encoder writes, the official definitions read back, field by field.
+    #[test]
+    fn the_official_definitions_read_it() {
+        let parent = SpanContext {
+            trace_id: [7; 16],
+            span_id: [8; 8],
+            sampled: true,
+        };
+        let begun = Begun {
+            span: SpanContext {
+                span_id: [9; 8],
+                ..parent
+            },
+            parent: Some(parent.span_id),
+        };
+        let uri: http::Uri = "/users/7?x=1".parse().expect("uri");
+        let mut server = SpanRecord::server(
+            begun,
+            &http::Method::GET,
+            &uri,
+            Some("api.example.com:8080"),
+            true,
+            http::Version::HTTP_2,
+        );
+        server.answered(Some("/users/{id}"), 502, "10.0.0.1".parse().expect("ip"));
+        let authority: http::uri::Authority = "users:8001".parse().expect("authority");
+        let mut client = SpanRecord::client(
+            SpanContext {
+                span_id: [10; 8],
+                ..parent
+            },
+            begun.span,
+            "users",
+            &http::Method::GET,
+            false,
+            &authority,
+            "/users/7?secret=1",
+        );
+        client.returned(Err("response_timeout"));
+        let mut out = Vec::new();
+        Encoder::default().encode([&*server, &*client], "svc", &mut out);
+
+        let request = ExportTraceServiceRequest::decode(out.as_slice()).expect("valid OTLP");
+        let resource = &request.resource_spans[0];
+        let service = &resource.resource.as_ref().expect("resource").attributes[0];
+        assert_eq!(service.key, "service.name");
+        let spans = &resource.scope_spans[0].spans;
+        assert_eq!(spans.len(), 2);
+        let attrs = |i: usize| -> Vec<(String, String)> {
+            spans[i]
+                .attributes
+                .iter()
+                .map(|kv| {
+                    let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(any_value::Value::StringValue(s)) => s.clone(),
+                        Some(any_value::Value::IntValue(n)) => format!("int {n}"),
+                        other => format!("{other:?}"),
+                    };
+                    (kv.key.clone(), value)
+                })
+                .collect()
+        };
+        let server = &spans[0];
+        assert_eq!(server.trace_id, vec![7; 16]);
+        assert_eq!(server.span_id, vec![9; 8]);
+        assert_eq!(server.parent_span_id, vec![8; 8]);
+        assert_eq!(server.name, "GET /users/{id}");
+        assert_eq!(server.kind, 2);
+        assert_eq!(server.flags, 0x301);
+        assert!(server.end_time_unix_nano >= server.start_time_unix_nano);
+        let status = server.status.as_ref().expect("status");
+        assert_eq!((status.code, status.message.as_str()), (2, "502"));
+        let expected: Vec<(String, String)> = [
+            ("http.request.method", "GET"),
+            ("url.path", "/users/7"),
+            ("url.scheme", "https"),
+            ("http.route", "/users/{id}"),
+            ("server.address", "api.example.com"),
+            ("client.address", "10.0.0.1"),
+            ("network.protocol.version", "2"),
+            ("http.response.status_code", "int 502"),
+            ("error.type", "502"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(attrs(0), expected);
+
+        let client = &spans[1];
+        assert_eq!(client.parent_span_id, vec![9; 8]);
+        assert_eq!(
+            (client.name.as_str(), client.kind, client.flags),
+            ("GET", 3, 0x101)
+        );
+        let expected: Vec<(String, String)> = [
+            ("http.request.method", "GET"),
+            ("url.full", "http://users:8001/users/7"),
+            ("server.address", "users"),
+            ("server.port", "int 8001"),
+            ("gateway.upstream", "users"),
+            ("error.type", "response_timeout"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(attrs(1), expected);
+        assert_eq!(client.status.as_ref().map(|s| s.code), Some(2));
+    }
+}
