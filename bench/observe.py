@@ -45,6 +45,10 @@ PATH = "/api/users/42"
 # name: (binary, TRACE_RATIO, access log on)
 VARIANTS = {
     "off": (PLAIN, None, False),
+    # GATEWAY_BEFORE_BIN: bench-gateway built from an earlier commit, to see what the
+    # code paths cost when they are off.
+    **({"before": (os.environ["GATEWAY_BEFORE_BIN"], None, False)}
+       if os.environ.get("GATEWAY_BEFORE_BIN") else {}),
     "trace-0pct": (OBSERVE, "0", False),
     "trace-1pct": (OBSERVE, "0.01", False),
     "trace-100pct": (OBSERVE, "1", False),

@@ -78,6 +78,9 @@ async fn json_lines_carry_the_documented_fields_and_the_request_id() {
         "duration_us",
         "request_id",
         "tls",
+        "trace_id",
+        "upstream_target",
+        "upstream_duration_us",
         "stopped_by",
         "stop_reason",
     ] {
@@ -88,6 +91,14 @@ async fn json_lines_carry_the_documented_fields_and_the_request_id() {
     assert_eq!(first["method"], "GET");
     assert_eq!(first["path"], "/public/a");
     assert_eq!(first["upstream"], "backend");
+    let target = s.upstream.url();
+    assert_eq!(
+        first["upstream_target"],
+        target.trim_start_matches("http://"),
+        "the target that answered"
+    );
+    assert!(first["upstream_duration_us"].as_u64().is_some());
+    assert_eq!(first["trace_id"], Value::Null, "no [tracing] here");
     assert_eq!(first["status"], 200);
     assert!(first["duration_us"].as_u64().is_some());
     assert_eq!(first["request_id"], "client-7");
@@ -100,6 +111,7 @@ async fn json_lines_carry_the_documented_fields_and_the_request_id() {
     assert_eq!(last["path"], "/nowhere/%22%0a");
     assert_eq!(last["route"], Value::Null);
     assert_eq!(last["stopped_by"], "router");
+    assert_eq!(last["upstream_target"], Value::Null, "no upstream answered");
     assert_eq!(last["stop_reason"], "no route");
     assert_eq!(
         last["request_id"],

@@ -14,6 +14,17 @@ pub struct Response {
     status: StatusCode,
     fields: Fields,
     body: Body,
+    served: Option<Served>,
+}
+
+/// Which upstream target answered, and how long its response head took: what the
+/// access log says of the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    /// The target's id among every upstream's targets (`Catalog::targets`).
+    pub target: u32,
+    /// From sending the request to the response head, in microseconds.
+    pub micros: u32,
 }
 
 impl Response {
@@ -22,7 +33,17 @@ impl Response {
             status,
             fields,
             body,
+            served: None,
         }
+    }
+
+    /// The upstream answer this response passes on, if it is one.
+    pub fn served(&self) -> Option<Served> {
+        self.served
+    }
+
+    pub fn set_served(&mut self, served: Option<Served>) {
+        self.served = served;
     }
 
     /// A response the gateway writes itself, with one `Content-Type`.

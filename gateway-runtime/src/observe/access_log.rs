@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::Method;
 
 use crate::message::json::quote_into;
+use crate::message::response::Served;
 use crate::observe::request_id::RequestId;
 use crate::observe::trace::context::{TraceId, hex_to};
 use crate::pipeline::StopReason;
@@ -70,6 +71,8 @@ pub struct Record {
     pub tls: Option<&'static str>,
     /// The request's trace; `None` unless `[tracing]` is set.
     pub trace_id: Option<TraceId>,
+    /// The upstream target that answered, and how long it took.
+    pub served: Option<Served>,
 }
 
 /// The request path, copied. Holding the request's `Uri` instead would pin the
@@ -149,7 +152,11 @@ pub struct LogThread {
 /// Starts the log thread when `gateway::access` is enabled. The thread ends once every
 /// sender is dropped and the last record is written. A file that cannot be opened is
 /// a start-up error.
-pub fn start(spec: &AccessLogSpec) -> Result<(AccessLog, Option<LogThread>), SettingError> {
+/// `targets` names every upstream target by its id (`Catalog::targets`).
+pub fn start(
+    spec: &AccessLogSpec,
+    targets: Vec<String>,
+) -> Result<(AccessLog, Option<LogThread>), SettingError> {
     if !tracing::enabled!(target: "gateway::access", tracing::Level::INFO) {
         return Ok((None, None));
     }
@@ -170,6 +177,7 @@ pub fn start(spec: &AccessLogSpec) -> Result<(AccessLog, Option<LogThread>), Set
         format: spec.format,
         sink,
         reopen: reopen.clone(),
+        targets,
     };
     let thread = std::thread::Builder::new()
         .name("gateway-access-log".into())
@@ -195,6 +203,7 @@ struct Writer {
     format: LogFormat,
     sink: Sink,
     reopen: Arc<AtomicBool>,
+    targets: Vec<String>,
 }
 
 /// How often the log thread drains the channel. It sleeps in between instead of
@@ -217,8 +226,8 @@ impl Writer {
                     Ok(record) => {
                         line.clear();
                         match self.format {
-                            LogFormat::Text => format_record(&mut line, &record),
-                            LogFormat::Json => format_json(&mut line, &record),
+                            LogFormat::Text => format_record(&mut line, &record, &self.targets),
+                            LogFormat::Json => format_json(&mut line, &record, &self.targets),
                         }
                         batch.extend_from_slice(line.as_bytes());
                         if batch.len() >= 64 * 1024 && !self.write(&mut batch) {
@@ -280,7 +289,14 @@ impl Writer {
     }
 }
 
-fn format_record(line: &mut String, r: &Record) {
+/// The authority of the target `served` names, and its time.
+fn upstream_of(targets: &[String], served: Option<Served>) -> Option<(&str, u32)> {
+    let served = served?;
+    let target = targets.get(usize::try_from(served.target).ok()?)?;
+    Some((target, served.micros))
+}
+
+fn format_record(line: &mut String, r: &Record, targets: &[String]) {
     write_timestamp(line, r.at);
     let (route, upstream) = r.route.map_or(("-", "-"), |spec| (spec.name, spec.target));
     // `{:?}` quotes and escapes, so a path cannot forge a line break or a field.
@@ -310,6 +326,13 @@ fn format_record(line: &mut String, r: &Record) {
         push_hex(line, trace_id);
         line.push('\n');
     }
+    if let Some((target, micros)) = upstream_of(targets, r.served) {
+        line.pop();
+        let _ = writeln!(
+            line,
+            " upstream_target={target:?} upstream_duration_us={micros}"
+        );
+    }
     if let Some(stop) = r.stop {
         // Fixed strings from the gateway and its configuration, quoted all the same.
         line.pop();
@@ -318,7 +341,7 @@ fn format_record(line: &mut String, r: &Record) {
 }
 
 /// One JSON object: the same fields as the text line, `null` where there is none.
-fn format_json(line: &mut String, r: &Record) {
+fn format_json(line: &mut String, r: &Record, targets: &[String]) {
     // `push_str` and `itoa` rather than `write!`: the formatting machinery was most of
     // a line's cost (callgrind).
     let mut digits = itoa::Buffer::new();
@@ -341,6 +364,13 @@ fn format_json(line: &mut String, r: &Record) {
     };
     optional(line, "route", r.route.map(|spec| spec.name));
     optional(line, "upstream", r.route.map(|spec| spec.target));
+    let upstream = upstream_of(targets, r.served);
+    optional(line, "upstream_target", upstream.map(|(target, _)| target));
+    line.push_str(",\"upstream_duration_us\":");
+    match upstream {
+        Some((_, micros)) => line.push_str(digits.format(micros)),
+        None => line.push_str("null"),
+    }
     line.push_str(",\"status\":");
     line.push_str(digits.format(r.status));
     line.push_str(",\"duration_us\":");
@@ -421,6 +451,7 @@ mod tests {
             request_id: None,
             tls: None,
             trace_id: None,
+            served: None,
         }
     }
 
@@ -463,9 +494,10 @@ mod tests {
             request_id: None,
             tls: None,
             trace_id: None,
+            served: None,
         };
         let mut line = String::new();
-        format_record(&mut line, &record);
+        format_record(&mut line, &record, &[]);
         assert_eq!(
             LoggedPath::new(&"/x".repeat(100)).as_str(),
             "/x".repeat(100)
@@ -484,12 +516,17 @@ mod tests {
         record.request_id = Some(RequestId::Given("req-1".into()));
         record.tls = Some("TLSv1.3");
         record.trace_id = Some([0xab; 16]);
+        record.served = Some(Served {
+            target: 1,
+            micros: 812,
+        });
         record.stop = Some(StopReason {
             by: "office",
             what: "client address not allowed",
         });
         let mut line = String::new();
-        format_json(&mut line, &record);
+        let targets = ["10.0.0.1:8001".to_owned(), "10.0.0.2:8001".to_owned()];
+        format_json(&mut line, &record, &targets);
         assert!(line.ends_with("}\n") && line.matches('\n').count() == 1);
         let value: serde_json::Value = serde_json::from_str(&line).expect("JSON");
         assert_eq!(value["time"], "1970-01-01T00:00:00.000000Z");
@@ -506,5 +543,7 @@ mod tests {
         assert_eq!(value["stop_reason"], "client address not allowed");
         assert_eq!(value["tls"], "TLSv1.3");
         assert_eq!(value["trace_id"], "ab".repeat(16));
+        assert_eq!(value["upstream_target"], "10.0.0.2:8001");
+        assert_eq!(value["upstream_duration_us"], 812);
     }
 }

@@ -23,18 +23,34 @@ pub fn system_u64() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
-/// The next 64 bits of this thread's generator (wyrand).
+/// The next 64 bits of this thread's generator.
 #[inline]
 pub fn next_u64() -> u64 {
     STATE.with(|state| {
-        let seed = state
-            .get()
-            .unwrap_or_else(system_u64)
-            .wrapping_add(0xa076_1d64_78bd_642f);
+        let mut seed = state.get().unwrap_or_else(system_u64);
+        let drawn = wyrand(&mut seed);
         state.set(Some(seed));
-        let product = u128::from(seed) * u128::from(seed ^ 0xe703_7ed1_a0b4_28db);
-        ((product >> 64) as u64) ^ (product as u64)
+        drawn
     })
+}
+
+/// 128 random bits, two draws in one visit to the thread's state.
+#[inline]
+pub fn next_u128() -> u128 {
+    STATE.with(|state| {
+        let mut seed = state.get().unwrap_or_else(system_u64);
+        let (high, low) = (wyrand(&mut seed), wyrand(&mut seed));
+        state.set(Some(seed));
+        (u128::from(high) << 64) | u128::from(low)
+    })
+}
+
+/// One step of wyrand: advances `seed`, returns 64 bits.
+#[inline]
+fn wyrand(seed: &mut u64) -> u64 {
+    *seed = seed.wrapping_add(0xa076_1d64_78bd_642f);
+    let product = u128::from(*seed) * u128::from(*seed ^ 0xe703_7ed1_a0b4_28db);
+    ((product >> 64) as u64) ^ (product as u64)
 }
 
 #[cfg(test)]

@@ -83,6 +83,7 @@ impl<G: Gateway> Connection<G> {
                 id.answer(response.fields_mut());
             }
             let status = response.status().as_u16();
+            let served = response.served();
             let took = start.elapsed_nanos();
             self.metrics.request(route, method, status, took);
             if let Some(reason) = stop {
@@ -107,6 +108,7 @@ impl<G: Gateway> Connection<G> {
                     request_id,
                     tls: self.cx.tls.as_ref().map(|tls| tls.version),
                     trace_id: begun.map(|begun| begun.span.trace_id),
+                    served,
                 });
             }
             response

@@ -254,8 +254,8 @@ fn run<G: Gateway>() -> Result<(), StartError> {
     };
     let registry = Registry::leak(Catalog::of::<G>(), workers, tracing);
     let started = std::time::Instant::now();
-    let (log, log_thread) =
-        access_log::start(&G::ACCESS_LOG).map_err(|e| StartError::Settings(vec![e]))?;
+    let (log, log_thread) = access_log::start(&G::ACCESS_LOG, target_names(registry))
+        .map_err(|e| StartError::Settings(vec![e]))?;
     let reopen = log_thread.as_ref().map(|log| log.reopen.clone());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (started_tx, started_rx) = std::sync::mpsc::channel();
@@ -346,6 +346,15 @@ fn run<G: Gateway>() -> Result<(), StartError> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Every upstream target's authority, by its id: the names the access log writes.
+fn target_names(registry: &Registry) -> Vec<String> {
+    registry
+        .catalog()
+        .targets()
+        .map(|(_, _, target)| target.to_owned())
+        .collect()
 }
 
 /// SIGUSR1 has the access log open its file again, as nginx's USR1 does for log

@@ -85,6 +85,7 @@ pub async fn shape_response(
         tracing::warn!(route = spec.route, message, "a response body rule failed");
         Stop::refused(StatusCode::BAD_GATEWAY, message, spec.route)
     };
+    let served = response.served();
     let (status, mut fields, body) = response.into_parts();
     let bytes = match Limited::new(body, spec.max_body).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -103,7 +104,9 @@ pub async fn shape_response(
     ] {
         fields.remove(name);
     }
-    Ok(Response::new(status, fields, Body::local(shaped)))
+    let mut response = Response::new(status, fields, Body::local(shaped));
+    response.set_served(served);
+    Ok(response)
 }
 
 /// The body shaped by `rules`, or `None` if it is not JSON.

@@ -24,6 +24,7 @@ use crate::h1::client::{
 use crate::message::body::Body;
 use crate::message::fields::Fields;
 use crate::message::forwarding::{Forwarding, RequestFraming, write_request_head};
+use crate::message::response::Served;
 use crate::observe::metrics::{Stamp, UpstreamMetrics};
 use crate::observe::trace::{SpanContext, SpanRecord};
 use crate::pipeline::RequestContext;
@@ -312,14 +313,16 @@ impl Upstream {
     ) -> Result<Response, UpstreamError> {
         match exchanged {
             Ok(Ok((mut head, conn))) => {
-                self.metrics.answered(sent.elapsed_nanos());
+                let nanos = sent.elapsed_nanos();
+                self.metrics.answered(nanos);
                 let pool = endpoint.pool.clone();
                 let body = UpstreamBody::new(conn, pool, &mut head, self.body_timeout);
-                Ok(Response::new(
-                    head.status,
-                    head.fields,
-                    Body::Upstream(body),
-                ))
+                let mut response = Response::new(head.status, head.fields, Body::Upstream(body));
+                response.set_served(Some(Served {
+                    target: u32::try_from(self.metrics.target_id(endpoint.id)).unwrap_or(u32::MAX),
+                    micros: u32::try_from(nanos / 1000).unwrap_or(u32::MAX),
+                }));
+                Ok(response)
             }
             Ok(Err(e)) => {
                 tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %e, "upstream request failed");

@@ -431,6 +431,11 @@ impl UpstreamMetrics {
         self.shard.spans.as_ref()
     }
 
+    /// Target `target`'s id among every upstream's targets.
+    pub fn target_id(&self, target: usize) -> usize {
+        self.first_target + target
+    }
+
     /// The gauges target `target`'s pool keeps up to date.
     pub fn pool(&self, target: usize) -> PoolGauges {
         let i = self.first_target + target;

@@ -149,7 +149,8 @@ fn run(
         let stopping = stop.load(Ordering::Relaxed);
         let before = batch.len();
         batch.extend(queue.try_iter());
-        if batch.len() > before {
+        let drained = batch.len() - before;
+        if drained > 0 {
             oldest.get_or_insert_with(Instant::now);
         }
         let due = oldest.is_some_and(|at: Instant| at.elapsed() >= DELAY);
@@ -163,11 +164,12 @@ fn run(
         if stopping {
             return;
         }
-        std::thread::sleep(if batch.len() > before {
-            BUSY_POLL
-        } else {
-            IDLE_POLL
-        });
+        // A full batch drained means more is on its way: drain again at once.
+        match drained {
+            0 => std::thread::sleep(IDLE_POLL),
+            n if n < MAX_BATCH => std::thread::sleep(BUSY_POLL),
+            _ => {}
+        }
     }
 }
 
