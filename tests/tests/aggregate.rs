@@ -6,76 +6,30 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::json::{Answer, JsonBackend};
-use support::{Gateway, HttpClient, Reply};
+use support::json::{AggregateGateway as Setup, Answer, MOBILE_KEY};
 
-const AGGREGATE_GATEWAY: &str = env!("CARGO_BIN_EXE_aggregate-gateway");
-const MOBILE_KEY: &str = "mobile-key-0123456789abcdef";
-
-struct Setup {
-    users: JsonBackend,
-    orders: JsonBackend,
-    recs: JsonBackend,
-    gateway: Gateway,
-    client: HttpClient,
-}
-
-impl Setup {
-    async fn start() -> Setup {
-        let (users, orders, recs) = (
-            JsonBackend::start().await,
-            JsonBackend::start().await,
-            JsonBackend::start().await,
-        );
-        let env = [
-            ("USERS", users.url()),
-            ("ORDERS", orders.url()),
-            ("RECS", recs.url()),
-            ("MOBILE_KEY", MOBILE_KEY.to_owned()),
-        ];
-        let gateway = Gateway::start_in(AGGREGATE_GATEWAY, &env, None, 1)
-            .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"));
-        Setup {
-            users,
-            orders,
-            recs,
-            gateway,
-            client: support::client(),
-        }
-    }
-
-    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut request = http::Request::get(self.gateway.url(path));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(support::TestBody::empty()).expect("request");
-        support::send(&self.client, request).await
-    }
-
-    /// The backends' usual answers: a user, their orders, recommendations.
-    fn usual(&self, delay: Duration) {
-        self.users.on(
-            "/users/7",
-            Answer::json(json!({
-                "id": 7, "name": "Ada", "email": "ada@example.test",
-                "address": {"city": "London", "street": "1 Lane"}
-            }))
-            .after(delay),
-        );
-        self.orders.on(
-            "/orders",
-            Answer::json(json!({
-                "items": [{"id": 1, "price": 3}, {"id": 2, "price": 4}],
-                "total": 7, "cursor": "abc"
-            }))
-            .after(delay),
-        );
-        self.recs.on(
-            "/recs/7",
-            Answer::json(json!([{"sku": "a", "debug": 1}, {"sku": "b", "debug": 2}])).after(delay),
-        );
-    }
+/// The backends' usual answers: a user, their orders, recommendations.
+fn usual(setup: &Setup, delay: Duration) {
+    setup.users.on(
+        "/users/7",
+        Answer::json(json!({
+            "id": 7, "name": "Ada", "email": "ada@example.test",
+            "address": {"city": "London", "street": "1 Lane"}
+        }))
+        .after(delay),
+    );
+    setup.orders.on(
+        "/orders",
+        Answer::json(json!({
+            "items": [{"id": 1, "price": 3}, {"id": 2, "price": 4}],
+            "total": 7, "cursor": "abc"
+        }))
+        .after(delay),
+    );
+    setup.recs.on(
+        "/recs/7",
+        Answer::json(json!([{"sku": "a", "debug": 1}, {"sku": "b", "debug": 2}])).after(delay),
+    );
 }
 
 const KEY: (&str, &str) = ("x-api-key", MOBILE_KEY);
@@ -84,8 +38,8 @@ const KEY: (&str, &str) = ("x-api-key", MOBILE_KEY);
 /// each answer is shaped by its call's rules.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_calls_run_at_once_and_are_shaped() {
-    let setup = Setup::start().await;
-    setup.usual(Duration::from_millis(200));
+    let setup = Setup::start(&[], 1).await;
+    usual(&setup, Duration::from_millis(200));
     let started = Instant::now();
     let reply = setup
         .get("/dashboard/7?page=2", &[KEY, ("accept-language", "de")])
@@ -132,8 +86,8 @@ async fn three_calls_run_at_once_and_are_shaped() {
 /// field and in `_errors`; a slow one is cut off at its timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optional_calls_degrade_in_the_open() {
-    let setup = Setup::start().await;
-    setup.usual(Duration::ZERO);
+    let setup = Setup::start(&[], 1).await;
+    usual(&setup, Duration::ZERO);
     setup.recs.on(
         "/recs/7",
         Answer::json(json!([{"sku": "late"}])).after(Duration::from_secs(2)),
@@ -164,8 +118,8 @@ async fn optional_calls_degrade_in_the_open() {
 /// A required call that fails, in any way, fails the response with 502.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_required_call_that_fails_fails_the_response() {
-    let setup = Setup::start().await;
-    setup.usual(Duration::ZERO);
+    let setup = Setup::start(&[], 1).await;
+    usual(&setup, Duration::ZERO);
     let cases = [
         (
             "not JSON",
@@ -214,7 +168,7 @@ async fn a_required_call_that_fails_fails_the_response() {
 /// keeping a name both have, whichever answered first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flat_merge_is_deterministic() {
-    let setup = Setup::start().await;
+    let setup = Setup::start(&[], 1).await;
     setup.users.on(
         "/users/7",
         Answer::json(json!({"id": 7, "name": "Ada", "theme": "users'"}))
@@ -245,8 +199,8 @@ async fn a_flat_merge_is_deterministic() {
 /// A request the route's policies refuse never reaches a backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_request_calls_no_backend() {
-    let setup = Setup::start().await;
-    setup.usual(Duration::ZERO);
+    let setup = Setup::start(&[], 1).await;
+    usual(&setup, Duration::ZERO);
     let reply = setup.get("/dashboard/7", &[]).await;
     assert_eq!(reply.status, 401, "{}", reply.body);
     assert!(setup.users.asked().is_empty() && setup.orders.asked().is_empty());
@@ -256,7 +210,7 @@ async fn a_refused_request_calls_no_backend() {
 /// a nested one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_are_picked_flattened_renamed_and_grouped() {
-    let setup = Setup::start().await;
+    let setup = Setup::start(&[], 1).await;
     setup.orders.on(
         "/orders",
         Answer::json(json!({"orders": [
@@ -284,7 +238,7 @@ async fn answers_are_picked_flattened_renamed_and_grouped() {
 /// a JSON body as strings, or as the JSON they are where a string is one value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dependent_calls_run_in_stages() {
-    let setup = Setup::start().await;
+    let setup = Setup::start(&[], 1).await;
     let delay = Duration::from_millis(200);
     setup.users.on(
         "/users/7",
@@ -353,7 +307,7 @@ async fn dependent_calls_run_in_stages() {
 /// fails, as its `required` says (here the response, with 502).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dependent_call_without_its_value_is_not_made() {
-    let setup = Setup::start().await;
+    let setup = Setup::start(&[], 1).await;
     setup
         .users
         .on("/users/7", Answer::json(json!({"name": "Ada"})));
@@ -374,7 +328,7 @@ async fn a_dependent_call_without_its_value_is_not_made() {
 /// untouched, and what cannot be read within the bound is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_rules_shape_json_both_ways() {
-    let setup = Setup::start().await;
+    let setup = Setup::start(&[], 1).await;
     let user = json!({
         "id": 7, "name": "Ada", "email": "ada@example.test",
         "cards": [{"last4": "4242", "number": "4242424242424242"}]
@@ -478,8 +432,8 @@ async fn body_rules_shape_json_both_ways() {
 /// `response_body` on an aggregate route shapes the merged response.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aggregate_response_is_shaped_as_a_whole() {
-    let setup = Setup::start().await;
-    setup.usual(Duration::ZERO);
+    let setup = Setup::start(&[], 1).await;
+    usual(&setup, Duration::ZERO);
     let reply = setup.get("/summary/7", &[]).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let body = reply.json();

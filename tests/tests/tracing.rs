@@ -13,11 +13,9 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::{Span, span::SpanKind, status::StatusCode};
 use prost::Message;
 use serde_json::json;
-use support::json::{Answer, Asked, JsonBackend};
-use support::{Gateway, HttpClient, Reply};
+use support::Reply;
+use support::json::{AggregateGateway as Setup, Answer, Asked, JsonBackend, MOBILE_KEY};
 
-const AGGREGATE_GATEWAY: &str = env!("CARGO_BIN_EXE_aggregate-gateway");
-const MOBILE_KEY: &str = "mobile-key-0123456789abcdef";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
@@ -137,65 +135,31 @@ fn traceparent(asked: &Asked) -> (String, String, String) {
     (parts[1].into(), parts[2].into(), parts[3].into())
 }
 
-struct Setup {
-    users: JsonBackend,
-    orders: JsonBackend,
-    recs: JsonBackend,
-    gateway: Gateway,
-    client: HttpClient,
+/// The aggregate gateway exporting its spans to `endpoint` (it and its admin listener
+/// up), its backends answering `/dashboard/7`'s calls and `/accounts/7`.
+async fn start(endpoint: String) -> Setup {
+    let setup = Setup::start(&[("OTLP_ENDPOINT", endpoint)], 2).await;
+    setup.users.on(
+        "/users/7",
+        Answer::json(json!({"id": 7, "name": "Ada", "address": {"city": "London"}})),
+    );
+    setup.orders.on(
+        "/orders",
+        Answer::json(json!({"items": [{"id": 1}], "total": 7})),
+    );
+    setup
+        .recs
+        .on("/recs/7", Answer::json(json!([{"sku": "a"}])));
+    setup
 }
 
-impl Setup {
-    /// The gateway and its backends, exporting spans to `endpoint`.
-    async fn start(endpoint: String) -> Setup {
-        let (users, orders, recs) = (
-            JsonBackend::start().await,
-            JsonBackend::start().await,
-            JsonBackend::start().await,
-        );
-        let env = [
-            ("USERS", users.url()),
-            ("ORDERS", orders.url()),
-            ("RECS", recs.url()),
-            ("MOBILE_KEY", MOBILE_KEY.to_owned()),
-            ("OTLP_ENDPOINT", endpoint),
-        ];
-        let gateway = Gateway::start_in(AGGREGATE_GATEWAY, &env, None, 2)
-            .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"));
-        users.on(
-            "/users/7",
-            Answer::json(json!({"id": 7, "name": "Ada", "address": {"city": "London"}})),
-        );
-        orders.on(
-            "/orders",
-            Answer::json(json!({"items": [{"id": 1}], "total": 7})),
-        );
-        recs.on("/recs/7", Answer::json(json!([{"sku": "a"}])));
-        Setup {
-            users,
-            orders,
-            recs,
-            gateway,
-            client: support::client(),
-        }
-    }
-
-    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let mut request = http::Request::get(self.gateway.url(path));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(support::TestBody::empty()).expect("request");
-        support::send(&self.client, request).await
-    }
-
-    async fn dashboard(&self, headers: &[(&str, &str)]) -> Reply {
-        let mut headers = headers.to_vec();
-        headers.push(("x-api-key", MOBILE_KEY));
-        let reply = self.get("/dashboard/7", &headers).await;
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        reply
-    }
+/// `/dashboard/7` with `headers` and the API key, answered 200.
+async fn dashboard(setup: &Setup, headers: &[(&str, &str)]) -> Reply {
+    let mut headers = headers.to_vec();
+    headers.push(("x-api-key", MOBILE_KEY));
+    let reply = setup.get("/dashboard/7", &headers).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply
 }
 
 /// A client's sampled trace is continued: one server span whose parent is the
@@ -204,11 +168,13 @@ impl Setup {
 #[tokio::test]
 async fn an_aggregate_joins_the_client_trace() {
     let collector = Collector::start().await;
-    let setup = Setup::start(collector.url()).await;
+    let setup = start(collector.url()).await;
     let parent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
-    setup
-        .dashboard(&[("traceparent", &parent), ("tracestate", "vendor=abc")])
-        .await;
+    dashboard(
+        &setup,
+        &[("traceparent", &parent), ("tracestate", "vendor=abc")],
+    )
+    .await;
     let spans = collector.trace(&unhex(TRACE_ID), 4).await;
 
     let server: Vec<&Span> = spans
@@ -297,7 +263,7 @@ async fn an_aggregate_joins_the_client_trace() {
 #[tokio::test]
 async fn a_malformed_traceparent_is_replaced() {
     let collector = Collector::start().await;
-    let setup = Setup::start(collector.url()).await;
+    let setup = start(collector.url()).await;
     let bad = format!("00-{}-{CLIENT_SPAN}-01", TRACE_ID.to_uppercase());
     let reply = setup
         .get(
@@ -342,7 +308,7 @@ async fn a_malformed_traceparent_is_replaced() {
 #[tokio::test]
 async fn an_unsampled_parent_is_followed() {
     let collector = Collector::start().await;
-    let setup = Setup::start(collector.url()).await;
+    let setup = start(collector.url()).await;
     let unsampled = format!("00-{TRACE_ID}-{CLIENT_SPAN}-00");
     setup
         .get("/accounts/7", &[("traceparent", &unsampled)])
@@ -363,7 +329,7 @@ async fn an_unsampled_parent_is_followed() {
 #[tokio::test]
 async fn failures_are_error_spans() {
     let collector = Collector::start().await;
-    let setup = Setup::start(collector.url()).await;
+    let setup = start(collector.url()).await;
     let broken = Answer {
         status: 500,
         content_type: "application/json",
@@ -409,11 +375,11 @@ async fn failures_are_error_spans() {
 #[tokio::test]
 async fn a_stalled_collector_loses_no_requests() {
     let (addr, _held, _socket) = support::stalled_listener();
-    let setup = Setup::start(format!("http://{addr}/v1/traces")).await;
+    let setup = start(format!("http://{addr}/v1/traces")).await;
     let mut slowest = Duration::ZERO;
     for _ in 0..600 {
         let asked = Instant::now();
-        setup.dashboard(&[]).await;
+        dashboard(&setup, &[]).await;
         slowest = slowest.max(asked.elapsed());
     }
     assert!(

@@ -144,3 +144,53 @@ impl JsonBackend {
             .unwrap_or_default()
     }
 }
+
+/// The key the aggregate gateway's `mobile` consumer presents.
+pub const MOBILE_KEY: &str = "mobile-key-0123456789abcdef";
+
+/// The gateway of `gateways/aggregate.toml` in front of three backends of its own,
+/// and a client.
+pub struct AggregateGateway {
+    pub users: JsonBackend,
+    pub orders: JsonBackend,
+    pub recs: JsonBackend,
+    pub gateway: super::Gateway,
+    pub client: super::HttpClient,
+}
+
+impl AggregateGateway {
+    /// Starts it with `extra` in its environment, once `listeners` listeners listen.
+    pub async fn start(extra: &[(&str, String)], listeners: usize) -> AggregateGateway {
+        let (users, orders, recs) = (
+            JsonBackend::start().await,
+            JsonBackend::start().await,
+            JsonBackend::start().await,
+        );
+        let mut env = vec![
+            ("USERS", users.url()),
+            ("ORDERS", orders.url()),
+            ("RECS", recs.url()),
+            ("MOBILE_KEY", MOBILE_KEY.to_owned()),
+        ];
+        env.extend(extra.iter().cloned());
+        let binary = env!("CARGO_BIN_EXE_aggregate-gateway");
+        let gateway = super::Gateway::start_in(binary, &env, None, listeners)
+            .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"));
+        AggregateGateway {
+            users,
+            orders,
+            recs,
+            gateway,
+            client: super::client(),
+        }
+    }
+
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> super::Reply {
+        let mut request = http::Request::get(self.gateway.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(super::TestBody::empty()).expect("request");
+        super::send(&self.client, request).await
+    }
+}
