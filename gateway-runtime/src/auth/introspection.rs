@@ -27,7 +27,7 @@ use super::identity::{
     BEARER, INVALID_TOKEN, UNFORWARDABLE, ask_whole, invalid, missing, now, unavailable, unreadable,
 };
 use crate::message::fields::Fields;
-use crate::observe::trace::SpanContext;
+use crate::observe::trace::context::copy_state;
 use crate::pipeline::gateway::Request;
 use crate::pipeline::{RequestContext, Stop};
 use crate::settings::{Setting, SettingError};
@@ -126,7 +126,7 @@ impl Introspection {
         let answer = match cache.get(&digest, now) {
             Some(answer) => answer,
             None => {
-                let answer = Rc::new(self.introspect(&token, server, req.trace, cx, now).await?);
+                let answer = Rc::new(self.introspect(&token, server, req, cx, now).await?);
                 cache.insert(&digest, answer.clone(), now);
                 answer
             }
@@ -147,7 +147,7 @@ impl Introspection {
         &self,
         token: &[u8],
         server: &Upstream,
-        trace: Option<SpanContext>,
+        client: &Request,
         cx: &RequestContext,
         now: u64,
     ) -> Result<Introspected, Stop> {
@@ -159,6 +159,9 @@ impl Introspection {
         fields.append(b"authorization", &self.credentials);
         fields.append(b"content-type", b"application/x-www-form-urlencoded");
         fields.append(b"accept", b"application/json");
+        if client.trace.is_some() {
+            copy_state(&client.fields, &mut fields);
+        }
         let unavailable = || unavailable(self.spec.name, "token introspection unavailable");
         let ask = Ask {
             method: &Method::POST,
@@ -166,7 +169,7 @@ impl Introspection {
             fields: &fields,
             body: Bytes::from(body),
             original_host: None,
-            trace,
+            trace: client.trace,
         };
         let answer = ask_whole(server, ask, self.spec.timeout, cx).await;
         let body = match answer {
