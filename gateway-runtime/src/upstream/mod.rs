@@ -214,9 +214,7 @@ impl Upstream {
             let exchanged = cx
                 .response_timer
                 .limit(limit, self.exchange(endpoint, &request, body));
-            let response = self.respond(endpoint, sent, exchanged.await);
-            self.record(recorded, &response);
-            response
+            self.respond(endpoint, sent, recorded, exchanged.await)
         }
     }
 
@@ -261,9 +259,7 @@ impl Upstream {
         let exchanged = cx
             .response_timer
             .limit(limit, self.exchange(endpoint, &request, None));
-        let response = self.respond(endpoint, sent, exchanged.await);
-        self.record(recorded, &response);
-        response
+        self.respond(endpoint, sent, recorded, exchanged.await)
     }
 
     /// The client span of a request to `endpoint`, when its parent is sampled: boxed,
@@ -279,7 +275,6 @@ impl Upstream {
         let (parent, span) = parent
             .zip(forwarding.trace)
             .filter(|(parent, _)| parent.sampled)?;
-        self.metrics.spans()?;
         Some(SpanRecord::client(
             span,
             parent,
@@ -304,8 +299,20 @@ impl Upstream {
     }
 
     /// The response of an exchange begun at `sent`, or why there is none; either is
-    /// counted.
+    /// counted, and ends the client span `recorded`.
     fn respond<T>(
+        &self,
+        endpoint: &Endpoint,
+        sent: Stamp,
+        recorded: Option<Box<SpanRecord>>,
+        exchanged: Result<Result<(ResponseHead, Box<Connection>), UpstreamError>, T>,
+    ) -> Result<Response, UpstreamError> {
+        let outcome = self.outcome(endpoint, sent, exchanged);
+        self.record(recorded, &outcome);
+        outcome
+    }
+
+    fn outcome<T>(
         &self,
         endpoint: &Endpoint,
         sent: Stamp,

@@ -94,7 +94,7 @@ pub struct Registry {
     pub(super) catalog: Catalog,
     pub(super) shards: Box<[Shard]>,
     /// The trace exporter's counts, when tracing is on.
-    pub(super) exported: Option<&'static ExportStats>,
+    pub(super) trace_export: Option<&'static ExportStats>,
 }
 
 impl Registry {
@@ -114,7 +114,7 @@ impl Registry {
         }
         let first_target: &'static [usize] = Box::leak(first_target.into_boxed_slice());
         let routes = catalog.routes.len() + 1;
-        let (sinks, exported) = match tracing {
+        let (sinks, trace_export) = match tracing {
             Some((sinks, stats)) => (sinks, Some(stats)),
             None => (Vec::new(), None),
         };
@@ -147,7 +147,7 @@ impl Registry {
         Box::leak(Box::new(Registry {
             catalog,
             shards,
-            exported,
+            trace_export,
         }))
     }
 
@@ -209,7 +209,7 @@ impl Registry {
     /// With tracing on: spans exported, dropped for a full queue, and lost with a
     /// batch the collector did not take.
     pub fn spans(&self) -> Option<(u64, u64, u64)> {
-        let stats = self.exported?;
+        let stats = self.trace_export?;
         let dropped = self
             .shards
             .iter()
@@ -438,7 +438,7 @@ impl UpstreamMetrics {
 
     /// The gauges target `target`'s pool keeps up to date.
     pub fn pool(&self, target: usize) -> PoolGauges {
-        let i = self.first_target + target;
+        let i = self.target_id(target);
         PoolGauges {
             open: &self.shard.pool_open[i],
             idle: &self.shard.pool_idle[i],
@@ -461,7 +461,7 @@ impl UpstreamMetrics {
         let Some(fault) = UPSTREAM_FAULTS.iter().position(|f| *f == kind) else {
             return;
         };
-        let slot = (self.first_target + target) * UPSTREAM_FAULTS.len() + fault;
+        let slot = self.target_id(target) * UPSTREAM_FAULTS.len() + fault;
         self.shard.upstream_faults[slot].add(1);
     }
 }
