@@ -1421,10 +1421,11 @@ fn assign_limit_buckets(routes: &mut [RoutePlan], policies: &[PolicyPlan]) -> Ve
     buckets
 }
 
-/// Fills each JWT policy's `claims_read`: the claims it forwards and requires, and
-/// those any authorization rule or rate-limit key reads (either may follow any
-/// authentication policy, so every JWT policy keeps them). A path (`realm_access.roles`) is read as a
-/// claim of that exact name or through its first part, so both are kept.
+/// Fills each JWT policy's `claims_read`: `sub` (the access log's subject), the claims
+/// it forwards and requires, and those any authorization rule or rate-limit key reads
+/// (either may follow any authentication policy, so every JWT policy keeps them). A
+/// path (`realm_access.roles`) is read as a claim of that exact name or through its
+/// first part, so both are kept.
 fn keep_authorized_claims(policies: &mut [PolicyPlan]) {
     let mut authorized: Vec<&str> = Vec::new();
     for policy in policies.iter() {
@@ -1455,7 +1456,7 @@ fn keep_authorized_claims(policies: &mut [PolicyPlan]) {
                 .required_claims
                 .iter()
                 .chain(jwt.forward_claims.iter().map(|(claim, _)| claim));
-            let mut read: Vec<String> = Vec::new();
+            let mut read: Vec<String> = vec!["sub".to_owned()];
             for path in own.chain(&authorized) {
                 let first = path.split('.').next().unwrap_or(path);
                 read.extend([path.clone(), first.to_owned()]);

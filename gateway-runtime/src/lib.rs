@@ -92,7 +92,7 @@ pub mod __private {
         AdminSpec, Gateway, ListenerSpec, Params, Provenance, Request, Response, RouteInfo,
         UpstreamSpec,
     };
-    pub use crate::pipeline::{Admission, Refusal, RequestContext, Stop, changed_path};
+    pub use crate::pipeline::{Admission, Refusal, RequestContext, Stop, Trail, changed_path};
     pub use crate::policy::client_cert::ClientCertRule;
     pub use crate::policy::headers::{HeaderOp, HeaderRules, HeaderRulesSpec, ValuePart};
     pub use crate::policy::ip::{Cidr, IpRule};

@@ -6,8 +6,11 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use http::Request;
 use serde_json::Value;
-use support::auth::Setup;
+use support::auth::{ALICE_KEY, SECRET, Setup};
+use support::jwt::{claims, hmac};
+use support::{PatternBody, TestBody};
 
 /// The lines of `path` once there are `count` (at most 5 s: the log thread writes
 /// every 20 ms), each parsed as JSON.
@@ -62,10 +65,33 @@ async fn json_lines_carry_the_documented_fields_and_the_request_id() {
     // A refusal is logged with who stopped it; a path cannot break the line.
     let refused = s.get("/nowhere/%22%0a", &[]).await;
     assert_eq!(refused.status, 404);
+    // Who the request came from: an API key's consumer; a token's subject, also when
+    // a later step refuses it (`admins` wants roles this token lacks).
+    let keyed = s.get("/keys/k", &[("x-api-key", ALICE_KEY)]).await;
+    assert_eq!(keyed.status, 200);
+    let token = hmac(SECRET.as_bytes(), "HS256", &claims("user-42"));
+    let forbidden = s.bearer("/admin/x", &token).await;
+    assert_eq!(forbidden.status, 403);
+    // Body bytes both ways: the upstream answers an upload with its length.
+    let request = Request::post(s.gateway.url("/keys/upload"))
+        .header("x-api-key", ALICE_KEY)
+        .body(TestBody::Pattern(PatternBody::new(5000)))
+        .expect("request");
+    let posted = support::send(&s.client, request).await;
+    assert_eq!(posted.status, 200, "{}", posted.body);
+    assert_eq!(posted.body, r#"{"len":5000}"#);
 
-    let logged = lines(&path, 4).await;
-    assert_eq!(logged.len(), 4, "{logged:#?}");
-    let first = &logged[0];
+    let logged = lines(&path, 7).await;
+    assert_eq!(logged.len(), 7, "{logged:#?}");
+    // Lines are written once the response is, so two requests in quick succession
+    // may be logged by different workers in either order: found by path.
+    let line = |path: &str| {
+        logged
+            .iter()
+            .find(|line| line["path"] == path)
+            .unwrap_or_else(|| panic!("no line for {path}: {logged:#?}"))
+    };
+    let first = line("/public/a");
     for field in [
         "time",
         "listener",
@@ -83,6 +109,10 @@ async fn json_lines_carry_the_documented_fields_and_the_request_id() {
         "upstream_duration_us",
         "stopped_by",
         "stop_reason",
+        "bytes_received",
+        "bytes_sent",
+        "consumer",
+        "subject",
     ] {
         assert!(first.get(field).is_some(), "{field} missing: {first}");
     }
@@ -105,8 +135,8 @@ async fn json_lines_carry_the_documented_fields_and_the_request_id() {
     assert_eq!(first["stopped_by"], Value::Null);
     assert_eq!(first["tls"], Value::Null, "plaintext");
     assert!(first["time"].as_str().expect("time").ends_with('Z'));
-    assert_eq!(logged[1]["request_id"], id.as_str());
-    let last = &logged[3];
+    assert_eq!(line("/public/b")["request_id"], id.as_str());
+    let last = line("/nowhere/%22%0a");
     assert_eq!(last["status"], 404);
     assert_eq!(last["path"], "/nowhere/%22%0a");
     assert_eq!(last["route"], Value::Null);
@@ -117,6 +147,21 @@ async fn json_lines_carry_the_documented_fields_and_the_request_id() {
         last["request_id"],
         refused.headers["x-request-id"].to_str().expect("id")
     );
+    assert_eq!(first["consumer"], Value::Null, "a public route");
+    assert_eq!(first["subject"], Value::Null);
+    assert_eq!(first["bytes_received"], 0);
+    assert_eq!(first["bytes_sent"], kept.body.len());
+    assert_eq!(last["bytes_sent"], refused.body.len(), "the JSON error");
+    assert_eq!(line("/keys/k")["consumer"], "alice");
+    assert_eq!(line("/keys/k")["subject"], Value::Null);
+    let admin = line("/admin/x");
+    assert_eq!(admin["status"], 403);
+    assert_eq!(admin["subject"], "user-42", "kept past the refusal");
+    assert_eq!(admin["stopped_by"], "admins");
+    let upload = line("/keys/upload");
+    assert_eq!(upload["bytes_received"], 5000);
+    assert_eq!(upload["bytes_sent"], posted.body.len());
+    assert_eq!(upload["consumer"], "alice");
     let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
 

@@ -54,7 +54,8 @@ async fn handle_future_size(gateway: &gateway::Gateway, path: &str) -> usize {
         tls: None,
         https_redirect: None,
     };
-    let future = gateway.handle(route, &params, req, &cx);
+    let mut trail = rt::Trail::default();
+    let future = gateway.handle(route, &params, req, &cx, &mut trail);
     std::mem::size_of_val(&future)
 }
 

@@ -51,14 +51,23 @@ async fn counts_a_known_sequence_across_two_workers() {
         .await;
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     }
+    // Body bytes of the answers, as the client read them.
+    let body_len = |reply: &str| {
+        reply
+            .split_once("\r\n\r\n")
+            .map_or(0, |(_, body)| body.len())
+    };
+    let mut update_sent = 0;
     for _ in 0..5 {
         let reply = once(
             main,
-            "PUT /users/7 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "PUT /users/7 HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nConnection: close\r\n\r\nabcd",
         )
         .await;
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        update_sent += body_len(&reply);
     }
+    let mut unmatched_sent = 0;
     for _ in 0..4 {
         let reply = once(
             main,
@@ -66,6 +75,7 @@ async fn counts_a_known_sequence_across_two_workers() {
         )
         .await;
         assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+        unmatched_sent += body_len(&reply);
     }
     for _ in 0..3 {
         let reply = once(
@@ -116,6 +126,15 @@ async fn counts_a_known_sequence_across_two_workers() {
         !reply.body.contains("/nowhere"),
         "a raw path became a label value"
     );
+    let body_bytes =
+        |family: &str, route: &str| value(&metrics, &format!(r#"{family}{{route="{route}"}}"#));
+    let received = "gateway_request_body_bytes_total";
+    let sent = "gateway_response_body_bytes_total";
+    assert_eq!(body_bytes(received, "update-user"), 20.0, "5 bodies of 4");
+    assert_eq!(body_bytes(sent, "update-user"), update_sent as f64);
+    assert_eq!(body_bytes(received, "unmatched"), 0.0);
+    assert_eq!(body_bytes(sent, "unmatched"), unmatched_sent as f64);
+    assert!(unmatched_sent > 0, "404s carry a JSON body");
 
     // The histogram's buckets, the ones e2e.toml configures, grow to `+Inf`, which is
     // the count.
@@ -221,6 +240,44 @@ async fn counts_a_known_sequence_across_two_workers() {
 }
 
 /// The `target` label of the `dead` upstream's errors.
+/// HTTP/2 streams count their body bytes too: the request's DATA as the upstream took
+/// it, and the response's once hyper has sent it (the count comes when the stream's
+/// body is done with, just after the client has it: polled for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_streams_count_their_body_bytes() {
+    let setup = E2e::start(BUILD_RS_GATEWAY, &[]).await;
+    let gateway = &setup.gateway;
+    let h2 = h2c_client();
+    let mut sent = 0;
+    for _ in 0..3 {
+        // An upload, which the upstream reads whole before it answers.
+        let request = http::Request::post(gateway.url("/api/orders/upload"))
+            .body(TestBody::Pattern(PatternBody::new(6000)))
+            .expect("request");
+        let reply = send(&h2, request).await;
+        assert_eq!(reply.body, r#"{"len":6000}"#);
+        sent += reply.body.len();
+    }
+    let admin = format!("http://{}/metrics", gateway.addr("admin"));
+    let received_series = r#"gateway_request_body_bytes_total{route="orders"}"#;
+    let sent_series = r#"gateway_response_body_bytes_total{route="orders"}"#;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let metrics = parse(&get(&client(), &admin).await.body);
+        let done = metrics.get(sent_series) == Some(&(sent as f64));
+        if done || Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        value(&metrics, received_series),
+        18_000.0,
+        "3 bodies of 6,000"
+    );
+    assert_eq!(value(&metrics, sent_series), sent as f64);
+}
+
 fn refused_target(scrape: &str) -> String {
     scrape
         .lines()

@@ -31,6 +31,11 @@ pub(super) fn functions(plan: &Plan, names: &PolicyNames, upstreams: &[Ident]) -
         } else {
             quote!(let _ = params;)
         };
+        let trail = if authenticates(route) {
+            quote!()
+        } else {
+            quote!(let _ = trail;)
+        };
         quote! {
             #[doc = #doc]
             fn #function<'a>(
@@ -38,11 +43,13 @@ pub(super) fn functions(plan: &Plan, names: &PolicyNames, upstreams: &[Ident]) -
                 params: &'a rt::Params<'_, '_>,
                 #mutable req: rt::Request,
                 cx: &'a rt::RequestContext,
+                trail: &'a mut rt::Trail,
             ) -> impl ::core::future::Future<
                 Output = ::core::result::Result<rt::Response, rt::Stop>,
             > + 'a {
                 async move {
                     #params
+                    #trail
                     #body
                 }
             }
@@ -132,14 +139,14 @@ fn chain_body(
                     }
                     _ => identity_of(plan, names, upstreams, policy),
                 };
-                // The identity is kept only for an authorization step after it.
+                // Noted for the log; borrowed back by an authorization step after it.
                 request.push(if authorized_later {
-                    quote!(let identity = #identity;)
+                    quote!(let identity: &rt::Identity = trail.identity.insert(#identity);)
                 } else {
-                    quote!(#identity;)
+                    quote!(trail.identity = ::core::option::Option::Some(#identity);)
                 });
             }
-            Step::Authorize { .. } => request.push(quote!(#item.check(&identity)?;)),
+            Step::Authorize { .. } => request.push(quote!(#item.check(identity)?;)),
             Step::Concurrency { bucket, .. } => {
                 let limiter = format_ident!("limit_{}", bucket);
                 let place = format_ident!("place_{}", i);
@@ -162,7 +169,7 @@ fn chain_body(
                     None => quote!(::core::option::Option::None),
                 };
                 let identity = if limit_reads_identity(plan, policy) {
-                    quote!(::core::option::Option::Some(&identity))
+                    quote!(::core::option::Option::Some(identity))
                 } else {
                     quote!(::core::option::Option::None)
                 };
@@ -577,6 +584,17 @@ fn reads_params(plan: &Plan, route: &RoutePlan) -> bool {
         || header_rules(plan, route).any(|rules| !rules.is_static())
 }
 
+/// Whether any of the route's chains has an authentication step, which notes the
+/// identity in the trail.
+fn authenticates(route: &RoutePlan) -> bool {
+    route.chains.iter().any(|chain| {
+        chain
+            .steps
+            .iter()
+            .any(|step| matches!(step, Step::Authenticate { .. }))
+    })
+}
+
 /// `RouteFuture`: one variant per route holding that route's future, so that
 /// `handle` picks a route without an `async` block of its own. Such a block would keep
 /// the request it passes on as a captured value beside the route's future, which holds
@@ -628,7 +646,7 @@ pub(super) fn route_future(plan: &Plan) -> TokenStream {
 pub(super) fn handle(plan: &Plan) -> TokenStream {
     let body = if plan.routes.is_empty() {
         quote! {
-            let _ = (route, params, req, cx);
+            let _ = (route, params, req, cx, trail);
             ::core::future::ready(::core::result::Result::Err(rt::Stop::no_route()))
         }
     } else {
@@ -636,7 +654,7 @@ pub(super) fn handle(plan: &Plan) -> TokenStream {
             let ident = route_id(id);
             let function = format_ident!("route_{}", id);
             let variant = format_ident!("Route{}", id);
-            quote!(#ident => RouteFuture::#variant { future: self.#function(params, req, cx) },)
+            quote!(#ident => RouteFuture::#variant { future: self.#function(params, req, cx, trail) },)
         });
         quote! {
             match route {
@@ -652,6 +670,7 @@ pub(super) fn handle(plan: &Plan) -> TokenStream {
             params: &'a rt::Params<'_, '_>,
             req: rt::Request,
             cx: &'a rt::RequestContext,
+            trail: &'a mut rt::Trail,
         ) -> impl ::core::future::Future<
             Output = ::core::result::Result<rt::Response, rt::Stop>,
         > + 'a {

@@ -117,6 +117,7 @@ mod identity {
     use super::credential::CredentialError;
     use super::introspection::Introspected;
     use super::jwt::Verified;
+    use crate::observe::access_log::Principal;
     use crate::pipeline::{Refusal, Stop};
 
     /// Who a request comes from, as an authentication step established it.
@@ -128,6 +129,27 @@ mod identity {
         Introspected(Rc<Introspected>),
         /// The consumer whose API key the request carried.
         Consumer(&'static ConsumerSpec),
+    }
+
+    impl Identity {
+        /// Whom the access log names: the consumer, or the token's subject (`sub`;
+        /// an introspected token without one, by its `username`). `None` for a token
+        /// that names nobody.
+        pub fn principal(&self) -> Option<Principal> {
+            let claims = match self {
+                Identity::Consumer(consumer) => return Some(Principal::Consumer(consumer.name)),
+                Identity::Token(verified) => &verified.claims,
+                Identity::Introspected(introspected) => introspected.claims.as_ref()?,
+            };
+            let subject = match claims.get("sub") {
+                Some(serde_json::Value::String(sub)) => sub,
+                _ => match (self, claims.get("username")) {
+                    (Identity::Introspected(_), Some(serde_json::Value::String(name))) => name,
+                    _ => return None,
+                },
+            };
+            Some(Principal::Subject(subject.as_str().into()))
+        }
     }
 
     /// The challenge of a bearer-token policy without a token, and with a bad one.

@@ -1,7 +1,7 @@
 //! The body of a client's request: read from the client's HTTP/1.1 connection as the
 //! upstream takes it, or hyper's body of an HTTP/2 stream.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -32,6 +32,8 @@ pub struct Inbound {
     /// Bounds each read of a body: here rather than in the body, which every
     /// request's future holds, as one connection reads one body at a time.
     pub body_idle: IdleTimer,
+    /// Body bytes of the current request decoded so far, for the access log.
+    pub received: u64,
 }
 
 impl Inbound {
@@ -44,6 +46,7 @@ impl Inbound {
             body_done: true,
             in_hand: None,
             body_idle: IdleTimer::new(body_timeout),
+            received: 0,
         }
     }
 }
@@ -161,6 +164,9 @@ fn decode(decoder: &mut BodyDecoder, inbound: &mut Inbound) -> Result<Decoded, C
         .decode(&mut inbound.read.bytes)
         .map_err(ClientBodyError::Framing)?;
     inbound.body_done = decoder.is_done();
+    if let Decoded::Data(data) = &decoded {
+        inbound.received += data.len() as u64;
+    }
     Ok(decoded)
 }
 
@@ -199,14 +205,19 @@ impl InHand {
 pub struct Http2Body {
     incoming: Incoming,
     idle: IdleTimer,
+    /// Data bytes read so far, shared with the stream's response, which reports them
+    /// when it ends.
+    received: Rc<Cell<u64>>,
 }
 
 impl Http2Body {
-    /// A stream's body; a read that waits `timeout` fails.
-    pub fn new(incoming: Incoming, timeout: Duration) -> Self {
+    /// A stream's body, counting its bytes in `received`; a read that waits `timeout`
+    /// fails.
+    pub fn new(incoming: Incoming, timeout: Duration, received: Rc<Cell<u64>>) -> Self {
         Self {
             incoming,
             idle: IdleTimer::new(timeout),
+            received,
         }
     }
 }
@@ -241,6 +252,9 @@ impl http_body::Body for RequestBody {
             RequestBody::Http2(body) => match Pin::new(&mut body.incoming).poll_frame(cx) {
                 Poll::Ready(frame) => {
                     body.idle.progress();
+                    if let Some(data) = frame.as_ref().and_then(|f| f.as_ref().ok()?.data_ref()) {
+                        body.received.set(body.received.get() + data.len() as u64);
+                    }
                     Poll::Ready(frame.map(|frame| frame.map_err(ClientBodyError::Http2)))
                 }
                 Poll::Pending if body.idle.poll_expired(cx) => {

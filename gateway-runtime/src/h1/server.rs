@@ -35,6 +35,7 @@ use crate::io::Stream;
 use crate::io::stream::WriteHalf;
 use crate::message::error::json_error;
 use crate::message::fields::{self, Fields};
+use crate::observe::Transferred;
 use crate::pipeline::gateway::{Request, Response};
 
 /// The client preface of HTTP/2 with prior knowledge (RFC 9113 §3.4).
@@ -102,15 +103,17 @@ enum Next {
 /// Serves HTTP/1.1 requests on `stream` with `service` until the client, an error or
 /// `shutdown` turning true ends the connection. A request in flight then is finished
 /// and answered with `Connection: close`.
-pub async fn serve<S, F>(
+pub async fn serve<S, F, E, D>(
     stream: Stream,
     limits: &ClientLimits,
     shutdown: watch::Receiver<bool>,
     service: S,
+    finish: D,
 ) -> Ended
 where
     S: Fn(Request) -> F,
-    F: Future<Output = Response>,
+    F: Future<Output = (Response, E)>,
+    D: Fn(E, Transferred),
 {
     let (reader, mut writer) = stream.into_split();
     let inbound = Rc::new(RefCell::new(Inbound::new(reader, limits.body_timeout)));
@@ -238,9 +241,8 @@ where
                     &mut out,
                     response,
                     limits.send_timeout,
-                    false,
-                    false,
-                    true,
+                    (false, false, true),
+                    &mut 0,
                 )
                 .await;
                 Box::pin(linger(inbound, writer)).await;
@@ -264,7 +266,11 @@ where
         }
         let head_request = head.method == Method::HEAD;
         let http10 = head.version == Version::HTTP_10;
-        inbound.borrow_mut().body_done = !has_body;
+        {
+            let mut inbound = inbound.borrow_mut();
+            inbound.body_done = !has_body;
+            inbound.received = 0;
+        }
         let body = Http1Body::new(inbound.clone(), head.body);
         let request = Request {
             method: head.method,
@@ -274,21 +280,23 @@ where
             body: RequestBody::Http1(body),
             trace: None,
         };
-        let response = service(request).await;
+        let (response, epilogue) = service(request).await;
         stopping |= stopped();
         let body_done = inbound.borrow().body_done;
         let close = !head.keep_alive || stopping || !body_done;
-        match write_response(
+        let mut sent = 0;
+        let written = write_response(
             &mut writer,
             &mut out,
             response,
             limits.send_timeout,
-            head_request,
-            http10,
-            close,
+            (head_request, http10, close),
+            &mut sent,
         )
-        .await
-        {
+        .await;
+        let received = inbound.borrow().received;
+        finish(epilogue, Transferred { received, sent });
+        match written {
             Ok(true) if !close => {}
             Ok(_) if !body_done => {
                 Box::pin(linger(inbound, writer)).await;
@@ -470,15 +478,16 @@ pub(crate) fn parse_head(
 }
 
 /// Writes `response`, its head and first body bytes in one system call when the body
-/// has them ready. Returns whether the connection can carry another request.
+/// has them ready, counting body bytes in `sent` as they go out. `(head_request,
+/// http10, close)` describe the request it answers. Returns whether the connection can
+/// carry another request.
 async fn write_response(
     writer: &mut WriteHalf,
     out: &mut Vec<u8>,
     response: Response,
     send_timeout: Duration,
-    head_request: bool,
-    http10: bool,
-    close: bool,
+    (head_request, http10, close): (bool, bool, bool),
+    sent: &mut u64,
 ) -> io::Result<bool> {
     let (status, fields, mut body) = response.into_parts();
     let bodiless = head_request
@@ -597,6 +606,8 @@ async fn write_response(
         if data.is_empty() {
             continue;
         }
+        // Counted as handed to the connection: a write that fails next counts it too.
+        *sent += data.len() as u64;
         if framing == Framing::Chunked {
             let mut size = [0u8; 18];
             out.extend_from_slice(framing::chunk_size_line(data.len(), &mut size));
@@ -863,8 +874,9 @@ mod tests {
 
     /// Serves `stream` with a service that reads each request's body and answers with
     /// its method, target and body length; the `Date` is fixed so that the bytes on
-    /// the wire are known.
-    async fn serve_scripted(stream: Stream) {
+    /// the wire are known. Returns each exchange's body bytes, as `finish` saw them.
+    async fn serve_scripted(stream: Stream) -> Vec<Transferred> {
+        let finished = RefCell::new(Vec::new());
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
         let limits = ClientLimits {
             header_read_timeout: Duration::from_secs(5),
@@ -874,7 +886,7 @@ mod tests {
             max_headers: 20,
             max_concurrent_streams: 100,
         };
-        let ended = serve(stream, &limits, shutdown, |req: Request| async move {
+        let service = |req: Request| async move {
             let answer = format!("{} {}", req.method, req.uri);
             let body = req.body.collect().await.map(|b| b.to_bytes().len());
             let text = match body {
@@ -883,14 +895,17 @@ mod tests {
             };
             let mut fields = crate::message::fields::Fields::with_capacity(1, 64);
             fields.append(b"date", b"Tue, 01 Dec 2026 20:00:00 GMT");
-            Response::new(
+            let response = Response::new(
                 StatusCode::OK,
                 fields,
                 crate::message::body::Body::local(text),
-            )
-        })
-        .await;
+            );
+            (response, ())
+        };
+        let finish = |(), transferred| finished.borrow_mut().push(transferred);
+        let ended = serve(stream, &limits, shutdown, service, finish).await;
         assert!(matches!(ended, Ended::Closed));
+        finished.into_inner()
     }
 
     fn ok(body: &str) -> Vec<u8> {
@@ -919,7 +934,21 @@ mod tests {
             &[b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"],
             &[&first, &second],
         );
-        serve_scripted(stream).await;
+        let finished = serve_scripted(stream).await;
+        let sent = |answer: &str| answer.len() as u64;
+        assert_eq!(
+            finished,
+            [
+                Transferred {
+                    received: 0,
+                    sent: sent("GET /a 0")
+                },
+                Transferred {
+                    received: 5,
+                    sent: sent("POST /b 5")
+                },
+            ]
+        );
     }
 
     /// A chunked body split across reads is decoded for the service.
@@ -933,7 +962,9 @@ mod tests {
             ],
             &[&answer],
         );
-        serve_scripted(stream).await;
+        let finished = serve_scripted(stream).await;
+        // The decoded body, not its chunk framing.
+        assert_eq!(finished[0].received, 11);
     }
 
     /// A head dripped one byte per read is parsed a bounded number of times, not once

@@ -24,8 +24,9 @@ use crate::io::Stream;
 use crate::io::prefixed::Prefixed;
 use crate::message::body::Body;
 use crate::message::fields::Fields;
-use crate::pipeline::Connection;
+use crate::observe::Transferred;
 use crate::pipeline::gateway::{Gateway, Request};
+use crate::pipeline::{Connection, Epilogue};
 
 /// Spawns `!Send` futures (HTTP/2 streams) on the worker's local task set.
 #[derive(Clone, Copy)]
@@ -95,19 +96,26 @@ pub(crate) async fn serve<G: Gateway>(
             let stream = StreamGuard::open(activity.clone());
             async move {
                 let (parts, body) = req.into_parts();
+                let received = Rc::new(Cell::new(0));
                 let req = Request {
                     fields: request_fields(&parts.headers),
                     method: parts.method,
                     uri: parts.uri,
                     version: parts.version,
-                    body: RequestBody::Http2(Http2Body::new(body, body_timeout)),
+                    body: RequestBody::Http2(Http2Body::new(body, body_timeout, received.clone())),
                     trace: None,
                 };
-                let response = connection.serve(req).await.into_http();
-                Ok::<_, Infallible>(response.map(|body| WatchedBody {
+                let (response, epilogue) = connection.serve(req).await;
+                Ok::<_, Infallible>(response.into_http().map(|body| WatchedBody {
                     body,
                     stream,
                     waiting_since: None,
+                    ending: Some(Ending {
+                        connection,
+                        epilogue,
+                        received,
+                        sent: 0,
+                    }),
                 }))
             }
         })
@@ -311,27 +319,45 @@ impl Drop for StreamGuard {
     }
 }
 
+/// What a stream's response finishes when hyper is done with its body (sent, or the
+/// stream reset): the request's count and log line, with its bytes.
+struct Ending<G: Gateway> {
+    connection: Rc<Connection<G>>,
+    epilogue: Epilogue,
+    received: Rc<Cell<u64>>,
+    sent: u64,
+}
+
 pin_project_lite::pin_project! {
-    /// A response body that reports when hyper stops asking it for data: hyper asks
-    /// again as soon as the client's flow-control window has room.
-    struct WatchedBody {
+    /// A response body that reports when hyper stops asking it for data (hyper asks
+    /// again as soon as the client's flow-control window has room), and ends its
+    /// request when dropped.
+    struct WatchedBody<G: Gateway> {
         #[pin]
         body: Body,
         stream: StreamGuard,
         waiting_since: Option<u64>,
+        ending: Option<Ending<G>>,
     }
 
-    impl PinnedDrop for WatchedBody {
+    impl<G: Gateway> PinnedDrop for WatchedBody<G> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(since) = this.waiting_since.take() {
                 this.stream.activity.stop_waiting(since);
             }
+            if let Some(ending) = this.ending.take() {
+                let transferred = Transferred {
+                    received: ending.received.get(),
+                    sent: ending.sent,
+                };
+                ending.connection.finish(ending.epilogue, transferred);
+            }
         }
     }
 }
 
-impl http_body::Body for WatchedBody {
+impl<G: Gateway> http_body::Body for WatchedBody<G> {
     type Data = Bytes;
     type Error = BodyError;
 
@@ -346,6 +372,11 @@ impl http_body::Body for WatchedBody {
         }
         let mut body = this.body;
         let polled = body.as_mut().poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(ending)) = (&polled, this.ending.as_mut())
+            && let Some(data) = frame.data_ref()
+        {
+            ending.sent += data.len() as u64;
+        }
         if matches!(polled, Poll::Ready(Some(Ok(_)))) && !body.is_end_stream() {
             *this.waiting_since = Some(activity.start_waiting());
         }

@@ -12,3 +12,12 @@ pub mod request_id;
 pub mod series;
 #[cfg(feature = "server")]
 pub mod trace;
+
+/// A request's body bytes: read from the client, and written to it. Bodies only, on
+/// either protocol, as Envoy's `%BYTES_RECEIVED%` and `%BYTES_SENT%`: an HTTP/2 head's
+/// size on the wire depends on the connection's HPACK state, not on the request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transferred {
+    pub received: u64,
+    pub sent: u64,
+}

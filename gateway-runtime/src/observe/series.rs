@@ -69,7 +69,7 @@ impl Shape {
     pub fn most_series(&self) -> usize {
         let route_slots = self.routes + 1;
         let histogram = self.bounds + 3;
-        1 + route_slots * METHODS.len() * CLASSES.len()
+        1 + route_slots * (METHODS.len() * CLASSES.len() + 2)
             + (route_slots + self.upstreams) * histogram
             + self.targets * (UPSTREAM_FAULTS.len() + 2)
             + self.listeners * PROTOCOLS.len()
@@ -95,11 +95,12 @@ mod tests {
             bounds: 14,
             tracing: true,
         };
-        // Build info, requests, 3 route and 1 upstream histograms, errors and pool
-        // gauges per target, connections, TLS handshakes, certificates and spans.
+        // Build info, requests, body bytes both ways, 3 route and 1 upstream
+        // histograms, errors and pool gauges per target, connections, TLS handshakes,
+        // certificates and spans.
         assert_eq!(
             shape.most_series(),
-            1 + 150 + 4 * 17 + 2 * 9 + 2 + 4 + 2 + 3
+            1 + 150 + 3 * 2 + 4 * 17 + 2 * 9 + 2 + 4 + 2 + 3
         );
     }
 }

@@ -3,14 +3,16 @@
 //! In order: the connection phase's verdict (decided at accept), the checks every
 //! request passes (path normal form, `Host`), routing, `Max-Forwards`, then the
 //! route's own chain (`Gateway::handle`: request phase, target, response phase).
-//! Whatever stops on the way comes back as a `Stop`, and `rescue` answers it; the
-//! access log records the response and, for an early exit, why.
+//! Whatever stops on the way comes back as a `Stop`, and `rescue` answers it. The
+//! metrics and the access log record the response and, for an early exit, why; once
+//! the server has written the body, `finish` adds the bytes.
 
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
 
+use crate::auth::Identity;
 use crate::message::body::Body;
 use crate::message::error::json_error;
 use crate::message::fields::Fields;
@@ -18,12 +20,13 @@ use crate::message::methods::MethodSet;
 use crate::message::request::{
     MaxForwards, host, max_forwards, normalize_path, underscores, with_path,
 };
+use crate::observe::Transferred;
 use crate::observe::access_log::{AccessLog, LoggedPath, Record};
 use crate::observe::metrics::{Shard, Stamp, method_index};
 use crate::observe::request_id::RequestId;
 use crate::observe::trace::{Begun, SpanContext, SpanRecord};
 use crate::pipeline::gateway::{Gateway, Request, Response};
-use crate::pipeline::{Refusal, RequestContext, Stop, rescue};
+use crate::pipeline::{Refusal, RequestContext, Stop, Trail, rescue};
 use crate::route::router::{Lookup, RouteTable};
 
 /// One client connection's view of the gateway.
@@ -49,7 +52,7 @@ impl<G: Gateway> Connection<G> {
         clippy::manual_async_fn,
         reason = "an async fn would hold the request twice"
     )]
-    pub fn serve(&self, mut req: Request) -> impl Future<Output = Response> + '_ {
+    pub fn serve(&self, mut req: Request) -> impl Future<Output = (Response, Epilogue)> + '_ {
         async move {
             let start = Stamp::now();
             let method = method_index(&req.method);
@@ -65,7 +68,8 @@ impl<G: Gateway> Connection<G> {
                 let path = LoggedPath::new(req.uri.path());
                 (SystemTime::now(), req.method.clone(), path)
             });
-            let (outcome, route) = self.dispatch(req).await;
+            let mut trail = Trail::default();
+            let (outcome, route) = self.dispatch(req, &mut trail).await;
             let (mut response, stop) = match outcome {
                 Ok(response) => (response, None),
                 Err(stop) => {
@@ -94,8 +98,8 @@ impl<G: Gateway> Connection<G> {
                 span.answered(template, status, self.cx.client.ip());
                 sink.record(span);
             }
-            if let (Some(log), Some((at, method, path))) = (&self.log, logged) {
-                log.record(Record {
+            let record = logged.map(|(at, method, path)| {
+                Box::new(Record {
                     at,
                     listener: self.cx.listener,
                     client: self.cx.client.ip(),
@@ -109,9 +113,21 @@ impl<G: Gateway> Connection<G> {
                     tls: self.cx.tls.as_ref().map(|tls| tls.version),
                     trace_id: begun.map(|begun| begun.span.trace_id),
                     served,
-                });
-            }
-            response
+                    principal: trail.identity.as_ref().and_then(Identity::principal),
+                    transferred: Transferred::default(),
+                })
+            });
+            (response, Epilogue { route, record })
+        }
+    }
+
+    /// Counts and logs a request once its response has been written (or given up
+    /// on): the bytes are known only then.
+    pub fn finish(&self, epilogue: Epilogue, transferred: Transferred) {
+        self.metrics.transferred(epilogue.route, transferred);
+        if let (Some(log), Some(mut record)) = (&self.log, epilogue.record) {
+            record.transferred = transferred;
+            log.record(record);
         }
     }
 
@@ -119,10 +135,11 @@ impl<G: Gateway> Connection<G> {
         clippy::manual_async_fn,
         reason = "an async fn would hold the request twice"
     )]
-    fn dispatch(
-        &self,
+    fn dispatch<'a>(
+        &'a self,
         mut req: Request,
-    ) -> impl Future<Output = (Result<Response, Stop>, Option<usize>)> + '_ {
+        trail: &'a mut Trail,
+    ) -> impl Future<Output = (Result<Response, Stop>, Option<usize>)> + 'a {
         async move {
             if let Some(refusal) = self.refused {
                 return (Err(Stop::Refused(refusal)), None);
@@ -182,7 +199,10 @@ impl<G: Gateway> Connection<G> {
                 Lookup::Found { route, params } => {
                     match max_forwards(&req.method, &mut req.fields) {
                         Ok(MaxForwards::Forward) => {
-                            let outcome = self.gateway.handle(route, &params, req, &self.cx).await;
+                            let outcome = self
+                                .gateway
+                                .handle(route, &params, req, &self.cx, trail)
+                                .await;
                             (outcome, Some(route))
                         }
                         Ok(MaxForwards::Answer) => (Ok(self.answer_locally(&req)), Some(route)),
@@ -228,6 +248,15 @@ impl<G: Gateway> Connection<G> {
             refused.with_allow(allowed.without(&http::Method::TRACE))
         }
     }
+}
+
+/// What is left of a request once its response head is ready: counting its bytes and
+/// logging it, when the response has been written.
+#[derive(Debug)]
+pub(crate) struct Epilogue {
+    route: Option<usize>,
+    /// The access-log line, but for the bytes; `None` with the log off.
+    record: Option<Box<Record>>,
 }
 
 /// A 200 with no body, for the OPTIONS requests the gateway answers itself.

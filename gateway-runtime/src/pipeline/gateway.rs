@@ -17,7 +17,7 @@ use crate::observe::access_log::AccessLogSpec;
 use crate::observe::metrics::Shard;
 use crate::observe::request_id::RequestIdMode;
 use crate::observe::trace::{SpanContext, TracingSpec};
-use crate::pipeline::{Admission, Refusal, RequestContext, Stop};
+use crate::pipeline::{Admission, Refusal, RequestContext, Stop, Trail};
 use crate::route::router::RouteSpec;
 use crate::settings::{Setting, SettingError, SettingKind};
 use crate::tls::{ListenerTlsSpec, UpstreamTlsSpec};
@@ -94,13 +94,14 @@ pub trait Gateway: Sized + 'static {
     fn connection(&self, listener: usize, peer: IpAddr) -> Result<Admission, Refusal>;
 
     /// Runs route `route` (request phase, target, response phase) on a request the
-    /// router matched to it.
+    /// router matched to it, noting in `trail` what the access log reports of it.
     fn handle<'a>(
         &'a self,
         route: usize,
         params: &'a Params<'_, '_>,
         req: Request,
         cx: &'a RequestContext,
+        trail: &'a mut Trail,
     ) -> impl Future<Output = Result<Response, Stop>> + 'a;
 
     /// The answer to a request whose path route `route` matches but whose method no

@@ -34,7 +34,7 @@ mod driver;
 pub mod gateway;
 mod stop;
 
-pub(crate) use driver::Connection;
+pub(crate) use driver::{Connection, Epilogue};
 pub use stop::{Refusal, Stop, StopReason, changed_path, rescue};
 
 use std::net::SocketAddr;
@@ -85,6 +85,16 @@ pub struct RequestContext {
     pub tls: Option<ConnectionTls>,
     /// A plaintext listener that redirects every request to `https://` on this port.
     pub https_redirect: Option<u16>,
+}
+
+/// What a route's steps leave behind for the logging phase: the driver owns it, the
+/// route's function writes it. Only routes with an authentication step touch it.
+#[derive(Debug, Default)]
+pub struct Trail {
+    /// Who the request comes from, once an authentication step established it: kept
+    /// even when a later step stops the request (a 403, a 429), as that is when the
+    /// log most needs it.
+    pub identity: Option<crate::auth::Identity>,
 }
 
 /// What a TLS connection's requests need to know of it.

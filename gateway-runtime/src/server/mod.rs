@@ -601,8 +601,9 @@ async fn accept_loop<G: Gateway>(
                 crate::h2::serve(stream, BytesMut::new(), connection, limits, signal).await;
             } else {
                 let mut open = metrics.connection(listener_id, Protocol::Http1);
-                let ended =
-                    http1::serve(stream, &limits, signal, |req| connection.serve(req)).await;
+                let service = |req| connection.serve(req);
+                let finish = |epilogue, transferred| connection.finish(epilogue, transferred);
+                let ended = http1::serve(stream, &limits, signal, service, finish).await;
                 if let http1::Ended::Http2(stream, preface) = ended {
                     open.now_h2();
                     connection.cx.response_timer.set_multiplexed();

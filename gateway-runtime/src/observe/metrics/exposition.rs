@@ -84,6 +84,29 @@ pub fn render(registry: &Registry, certificates: &[(&str, &str, u64)]) -> String
         );
     }
 
+    for (name, help, sent) in [
+        (
+            "gateway_request_body_bytes_total",
+            "Body bytes read from clients, by route.",
+            false,
+        ),
+        (
+            "gateway_response_body_bytes_total",
+            "Body bytes written to clients, by route.",
+            true,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        for slot in 0..=catalog.routes.len() {
+            let (received, written) = registry.body_bytes(slot);
+            // Shown for a route once it has answered a request, bodies or not.
+            if (0..CLASSES.len()).any(|c| registry.requests_of_class(slot, c) > 0) {
+                let count = if sent { written } else { received };
+                series(&mut out, name, &[("route", route_name(slot))], count);
+            }
+        }
+    }
+
     let name = "gateway_upstream_request_duration_seconds";
     family(
         &mut out,

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use http::Method;
 
 use super::cells::{Counter, Gauge, Histogram};
+use crate::observe::Transferred;
 use crate::observe::series::{
     CLASSES, DEFAULT_BUCKETS, METHODS, PROTOCOLS, TLS_FAILURES, UPSTREAM_FAULTS,
 };
@@ -127,6 +128,7 @@ impl Registry {
                 unmatched: catalog.routes.len(),
                 requests: counters(routes * METHODS.len() * CLASSES.len()),
                 duration: (0..routes).map(|_| Histogram::new(bounds.len())).collect(),
+                body_bytes: counters(routes * 2),
                 upstream_duration: (0..catalog.upstreams.len())
                     .map(|_| Histogram::new(bounds.len()))
                     .collect(),
@@ -173,6 +175,12 @@ impl Registry {
         (0..METHODS.len())
             .map(|m| self.requests(slot, m, class))
             .sum()
+    }
+
+    /// Body bytes of route slot `slot`'s requests: (received, sent).
+    pub fn body_bytes(&self, slot: usize) -> (u64, u64) {
+        let sum = |i: usize| self.shards.iter().map(|s| s.body_bytes[i].get()).sum();
+        (sum(2 * slot), sum(2 * slot + 1))
     }
 
     pub fn route_duration(&self, slot: usize) -> Merged {
@@ -268,6 +276,8 @@ pub struct Shard {
     pub(super) requests: Box<[Counter]>,
     /// By route slot: from the request head to the response head.
     pub(super) duration: Box<[Histogram]>,
+    /// By route slot: body bytes received, then sent.
+    pub(super) body_bytes: Box<[Counter]>,
     /// By upstream id: from sending the request to its response head.
     pub(super) upstream_duration: Box<[Histogram]>,
     /// By target and fault.
@@ -299,6 +309,14 @@ impl Shard {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.requests[(slot * METHODS.len() + method) * CLASSES.len() + class].add(1);
         self.duration[slot].observe(self.bounds, nanos);
+    }
+
+    /// The body bytes of a request whose response has been sent.
+    #[inline]
+    pub fn transferred(&self, route: Option<usize>, transferred: Transferred) {
+        let slot = route.unwrap_or(self.unmatched);
+        self.body_bytes[2 * slot].add(transferred.received);
+        self.body_bytes[2 * slot + 1].add(transferred.sent);
     }
 
     /// A request that stopped before its target answered, and why.
