@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """What observability costs: the small scenario (bench.py's `small`, one worker on CPU 0,
 wrk and the nginx origin on CPU 1) with each part on, against the same job with all of
-it off, in one run.
+it off, in one run. Every variant routes observe-routes.toml; they differ only in what
+they observe.
 
-  off           bench-gateway: no admin listener, no tracing, no access log
-  trace-0pct    bench-observe-gateway: metrics served, tracing at ratio 0 (every
-                request gets its ids and an upstream `traceparent`; none is recorded)
+  off           bench-observe-off-gateway: no admin listener, no tracing, no access log
+  metrics       bench-observe-metrics-gateway: the admin listener, so metrics counted
+  trace-0pct    bench-observe-gateway: metrics, and tracing at ratio 0 (every request
+                gets its ids and an upstream `traceparent`; none is recorded)
   trace-1pct    the same at 1%: what the issue's goal is about (metrics plus 1% tracing)
   trace-100pct  every request recorded: a server and a client span each, exported
   json-log      trace-0pct with the JSON access log written to a file
@@ -13,9 +15,7 @@ it off, in one run.
 (`%` is not in the names: callgrind reads it in its output file's name.)
 
 The spans go to the origin nginx (`POST /v1/traces` answered 200), so that export costs
-what it would against a collector. Metrics are counted in every build, `off` included,
-with or without an admin listener to serve them; what counting costs is measured
-against a build without it (bench/RESULTS.md, "Metrics").
+what it would against a collector.
 
 Per variant: requests/s, p50/p99, gateway CPU µs per request (medians over rounds,
 interleaved), and user-space instructions per request under callgrind, exporter thread
@@ -36,19 +36,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the shared process and nginx helpers)
 
 ROOT = bench.ROOT
-PLAIN = os.environ.get("GATEWAY_BIN", os.path.join(ROOT, "target", "release", "bench-gateway"))
-OBSERVE = os.environ.get("GATEWAY_OBSERVE_BIN",
-                         os.path.join(ROOT, "target", "release", "bench-observe-gateway"))
+RELEASE = os.path.join(ROOT, "target", "release")
+OFF = os.path.join(RELEASE, "bench-observe-off-gateway")
+METRICS = os.path.join(RELEASE, "bench-observe-metrics-gateway")
+OBSERVE = os.path.join(RELEASE, "bench-observe-gateway")
 ADMIN_PORT = 28090
 PATH = "/api/users/42"
 
 # name: (binary, TRACE_RATIO, access log on)
 VARIANTS = {
-    "off": (PLAIN, None, False),
-    # GATEWAY_BEFORE_BIN: bench-gateway built from an earlier commit, to see what the
-    # code paths cost when they are off.
+    "off": (OFF, None, False),
+    # GATEWAY_BEFORE_BIN: bench-observe-off-gateway built from an earlier commit, to see
+    # what the code paths cost when they are off.
     **({"before": (os.environ["GATEWAY_BEFORE_BIN"], None, False)}
        if os.environ.get("GATEWAY_BEFORE_BIN") else {}),
+    "metrics": (METRICS, None, False),
     "trace-0pct": (OBSERVE, "0", False),
     "trace-1pct": (OBSERVE, "0.01", False),
     "trace-100pct": (OBSERVE, "1", False),

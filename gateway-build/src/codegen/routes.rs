@@ -31,10 +31,11 @@ pub(super) fn functions(plan: &Plan, names: &PolicyNames, upstreams: &[Ident]) -
         } else {
             quote!(let _ = params;)
         };
-        let trail = if authenticates(route) {
-            quote!()
-        } else {
+        // Every target reads the trail; a route that no listener serves has none.
+        let trail = if route.chains.is_empty() {
             quote!(let _ = trail;)
+        } else {
+            quote!()
         };
         quote! {
             #[doc = #doc]
@@ -192,7 +193,8 @@ fn chain_body(
                     continue;
                 };
                 let service = &upstreams[authz.upstream];
-                request.push(quote!(#item.check(&self.#service, &mut req, cx).await?;));
+                request
+                    .push(quote!(#item.check(&self.#service, &mut req, cx, trail.trace).await?;));
             }
             Step::Headers { params, .. } => {
                 let PolicyKind::Headers(rules) = &plan.policies[policy].kind else {
@@ -281,7 +283,7 @@ fn identity_of(
             let server = &upstreams[i.upstream];
             quote! {
                 rt::Identity::Introspected(
-                    self.shared.#field.authenticate(&mut req, &self.#cache, &self.#server, cx).await?,
+                    self.shared.#field.authenticate(&mut req, &self.#cache, &self.#server, cx, trail.trace).await?,
                 )
             }
         }
@@ -302,7 +304,7 @@ fn target(plan: &Plan, upstreams: &[Ident], route: &RoutePlan) -> TokenStream {
             };
             let forward = quote! {
                 self.#field
-                    .forward(req, path, cx, #max_body)
+                    .forward(req, path, cx, #max_body, trail)
                     .await
                     .map_err(|error| rt::Stop::upstream(#name, error))?
             };
@@ -403,7 +405,7 @@ fn aggregate(
                 quote!(&#name)
             };
             let i = Literal::usize_unsuffixed(i);
-            quote!(rt::aggregate_call(&self.#upstream, &CALLS[#i], &req, params, #needs, cx))
+            quote!(rt::aggregate_call(&self.#upstream, &CALLS[#i], &req, params, #needs, cx, trail.trace))
         });
         let bound = stage.iter().map(|&i| &answers[i]);
         quote! {
@@ -582,17 +584,6 @@ fn reads_params(plan: &Plan, route: &RoutePlan) -> bool {
     matches!(route.target.path_change(), Some(PathChange::Rewrite(_)))
         || matches!(route.target, Target::Aggregate(_))
         || header_rules(plan, route).any(|rules| !rules.is_static())
-}
-
-/// Whether any of the route's chains has an authentication step, which notes the
-/// identity in the trail.
-fn authenticates(route: &RoutePlan) -> bool {
-    route.chains.iter().any(|chain| {
-        chain
-            .steps
-            .iter()
-            .any(|step| matches!(step, Step::Authenticate { .. }))
-    })
 }
 
 /// `RouteFuture`: one variant per route holding that route's future, so that

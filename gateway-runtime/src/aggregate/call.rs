@@ -11,6 +11,7 @@ use super::CallSpec;
 use super::answer::Answer;
 use super::template::Values;
 use crate::message::fields::Fields;
+use crate::observe::trace::SpanContext;
 use crate::observe::trace::context::copy_state;
 use crate::pipeline::RequestContext;
 use crate::pipeline::gateway::{Params, Request};
@@ -58,6 +59,7 @@ pub async fn call(
     params: &Params<'_, '_>,
     needs: &[&Result<Answer, CallError>],
     cx: &RequestContext,
+    trace: Option<SpanContext>,
 ) -> Result<Answer, CallError> {
     let values = Values {
         uri: &req.uri,
@@ -77,7 +79,7 @@ pub async fn call(
         }
     }
     fields.append(b"accept", b"application/json");
-    if req.trace.is_some() {
+    if trace.is_some() {
         copy_state(&req.fields, &mut fields);
     }
     if spec.body.is_some() {
@@ -96,7 +98,7 @@ pub async fn call(
                     fields: &fields,
                     body,
                     original_host,
-                    trace: req.trace,
+                    trace,
                 },
                 cx,
             )

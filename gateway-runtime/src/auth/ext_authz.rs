@@ -23,6 +23,7 @@ use super::identity::{ask_whole, unavailable};
 use crate::message::body::Body;
 use crate::message::fields::Fields;
 use crate::message::response::Response;
+use crate::observe::trace::SpanContext;
 use crate::observe::trace::context::copy_state;
 use crate::pipeline::gateway::Request;
 use crate::pipeline::{RequestContext, Stop};
@@ -53,12 +54,13 @@ pub struct ExtAuthzSpec {
 }
 
 impl ExtAuthzSpec {
-    /// The request phase: asks `service` about `req`.
+    /// The request phase: asks `service` about `req`, within the request's `trace`.
     pub async fn check(
         &'static self,
         service: &Upstream,
         req: &mut Request,
         cx: &RequestContext,
+        trace: Option<SpanContext>,
     ) -> Result<(), Stop> {
         let answer = {
             let mut fields = Fields::with_capacity(self.request_headers.len() + 2, 512);
@@ -68,7 +70,7 @@ impl ExtAuthzSpec {
                 }
             }
             fields.append(b"x-forwarded-method", req.method.as_str().as_bytes());
-            if req.trace.is_some() {
+            if trace.is_some() {
                 copy_state(&req.fields, &mut fields);
             }
             let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -83,7 +85,7 @@ impl ExtAuthzSpec {
                 fields: &fields,
                 body: Bytes::new(),
                 original_host: host,
-                trace: req.trace,
+                trace,
             };
             ask_whole(service, ask, self.timeout, cx).await
         };

@@ -27,6 +27,7 @@ use super::identity::{
     BEARER, INVALID_TOKEN, UNFORWARDABLE, ask_whole, invalid, missing, now, unavailable, unreadable,
 };
 use crate::message::fields::Fields;
+use crate::observe::trace::SpanContext;
 use crate::observe::trace::context::copy_state;
 use crate::pipeline::gateway::Request;
 use crate::pipeline::{RequestContext, Stop};
@@ -105,13 +106,15 @@ impl Introspection {
         )
     }
 
-    /// The request phase: the token's claims, from the cache or the server.
+    /// The request phase: the token's claims, from the cache or the server (asked
+    /// within the request's `trace`).
     pub async fn authenticate(
         &self,
         req: &mut Request,
         cache: &IntrospectionCache,
         server: &Upstream,
         cx: &RequestContext,
+        trace: Option<SpanContext>,
     ) -> Result<Rc<Introspected>, Stop> {
         let name = self.spec.name;
         let now = now();
@@ -126,7 +129,7 @@ impl Introspection {
         let answer = match cache.get(&digest, now) {
             Some(answer) => answer,
             None => {
-                let answer = Rc::new(self.introspect(&token, server, req, cx, now).await?);
+                let answer = Rc::new(self.introspect(&token, server, req, cx, now, trace).await?);
                 cache.insert(&digest, answer.clone(), now);
                 answer
             }
@@ -150,6 +153,7 @@ impl Introspection {
         client: &Request,
         cx: &RequestContext,
         now: u64,
+        trace: Option<SpanContext>,
     ) -> Result<Introspected, Stop> {
         let mut body = Vec::with_capacity(token.len() + 40);
         body.extend_from_slice(b"token=");
@@ -159,7 +163,7 @@ impl Introspection {
         fields.append(b"authorization", &self.credentials);
         fields.append(b"content-type", b"application/x-www-form-urlencoded");
         fields.append(b"accept", b"application/json");
-        if client.trace.is_some() {
+        if trace.is_some() {
             copy_state(&client.fields, &mut fields);
         }
         let unavailable = || unavailable(self.spec.name, "token introspection unavailable");
@@ -169,7 +173,7 @@ impl Introspection {
             fields: &fields,
             body: Bytes::from(body),
             original_host: None,
-            trace: client.trace,
+            trace,
         };
         let answer = ask_whole(server, ask, self.spec.timeout, cx).await;
         let body = match answer {

@@ -278,7 +278,6 @@ where
             version: head.version,
             fields: head.fields,
             body: RequestBody::Http1(body),
-            trace: None,
         };
         let (response, epilogue) = service(request).await;
         stopping |= stopped();

@@ -103,7 +103,6 @@ pub(crate) async fn serve<G: Gateway>(
                     uri: parts.uri,
                     version: parts.version,
                     body: RequestBody::Http2(Http2Body::new(body, body_timeout, received.clone())),
-                    trace: None,
                 };
                 let (response, epilogue) = connection.serve(req).await;
                 Ok::<_, Infallible>(response.into_http().map(|body| WatchedBody {

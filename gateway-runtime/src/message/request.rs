@@ -176,17 +176,23 @@ fn host_of(value: &str) -> Option<&str> {
         };
         (host, port)
     } else {
-        match value.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (value, None),
+        // A reg-name holds no `:`, so it ends at the first byte outside the set: one
+        // pass over the value, and what follows must be a port.
+        let end = value
+            .bytes()
+            .position(|b| !REG_NAME[usize::from(b)])
+            .unwrap_or(value.len());
+        let (host, rest) = value.split_at(end);
+        if host.is_empty() {
+            return None;
+        }
+        match rest.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if rest.is_empty() => (host, None),
+            None => return None,
         }
     };
     if port.is_some_and(|p| p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
-        return None;
-    }
-    if !host.starts_with('[')
-        && (host.is_empty() || !host.bytes().all(|b| REG_NAME[usize::from(b)]))
-    {
         return None;
     }
     Some(host)

@@ -14,7 +14,6 @@ pub struct Response {
     status: StatusCode,
     fields: Fields,
     body: Body,
-    served: Option<Served>,
 }
 
 /// Which upstream target answered, and how long its response head took: what the
@@ -33,17 +32,7 @@ impl Response {
             status,
             fields,
             body,
-            served: None,
         }
-    }
-
-    /// The upstream answer this response passes on, if it is one.
-    pub fn served(&self) -> Option<Served> {
-        self.served
-    }
-
-    pub fn set_served(&mut self, served: Option<Served>) {
-        self.served = served;
     }
 
     /// A response the gateway writes itself, with one `Content-Type`.

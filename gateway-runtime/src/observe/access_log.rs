@@ -32,7 +32,8 @@ use crate::message::json::quote_into;
 use crate::message::response::Served;
 use crate::observe::Transferred;
 use crate::observe::request_id::RequestId;
-use crate::observe::trace::context::{TraceId, hex_to};
+use crate::observe::text::{hex, push_ip};
+use crate::observe::trace::context::TraceId;
 use crate::pipeline::StopReason;
 use crate::route::router::RouteSpec;
 use crate::settings::{Setting, SettingError};
@@ -388,7 +389,9 @@ fn format_json(line: &mut String, r: &Record, targets: &[String]) {
     write_timestamp(line, r.at);
     line.push_str("\",\"listener\":");
     quote_into(line, r.listener);
-    let _ = write!(line, ",\"client\":\"{}\",\"method\":", r.client);
+    line.push_str(",\"client\":\"");
+    push_ip(line, r.client);
+    line.push_str("\",\"method\":");
     quote_into(line, r.method.as_str());
     line.push_str(",\"path\":");
     quote_into(line, r.path.as_str());
@@ -442,10 +445,8 @@ fn format_json(line: &mut String, r: &Record, targets: &[String]) {
 
 /// `bytes` in lower-case hex, as W3C Trace Context writes ids.
 fn push_hex(line: &mut String, id: &TraceId) {
-    let mut hex = [0u8; 32];
-    hex_to(id, &mut hex);
     // Hex digits only.
-    line.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+    line.push_str(std::str::from_utf8(hex(id).as_flattened()).unwrap_or_default());
 }
 
 /// RFC 3339 in UTC with microseconds, as `tracing-subscriber` writes it.

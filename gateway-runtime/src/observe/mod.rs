@@ -11,6 +11,8 @@ pub mod random;
 pub mod request_id;
 pub mod series;
 #[cfg(feature = "server")]
+pub mod text;
+#[cfg(feature = "server")]
 pub mod trace;
 
 /// A request's body bytes: read from the client, and written to it. Bodies only, on

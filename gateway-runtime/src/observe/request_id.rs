@@ -10,6 +10,7 @@ use std::cell::Cell;
 
 use crate::message::fields::Fields;
 use crate::observe::random::system_u64;
+use crate::observe::text::hex;
 
 const HEADER: &[u8] = b"x-request-id";
 /// The longest client id kept in `trust` mode; a longer one is replaced.
@@ -78,13 +79,10 @@ fn generate() -> RequestId {
         next.set(Some((random, count.wrapping_add(1))));
         (random, count)
     });
-    let mut hex = [0u8; 32];
-    let digits = b"0123456789abcdef";
     let value = (u128::from(random) << 64) | u128::from(count);
-    for (i, out) in hex.iter_mut().enumerate() {
-        *out = digits[((value >> (124 - 4 * i)) & 0xf) as usize];
-    }
-    RequestId::Generated(hex)
+    let mut digits = [0u8; 32];
+    digits.copy_from_slice(hex(&value.to_be_bytes()).as_flattened());
+    RequestId::Generated(digits)
 }
 
 #[cfg(test)]

@@ -54,12 +54,16 @@ impl<G: Gateway> Connection<G> {
     )]
     pub fn serve(&self, mut req: Request) -> impl Future<Output = (Response, Epilogue)> + '_ {
         async move {
-            let start = Stamp::now();
+            // Timed only for what reads the time: the metrics and the log.
+            let start = (self.metrics.counting() || self.log.is_some()).then(Stamp::now);
             let method = method_index(&req.method);
             let request_id = G::REQUEST_ID.map(|mode| RequestId::assign(mode, &mut req.fields));
             let spans = self.metrics.spans();
             let begun = spans.map(|sink| SpanContext::begin(&mut req.fields, sink.threshold()));
-            req.trace = begun.map(|begun| begun.span);
+            let mut trail = Trail {
+                trace: begun.map(|begun| begun.span),
+                ..Trail::default()
+            };
             let recording = begun
                 .filter(|begun| begun.span.sampled)
                 .map(|begun| self.record_span(begun, &req));
@@ -68,7 +72,6 @@ impl<G: Gateway> Connection<G> {
                 let path = LoggedPath::new(req.uri.path());
                 (SystemTime::now(), req.method.clone(), path)
             });
-            let mut trail = Trail::default();
             let (outcome, route) = self.dispatch(req, &mut trail).await;
             let (mut response, stop) = match outcome {
                 Ok(response) => (response, None),
@@ -87,8 +90,7 @@ impl<G: Gateway> Connection<G> {
                 id.answer(response.fields_mut());
             }
             let status = response.status().as_u16();
-            let served = response.served();
-            let took = start.elapsed_nanos();
+            let took = start.map_or(0, Stamp::elapsed_nanos);
             self.metrics.request(route, method, status, took);
             if let Some(reason) = stop {
                 self.metrics.stopped(route, reason);
@@ -112,7 +114,7 @@ impl<G: Gateway> Connection<G> {
                     request_id,
                     tls: self.cx.tls.as_ref().map(|tls| tls.version),
                     trace_id: begun.map(|begun| begun.span.trace_id),
-                    served,
+                    served: trail.served,
                     principal: trail.identity.as_ref().and_then(Identity::principal),
                     transferred: Transferred::default(),
                 })

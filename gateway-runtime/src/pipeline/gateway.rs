@@ -16,7 +16,7 @@ use crate::message::request::{PathParameters, Underscores};
 use crate::observe::access_log::AccessLogSpec;
 use crate::observe::metrics::Shard;
 use crate::observe::request_id::RequestIdMode;
-use crate::observe::trace::{SpanContext, TracingSpec};
+use crate::observe::trace::TracingSpec;
 use crate::pipeline::{Admission, Refusal, RequestContext, Stop, Trail};
 use crate::route::router::RouteSpec;
 use crate::settings::{Setting, SettingError, SettingKind};
@@ -35,9 +35,6 @@ pub struct Request {
     pub version: Version,
     pub fields: Fields,
     pub body: RequestBody,
-    /// The gateway's span of this request, which upstream requests name as their
-    /// parent; `None` until the driver begins it, and with tracing off.
-    pub trace: Option<SpanContext>,
 }
 
 /// A gateway compiled from a gateway.toml. Implemented only by generated code.

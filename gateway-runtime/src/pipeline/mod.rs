@@ -87,14 +87,20 @@ pub struct RequestContext {
     pub https_redirect: Option<u16>,
 }
 
-/// What a route's steps leave behind for the logging phase: the driver owns it, the
-/// route's function writes it. Only routes with an authentication step touch it.
+/// What one request carries beside itself through its route: the span its upstream
+/// requests name as their parent, and what the logging phase reports of it. The driver
+/// owns it and lends it to the route's function; kept out of `Request` and `Response`,
+/// which every level of the request's future moves.
 #[derive(Debug, Default)]
 pub struct Trail {
+    /// The gateway's span of this request; `None` with tracing off.
+    pub trace: Option<crate::observe::trace::SpanContext>,
     /// Who the request comes from, once an authentication step established it: kept
     /// even when a later step stops the request (a 403, a 429), as that is when the
     /// log most needs it.
     pub identity: Option<crate::auth::Identity>,
+    /// The upstream target that answered the route's request, and how long it took.
+    pub served: Option<crate::message::response::Served>,
 }
 
 /// What a TLS connection's requests need to know of it.

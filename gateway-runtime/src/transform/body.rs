@@ -85,7 +85,6 @@ pub async fn shape_response(
         tracing::warn!(route = spec.route, message, "a response body rule failed");
         Stop::refused(StatusCode::BAD_GATEWAY, message, spec.route)
     };
-    let served = response.served();
     let (status, mut fields, body) = response.into_parts();
     let bytes = match Limited::new(body, spec.max_body).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -104,9 +103,7 @@ pub async fn shape_response(
     ] {
         fields.remove(name);
     }
-    let mut response = Response::new(status, fields, Body::local(shaped));
-    response.set_served(served);
-    Ok(response)
+    Ok(Response::new(status, fields, Body::local(shaped)))
 }
 
 /// The body shaped by `rules`, or `None` if it is not JSON.

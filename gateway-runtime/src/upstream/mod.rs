@@ -27,8 +27,8 @@ use crate::message::forwarding::{Forwarding, RequestFraming, write_request_head}
 use crate::message::response::Served;
 use crate::observe::metrics::{Stamp, UpstreamMetrics};
 use crate::observe::trace::{SpanContext, SpanRecord};
-use crate::pipeline::RequestContext;
 use crate::pipeline::gateway::{Request, Response, UpstreamSpec};
+use crate::pipeline::{RequestContext, Trail};
 use crate::settings::SettingError;
 use crate::tls;
 use crate::tls::upstream::TlsTarget;
@@ -128,6 +128,7 @@ impl Upstream {
     /// The target phase: sends `req` to the next target, with `path` (or the
     /// request's own path and query) as the target, and streams the response back.
     /// A body over `max_body` (the listener's limit, or the route's below it) is 413.
+    /// The request's span comes from `trail`, which learns which target answered.
     #[allow(
         clippy::manual_async_fn,
         reason = "an async fn would hold the request twice"
@@ -138,6 +139,7 @@ impl Upstream {
         path: Option<PathAndQuery>,
         cx: &'a RequestContext,
         max_body: u64,
+        trail: &'a mut Trail,
     ) -> impl Future<Output = Result<Response, UpstreamError>> + 'a {
         async move {
             // Used where it was captured (see `Connection::serve` on why); only the body
@@ -192,7 +194,7 @@ impl Upstream {
                 },
                 received: req.version,
                 secure: cx.tls.is_some(),
-                trace: req.trace.map(|parent| parent.child()),
+                trace: trail.trace.map(|parent| parent.child()),
             };
             let request = UpstreamRequest {
                 method: &req.method,
@@ -209,12 +211,14 @@ impl Upstream {
             // response from the end of the upload, inside the exchange.
             let limit = body.is_none().then_some(self.timeouts.response);
             let sent = Stamp::now();
-            let recorded = self.recording(req.trace, &forwarding, endpoint, &req.method, target);
+            let recorded = self.recording(trail.trace, &forwarding, endpoint, &req.method, target);
             // Built in place: a separate binding would keep a second copy of the future.
             let exchanged = cx
                 .response_timer
                 .limit(limit, self.exchange(endpoint, &request, body));
-            self.respond(endpoint, sent, recorded, exchanged.await)
+            let (response, served) = self.respond(endpoint, sent, recorded, exchanged.await)?;
+            trail.served = Some(served);
+            Ok(response)
         }
     }
 
@@ -259,7 +263,8 @@ impl Upstream {
         let exchanged = cx
             .response_timer
             .limit(limit, self.exchange(endpoint, &request, None));
-        self.respond(endpoint, sent, recorded, exchanged.await)
+        let (response, _) = self.respond(endpoint, sent, recorded, exchanged.await)?;
+        Ok(response)
     }
 
     /// The client span of a request to `endpoint`, when its parent is sampled: boxed,
@@ -287,26 +292,30 @@ impl Upstream {
     }
 
     /// Ends and hands over the client span `recorded`, with the exchange's outcome.
-    fn record(&self, recorded: Option<Box<SpanRecord>>, outcome: &Result<Response, UpstreamError>) {
+    fn record(
+        &self,
+        recorded: Option<Box<SpanRecord>>,
+        outcome: &Result<(Response, Served), UpstreamError>,
+    ) {
         let (Some(mut span), Some(sink)) = (recorded, self.metrics.spans()) else {
             return;
         };
         span.returned(match outcome {
-            Ok(response) => Ok(response.status().as_u16()),
+            Ok((response, _)) => Ok(response.status().as_u16()),
             Err(e) => Err(e.fault().unwrap_or("request_body")),
         });
         sink.record(span);
     }
 
-    /// The response of an exchange begun at `sent`, or why there is none; either is
-    /// counted, and ends the client span `recorded`.
+    /// The response of an exchange begun at `sent`, with who answered it and when, or
+    /// why there is none; either is counted, and ends the client span `recorded`.
     fn respond<T>(
         &self,
         endpoint: &Endpoint,
         sent: Stamp,
         recorded: Option<Box<SpanRecord>>,
         exchanged: Result<Result<(ResponseHead, Box<Connection>), UpstreamError>, T>,
-    ) -> Result<Response, UpstreamError> {
+    ) -> Result<(Response, Served), UpstreamError> {
         let outcome = self.outcome(endpoint, sent, exchanged);
         self.record(recorded, &outcome);
         outcome
@@ -317,19 +326,19 @@ impl Upstream {
         endpoint: &Endpoint,
         sent: Stamp,
         exchanged: Result<Result<(ResponseHead, Box<Connection>), UpstreamError>, T>,
-    ) -> Result<Response, UpstreamError> {
+    ) -> Result<(Response, Served), UpstreamError> {
         match exchanged {
             Ok(Ok((mut head, conn))) => {
                 let nanos = sent.elapsed_nanos();
                 self.metrics.answered(nanos);
                 let pool = endpoint.pool.clone();
                 let body = UpstreamBody::new(conn, pool, &mut head, self.body_timeout);
-                let mut response = Response::new(head.status, head.fields, Body::Upstream(body));
-                response.set_served(Some(Served {
+                let response = Response::new(head.status, head.fields, Body::Upstream(body));
+                let served = Served {
                     target: u32::try_from(self.metrics.target_id(endpoint.id)).unwrap_or(u32::MAX),
                     micros: u32::try_from(nanos / 1000).unwrap_or(u32::MAX),
-                }));
-                Ok(response)
+                };
+                Ok((response, served))
             }
             Ok(Err(e)) => {
                 tracing::warn!(upstream = self.name, target = %endpoint.authority, error = %e, "upstream request failed");

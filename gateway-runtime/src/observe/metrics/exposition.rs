@@ -373,6 +373,7 @@ mod tests {
             }],
             listeners: vec!["main"],
             buckets: DEFAULT_BUCKETS,
+            served: true,
         };
         Registry::leak(catalog, 2, None)
     }

@@ -37,6 +37,9 @@ pub struct Catalog {
     pub listeners: Vec<&'static str>,
     /// The histograms' bounds, in nanoseconds, ascending.
     pub buckets: &'static [u64],
+    /// Whether anything reads the per-request counts (`[admin]` serves them): without
+    /// it, requests are not counted and not timed for it.
+    pub served: bool,
 }
 
 impl Catalog {
@@ -66,6 +69,7 @@ impl Catalog {
             buckets: G::ADMIN
                 .and_then(|admin| admin.buckets)
                 .unwrap_or(DEFAULT_BUCKETS),
+            served: G::ADMIN.is_some(),
         }
     }
 }
@@ -122,6 +126,7 @@ impl Registry {
         let mut sinks = sinks.into_iter();
         let shards = (0..workers)
             .map(|_| Shard {
+                counting: catalog.served,
                 spans: sinks.next(),
                 bounds,
                 first_target,
@@ -266,6 +271,10 @@ fn counters(n: usize) -> Box<[Counter]> {
 /// One worker's counts. Only that worker writes them.
 #[derive(Debug)]
 pub struct Shard {
+    /// Whether requests are counted: only when the admin listener serves the counts.
+    /// Connections, pools and handshakes are counted either way (they are not per
+    /// request).
+    counting: bool,
     /// The histograms' bounds, in nanoseconds.
     bounds: &'static [u64],
     /// By upstream id: the id of its first target among all targets.
@@ -302,9 +311,18 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// Whether requests are counted (and so timed): see `Catalog::served`.
+    #[inline]
+    pub fn counting(&self) -> bool {
+        self.counting
+    }
+
     /// A finished request: `route` is `None` when none matched.
     #[inline]
     pub fn request(&self, route: Option<usize>, method: usize, status: u16, nanos: u64) {
+        if !self.counting {
+            return;
+        }
         let slot = route.unwrap_or(self.unmatched);
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.requests[(slot * METHODS.len() + method) * CLASSES.len() + class].add(1);
@@ -314,6 +332,9 @@ impl Shard {
     /// The body bytes of a request whose response has been sent.
     #[inline]
     pub fn transferred(&self, route: Option<usize>, transferred: Transferred) {
+        if !self.counting {
+            return;
+        }
         let slot = route.unwrap_or(self.unmatched);
         self.body_bytes[2 * slot].add(transferred.received);
         self.body_bytes[2 * slot + 1].add(transferred.sent);
@@ -321,6 +342,9 @@ impl Shard {
 
     /// A request that stopped before its target answered, and why.
     pub fn stopped(&self, route: Option<usize>, reason: StopReason) {
+        if !self.counting {
+            return;
+        }
         let key = (route.unwrap_or(self.unmatched), reason);
         for (claimed, count) in self.stops.iter() {
             // Only this worker claims its slots, so an unclaimed one stays its own.
@@ -466,6 +490,9 @@ impl UpstreamMetrics {
     /// A response head arrived `nanos` after the request was sent.
     #[inline]
     pub fn answered(&self, nanos: u64) {
+        if !self.shard.counting {
+            return;
+        }
         self.shard.upstream_duration[self.upstream].observe(self.shard.bounds, nanos);
     }
 

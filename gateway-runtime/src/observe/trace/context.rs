@@ -11,6 +11,7 @@
 
 use crate::message::fields::{Fields, is};
 use crate::observe::random::{next_u64, next_u128};
+use crate::observe::text::hex;
 
 pub const TRACEPARENT: &[u8] = b"traceparent";
 pub const TRACESTATE: &[u8] = b"tracestate";
@@ -129,8 +130,8 @@ impl SpanContext {
         // Assembled on the stack and copied once: a push per digit checks the
         // vector's capacity 48 times.
         let mut line = *b"traceparent: 00-................................-................-00\r\n";
-        hex_to(&self.trace_id, &mut line[16..48]);
-        hex_to(&self.span_id, &mut line[49..65]);
+        line[16..48].copy_from_slice(hex(&self.trace_id).as_flattened());
+        line[49..65].copy_from_slice(hex(&self.span_id).as_flattened());
         if self.sampled {
             line[67] = b'1';
         }
@@ -189,36 +190,6 @@ fn hex_byte(digits: &[u8]) -> Option<u8> {
     Some(digit(digits[0])? << 4 | digit(digits[1])?)
 }
 
-/// `bytes` in lower-case hex, into `out`, which is twice as long.
-///
-/// Eight bytes at a time, in one 128-bit register: every request writes 24 bytes of
-/// ids this way, and a table lookup per digit cost three times as many instructions.
-pub fn hex_to(bytes: &[u8], out: &mut [u8]) {
-    for (chunk, hex) in bytes.chunks(8).zip(out.chunks_mut(16)) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        let digits = hex8(u64::from_le_bytes(word)).to_le_bytes();
-        hex.copy_from_slice(&digits[..hex.len()]);
-    }
-}
-
-/// The 16 hex digits of the 8 bytes of `x` (the first byte least significant), in
-/// the order the bytes come, as a little-endian `u128`.
-fn hex8(x: u64) -> u128 {
-    const LANES: u128 = 0x000f_000f_000f_000f_000f_000f_000f_000f;
-    let mut v = u128::from(x);
-    // Byte i of `x` into the low byte of 16-bit lane i.
-    v = (v | (v << 32)) & 0x0000_0000_ffff_ffff_0000_0000_ffff_ffff;
-    v = (v | (v << 16)) & 0x0000_ffff_0000_ffff_0000_ffff_0000_ffff;
-    v = (v | (v << 8)) & 0x00ff_00ff_00ff_00ff_00ff_00ff_00ff_00ff;
-    // Each lane: its high nibble first in memory, then its low one.
-    let nibbles = ((v >> 4) & LANES) | ((v & LANES) << 8);
-    // `0`-`9` from 0x30; `a`-`f` 39 further on, where the nibble is over 9.
-    let letters = ((nibbles + 0x0606_0606_0606_0606_0606_0606_0606_0606) >> 4)
-        & 0x0101_0101_0101_0101_0101_0101_0101_0101;
-    nibbles + 0x3030_3030_3030_3030_3030_3030_3030_3030 + letters * 39
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,17 +203,6 @@ mod tests {
             fields.append(name.as_bytes(), value.as_bytes());
         }
         fields
-    }
-
-    #[test]
-    fn hex_is_hex() {
-        let bytes: Vec<u8> = (0..=255).collect();
-        for chunk in bytes.chunks(24) {
-            let mut fast = vec![0u8; 2 * chunk.len()];
-            hex_to(chunk, &mut fast);
-            let plain: String = chunk.iter().map(|b| format!("{b:02x}")).collect();
-            assert_eq!(String::from_utf8(fast).expect("ASCII"), plain);
-        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 
 use super::semconv::{ErrorType, Value};
 use super::span::SpanRecord;
+use crate::observe::text::push_ip;
 
 // Wire types.
 const VARINT: u64 = 0;
@@ -129,7 +130,7 @@ impl Encoder {
             Value::Digits(n) => Some(digits.format(n)),
             Value::Ip(ip) => {
                 self.text.clear();
-                let _ = write!(self.text, "{ip}");
+                push_ip(&mut self.text, ip);
                 Some(self.text.as_str())
             }
             Value::Url(scheme, authority, path) => {
