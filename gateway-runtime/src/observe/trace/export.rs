@@ -5,26 +5,22 @@
 //! The thread polls the queue rather than sleeping on it, so that handing a span over
 //! wakes no one: a wake-up per span was a system call and a context switch per
 //! request at 100% sampling. A batch goes out when it holds `MAX_BATCH` spans or its
-//! first span is `DELAY` old, as OpenTelemetry's batch span processor does. Each export has bounded connect,
-//! write and read times; a batch the collector refuses or never answers is dropped and
-//! counted, not retried, so a collector that is down costs the gateway one thread's
-//! waiting and nothing else. The connection is not kept: at one batch a second, a new
-//! one costs nothing that matters, and there is no pool to go stale.
+//! first span is `DELAY` old, as OpenTelemetry's batch span processor does. Each export
+//! has bounded connect, write and read times (`collector`); a batch the collector
+//! refuses or never answers is dropped and counted, not retried, so a collector that is
+//! down costs the gateway one thread's waiting and nothing else.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::ServerName;
-
 use super::TracingSpec;
+use super::collector::Collector;
 use super::otlp::Encoder;
 use super::span::{SpanRecord, SpanSink};
-use crate::settings::{SettingError, Target};
+use crate::settings::SettingError;
 
 /// Spans waiting for the exporter, over all workers; past this, new ones are dropped.
 const QUEUE: usize = 4096;
@@ -37,11 +33,6 @@ const DELAY: Duration = Duration::from_secs(1);
 const BUSY_POLL: Duration = Duration::from_millis(10);
 /// How often it is polled while none do.
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// Bounds on one export.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest an answer's head may be.
-const MAX_ANSWER_HEAD: usize = 8 << 10;
 
 /// What the exporter did, for `/metrics`. Written by the exporter thread only.
 #[derive(Debug, Default)]
@@ -78,7 +69,7 @@ impl Exporter {
         } else {
             None
         };
-        let collector = Collector { target, path, tls };
+        let mut collector = Collector::new(target, path, tls);
         let service = spec.service_name.unwrap_or(gateway);
         let stats: &'static ExportStats = Box::leak(Box::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -90,7 +81,7 @@ impl Exporter {
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("gateway-traces".into())
-            .spawn(move || run(queue, &collector, service, stats, &stopping))
+            .spawn(move || run(queue, &mut collector, service, stats, &stopping))
             .map_err(|e| {
                 SettingError::new("[tracing]", format!("cannot start the exporter: {e}"))
             })?;
@@ -104,17 +95,9 @@ impl Exporter {
     }
 }
 
-/// Where spans go.
-struct Collector {
-    target: Target,
-    /// Path and query posted to.
-    path: String,
-    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
-}
-
 fn run(
     queue: Receiver<Box<SpanRecord>>,
-    collector: &Collector,
+    collector: &mut Collector,
     service: &'static str,
     stats: &ExportStats,
     stop: &AtomicBool,
@@ -170,86 +153,5 @@ fn run(
             n if n < MAX_BATCH => std::thread::sleep(BUSY_POLL),
             _ => {}
         }
-    }
-}
-
-impl Collector {
-    /// One export: `Ok` when the collector answered 2xx.
-    fn post(&self, body: &[u8]) -> Result<(), String> {
-        let authority = &self.target.authority;
-        let https = self.tls.is_some();
-        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let host = authority.host().trim_matches(['[', ']']);
-        let addrs: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {authority}: {e}"))?
-            .collect();
-        let tcp = connect(&addrs).map_err(|e| format!("cannot connect to {authority}: {e}"))?;
-        tcp.set_read_timeout(Some(IO_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        tcp.set_write_timeout(Some(IO_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        let mut head = format!(
-            "POST {} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\nconnection: close\r\nuser-agent: gateway/{}\r\n\r\n",
-            self.path,
-            body.len(),
-            env!("CARGO_PKG_VERSION"),
-        )
-        .into_bytes();
-        head.extend_from_slice(body);
-        let status = match &self.tls {
-            Some((config, name)) => {
-                let connection = rustls::ClientConnection::new(config.clone(), name.clone())
-                    .map_err(|e| e.to_string())?;
-                exchange(rustls::StreamOwned::new(connection, tcp), &head)?
-            }
-            None => exchange(tcp, &head)?,
-        };
-        if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            Err(format!("the collector answered {status}"))
-        }
-    }
-}
-
-fn connect(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
-    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
-    for addr in addrs {
-        match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT) {
-            Ok(tcp) => return Ok(tcp),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
-/// Writes `request` and reads the status code of the answer.
-fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<u16, String> {
-    stream
-        .write_all(request)
-        .map_err(|e| format!("cannot send: {e}"))?;
-    stream.flush().map_err(|e| format!("cannot send: {e}"))?;
-    let mut answer = Vec::with_capacity(256);
-    let mut chunk = [0u8; 1024];
-    loop {
-        if let Some(end) = answer.windows(2).position(|w| w == b"\r\n") {
-            // `HTTP/1.1 200 OK`: the code is the second word.
-            return std::str::from_utf8(&answer[..end])
-                .ok()
-                .and_then(|line| line.split(' ').nth(1))
-                .and_then(|code| code.parse().ok())
-                .ok_or_else(|| "the collector's answer is not HTTP".to_owned());
-        }
-        if answer.len() > MAX_ANSWER_HEAD {
-            return Err("the collector's answer is not HTTP".into());
-        }
-        let n = stream
-            .read(&mut chunk)
-            .map_err(|e| format!("no answer: {e}"))?;
-        if n == 0 {
-            return Err("the collector closed the connection unanswered".into());
-        }
-        answer.extend_from_slice(&chunk[..n]);
     }
 }

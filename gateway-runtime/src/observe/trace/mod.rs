@@ -6,6 +6,8 @@
 //! - `semconv`: the spans' names and attributes, after the HTTP semantic conventions.
 //! - `span`: a finished span, and a worker's non-blocking way to the exporter.
 //! - `export`: the exporter thread, batching spans to the collector.
+//! - `collector`: the exporter's HTTP/1.1 connection to the collector, kept between
+//!   batches.
 //! - `otlp`: the protobuf encoding of a batch.
 //!
 //! The decision is parent-based: a valid parent's `sampled` flag is followed, and a new
@@ -15,6 +17,7 @@
 //! semantic conventions; span names are built from the route's template, never from
 //! the request's path.
 
+mod collector;
 pub mod context;
 pub mod export;
 pub mod otlp;

@@ -94,7 +94,10 @@ impl SpanRecord {
                 upstream,
                 scheme: if secure { "https" } else { "http" },
                 authority: authority.clone(),
-                path: target.split('?').next().unwrap_or("/").into(),
+                path: match target.bytes().position(|b| b == b'?') {
+                    Some(query) => target[..query].into(),
+                    None => target.into(),
+                },
                 fault: None,
             },
         })
@@ -182,14 +185,9 @@ impl SpanRecord {
                 ..
             } => {
                 visit("url.full", Value::Url(scheme, authority.as_str(), path));
-                visit(
-                    "server.address",
-                    Value::Text(authority.host().trim_matches(['[', ']'])),
-                );
-                let port =
-                    authority
-                        .port_u16()
-                        .unwrap_or(if *scheme == "https" { 443 } else { 80 });
+                let (host, port) = split_authority(authority.as_str());
+                visit("server.address", Value::Text(host.trim_matches(['[', ']'])));
+                let port = port.unwrap_or(if *scheme == "https" { 443 } else { 80 });
                 visit("server.port", Value::Int(i64::from(port)));
                 visit("gateway.upstream", Value::Text(upstream));
             }
@@ -224,10 +222,20 @@ fn known_method(method: &http::Method) -> &'static str {
 
 /// `host` without its port: `server.address` is the name alone.
 fn strip_port(host: &str) -> &str {
-    match host.rfind(':') {
+    split_authority(host).0
+}
+
+/// A target's `host[:port]` (no userinfo: targets are checked at start-up), split by
+/// the last `:` outside brackets. `http::uri::Authority::host` and `port_u16` do the
+/// same with general searches that were a tenth of a sampled request's spans.
+fn split_authority(authority: &str) -> (&str, Option<u16>) {
+    let bytes = authority.as_bytes();
+    match bytes.iter().rposition(|&b| b == b':') {
         // `[::1]:8080` or `example.com:8080`; not the colons inside `[::1]`.
-        Some(colon) if !host[colon..].contains(']') => &host[..colon],
-        _ => host,
+        Some(colon) if !bytes[colon..].contains(&b']') => {
+            (&authority[..colon], authority[colon + 1..].parse().ok())
+        }
+        _ => (authority, None),
     }
 }
 
@@ -241,5 +249,8 @@ mod tests {
         assert_eq!(strip_port("example.com"), "example.com");
         assert_eq!(strip_port("[::1]:443"), "[::1]");
         assert_eq!(strip_port("[::1]"), "[::1]");
+        assert_eq!(split_authority("10.0.0.1:8443"), ("10.0.0.1", Some(8443)));
+        assert_eq!(split_authority("[::1]:80"), ("[::1]", Some(80)));
+        assert_eq!(split_authority("api.example"), ("api.example", None));
     }
 }
