@@ -1,8 +1,8 @@
-//! Field rules applied while a body is parsed: what a `target` or a `fields` list
-//! leaves out is skipped as it is read (checked to be JSON, never built), so a rule
-//! that keeps ten members of a 100 KB answer builds ten values, not the answer's
-//! whole tree. The results equal `shape`'s `pick` and `keep` on the whole tree (a
-//! test holds them to it).
+//! Field rules applied while a body is parsed: what a `target`, a `fields` list or a
+//! `deny` list leaves out is skipped as it is read (checked to be JSON, never built),
+//! so a rule that keeps ten members of a 100 KB answer builds ten values, not the
+//! answer's whole tree. The results equal `shape`'s `pick`, `keep` and `remove` on the
+//! whole tree (a test holds them to it).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -22,6 +22,8 @@ pub enum Seed<'p> {
     Pick(&'p [Step], &'p Seed<'p>),
     /// What the `fields` paths reach.
     Keep(&'p [&'p [Step]]),
+    /// All of it but what the `deny` paths reach.
+    Deny(&'p [&'p [Step]]),
 }
 
 impl<'de> DeserializeSeed<'de> for Seed<'_> {
@@ -29,7 +31,7 @@ impl<'de> DeserializeSeed<'de> for Seed<'_> {
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
         match self {
-            Seed::All => Value::deserialize(deserializer),
+            Seed::All | Seed::Deny([]) => Value::deserialize(deserializer),
             Seed::Pick([], then) => then.deserialize(deserializer),
             Seed::Keep(paths) if paths.iter().any(|p| p.is_empty()) => {
                 Value::deserialize(deserializer)
@@ -46,21 +48,22 @@ impl<'de> Visitor<'de> for Seed<'_> {
         f.write_str("JSON")
     }
 
-    // A path that goes on into a scalar reaches nothing.
-    fn visit_bool<E>(self, _: bool) -> Result<Value, E> {
-        Ok(Value::Null)
+    // A path that goes on into a scalar reaches nothing: a pick or a keep finds
+    // nothing there, and a deny leaves the scalar as it is.
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(self.scalar(|| Value::Bool(v)))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(self.scalar(|| Value::from(v)))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(self.scalar(|| Value::from(v)))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(self.scalar(|| Value::from(v)))
     }
-    fn visit_str<E>(self, _: &str) -> Result<Value, E> {
-        Ok(Value::Null)
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(self.scalar(|| Value::String(v.to_owned())))
     }
     fn visit_unit<E>(self) -> Result<Value, E> {
         Ok(Value::Null)
@@ -93,6 +96,29 @@ impl<'de> Visitor<'de> for Seed<'_> {
                         map.next_value::<IgnoredAny>()?;
                     } else {
                         let value = map.next_value_seed(Seed::Keep(&tails))?;
+                        kept.insert(name.0.into_owned(), value);
+                    }
+                }
+                Ok(Value::Object(kept))
+            }
+            Seed::Deny(paths) => {
+                let mut kept = Map::new();
+                let mut tails: Vec<&[Step]> = Vec::new();
+                while let Some(name) = map.next_key::<Key<'_>>()? {
+                    tails.clear();
+                    let mut denied = false;
+                    for path in paths {
+                        if let Some((Step::Key(key), rest)) = path.split_first()
+                            && *key == name.0
+                        {
+                            denied |= rest.is_empty();
+                            tails.push(rest);
+                        }
+                    }
+                    if denied {
+                        map.next_value::<IgnoredAny>()?;
+                    } else {
+                        let value = map.next_value_seed(Seed::Deny(&tails))?;
                         kept.insert(name.0.into_owned(), value);
                     }
                 }
@@ -148,10 +174,39 @@ impl<'de> Visitor<'de> for Seed<'_> {
                 }
                 Ok(Value::Array(items))
             }
+            Seed::Deny(paths) => {
+                let tails: Vec<&[Step]> = paths
+                    .iter()
+                    .filter_map(|p| match p.split_first() {
+                        Some((Step::Each, rest)) => Some(rest),
+                        _ => None,
+                    })
+                    .collect();
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                // `[]` itself denied: every element goes.
+                if tails.iter().any(|t| t.is_empty()) {
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                } else {
+                    while let Some(item) = seq.next_element_seed(Seed::Deny(&tails))? {
+                        items.push(item);
+                    }
+                }
+                Ok(Value::Array(items))
+            }
             _ => {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Value::Null)
             }
+        }
+    }
+}
+
+impl Seed<'_> {
+    /// What this seed makes of a scalar: the scalar for a deny, else nothing.
+    fn scalar(&self, value: impl FnOnce() -> Value) -> Value {
+        match self {
+            Seed::Deny(_) => value(),
+            _ => Value::Null,
         }
     }
 }

@@ -50,13 +50,17 @@ impl Rules {
     }
 
     /// The JSON text shaped by every rule, in order; an error if it is not JSON. A
-    /// `target`, and a `fields` list that no `flatten` comes before, are applied as
-    /// the text is parsed (`parse`): what they leave out is never built.
+    /// `target`, and a `fields` list (or, without one, a `deny` list) that no
+    /// `flatten` comes before, are applied as the text is parsed (`parse`): what they
+    /// leave out is never built.
     pub fn shape(&self, json: &[u8]) -> serde_json::Result<Value> {
-        let keep = if self.fields.is_empty() {
-            Seed::All
-        } else {
+        let deny_done = self.fields.is_empty() && !self.flatten;
+        let keep = if !self.fields.is_empty() {
             Seed::Keep(self.fields)
+        } else if deny_done {
+            Seed::Deny(self.deny)
+        } else {
+            Seed::All
         };
         let (seed, fields_done) = match (self.target, self.flatten) {
             ([], false) => (keep, true),
@@ -71,7 +75,7 @@ impl Rules {
         if !fields_done {
             value = keep_all(value, self.fields);
         }
-        Ok(self.finish(value))
+        Ok(self.finish(value, deny_done))
     }
 
     /// The answer shaped by every rule, in order, on a tree: the model `shape` is
@@ -86,13 +90,16 @@ impl Rules {
         if self.flatten {
             value = flatten(value);
         }
-        self.finish(keep_all(value, self.fields))
+        self.finish(keep_all(value, self.fields), false)
     }
 
-    /// `deny`, `rename` and `group`, which follow `fields`.
-    fn finish(&self, mut value: Value) -> Value {
-        for path in self.deny {
-            remove(&mut value, path);
+    /// `deny` (unless parsing applied it), `rename` and `group`, which follow
+    /// `fields`.
+    fn finish(&self, mut value: Value, deny_done: bool) -> Value {
+        if !deny_done {
+            for path in self.deny {
+                remove(&mut value, path);
+            }
         }
         for (path, to) in self.rename {
             rename(&mut value, path, to);
@@ -306,6 +313,68 @@ mod tests {
                 "address": {"street": "1 Lane"},
                 "items": [{"id": 1, "n": 2}, {"id": 2}]
             })
+        );
+    }
+
+    /// A deny applied while parsing (no `fields`, no `flatten`) leaves what a deny on
+    /// the tree leaves: scalars and paths that do not fit kept, `[]` emptied, a
+    /// repeated name's last value, and under a `target`.
+    #[test]
+    fn deny_while_parsing_matches_the_tree() {
+        const ITEMS: &[Step] = &[Step::Key("items")];
+        const ALL_ITEMS: &[Step] = &[Step::Key("items"), Step::Each];
+        const DEEP: &[Step] = &[Step::Key("m"), Step::Each, Step::Each, Step::Key("x")];
+        let doc = json!({
+            "items": [{"id": 1, "secret": "x"}, 7, "s", null, {"secret": {"a": [1]}}],
+            "m": [[{"x": 1, "y": 2}, 3], {"x": 4}],
+            "name": {"first": "Ada"},
+            "n": 1.5,
+        });
+        assert_eq!(
+            apply(doc.clone(), &[], &[SECRET, DEEP, NAME]),
+            json!({
+                "items": [{"id": 1}, 7, "s", null, {}],
+                "m": [[{"y": 2}, 3], {"x": 4}],
+                "n": 1.5,
+            })
+        );
+        assert_eq!(
+            apply(
+                doc.clone(),
+                &[],
+                &[ALL_ITEMS, CITY, &[Step::Key("n"), Step::Key("k")]]
+            ),
+            json!({"items": [], "m": [[{"x": 1, "y": 2}, 3], {"x": 4}], "name": {"first": "Ada"}, "n": 1.5})
+        );
+        let targeted = Rules {
+            target: ITEMS,
+            fields: &[],
+            deny: &[&[Step::Each, Step::Key("secret")]],
+            rename: &[],
+            flatten: false,
+            group: None,
+        };
+        assert_eq!(
+            checked(&targeted, doc),
+            json!([{"id": 1}, 7, "s", null, {}])
+        );
+        let repeated = Rules {
+            target: &[],
+            fields: &[],
+            deny: &[SECRET],
+            rename: &[],
+            flatten: false,
+            group: None,
+        };
+        assert_eq!(
+            repeated
+                .shape(br#"{"items": [{"secret": 1}], "items": [{"secret": 2, "id": 3}]}"#)
+                .expect("JSON"),
+            json!({"items": [{"id": 3}]})
+        );
+        assert!(
+            repeated.shape(br#"{"items": [{"secret": tru}]}"#).is_err(),
+            "a denied part is still checked"
         );
     }
 
