@@ -157,13 +157,7 @@ impl<'de> Visitor<'de> for Seed<'_> {
                 Ok(Value::Array(items))
             }
             Seed::Keep(paths) => {
-                let tails: Vec<&[Step]> = paths
-                    .iter()
-                    .filter_map(|p| match p.split_first() {
-                        Some((Step::Each, rest)) => Some(rest),
-                        _ => None,
-                    })
-                    .collect();
+                let tails = element_tails(paths);
                 let mut items = Vec::new();
                 if tails.is_empty() {
                     while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -175,13 +169,7 @@ impl<'de> Visitor<'de> for Seed<'_> {
                 Ok(Value::Array(items))
             }
             Seed::Deny(paths) => {
-                let tails: Vec<&[Step]> = paths
-                    .iter()
-                    .filter_map(|p| match p.split_first() {
-                        Some((Step::Each, rest)) => Some(rest),
-                        _ => None,
-                    })
-                    .collect();
+                let tails = element_tails(paths);
                 let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
                 // `[]` itself denied: every element goes.
                 if tails.iter().any(|t| t.is_empty()) {
@@ -199,6 +187,18 @@ impl<'de> Visitor<'de> for Seed<'_> {
             }
         }
     }
+}
+
+/// What of `paths` goes on into each element of an array: the rest of those that
+/// begin with `[]`.
+fn element_tails<'p>(paths: &[&'p [Step]]) -> Vec<&'p [Step]> {
+    paths
+        .iter()
+        .filter_map(|p| match p.split_first() {
+            Some((Step::Each, rest)) => Some(rest),
+            _ => None,
+        })
+        .collect()
 }
 
 impl Seed<'_> {
