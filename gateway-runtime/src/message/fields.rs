@@ -192,6 +192,21 @@ impl Fields {
         self.get_all(name).next()
     }
 
+    /// For each of `names`, how many fields are so called and the first one's value,
+    /// in one pass that compares the names' lengths first.
+    pub fn tally<const N: usize>(&self, names: [&[u8]; N]) -> [(usize, Option<&[u8]>); N] {
+        let mut tally = [(0, None); N];
+        for field in &self.list {
+            for (name, (count, first)) in names.iter().zip(tally.iter_mut()) {
+                if named(&self.text, field, name) {
+                    *count += 1;
+                    first.get_or_insert_with(|| span(&self.text, field.value, field.value_len));
+                }
+            }
+        }
+        tally
+    }
+
     /// Every value of the fields called `name`, in order.
     pub fn get_all<'a, 'n>(
         &'a self,

@@ -9,7 +9,7 @@
 //! `tracestate` beside a valid parent is passed on as it came: the gateway adds no
 //! entry of its own, as OpenTelemetry's SDKs add none.
 
-use crate::message::fields::{Fields, is};
+use crate::message::fields::Fields;
 use crate::observe::random::{next_u64, next_u128};
 use crate::observe::text::hex;
 
@@ -79,25 +79,13 @@ impl SpanContext {
     /// A span that is not sampled gets no id of its own: no one sees it, as each
     /// upstream request is named by a client span of its own (`child`).
     pub fn begin(fields: &mut Fields, threshold: u64) -> Begun {
-        // One pass over the fields, names compared by length first: most requests
-        // carry neither.
-        let (mut parents, mut given, mut state) = (0, None, false);
-        for (name, value) in fields.iter() {
-            match name.len() {
-                11 if is(name, TRACEPARENT) => {
-                    parents += 1;
-                    given = Some(value);
-                }
-                10 if is(name, TRACESTATE) => state = true,
-                _ => {}
-            }
-        }
+        let [(parents, given), (states, _)] = fields.tally([TRACEPARENT, TRACESTATE]);
         // Two is as bad as a malformed one: which would be the parent?
         let parent = given.filter(|_| parents == 1).and_then(SpanContext::parse);
         let (trace_id, sampled, parent_id) = match parent {
             Some(parent) => (parent.trace_id, parent.sampled, Some(parent.span_id)),
             None => {
-                if parents > 0 || state {
+                if parents > 0 || states > 0 {
                     fields.remove(TRACEPARENT);
                     fields.remove(TRACESTATE);
                 }
