@@ -28,10 +28,10 @@ const QUEUE: usize = 4096;
 const MAX_BATCH: usize = 512;
 /// The longest a span waits for its batch to fill.
 const DELAY: Duration = Duration::from_secs(1);
-/// How often the queue is polled while spans arrive: its 4,096 places then hold
-/// 400,000 spans a second.
+/// The shortest pause between polls of the queue, for the busiest gateway: its 4,096
+/// places then hold 400,000 spans a second.
 const BUSY_POLL: Duration = Duration::from_millis(10);
-/// How often it is polled while none do.
+/// The longest, for a quiet one.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// What the exporter did, for `/metrics`. Written by the exporter thread only.
@@ -128,6 +128,7 @@ fn run(
         }
     };
     let mut oldest = None;
+    let mut pause = IDLE_POLL;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let before = batch.len();
@@ -148,10 +149,39 @@ fn run(
             return;
         }
         // A full batch drained means more is on its way: drain again at once.
-        match drained {
-            0 => std::thread::sleep(IDLE_POLL),
-            n if n < MAX_BATCH => std::thread::sleep(BUSY_POLL),
-            _ => {}
+        if drained < MAX_BATCH {
+            pause = next_pause(pause, drained);
+            std::thread::sleep(pause);
         }
+    }
+}
+
+/// The pause before the next poll, given that the last pause of `last` let `drained`
+/// spans arrive: as long as fills a quarter of the queue at that rate, within
+/// `BUSY_POLL..=IDLE_POLL`. Every wake-up is a system call or two on a core the
+/// workers may share, so a gateway sampling 1% of its requests should not pay for
+/// 100 of them a second.
+fn next_pause(last: Duration, drained: usize) -> Duration {
+    let quarter = (QUEUE / 4) as u32;
+    match u32::try_from(drained) {
+        Ok(0) => IDLE_POLL,
+        Ok(drained) => (last * quarter / drained).clamp(BUSY_POLL, IDLE_POLL),
+        Err(_) => BUSY_POLL,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pause_follows_the_rate_of_spans() {
+        let ms = Duration::from_millis;
+        assert_eq!(next_pause(ms(10), 0), IDLE_POLL);
+        // 100 spans in 10 ms: a quarter of the queue fills in about 100 ms.
+        assert_eq!(next_pause(ms(10), 100), IDLE_POLL);
+        assert_eq!(next_pause(ms(100), 2048), ms(50));
+        assert_eq!(next_pause(ms(10), 4096), BUSY_POLL);
+        assert_eq!(next_pause(IDLE_POLL, usize::MAX), BUSY_POLL);
     }
 }
