@@ -38,12 +38,7 @@ pub fn host<'r>(
     let mut hosts = fields.get_all(b"host");
     let header = match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => return Err(bad_request("more than one Host header")),
-        (Some(value), None) => Some(
-            std::str::from_utf8(value)
-                .ok()
-                .and_then(host_of)
-                .ok_or(bad_request("invalid Host header"))?,
-        ),
+        (Some(value), None) => Some(host_of(value).ok_or(bad_request("invalid Host header"))?),
         (None, _) if version == Version::HTTP_11 => {
             return Err(bad_request("missing Host header"));
         }
@@ -53,7 +48,7 @@ pub fn host<'r>(
         // The authority goes upstream as `X-Forwarded-Host`: it is held to the same
         // rules as `Host`, so userinfo (`evil@host`, an error to a recipient by RFC
         // 9110 §4.2.4) or a comma (which upstreams read as a list) never gets there.
-        Some(authority) => match host_of(authority.as_str()) {
+        Some(authority) => match host_of(authority.as_str().as_bytes()) {
             Some(_) => Ok(Some(authority.host())),
             None => Err(bad_request("invalid authority in the request target")),
         },
@@ -157,45 +152,51 @@ static REG_NAME: [bool; 256] = {
 
 /// The host part of a `Host` value (RFC 9110 §7.2: `uri-host [ ":" port ]`), checked
 /// byte by byte without allocating; `None` when the value is not a valid host.
-fn host_of(value: &str) -> Option<&str> {
-    let (host, port) = if value.starts_with('[') {
-        let close = value.find(']')?;
+///
+/// Read as bytes, not text: every byte it accepts is ASCII, so the value needs no
+/// UTF-8 check first, which cost about 150 instructions per request (callgrind).
+fn host_of(value: &[u8]) -> Option<&str> {
+    let (host, port) = if value.first() == Some(&b'[') {
+        let close = value.iter().position(|&b| b == b']')?;
         let (host, rest) = value.split_at(close + 1);
         let literal = &host[1..host.len() - 1];
         let ip_literal = !literal.is_empty()
             && literal
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
         if !ip_literal {
             return None;
         }
         let port = if rest.is_empty() {
             None
         } else {
-            Some(rest.strip_prefix(':')?)
+            Some(rest.strip_prefix(b":")?)
         };
         (host, port)
     } else {
         // A reg-name holds no `:`, so it ends at the first byte outside the set: one
         // pass over the value, and what follows must be a port.
         let end = value
-            .bytes()
-            .position(|b| !REG_NAME[usize::from(b)])
+            .iter()
+            .position(|&b| !REG_NAME[usize::from(b)])
             .unwrap_or(value.len());
         let (host, rest) = value.split_at(end);
         if host.is_empty() {
             return None;
         }
-        match rest.strip_prefix(':') {
+        match rest.strip_prefix(b":") {
             Some(port) => (host, Some(port)),
             None if rest.is_empty() => (host, None),
             None => return None,
         }
     };
-    if port.is_some_and(|p| p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
+    if port.is_some_and(|p| p.len() > 5 || !p.iter().all(u8::is_ascii_digit)) {
         return None;
     }
-    Some(host)
+    debug_assert!(host.is_ascii());
+    // SAFETY: every byte of `host` passed `REG_NAME` (ASCII entries only) or is `[`,
+    // `]`, `:`, `.` or a hex digit: it is ASCII, and so UTF-8.
+    Some(unsafe { std::str::from_utf8_unchecked(host) })
 }
 
 /// The path in normal form when it is not already: dot segments resolved (also when
@@ -522,9 +523,26 @@ mod tests {
             Err("more than one Host header")
         );
         for bad in [
-            "a b", "u@a", "a:80:80", "a:x", "[zz]", "[::1", ":80", "", "a,b",
+            "a b",
+            "u@a",
+            "a:80:80",
+            "a:x",
+            "[zz]",
+            "[::1",
+            ":80",
+            "",
+            "a,b",
+            "é.example",
+            "[::1]é",
+            "a:8é",
         ] {
             assert!(check(&origin, h11, &[("host", bad)]).is_err(), "{bad:?}");
+        }
+        // Bytes that are not UTF-8 at all: no host is made of them.
+        for bad in [&b"a\xff.example"[..], b"\xc3", b"[::1]:\xff"] {
+            let mut fields = Fields::with_capacity(1, 16);
+            fields.append(b"host", bad);
+            assert!(host(&origin, h11, &fields).is_err(), "{bad:?}");
         }
         // Absolute-form targets: userinfo or a comma in the authority is refused.
         for bad in ["http://evil@a.example/x", "http://a.example,b.example/x"] {
