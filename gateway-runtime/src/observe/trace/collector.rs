@@ -64,26 +64,27 @@ impl Collector {
 
     /// One export: `Ok` when the collector answered 2xx.
     pub fn post(&mut self, body: &[u8]) -> Result<(), String> {
-        let mut request = format!(
+        // The head and the body go out one after the other: the batch, up to a few
+        // hundred KB, is not copied behind the head.
+        let head = format!(
             "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\nuser-agent: gateway/{}\r\n\r\n",
             self.path,
             self.target.authority,
             body.len(),
             env!("CARGO_PKG_VERSION"),
-        )
-        .into_bytes();
-        request.extend_from_slice(body);
+        );
+        let request = [head.as_bytes(), body];
         let status = match self.kept.take() {
-            Some(link) => match self.exchange(link, &request, true) {
+            Some(link) => match self.exchange(link, request, true) {
                 Err(Failure { stale: true, .. }) => {
                     let link = self.connect()?;
-                    self.exchange(link, &request, false)
+                    self.exchange(link, request, false)
                 }
                 done => done,
             },
             None => {
                 let link = self.connect()?;
-                self.exchange(link, &request, false)
+                self.exchange(link, request, false)
             }
         }
         .map_err(|failure| failure.message)?;
@@ -119,14 +120,20 @@ impl Collector {
         })
     }
 
-    /// Sends `request` on `link` and reads the whole answer; keeps `link` when the
-    /// answer allows. `kept`: the link served an earlier export.
-    fn exchange(&mut self, mut link: Link, request: &[u8], kept: bool) -> Result<u16, Failure> {
+    /// Sends `request` (its head and its body) on `link` and reads the whole answer;
+    /// keeps `link` when the answer allows. `kept`: the link served an earlier export.
+    fn exchange(
+        &mut self,
+        mut link: Link,
+        [head, body]: [&[u8]; 2],
+        kept: bool,
+    ) -> Result<u16, Failure> {
         let failed = |message: String, answered: bool| Failure {
             message,
             stale: kept && !answered,
         };
-        link.write_all(request)
+        link.write_all(head)
+            .and_then(|()| link.write_all(body))
             .and_then(|()| link.flush())
             .map_err(|e| failed(format!("cannot send: {e}"), false))?;
         let answer =

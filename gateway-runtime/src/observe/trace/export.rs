@@ -103,14 +103,13 @@ fn run(
     stop: &AtomicBool,
 ) {
     let mut batch: Vec<Box<SpanRecord>> = Vec::with_capacity(MAX_BATCH);
-    let mut encoder = Encoder::default();
-    let mut body = Vec::new();
+    let mut encoder = Encoder::new(service);
     // Failures are logged when they begin and when they end, not once a batch.
     let mut failing = false;
     let mut send = |spans: &[Box<SpanRecord>]| {
-        encoder.encode(spans.iter().map(|span| &**span), service, &mut body);
+        let body = encoder.encode(spans.iter().map(|span| &**span));
         let count = spans.len() as u64;
-        match collector.post(&body) {
+        match collector.post(body) {
             Ok(()) => {
                 stats.exported.fetch_add(count, Ordering::Relaxed);
                 if failing {

@@ -21,35 +21,29 @@ const FIXED64: u64 = 1;
 const LENGTH: u64 = 2;
 const FIXED32: u64 = 5;
 
-/// Scratch space reused from batch to batch.
-#[derive(Debug, Default)]
+/// The encoder of one exporter, with scratch space reused from batch to batch.
+#[derive(Debug)]
 pub struct Encoder {
-    /// Every span's `Span` message, with its field key and length.
-    spans: Vec<u8>,
+    /// `ResourceSpans.resource` and `ScopeSpans.scope`, keys and lengths included:
+    /// the same in every export, so written once.
+    resource: Vec<u8>,
+    scope: Vec<u8>,
+    /// The export being written: room for what encloses the spans, then the spans.
+    out: Vec<u8>,
     span: Vec<u8>,
     text: String,
 }
 
 impl Encoder {
-    /// The export request carrying `spans` from service `service`, written to `out`.
-    /// Each span's bytes are copied twice: from its own buffer, which gives its
-    /// length, into the list, and the list into `out` after the enclosing messages'
-    /// keys and lengths.
-    pub fn encode<'s>(
-        &mut self,
-        spans: impl IntoIterator<Item = &'s SpanRecord>,
-        service: &str,
-        out: &mut Vec<u8>,
-    ) {
-        self.spans.clear();
-        for span in spans {
-            self.span(span);
-            bytes(&mut self.spans, 2, &self.span);
-        }
-        // InstrumentationScope { name, version }.
-        let mut scope = Vec::with_capacity(32);
-        string(&mut scope, 1, "gateway");
-        string(&mut scope, 2, env!("CARGO_PKG_VERSION"));
+    /// The encoder of the spans of service `service`.
+    pub fn new(service: &str) -> Encoder {
+        let mut encoder = Encoder {
+            resource: Vec::new(),
+            scope: Vec::new(),
+            out: Vec::new(),
+            span: Vec::new(),
+            text: String::new(),
+        };
         // Resource { attributes }.
         let mut resource = Vec::with_capacity(128);
         for (key, value) in [
@@ -57,21 +51,46 @@ impl Encoder {
             ("telemetry.sdk.name", "gateway"),
             ("telemetry.sdk.language", "rust"),
         ] {
-            self.attribute(&mut resource, 1, key, Value::Text(value));
+            encoder.attribute(&mut resource, 1, key, Value::Text(value));
         }
-        // ScopeSpans { scope, spans }, within ResourceSpans { resource, scope_spans },
-        // within the request's `resource_spans`.
-        let scope_spans = field_len(scope.len()) + self.spans.len();
-        let resource_spans = field_len(resource.len()) + field_len(scope_spans);
+        bytes(&mut encoder.resource, 1, &resource);
+        // InstrumentationScope { name, version }.
+        let mut scope = Vec::with_capacity(32);
+        string(&mut scope, 1, "gateway");
+        string(&mut scope, 2, env!("CARGO_PKG_VERSION"));
+        bytes(&mut encoder.scope, 1, &scope);
+        encoder
+    }
+
+    /// The export request carrying `spans`.
+    ///
+    /// Each span is written into the request once it has its length, after room for
+    /// what encloses the spans: `resource_spans { resource, scope_spans { scope,
+    /// spans } }`, whose lengths are known last and are written at the end of that
+    /// room. The spans are copied once, not again behind the enclosing keys.
+    pub fn encode<'s>(&mut self, spans: impl IntoIterator<Item = &'s SpanRecord>) -> &[u8] {
+        // Two keys, two lengths of at most ten bytes, the resource and the scope.
+        let room = 2 * (1 + 10) + self.resource.len() + self.scope.len();
+        let mut out = std::mem::take(&mut self.out);
         out.clear();
-        out.reserve(field_len(resource_spans));
-        tag(out, 1, LENGTH);
-        encode_varint(resource_spans as u64, out);
-        bytes(out, 1, &resource);
-        tag(out, 2, LENGTH);
-        encode_varint(scope_spans as u64, out);
-        bytes(out, 1, &scope);
-        out.extend_from_slice(&self.spans);
+        out.resize(room, 0);
+        for span in spans {
+            self.span(span);
+            bytes(&mut out, 2, &self.span);
+        }
+        let scope_spans = self.scope.len() + (out.len() - room);
+        let resource_spans = self.resource.len() + field_len(scope_spans);
+        let mut head = Vec::with_capacity(room);
+        tag(&mut head, 1, LENGTH);
+        encode_varint(resource_spans as u64, &mut head);
+        head.extend_from_slice(&self.resource);
+        tag(&mut head, 2, LENGTH);
+        encode_varint(scope_spans as u64, &mut head);
+        head.extend_from_slice(&self.scope);
+        let start = room - head.len();
+        out[start..room].copy_from_slice(&head);
+        self.out = out;
+        &self.out[start..]
     }
 
     /// `span` as a `Span` message, in `self.span`.
@@ -93,8 +112,8 @@ impl Encoder {
         string(&mut body, 5, &self.text);
         // SpanKind: SERVER 2, CLIENT 3.
         varint(&mut body, 6, if span.is_server() { 2 } else { 3 });
-        fixed64(&mut body, 7, unix_nanos(span.start));
-        fixed64(&mut body, 8, unix_nanos(span.end));
+        fixed64(&mut body, 7, span.start);
+        fixed64(&mut body, 8, span.end);
         span.attributes(|key, value| self.attribute(&mut body, 9, key, value));
         if let Some(error) = span.error() {
             // Status { message, code: ERROR (2) }.
@@ -204,11 +223,6 @@ fn string(out: &mut Vec<u8>, field: u64, value: &str) {
     bytes(out, field, value.as_bytes());
 }
 
-fn unix_nanos(at: std::time::SystemTime) -> u64 {
-    at.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,13 +293,17 @@ mod tests {
             "/users/7?secret=1",
         );
         client.returned(Err("response_timeout"));
-        let mut out = Vec::new();
-        Encoder::default().encode([&*server, &*client], "svc", &mut out);
+        let mut encoder = Encoder::new("svc");
+        // Twice: the second export reuses what the first left behind.
+        encoder.encode([&*client]);
+        let out = encoder.encode([&*server, &*client]);
 
-        let request = ExportTraceServiceRequest::decode(out.as_slice()).expect("valid OTLP");
+        let request = ExportTraceServiceRequest::decode(out).expect("valid OTLP");
         let resource = &request.resource_spans[0];
         let service = &resource.resource.as_ref().expect("resource").attributes[0];
         assert_eq!(service.key, "service.name");
+        let scope = resource.scope_spans[0].scope.as_ref().expect("scope");
+        assert_eq!(scope.name, "gateway");
         let spans = &resource.scope_spans[0].spans;
         assert_eq!(spans.len(), 2);
         let attrs = |i: usize| -> Vec<(String, String)> {
