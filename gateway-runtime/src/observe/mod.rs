@@ -4,6 +4,8 @@
 #[cfg(feature = "server")]
 pub mod access_log;
 #[cfg(feature = "server")]
+pub mod clock;
+#[cfg(feature = "server")]
 pub mod metrics;
 #[cfg(feature = "server")]
 pub mod random;

@@ -22,7 +22,8 @@ use crate::message::request::{
 };
 use crate::observe::Transferred;
 use crate::observe::access_log::{AccessLog, LoggedPath, Record};
-use crate::observe::metrics::{Shard, Stamp, method_index};
+use crate::observe::clock::Stamp;
+use crate::observe::metrics::{Shard, method_index};
 use crate::observe::request_id::RequestId;
 use crate::observe::trace::{Begun, SpanContext, SpanRecord};
 use crate::pipeline::gateway::{Gateway, Request, Response};
@@ -113,7 +114,7 @@ impl<G: Gateway> Connection<G> {
                     stop,
                     request_id,
                     tls: self.cx.tls.as_ref().map(|tls| tls.version),
-                    trace_id: begun.map(|begun| begun.span.trace_id),
+                    trace_id: trail.trace.map(|span| span.trace_id),
                     served: trail.served,
                     principal: trail.identity.as_ref().and_then(Identity::principal),
                     transferred: Transferred::default(),

@@ -8,11 +8,9 @@
 //! the scrape merges them (`exposition`).
 
 pub mod cells;
-pub mod clock;
 pub mod exposition;
 pub mod registry;
 
-pub use clock::Stamp;
 pub use registry::{
     Catalog, OpenConnection, PoolGauges, Protocol, Registry, Shard, TlsFailure, UpstreamMetrics,
     UpstreamNames, method_index,

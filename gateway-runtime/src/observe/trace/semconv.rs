@@ -2,10 +2,10 @@
 //! conventions (<https://opentelemetry.io/docs/specs/semconv/http/http-spans/>).
 
 use std::net::IpAddr;
-use std::time::SystemTime;
 
 use super::context::{Begun, SpanContext};
 use super::span::{SpanDetail, SpanRecord};
+use crate::observe::clock::unix_nanos;
 
 /// An attribute's value, as the exporter writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ impl SpanRecord {
         secure: bool,
         version: http::Version,
     ) -> Box<SpanRecord> {
-        let now = SystemTime::now();
+        let now = unix_nanos();
         Box::new(SpanRecord {
             context: begun.span,
             parent: begun.parent,
@@ -62,7 +62,7 @@ impl SpanRecord {
     /// Ends a server span: answered `status` on the route of template `template`, to
     /// `client`.
     pub fn answered(&mut self, template: Option<&'static str>, status: u16, peer: IpAddr) {
-        self.end = SystemTime::now();
+        self.end = unix_nanos();
         self.status = Some(status);
         if let SpanDetail::Server { route, client, .. } = &mut self.detail {
             *route = template;
@@ -82,7 +82,7 @@ impl SpanRecord {
         authority: &http::uri::Authority,
         target: &str,
     ) -> Box<SpanRecord> {
-        let now = SystemTime::now();
+        let now = unix_nanos();
         Box::new(SpanRecord {
             context,
             parent: Some(parent.span_id),
@@ -105,7 +105,7 @@ impl SpanRecord {
 
     /// Ends a client span with what came back: a status, or the fault's name.
     pub fn returned(&mut self, outcome: Result<u16, &'static str>) {
-        self.end = SystemTime::now();
+        self.end = unix_nanos();
         match outcome {
             Ok(status) => self.status = Some(status),
             Err(why) => {

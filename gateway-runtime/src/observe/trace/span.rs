@@ -8,7 +8,6 @@
 
 use std::net::IpAddr;
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::time::SystemTime;
 
 use super::context::{SpanContext, SpanId};
 use crate::observe::metrics::cells::Counter;
@@ -18,8 +17,9 @@ use crate::observe::metrics::cells::Counter;
 pub struct SpanRecord {
     pub context: SpanContext,
     pub parent: Option<SpanId>,
-    pub start: SystemTime,
-    pub end: SystemTime,
+    /// Nanoseconds since the Unix epoch.
+    pub start: u64,
+    pub end: u64,
     /// The request's method as the conventions name it (`_OTHER` beyond the nine).
     pub method: &'static str,
     /// The response's status; `None` while the span runs, or when no response came.
@@ -105,8 +105,8 @@ mod tests {
                 sampled: true,
             },
             parent: None,
-            start: SystemTime::UNIX_EPOCH,
-            end: SystemTime::UNIX_EPOCH,
+            start: 0,
+            end: 0,
             method: "GET",
             status: Some(200),
             detail: SpanDetail::Server {

@@ -1,5 +1,6 @@
-//! The clock requests are timed with: `CLOCK_MONOTONIC` as nanoseconds, read through
-//! rustix. std's `Instant::now` and `elapsed` check and normalise each `timespec` and
+//! The clocks: `CLOCK_MONOTONIC` as nanoseconds, which requests are timed with, and
+//! the wall clock as nanoseconds since the Unix epoch, which spans carry. Both are read
+//! through rustix. std's `Instant::now` and `elapsed` check and normalise each `timespec` and
 //! subtract with a borrow into a `Duration`: on the small proxied request, metrics timed
 //! with them cost 346 instructions per request, with this 193 (callgrind).
 //!
@@ -29,6 +30,18 @@ impl Stamp {
     }
 }
 
+/// Now, in nanoseconds since the Unix epoch: a span's start or end as OTLP carries
+/// it. `SystemTime::now` and `duration_since(UNIX_EPOCH)` cost about 50 instructions
+/// more per reading, in the same normalising subtraction as `Instant`.
+#[inline]
+pub fn unix_nanos() -> u64 {
+    let now = clock_gettime(ClockId::Realtime);
+    // Before 1970 only on a broken clock; such a span starts at the epoch.
+    let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
+    seconds.wrapping_mul(1_000_000_000).wrapping_add(nanos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +54,14 @@ mod tests {
         let std = u64::try_from(instant.elapsed().as_nanos()).expect("short");
         assert!(ours >= 20_000_000, "{ours}");
         assert!(ours.abs_diff(std) < 5_000_000, "{ours} against {std}");
+    }
+
+    #[test]
+    fn the_wall_clock_agrees_with_std() {
+        let std = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).expect("before 2554"))
+            .expect("after 1970");
+        assert!(unix_nanos().abs_diff(std) < 1_000_000_000);
     }
 }
