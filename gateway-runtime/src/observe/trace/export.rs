@@ -127,12 +127,18 @@ fn run(
         }
     };
     let mut oldest = None;
-    let mut pause = IDLE_POLL;
+    // The spans drained since the last pause began, and when it began. The rate is
+    // taken over the whole cycle: the polls between two pauses can find the queue
+    // empty only because the workers, on the same cores, had no turn while batches
+    // were sent.
+    let mut arrived = 0;
+    let mut since = Instant::now();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let before = batch.len();
         batch.extend(queue.try_iter());
         let drained = batch.len() - before;
+        arrived += drained;
         if drained > 0 {
             oldest.get_or_insert_with(Instant::now);
         }
@@ -149,22 +155,23 @@ fn run(
         }
         // A full batch drained means more is on its way: drain again at once.
         if drained < MAX_BATCH {
-            pause = next_pause(pause, drained);
+            let pause = next_pause(since.elapsed(), arrived);
+            (arrived, since) = (0, Instant::now());
             std::thread::sleep(pause);
         }
     }
 }
 
-/// The pause before the next poll, given that the last pause of `last` let `drained`
-/// spans arrive: as long as fills a quarter of the queue at that rate, within
+/// The pause before the next poll, given that `drained` spans arrived in the `interval`
+/// since the last pause began: as long as fills a quarter of the queue at that rate, within
 /// `BUSY_POLL..=IDLE_POLL`. Every wake-up is a system call or two on a core the
 /// workers may share, so a gateway sampling 1% of its requests should not pay for
 /// 100 of them a second.
-fn next_pause(last: Duration, drained: usize) -> Duration {
+fn next_pause(interval: Duration, drained: usize) -> Duration {
     let quarter = (QUEUE / 4) as u32;
     match u32::try_from(drained) {
         Ok(0) => IDLE_POLL,
-        Ok(drained) => (last * quarter / drained).clamp(BUSY_POLL, IDLE_POLL),
+        Ok(drained) => (interval * quarter / drained).clamp(BUSY_POLL, IDLE_POLL),
         Err(_) => BUSY_POLL,
     }
 }
@@ -181,6 +188,8 @@ mod tests {
         assert_eq!(next_pause(ms(10), 100), IDLE_POLL);
         assert_eq!(next_pause(ms(100), 2048), ms(50));
         assert_eq!(next_pause(ms(10), 4096), BUSY_POLL);
+        // A busy gateway: 400 spans came while the last batches were sent (2 ms).
+        assert_eq!(next_pause(ms(2), 400), BUSY_POLL);
         assert_eq!(next_pause(IDLE_POLL, usize::MAX), BUSY_POLL);
     }
 }
