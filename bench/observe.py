@@ -148,10 +148,11 @@ def main():
         rps = bench.summarize(runs, "rps")[0]
         cpu, lo, hi = bench.summarize(runs, "cpu_us")
         ir = instructions.get(name, float("nan"))
+        ir_vs_off = f"{ir / off_ir - 1:+.1%}" if ir == ir and off_ir == off_ir else "–"
         print(f"| {name} | {bench.fmt(rps, 0)} | {bench.fmt(bench.summarize(runs, 'p50')[0], 2)} | "
               f"{bench.fmt(bench.summarize(runs, 'p99')[0], 2)} | {bench.fmt(cpu, 2)} "
               f"({bench.fmt(lo, 2)}–{bench.fmt(hi, 2)}) | {cpu / off_cpu - 1:+.1%} | "
-              f"{bench.fmt(ir, 0)} | {(ir / off_ir - 1) if ir == ir else float('nan'):+.1%} |")
+              f"{bench.fmt(ir, 0)} | {ir_vs_off} |")
     if traced:
         (exported, dropped), requests = traced
         print(f"\ntrace-100pct, last round: {requests:,} requests, {exported:,} spans exported, "
