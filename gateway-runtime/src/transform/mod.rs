@@ -5,3 +5,4 @@
 pub mod body;
 mod parse;
 pub mod shape;
+pub mod validate;
