@@ -158,36 +158,15 @@ mod tests {
 
     #[test]
     fn a_raw_answer_is_one_json_value_in_utf8() {
-        for bad in [
-            &b""[..],
-            b"  ",
-            b"{\"a\":1} {}",
-            b"{\"a\":}",
-            b"[1,]",
-            b"\"\xff\"",
-            b"\"a\x01\"",
-            b"\"\\q\"",
-        ] {
+        // The grammar is `transform::validate`'s, tested there; this is the gate.
+        for bad in [&b""[..], b"{\"a\":1} {}", b"\"\xff\""] {
             assert!(
                 Answer::checked(Bytes::copy_from_slice(bad)).is_none(),
                 "{:?} is not one JSON value",
                 String::from_utf8_lossy(bad)
             );
         }
-        for good in [
-            &b"1"[..],
-            b" null\n",
-            b"\"\xc3\xa9\"",
-            b"{\"a\":[1,{\"b\":\"\\u00e9\"}]}",
-            // Refused by sonic-rs, allowed by the grammar.
-            b"[1e400]",
-            b"\"\\ud800\"",
-            &[b'['; 200]
-                .iter()
-                .chain(&[b']'; 200])
-                .copied()
-                .collect::<Vec<u8>>(),
-        ] {
+        for good in [&b"1"[..], b" null\n", b"[1e400]", b"\"\\ud800\""] {
             assert!(Answer::checked(Bytes::copy_from_slice(good)).is_some());
         }
     }
