@@ -161,6 +161,13 @@ mod tests {
         let invalid_utf8 = b"{\"alg\":\"HS256\",\"typ\":\"J\xa7T\"}";
         assert_eq!(Header::parse(invalid_utf8).err(), Some(MALFORMED));
         assert!(header(r#"{"alg":"HS256","crit":["b64"],"b64":true}"#).is_ok());
+        // An unpaired surrogate is JSON (RFC 8259 §8.2): skipped, it passes; in a
+        // member that is read, it is no string and the header is refused.
+        assert!(header(r#"{"alg":"HS256","x":"\udfff"}"#).is_ok());
+        assert_eq!(
+            header(r#"{"alg":"HS256","kid":"\udfff"}"#).err(),
+            Some(MALFORMED)
+        );
     }
 
     #[test]
