@@ -7,8 +7,9 @@
 //! skips at 0.8, simd-json and jiter are slower still (bench/RESULTS.md, aggregation
 //! "Sixth run"). This check walks the grammar without allocating and looks at strings
 //! eight bytes at a time: 57 µs per 100 KB answer, and no copies or page faults beside
-//! it. It accepts what serde_json accepts, except that it has no depth limit: its
-//! stack is one byte per open container, bounded by the body.
+//! it. It accepts exactly what serde_json reads as one value in UTF-8, which a fuzz
+//! target holds it to (`fuzz/fuzz_targets/json.rs`); like serde_json's `IgnoredAny`
+//! it has no depth limit: its stack is one byte per open container.
 
 /// Whether `bytes` is one JSON value in UTF-8, with optional whitespace around it.
 pub fn is_json(bytes: &[u8]) -> bool {
