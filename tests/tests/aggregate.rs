@@ -196,6 +196,36 @@ async fn a_flat_merge_is_deterministic() {
     assert_eq!(body["_errors"]["prefs"], "timed out");
 }
 
+/// Large answers reach the client whole, passed on as the backends wrote them (shared
+/// with the read buffer, not copied) between the gateway's own text: a whole answer
+/// under its key, and the members of one merged flat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_answers_pass_through_whole() {
+    let setup = Setup::start(&[], 1).await;
+    let user = json!({"id": 7, "bio": "é".repeat(60_000), "seen": (0..9_000).collect::<Vec<_>>()});
+    let prefs = json!({"theme": "dark", "history": vec!["x".repeat(100); 500]});
+    setup.users.on("/users/7", Answer::json(user.clone()));
+    setup.recs.on("/prefs/7", Answer::json(prefs.clone()));
+    let reply = setup.get("/profile/7", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let mut merged = user.as_object().expect("an object").clone();
+    merged.extend(prefs.as_object().expect("an object").clone());
+    assert_eq!(reply.json(), serde_json::Value::Object(merged));
+    assert_eq!(
+        reply.headers["content-length"],
+        reply.body.len().to_string()
+    );
+
+    setup.orders.on("/broken/7", Answer::json(json!({"n": 1})));
+    let reply = setup.get("/strict/7", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json(), json!({"user": user, "orders": {"n": 1}}));
+    assert_eq!(
+        reply.headers["content-length"],
+        reply.body.len().to_string()
+    );
+}
+
 /// A request the route's policies refuse never reaches a backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_request_calls_no_backend() {

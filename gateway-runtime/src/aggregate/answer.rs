@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::message::body::Pieces;
 use crate::transform::shape::Step;
 use crate::transform::validate::is_json;
 
@@ -35,22 +36,13 @@ impl Answer {
         Some(Answer::Raw(body.slice(start..end)))
     }
 
-    /// The length of a raw answer's text (what the response will need for it); 0 for
-    /// a built one, which is short.
-    pub fn raw_len(&self) -> usize {
+    /// Appends the answer's JSON text; a large raw answer is shared, not copied.
+    pub fn write(&self, out: &mut Pieces) {
         match self {
-            Answer::Raw(raw) => raw.len(),
-            Answer::Value(_) => 0,
-        }
-    }
-
-    /// Appends the answer's JSON text.
-    pub fn write(&self, out: &mut Vec<u8>) {
-        match self {
-            Answer::Raw(raw) => out.extend_from_slice(raw),
+            Answer::Raw(raw) => out.share(raw, raw),
             // A `Value` always serializes.
             Answer::Value(value) => {
-                let _ = serde_json::to_writer(&mut *out, value);
+                let _ = serde_json::to_writer(out.text(), value);
             }
         }
     }
@@ -76,7 +68,7 @@ impl Answer {
                 Some(
                     members
                         .into_iter()
-                        .map(|(k, v)| (k, Member::Raw(v)))
+                        .map(|(k, text)| (k, Member::Raw { whole: raw, text }))
                         .collect(),
                 )
             }
@@ -102,16 +94,21 @@ fn at<'v>(value: &'v Value, path: &[Step]) -> Option<&'v Value> {
 /// One member of an object answer.
 #[derive(Debug, Clone, Copy)]
 pub enum Member<'a> {
-    Raw(&'a RawValue),
+    /// `text` lies within `whole`, the answer.
+    Raw {
+        whole: &'a Bytes,
+        text: &'a RawValue,
+    },
     Value(&'a Value),
 }
 
 impl Member<'_> {
-    pub fn write(&self, out: &mut Vec<u8>) {
+    /// Appends the member's JSON text; a large raw one is shared, not copied.
+    pub fn write(&self, out: &mut Pieces) {
         match self {
-            Member::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+            Member::Raw { whole, text } => out.share(whole, text.get().as_bytes()),
             Member::Value(value) => {
-                let _ = serde_json::to_writer(&mut *out, value);
+                let _ = serde_json::to_writer(out.text(), value);
             }
         }
     }
@@ -121,8 +118,20 @@ impl Member<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn raw_and_built_answers_write_and_list_alike() {
+    /// The answer's text as a response body carries it.
+    async fn written(answer: &Answer) -> Bytes {
+        use http_body_util::BodyExt;
+        let mut out = Pieces::default();
+        answer.write(&mut out);
+        out.finish()
+            .collect()
+            .await
+            .expect("a written body")
+            .to_bytes()
+    }
+
+    #[tokio::test]
+    async fn raw_and_built_answers_write_and_list_alike() {
         let text = r#" {"b": [1, 2], "a": {"x": "y\u00e9"}} "#;
         let raw = Answer::checked(Bytes::from_static(text.as_bytes())).expect("raw");
         let value = Answer::Value(serde_json::from_str(text).expect("value"));
@@ -136,24 +145,56 @@ mod tests {
         };
         assert_eq!(names(&raw), ["a", "b"]);
         assert_eq!(names(&raw), names(&value));
-        let mut out = Vec::new();
-        raw.write(&mut out);
-        let written: Value = serde_json::from_slice(&out).expect("JSON");
-        assert_eq!(written, serde_json::from_str::<Value>(text).expect("value"));
+        let out = written(&raw).await;
+        let as_written: Value = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(
+            as_written,
+            serde_json::from_str::<Value>(text).expect("value")
+        );
+        assert_eq!(
+            as_written,
+            serde_json::from_slice::<Value>(&written(&value).await).expect("JSON")
+        );
         assert!(
             Answer::checked(Bytes::from_static(b"[1]"))
                 .expect("raw")
                 .members()
                 .is_none()
         );
-        let mut trimmed = Vec::new();
-        raw.write(&mut trimmed);
+        assert_eq!(out.first(), Some(&b'{'), "no white space kept around it");
+        assert_eq!(out.last(), Some(&b'}'));
+    }
+
+    #[tokio::test]
+    async fn a_large_raw_answer_and_its_members_are_shared_not_copied() {
+        use http_body::Body as _;
+        use http_body_util::BodyExt;
+        let text = format!(r#"{{"big":"{}","small":1}}"#, "x".repeat(8192));
+        let raw = Answer::checked(Bytes::from(text)).expect("raw");
+        let Answer::Raw(whole) = &raw else {
+            panic!("a raw answer")
+        };
+        let within = |piece: &Bytes| whole.as_ptr_range().contains(&piece.as_ptr());
+        let mut out = Pieces::default();
+        raw.write(&mut out);
+        for (_, member) in raw.members().expect("object") {
+            member.write(&mut out);
+        }
+        let mut body = out.finish();
         assert_eq!(
-            trimmed.first(),
-            Some(&b'{'),
-            "no white space kept around it"
+            body.size_hint().exact(),
+            Some(whole.len() as u64 + 8194 + 1)
         );
-        assert_eq!(trimmed.last(), Some(&b'}'));
+        let mut pieces = Vec::new();
+        while let Some(frame) = body.frame().await {
+            pieces.push(frame.expect("a piece").into_data().expect("data"));
+        }
+        assert!(body.is_end_stream());
+        // The answer, then `"x…"` shared; `1` copied into a text piece of its own.
+        assert_eq!(pieces.len(), 3);
+        assert!(within(&pieces[0]) && pieces[0].len() == whole.len());
+        assert!(within(&pieces[1]) && pieces[1].len() == 8194);
+        assert_eq!(&pieces[2][..], b"1");
     }
 
     #[test]

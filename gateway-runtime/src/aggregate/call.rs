@@ -104,9 +104,12 @@ pub async fn call(
             )
             .await
             .map_err(|e| CallError::Unavailable(e.kind()))?;
-        let (status, _, body) = response.into_parts();
+        let (status, _, mut body) = response.into_parts();
         if !status.is_success() {
             return Err(CallError::Status(status.as_u16()));
+        }
+        if !body.read_whole(spec.max_body as u64) {
+            return Err(CallError::TooLarge);
         }
         let body = http_body_util::Limited::new(body, spec.max_body)
             .collect()

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::answer::{Answer, Member};
 use super::{AggregateSpec, CallError, Merge};
+use crate::message::body::Pieces;
 use crate::message::error::json_error;
 use crate::message::response::Response;
 use crate::pipeline::Stop;
@@ -41,9 +42,8 @@ pub fn respond<const N: usize>(
             }
         }
     }
-    // Sized for the raw answers, so that 100 KB answers are copied once.
-    let mut body = Vec::with_capacity(256 + values.iter().map(Answer::raw_len).sum::<usize>());
-    body.push(b'{');
+    let mut body = Pieces::with_text_capacity(256);
+    body.text().push(b'{');
     let mut written: Vec<String> = Vec::new();
     for (call, answer) in spec.calls.iter().zip(&values) {
         let members = match spec.merge {
@@ -76,8 +76,8 @@ pub fn respond<const N: usize>(
         name_into(&mut body, &mut written, "_errors");
         Member::Value(&Value::Object(errors)).write(&mut body);
     }
-    body.push(b'}');
-    let mut response = Response::local(StatusCode::OK, b"application/json", body);
+    body.text().push(b'}');
+    let mut response = Response::written(StatusCode::OK, b"application/json", body.finish());
     if !failed.is_empty() {
         let keys: Vec<&str> = failed.iter().map(|(key, _)| *key).collect();
         response
@@ -88,12 +88,13 @@ pub fn respond<const N: usize>(
 }
 
 /// Writes `"name":` (after a comma but for the first) and notes the name.
-fn name_into(body: &mut Vec<u8>, written: &mut Vec<String>, name: &str) {
+fn name_into(body: &mut Pieces, written: &mut Vec<String>, name: &str) {
+    let text = body.text();
     if !written.is_empty() {
-        body.push(b',');
+        text.push(b',');
     }
     // A string always serializes.
-    let _ = serde_json::to_writer(&mut *body, name);
-    body.push(b':');
+    let _ = serde_json::to_writer(&mut *text, name);
+    text.push(b':');
     written.push(name.to_owned());
 }

@@ -537,6 +537,8 @@ pub struct UpstreamBody {
     /// Concurrency-limit places the response holds until it has been read (or
     /// dropped): a long body keeps its request in flight.
     held: Vec<crate::limit::concurrency::Place>,
+    /// Whether the rest of a body of known length is read whole (`read_whole`).
+    whole: bool,
 }
 
 /// Why an upstream response body broke off; the client's connection is closed.
@@ -579,6 +581,23 @@ impl UpstreamBody {
             interim: std::mem::take(&mut head.interim),
             idle: IdleTimer::new(timeout),
             held: Vec::new(),
+            whole: false,
+        }
+    }
+
+    /// Has the rest of a body of known length up to `limit` read into one buffer and
+    /// handed out as one piece, for a caller that needs the body whole (an aggregate's
+    /// answer): pieces would be copied together, into memory the kernel faults in
+    /// anew. `false` for a body longer than `limit`; one of unknown length still comes
+    /// in pieces.
+    pub fn read_whole(&mut self, limit: u64) -> bool {
+        match self.decoder.remaining() {
+            Some(n) if n > limit => false,
+            Some(_) => {
+                self.whole = true;
+                true
+            }
+            None => true,
         }
     }
 
@@ -609,13 +628,27 @@ impl UpstreamBody {
             return Poll::Ready(Ok(None));
         };
         loop {
-            match self.decoder.decode(&mut conn.read.bytes) {
-                Ok(Decoded::Data(data)) => return Poll::Ready(Ok(Some(data))),
-                Ok(Decoded::Done) => return Poll::Ready(Ok(None)),
-                Ok(Decoded::NeedMore) => {}
-                Err(e) => return Poll::Ready(Err(BodyError::Framing(e))),
+            // Read whole, the body is decoded once all of it is in the buffer.
+            let whole = match self.decoder.remaining() {
+                Some(n) if self.whole => usize::try_from(n)
+                    .ok()
+                    .filter(|&n| conn.read.bytes.len() < n),
+                _ => None,
+            };
+            if whole.is_none() {
+                match self.decoder.decode(&mut conn.read.bytes) {
+                    Ok(Decoded::Data(data)) => return Poll::Ready(Ok(Some(data))),
+                    Ok(Decoded::Done) => return Poll::Ready(Ok(None)),
+                    Ok(Decoded::NeedMore) => {}
+                    Err(e) => return Poll::Ready(Err(BodyError::Framing(e))),
+                }
             }
-            let n = match conn.read.poll_fill(Pin::new(&mut conn.stream), cx) {
+            let stream = Pin::new(&mut conn.stream);
+            let read = match whole {
+                Some(total) => conn.read.poll_fill_to(total, stream, cx),
+                None => conn.read.poll_fill(stream, cx),
+            };
+            let n = match read {
                 Poll::Ready(read) => read.map_err(BodyError::Io)?,
                 Poll::Pending if self.idle.poll_expired(cx) => {
                     return Poll::Ready(Err(BodyError::TimedOut));
@@ -683,5 +716,73 @@ impl Drop for UpstreamBody {
         if self.decoder.is_done() {
             self.release();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::metrics::PoolGauges;
+    use tokio::io::AsyncReadExt;
+
+    /// A body of known length read whole comes as one piece, however the upstream
+    /// writes it out; one longer than the limit is refused before it is read.
+    #[tokio::test]
+    async fn a_body_read_whole_comes_in_one_piece() {
+        const LENGTH: usize = 100_000;
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let authority: http::uri::Authority = listener
+                    .local_addr()
+                    .expect("address")
+                    .to_string()
+                    .parse()
+                    .expect("authority");
+                tokio::spawn(async move {
+                    for _ in 0..2 {
+                        let (mut upstream, _) = listener.accept().await.expect("accept");
+                        let mut request = [0u8; 1024];
+                        let _ = upstream.read(&mut request).await.expect("request");
+                        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {LENGTH}\r\n\r\n");
+                        upstream.write_all(head.as_bytes()).await.expect("head");
+                        for part in [1_000, 30_000, LENGTH - 31_000] {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            let _ = upstream.write_all(&vec![b'x'; part]).await;
+                        }
+                    }
+                });
+                let pool = Rc::new(Pool::new(
+                    Duration::from_secs(60),
+                    PoolGauges {
+                        open: Box::leak(Box::default()),
+                        idle: Box::leak(Box::default()),
+                    },
+                ));
+                for limit in [LENGTH as u64, LENGTH as u64 - 1] {
+                    let mut conn = pool
+                        .connect(&authority, None, Duration::from_secs(5))
+                        .await
+                        .expect("connect");
+                    conn.write_buf
+                        .extend_from_slice(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n");
+                    let mut head = exchange(&mut conn, false).await.expect("a head");
+                    let mut body =
+                        UpstreamBody::new(conn, pool.clone(), &mut head, Duration::from_secs(5));
+                    if !body.read_whole(limit) {
+                        assert_eq!(limit, LENGTH as u64 - 1, "refused within the limit");
+                        continue;
+                    }
+                    let piece = body.frame().await.expect("a frame").expect("data");
+                    let piece = piece.into_data().expect("data");
+                    assert_eq!(piece.len(), LENGTH, "one piece");
+                    assert!(piece.iter().all(|&b| b == b'x'));
+                    assert!(body.frame().await.is_none(), "the end");
+                }
+            })
+            .await;
     }
 }

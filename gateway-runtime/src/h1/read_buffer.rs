@@ -77,6 +77,26 @@ impl ReadBuffer {
         if self.bytes.capacity() - self.bytes.len() < self.next_read / 2 {
             self.bytes.reserve(self.next_read);
         }
+        self.poll_read(reader, cx)
+    }
+
+    /// Reads once from `reader` into one buffer with room for `total` bytes in all,
+    /// so that the reads up to `total` are never moved to a larger one.
+    pub fn poll_fill_to<R: AsyncRead>(
+        &mut self,
+        total: usize,
+        reader: Pin<&mut R>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<usize>> {
+        self.bytes.reserve(total.saturating_sub(self.bytes.len()));
+        self.poll_read(reader, cx)
+    }
+
+    fn poll_read<R: AsyncRead>(
+        &mut self,
+        reader: Pin<&mut R>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<usize>> {
         let spare = self.bytes.capacity() - self.bytes.len();
         let n = std::task::ready!(poll_read_buf(reader, cx, &mut self.bytes))?;
         if n == spare && self.next_read < MAX_READ {

@@ -257,6 +257,7 @@ where
                 &mut writer,
                 limits.send_timeout,
                 b"HTTP/1.1 100 Continue\r\n\r\n",
+                &[],
             )
             .await
             .is_err()
@@ -563,7 +564,7 @@ async fn write_response(
     if framing == Framing::None {
         // Dropped unread: an upstream body that is empty gives its connection back.
         drop(body);
-        send(writer, send_timeout, out).await?;
+        send(writer, send_timeout, out, &[]).await?;
         return Ok(!close);
     }
 
@@ -571,17 +572,17 @@ async fn write_response(
         Framing::Length(n) => Some(n),
         _ => None,
     };
-    let mut head_sent = false;
     loop {
-        // The head waits for the first data only if that data is already there.
+        // What is written waits for more data only if that data is already there: the
+        // head for the first, and a piece for the next (an aggregate's pieces go out
+        // together, a streamed body's as they come).
         let polled = poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
         let frame = match polled {
             Poll::Ready(frame) => frame,
             Poll::Pending => {
-                if !head_sent {
-                    send(writer, send_timeout, out).await?;
+                if !out.is_empty() {
+                    send(writer, send_timeout, out, &[]).await?;
                     out.clear();
-                    head_sent = true;
                 }
                 body.frame().await
             }
@@ -613,22 +614,13 @@ async fn write_response(
         }
         if out.len() + data.len() <= 64 * 1024 {
             out.extend_from_slice(&data);
-            if framing == Framing::Chunked {
-                out.extend_from_slice(b"\r\n");
-            }
-            if body.is_end_stream() {
-                break;
-            }
-            send(writer, send_timeout, out).await?;
         } else {
-            send(writer, send_timeout, out).await?;
-            send(writer, send_timeout, &data).await?;
-            if framing == Framing::Chunked {
-                send(writer, send_timeout, b"\r\n").await?;
-            }
+            send(writer, send_timeout, out, &data).await?;
+            out.clear();
         }
-        out.clear();
-        head_sent = true;
+        if framing == Framing::Chunked {
+            out.extend_from_slice(b"\r\n");
+        }
     }
     if expected.is_some_and(|left| left > 0) {
         return Err(io::Error::other("response body shorter than its length"));
@@ -637,19 +629,44 @@ async fn write_response(
         out.extend_from_slice(b"0\r\n\r\n");
     }
     if !out.is_empty() {
-        send(writer, send_timeout, out).await?;
+        send(writer, send_timeout, out, &[]).await?;
     }
     Ok(!close)
 }
 
-/// Writes all of `bytes`. Most writes complete at once and need no timer; one that has
+/// Writes all of `bytes`, then all of `more`, in vectored writes: one system call for
+/// what two would take. Most writes complete at once and need no timer; one that has
 /// to wait for the client gets `timeout`.
-async fn send(writer: &mut WriteHalf, timeout: Duration, bytes: &[u8]) -> io::Result<()> {
-    timed(writer.write_all(bytes), timeout).await?;
+async fn send(
+    writer: &mut WriteHalf,
+    timeout: Duration,
+    bytes: &[u8],
+    more: &[u8],
+) -> io::Result<()> {
+    if more.is_empty() {
+        timed(writer.write_all(bytes), timeout).await?;
+    } else {
+        timed(write_both(writer, bytes, more), timeout).await?;
+    }
     // A TLS session holds records back when the socket is full, and the connection may
     // next wait for a request: they are pushed out now.
     if writer.holds_back_writes() {
         timed(writer.flush(), timeout).await?;
+    }
+    Ok(())
+}
+
+async fn write_both(writer: &mut WriteHalf, mut first: &[u8], mut second: &[u8]) -> io::Result<()> {
+    while !first.is_empty() || !second.is_empty() {
+        let n = writer
+            .write_vectored(&[io::IoSlice::new(first), io::IoSlice::new(second)])
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let from_first = n.min(first.len());
+        first = &first[from_first..];
+        second = &second[n - from_first..];
     }
     Ok(())
 }
@@ -839,12 +856,12 @@ mod tests {
         let started = Instant::now();
         let big = vec![0u8; 64 << 20];
         let timeout = Duration::from_secs(60);
-        let error = send(&mut writer, timeout, &big)
+        let error = send(&mut writer, timeout, b"head", &big)
             .await
             .expect_err("the client never reads");
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() >= timeout);
-        let small = send(&mut writer, timeout, b"x").await;
+        let small = send(&mut writer, timeout, b"x", &[]).await;
         assert!(small.is_err(), "the buffer is still full: {small:?}");
     }
 

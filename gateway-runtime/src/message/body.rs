@@ -1,6 +1,7 @@
-//! The response body type: either the upstream's body, streamed through untouched, or
-//! a small body the gateway wrote itself. An enum instead of a boxed body keeps the
-//! hot path free of dynamic dispatch.
+//! The response body type: the upstream's body, streamed through untouched; a small
+//! body the gateway wrote itself; or one made of pieces, the gateway's text between
+//! large buffers it passes on without copying (an aggregate's answers). An enum
+//! instead of a boxed body keeps the hot path free of dynamic dispatch.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,6 +15,7 @@ use http_body_util::Full;
 pub enum Body {
     Upstream(UpstreamBody),
     Local(Full<Bytes>),
+    Pieces(Pieces),
 }
 
 impl Body {
@@ -29,11 +31,22 @@ impl Body {
         }
     }
 
+    /// Has a body of known length up to `limit` come as one piece, not copied together
+    /// from several (`UpstreamBody::read_whole`); `false` for one known to be longer.
+    pub fn read_whole(&mut self, limit: u64) -> bool {
+        match self {
+            Body::Upstream(body) => body.read_whole(limit),
+            Body::Local(_) | Body::Pieces(_) => http_body::Body::size_hint(self)
+                .exact()
+                .is_none_or(|n| n <= limit),
+        }
+    }
+
     /// Interim (1xx) responses to send to an HTTP/1.1 client before this response.
     pub fn interim(&self) -> &[u8] {
         match self {
             Body::Upstream(body) => body.interim(),
-            Body::Local(_) => &[],
+            Body::Local(_) | Body::Pieces(_) => &[],
         }
     }
 }
@@ -51,6 +64,7 @@ impl http_body::Body for Body {
             Body::Local(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
+            Body::Pieces(pieces) => Poll::Ready(pieces.next().map(|piece| Ok(Frame::data(piece)))),
         }
     }
 
@@ -58,6 +72,7 @@ impl http_body::Body for Body {
         match self {
             Body::Upstream(body) => body.is_end_stream(),
             Body::Local(body) => body.is_end_stream(),
+            Body::Pieces(pieces) => pieces.left == 0,
         }
     }
 
@@ -65,6 +80,69 @@ impl http_body::Body for Body {
         match self {
             Body::Upstream(body) => body.size_hint(),
             Body::Local(body) => body.size_hint(),
+            Body::Pieces(pieces) => SizeHint::with_exact(pieces.left as u64),
         }
+    }
+}
+
+/// Buffers shared with what they came from, of at least this size, become pieces of
+/// their own; smaller ones are copied into the text around them, where a frame and a
+/// write of their own would cost more than the copy.
+const SHARED_FROM: usize = 4 * 1024;
+
+/// A body being written, then sent, as pieces: the text written so far and buffers
+/// shared rather than copied. A 100 KB answer copied into one buffer cost its copy
+/// and, as large buffers come fresh from the kernel, a page fault per 4 KB.
+#[derive(Debug, Default)]
+pub struct Pieces {
+    done: Vec<Bytes>,
+    text: Vec<u8>,
+    sent: usize,
+    left: usize,
+}
+
+impl Pieces {
+    pub fn with_text_capacity(capacity: usize) -> Self {
+        Pieces {
+            text: Vec::with_capacity(capacity),
+            ..Pieces::default()
+        }
+    }
+
+    /// The text being written, after the pieces so far.
+    pub fn text(&mut self) -> &mut Vec<u8> {
+        &mut self.text
+    }
+
+    /// Appends `part`, which lies within `whole`: shared if it is large, else copied.
+    pub fn share(&mut self, whole: &Bytes, part: &[u8]) {
+        if part.len() < SHARED_FROM {
+            self.text.extend_from_slice(part);
+            return;
+        }
+        self.end_text();
+        self.left += part.len();
+        self.done.push(whole.slice_ref(part));
+    }
+
+    /// The body: every piece, in order.
+    pub fn finish(mut self) -> Body {
+        self.end_text();
+        Body::Pieces(self)
+    }
+
+    fn end_text(&mut self) {
+        if !self.text.is_empty() {
+            let text = std::mem::take(&mut self.text);
+            self.left += text.len();
+            self.done.push(Bytes::from(text));
+        }
+    }
+
+    fn next(&mut self) -> Option<Bytes> {
+        let piece = std::mem::take(self.done.get_mut(self.sent)?);
+        self.sent += 1;
+        self.left -= piece.len();
+        Some(piece)
     }
 }

@@ -37,9 +37,14 @@ impl Response {
 
     /// A response the gateway writes itself, with one `Content-Type`.
     pub fn local(status: StatusCode, content_type: &[u8], body: impl Into<Bytes>) -> Self {
+        Self::written(status, content_type, Body::local(body))
+    }
+
+    /// A response the gateway wrote, with `body` of any kind.
+    pub fn written(status: StatusCode, content_type: &[u8], body: Body) -> Self {
         let mut fields = Fields::with_capacity(2, 64);
         fields.append(b"content-type", content_type);
-        Self::new(status, fields, Body::local(body))
+        Self::new(status, fields, body)
     }
 
     /// The response with an `Allow` field listing `allowed` (RFC 9110 §10.2.1).
