@@ -689,7 +689,7 @@ async fn start_up_needs_the_key_set() {
             format!("https://{}/jwks.json", support::refused_addr()),
         ),
     ];
-    let logs = match Gateway::start_in(AUTH_GATEWAY, &env, Some(&dir), 1) {
+    let logs = match Gateway::start_in(AUTH_GATEWAY, &env, Some(&*dir), 1) {
         Ok(_) => panic!("the gateway started without its key set"),
         Err(logs) => logs,
     };
@@ -719,7 +719,7 @@ fn start_up_refuses_weak_secrets_and_wrong_keys() {
         ("JWKS_URL", "https://127.0.0.1:9/jwks.json".to_owned()),
         ("JWKS_DOWN_URL", "https://127.0.0.1:9/jwks.json".to_owned()),
     ];
-    let logs = match Gateway::start_in(AUTH_GATEWAY, &env, Some(&dir), 1) {
+    let logs = match Gateway::start_in(AUTH_GATEWAY, &env, Some(&*dir), 1) {
         Ok(_) => panic!("the gateway started with a 5-byte secret"),
         Err(logs) => logs,
     };

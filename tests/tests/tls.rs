@@ -6,7 +6,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use support::{Gateway, Upstream};
 const TLS_GATEWAY: &str = env!("CARGO_BIN_EXE_tls-gateway");
 
 struct Setup {
-    dir: PathBuf,
+    dir: pki::TestDir,
     server_ca: Ca,
     client_ca: Ca,
     api: Issued,
@@ -62,7 +61,7 @@ impl Setup {
             ("MISMATCH", secure_url),
         ];
         all.extend(env.iter().cloned());
-        let gateway = Gateway::start_in(TLS_GATEWAY, &all, Some(&dir), 6)
+        let gateway = Gateway::start_in(TLS_GATEWAY, &all, Some(&*dir), 6)
             .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"));
         Setup {
             dir,
@@ -83,12 +82,6 @@ impl Setup {
 
     fn client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         pki::client_config(&self.server_ca.pem, None, alpn, true)
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -488,7 +481,7 @@ async fn start_up_names_every_bad_certificate() {
         ("SECURE", "https://127.0.0.1:9".to_owned()),
         ("MISMATCH", "https://127.0.0.1:9".to_owned()),
     ];
-    let Err(logs) = Gateway::start_in(TLS_GATEWAY, &env, Some(&dir), 6) else {
+    let Err(logs) = Gateway::start_in(TLS_GATEWAY, &env, Some(&*dir), 6) else {
         panic!("the gateway started with broken certificates");
     };
     for expected in [
@@ -506,7 +499,6 @@ async fn start_up_names_every_bad_certificate() {
         1,
         "each problem once:\n{logs}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A certificate close to its end is warned of at start-up.

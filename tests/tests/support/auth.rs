@@ -2,7 +2,6 @@
 //! generated for the run, a JWKS server, an authorization service and a recording
 //! upstream. The authentication and the rate-limit tests start it.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{HeaderMap, Request, StatusCode};
@@ -26,7 +25,7 @@ pub struct Setup {
     pub upstream: Upstream,
     pub gateway: Gateway,
     pub client: HttpClient,
-    _dir: PathBuf,
+    _dir: files::TestDir,
 }
 
 impl Setup {
@@ -67,7 +66,7 @@ impl Setup {
             ),
         ];
         env.extend(more.iter().cloned());
-        let gateway = Gateway::start_in(AUTH_GATEWAY, &env, Some(&dir), 1)
+        let gateway = Gateway::start_in(AUTH_GATEWAY, &env, Some(&*dir), 1)
             .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"));
         Setup {
             keys,

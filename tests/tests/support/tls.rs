@@ -100,8 +100,9 @@ fn date_from_today(days: i64) -> (i32, u8, u8) {
     (year, month, day)
 }
 
-/// A fresh directory for one test's certificate files.
-pub fn directory(test: &str) -> PathBuf {
+/// A fresh directory for one test's certificate and key files, removed with it (even
+/// when the test fails), so that runs leave no keys behind in the temporary directory.
+pub fn directory(test: &str) -> TestDir {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "gateway-tls-{test}-{}-{}",
@@ -109,7 +110,25 @@ pub fn directory(test: &str) -> PathBuf {
         NEXT.fetch_add(1, Ordering::SeqCst)
     ));
     std::fs::create_dir_all(&dir).expect("test directory");
-    dir
+    TestDir(dir)
+}
+
+/// A test's directory; removed when dropped.
+#[derive(Debug)]
+pub struct TestDir(PathBuf);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Writes `issued` as `NAME.pem` and `NAME.key` in `dir`, each replaced atomically
