@@ -733,15 +733,7 @@ mod tests {
         let local = tokio::task::LocalSet::new();
         local
             .run_until(async {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let authority: http::uri::Authority = listener
-                    .local_addr()
-                    .expect("address")
-                    .to_string()
-                    .parse()
-                    .expect("authority");
+                let (listener, authority) = crate::upstream::pool::loopback_listener().await;
                 tokio::spawn(async move {
                     for _ in 0..2 {
                         let (mut upstream, _) = listener.accept().await.expect("accept");

@@ -237,6 +237,22 @@ impl Pool {
     }
 }
 
+/// A listener on a loopback ephemeral port and its authority, for tests of upstream
+/// connections.
+#[cfg(test)]
+pub(crate) async fn loopback_listener() -> (tokio::net::TcpListener, Authority) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let authority = listener
+        .local_addr()
+        .expect("address")
+        .to_string()
+        .parse()
+        .expect("authority");
+    (listener, authority)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,15 +264,7 @@ mod tests {
         let local = tokio::task::LocalSet::new();
         local
             .run_until(async {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let authority: Authority = listener
-                    .local_addr()
-                    .expect("address")
-                    .to_string()
-                    .parse()
-                    .expect("authority");
+                let (listener, authority) = loopback_listener().await;
                 let gauges = PoolGauges {
                     open: Box::leak(Box::default()),
                     idle: Box::leak(Box::default()),
