@@ -726,22 +726,26 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     /// A body of known length read whole comes as one piece, however the upstream
-    /// writes it out; one longer than the limit is refused before it is read.
+    /// writes it out; one longer than the limit is refused before it is read, and one
+    /// the upstream cuts short is an error, not a short piece.
     #[tokio::test]
     async fn a_body_read_whole_comes_in_one_piece() {
         const LENGTH: usize = 100_000;
+        // What the upstream writes of the body, in turn: all of it in three writes,
+        // (refused unread), then half of it before it closes.
+        let cases: [&[usize]; 3] = [&[1_000, 30_000, LENGTH - 31_000], &[], &[50_000]];
         let local = tokio::task::LocalSet::new();
         local
             .run_until(async {
                 let (listener, authority) = crate::upstream::pool::loopback_listener().await;
                 tokio::spawn(async move {
-                    for _ in 0..2 {
+                    for parts in cases {
                         let (mut upstream, _) = listener.accept().await.expect("accept");
                         let mut request = [0u8; 1024];
                         let _ = upstream.read(&mut request).await.expect("request");
                         let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {LENGTH}\r\n\r\n");
                         upstream.write_all(head.as_bytes()).await.expect("head");
-                        for part in [1_000, 30_000, LENGTH - 31_000] {
+                        for &part in parts {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                             let _ = upstream.write_all(&vec![b'x'; part]).await;
                         }
@@ -754,7 +758,7 @@ mod tests {
                         idle: Box::leak(Box::default()),
                     },
                 ));
-                for limit in [LENGTH as u64, LENGTH as u64 - 1] {
+                let body_of = async |limit: u64| {
                     let mut conn = pool
                         .connect(&authority, None, Duration::from_secs(5))
                         .await
@@ -764,16 +768,24 @@ mod tests {
                     let mut head = exchange(&mut conn, false).await.expect("a head");
                     let mut body =
                         UpstreamBody::new(conn, pool.clone(), &mut head, Duration::from_secs(5));
-                    if !body.read_whole(limit) {
-                        assert_eq!(limit, LENGTH as u64 - 1, "refused within the limit");
-                        continue;
-                    }
-                    let piece = body.frame().await.expect("a frame").expect("data");
-                    let piece = piece.into_data().expect("data");
-                    assert_eq!(piece.len(), LENGTH, "one piece");
-                    assert!(piece.iter().all(|&b| b == b'x'));
-                    assert!(body.frame().await.is_none(), "the end");
-                }
+                    body.read_whole(limit).then_some(body)
+                };
+
+                let mut body = body_of(LENGTH as u64).await.expect("within the limit");
+                let piece = body.frame().await.expect("a frame").expect("data");
+                let piece = piece.into_data().expect("data");
+                assert_eq!(piece.len(), LENGTH, "one piece");
+                assert!(piece.iter().all(|&b| b == b'x'));
+                assert!(body.frame().await.is_none(), "the end");
+
+                assert!(body_of(LENGTH as u64 - 1).await.is_none(), "over the limit");
+
+                let mut body = body_of(LENGTH as u64).await.expect("within the limit");
+                let cut = body.frame().await.expect("a frame");
+                assert!(
+                    matches!(cut, Err(BodyError::Truncated)),
+                    "cut short: {cut:?}"
+                );
             })
             .await;
     }
