@@ -541,6 +541,11 @@ pub struct UpstreamBody {
     whole: bool,
 }
 
+/// The longest body read whole: its buffer is reserved before the data comes, so a
+/// length an upstream declares, and then trickles or never sends, holds at most this
+/// much per exchange ahead of its bytes. A call's default answer bound.
+const WHOLE_UP_TO: u64 = 1 << 20;
+
 /// Why an upstream response body broke off; the client's connection is closed.
 #[derive(Debug)]
 pub enum BodyError {
@@ -588,13 +593,13 @@ impl UpstreamBody {
     /// Has the rest of a body of known length up to `limit` read into one buffer and
     /// handed out as one piece, for a caller that needs the body whole (an aggregate's
     /// answer): pieces would be copied together, into memory the kernel faults in
-    /// anew. `false` for a body longer than `limit`; one of unknown length still comes
-    /// in pieces.
+    /// anew. `false` for a body longer than `limit`. One of unknown length, or longer
+    /// than `WHOLE_UP_TO`, still comes in pieces.
     pub fn read_whole(&mut self, limit: u64) -> bool {
         match self.decoder.remaining() {
             Some(n) if n > limit => false,
-            Some(_) => {
-                self.whole = true;
+            Some(n) => {
+                self.whole = n <= WHOLE_UP_TO;
                 true
             }
             None => true,
@@ -726,24 +731,32 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     /// A body of known length read whole comes as one piece, however the upstream
-    /// writes it out; one longer than the limit is refused before it is read, and one
-    /// the upstream cuts short is an error, not a short piece.
+    /// writes it out; one longer than the limit is refused before it is read, one
+    /// the upstream cuts short is an error, not a short piece, and one over
+    /// `WHOLE_UP_TO` still comes in pieces.
     #[tokio::test]
     async fn a_body_read_whole_comes_in_one_piece() {
         const LENGTH: usize = 100_000;
-        // What the upstream writes of the body, in turn: all of it in three writes,
-        // (refused unread), then half of it before it closes.
-        let cases: [&[usize]; 3] = [&[1_000, 30_000, LENGTH - 31_000], &[], &[50_000]];
+        const LARGE: usize = 2 << 20;
+        // The length the upstream declares and what it writes of the body, in turn:
+        // all of it in three writes, (refused unread), half of it before it closes,
+        // and a large body.
+        let cases: [(usize, &[usize]); 4] = [
+            (LENGTH, &[1_000, 30_000, LENGTH - 31_000]),
+            (LENGTH, &[]),
+            (LENGTH, &[50_000]),
+            (LARGE, &[LARGE]),
+        ];
         let local = tokio::task::LocalSet::new();
         local
             .run_until(async {
                 let (listener, authority) = crate::upstream::pool::loopback_listener().await;
                 tokio::spawn(async move {
-                    for parts in cases {
+                    for (length, parts) in cases {
                         let (mut upstream, _) = listener.accept().await.expect("accept");
                         let mut request = [0u8; 1024];
                         let _ = upstream.read(&mut request).await.expect("request");
-                        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {LENGTH}\r\n\r\n");
+                        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {length}\r\n\r\n");
                         upstream.write_all(head.as_bytes()).await.expect("head");
                         for &part in parts {
                             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -786,6 +799,14 @@ mod tests {
                     matches!(cut, Err(BodyError::Truncated)),
                     "cut short: {cut:?}"
                 );
+
+                let mut body = body_of(LARGE as u64).await.expect("within the limit");
+                let mut pieces = Vec::new();
+                while let Some(frame) = body.frame().await {
+                    pieces.push(frame.expect("data").into_data().expect("data").len());
+                }
+                assert_eq!(pieces.iter().sum::<usize>(), LARGE);
+                assert!(pieces.len() > 1, "in pieces: {pieces:?}");
             })
             .await;
     }
