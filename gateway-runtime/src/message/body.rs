@@ -15,7 +15,7 @@ use http_body_util::Full;
 pub enum Body {
     Upstream(UpstreamBody),
     Local(Full<Bytes>),
-    Pieces(Pieces),
+    Pieces(PiecesLeft),
 }
 
 impl Body {
@@ -64,7 +64,10 @@ impl http_body::Body for Body {
             Body::Local(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
-            Body::Pieces(pieces) => Poll::Ready(pieces.next().map(|piece| Ok(Frame::data(piece)))),
+            Body::Pieces(left) => Poll::Ready(left.pieces.next().map(|piece| {
+                left.len -= piece.len();
+                Ok(Frame::data(piece))
+            })),
         }
     }
 
@@ -72,7 +75,7 @@ impl http_body::Body for Body {
         match self {
             Body::Upstream(body) => body.is_end_stream(),
             Body::Local(body) => body.is_end_stream(),
-            Body::Pieces(pieces) => pieces.left == 0,
+            Body::Pieces(left) => left.len == 0,
         }
     }
 
@@ -80,7 +83,7 @@ impl http_body::Body for Body {
         match self {
             Body::Upstream(body) => body.size_hint(),
             Body::Local(body) => body.size_hint(),
-            Body::Pieces(pieces) => SizeHint::with_exact(pieces.left as u64),
+            Body::Pieces(left) => SizeHint::with_exact(left.len as u64),
         }
     }
 }
@@ -97,8 +100,14 @@ const SHARED_FROM: usize = 4 * 1024;
 pub struct Pieces {
     done: Vec<Bytes>,
     text: Vec<u8>,
-    sent: usize,
-    left: usize,
+    len: usize,
+}
+
+/// A body of pieces being sent: those not sent yet, and their length.
+#[derive(Debug)]
+pub struct PiecesLeft {
+    pieces: std::vec::IntoIter<Bytes>,
+    len: usize,
 }
 
 impl Pieces {
@@ -121,28 +130,24 @@ impl Pieces {
             return;
         }
         self.end_text();
-        self.left += part.len();
+        self.len += part.len();
         self.done.push(whole.slice_ref(part));
     }
 
     /// The body: every piece, in order.
     pub fn finish(mut self) -> Body {
         self.end_text();
-        Body::Pieces(self)
+        Body::Pieces(PiecesLeft {
+            pieces: self.done.into_iter(),
+            len: self.len,
+        })
     }
 
     fn end_text(&mut self) {
         if !self.text.is_empty() {
             let text = std::mem::take(&mut self.text);
-            self.left += text.len();
+            self.len += text.len();
             self.done.push(Bytes::from(text));
         }
-    }
-
-    fn next(&mut self) -> Option<Bytes> {
-        let piece = std::mem::take(self.done.get_mut(self.sent)?);
-        self.sent += 1;
-        self.left -= piece.len();
-        Some(piece)
     }
 }
