@@ -1,7 +1,8 @@
 //! A call's answer as the merge needs it. An answer no rule shapes is kept as the
 //! bytes it came in (checked to be JSON, never built into a tree nor copied): parsing
 //! 100 KB into `serde_json::Value` allocates for every member and string, and costs
-//! twenty times checking it. Only an answer a rule shapes becomes a `Value`.
+//! twenty times checking it. An answer its rules shape is kept as the text they give,
+//! and only a fallback is a `Value`.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -11,14 +12,15 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::message::body::Pieces;
-use crate::transform::shape::Step;
+use crate::transform::shape::{Rules, Step};
 use crate::transform::validate::is_json;
 
 /// A call's answer, or the fallback in its place.
 #[derive(Debug)]
 pub enum Answer {
-    /// One valid JSON value in UTF-8, as the backend wrote it, without the white space
-    /// around it. Only [`Answer::checked`] makes one.
+    /// One valid JSON value in UTF-8, as the backend wrote it (without the white space
+    /// around it) or as its rules shaped it. Only [`Answer::checked`] and
+    /// [`Answer::shaped`] make one.
     Raw(Bytes),
     Value(Value),
 }
@@ -34,6 +36,11 @@ impl Answer {
         let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
         let end = body.iter().rposition(|b| !b.is_ascii_whitespace())? + 1;
         Some(Answer::Raw(body.slice(start..end)))
+    }
+
+    /// `body` shaped by `rules` as a raw answer; `None` if it is not JSON.
+    pub fn shaped(rules: &Rules, body: &[u8]) -> Option<Answer> {
+        rules.shape(body).map(|text| Answer::Raw(Bytes::from(text)))
     }
 
     /// Appends the answer's JSON text; a large raw answer is shared, not copied.

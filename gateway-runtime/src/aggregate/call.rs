@@ -130,6 +130,5 @@ pub async fn call(
     if spec.rules.is_empty() {
         return Answer::checked(body).ok_or(CallError::NotJson);
     }
-    let value = spec.rules.shape(&body).map_err(|_| CallError::NotJson)?;
-    Ok(Answer::Value(value))
+    Answer::shaped(&spec.rules, &body).ok_or(CallError::NotJson)
 }

@@ -108,9 +108,7 @@ pub async fn shape_response(
 
 /// The body shaped by `rules`, or `None` if it is not JSON.
 fn shape(body: &[u8], rules: &Rules) -> Option<Bytes> {
-    serde_json::to_vec(&rules.shape(body).ok()?)
-        .ok()
-        .map(Bytes::from)
+    rules.shape(body).map(Bytes::from)
 }
 
 /// Whether a message's body is JSON the gateway can read: a JSON media type, and no

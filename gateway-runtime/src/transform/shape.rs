@@ -11,6 +11,7 @@ use serde::de::DeserializeSeed;
 use serde_json::{Map, Value};
 
 use super::parse::Seed;
+use super::text;
 
 /// One step of a compiled path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +50,28 @@ impl Rules {
             && self.group.is_none()
     }
 
-    /// The JSON text shaped by every rule, in order; an error if it is not JSON. A
-    /// `target`, and a `fields` list (or, without one, a `deny` list) that no
-    /// `flatten` comes before, are applied as the text is parsed (`parse`): what they
+    /// The JSON text shaped by every rule, in order; `None` if it is not JSON. Without
+    /// `rename` or `flatten`, the rules are applied to the text (`text`), with no tree.
+    pub fn shape(&self, json: &[u8]) -> Option<Vec<u8>> {
+        if text::applies(self) {
+            text::shape(self, json)
+        } else {
+            serde_json::to_vec(&self.shape_tree(json).ok()?).ok()
+        }
+    }
+
+    /// The JSON text shaped by every rule, as a tree; an error if it is not JSON (or
+    /// holds what `Value` cannot, such as a number past `f64`). A `target`, and a
+    /// `fields` list (or, without one, a `deny` list) that no `flatten` nor `[]` in the
+    /// target comes before, are applied as the text is parsed (`parse`): what they
     /// leave out is never built.
-    pub fn shape(&self, json: &[u8]) -> serde_json::Result<Value> {
-        let deny_done = self.fields.is_empty() && !self.flatten;
+    /// `shape` uses it for `rename` and `flatten`; the `shape` fuzz target holds the
+    /// text path to it.
+    pub fn shape_tree(&self, json: &[u8]) -> serde_json::Result<Value> {
+        // Through a `[]`, a target makes a new array: the rules see it whole, so they
+        // cannot go into the pick of each element.
+        let whole = self.flatten || self.target.contains(&Step::Each);
+        let deny_done = self.fields.is_empty() && !whole;
         let keep = if !self.fields.is_empty() {
             Seed::Keep(self.fields)
         } else if deny_done {
@@ -62,7 +79,7 @@ impl Rules {
         } else {
             Seed::All
         };
-        let (seed, fields_done) = match (self.target, self.flatten) {
+        let (seed, fields_done) = match (self.target, whole) {
             ([], false) => (keep, true),
             ([], true) => (Seed::All, false),
             (target, false) => (Seed::Pick(target, &keep), true),
@@ -274,16 +291,30 @@ mod tests {
         checked(&rules, value)
     }
 
-    /// `rules` applied to the tree, and to its text while parsing: the same result.
+    /// `rules` applied to the tree, and to its text (compact and pretty) both while
+    /// parsing and, where they can be, as text: the same result.
     fn checked(rules: &Rules, value: Value) -> Value {
-        let text = serde_json::to_vec(&value).expect("text");
+        let texts = [
+            serde_json::to_vec(&value).expect("text"),
+            serde_json::to_vec_pretty(&value).expect("text"),
+        ];
         let shaped = rules.apply(value);
-        assert_eq!(
-            rules.shape(&text).expect("JSON"),
-            shaped,
-            "parsed and built differ"
-        );
+        for text in texts {
+            let parsed = rules.shape_tree(&text).expect("JSON");
+            assert_eq!(parsed, shaped, "parsed and built differ");
+            assert_eq!(
+                read(rules, &text),
+                Some(shaped.clone()),
+                "text and tree differ"
+            );
+        }
         shaped
+    }
+
+    /// What `shape` makes of `text`, read back.
+    fn read(rules: &Rules, text: &[u8]) -> Option<Value> {
+        let shaped = rules.shape(text)?;
+        Some(serde_json::from_slice(&shaped).expect("shaped text is JSON"))
     }
 
     fn answer() -> Value {
@@ -366,14 +397,15 @@ mod tests {
             flatten: false,
             group: None,
         };
+        let text = br#"{"items": [{"secret": 1}], "items": [{"secret": 2, "id": 3}]}"#;
         assert_eq!(
-            repeated
-                .shape(br#"{"items": [{"secret": 1}], "items": [{"secret": 2, "id": 3}]}"#)
-                .expect("JSON"),
+            repeated.shape_tree(text).expect("JSON"),
             json!({"items": [{"id": 3}]})
         );
+        assert_eq!(read(&repeated, text), Some(json!({"items": [{"id": 3}]})));
+        let text = br#"{"items": [{"secret": tru}]}"#;
         assert!(
-            repeated.shape(br#"{"items": [{"secret": tru}]}"#).is_err(),
+            repeated.shape_tree(text).is_err() && repeated.shape(text).is_none(),
             "a denied part is still checked"
         );
     }
@@ -423,6 +455,35 @@ mod tests {
         assert_eq!(checked(&missing, answer), Value::Null);
     }
 
+    /// A `[]` in the target makes an array that the rules see as one level: `[]` in
+    /// a `fields` or `deny` path is that array's elements.
+    #[test]
+    fn rules_under_a_target_through_every_element() {
+        let rules = Rules {
+            target: &[Step::Each, Step::Key("b")],
+            fields: &[&[Step::Each], &[Step::Key("a")]],
+            deny: &[&[Step::Each, Step::Each]],
+            rename: &[],
+            flatten: false,
+            group: None,
+        };
+        assert_eq!(
+            checked(&rules, json!([{"b": {"a": 1}}, {"b": [[1], [2, 3]]}, 7])),
+            json!([{"a": 1}, [], null])
+        );
+        let keys = Rules {
+            target: &[Step::Key("a"), Step::Each],
+            fields: &[&[Step::Key("b")]],
+            deny: &[],
+            group: Some("g"),
+            ..rules
+        };
+        assert_eq!(
+            checked(&keys, json!({"a": [{"b": 1, "c": 2}, {"b": "x"}]})),
+            json!({"g": []})
+        );
+    }
+
     #[test]
     fn paths_that_do_not_fit_match_nothing() {
         const WRONG: &[Step] = &[Step::Key("name"), Step::Key("first")];
@@ -460,12 +521,12 @@ mod tests {
             json!({"x": [true, null, "s"]})
         );
         // A repeated name: the last, as a parsed object keeps it.
+        let text = br#"{"items": [{"id": 1}], "items": [{"id": 9}]}"#;
         assert_eq!(
-            rules
-                .shape(br#"{"items": [{"id": 1}], "items": [{"id": 9}]}"#)
-                .expect("JSON"),
+            rules.shape_tree(text).expect("JSON"),
             json!({"ids": [{"id": 9}]})
         );
+        assert_eq!(read(&rules, text), Some(json!({"ids": [{"id": 9}]})));
         for bad in [
             &b"{\"items\": [1, }"[..],
             b"{\"items\": []} x",
@@ -473,7 +534,7 @@ mod tests {
             b"",
         ] {
             assert!(
-                rules.shape(bad).is_err(),
+                rules.shape_tree(bad).is_err() && rules.shape(bad).is_none(),
                 "{}",
                 String::from_utf8_lossy(bad)
             );

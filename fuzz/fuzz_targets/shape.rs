@@ -1,0 +1,76 @@
+//! Field rules applied to the text (`Rules::shape`, which copies what the rules keep
+//! as written) against the same rules applied while parsing into a tree
+//! (`Rules::shape_tree`), for a set of rules that covers `target` (keys, `[N]`, `[]`),
+//! `fields`, `deny`, both together, and `group`. Where the tree takes the text, the
+//! shaped text must read as the tree; where the text is not JSON, both must refuse it;
+//! JSON that `Value` cannot hold (numbers past `f64`, lone surrogates, depth past 128)
+//! must still shape into JSON.
+
+#![no_main]
+
+use gateway_runtime::transform::shape::{Rules, Step};
+use gateway_runtime::transform::validate::is_json;
+use libfuzzer_sys::fuzz_target;
+use serde::de::IgnoredAny;
+use serde_json::Value;
+
+const A: Step = Step::Key("a");
+const B: Step = Step::Key("b");
+const C: Step = Step::Key("c");
+
+const fn rules(
+    target: &'static [Step],
+    fields: &'static [&'static [Step]],
+    deny: &'static [&'static [Step]],
+    group: Option<&'static str>,
+) -> Rules {
+    Rules {
+        target,
+        fields,
+        deny,
+        rename: &[],
+        flatten: false,
+        group,
+    }
+}
+
+const RULES: &[Rules] = &[
+    rules(&[], &[&[A], &[B, C], &[C, Step::Each, A]], &[], None),
+    rules(&[], &[], &[&[A], &[B, Step::Each, C], &[C, Step::Each]], None),
+    rules(&[A, Step::Each], &[&[B], &[C, A]], &[], Some("g")),
+    rules(&[A, Step::Index(1)], &[], &[&[B, C]], None),
+    rules(
+        &[],
+        &[&[A, Step::Each, B], &[A, Step::Each, C]],
+        &[&[A, Step::Each, C, A], &[A, Step::Each, B]],
+        None,
+    ),
+    rules(&[Step::Each, B], &[&[Step::Each], &[A]], &[&[Step::Each, Step::Each]], None),
+    rules(&[Step::Index(0)], &[&[]], &[], Some("h")),
+];
+
+fuzz_target!(|data: &[u8]| {
+    let json = serde_json::from_slice::<IgnoredAny>(data).is_ok() && std::str::from_utf8(data).is_ok();
+    for rules in RULES {
+        let text = rules.shape(data);
+        let shown = String::from_utf8_lossy(data);
+        if !json {
+            assert!(text.is_none(), "{shown:?} is not JSON but was shaped");
+            continue;
+        }
+        let text = text.unwrap_or_else(|| panic!("{shown:?} is JSON but was refused"));
+        assert!(is_json(&text), "{shown:?} shaped into {:?}", String::from_utf8_lossy(&text));
+        if let Ok(tree) = rules.shape_tree(data) {
+            // Shaped text holds only what the text it came from held, so `Value` takes
+            // it, but for a `group` one level past the depth the tree could take.
+            match serde_json::from_slice::<Value>(&text) {
+                Ok(read) => assert_eq!(read, tree, "{shown:?} with {rules:?}"),
+                Err(e) => assert!(
+                    rules.group.is_some() && e.to_string().contains("recursion limit"),
+                    "{shown:?} shaped into {:?}: {e}",
+                    String::from_utf8_lossy(&text)
+                ),
+            }
+        }
+    }
+});
