@@ -10,8 +10,10 @@
 //! answer, it takes any JSON: numbers past `f64` and lone surrogates in strings pass
 //! through as written.
 
+use std::ops::Range;
+
 use super::shape::{Rules, Step};
-use super::validate::{skip_space, string_end, value_end};
+use super::validate::{any_end, name_end, skip_space};
 
 /// Whether the text can carry out `rules`: `rename` and `flatten` need the tree, and a
 /// list's paths are followed as the bits of a word.
@@ -72,9 +74,7 @@ impl Writer<'_> {
     /// nowhere), shaped by the `fields` paths in `keep` and the `deny` paths in `deny`,
     /// `depth` levels under what the target picks; where the value ends. A `[]` in the
     /// target makes an array of what the rest reaches in each element, one level for
-    /// the rules. A repeated name or an index is found at the end of its container,
-    /// since the last of a name is the one a parsed object keeps; only then is the
-    /// part found written.
+    /// the rules.
     fn pick(
         &mut self,
         at: usize,
@@ -89,27 +89,36 @@ impl Writer<'_> {
         let json = self.json;
         match (step, json.get(at)) {
             (Step::Key(key), Some(b'{')) => {
-                let mut found = None;
+                // A repeated name: the last, as a parsed object keeps it, is written
+                // over what an earlier one wrote.
+                let from = self.out.len();
+                let mut found = false;
                 let end = members(json, at, |name, value| {
-                    if is_name(json, name, key) {
-                        found = Some(value);
+                    if !is_name(json, &name, key) {
+                        return any_end(json, value);
                     }
-                    value_end(json, value)
+                    self.out.truncate(from);
+                    found = true;
+                    self.pick(value, rest, depth, keep, deny)
                 })?;
-                self.found(found, rest, depth, keep, deny)?;
+                if !found {
+                    self.out.extend_from_slice(b"null");
+                }
                 Some(end)
             }
             (Step::Index(index), Some(b'[')) => {
-                let mut found = None;
                 let mut count = 0;
                 let end = elements(json, at, |value| {
-                    if count == *index {
-                        found = Some(value);
-                    }
                     count += 1;
-                    value_end(json, value)
+                    if count - 1 == *index {
+                        self.pick(value, rest, depth, keep, deny)
+                    } else {
+                        any_end(json, value)
+                    }
                 })?;
-                self.found(found, rest, depth, keep, deny)?;
+                if count <= *index {
+                    self.out.extend_from_slice(b"null");
+                }
                 Some(end)
             }
             (Step::Each, Some(b'[')) => {
@@ -119,27 +128,9 @@ impl Writer<'_> {
                 })
             }
             _ => {
-                let end = value_end(json, at)?;
+                let end = any_end(json, at)?;
                 self.out.extend_from_slice(b"null");
                 Some(end)
-            }
-        }
-    }
-
-    /// Writes what the rest of a target reaches of the part found, or `null`.
-    fn found(
-        &mut self,
-        found: Option<usize>,
-        rest: &[Step],
-        depth: usize,
-        keep: Option<Paths>,
-        deny: Paths,
-    ) -> Option<()> {
-        match found {
-            Some(value) => self.pick(value, rest, depth, keep, deny).map(drop),
-            None => {
-                self.out.extend_from_slice(b"null");
-                Some(())
             }
         }
     }
@@ -166,26 +157,27 @@ impl Writer<'_> {
         let json = self.json;
         let (keep, deny) = self.here(depth, keep, deny);
         if keep.is_none() && deny == 0 {
-            let end = value_end(json, at)?;
-            self.out.extend_from_slice(&json[at..end]);
-            return Some(end);
+            return self.copy(at);
         }
         match json.get(at)? {
             b'{' => {
                 self.out.push(b'{');
                 let mut first = true;
                 let end = members(json, at, |name, value| {
-                    let kept = keep.map(|paths| by_name(json, self.fields, paths, depth, name));
-                    let denied = by_name(json, self.deny, deny, depth, name);
+                    let kept = keep.map(|paths| by_name(json, self.fields, paths, depth, &name));
+                    let denied = by_name(json, self.deny, deny, depth, &name);
                     if kept == Some(0) || ends_next(self.deny, denied, depth) {
-                        return value_end(json, value);
+                        return any_end(json, value);
                     }
                     if !std::mem::take(&mut first) {
                         self.out.push(b',');
                     }
-                    self.out.extend_from_slice(&json[name.0..name.1]);
+                    self.out.extend_from_slice(&json[name.quoted.clone()]);
                     self.out.push(b':');
-                    self.value(value, depth + 1, kept, denied)
+                    match self.here(depth + 1, kept, denied) {
+                        (None, 0) => self.copy(value),
+                        (kept, denied) => self.value(value, depth + 1, kept, denied),
+                    }
                 })?;
                 self.out.push(b'}');
                 Some(end)
@@ -195,7 +187,7 @@ impl Writer<'_> {
             }),
             // Keys asked of a scalar reach nothing under it; a deny leaves it be.
             _ => {
-                let end = value_end(json, at)?;
+                let end = any_end(json, at)?;
                 match keep {
                     Some(_) => self.out.extend_from_slice(b"null"),
                     None => self.out.extend_from_slice(&json[at..end]),
@@ -203,6 +195,14 @@ impl Writer<'_> {
                 Some(end)
             }
         }
+    }
+
+    /// Writes the value at `at` as it is; where it ends.
+    #[inline(always)]
+    fn copy(&mut self, at: usize) -> Option<usize> {
+        let end = any_end(self.json, at)?;
+        self.out.extend_from_slice(&self.json[at..end]);
+        Some(end)
     }
 
     /// Writes the array at `at`, `depth` levels under the target, each element by
@@ -221,7 +221,7 @@ impl Writer<'_> {
         let denied = each(self.deny, deny, depth);
         if kept == Some(0) || ends_next(self.deny, denied, depth) {
             self.out.extend_from_slice(b"[]");
-            return value_end(json, at);
+            return any_end(json, at);
         }
         self.out.push(b'[');
         let mut first = true;
@@ -236,13 +236,19 @@ impl Writer<'_> {
     }
 }
 
-/// Calls `member` with each member's name (the span of its quoted text) and where its
-/// value starts, for the object at `at`; `member` says where the value ends. Where
-/// the object ends.
+/// A member's name in the text.
+struct Name {
+    /// With its quotes.
+    quoted: Range<usize>,
+    escaped: bool,
+}
+
+/// Calls `member` with each member's name and where its value starts, for the object
+/// at `at`; `member` says where the value ends. Where the object ends.
 fn members(
     json: &[u8],
     at: usize,
-    mut member: impl FnMut((usize, usize), usize) -> Option<usize>,
+    mut member: impl FnMut(Name, usize) -> Option<usize>,
 ) -> Option<usize> {
     let mut at = skip_space(json, at + 1);
     if json.get(at) == Some(&b'}') {
@@ -252,12 +258,16 @@ fn members(
         if json.get(at) != Some(&b'"') {
             return None;
         }
-        let name_end = string_end(json, at + 1)?;
+        let (name_end, escaped) = name_end(json, at + 1)?;
         let colon = skip_space(json, name_end);
         if json.get(colon) != Some(&b':') {
             return None;
         }
-        let end = member((at, name_end), skip_space(json, colon + 1))?;
+        let name = Name {
+            quoted: at..name_end,
+            escaped,
+        };
+        let end = member(name, skip_space(json, colon + 1))?;
         let next = skip_space(json, end);
         match json.get(next)? {
             b',' => at = skip_space(json, next + 1),
@@ -289,26 +299,22 @@ fn elements(
     }
 }
 
-/// Whether the quoted name at `span` is `key`, escapes read.
-fn is_name(json: &[u8], span: (usize, usize), key: &str) -> bool {
-    let quoted = &json[span.0..span.1];
-    let plain = &quoted[1..quoted.len() - 1];
-    if !plain.contains(&b'\\') {
-        return plain == key.as_bytes();
+/// Whether `name` is `key`, escapes read.
+fn is_name(json: &[u8], name: &Name, key: &str) -> bool {
+    let quoted = &json[name.quoted.clone()];
+    if !name.escaped {
+        // Names mostly differ in their first byte, which spares a call to compare them.
+        let plain = &quoted[1..quoted.len() - 1];
+        let key = key.as_bytes();
+        return plain.first() == key.first() && plain == key;
     }
     serde_json::from_slice::<String>(quoted).is_ok_and(|name| name == key)
 }
 
-/// The paths of `paths` whose step at `depth` is the member name at `span`.
-fn by_name(
-    json: &[u8],
-    list: &[&[Step]],
-    paths: Paths,
-    depth: usize,
-    span: (usize, usize),
-) -> Paths {
+/// The paths of `paths` whose step at `depth` is `name`.
+fn by_name(json: &[u8], list: &[&[Step]], paths: Paths, depth: usize, name: &Name) -> Paths {
     select(list, paths, |path| match path.get(depth) {
-        Some(Step::Key(key)) => is_name(json, span, key),
+        Some(Step::Key(key)) => is_name(json, name, key),
         _ => false,
     })
 }

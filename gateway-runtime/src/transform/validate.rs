@@ -76,6 +76,16 @@ pub(super) fn value_end(bytes: &[u8], mut at: usize) -> Option<usize> {
     }
 }
 
+/// [`value_end`], with strings and numbers (most values) walked in line.
+#[inline(always)]
+pub(super) fn any_end(bytes: &[u8], at: usize) -> Option<usize> {
+    match bytes.get(at)? {
+        b'"' => string_end(bytes, at + 1),
+        b'-' | b'0'..=b'9' => number(bytes, at),
+        _ => value_end(bytes, at),
+    }
+}
+
 /// The containers a walk is in, a bit each (set for an object): the innermost 64 in a
 /// word, the rest spilled, so that a walk allocates only past 64 levels.
 #[derive(Default)]
@@ -156,6 +166,17 @@ pub(super) fn string_end(bytes: &[u8], mut at: usize) -> Option<usize> {
             _ => return None,
         }
     }
+}
+
+/// A member's name, from just after its opening quote: where it ends, and whether it
+/// has escapes (a name without can be compared as it is written).
+#[inline(always)]
+pub(super) fn name_end(bytes: &[u8], at: usize) -> Option<(usize, bool)> {
+    let run = plain_run(bytes, at);
+    if bytes.get(run) == Some(&b'"') {
+        return Some((run + 1, false));
+    }
+    Some((string_end(bytes, run)?, true))
 }
 
 /// The first position from `at` that holds a quote, a backslash or a control
