@@ -4,11 +4,13 @@
 //! `fields`, `deny`, both together, and `group`. Where the tree takes the text, the
 //! shaped text must read as the tree; where the text is not JSON, both must refuse it;
 //! JSON that `Value` cannot hold (numbers past `f64`, lone surrogates, depth past 128)
-//! must still shape into JSON.
+//! must still shape into JSON. `text::find`, which finds the value another call uses,
+//! is held to `Value::get` along the same path.
 
 #![no_main]
 
 use gateway_runtime::transform::shape::{Rules, Step};
+use gateway_runtime::transform::text::find;
 use gateway_runtime::transform::validate::is_json;
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
@@ -49,7 +51,27 @@ const RULES: &[Rules] = &[
     rules(&[Step::Index(0)], &[&[]], &[], Some("h")),
 ];
 
+/// Paths another call may use.
+const FOUND: &[&[Step]] = &[&[A], &[A, Step::Index(1)], &[B, C], &[Step::Index(0), A]];
+
+/// What `path` reaches in a tree.
+fn at<'v>(value: &'v Value, path: &[Step]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |value, step| match step {
+        Step::Key(key) => value.get(*key),
+        Step::Index(i) => value.get(*i),
+        Step::Each => None,
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
+    if let Ok(tree) = serde_json::from_slice::<Value>(data) {
+        for path in FOUND {
+            let found = find(data, path).map(|span| {
+                serde_json::from_slice::<Value>(&data[span]).expect("a found part reads")
+            });
+            assert_eq!(found.as_ref(), at(&tree, path), "{:?} at {path:?}", String::from_utf8_lossy(data));
+        }
+    }
     let json = serde_json::from_slice::<IgnoredAny>(data).is_ok() && std::str::from_utf8(data).is_ok();
     for rules in RULES {
         let text = rules.shape(data);

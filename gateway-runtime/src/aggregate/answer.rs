@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::message::body::Pieces;
 use crate::transform::shape::{Rules, Step};
+use crate::transform::text;
 use crate::transform::validate::is_json;
 
 /// A call's answer, or the fallback in its place.
@@ -54,13 +55,13 @@ impl Answer {
         }
     }
 
-    /// The value at `path` (keys and `[N]`), for a call that depends on this one. A
-    /// raw answer is parsed for it: only answers that others depend on pay that.
+    /// The value at `path` (keys and `[N]`), for a call that depends on this one. Of a
+    /// raw answer, only that value is parsed.
     pub fn at(&self, path: &[Step]) -> Option<Cow<'_, Value>> {
         match self {
             Answer::Raw(raw) => {
-                let value: Value = serde_json::from_slice(raw).ok()?;
-                at(&value, path).cloned().map(Cow::Owned)
+                let part = &raw[text::find(raw, path)?];
+                serde_json::from_slice(part).ok().map(Cow::Owned)
             }
             Answer::Value(value) => at(value, path).map(Cow::Borrowed),
         }
@@ -170,6 +171,36 @@ mod tests {
         );
         assert_eq!(out.first(), Some(&b'{'), "no white space kept around it");
         assert_eq!(out.last(), Some(&b'}'));
+    }
+
+    /// A value another call uses is found in a raw answer's text as in its tree: a
+    /// repeated name's last, escaped names, elements, and nothing past the end.
+    #[test]
+    fn a_raw_answer_finds_what_a_parsed_one_finds() {
+        let text = r#" {"team": {"id": 1, "id": 7}, "team2": [ {"n": "a"}, {"n": null} ],
+            "deep": {"a": [[0, {"b": "x"}]]}, "team": {"id": 9, "name": "z"}} "#;
+        let raw = Answer::checked(Bytes::from_static(text.as_bytes())).expect("raw");
+        let value = Answer::Value(serde_json::from_str(text).expect("value"));
+        for path in [
+            &[Step::Key("team"), Step::Key("id")][..],
+            &[Step::Key("team")],
+            &[Step::Key("team2"), Step::Index(0), Step::Key("n")],
+            &[Step::Key("team2"), Step::Index(1), Step::Key("n")],
+            &[Step::Key("team2"), Step::Index(2)],
+            &[
+                Step::Key("deep"),
+                Step::Key("a"),
+                Step::Index(0),
+                Step::Index(1),
+            ],
+            &[Step::Key("deep"), Step::Key("b")],
+            &[Step::Key("team"), Step::Index(0)],
+            &[],
+        ] {
+            assert_eq!(raw.at(path), value.at(path), "{path:?}");
+        }
+        let id = [Step::Key("team"), Step::Key("id")];
+        assert_eq!(raw.at(&id).as_deref(), Some(&Value::from(9)));
     }
 
     #[tokio::test]

@@ -5,5 +5,5 @@
 pub mod body;
 mod parse;
 pub mod shape;
-mod text;
+pub mod text;
 pub mod validate;

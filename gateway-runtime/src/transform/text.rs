@@ -51,6 +51,38 @@ pub(super) fn shape(rules: &Rules, json: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Where the value at `path` (keys and `[N]`) lies in `json`, one JSON text; `None`
+/// where the path leads nowhere or the text is not JSON. Of a repeated name, the last,
+/// as a parsed object keeps it. What a call uses of another's answer is found so,
+/// without parsing the answer.
+pub fn find(json: &[u8], path: &[Step]) -> Option<Range<usize>> {
+    let mut at = skip_space(json, 0);
+    for step in path {
+        let mut found = None;
+        match (step, json.get(at)?) {
+            (Step::Key(key), b'{') => members(json, at, |name, value| {
+                if is_name(json, &name, key) {
+                    found = Some(value);
+                }
+                any_end(json, value)
+            })?,
+            (Step::Index(index), b'[') => {
+                let mut count = 0;
+                elements(json, at, |value| {
+                    if count == *index {
+                        found = Some(value);
+                    }
+                    count += 1;
+                    any_end(json, value)
+                })?
+            }
+            _ => return None,
+        };
+        at = found?;
+    }
+    Some(at..any_end(json, at)?)
+}
+
 /// Which paths of a list are still followed, a bit each; all of them go one step
 /// deeper with each level of the answer.
 type Paths = u64;
