@@ -1,5 +1,5 @@
-//! `target`, `fields`, `deny` and `group` applied to the JSON text itself: the answer
-//! is walked once, as `validate` walks it, and what the rules keep is copied as the
+//! `target`, `fields`, `deny` and `group` applied to the JSON text itself: a body is
+//! walked once, as `validate` walks it, and what the rules keep is copied as the
 //! backend wrote it. No tree is built, so a rule costs about what checking the answer
 //! costs, where parsing into `serde_json::Value` allocates for every member kept.
 //!
@@ -51,10 +51,10 @@ pub(super) fn shape(rules: &Rules, json: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Where the value at `path` (keys and `[N]`) lies in `json`, one JSON text; `None`
-/// where the path leads nowhere or the text is not JSON. Of a repeated name, the last,
-/// as a parsed object keeps it. What a call uses of another's answer is found so,
-/// without parsing the answer.
+/// Where the value at `path` (keys and `[N]`) lies in `json`, a text already checked
+/// to be JSON; `None` where the path leads nowhere. Of a repeated name, the last, as a
+/// parsed object keeps it. What a call uses of another's answer is found so, without
+/// parsing the answer.
 pub fn find(json: &[u8], path: &[Step]) -> Option<Range<usize>> {
     let mut at = skip_space(json, 0);
     for step in path {

@@ -98,7 +98,7 @@ struct Open {
 impl Open {
     #[inline(always)]
     fn push(&mut self, object: bool) {
-        if self.depth > 0 && self.depth % 64 == 0 {
+        if self.depth > 0 && self.depth.is_multiple_of(64) {
             self.spilled.push(self.word);
             self.word = 0;
         }
@@ -110,7 +110,7 @@ impl Open {
     fn pop(&mut self) {
         self.word >>= 1;
         self.depth -= 1;
-        if self.depth > 0 && self.depth % 64 == 0 {
+        if self.depth > 0 && self.depth.is_multiple_of(64) {
             self.word = self.spilled.pop().unwrap_or_default();
         }
     }
