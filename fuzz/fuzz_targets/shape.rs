@@ -5,12 +5,13 @@
 //! shaped text must read as the tree; where the text is not JSON, both must refuse it;
 //! JSON that `Value` cannot hold (numbers past `f64`, lone surrogates, depth past 128)
 //! must still shape into JSON. `text::find`, which finds the value another call uses,
-//! is held to `Value::get` along the same path.
+//! is held to `Value::get` along the same path, and `text::members_of`, which lists an
+//! answer's members for a flat merge, to the tree's map (a repeated name's last).
 
 #![no_main]
 
 use gateway_runtime::transform::shape::{Rules, Step};
-use gateway_runtime::transform::text::find;
+use gateway_runtime::transform::text::{find, members_of};
 use gateway_runtime::transform::validate::is_json;
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
@@ -38,7 +39,12 @@ const fn rules(
 
 const RULES: &[Rules] = &[
     rules(&[], &[&[A], &[B, C], &[C, Step::Each, A]], &[], None),
-    rules(&[], &[], &[&[A], &[B, Step::Each, C], &[C, Step::Each]], None),
+    rules(
+        &[],
+        &[],
+        &[&[A], &[B, Step::Each, C], &[C, Step::Each]],
+        None,
+    ),
     rules(&[A, Step::Each], &[&[B], &[C, A]], &[], Some("g")),
     rules(&[A, Step::Index(1)], &[], &[&[B, C]], None),
     rules(
@@ -47,7 +53,12 @@ const RULES: &[Rules] = &[
         &[&[A, Step::Each, C, A], &[A, Step::Each, B]],
         None,
     ),
-    rules(&[Step::Each, B], &[&[Step::Each], &[A]], &[&[Step::Each, Step::Each]], None),
+    rules(
+        &[Step::Each, B],
+        &[&[Step::Each], &[A]],
+        &[&[Step::Each, Step::Each]],
+        None,
+    ),
     rules(&[Step::Index(0)], &[&[]], &[], Some("h")),
 ];
 
@@ -69,10 +80,33 @@ fuzz_target!(|data: &[u8]| {
             let found = find(data, path).map(|span| {
                 serde_json::from_slice::<Value>(&data[span]).expect("a found part reads")
             });
-            assert_eq!(found.as_ref(), at(&tree, path), "{:?} at {path:?}", String::from_utf8_lossy(data));
+            assert_eq!(
+                found.as_ref(),
+                at(&tree, path),
+                "{:?} at {path:?}",
+                String::from_utf8_lossy(data)
+            );
         }
+        let listed = members_of(data).map(|members| {
+            let map: serde_json::Map<String, Value> = members
+                .into_iter()
+                .map(|(name, span)| {
+                    let value = serde_json::from_slice(&data[span]).expect("a member reads");
+                    (name.into_owned(), value)
+                })
+                .collect();
+            Value::Object(map)
+        });
+        let object = tree.is_object().then_some(&tree);
+        assert_eq!(
+            listed.as_ref(),
+            object,
+            "{:?}",
+            String::from_utf8_lossy(data)
+        );
     }
-    let json = serde_json::from_slice::<IgnoredAny>(data).is_ok() && std::str::from_utf8(data).is_ok();
+    let json =
+        serde_json::from_slice::<IgnoredAny>(data).is_ok() && std::str::from_utf8(data).is_ok();
     for rules in RULES {
         let text = rules.shape(data);
         let shown = String::from_utf8_lossy(data);
@@ -81,7 +115,11 @@ fuzz_target!(|data: &[u8]| {
             continue;
         }
         let text = text.unwrap_or_else(|| panic!("{shown:?} is JSON but was refused"));
-        assert!(is_json(&text), "{shown:?} shaped into {:?}", String::from_utf8_lossy(&text));
+        assert!(
+            is_json(&text),
+            "{shown:?} shaped into {:?}",
+            String::from_utf8_lossy(&text)
+        );
         if let Ok(tree) = rules.shape_tree(data) {
             // Shaped text holds only what the text it came from held, so `Value` takes
             // it, but for a `group` one level past the depth the tree could take.

@@ -6,10 +6,10 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use bytes::Bytes;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::message::body::Pieces;
 use crate::transform::shape::{Rules, Step};
@@ -68,22 +68,26 @@ impl Answer {
     }
 
     /// An object's members, each as its JSON text, in name order (as `Value`'s map
-    /// keeps them); `None` for an answer that is not an object.
-    pub fn members(&self) -> Option<Vec<(String, Member<'_>)>> {
+    /// keeps them, a repeated name's last); `None` for an answer that is not an object.
+    pub fn members(&self) -> Option<Vec<(Cow<'_, str>, Member<'_>)>> {
         match self {
             Answer::Raw(raw) => {
-                let members: BTreeMap<String, &RawValue> = serde_json::from_slice(raw).ok()?;
+                let members: BTreeMap<Cow<'_, str>, Range<usize>> =
+                    text::members_of(raw)?.into_iter().collect();
                 Some(
                     members
                         .into_iter()
-                        .map(|(k, text)| (k, Member::Raw { whole: raw, text }))
+                        .map(|(name, span)| {
+                            let text = &raw[span];
+                            (name, Member::Raw { whole: raw, text })
+                        })
                         .collect(),
                 )
             }
             Answer::Value(Value::Object(members)) => Some(
                 members
                     .iter()
-                    .map(|(k, v)| (k.clone(), Member::Value(v)))
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Member::Value(v)))
                     .collect(),
             ),
             Answer::Value(_) => None,
@@ -102,10 +106,10 @@ fn at<'v>(value: &'v Value, path: &[Step]) -> Option<&'v Value> {
 /// One member of an object answer.
 #[derive(Debug, Clone, Copy)]
 pub enum Member<'a> {
-    /// `text` lies within `whole`, the answer.
+    /// `text`, one JSON value, lies within `whole`, the answer.
     Raw {
         whole: &'a Bytes,
-        text: &'a RawValue,
+        text: &'a [u8],
     },
     Value(&'a Value),
 }
@@ -114,7 +118,7 @@ impl Member<'_> {
     /// Appends the member's JSON text; a large raw one is shared, not copied.
     pub fn write(&self, out: &mut Pieces) {
         match self {
-            Member::Raw { whole, text } => out.share(whole, text.get().as_bytes()),
+            Member::Raw { whole, text } => out.share(whole, text),
             Member::Value(value) => {
                 let _ = serde_json::to_writer(out.text(), value);
             }
@@ -148,7 +152,7 @@ mod tests {
                 .members()
                 .expect("object")
                 .into_iter()
-                .map(|(k, _)| k)
+                .map(|(k, _)| k.into_owned())
                 .collect()
         };
         assert_eq!(names(&raw), ["a", "b"]);
@@ -168,6 +172,26 @@ mod tests {
                 .expect("raw")
                 .members()
                 .is_none()
+        );
+        // A repeated name, one escaped: listed once, with its last value.
+        let repeated = br#"{"b": 1, "a": 2, "c": {"x": [1]}, "a" : 3 }"#;
+        let raw = Answer::checked(Bytes::from_static(repeated)).expect("raw");
+        let listed: Vec<(String, String)> = raw
+            .members()
+            .expect("object")
+            .into_iter()
+            .map(|(name, member)| match member {
+                Member::Raw { text, .. } => (
+                    name.into_owned(),
+                    String::from_utf8_lossy(text).into_owned(),
+                ),
+                Member::Value(_) => panic!("a raw answer's member is raw"),
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [("a", "3"), ("b", "1"), ("c", r#"{"x": [1]}"#)]
+                .map(|(n, t)| (n.to_owned(), t.to_owned()))
         );
         assert_eq!(out.first(), Some(&b'{'), "no white space kept around it");
         assert_eq!(out.last(), Some(&b'}'));

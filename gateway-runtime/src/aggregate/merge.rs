@@ -1,6 +1,9 @@
 //! The aggregate response: the calls' answers in one JSON object, in the order the
 //! configuration lists the calls, with what was degraded said in the open.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
+
 use http::StatusCode;
 use serde_json::Value;
 
@@ -44,7 +47,8 @@ pub fn respond<const N: usize>(
     }
     let mut body = Pieces::with_text_capacity(256);
     body.text().push(b'{');
-    let mut written: Vec<String> = Vec::new();
+    // The names written so far: a set, since a flat answer may have thousands.
+    let mut written: HashSet<Cow<'_, str>> = HashSet::new();
     for (call, answer) in spec.calls.iter().zip(&values) {
         let members = match spec.merge {
             Merge::Flat => answer.members(),
@@ -55,15 +59,17 @@ pub fn respond<const N: usize>(
             Some(members) => {
                 for (name, member) in members {
                     if name != "_errors" && !written.contains(&name) {
-                        name_into(&mut body, &mut written, &name);
+                        name_into(&mut body, !written.is_empty(), &name);
                         member.write(&mut body);
+                        written.insert(name);
                     }
                 }
             }
             None => {
-                if !written.iter().any(|w| w == call.key) {
-                    name_into(&mut body, &mut written, call.key);
+                if !written.contains(call.key) {
+                    name_into(&mut body, !written.is_empty(), call.key);
                     answer.write(&mut body);
+                    written.insert(Cow::Borrowed(call.key));
                 }
             }
         }
@@ -73,7 +79,7 @@ pub fn respond<const N: usize>(
             .iter()
             .map(|(key, error)| ((*key).to_owned(), Value::String(error.to_string())))
             .collect();
-        name_into(&mut body, &mut written, "_errors");
+        name_into(&mut body, !written.is_empty(), "_errors");
         Member::Value(&Value::Object(errors)).write(&mut body);
     }
     body.text().push(b'}');
@@ -87,14 +93,13 @@ pub fn respond<const N: usize>(
     Ok(response)
 }
 
-/// Writes `"name":` (after a comma but for the first) and notes the name.
-fn name_into(body: &mut Pieces, written: &mut Vec<String>, name: &str) {
+/// Writes `"name":`, after a comma unless it is the first.
+fn name_into(body: &mut Pieces, after_another: bool, name: &str) {
     let text = body.text();
-    if !written.is_empty() {
+    if after_another {
         text.push(b',');
     }
     // A string always serializes.
     let _ = serde_json::to_writer(&mut *text, name);
     text.push(b':');
-    written.push(name.to_owned());
 }

@@ -10,6 +10,7 @@
 //! answer, it takes any JSON: numbers past `f64` and lone surrogates in strings pass
 //! through as written.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use super::shape::{Rules, Step};
@@ -81,6 +82,37 @@ pub fn find(json: &[u8], path: &[Step]) -> Option<Range<usize>> {
         at = found?;
     }
     Some(at..any_end(json, at)?)
+}
+
+/// The members of the object `json`, a text already checked to be JSON: each name,
+/// escapes read, and where its value lies, in the text's order (a repeated name
+/// repeated). `None` if it is not an object, or a name is not text (a lone surrogate).
+pub fn members_of(json: &[u8]) -> Option<Vec<(Cow<'_, str>, Range<usize>)>> {
+    let at = skip_space(json, 0);
+    if json.get(at) != Some(&b'{') {
+        return None;
+    }
+    let mut all = Vec::new();
+    let mut named = true;
+    members(json, at, |name, value| {
+        let end = any_end(json, value)?;
+        let quoted = &json[name.quoted];
+        let read = if name.escaped {
+            serde_json::from_slice::<String>(quoted)
+                .ok()
+                .map(Cow::Owned)
+        } else {
+            std::str::from_utf8(&quoted[1..quoted.len() - 1])
+                .ok()
+                .map(Cow::Borrowed)
+        };
+        match read {
+            Some(name) => all.push((name, value..end)),
+            None => named = false,
+        }
+        Some(end)
+    })?;
+    named.then_some(all)
 }
 
 /// Which paths of a list are still followed, a bit each; all of them go one step
