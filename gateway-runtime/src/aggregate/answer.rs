@@ -27,9 +27,8 @@ pub enum Answer {
 }
 
 impl Answer {
-    /// `body` as a raw answer if it is one JSON value in UTF-8 (what
-    /// `serde_json::value::RawValue` accepts, checked without building anything);
-    /// `None` if not.
+    /// `body` as a raw answer if it is one JSON value in UTF-8 (what serde_json reads
+    /// as one, checked without building anything); `None` if not.
     pub fn checked(body: Bytes) -> Option<Answer> {
         if !is_json(&body) {
             return None;

@@ -2,7 +2,8 @@
 //! `deny` list leaves out is skipped as it is read (checked to be JSON, never built),
 //! so a rule that keeps ten members of a 100 KB answer builds ten values, not the
 //! answer's whole tree. The results equal `shape`'s `pick`, `keep` and `remove` on the
-//! whole tree (a test holds them to it).
+//! whole tree (a test holds them to it). Only rules that need a tree (`rename`,
+//! `flatten`) come here; `text` applies the others with none.
 
 use std::borrow::Cow;
 use std::fmt;
