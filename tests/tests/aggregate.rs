@@ -82,6 +82,54 @@ async fn three_calls_run_at_once_and_are_shaped() {
     );
 }
 
+/// Field rules cut an answer's text as the backend wrote it: a repeated name stays
+/// repeated and shaped alike (a reader takes the last), an escaped name is matched by
+/// what it reads as, and a number past `f64` that a rule keeps passes as written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_cut_as_written() {
+    let setup = Setup::start(&[], 1).await;
+    usual(&setup, Duration::ZERO);
+    let raw = |body: &str| Answer {
+        status: 200,
+        content_type: "application/json",
+        body: body.to_owned(),
+        delay: Duration::ZERO,
+    };
+    setup.users.on(
+        "/users/7",
+        raw(
+            r#"{"id": 7, "name": "Old", "address": {"city": "Paris", "street": "x"},
+               "n\u0061me": "Ada", "address": {"city": "London", "zip": 1}, "score": 1e400}"#,
+        ),
+    );
+    setup.recs.on(
+        "/recs/7",
+        raw(r#"[ {"sku": "a", "debug": "\udfff", "rank": 1e400} ]"#),
+    );
+    let reply = setup.get("/dashboard/7?page=1", &[KEY]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        reply.body.contains(r#""recs":[{"sku":"a","rank":1e400}]"#),
+        "{}",
+        reply.body
+    );
+    let (user, _) = reply
+        .body
+        .strip_prefix(r#"{"user":"#)
+        .and_then(|rest| rest.split_once(r#","orders""#))
+        .expect("the user, then the orders");
+    let user: serde_json::Value = serde_json::from_str(user).expect("the user's JSON");
+    assert_eq!(
+        user,
+        json!({"id": 7, "name": "Ada", "address": {"city": "London"}})
+    );
+    assert!(
+        reply.body.contains(r#""name":"Old""#) && reply.body.contains(r#"{"city":"Paris"}"#),
+        "{}",
+        reply.body
+    );
+}
+
 /// An optional call that fails takes its fallback, and the response says so in a
 /// field and in `_errors`; a slow one is cut off at its timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
