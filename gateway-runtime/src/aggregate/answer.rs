@@ -172,6 +172,10 @@ mod tests {
                 .members()
                 .is_none()
         );
+        // A name that is no text (a lone surrogate) makes no members to list, as for
+        // serde_json: such an answer is nested under its key, not merged.
+        let lone = Answer::checked(Bytes::from_static(br#"{"\udfff": 1}"#)).expect("raw");
+        assert!(lone.members().is_none());
         // A repeated name, one escaped: listed once, with its last value.
         let repeated = br#"{"b": 1, "a": 2, "c": {"x": [1]}, "a" : 3 }"#;
         let raw = Answer::checked(Bytes::from_static(repeated)).expect("raw");

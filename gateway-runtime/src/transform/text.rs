@@ -93,26 +93,18 @@ pub fn members_of(json: &[u8]) -> Option<Vec<(Cow<'_, str>, Range<usize>)>> {
         return None;
     }
     let mut all = Vec::new();
-    let mut named = true;
     members(json, at, |name, value| {
-        let end = any_end(json, value)?;
         let quoted = &json[name.quoted];
-        let read = if name.escaped {
-            serde_json::from_slice::<String>(quoted)
-                .ok()
-                .map(Cow::Owned)
+        let name = if name.escaped {
+            Cow::Owned(serde_json::from_slice::<String>(quoted).ok()?)
         } else {
-            std::str::from_utf8(&quoted[1..quoted.len() - 1])
-                .ok()
-                .map(Cow::Borrowed)
+            Cow::Borrowed(std::str::from_utf8(&quoted[1..quoted.len() - 1]).ok()?)
         };
-        match read {
-            Some(name) => all.push((name, value..end)),
-            None => named = false,
-        }
+        let end = any_end(json, value)?;
+        all.push((name, value..end));
         Some(end)
     })?;
-    named.then_some(all)
+    Some(all)
 }
 
 /// Which paths of a list are still followed, a bit each; all of them go one step
@@ -173,8 +165,9 @@ impl Writer<'_> {
             (Step::Index(index), Some(b'[')) => {
                 let mut count = 0;
                 let end = elements(json, at, |value| {
+                    let this = count;
                     count += 1;
-                    if count - 1 == *index {
+                    if this == *index {
                         self.pick(value, rest, depth, keep, deny)
                     } else {
                         any_end(json, value)
