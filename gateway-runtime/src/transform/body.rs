@@ -85,7 +85,11 @@ pub async fn shape_response(
         tracing::warn!(route = spec.route, message, "a response body rule failed");
         Stop::refused(StatusCode::BAD_GATEWAY, message, spec.route)
     };
-    let (status, mut fields, body) = response.into_parts();
+    let (status, mut fields, mut body) = response.into_parts();
+    // A body of known length comes in one piece, not copied together from several.
+    if !body.read_whole(spec.max_body as u64) {
+        return Err(failed("upstream response too large"));
+    }
     let bytes = match Limited::new(body, spec.max_body).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return Err(failed("upstream response too large")),
