@@ -5,11 +5,11 @@ use std::fmt;
 
 use bytes::Bytes;
 use http::Method;
-use http_body_util::BodyExt;
 
 use super::CallSpec;
 use super::answer::Answer;
 use super::template::Values;
+use crate::message::body::NotWhole;
 use crate::message::fields::Fields;
 use crate::observe::trace::SpanContext;
 use crate::observe::trace::context::copy_state;
@@ -104,25 +104,14 @@ pub async fn call(
             )
             .await
             .map_err(|e| CallError::Unavailable(e.kind()))?;
-        let (status, _, mut body) = response.into_parts();
+        let (status, _, body) = response.into_parts();
         if !status.is_success() {
             return Err(CallError::Status(status.as_u16()));
         }
-        if !body.read_whole(spec.max_body as u64) {
-            return Err(CallError::TooLarge);
-        }
-        let body = http_body_util::Limited::new(body, spec.max_body)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    CallError::TooLarge
-                } else {
-                    CallError::Unavailable("the answer broke off")
-                }
-            })?
-            .to_bytes();
-        Ok(body)
+        body.whole(spec.max_body).await.map_err(|e| match e {
+            NotWhole::TooLarge => CallError::TooLarge,
+            NotWhole::BrokeOff => CallError::Unavailable("the answer broke off"),
+        })
     };
     let body = tokio::time::timeout(spec.timeout, asked)
         .await

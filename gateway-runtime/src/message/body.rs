@@ -9,7 +9,15 @@ use std::task::{Context, Poll};
 use crate::h1::client::{BodyError, UpstreamBody};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+
+/// Why [`Body::whole`] has no body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotWhole {
+    TooLarge,
+    /// The body ended early or could not be read.
+    BrokeOff,
+}
 
 #[derive(Debug)]
 pub enum Body {
@@ -31,9 +39,24 @@ impl Body {
         }
     }
 
-    /// Has a body of known length up to `limit` come as one piece, not copied together
-    /// from several (`UpstreamBody::read_whole`); `false` for one known to be longer.
-    pub fn read_whole(&mut self, limit: u64) -> bool {
+    /// The whole body, up to `limit` bytes, for a caller that needs all of it (an
+    /// aggregate's answer, a body a rule shapes). A body of known length comes in one
+    /// piece, not copied together from several, and one declared longer than `limit`
+    /// is refused before any of it is read.
+    pub async fn whole(mut self, limit: usize) -> Result<Bytes, NotWhole> {
+        if !self.read_whole(limit as u64) {
+            return Err(NotWhole::TooLarge);
+        }
+        match Limited::new(self, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.is::<LengthLimitError>() => Err(NotWhole::TooLarge),
+            Err(_) => Err(NotWhole::BrokeOff),
+        }
+    }
+
+    /// Has a body of known length up to `limit` come as one piece
+    /// (`UpstreamBody::read_whole`); `false` for one known to be longer.
+    fn read_whole(&mut self, limit: u64) -> bool {
         match self {
             Body::Upstream(body) => body.read_whole(limit),
             Body::Local(_) | Body::Pieces(_) => http_body::Body::size_hint(self)

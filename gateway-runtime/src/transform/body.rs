@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::shape::Rules;
 use crate::h1::request_body::{ClientBodyError, RequestBody};
-use crate::message::body::Body;
+use crate::message::body::{Body, NotWhole};
 use crate::message::fields::Fields;
 use crate::message::response::Response;
 use crate::pipeline::Stop;
@@ -60,7 +60,10 @@ pub async fn shape_request(req: &mut Request, spec: &'static BodyRules) -> Resul
             ));
         }
     };
-    let shaped = shape(&bytes, &spec.rules)
+    let shaped = spec
+        .rules
+        .shape(&bytes)
+        .map(Bytes::from)
         .ok_or_else(|| refused(StatusCode::BAD_REQUEST, "request body is not JSON"))?;
     replace_length(&mut req.fields, shaped.len());
     req.body = RequestBody::Whole(Some(shaped));
@@ -85,18 +88,16 @@ pub async fn shape_response(
         tracing::warn!(route = spec.route, message, "a response body rule failed");
         Stop::refused(StatusCode::BAD_GATEWAY, message, spec.route)
     };
-    let (status, mut fields, mut body) = response.into_parts();
-    // A body of known length comes in one piece, not copied together from several.
-    if !body.read_whole(spec.max_body as u64) {
-        return Err(failed("upstream response too large"));
-    }
-    let bytes = match Limited::new(body, spec.max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return Err(failed("upstream response too large")),
-        Err(_) => return Err(failed("upstream response broke off")),
-    };
-    let shaped =
-        shape(&bytes, &spec.rules).ok_or_else(|| failed("upstream response is not JSON"))?;
+    let (status, mut fields, body) = response.into_parts();
+    let bytes = body.whole(spec.max_body).await.map_err(|e| match e {
+        NotWhole::TooLarge => failed("upstream response too large"),
+        NotWhole::BrokeOff => failed("upstream response broke off"),
+    })?;
+    let shaped = spec
+        .rules
+        .shape(&bytes)
+        .map(Bytes::from)
+        .ok_or_else(|| failed("upstream response is not JSON"))?;
     replace_length(&mut fields, shaped.len());
     // A changed representation: validators and digests of the old one no longer hold.
     for name in [
@@ -108,11 +109,6 @@ pub async fn shape_response(
         fields.remove(name);
     }
     Ok(Response::new(status, fields, Body::local(shaped)))
-}
-
-/// The body shaped by `rules`, or `None` if it is not JSON.
-fn shape(body: &[u8], rules: &Rules) -> Option<Bytes> {
-    rules.shape(body).map(Bytes::from)
 }
 
 /// Whether a message's body is JSON the gateway can read: a JSON media type, and no

@@ -202,8 +202,9 @@ impl Writer<'_> {
 
     /// Writes the value at `at`, `depth` levels under the target, with what the
     /// `fields` paths in `keep` reach (all of it for `None`) but what the `deny` paths
-    /// in `deny` reach; where it ends. It recurses only while a path goes on, so as
-    /// deep as the longest path; below that, values are copied or skipped whole.
+    /// in `deny` reach; where it ends. A value no path acts on is copied in line; the
+    /// walk recurses only while a path goes on, so as deep as the longest path.
+    #[inline(always)]
     fn value(
         &mut self,
         at: usize,
@@ -211,11 +212,16 @@ impl Writer<'_> {
         keep: Option<Paths>,
         deny: Paths,
     ) -> Option<usize> {
-        let json = self.json;
-        let (keep, deny) = self.here(depth, keep, deny);
-        if keep.is_none() && deny == 0 {
-            return self.copy(at);
+        match self.here(depth, keep, deny) {
+            (None, 0) => self.copy(at),
+            (keep, deny) => self.cut(at, depth, keep, deny),
         }
+    }
+
+    /// [`Writer::value`] for a value some path acts on (`keep` or `deny` as `here`
+    /// leaves them).
+    fn cut(&mut self, at: usize, depth: usize, keep: Option<Paths>, deny: Paths) -> Option<usize> {
+        let json = self.json;
         match json.get(at)? {
             b'{' => {
                 self.out.push(b'{');
@@ -223,7 +229,7 @@ impl Writer<'_> {
                 let end = members(json, at, |name, value| {
                     let kept = keep.map(|paths| by_name(json, self.fields, paths, depth, &name));
                     let denied = by_name(json, self.deny, deny, depth, &name);
-                    if kept == Some(0) || ends_next(self.deny, denied, depth) {
+                    if kept == Some(0) || ends(self.deny, denied, depth + 1) {
                         return any_end(json, value);
                     }
                     if !std::mem::take(&mut first) {
@@ -231,10 +237,7 @@ impl Writer<'_> {
                     }
                     self.out.extend_from_slice(&json[name.quoted.clone()]);
                     self.out.push(b':');
-                    match self.here(depth + 1, kept, denied) {
-                        (None, 0) => self.copy(value),
-                        (kept, denied) => self.value(value, depth + 1, kept, denied),
-                    }
+                    self.value(value, depth + 1, kept, denied)
                 })?;
                 self.out.push(b'}');
                 Some(end)
@@ -276,7 +279,7 @@ impl Writer<'_> {
         let json = self.json;
         let kept = keep.map(|paths| each(self.fields, paths, depth));
         let denied = each(self.deny, deny, depth);
-        if kept == Some(0) || ends_next(self.deny, denied, depth) {
+        if kept == Some(0) || ends(self.deny, denied, depth + 1) {
             self.out.extend_from_slice(b"[]");
             return any_end(json, at);
         }
@@ -388,12 +391,6 @@ fn ending(list: &[&[Step]], paths: Paths, depth: usize) -> Paths {
 
 fn ends(list: &[&[Step]], paths: Paths, depth: usize) -> bool {
     ending(list, paths, depth) != 0
-}
-
-/// Whether one of `paths`, followed one step past `depth`, ends there: what it names
-/// is removed.
-fn ends_next(list: &[&[Step]], paths: Paths, depth: usize) -> bool {
-    ends(list, paths, depth + 1)
 }
 
 /// The paths of `paths` that `fits`.
