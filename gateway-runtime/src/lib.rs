@@ -66,7 +66,7 @@ pub mod __private {
     pub use crate::aggregate::{
         AggregateSpec, CallSpec, Merge, Piece as CallPiece, Rules as FieldRules,
         Source as CallSource, Step as FieldStep, call as aggregate_call,
-        respond as aggregate_respond,
+        respond as aggregate_respond, template::admit as aggregate_admit,
     };
     pub use crate::auth::api_key::{ApiKeySpec, ApiKeys, ConsumerSpec};
     pub use crate::auth::authorize::{AuthorizeRule, ClaimRule};

@@ -320,14 +320,14 @@ async fn dependent_calls_run_in_stages() {
     let delay = Duration::from_millis(200);
     setup.users.on(
         "/users/7",
-        Answer::json(json!({"name": "Ada L", "team": {"id": "t/9", "size": 4}, "email": "a@x"}))
+        Answer::json(json!({"name": "Ada L", "team": {"id": "t 9", "size": 4}, "email": "a@x"}))
             .after(delay),
     );
     setup
         .recs
         .on("/recs/7", Answer::json(json!(["r"])).after(delay));
     setup.orders.on(
-        "/teams/t%2F9",
+        "/teams/t%209",
         Answer::json(json!({"name": "Core"})).after(delay),
     );
     setup
@@ -340,7 +340,7 @@ async fn dependent_calls_run_in_stages() {
     assert_eq!(
         reply.json(),
         json!({
-            "user": {"name": "Ada L", "team": {"id": "t/9"}},
+            "user": {"name": "Ada L", "team": {"id": "t 9"}},
             "recs": ["r"],
             "team": {"name": "Core"},
             "mates": ["Bo"]
@@ -365,15 +365,15 @@ async fn dependent_calls_run_in_stages() {
     assert!(recs.at.duration_since(user.at) < Duration::from_millis(100));
     assert!(team.at.duration_since(user.at) >= delay);
     assert!(mates.at.duration_since(team.at) < Duration::from_millis(100));
-    assert_eq!(team.target, "/teams/t%2F9");
-    assert_eq!(mates.target, "/mates?team=t%2F9&sort=a%26b");
+    assert_eq!(team.target, "/teams/t%209");
+    assert_eq!(mates.target, "/mates?team=t%209&sort=a%26b");
     assert_eq!(team.method, http::Method::POST);
     assert_eq!(team.headers["content-type"], "application/json");
     let body: serde_json::Value = serde_json::from_slice(&team.body).expect("JSON body");
     assert_eq!(
         body,
         json!({
-            "member": "Ada L", "user": "7", "team": {"id": "t/9"},
+            "member": "Ada L", "user": "7", "team": {"id": "t 9"},
             "note": "asked by Ada L", "tags": ["x", 1, true]
         })
     );
@@ -399,6 +399,83 @@ async fn a_dependent_call_without_its_value_is_not_made() {
     assert!(
         setup.orders.asked().is_empty(),
         "no dependent call was made"
+    );
+}
+
+/// A query value in a backend's path must be one whole segment: `..`, an encoded
+/// slash or backslash, a control character or nothing at all would name another
+/// resource on the backend, so the request is refused before any call is made.
+/// The same value in the target's query is only data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_value_in_a_path_is_one_segment() {
+    let setup = Setup::start(&[], 1).await;
+    setup
+        .users
+        .on("/files/a%20b.pdf/meta", Answer::json(json!({"size": 1})));
+    let reply = setup.get("/files?name=a%20b.pdf&v=..%2F", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json(), json!({"file": {"size": 1}}));
+    assert_eq!(
+        setup.users.asked()[0].target,
+        "/files/a%20b.pdf/meta?v=..%2F"
+    );
+    for query in [
+        "name=..",
+        "name=%2e%2E",
+        "name=.",
+        "name=",
+        "v=1",
+        "name=a%2Fb",
+        "name=a%5Cb",
+        "name=a%00",
+        "name=a%0Ab",
+    ] {
+        let reply = setup.get(&format!("/files?{query}"), &[]).await;
+        assert_eq!(reply.status, 400, "{query}: {}", reply.body);
+        assert_eq!(
+            reply.json()["error"],
+            "a query value a backend path uses is missing or not one path segment",
+            "{query}"
+        );
+    }
+    assert_eq!(
+        setup.users.asked().len(),
+        1,
+        "no backend saw a refused request"
+    );
+}
+
+/// An answer's value a dependent call puts in its path must be one segment too: a
+/// backend's data (which users may have written) cannot steer the call elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_value_in_a_path_is_one_segment() {
+    let setup = Setup::start(&[], 1).await;
+    setup.recs.on("/recs/7", Answer::json(json!([])));
+    for team in ["..", ".", "", "a/../../admin", "a\\b"] {
+        setup.users.on(
+            "/users/7",
+            Answer::json(json!({"name": "Ada", "team": {"id": team}})),
+        );
+        let reply = setup.get("/team/7", &[]).await;
+        assert_eq!(reply.status, 502, "{team:?}: {}", reply.body);
+        assert_eq!(
+            reply.json()["error"],
+            "backend `team` `{user.team.id}` is not one path segment",
+            "{team:?}"
+        );
+    }
+    // `mates` has the value in its query, where it is data, and is asked.
+    let asked = setup.orders.asked();
+    assert!(
+        asked.iter().all(|a| a.target.starts_with("/mates?team=")),
+        "{:?}",
+        asked.iter().map(|a| &a.target).collect::<Vec<_>>()
+    );
+    assert!(
+        asked
+            .iter()
+            .any(|a| a.target == "/mates?team=a%2F..%2F..%2Fadmin&sort="),
+        "in a query the value is encoded, not refused"
     );
 }
 

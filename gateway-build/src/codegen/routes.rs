@@ -426,6 +426,7 @@ fn aggregate(
             merge: #merge,
             calls: &CALLS,
         };
+        rt::aggregate_admit(&AGGREGATE, &req.uri)?;
         #(#stages)*
         rt::aggregate_respond(&AGGREGATE, [#(#answers),*])?
     }}

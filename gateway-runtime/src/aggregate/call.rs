@@ -33,6 +33,9 @@ pub enum CallError {
     Needs(&'static str),
     /// The answer this call depends on has no scalar at this reference.
     NoValue(&'static str),
+    /// The answer's value at this reference, which the call's path uses, is not one
+    /// path segment (`..`, or with a `/`).
+    NotSegment(&'static str),
 }
 
 impl fmt::Display for CallError {
@@ -46,6 +49,9 @@ impl fmt::Display for CallError {
             CallError::NotJson => f.write_str("answer is not JSON"),
             CallError::Needs(key) => write!(f, "needs `{key}`, which failed"),
             CallError::NoValue(reference) => write!(f, "`{{{reference}}}` has no value to use"),
+            CallError::NotSegment(reference) => {
+                write!(f, "`{{{reference}}}` is not one path segment")
+            }
         }
     }
 }

@@ -7,17 +7,28 @@
 //! `/ ? #` encoded too; a value from an answer is decoded text, so everything but
 //! the unreserved characters is encoded. In a JSON body, values are decoded and
 //! written as JSON strings, and `Json` writes an answer's value as the JSON it is.
+//!
+//! In a path, a query value or an answer's value must also be one whole segment
+//! (`fits_in_path`). Encoding alone would not do: `..` and `.` are unreserved, so
+//! `/teams/{user.team}` with `..` would reach `/` on the backend, an empty value
+//! (`/users/`) names the collection instead of one member, and `%2F` is read as `/`
+//! by some servers. A request whose query value does not fit is refused with 400
+//! before any call (`admit`); an answer's value that does not fit fails its call.
 
 use std::borrow::Cow;
 use std::fmt::Write;
 
 use http::Uri;
 use http::uri::PathAndQuery;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::{
+    AsciiSet, NON_ALPHANUMERIC, percent_decode_str, percent_encode, utf8_percent_encode,
+};
 use serde_json::Value;
 
+use super::AggregateSpec;
 use super::answer::Answer;
 use super::call::CallError;
+use crate::pipeline::Stop;
 use crate::route::path::{encoded, query_values};
 use crate::transform::shape::Step;
 
@@ -66,6 +77,48 @@ const ANSWER_IN_TARGET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// Refuses a request whose query values cannot fill the paths of `spec`'s calls
+/// that use them: the fault is the client's, so it is a 400 before any backend is
+/// asked anything.
+pub fn admit(spec: &AggregateSpec, uri: &Uri) -> Result<(), Stop> {
+    let query = uri.query().unwrap_or("");
+    for call in spec.calls {
+        for piece in in_path(call.path) {
+            if let Piece::Value(Source::Query(name)) = piece {
+                let value = query_values(query, name).next().unwrap_or("");
+                if !fits_in_path(&percent_decode_str(value).collect::<Vec<u8>>()) {
+                    return Err(Stop::bad_request(
+                        "a query value a backend path uses is missing or not one path segment",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The pieces of a target before its query.
+fn in_path(pieces: &[Piece]) -> impl Iterator<Item = &Piece> {
+    let mut before_query = true;
+    pieces.iter().take_while(move |piece| {
+        let this = before_query;
+        if let Piece::Text(text) = piece {
+            before_query &= !text.contains('?');
+        }
+        this
+    })
+}
+
+/// Whether decoded `value` can stand in a path as it is meant to: not empty, not a
+/// dot segment, and without `/`, `\` or control characters, which make or end
+/// segments on some servers however they are encoded.
+fn fits_in_path(value: &[u8]) -> bool {
+    !matches!(value, b"" | b"." | b"..")
+        && !value
+            .iter()
+            .any(|&b| b == b'/' || b == b'\\' || b < 0x20 || b == 0x7f)
+}
+
 impl Values<'_> {
     /// The target, or why there is none.
     pub fn target(&self, pieces: &[Piece]) -> Result<PathAndQuery, CallError> {
@@ -81,15 +134,29 @@ impl Values<'_> {
                     encoded(&mut out, self.param(*i), &['&', '=', '+', ';', '#']);
                 }
                 Piece::Value(Source::Param(i)) => out.push_str(self.param(*i)),
-                Piece::Value(Source::Query(name)) => {
+                Piece::Value(Source::Query(name)) if in_query => {
                     encoded(
                         &mut out,
                         self.query(name),
                         &['&', '=', '+', ';', '/', '?', '#'],
                     );
                 }
+                // `admit` refused a request with a value that does not fit.
+                Piece::Value(Source::Query(name)) => {
+                    let value: Vec<u8> = percent_decode_str(self.query(name)).collect();
+                    if !fits_in_path(&value) {
+                        return Err(CallError::Target);
+                    }
+                    let _ = write!(out, "{}", percent_encode(&value, ANSWER_IN_TARGET));
+                }
                 Piece::Value(source) | Piece::Json(source) => {
                     let text = self.text(source)?;
+                    if !in_query && !fits_in_path(text.as_bytes()) {
+                        return Err(match source {
+                            Source::Answer { text, .. } => CallError::NotSegment(text),
+                            _ => CallError::Target,
+                        });
+                    }
                     let _ = write!(out, "{}", utf8_percent_encode(&text, ANSWER_IN_TARGET));
                 }
             }
@@ -228,6 +295,50 @@ mod tests {
             target.expect("target"),
             "/teams/7/of/a%2Fb&c?by=a%2Fb%3Fc%20d%26e&id=a%2Fb%26c&q=x%2Fy%26z"
         );
+    }
+
+    /// In a path a query value or an answer's value is one whole segment, decoded and
+    /// encoded again; after the `?` it is data and keeps its dots and slashes.
+    #[test]
+    fn values_in_a_path_are_one_segment() {
+        let pieces = [
+            Piece::Text("/f/"),
+            Piece::Value(Source::Query("name")),
+            Piece::Text("/"),
+            Piece::Value(user(NAME, "user.name")),
+            Piece::Text("?q="),
+            Piece::Value(Source::Query("name")),
+            Piece::Text("&n="),
+            Piece::Value(user(NAME, "user.name")),
+        ];
+        let target = |query: &str, name: &str| {
+            let answer = serde_json::json!({ "name": name }).to_string();
+            filled(&format!("/d/1?{query}"), &answer, |v| {
+                v.target(&pieces).map(|t| t.to_string())
+            })
+        };
+        assert_eq!(
+            target("name=a%20b.c%FF", "x y.z").expect("target"),
+            "/f/a%20b.c%FF/x%20y.z?q=a%20b.c%FF&n=x%20y.z"
+        );
+        for bad in [
+            "name=..",
+            "name=%2E",
+            "name=",
+            "",
+            "name=a%2fb",
+            "name=%5C",
+            "name=%7F",
+        ] {
+            assert_eq!(target(bad, "n"), Err(CallError::Target), "{bad}");
+        }
+        for bad in ["..", ".", "", "a/b", "a\\b", "a\u{0}b", "\n"] {
+            assert_eq!(
+                target("name=n", bad),
+                Err(CallError::NotSegment("user.name")),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
