@@ -10,7 +10,7 @@ use http::Request;
 use serde_json::Value;
 use support::auth::{ALICE_KEY, SECRET, Setup};
 use support::jwt::{claims, hmac};
-use support::{PatternBody, TestBody};
+use support::{PatternBody, TestBody, TestDir};
 
 /// The lines of `path` once there are `count` (at most 5 s: the log thread writes
 /// every 20 ms), each parsed as JSON.
@@ -28,15 +28,16 @@ async fn lines(path: &Path, count: usize) -> Vec<Value> {
     }
 }
 
-fn log_file(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gateway-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir.join("access.log")
+/// A log file's path, in a directory removed with the test.
+fn log_file(test: &str) -> (TestDir, PathBuf) {
+    let dir = support::directory(test);
+    let path = dir.join("access.log");
+    (dir, path)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_lines_carry_the_documented_fields_and_the_request_id() {
-    let path = log_file("json-log");
+    let (_dir, path) = log_file("json-log");
     let s = Setup::start_with(
         "json-log",
         &[("ACCESS_LOG_PATH", path.display().to_string())],
@@ -162,14 +163,13 @@ async fn json_lines_carry_the_documented_fields_and_the_request_id() {
     assert_eq!(upload["bytes_received"], 5000);
     assert_eq!(upload["bytes_sent"], posted.body.len());
     assert_eq!(upload["consumer"], "alice");
-    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }
 
 /// logrotate moves the file away and sends SIGUSR1: later lines go to a new file at
 /// the path, none is lost, and the gateway keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigusr1_reopens_the_file() {
-    let path = log_file("log-rotation");
+    let (_dir, path) = log_file("log-rotation");
     let s = Setup::start_with(
         "log-rotation",
         &[("ACCESS_LOG_PATH", path.display().to_string())],
@@ -195,5 +195,4 @@ async fn sigusr1_reopens_the_file() {
     assert_eq!(old[0]["path"], "/public/before");
     assert_eq!(new.len(), 1);
     assert_eq!(new[0]["path"], "/public/after");
-    let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
 }

@@ -669,7 +669,7 @@ where
 /// Start-up needs every key set: an unreachable provider stops it, naming the setting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_needs_the_key_set() {
-    let dir = files::directory("jwks-down");
+    let dir = support::directory("jwks-down");
     Keys::generate(&dir);
     files::write_file(&dir, "idp-ca.pem", &files::Ca::new("unused").pem);
     let env = [
@@ -705,7 +705,7 @@ async fn start_up_needs_the_key_set() {
 /// algorithms' kind, naming each setting.
 #[test]
 fn start_up_refuses_weak_secrets_and_wrong_keys() {
-    let dir = files::directory("weak");
+    let dir = support::directory("weak");
     Keys::generate(&dir);
     files::write_file(&dir, "idp-ca.pem", &files::Ca::new("unused").pem);
     // An EC key where the RSA one belongs.

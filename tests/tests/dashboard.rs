@@ -113,13 +113,12 @@ async fn the_dashboard_renders_in_a_browser() {
         .expect("ASCII");
     assert!(policy.starts_with("default-src 'none'"), "{policy}");
 
-    let dir = std::env::temp_dir().join(format!("gateway-dashboard-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = directory("dashboard");
     let screenshot = dir.join("dashboard.png");
     let dumped = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::task::spawn_blocking({
-            let (dir, page) = (dir.clone(), page.clone());
+            let (dir, page) = (dir.to_path_buf(), page.clone());
             move || chromium(&dir, &page, "--dump-dom").output()
         }),
     )
@@ -162,7 +161,7 @@ async fn the_dashboard_renders_in_a_browser() {
 
     let shot = tokio::task::spawn_blocking({
         let arg = format!("--screenshot={}", screenshot.display());
-        let (dir, page) = (dir.clone(), page.clone());
+        let (dir, page) = (dir.to_path_buf(), page.clone());
         move || chromium(&dir, &page, &arg).output()
     })
     .await
@@ -180,7 +179,6 @@ async fn the_dashboard_renders_in_a_browser() {
         "a rendered page, not a blank one: {} bytes",
         png.len()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An admin address from the environment that leaves this host is refused at start-up

@@ -707,8 +707,7 @@ fn redis_cli(redis: &RedisServer, args: &[&str]) -> String {
 /// slots, one limit across two gateways.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_cluster_holds_the_limit() {
-    let dir = std::env::temp_dir().join(format!("gateway-redis-cluster-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("directory");
+    let dir = support::directory("redis-cluster");
     let nodes: Vec<RedisServer> = (0..3)
         .map(|i| {
             let config = dir.join(format!("nodes-{i}.conf"));
@@ -772,7 +771,6 @@ async fn a_redis_cluster_holds_the_limit() {
         );
     }
     drop(nodes);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A Redis that never answers (its address stalls every connection): the first check

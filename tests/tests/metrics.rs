@@ -299,8 +299,7 @@ async fn prometheus_scrapes_the_gateway() {
         assert_eq!(get(&client, &gateway.url("/users/1")).await.status, 200);
     }
 
-    let dir = std::env::temp_dir().join(format!("gateway-prometheus-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = directory("prometheus");
     let config = dir.join("prometheus.yml");
     std::fs::write(
         &config,
@@ -352,7 +351,6 @@ async fn prometheus_scrapes_the_gateway() {
     };
     let _ = prometheus.kill();
     let _ = prometheus.wait();
-    let _ = std::fs::remove_dir_all(&dir);
     let sample = found.expect("Prometheus reported no gateway series within 30 s");
     assert_eq!(sample["metric"]["job"], "gateway");
     assert_eq!(sample["metric"]["method"], "GET");

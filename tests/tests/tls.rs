@@ -18,7 +18,7 @@ use support::{Gateway, Upstream};
 const TLS_GATEWAY: &str = env!("CARGO_BIN_EXE_tls-gateway");
 
 struct Setup {
-    dir: pki::TestDir,
+    dir: support::TestDir,
     server_ca: Ca,
     client_ca: Ca,
     api: Issued,
@@ -31,7 +31,7 @@ struct Setup {
 
 impl Setup {
     async fn start(test: &str, env: &[(&str, String)]) -> Setup {
-        let dir = pki::directory(test);
+        let dir = support::directory(test);
         let server_ca = Ca::new("gateway test server CA");
         let default = server_ca.issue("default.test", &["default.test"], &[]);
         let api = server_ca.issue("api.test", &["api.test"], &[]);
@@ -463,7 +463,7 @@ async fn sighup_reloads_every_listener() {
 /// once with the setting (and gateway.toml line) it comes from.
 #[tokio::test]
 async fn start_up_names_every_bad_certificate() {
-    let dir = pki::directory("start-up");
+    let dir = support::directory("start-up");
     let ca = Ca::new("server CA");
     let expired = ca.issue_valid("default.test", &["default.test"], &[], (-30, -1));
     pki::write_pair(&dir, "default", &expired);

@@ -25,7 +25,7 @@ pub struct Setup {
     pub upstream: Upstream,
     pub gateway: Gateway,
     pub client: HttpClient,
-    _dir: files::TestDir,
+    _dir: super::TestDir,
 }
 
 impl Setup {
@@ -35,7 +35,7 @@ impl Setup {
 
     /// The gateway with more environment (`WORKERS`, say).
     pub async fn start_with(test: &str, more: &[(&str, String)]) -> Setup {
-        let dir = files::directory(test);
+        let dir = super::directory(test);
         let keys = Keys::generate(&dir);
         let ca = files::Ca::new("identity provider CA");
         files::write_file(&dir, "idp-ca.pem", &ca.pem);

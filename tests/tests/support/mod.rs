@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,6 +36,40 @@ pub mod auth;
 pub mod json;
 pub mod jwt;
 pub mod tls;
+
+// === directories ===
+
+/// A fresh directory for one test's files (certificates, keys, logs, a Prometheus
+/// configuration), removed with it even when the test fails, so that runs leave
+/// nothing behind in the temporary directory.
+pub fn directory(test: &str) -> TestDir {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "gateway-{test}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).expect("test directory");
+    TestDir(dir)
+}
+
+/// A test's directory; removed when dropped.
+#[derive(Debug)]
+pub struct TestDir(PathBuf);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 // === bodies ===
 

@@ -2,9 +2,8 @@
 //! to a directory the gateway runs in; upstreams behind rustls; a real rustls client
 //! speaking HTTP/1.1 or HTTP/2 (by ALPN) through hyper.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
@@ -98,37 +97,6 @@ fn date_from_today(days: i64) -> (i32, u8, u8) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
     let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
     (year, month, day)
-}
-
-/// A fresh directory for one test's certificate and key files, removed with it (even
-/// when the test fails), so that runs leave no keys behind in the temporary directory.
-pub fn directory(test: &str) -> TestDir {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "gateway-tls-{test}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).expect("test directory");
-    TestDir(dir)
-}
-
-/// A test's directory; removed when dropped.
-#[derive(Debug)]
-pub struct TestDir(PathBuf);
-
-impl std::ops::Deref for TestDir {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Writes `issued` as `NAME.pem` and `NAME.key` in `dir`, each replaced atomically
