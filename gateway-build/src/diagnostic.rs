@@ -152,6 +152,12 @@ impl Diagnostics {
         (&file.name, line, column)
     }
 
+    /// The file an offset is in and its line there, `FILE:LINE`.
+    pub fn place(&self, offset: usize) -> String {
+        let (file, line, _) = self.locate(offset);
+        format!("{file}:{line}")
+    }
+
     fn location(&self, offset: usize) -> String {
         let (file, line, col) = self.locate(offset);
         format!("{file}:{line}:{col}")

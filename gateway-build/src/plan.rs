@@ -205,7 +205,8 @@ pub struct ConnectionPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyPlan {
     pub name: String,
-    pub line: usize,
+    /// Where it is written, `FILE:LINE` (an included file's own name and line).
+    pub place: String,
     pub kind: PolicyKind,
 }
 
@@ -555,7 +556,8 @@ impl Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamPlan {
     pub name: String,
-    pub line: usize,
+    /// Where it is written, `FILE:LINE`.
+    pub place: String,
     pub targets: Vec<SettingPlan>,
     pub connect_timeout: SettingPlan,
     pub response_timeout: SettingPlan,
@@ -570,7 +572,8 @@ pub struct UpstreamPlan {
 pub struct RoutePlan {
     /// Shown in logs.
     pub name: String,
-    pub line: usize,
+    /// Where it is written, `FILE:LINE`.
+    pub place: String,
     /// Lower-case; `None` matches every host.
     pub host: Option<String>,
     /// The path as written.
@@ -1113,7 +1116,7 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
             };
             UpstreamPlan {
                 name: name.get_ref().clone(),
-                line: diagnostics.line_col(name.span().start).0,
+                place: diagnostics.place(name.span().start),
                 targets: u
                     .targets
                     .get_ref()
@@ -1199,7 +1202,7 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
             };
             RoutePlan {
                 name,
-                line: diagnostics.line_col(route.path.span().start).0,
+                place: diagnostics.place(route.path.span().start),
                 host: route
                     .host
                     .as_ref()
@@ -1244,7 +1247,7 @@ pub fn lower(config: &Config, source: &str, diagnostics: &Diagnostics) -> Plan {
         .iter()
         .map(|(name, policy)| PolicyPlan {
             name: name.get_ref().clone(),
-            line: diagnostics.line_col(name.span().start).0,
+            place: diagnostics.place(name.span().start),
             kind: match &policy.get_ref().any {
                 Some(members) => PolicyKind::AnyOf(
                     members

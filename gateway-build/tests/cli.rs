@@ -128,10 +128,12 @@ fn routes_and_expand() {
     let table = text(&out.stdout);
     assert!(table.starts_with("ROUTE"), "{table}");
     assert!(
-        table.lines().any(|l| l.starts_with("v2-user (line 51)")
-            && l.contains("GET,HEAD  /v2/users/{id}")
-            && l.contains("upstream users (rewrite /api/users/{id})")
-            && l.ends_with("request: user-id; response: served-by")),
+        table.lines().any(
+            |l| l.starts_with("v2-user (examples/quickstart/gateway.toml:51)")
+                && l.contains("GET,HEAD  /v2/users/{id}")
+                && l.contains("upstream users (rewrite /api/users/{id})")
+                && l.ends_with("request: user-id; response: served-by")
+        ),
         "{table}"
     );
     let out = gateway(&["expand", "examples/quickstart/gateway.toml"]);
@@ -251,7 +253,8 @@ fn new_scaffold_builds_and_runs() {
 }
 
 /// A file that includes another is checked and listed with it: `common.toml` is read
-/// beside the including file, and an aggregate's stages are shown in order.
+/// beside the including file, an aggregate's stages are shown in order, and the
+/// generated code names the file each item is written in.
 #[test]
 fn included_files_are_read_beside_the_including_one() {
     let out = gateway(&["check", "examples/bff/web.toml", "examples/bff/mobile.toml"]);
@@ -267,4 +270,14 @@ fn included_files_are_read_beside_the_including_one() {
         ),
         "{table}"
     );
+    // The generated code says where each item is written, in its own file.
+    let out = gateway(&["expand", "examples/bff/web.toml"]);
+    let source = text(&out.stdout);
+    for place in [
+        "`[upstreams.users]`, common.toml:5",
+        "`[policies.per-client]`, common.toml:15",
+        "`GET,HEAD /dashboard/{user_id}`, examples/bff/web.toml:15",
+    ] {
+        assert!(source.contains(place), "{place}");
+    }
 }

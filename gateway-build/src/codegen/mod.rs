@@ -62,7 +62,7 @@ pub fn tokens(plan: &Plan) -> TokenStream {
 
     let upstreams = tables::upstream_fields(plan);
     let upstream_fields = plan.upstreams.iter().zip(&upstreams).map(|(u, field)| {
-        let doc = format!(" `[upstreams.{}]`, {}:{}", u.name, plan.file, u.line);
+        let doc = format!(" `[upstreams.{}]`, {}", u.name, u.place);
         quote! {
             #[doc = #doc]
             #field: rt::Upstream

@@ -39,7 +39,7 @@ pub(super) fn items(plan: &Plan, names: &PolicyNames) -> TokenStream {
     let items = plan.policies.iter().enumerate().map(|(i, policy)| {
         let item = &names.item[i];
         let name = &policy.name;
-        let doc = format!(" `[policies.{name}]`, {}:{}", plan.file, policy.line);
+        let doc = format!(" `[policies.{name}]`, {}", policy.place);
         match &policy.kind {
             PolicyKind::Ip {
                 allow,

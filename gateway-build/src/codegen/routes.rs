@@ -19,8 +19,8 @@ pub(super) fn functions(plan: &Plan, names: &PolicyNames, upstreams: &[Ident]) -
     let functions = plan.routes.iter().enumerate().map(|(id, route)| {
         let function = format_ident!("route_{}", id);
         let doc = format!(
-            " `{}`, {}:{}: request phase, target, response phase.",
-            route.name, plan.file, route.line
+            " `{}`, {}: request phase, target, response phase.",
+            route.name, route.place
         );
         let body = per_listener(route, |chain| {
             chain_body(plan, names, upstreams, route, chain)

@@ -247,7 +247,7 @@ fn listener_tls(tls: &ListenerTlsPlan) -> TokenStream {
 pub(super) fn route_ids(plan: &Plan) -> TokenStream {
     let ids = plan.routes.iter().enumerate().map(|(id, r)| {
         let ident = route_id(id);
-        let doc = format!(" `{}`, {}:{}", r.name, plan.file, r.line);
+        let doc = format!(" `{}`, {}", r.name, r.place);
         let id = Literal::usize_unsuffixed(id);
         quote! {
             #[doc = #doc]

@@ -93,7 +93,7 @@ fn table(plan: &Plan) -> String {
             }
         };
         rows.push([
-            format!("{} (line {})", route.name, route.line),
+            format!("{} ({})", route.name, route.place),
             listeners.join(","),
             route.host.clone().unwrap_or_else(|| "*".to_owned()),
             methods,
