@@ -356,6 +356,14 @@ async fn api_keys_identify_consumers() {
         .await;
     setup.passed(&reply);
     assert_eq!(setup.upstream.last().target, "/query-keys/x?a=1&b=2");
+    // Percent-encoded, in the name or the key, it is the same parameter, as the
+    // upstream would read it: still Bob's key, and still taken out.
+    let encoded: String = BOB_KEY.bytes().map(|b| format!("%{b:02X}")).collect();
+    let reply = setup
+        .get(&format!("/query-keys/x?api%5Fkey={encoded}&b=2"), &[])
+        .await;
+    assert_eq!(setup.passed(&reply)["x-consumer"], "bob");
+    assert_eq!(setup.upstream.last().target, "/query-keys/x?b=2");
     // Groups: Alice is a partner, Bob is not.
     setup.passed(&setup.get("/partners/x", &[("x-api-key", ALICE_KEY)]).await);
     let seen = setup.upstream.seen().len();
@@ -379,7 +387,7 @@ async fn api_keys_identify_consumers() {
     assert_eq!(two.status, 400);
     let two = setup
         .get(
-            &format!("/query-keys/x?api_key={BOB_KEY}&api_key={BOB_KEY}"),
+            &format!("/query-keys/x?api_key={BOB_KEY}&api%5fkey={BOB_KEY}"),
             &[],
         )
         .await;

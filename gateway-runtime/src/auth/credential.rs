@@ -2,8 +2,11 @@
 //! number of places it appears is checked (exactly one), and its size is capped
 //! before anything decodes it.
 
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode;
+
 use crate::message::fields::{Fields, is};
-use crate::route::path::query_values;
 
 /// Where a policy reads its credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,7 +17,9 @@ pub enum CredentialSource {
     Header(&'static str),
     /// The value of this cookie.
     Cookie(&'static str),
-    /// The value of this query parameter, which is removed before forwarding.
+    /// The value of this query parameter, which is removed before forwarding. Names
+    /// and values are percent-decoded (RFC 3986 §2.1; `+` stays `+`), as clients
+    /// encode keys with `+ / =` and as the upstream would read the parameter.
     Query(&'static str),
 }
 
@@ -40,7 +45,7 @@ impl CredentialSource {
         fields: &'r Fields,
         query: Option<&'r str>,
         max: usize,
-    ) -> Result<Option<&'r [u8]>, CredentialError> {
+    ) -> Result<Option<Cow<'r, [u8]>>, CredentialError> {
         let found = match self {
             CredentialSource::Bearer => match one(fields.get_all(b"authorization"))? {
                 Some(value) => bearer(value)?,
@@ -53,13 +58,19 @@ impl CredentialSource {
                 .filter_map(|pair| cookie_value(pair, name)))?,
             CredentialSource::Query(name) => one(query
                 .into_iter()
-                .flat_map(|q| query_values(q, name))
-                .map(str::as_bytes))?,
+                .flat_map(|q| q.split('&'))
+                .filter_map(|pair| {
+                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    named(key, name).then_some(value.as_bytes())
+                }))?,
         };
         match found {
             Some(value) if value.len() > max => Err(CredentialError::TooLarge),
             Some([]) => Err(CredentialError::Malformed),
-            other => Ok(other),
+            Some(value) if matches!(self, CredentialSource::Query(_)) => {
+                Ok(Some(percent_decode(value).into()))
+            }
+            other => Ok(other.map(Cow::Borrowed)),
         }
     }
 }
@@ -96,7 +107,7 @@ impl CredentialSource {
                 };
                 let kept: Vec<&str> = query
                     .split('&')
-                    .filter(|pair| pair.split_once('=').map_or(*pair, |(key, _)| key) != name)
+                    .filter(|pair| !named(pair.split_once('=').map_or(*pair, |(key, _)| key), name))
                     .collect();
                 let target = match kept.is_empty() {
                     true => req.uri.path().to_owned(),
@@ -119,6 +130,11 @@ impl CredentialSource {
         }
         Ok(())
     }
+}
+
+/// Whether a query parameter's `key`, percent-decoded, is `name`.
+fn named(key: &str, name: &str) -> bool {
+    percent_decode(key.as_bytes()).eq(name.bytes())
 }
 
 /// The only item, `None` for none, or `Ambiguous` for two or more.
@@ -186,7 +202,7 @@ mod tests {
         let read = |lines: &[(&str, &str)]| {
             CredentialSource::Bearer
                 .read(&fields(lines), None, 64)
-                .map(|t| t.map(|t| String::from_utf8_lossy(t).into_owned()))
+                .map(|t| t.map(|t| String::from_utf8_lossy(&t).into_owned()))
         };
         assert_eq!(read(&[]), Ok(None));
         assert_eq!(
@@ -221,14 +237,31 @@ mod tests {
     fn cookies_headers_and_query() {
         let f = fields(&[("cookie", "a=1; session=\"tok\""), ("x-api-key", "k1")]);
         let cookie = CredentialSource::Cookie("session").read(&f, None, 64);
-        assert_eq!(cookie, Ok(Some(&b"tok"[..])));
+        assert_eq!(cookie, Ok(Some(b"tok"[..].into())));
         let header = CredentialSource::Header("x-api-key").read(&f, None, 64);
-        assert_eq!(header, Ok(Some(&b"k1"[..])));
+        assert_eq!(header, Ok(Some(b"k1"[..].into())));
         let query = CredentialSource::Query("key");
-        assert_eq!(query.read(&f, Some("a=1&key=k2"), 64), Ok(Some(&b"k2"[..])));
+        assert_eq!(
+            query.read(&f, Some("a=1&key=k2"), 64),
+            Ok(Some(b"k2"[..].into()))
+        );
         assert_eq!(
             query.read(&f, Some("key=k2&key=k3"), 64),
             Err(CredentialError::Ambiguous)
+        );
+        // Names and values are read as the upstream would, decoded; `+` is itself.
+        assert_eq!(
+            query.read(&f, Some("k%65y=a%2Bb%2F%3D+c"), 64),
+            Ok(Some(b"a+b/=+c"[..].into()))
+        );
+        assert_eq!(
+            query.read(&f, Some("key=k2&k%65y=k3"), 64),
+            Err(CredentialError::Ambiguous)
+        );
+        assert_eq!(
+            query.read(&f, Some(&format!("key={}", "%41".repeat(22))), 64),
+            Err(CredentialError::TooLarge),
+            "the cap is on the bytes as sent"
         );
         let twice = fields(&[("cookie", "session=a"), ("cookie", "session=b")]);
         let cookie = CredentialSource::Cookie("session").read(&twice, None, 64);

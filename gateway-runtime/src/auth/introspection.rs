@@ -123,8 +123,8 @@ impl Introspection {
                 .read(&req.fields, None, MAX_TOKEN)
                 .map_err(|e| unreadable(name, e, INVALID_TOKEN))?
                 .ok_or_else(|| missing(name, BEARER))?;
-            let digest: [u8; 32] = Sha256::digest(token).into();
-            (digest, Bytes::copy_from_slice(token))
+            let digest: [u8; 32] = Sha256::digest(&token).into();
+            (digest, Bytes::copy_from_slice(&token))
         };
         let answer = match cache.get(&digest, now) {
             Some(answer) => answer,

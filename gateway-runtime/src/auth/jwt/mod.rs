@@ -146,14 +146,17 @@ impl Jwt {
                 .map_err(|e| unreadable(name, e, INVALID_TOKEN))?
                 .ok_or_else(|| missing(name, BEARER))?;
             let generation = self.generation();
-            match cache.get(token, now).filter(|v| v.generation == generation) {
+            match cache
+                .get(&token, now)
+                .filter(|v| v.generation == generation)
+            {
                 Some(verified) => verified,
                 None => {
                     let verified = self
-                        .verify(token, now)
+                        .verify(&token, now)
                         .map_err(|m| invalid(name, m, INVALID_TOKEN))?;
                     let verified = Rc::new(verified);
-                    cache.insert(token, verified.clone(), now);
+                    cache.insert(&token, verified.clone(), now);
                     verified
                 }
             }
