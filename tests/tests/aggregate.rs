@@ -94,6 +94,7 @@ async fn answers_are_cut_as_written() {
         content_type: "application/json",
         body: body.to_owned(),
         delay: Duration::ZERO,
+        fields: Vec::new(),
     };
     setup.users.on(
         "/users/7",
@@ -157,6 +158,7 @@ async fn optional_calls_degrade_in_the_open() {
             content_type: "application/json",
             body: "{}".to_owned(),
             delay: Duration::ZERO,
+            fields: Vec::new(),
         },
     );
     let body = setup.get("/dashboard/7", &[KEY]).await.json();
@@ -176,6 +178,7 @@ async fn a_required_call_that_fails_fails_the_response() {
                 content_type: "text/html",
                 body: "<html>".to_owned(),
                 delay: Duration::ZERO,
+                fields: Vec::new(),
             },
             "answer is not JSON",
         ),
@@ -196,6 +199,7 @@ async fn a_required_call_that_fails_fails_the_response() {
                 content_type: "application/json",
                 body: "{}".to_owned(),
                 delay: Duration::ZERO,
+                fields: Vec::new(),
             },
             "answered 500",
         ),
@@ -402,6 +406,73 @@ async fn a_dependent_call_without_its_value_is_not_made() {
     );
 }
 
+/// The response is the gateway's own, so it tells caches what they may do: never more
+/// than the strictest answer allows, `private` for an authenticated client (a CDN
+/// must not hand one user's dashboard to the next), `no-store` when degraded (no
+/// cache serves a fallback once the backend is back), and `Vary` with the client
+/// fields the calls pass on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_are_told_what_the_answers_allow() {
+    let setup = Setup::start(&[], 1).await;
+    let user = json!({"id": 7, "name": "Ada"});
+    setup.users.on(
+        "/users/7",
+        Answer::json(user.clone()).with("cache-control", "public, max-age=600, s-maxage=30"),
+    );
+    setup.recs.on(
+        "/prefs/7",
+        Answer::json(json!({"theme": "dark"})).with("Cache-Control", "max-age=60"),
+    );
+    let header = |reply: &support::Reply, name: &str| {
+        reply
+            .headers
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII").to_owned())
+    };
+    // A public route: the shortest lifetimes, each for its caches.
+    let reply = setup.get("/profile/7", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        header(&reply, "cache-control").as_deref(),
+        Some("max-age=60, s-maxage=30")
+    );
+    assert_eq!(
+        header(&reply, "vary"),
+        None,
+        "the calls pass on no client field"
+    );
+    // One answer that may not be stored makes the whole so.
+    setup.recs.on(
+        "/prefs/7",
+        Answer::json(json!({})).with("cache-control", "no-store"),
+    );
+    let reply = setup.get("/profile/7", &[]).await;
+    assert_eq!(header(&reply, "cache-control").as_deref(), Some("no-store"));
+    // Degraded: the fallback must not outlive the failure.
+    setup.recs.on(
+        "/prefs/7",
+        Answer {
+            status: 500,
+            ..Answer::json(json!({}))
+        },
+    );
+    let reply = setup.get("/profile/7", &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.headers.contains_key("x-gateway-partial"));
+    assert_eq!(header(&reply, "cache-control").as_deref(), Some("no-store"));
+    // Answers that say nothing: neither does the response.
+    setup.users.on("/users/7", Answer::json(user));
+    setup.recs.on("/prefs/7", Answer::json(json!({})));
+    let reply = setup.get("/profile/7", &[]).await;
+    assert_eq!(header(&reply, "cache-control"), None);
+    // An authenticated route whose calls pass on `Accept-Language`.
+    usual(&setup, Duration::ZERO);
+    let reply = setup.get("/dashboard/7", &[KEY]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(header(&reply, "cache-control").as_deref(), Some("private"));
+    assert_eq!(header(&reply, "vary").as_deref(), Some("accept-language"));
+}
+
 /// A query value in a backend's path must be one whole segment: `..`, an encoded
 /// slash or backslash, a control character or nothing at all would name another
 /// resource on the backend, so the request is refused before any call is made.
@@ -551,6 +622,7 @@ async fn body_rules_shape_json_both_ways() {
                 content_type: "text/plain",
                 body: "plain".to_owned(),
                 delay: Duration::ZERO,
+                fields: Vec::new(),
             },
             200,
         ),
@@ -560,6 +632,7 @@ async fn body_rules_shape_json_both_ways() {
                 content_type: "application/json",
                 body: "{\"id\":".to_owned(),
                 delay: Duration::ZERO,
+                fields: Vec::new(),
             },
             502,
         ),
@@ -570,6 +643,7 @@ async fn body_rules_shape_json_both_ways() {
                 content_type: "application/json",
                 body: "{\"error\":\"no such user\",\"trace\":1}".to_owned(),
                 delay: Duration::ZERO,
+                fields: Vec::new(),
             },
             404,
         ),

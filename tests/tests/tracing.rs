@@ -32,6 +32,7 @@ impl Collector {
             content_type: "application/x-protobuf",
             body: String::new(),
             delay: Duration::ZERO,
+            fields: Vec::new(),
         };
         server.on("/v1/traces", accepted);
         Collector { server }
@@ -335,6 +336,7 @@ async fn failures_are_error_spans() {
         content_type: "application/json",
         body: "{}".into(),
         delay: Duration::ZERO,
+        fields: Vec::new(),
     };
     setup.orders.on("/broken/7", broken);
     let parent = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");

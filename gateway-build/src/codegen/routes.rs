@@ -233,7 +233,7 @@ fn chain_body(
             rt::shape_request(&mut req, &REQUEST_BODY).await?;
         });
     }
-    let target = target(plan, upstreams, route);
+    let target = target(plan, upstreams, route, chain);
     let target = match &route.response_body {
         Some(body) => {
             let rules = body_rules(&format_ident!("RESPONSE_BODY"), route, body);
@@ -292,7 +292,7 @@ fn identity_of(
 }
 
 /// The target phase: the one place that matches on what a route's target is.
-fn target(plan: &Plan, upstreams: &[Ident], route: &RoutePlan) -> TokenStream {
+fn target(plan: &Plan, upstreams: &[Ident], route: &RoutePlan, chain: &Chain) -> TokenStream {
     match &route.target {
         Target::Upstream { upstream, path } => {
             let field = &upstreams[*upstream];
@@ -326,7 +326,7 @@ fn target(plan: &Plan, upstreams: &[Ident], route: &RoutePlan) -> TokenStream {
                 }}
             }
         }
-        Target::Aggregate(spec) => aggregate(plan, upstreams, route, spec),
+        Target::Aggregate(spec) => aggregate(plan, upstreams, route, chain, spec),
     }
 }
 
@@ -336,6 +336,7 @@ fn aggregate(
     plan: &Plan,
     upstreams: &[Ident],
     route: &RoutePlan,
+    chain: &Chain,
     spec: &AggregatePlan,
 ) -> TokenStream {
     let identity = super::identity_headers(plan);
@@ -418,6 +419,32 @@ fn aggregate(
     } else {
         quote!(rt::Merge::Nested)
     };
+    // The response is the client's own when the chain establishes who the client is
+    // or a call passes on the client's credentials; it varies with every client field
+    // a call passes on.
+    let mut passed: Vec<String> = spec
+        .calls
+        .iter()
+        .flat_map(|call| &call.headers)
+        .map(|name| name.to_ascii_lowercase())
+        .collect();
+    passed.sort_unstable();
+    passed.dedup();
+    let private = chain.steps.iter().any(|step| {
+        matches!(
+            step,
+            Step::Authenticate { .. } | Step::ExtAuthz { .. } | Step::ClientCert { .. }
+        )
+    }) || passed
+        .iter()
+        .any(|name| name == "authorization" || name == "cookie");
+    let vary = match passed.is_empty() {
+        true => quote!(::core::option::Option::None),
+        false => {
+            let vary = passed.join(", ");
+            quote!(::core::option::Option::Some(#vary))
+        }
+    };
     let name = &route.name;
     quote! {{
         static CALLS: [rt::CallSpec; #count] = [#(#calls),*];
@@ -425,6 +452,8 @@ fn aggregate(
             route: #name,
             merge: #merge,
             calls: &CALLS,
+            private: #private,
+            vary: #vary,
         };
         rt::aggregate_admit(&AGGREGATE, &req.uri)?;
         #(#stages)*

@@ -8,6 +8,7 @@ use http::Method;
 
 use super::CallSpec;
 use super::answer::Answer;
+use super::caching::Caching;
 use super::template::Values;
 use crate::message::body::NotWhole;
 use crate::message::fields::Fields;
@@ -16,6 +17,13 @@ use crate::observe::trace::context::copy_state;
 use crate::pipeline::RequestContext;
 use crate::pipeline::gateway::{Params, Request};
 use crate::upstream::{Ask, Upstream};
+
+/// A call's answer, and what its response allowed caches.
+#[derive(Debug)]
+pub struct Answered {
+    pub answer: Answer,
+    pub caching: Caching,
+}
 
 /// Why a call gave no answer; its `Display` is what `_errors` and the 502 say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +71,10 @@ pub async fn call(
     spec: &'static CallSpec,
     req: &Request,
     params: &Params<'_, '_>,
-    needs: &[&Result<Answer, CallError>],
+    needs: &[&Result<Answered, CallError>],
     cx: &RequestContext,
     trace: Option<SpanContext>,
-) -> Result<Answer, CallError> {
+) -> Result<Answered, CallError> {
     let values = Values {
         uri: &req.uri,
         params,
@@ -110,20 +118,24 @@ pub async fn call(
             )
             .await
             .map_err(|e| CallError::Unavailable(e.kind()))?;
-        let (status, _, body) = response.into_parts();
+        let (status, fields, body) = response.into_parts();
         if !status.is_success() {
             return Err(CallError::Status(status.as_u16()));
         }
-        body.whole(spec.max_body).await.map_err(|e| match e {
+        let body = body.whole(spec.max_body).await.map_err(|e| match e {
             NotWhole::TooLarge => CallError::TooLarge,
             NotWhole::BrokeOff => CallError::Unavailable("the answer broke off"),
-        })
+        })?;
+        Ok((body, Caching::of(&fields)))
     };
-    let body = tokio::time::timeout(spec.timeout, asked)
+    let (body, caching) = tokio::time::timeout(spec.timeout, asked)
         .await
         .map_err(|_| CallError::Timeout)??;
-    if spec.rules.is_empty() {
-        return Answer::checked(body).ok_or(CallError::NotJson);
-    }
-    Answer::shaped(&spec.rules, &body).ok_or(CallError::NotJson)
+    let answer = if spec.rules.is_empty() {
+        Answer::checked(body)
+    } else {
+        Answer::shaped(&spec.rules, &body)
+    };
+    let answer = answer.ok_or(CallError::NotJson)?;
+    Ok(Answered { answer, caching })
 }

@@ -8,7 +8,8 @@ use http::StatusCode;
 use serde_json::Value;
 
 use super::answer::{Answer, Member};
-use super::{AggregateSpec, CallError, Merge};
+use super::caching::Caching;
+use super::{AggregateSpec, Answered, CallError, Merge};
 use crate::message::body::Pieces;
 use crate::message::error::json_error;
 use crate::message::response::Response;
@@ -21,13 +22,20 @@ pub const PARTIAL: &[u8] = b"x-gateway-partial";
 /// 502 if a required call failed; otherwise 200 with the merged JSON.
 pub fn respond<const N: usize>(
     spec: &'static AggregateSpec,
-    answers: [Result<Answer, CallError>; N],
+    answers: [Result<Answered, CallError>; N],
 ) -> Result<Response, Stop> {
     let mut values: Vec<Answer> = Vec::with_capacity(N);
     let mut failed: Vec<(&'static str, CallError)> = Vec::new();
+    let mut caching = match spec.private {
+        true => Caching::PRIVATE,
+        false => Caching::default(),
+    };
     for (call, answer) in spec.calls.iter().zip(answers) {
         match answer {
-            Ok(value) => values.push(value),
+            Ok(answered) => {
+                caching = caching.and(answered.caching);
+                values.push(answered.answer);
+            }
             Err(error) if call.required => {
                 tracing::warn!(route = spec.route, call = call.key, upstream = call.upstream, %error, "a required call failed");
                 let message = format!("backend `{}` {error}", call.key);
@@ -84,11 +92,18 @@ pub fn respond<const N: usize>(
     }
     body.text().push(b'}');
     let mut response = Response::written(StatusCode::OK, b"application/json", body.finish());
+    let fields = response.fields_mut();
     if !failed.is_empty() {
         let keys: Vec<&str> = failed.iter().map(|(key, _)| *key).collect();
-        response
-            .fields_mut()
-            .append(PARTIAL, keys.join(", ").as_bytes());
+        fields.append(PARTIAL, keys.join(", ").as_bytes());
+        // No cache may serve a fallback once the backend answers again.
+        caching = Caching::NO_STORE;
+    }
+    if let Some(value) = caching.value() {
+        fields.append(b"cache-control", value.as_bytes());
+    }
+    if let Some(vary) = spec.vary {
+        fields.append(b"vary", vary.as_bytes());
     }
     Ok(response)
 }

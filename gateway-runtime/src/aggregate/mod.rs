@@ -18,8 +18,13 @@
 //! with 502 if it is `required`; otherwise its `fallback` takes its place, its key is
 //! listed in `X-Gateway-Partial`, and the body's `_errors` object says why. A response
 //! without that field and object is complete.
+//!
+//! **Caching.** The response is the gateway's own, so it says what caches may do with
+//! it (`caching`): no more than the strictest answer allows, `private` for a client's
+//! own, `no-store` when degraded, and `Vary` with the client fields the calls pass on.
 
 mod answer;
+mod caching;
 mod call;
 mod merge;
 pub mod template;
@@ -28,7 +33,7 @@ use std::time::Duration;
 
 pub use crate::transform::shape::{Rules, Step};
 pub use answer::Answer;
-pub use call::{CallError, call};
+pub use call::{Answered, CallError, call};
 pub use merge::respond;
 pub use template::{Piece, Source};
 
@@ -50,6 +55,13 @@ pub struct AggregateSpec {
     pub route: &'static str,
     pub merge: Merge,
     pub calls: &'static [CallSpec],
+    /// Whether the response is the client's own: the route authenticates it, or a
+    /// call passes on its `Authorization` or `Cookie`. Then no shared cache may
+    /// store it.
+    pub private: bool,
+    /// The client fields the calls pass on, which the response may vary with: its
+    /// `Vary` (lower case, comma-separated); `None` if they pass on none.
+    pub vary: Option<&'static str>,
 }
 
 /// One backend call of an aggregate route.

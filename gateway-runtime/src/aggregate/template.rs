@@ -26,8 +26,7 @@ use percent_encoding::{
 use serde_json::Value;
 
 use super::AggregateSpec;
-use super::answer::Answer;
-use super::call::CallError;
+use super::call::{Answered, CallError};
 use crate::pipeline::Stop;
 use crate::route::path::{encoded, query_values};
 use crate::transform::shape::Step;
@@ -66,7 +65,7 @@ pub enum Source {
 pub struct Values<'a> {
     pub uri: &'a Uri,
     pub params: &'a matchit::Params<'a, 'a>,
-    pub needs: &'a [&'a Result<Answer, CallError>],
+    pub needs: &'a [&'a Result<Answered, CallError>],
 }
 
 /// `unreserved` of RFC 3986 §2.3 stays; everything else of an answer's text is
@@ -226,7 +225,7 @@ impl Values<'_> {
             return Err(CallError::Target);
         };
         let answer = match self.needs.get(*slot) {
-            Some(Ok(answer)) => answer,
+            Some(Ok(answered)) => &answered.answer,
             _ => return Err(CallError::Needs(key)),
         };
         match answer.at(path) {
@@ -254,7 +253,10 @@ mod tests {
         router.insert("/d/{id}", ()).expect("route");
         let uri: Uri = uri.parse().expect("uri");
         let matched = router.at(uri.path()).expect("match");
-        let answer = Ok(Answer::Value(serde_json::from_str(answer).expect("json")));
+        let answer = Ok(Answered {
+            answer: crate::aggregate::Answer::Value(serde_json::from_str(answer).expect("json")),
+            caching: crate::aggregate::caching::Caching::default(),
+        });
         let values = Values {
             uri: &uri,
             params: &matched.params,

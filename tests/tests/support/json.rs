@@ -22,6 +22,8 @@ pub struct Answer {
     pub content_type: &'static str,
     pub body: String,
     pub delay: Duration,
+    /// More fields of the response.
+    pub fields: Vec<(&'static str, &'static str)>,
 }
 
 impl Answer {
@@ -31,7 +33,13 @@ impl Answer {
             content_type: "application/json",
             body: body.to_string(),
             delay: Duration::ZERO,
+            fields: Vec::new(),
         }
+    }
+
+    pub fn with(mut self, name: &'static str, value: &'static str) -> Answer {
+        self.fields.push((name, value));
+        self
     }
 
     pub fn after(mut self, delay: Duration) -> Answer {
@@ -137,9 +145,13 @@ impl JsonBackend {
                 .unwrap_or_default();
         };
         tokio::time::sleep(answer.delay).await;
-        Response::builder()
+        let mut response = Response::builder()
             .status(answer.status)
-            .header("content-type", answer.content_type)
+            .header("content-type", answer.content_type);
+        for (name, value) in answer.fields {
+            response = response.header(name, value);
+        }
+        response
             .body(Full::new(Bytes::from(answer.body)))
             .unwrap_or_default()
     }
