@@ -473,6 +473,43 @@ async fn caches_are_told_what_the_answers_allow() {
     assert_eq!(header(&reply, "vary").as_deref(), Some("accept-language"));
 }
 
+/// The calls never send the client's body, but it is read as a proxied route's is:
+/// a body that looks like a request is a body, not a second request, and the
+/// connection goes on; badly framed body bytes get 400 before any backend is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_body_is_read_as_framed() {
+    let setup = Setup::start(&[], 1).await;
+    setup.users.on("/users/7", Answer::json(json!({"id": 7})));
+    setup.users.on("/users/8", Answer::json(json!({"id": 8})));
+    setup.recs.on("/prefs/7", Answer::json(json!({})));
+    setup.recs.on("/prefs/8", Answer::json(json!({})));
+    let addr = setup.gateway.addr("main");
+    let inner = "GET /strict/1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    let request = format!(
+        "POST /profile/7 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{inner}\
+         GET /profile/8 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        inner.len()
+    );
+    let out = tokio::task::spawn_blocking(move || support::raw(addr, request.as_bytes()))
+        .await
+        .expect("thread");
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
+    assert!(
+        out.contains(r#""id":7"#) && out.contains(r#""id":8"#),
+        "{out}"
+    );
+    let asked: Vec<String> = setup.users.asked().into_iter().map(|a| a.target).collect();
+    assert_eq!(asked, ["/users/7", "/users/8"]);
+
+    let bad = b"POST /profile/7 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n";
+    let out = tokio::task::spawn_blocking(move || support::raw(addr, bad))
+        .await
+        .expect("thread");
+    assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
+    assert!(out.contains("request body could not be read"), "{out}");
+    assert_eq!(setup.users.asked().len(), 2, "no backend asked");
+}
+
 /// A query value in a backend's path must be one whole segment: `..`, an encoded
 /// slash or backslash, a control character or nothing at all would name another
 /// resource on the backend, so the request is refused before any call is made.

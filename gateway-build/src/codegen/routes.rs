@@ -455,7 +455,7 @@ fn aggregate(
             private: #private,
             vary: #vary,
         };
-        rt::aggregate_admit(&AGGREGATE, &req.uri)?;
+        rt::aggregate_admit(&AGGREGATE, &mut req)?;
         #(#stages)*
         rt::aggregate_respond(&AGGREGATE, [#(#answers),*])?
     }}
@@ -607,6 +607,7 @@ fn mutates_request(plan: &Plan, route: &RoutePlan) -> bool {
             .flat_map(|c| &c.steps)
             .any(|s| matches!(s, Step::Authenticate { .. } | Step::ExtAuthz { .. }))
         || route.request_body.is_some()
+        || matches!(route.target, Target::Aggregate(_))
 }
 
 /// Whether the route's code reads the route parameters.

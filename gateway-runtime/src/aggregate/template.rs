@@ -20,6 +20,7 @@ use std::fmt::Write;
 
 use http::Uri;
 use http::uri::PathAndQuery;
+use http_body::Body as _;
 use percent_encoding::{
     AsciiSet, NON_ALPHANUMERIC, percent_decode_str, percent_encode, utf8_percent_encode,
 };
@@ -28,6 +29,7 @@ use serde_json::Value;
 use super::AggregateSpec;
 use super::call::{Answered, CallError};
 use crate::pipeline::Stop;
+use crate::pipeline::gateway::Request;
 use crate::route::path::{encoded, query_values};
 use crate::transform::shape::Step;
 
@@ -76,11 +78,16 @@ const ANSWER_IN_TARGET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// Refuses a request whose query values cannot fill the paths of `spec`'s calls
-/// that use them: the fault is the client's, so it is a 400 before any backend is
-/// asked anything.
-pub fn admit(spec: &AggregateSpec, uri: &Uri) -> Result<(), Stop> {
-    let query = uri.query().unwrap_or("");
+/// Refuses, with 400 before any backend is asked anything, a request whose query
+/// values cannot fill the paths of `spec`'s calls that use them, or whose body bytes
+/// that came with the head are badly framed. The calls never send the client's body,
+/// but it is read as a proxied route's is: framing that servers read differently is
+/// refused wherever it arrives, and a small body read whole keeps the connection.
+pub fn admit(spec: &AggregateSpec, req: &mut Request) -> Result<(), Stop> {
+    if !req.body.is_end_stream() && req.body.take_in_hand().is_err() {
+        return Err(Stop::bad_request("request body could not be read"));
+    }
+    let query = req.uri.query().unwrap_or("");
     for call in spec.calls {
         for piece in in_path(call.path) {
             if let Piece::Value(Source::Query(name)) = piece {
