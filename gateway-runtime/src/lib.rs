@@ -65,8 +65,8 @@ pub mod fuzzing;
 pub mod __private {
     pub use crate::aggregate::{
         AggregateSpec, CallSpec, Merge, Piece as CallPiece, Rules as FieldRules,
-        Source as CallSource, Step as FieldStep, call as aggregate_call,
-        respond as aggregate_respond, template::admit as aggregate_admit,
+        Source as CallSource, Step as FieldStep, admit as aggregate_admit, call as aggregate_call,
+        respond as aggregate_respond,
     };
     pub use crate::auth::api_key::{ApiKeySpec, ApiKeys, ConsumerSpec};
     pub use crate::auth::authorize::{AuthorizeRule, ClaimRule};

@@ -435,6 +435,12 @@ fn aggregate(
             step,
             Step::Authenticate { .. } | Step::ExtAuthz { .. } | Step::ClientCert { .. }
         )
+    }) || plan.listeners.iter().enumerate().any(|(i, listener)| {
+        chain.listeners & (1u64 << i) != 0
+            && listener
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.client_auth.is_some())
     }) || passed
         .iter()
         .any(|name| name == "authorization" || name == "cookie");
@@ -776,6 +782,88 @@ pub(super) fn refuse_method(plan: &Plan, names: &PolicyNames) -> TokenStream {
         ) -> rt::Stop {
             #body
             rt::Stop::MethodNotAllowed(allowed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The generated aggregate of a configuration with one aggregate route, `route`
+    /// (its keys after `path`), on `listener`.
+    fn aggregate(listener: &str, route: &str, headers: &str) -> String {
+        let source = format!(
+            r#"
+[listeners.public]
+bind = "127.0.0.1:8080"
+{listener}
+
+[upstreams.users]
+targets = ["http://127.0.0.1:9000"]
+
+[policies.keys]
+api_key = {{ header = "X-API-Key" }}
+
+[consumers.app]
+keys = ["${{env:KEY}}"]
+
+[[routes]]
+path = "/d/{{id}}"
+{route}
+
+[[routes.aggregate]]
+key = "user"
+upstream = "users"
+path = "/users/{{id}}"
+headers = {headers}
+"#
+        );
+        let output = crate::generate("gateway.toml", &source)
+            .unwrap_or_else(|d| panic!("{}", d.render(false)));
+        let at = output.source.find("private:").expect("an aggregate");
+        let fields = &output.source[at..];
+        let end = fields
+            .find("vary:")
+            .and_then(|v| fields[v..].find(',').map(|c| v + c + 1));
+        fields[..end.expect("a vary field")]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// An aggregate response is the client's own where the chain knows who the client
+    /// is, its listener verifies client certificates, or a call passes on the client's
+    /// credentials; it varies with the client fields the calls pass on.
+    #[test]
+    fn aggregate_responses_say_whose_they_are() {
+        let tls = "[listeners.public.tls]\ncert = \"${file:c.pem}\"\nkey = \"${file:k.pem}\"";
+        let mtls = format!("{tls}\nclient_auth = {{ ca = \"${{file:ca.pem}}\" }}");
+        let none = "::core::option::Option::None";
+        let language = "::core::option::Option::Some(\"accept-language\")";
+        for (listener, route, headers, private, vary) in [
+            ("", "public = true", "[]", false, none),
+            (
+                "",
+                "public = true",
+                "[\"Accept-Language\"]",
+                false,
+                language,
+            ),
+            (tls, "public = true", "[]", false, none),
+            (&mtls, "public = true", "[]", true, none),
+            ("", "policies = [\"keys\"]", "[]", true, none),
+            (
+                "",
+                "public = true",
+                "[\"Cookie\"]",
+                true,
+                "::core::option::Option::Some(\"cookie\")",
+            ),
+        ] {
+            assert_eq!(
+                aggregate(listener, route, headers),
+                format!("private: {private}, vary: {vary},"),
+                "{listener} {route} {headers}"
+            );
         }
     }
 }

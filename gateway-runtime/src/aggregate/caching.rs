@@ -8,7 +8,7 @@
 //! shared caches (CDNs) apply a default lifetime to a 200 and would serve one user's
 //! aggregate to the next.
 
-use crate::message::fields::Fields;
+use crate::message::fields::{Fields, is};
 
 /// What a response allows caches, as far as the aggregate needs to know.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,15 +60,20 @@ impl Caching {
                     Some(at) => (&directive[..at], Some(&directive[at + 1..])),
                     None => (directive, None),
                 };
+                let name = name.trim_ascii_end();
                 let age = || Some(value.map_or(0, seconds));
-                match name.trim_ascii_end().to_ascii_lowercase().as_slice() {
-                    b"no-store" => caching.no_store = true,
-                    b"private" => caching.private = true,
-                    b"no-cache" => caching.no_cache = true,
-                    b"must-revalidate" | b"proxy-revalidate" => caching.must_revalidate = true,
-                    b"max-age" => caching.max_age = shorter(caching.max_age, age()),
-                    b"s-maxage" => s_maxage = shorter(s_maxage, age()),
-                    _ => {}
+                if is(name, b"no-store") {
+                    caching.no_store = true;
+                } else if is(name, b"private") {
+                    caching.private = true;
+                } else if is(name, b"no-cache") {
+                    caching.no_cache = true;
+                } else if is(name, b"must-revalidate") || is(name, b"proxy-revalidate") {
+                    caching.must_revalidate = true;
+                } else if is(name, b"max-age") {
+                    caching.max_age = shorter(caching.max_age, age());
+                } else if is(name, b"s-maxage") {
+                    s_maxage = shorter(s_maxage, age());
                 }
             }
         }

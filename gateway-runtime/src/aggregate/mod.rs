@@ -6,7 +6,8 @@
 //! timeout, a body bound, whether the response needs it, and field rules), and the
 //! generated target joins that many concrete `call` futures (no boxing, the arity a
 //! constant) and hands the answers to `respond`, which merges them in the order the
-//! configuration lists the calls (`merge`).
+//! configuration lists the calls (`merge`). Before the first call, `admit` refuses a
+//! request that is the client's fault (400), so that no backend sees it.
 //!
 //! **Dependent calls.** A call may use a value of an earlier call's answer
 //! (`/teams/{user.team_id}`). The compiler puts the calls in stages, each stage's
@@ -31,11 +32,32 @@ pub mod template;
 
 use std::time::Duration;
 
+use http_body::Body as _;
+
+use crate::pipeline::Stop;
+use crate::pipeline::gateway::Request;
 pub use crate::transform::shape::{Rules, Step};
 pub use answer::Answer;
 pub use call::{Answered, CallError, call};
 pub use merge::respond;
 pub use template::{Piece, Source};
+
+/// Refuses, with 400 before any backend is asked anything, a request whose body
+/// bytes that came with the head are badly framed, or whose query values cannot fill
+/// the paths of `spec`'s calls that use them. The calls never send the client's body,
+/// but it is read as a proxied route's is: framing that servers read differently is
+/// refused wherever it arrives, and a small body read whole keeps the connection.
+pub fn admit(spec: &AggregateSpec, req: &mut Request) -> Result<(), Stop> {
+    if !req.body.is_end_stream() && req.body.take_in_hand().is_err() {
+        return Err(Stop::bad_request("request body could not be read"));
+    }
+    if !template::query_values_fit(spec.calls, &req.uri) {
+        return Err(Stop::bad_request(
+            "a query value a backend path uses is missing or not one path segment",
+        ));
+    }
+    Ok(())
+}
 
 /// How the answers are put together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +77,9 @@ pub struct AggregateSpec {
     pub route: &'static str,
     pub merge: Merge,
     pub calls: &'static [CallSpec],
-    /// Whether the response is the client's own: the route authenticates it, or a
-    /// call passes on its `Authorization` or `Cookie`. Then no shared cache may
-    /// store it.
+    /// Whether the response is the client's own: the route authenticates it (a
+    /// policy, or a listener's client certificates), or a call passes on its
+    /// `Authorization` or `Cookie`. Then no shared cache may store it.
     pub private: bool,
     /// The client fields the calls pass on, which the response may vary with: its
     /// `Vary` (lower case, comma-separated); `None` if they pass on none.

@@ -13,23 +13,21 @@
 //! `/teams/{user.team}` with `..` would reach `/` on the backend, an empty value
 //! (`/users/`) names the collection instead of one member, and `%2F` is read as `/`
 //! by some servers. A request whose query value does not fit is refused with 400
-//! before any call (`admit`); an answer's value that does not fit fails its call.
+//! before any call (`query_values_fit`); an answer's value that does not fit fails
+//! its call.
 
 use std::borrow::Cow;
 use std::fmt::Write;
 
 use http::Uri;
 use http::uri::PathAndQuery;
-use http_body::Body as _;
 use percent_encoding::{
     AsciiSet, NON_ALPHANUMERIC, percent_decode_str, percent_encode, utf8_percent_encode,
 };
 use serde_json::Value;
 
-use super::AggregateSpec;
+use super::CallSpec;
 use super::call::{Answered, CallError};
-use crate::pipeline::Stop;
-use crate::pipeline::gateway::Request;
 use crate::route::path::{encoded, query_values};
 use crate::transform::shape::Step;
 
@@ -78,29 +76,20 @@ const ANSWER_IN_TARGET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// Refuses, with 400 before any backend is asked anything, a request whose query
-/// values cannot fill the paths of `spec`'s calls that use them, or whose body bytes
-/// that came with the head are badly framed. The calls never send the client's body,
-/// but it is read as a proxied route's is: framing that servers read differently is
-/// refused wherever it arrives, and a small body read whole keeps the connection.
-pub fn admit(spec: &AggregateSpec, req: &mut Request) -> Result<(), Stop> {
-    if !req.body.is_end_stream() && req.body.take_in_hand().is_err() {
-        return Err(Stop::bad_request("request body could not be read"));
-    }
-    let query = req.uri.query().unwrap_or("");
-    for call in spec.calls {
-        for piece in in_path(call.path) {
-            if let Piece::Value(Source::Query(name)) = piece {
+/// Whether every query value the paths of `calls` use is one whole segment: what a
+/// request must give before any call is made.
+pub fn query_values_fit(calls: &[CallSpec], uri: &Uri) -> bool {
+    let query = uri.query().unwrap_or("");
+    calls
+        .iter()
+        .flat_map(|call| in_path(call.path))
+        .all(|piece| match piece {
+            Piece::Value(Source::Query(name)) => {
                 let value = query_values(query, name).next().unwrap_or("");
-                if !fits_in_path(&percent_decode_str(value).collect::<Vec<u8>>()) {
-                    return Err(Stop::bad_request(
-                        "a query value a backend path uses is missing or not one path segment",
-                    ));
-                }
+                fits_in_path(&percent_decode_str(value).collect::<Vec<u8>>())
             }
-        }
-    }
-    Ok(())
+            _ => true,
+        })
 }
 
 /// The pieces of a target before its query.
@@ -147,7 +136,7 @@ impl Values<'_> {
                         &['&', '=', '+', ';', '/', '?', '#'],
                     );
                 }
-                // `admit` refused a request with a value that does not fit.
+                // `query_values_fit` refused a request with a value that does not fit.
                 Piece::Value(Source::Query(name)) => {
                     let value: Vec<u8> = percent_decode_str(self.query(name)).collect();
                     if !fits_in_path(&value) {
