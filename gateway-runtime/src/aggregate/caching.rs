@@ -8,6 +8,8 @@
 //! shared caches (CDNs) apply a default lifetime to a 200 and would serve one user's
 //! aggregate to the next.
 
+use std::fmt::Write;
+
 use crate::message::fields::{Fields, is};
 
 /// What a response allows caches, as far as the aggregate needs to know.
@@ -98,27 +100,33 @@ impl Caching {
         if self.no_store {
             return Some("no-store".to_owned());
         }
-        let mut directives = Vec::new();
+        let mut value = String::new();
+        let mut add = |directive: std::fmt::Arguments<'_>| {
+            if !value.is_empty() {
+                value.push_str(", ");
+            }
+            let _ = value.write_fmt(directive);
+        };
         if self.private {
-            directives.push("private".to_owned());
+            add(format_args!("private"));
         }
         if self.no_cache {
-            directives.push("no-cache".to_owned());
+            add(format_args!("no-cache"));
         }
         if self.must_revalidate {
-            directives.push("must-revalidate".to_owned());
+            add(format_args!("must-revalidate"));
         }
         if let Some(age) = self.max_age {
-            directives.push(format!("max-age={age}"));
+            add(format_args!("max-age={age}"));
         }
         // Shared caches do not store a private response.
         if !self.private
             && let Some(age) = self.shared_max_age
             && Some(age) != self.max_age
         {
-            directives.push(format!("s-maxage={age}"));
+            add(format_args!("s-maxage={age}"));
         }
-        (!directives.is_empty()).then(|| directives.join(", "))
+        (!value.is_empty()).then_some(value)
     }
 }
 
