@@ -201,7 +201,7 @@ codes! {
         "a header rule names a field that is not an RFC 9110 token";
         "use letters, digits and `-` (`X-Request-Id`)";
     FORBIDDEN_HEADER = "G0608" "forbidden-header" Error false:
-        "a header rule touches a field that frames the message, concerns one hop only, or that the gateway sets itself";
+        "a header rule touches, or an aggregate call passes on, a field that frames the message, concerns one hop only, or that the gateway sets itself";
         "leave that field to the gateway";
     INVALID_HEADER_VALUE = "G0609" "invalid-header-value" Error false:
         "a header rule value that is not a field value (a control character) or not a valid template";

@@ -179,11 +179,20 @@ fn check_route(
             ));
         }
         for name in call.headers.iter().flat_map(|h| h.get_ref()) {
-            if !headers::is_token(name.get_ref()) {
+            let text = name.get_ref();
+            if !headers::is_token(text) {
                 found.push(Diagnostic::new(
                     &codes::INVALID_HEADER_NAME,
                     name.span(),
-                    format!("`{}` is not a header name", name.get_ref()),
+                    format!("`{text}` is not a header name"),
+                ));
+            } else if let Some(why) = headers::forbidden(text) {
+                // The gateway writes these fields of a call itself; passing the
+                // client's on would be silently dropped.
+                found.push(Diagnostic::new(
+                    &codes::FORBIDDEN_HEADER,
+                    name.span(),
+                    format!("a call cannot pass on `{text}`: {why}"),
                 ));
             }
         }
