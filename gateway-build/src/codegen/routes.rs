@@ -419,37 +419,10 @@ fn aggregate(
     } else {
         quote!(rt::Merge::Nested)
     };
-    // The response is the client's own when the chain establishes who the client is
-    // or a call passes on the client's credentials; it varies with every client field
-    // a call passes on.
-    let mut passed: Vec<String> = spec
-        .calls
-        .iter()
-        .flat_map(|call| &call.headers)
-        .map(|name| name.to_ascii_lowercase())
-        .collect();
-    passed.sort_unstable();
-    passed.dedup();
-    let private = chain.steps.iter().any(|step| {
-        matches!(
-            step,
-            Step::Authenticate { .. } | Step::ExtAuthz { .. } | Step::ClientCert { .. }
-        )
-    }) || plan.listeners.iter().enumerate().any(|(i, listener)| {
-        chain.listeners & (1u64 << i) != 0
-            && listener
-                .tls
-                .as_ref()
-                .is_some_and(|tls| tls.client_auth.is_some())
-    }) || passed
-        .iter()
-        .any(|name| name == "authorization" || name == "cookie");
-    let vary = match passed.is_empty() {
-        true => quote!(::core::option::Option::None),
-        false => {
-            let vary = passed.join(", ");
-            quote!(::core::option::Option::Some(#vary))
-        }
+    let (private, vary) = whose(plan, chain, spec);
+    let vary = match vary {
+        Some(vary) => quote!(::core::option::Option::Some(#vary)),
+        None => quote!(::core::option::Option::None),
     };
     let name = &route.name;
     quote! {{
@@ -465,6 +438,40 @@ fn aggregate(
         #(#stages)*
         rt::aggregate_respond(&AGGREGATE, [#(#answers),*])?
     }}
+}
+
+/// Whether an aggregate's response is the client's own (no shared cache may store
+/// it), and its `Vary`. It is the client's own when the chain establishes who the
+/// client is, its listener verifies client certificates (whose identity fields every
+/// call gets), or a call passes on the client's credentials; it varies with every
+/// client field a call passes on.
+fn whose(plan: &Plan, chain: &Chain, spec: &AggregatePlan) -> (bool, Option<String>) {
+    let mut passed: Vec<String> = spec
+        .calls
+        .iter()
+        .flat_map(|call| &call.headers)
+        .map(|name| name.to_ascii_lowercase())
+        .collect();
+    passed.sort_unstable();
+    passed.dedup();
+    let authenticates = chain.steps.iter().any(|step| {
+        matches!(
+            step,
+            Step::Authenticate { .. } | Step::ExtAuthz { .. } | Step::ClientCert { .. }
+        )
+    });
+    let client_certificates = plan.listeners.iter().enumerate().any(|(i, listener)| {
+        chain.listeners & (1u64 << i) != 0
+            && listener
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.client_auth.is_some())
+    });
+    let credentials = passed
+        .iter()
+        .any(|name| name == "authorization" || name == "cookie");
+    let vary = (!passed.is_empty()).then(|| passed.join(", "));
+    (authenticates || client_certificates || credentials, vary)
 }
 
 /// Field rules, as the runtime's.
