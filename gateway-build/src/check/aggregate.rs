@@ -138,10 +138,23 @@ fn check_route(
     for call in calls.get_ref() {
         let call = call.get_ref();
         let key = &call.key;
-        if key.get_ref() == "_errors" || key.get_ref().is_empty() {
+        let text = key.get_ref();
+        if text == "_errors" {
             found.push(duplicate(
                 key,
                 "`_errors` is where the gateway says what failed: pick another key".to_owned(),
+            ));
+        } else if text.is_empty()
+            || text.trim() != text
+            || text.contains(|c: char| c == ',' || c.is_control())
+        {
+            // A key is also an item of the `X-Gateway-Partial` list.
+            found.push(invalid(
+                key.span(),
+                format!(
+                    "{text:?} is not a key: a key is also listed in `X-Gateway-Partial`, so it is \
+                     not empty and has no commas, control characters or spaces at its ends"
+                ),
             ));
         } else if let Some(first) = keys.iter().find(|k| k.get_ref() == key.get_ref()) {
             found.push(
