@@ -10,6 +10,7 @@ use gateway_runtime::policy::headers;
 use gateway_runtime::settings::parse_size;
 
 use crate::check::auth::bounded_duration;
+use crate::check::policies::check_header_name;
 use crate::codes::{self, Code};
 use crate::diagnostic::Diagnostic;
 use crate::pattern::{self, RewritePart};
@@ -191,23 +192,10 @@ fn check_route(
                 ),
             ));
         }
+        // The gateway writes some fields of a call itself: passing the client's on
+        // would be dropped without a word.
         for name in call.headers.iter().flat_map(|h| h.get_ref()) {
-            let text = name.get_ref();
-            if !headers::is_token(text) {
-                found.push(Diagnostic::new(
-                    &codes::INVALID_HEADER_NAME,
-                    name.span(),
-                    format!("`{text}` is not a header name"),
-                ));
-            } else if let Some(why) = headers::forbidden(text) {
-                // The gateway writes these fields of a call itself; passing the
-                // client's on would be silently dropped.
-                found.push(Diagnostic::new(
-                    &codes::FORBIDDEN_HEADER,
-                    name.span(),
-                    format!("a call cannot pass on `{text}`: {why}"),
-                ));
-            }
+            check_header_name(name, "a call cannot pass on", found);
         }
         bounded_duration(
             &call.timeout,

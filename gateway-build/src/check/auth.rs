@@ -12,7 +12,7 @@ use gateway_runtime::settings::{
 use crate::chain;
 use crate::check::lints::is_loopback;
 use crate::check::listeners::listeners_in;
-use crate::check::policies::check_header_name;
+use crate::check::policies::{RULE, check_header_name};
 use crate::check::routes::listener_mask;
 use crate::codes;
 use crate::diagnostic::{Diagnostic, did_you_mean};
@@ -216,7 +216,7 @@ fn check_jwt(jwt: &Spanned<JwtPolicy>, found: &mut Vec<Diagnostic>) {
         );
     }
     if let Some(header) = &jwt.header {
-        check_header_name(header, found);
+        check_header_name(header, RULE, found);
     }
     if let Some(cookie) = &jwt.cookie
         && !gateway_runtime::policy::headers::is_token(cookie.get_ref())
@@ -360,7 +360,7 @@ fn check_forward_claims(
         if claim.get_ref().is_empty() {
             found.push(setting_error(claim.span(), "an empty claim name"));
         }
-        check_header_name(header, found);
+        check_header_name(header, RULE, found);
         let lower = header.get_ref().to_ascii_lowercase();
         if matches!(lower.as_str(), "authorization" | "cookie") {
             found.push(setting_error(
@@ -396,7 +396,7 @@ fn check_api_key(api_key: &Spanned<ApiKeyPolicy>, config: &Config, found: &mut V
         );
     }
     if let Some(header) = &api_key.header {
-        check_header_name(header, found);
+        check_header_name(header, RULE, found);
     }
     if let Some(query) = &api_key.query {
         let name = query.get_ref();
@@ -459,7 +459,7 @@ fn check_ext_authz(authz: &ExtAuthzPolicy, found: &mut Vec<Diagnostic>) {
         .flatten()
         .flat_map(|l| l.get_ref())
     {
-        check_header_name(name, found);
+        check_header_name(name, RULE, found);
     }
     // Fields the service sets are removed from every client request: never credentials.
     for name in authz.response_headers.iter().flat_map(|l| l.get_ref()) {

@@ -188,7 +188,7 @@ fn check_header_ops(ops: &HeaderOps, found: &mut Vec<Diagnostic>) {
         .chain(entries(&ops.set).map(|(k, _)| k))
         .chain(entries(&ops.add).map(|(k, _)| k));
     for name in names {
-        check_header_name(name, found);
+        check_header_name(name, RULE, found);
     }
     for (_, value) in entries(&ops.set).chain(entries(&ops.add)) {
         check_header_value(value, found);
@@ -202,7 +202,12 @@ pub(crate) fn entries(
     table.iter().flat_map(|t| t.get_ref().iter())
 }
 
-pub(super) fn check_header_name(name: &Spanned<String>, found: &mut Vec<Diagnostic>) {
+/// How a header rule's refusal of a field reads.
+pub(super) const RULE: &str = "a header rule cannot touch";
+
+/// A field name a header rule (or, as `what` says, another setting) sets or passes on:
+/// a token, and not one of the fields the gateway writes itself.
+pub(super) fn check_header_name(name: &Spanned<String>, what: &str, found: &mut Vec<Diagnostic>) {
     let text = name.get_ref();
     if !headers::is_token(text) {
         found.push(Diagnostic::new(
@@ -214,7 +219,7 @@ pub(super) fn check_header_name(name: &Spanned<String>, found: &mut Vec<Diagnost
         found.push(Diagnostic::new(
             &codes::FORBIDDEN_HEADER,
             name.span(),
-            format!("a header rule cannot touch `{text}`: {why}"),
+            format!("{what} `{text}`: {why}"),
         ));
     }
 }
