@@ -385,6 +385,7 @@ async fn malformed_requests_are_refused_before_any_upstream() {
         "/o/a%2f..%2f..%2fetc",
         "/o/..%5c..%5cx",
         "/o/%2e%2e/%2e%2e/x",
+        "/o/%c0%ae%c0%ae/%c0%ae%c0%ae/x",
     ] {
         let reply = raw(
             addr,

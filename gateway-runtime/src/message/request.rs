@@ -225,6 +225,9 @@ pub fn normalize_path(path: &str, parameters: PathParameters) -> Result<Option<S
                 if matches!(decoded, b'/' | b'\\' | 0) {
                     return Err(bad_request("encoded slash, backslash or NUL in path"));
                 }
+                if overlong(decoded, bytes.get(i + 3..i + 6)) {
+                    return Err(bad_request("overlong UTF-8 in path"));
+                }
                 // RFC 3986 §6.2.2: unreserved characters are decoded and the other
                 // encodings written in upper case, so that `/api/%75sers` is routed
                 // as the `/api/users` the upstream will read.
@@ -289,6 +292,24 @@ pub enum PathParameters {
     Reject,
     /// Routed and forwarded as they are; still refused on `.` and `..` segments.
     Keep,
+}
+
+/// Whether the escaped byte `lead`, and the escape `next` after it, begin an overlong
+/// UTF-8 sequence: `%C0%AE` is `.` to decoders that do not check (old IIS and Tomcat
+/// read `/%C0%AE%C0%AE/` as `/../`), and no valid UTF-8 holds one.
+fn overlong(lead: u8, next: Option<&[u8]>) -> bool {
+    let Some([b'%', code @ ..]) = next else {
+        return false;
+    };
+    let Some(next) = percent_decoded(code) else {
+        return false;
+    };
+    match lead {
+        0xC0 | 0xC1 => (0x80..=0xBF).contains(&next),
+        0xE0 => (0x80..=0x9F).contains(&next),
+        0xF0 => (0x80..=0x8F).contains(&next),
+        _ => false,
+    }
 }
 
 /// The byte a `%XX` escape stands for, from its two hex digits.
@@ -412,6 +433,31 @@ mod tests {
         assert!(normal("*").is_err());
         assert_eq!(normal("/a%zz"), Err("malformed percent-encoding in path"));
         assert_eq!(normal("/a%4"), Err("malformed percent-encoding in path"));
+        assert_eq!(
+            normal("/a%u002e"),
+            Err("malformed percent-encoding in path")
+        );
+        // Overlong UTF-8: `.` and `/` as two-, three- and four-byte sequences, which
+        // lax decoders read as the characters.
+        for path in [
+            "/%c0%ae%c0%ae/x",
+            "/a/%C0%AF",
+            "/%c1%9c",
+            "/%e0%80%ae",
+            "/%f0%80%80%ae",
+        ] {
+            assert_eq!(normal(path), Err("overlong UTF-8 in path"), "{path}");
+        }
+        // Valid UTF-8 and lone bytes that begin no overlong sequence still pass.
+        for path in [
+            "/caf%C3%A9",
+            "/%E2%82%AC",
+            "/%F0%9F%98%80",
+            "/%C0x",
+            "/%E0%A0%80",
+        ] {
+            assert!(normal(path).is_ok(), "{path}");
+        }
     }
 
     /// RFC 3986 §6.2.2: unreserved characters are decoded, other escapes upper-cased,
