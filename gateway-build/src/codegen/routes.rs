@@ -420,6 +420,7 @@ fn aggregate(
         quote!(rt::Merge::Nested)
     };
     let (private, vary) = whose(plan, chain, spec);
+    let query_in_paths = query_in_paths(spec);
     let vary = match vary {
         Some(vary) => quote!(::core::option::Option::Some(#vary)),
         None => quote!(::core::option::Option::None),
@@ -433,6 +434,7 @@ fn aggregate(
             calls: &CALLS,
             private: #private,
             vary: #vary,
+            query_in_paths: &[#(#query_in_paths),*],
         };
         rt::aggregate_admit(&AGGREGATE, &mut req)?;
         #(#stages)*
@@ -446,11 +448,11 @@ fn aggregate(
 /// call gets), or a call passes on the client's credentials; it varies with every
 /// client field a call passes on.
 fn whose(plan: &Plan, chain: &Chain, spec: &AggregatePlan) -> (bool, Option<String>) {
-    let mut passed: Vec<String> = spec
+    let mut passed: Vec<&str> = spec
         .calls
         .iter()
         .flat_map(|call| &call.headers)
-        .map(|name| name.to_ascii_lowercase())
+        .map(String::as_str)
         .collect();
     passed.sort_unstable();
     passed.dedup();
@@ -469,9 +471,27 @@ fn whose(plan: &Plan, chain: &Chain, spec: &AggregatePlan) -> (bool, Option<Stri
     });
     let credentials = passed
         .iter()
-        .any(|name| name == "authorization" || name == "cookie");
+        .any(|&name| name == "authorization" || name == "cookie");
     let vary = (!passed.is_empty()).then(|| passed.join(", "));
     (authenticates || client_certificates || credentials, vary)
+}
+
+/// The query parameters some call puts before the `?` of its target, which a request
+/// must give as one whole path segment each (`rt::aggregate_admit`).
+fn query_in_paths(spec: &AggregatePlan) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for call in &spec.calls {
+        for piece in &call.path {
+            match piece {
+                CallPiece::Text(text) if text.contains('?') => break,
+                CallPiece::Value(CallValue::Query(name)) => names.push(name),
+                _ => {}
+            }
+        }
+    }
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 /// Field rules, as the runtime's.

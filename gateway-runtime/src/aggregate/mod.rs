@@ -51,7 +51,7 @@ pub fn admit(spec: &AggregateSpec, req: &mut Request) -> Result<(), Stop> {
     if !req.body.is_end_stream() && req.body.take_in_hand().is_err() {
         return Err(Stop::bad_request("request body could not be read"));
     }
-    if !template::query_values_fit(spec.calls, &req.uri) {
+    if !template::query_values_fit(spec.query_in_paths, &req.uri) {
         return Err(Stop::bad_request(
             "a query value a backend path uses is missing or not one path segment",
         ));
@@ -84,6 +84,9 @@ pub struct AggregateSpec {
     /// The client fields the calls pass on, which the response may vary with: its
     /// `Vary` (lower case, comma-separated); `None` if they pass on none.
     pub vary: Option<&'static str>,
+    /// The query parameters a call puts in the path of its target (before the `?`),
+    /// which `admit` checks.
+    pub query_in_paths: &'static [&'static str],
 }
 
 /// One backend call of an aggregate route.

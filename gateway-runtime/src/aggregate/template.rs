@@ -26,7 +26,6 @@ use percent_encoding::{
 };
 use serde_json::Value;
 
-use super::CallSpec;
 use super::call::{Answered, CallError};
 use crate::route::path::{encoded, query_values};
 use crate::transform::shape::Step;
@@ -76,32 +75,19 @@ const ANSWER_IN_TARGET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// Whether every query value the paths of `calls` use is one whole segment: what a
-/// request must give before any call is made.
-pub fn query_values_fit(calls: &[CallSpec], uri: &Uri) -> bool {
-    let query = uri.query().unwrap_or("");
-    calls
-        .iter()
-        .flat_map(|call| in_path(call.path))
-        .all(|piece| match piece {
-            Piece::Value(Source::Query(name)) => {
-                let value = query_values(query, name).next().unwrap_or("");
-                fits_in_path(&percent_decode_str(value).collect::<Vec<u8>>())
-            }
-            _ => true,
-        })
+/// Whether the request's value of each query parameter in `names` (those the calls
+/// put in a path) is one whole segment: what a request must give before any call.
+pub fn query_values_fit(names: &[&str], uri: &Uri) -> bool {
+    names.iter().all(|name| {
+        fits_in_path(&percent_decode_str(first_query_value(uri, name)).collect::<Vec<u8>>())
+    })
 }
 
-/// The pieces of a target before its query.
-fn in_path(pieces: &[Piece]) -> impl Iterator<Item = &Piece> {
-    let mut before_query = true;
-    pieces.iter().take_while(move |piece| {
-        let this = before_query;
-        if let Piece::Text(text) = piece {
-            before_query &= !text.contains('?');
-        }
-        this
-    })
+/// The request's first value of the query parameter `name`; empty without one.
+fn first_query_value<'u>(uri: &'u Uri, name: &str) -> &'u str {
+    query_values(uri.query().unwrap_or(""), name)
+        .next()
+        .unwrap_or("")
 }
 
 /// Whether decoded `value` can stand in a path as it is meant to: not empty, not a
@@ -187,9 +173,7 @@ impl Values<'_> {
     }
 
     fn query(&self, name: &str) -> &str {
-        query_values(self.uri.query().unwrap_or(""), name)
-            .next()
-            .unwrap_or("")
+        first_query_value(self.uri, name)
     }
 
     /// A value as decoded text: a scalar of an answer, or a request value.
