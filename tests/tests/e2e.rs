@@ -296,6 +296,37 @@ async fn h2c_cookies_are_joined() {
     assert_eq!(seen.headers["x-between"], "1");
 }
 
+/// HTTP/2 requests that HTTP/1.1 could not express are refused before any upstream
+/// sees them: a value with whitespace at its edge (RFC 9113 §8.2.1), and a `Host`
+/// naming another authority than `:authority` (§8.3.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_h2c_requests_are_refused() {
+    let s = setup(BUILD_RS_GATEWAY, &[]).await;
+    let h2 = h2c_client();
+    let refused = [
+        (("x-role", " admin"), "a header value begins or ends with whitespace"),
+        (("x-role", "admin\t"), "a header value begins or ends with whitespace"),
+        (("host", "admin.example.com"), "Host and :authority differ"),
+    ];
+    for ((name, value), message) in refused {
+        let request = Request::get(s.gateway.url("/api/orders/1"))
+            .header(name, value)
+            .body(TestBody::empty())
+            .expect("request");
+        let reply = send(&h2, request).await;
+        assert_eq!(reply.status, 400, "{name}: {value:?}");
+        assert_eq!(reply.json()["error"], message);
+    }
+    assert!(s.orders.seen().is_empty(), "the upstream never saw them");
+    // The same authority in another case is the same request.
+    let authority = s.gateway.addr("main").to_string().to_uppercase();
+    let request = Request::get(s.gateway.url("/api/orders/1"))
+        .header("host", authority)
+        .body(TestBody::empty())
+        .expect("request");
+    assert_eq!(send(&h2, request).await.status, 200);
+}
+
 /// A route limited to one listener is not served on another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_can_be_limited_to_listeners() {

@@ -56,6 +56,30 @@ pub fn host<'r>(
     }
 }
 
+/// The rules HTTP/2 sets for a request's fields that HTTP/1.1's parser enforces by
+/// its grammar, checked before anything reads them (RFC 9113 §8.1.1: a malformed
+/// request is never forwarded).
+///
+/// - A value must not begin or end with a space or tab (§8.2.1). An HTTP/1.1
+///   upstream reads it trimmed, so a rule matching ` admin` and the upstream reading
+///   `admin` would not agree on what was sent.
+/// - A `Host` beside `:authority` must name the same authority (§8.3.1). The gateway
+///   routes on `:authority`; a different `Host` is a request that means two things.
+pub fn http2_fields(uri: &Uri, fields: &Fields) -> Result<(), Rejection> {
+    let edge_space = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    for (_, value) in fields.iter() {
+        if edge_space(value.first()) || edge_space(value.last()) {
+            return Err(bad_request("a header value begins or ends with whitespace"));
+        }
+    }
+    if let (Some(authority), Some(host)) = (uri.authority(), fields.get(b"host"))
+        && !authority.as_str().as_bytes().eq_ignore_ascii_case(host)
+    {
+        return Err(bad_request("Host and :authority differ"));
+    }
+    Ok(())
+}
+
 /// What a listener does with request fields whose names hold `_`
 /// (`headers_with_underscores`). CGI and WSGI backends read `X_User_Id` as
 /// `X-User-Id`, so such a name can carry a field past every rule that looks for the
@@ -608,6 +632,38 @@ mod tests {
             assert_eq!(
                 check(&origin, h11, &[("host", good)]),
                 Ok(Some(expected.into()))
+            );
+        }
+    }
+
+    /// HTTP/2 fields: no value with whitespace at an edge, no Host naming another
+    /// authority than `:authority` (which may differ in case only).
+    #[test]
+    fn http2_requests() {
+        let with_authority = Uri::from_static("http://a.example:8080/x");
+        let origin = Uri::from_static("/x");
+        let check = |uri, list: &[(&str, &str)]| {
+            http2_fields(uri, &Fields::of(list)).map_err(|r| r.message)
+        };
+        assert_eq!(check(&with_authority, &[("x-a", "b c")]), Ok(()));
+        assert_eq!(check(&with_authority, &[("x-a", "")]), Ok(()));
+        for bad in [" b", "b ", "\tb", "b\t", " "] {
+            assert_eq!(
+                check(&with_authority, &[("x-a", bad)]),
+                Err("a header value begins or ends with whitespace"),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            check(&with_authority, &[("host", "A.Example:8080")]),
+            Ok(())
+        );
+        assert_eq!(check(&origin, &[("host", "b.example")]), Ok(()));
+        for other in ["b.example:8080", "a.example", "a.example:80"] {
+            assert_eq!(
+                check(&with_authority, &[("host", other)]),
+                Err("Host and :authority differ"),
+                "{other}"
             );
         }
     }

@@ -18,7 +18,7 @@ use crate::message::error::json_error;
 use crate::message::fields::Fields;
 use crate::message::methods::MethodSet;
 use crate::message::request::{
-    MaxForwards, host, max_forwards, normalize_path, underscores, with_path,
+    MaxForwards, host, http2_fields, max_forwards, normalize_path, underscores, with_path,
 };
 use crate::observe::Transferred;
 use crate::observe::access_log::{AccessLog, LoggedPath, Record};
@@ -146,6 +146,11 @@ impl<G: Gateway> Connection<G> {
         async move {
             if let Some(refusal) = self.refused {
                 return (Err(Stop::Refused(refusal)), None);
+            }
+            if req.version == http::Version::HTTP_2
+                && let Err(rejection) = http2_fields(&req.uri, &req.fields)
+            {
+                return (Err(rejection.into()), None);
             }
             if let Some(port) = self.cx.https_redirect {
                 return (redirect_to_https(&req, port), None);
