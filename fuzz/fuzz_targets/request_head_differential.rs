@@ -8,7 +8,8 @@
 //! a method and target the `http` crate takes; `Content-Length` one run of digits
 //! (or a list of the same one); never both `Transfer-Encoding` and `Content-Length`;
 //! no transfer coding in HTTP/1.0; `chunked` once and last, and no other coding; at
-//! most 32 `Connection` options; on HTTP/1.1, no `Expect` but `100-continue`.
+//! most 32 `Connection` options; on HTTP/1.1, no `Expect` but `100-continue`; a later
+//! HTTP/1 minor (`HTTP/1.2`) read as HTTP/1.1.
 
 #![no_main]
 
@@ -36,6 +37,7 @@ fn reference(bytes: &[u8]) -> Verdict {
     let len = match request.parse(bytes) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Verdict::Incomplete,
+        Err(httparse::Error::Version) => return other_version(bytes),
         Err(_) => return Verdict::Refused,
     };
     let head = &bytes[..len];
@@ -134,6 +136,44 @@ fn reference(bytes: &[u8]) -> Verdict {
             .map(|f| (f.name.as_bytes().to_vec(), f.value.to_vec()))
             .collect(),
         body,
+    }
+}
+
+/// A version httparse refuses: `HTTP/1.N` for a later minor is read as HTTP/1.1;
+/// one cut short is waited for while it can still become `HTTP/DIGIT.DIGIT`.
+fn other_version(bytes: &[u8]) -> Verdict {
+    let skipped = bytes.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+    let mut parts = bytes[skipped..].splitn(3, |&b| b == b' ');
+    let (Some(_), Some(_), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return Verdict::Refused;
+    };
+    let version_at = bytes.len() - rest.len();
+    let version: Vec<u8> = rest
+        .iter()
+        .copied()
+        .take_while(|b| !matches!(b, b'\r' | b'\n'))
+        .collect();
+    let line_ended = version.len() < rest.len();
+    match version.as_slice() {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] if minor.is_ascii_digit() => {
+            let mut rewritten = bytes.to_vec();
+            rewritten[version_at + 7] = b'1';
+            reference(&rewritten)
+        }
+        short if short.len() < 8 && !line_ended => {
+            let mut completed = short.to_vec();
+            completed.extend_from_slice(&b"HTTP/1.1"[short.len()..]);
+            let could_be = completed.starts_with(b"HTTP/")
+                && completed[5].is_ascii_digit()
+                && completed[6] == b'.'
+                && completed[7].is_ascii_digit();
+            if could_be {
+                Verdict::Incomplete
+            } else {
+                Verdict::Refused
+            }
+        }
+        _ => Verdict::Refused,
     }
 }
 

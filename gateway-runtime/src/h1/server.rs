@@ -307,6 +307,64 @@ where
     }
 }
 
+/// An HTTP-version other than the two httparse takes.
+#[derive(Debug, PartialEq, Eq)]
+enum OtherVersion {
+    /// `HTTP/1.2` and later minors are read as HTTP/1.1 (RFC 9110 §2.5: a recipient
+    /// processes them as the highest minor it implements, as nginx does); the minor's
+    /// digit is at this offset.
+    LaterMinor(usize),
+    /// `HTTP/2.0`, `HTTP/3.0`: 505 (RFC 9110 §15.6.6).
+    OtherMajor,
+    /// Not `HTTP/DIGIT.DIGIT` (RFC 9112 §2.3: the name is case-sensitive).
+    Malformed,
+    /// The version is not all here yet.
+    Incomplete,
+}
+
+/// Reads the version httparse refused: the token after the request line's second
+/// space (the method and target, which it parsed, hold none), up to the line's end.
+fn other_version(bytes: &[u8]) -> OtherVersion {
+    let line_start = bytes
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(bytes.len());
+    let mut spaces = bytes[line_start..]
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b' ')
+        .map(|(i, _)| line_start + i);
+    let Some(start) = spaces.nth(1).map(|space| space + 1) else {
+        return OtherVersion::Malformed;
+    };
+    let rest = &bytes[start..];
+    let token = &rest[..rest
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(rest.len())];
+    const PATTERN: &[u8; 8] = b"HTTP/0.0";
+    let fits = |(&b, &p): (&u8, &u8)| {
+        if p == b'0' {
+            b.is_ascii_digit()
+        } else {
+            b == p
+        }
+    };
+    if token.len() > PATTERN.len() || !token.iter().zip(PATTERN).all(fits) {
+        return OtherVersion::Malformed;
+    }
+    if token.len() < PATTERN.len() {
+        return match token.len() == rest.len() {
+            true => OtherVersion::Incomplete,
+            false => OtherVersion::Malformed,
+        };
+    }
+    match token[5] {
+        b'1' => OtherVersion::LaterMinor(start + 7),
+        _ => OtherVersion::OtherMajor,
+    }
+}
+
 /// Whether the line in `head` whose content ends at `at` ends in CRLF, after any
 /// spaces and tabs.
 fn crlf_at(head: &[u8], at: usize) -> bool {
@@ -361,12 +419,20 @@ pub(crate) fn parse_head(
                 "too many header fields",
             ));
         }
-        Err(httparse::Error::Version) => {
-            return Err((
-                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-                "HTTP version not supported",
-            ));
-        }
+        Err(httparse::Error::Version) => match other_version(bytes) {
+            OtherVersion::LaterMinor(digit) => {
+                bytes[digit] = b'1';
+                return parse_head(bytes, limits);
+            }
+            OtherVersion::Incomplete => return Ok(None),
+            OtherVersion::OtherMajor => {
+                return Err((
+                    StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                    "HTTP version not supported",
+                ));
+            }
+            OtherVersion::Malformed => return Err((BAD, "malformed request head")),
+        },
         // Obsolete line folding, whitespace before a colon, bare CR, control bytes:
         // RFC 9112 §5 lets a server only refuse or repair them, and repairing is a guess.
         Err(_) => return Err((BAD, "malformed request head")),
@@ -748,6 +814,28 @@ mod tests {
         }
     }
 
+    /// A later HTTP/1 minor is read as HTTP/1.1; a version cut short is waited for
+    /// only while it can still become one.
+    #[test]
+    fn later_minor_versions() {
+        for head in [
+            &b"GET / HTTP/1.2\r\nHost: x\r\n\r\n"[..],
+            b"\r\nGET / HTTP/1.9\r\nHost: x\r\n\r\n",
+        ] {
+            let parsed = parse(head).expect("valid").expect("complete");
+            assert_eq!(parsed.version, Version::HTTP_11);
+        }
+        for partial in [&b"GET / HTTP/2"[..], b"GET / HTTP/1.2", b"GET / HTTP/1.2\r"] {
+            assert_eq!(status(partial), StatusCode::CONTINUE, "{partial:?}");
+        }
+        assert_eq!(
+            other_version(b"GET / HTTP/1.2\r\n"),
+            OtherVersion::LaterMinor(13)
+        );
+        assert_eq!(status(b"GET / HTTP/x"), StatusCode::BAD_REQUEST);
+        assert_eq!(status(b"GET / HTTP/22"), StatusCode::BAD_REQUEST);
+    }
+
     /// Empty values, with or without whitespace around them, keep their place.
     #[test]
     fn empty_field_values() {
@@ -808,6 +896,11 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\rb\r\n\r\n", bad),
             (b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", bad),
             (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", StatusCode::HTTP_VERSION_NOT_SUPPORTED),
+            (b"GET / HTTP/3.0\r\n\r\n", StatusCode::HTTP_VERSION_NOT_SUPPORTED),
+            (b"GET / http/1.1\r\nHost: x\r\n\r\n", bad),
+            (b"GET / HTTP/1.10\r\nHost: x\r\n\r\n", bad),
+            (b"GET / HTTP/1\r\nHost: x\r\n\r\n", bad),
+            (b"GET / HTTP/1.1.\r\nHost: x\r\n\r\n", bad),
             (b"GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n", StatusCode::EXPECTATION_FAILED),
             (too_many_options.as_bytes(), bad),
             (b"GET / HTTP/1.1\nHost: x\r\n\r\n", bad),
