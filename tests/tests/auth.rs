@@ -7,13 +7,14 @@ mod support;
 
 use std::time::Duration;
 
+use http::Request;
 use serde_json::{Value, json};
 use support::auth::{
     ALICE_KEY, AUTH_GATEWAY, BOB_KEY, INTROSPECTION_SECRET, INVALID, SECRET, Setup, refused,
 };
 use support::jwt::{self, Keys, b64, claims, hmac, hmac_text, hmac_with_header, now};
 use support::tls as files;
-use support::{Gateway, Reply};
+use support::{Gateway, Reply, TestBody, send};
 
 /// A valid HS256 token passes; its claims reach the upstream as headers (nested
 /// paths, arrays joined) and the token does not.
@@ -570,6 +571,61 @@ async fn client_identity_headers_are_removed_everywhere() {
     );
     let consumers: Vec<_> = headers.get_all("x-consumer").iter().collect();
     assert_eq!(consumers, ["bob"]);
+}
+
+/// Where names with underscores are passed on, an identity or forwarding field spelled
+/// with them (which a CGI or WSGI backend reads as the gateway's own) is not; and the
+/// dashed spelling of an identity field is removed however the gateway spells it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_fields_cannot_be_spelled_with_underscores() {
+    let setup = Setup::start("underscored").await;
+    let lenient = |path: &str| format!("http://{}{path}", setup.gateway.addr("lenient"));
+    let forged = [
+        ("x_user_id", "admin"),
+        ("X_Consumer", "alice"),
+        ("x-roles", "admin"),
+        ("x_forwarded_for", "10.0.0.1"),
+        ("X_Real_IP", "10.0.0.1"),
+        ("x_forwarded_host", "evil.example"),
+        ("x_trace", "kept"),
+    ];
+    let token = hmac(SECRET.as_bytes(), "HS256", &claims("user-7"));
+    let auth = format!("Bearer {token}");
+    for (path, bearer) in [("/public/x", None), ("/hs/x", Some(&auth))] {
+        let mut request = Request::get(lenient(path));
+        for (name, value) in forged
+            .iter()
+            .chain(bearer.map(|b| ("authorization", b.as_str())).iter())
+        {
+            request = request.header(*name, *value);
+        }
+        let reply = send(
+            &setup.client,
+            request.body(TestBody::empty()).expect("request"),
+        )
+        .await;
+        let headers = setup.passed(&reply);
+        for name in [
+            "x_user_id",
+            "x_consumer",
+            "x-roles",
+            "x_forwarded_for",
+            "x_real_ip",
+            "x_forwarded_host",
+        ] {
+            assert!(
+                headers.get(name).is_none(),
+                "{path}: {name} reached the upstream"
+            );
+        }
+        assert_eq!(
+            headers["x_trace"], "kept",
+            "{path}: underscores are allowed here"
+        );
+        let users: Vec<_> = headers.get_all("x-user-id").iter().collect();
+        let expected: &[&str] = if bearer.is_some() { &["user-7"] } else { &[] };
+        assert_eq!(users, expected, "{path}");
+    }
 }
 
 /// A token in a cookie, kept for the upstream when the policy says so.

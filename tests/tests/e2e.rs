@@ -304,8 +304,14 @@ async fn malformed_h2c_requests_are_refused() {
     let s = setup(BUILD_RS_GATEWAY, &[]).await;
     let h2 = h2c_client();
     let refused = [
-        (("x-role", " admin"), "a header value begins or ends with whitespace"),
-        (("x-role", "admin\t"), "a header value begins or ends with whitespace"),
+        (
+            ("x-role", " admin"),
+            "a header value begins or ends with whitespace",
+        ),
+        (
+            ("x-role", "admin\t"),
+            "a header value begins or ends with whitespace",
+        ),
         (("host", "admin.example.com"), "Host and :authority differ"),
     ];
     for ((name, value), message) in refused {

@@ -228,6 +228,13 @@ impl Fields {
         self.list.retain(|field| !named(text, field, name));
     }
 
+    /// Removes every field whose name `unwanted` picks.
+    pub fn remove_where(&mut self, mut unwanted: impl FnMut(&[u8]) -> bool) {
+        let text = &self.text;
+        self.list
+            .retain(|field| !unwanted(span(text, field.name, field.name_len)));
+    }
+
     /// Names and values in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.list.iter().map(|field| {

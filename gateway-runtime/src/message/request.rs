@@ -96,22 +96,49 @@ pub enum Underscores {
 }
 
 /// Applies a listener's choice about names with underscores to a request's fields.
+/// `allow` still removes the spellings of the fields the gateway writes about the
+/// client and the request (`X_Forwarded_For`), which a CGI backend would read as the
+/// gateway's own.
 pub fn underscores(fields: &mut Fields, choice: Underscores) -> Result<(), Rejection> {
-    if choice == Underscores::Allow || !fields.iter().any(|(name, _)| name.contains(&b'_')) {
+    if !fields.iter().any(|(name, _)| name.contains(&b'_')) {
         return Ok(());
     }
-    if choice == Underscores::Reject {
-        return Err(bad_request("header names with underscores are refused"));
+    match choice {
+        Underscores::Reject => Err(bad_request("header names with underscores are refused")),
+        Underscores::Drop => {
+            fields.remove_where(|name| name.contains(&b'_'));
+            Ok(())
+        }
+        Underscores::Allow => {
+            fields.remove_where(|name| {
+                name.contains(&b'_') && FORWARDING.iter().any(|known| read_alike(name, known))
+            });
+            Ok(())
+        }
     }
-    let names: Vec<Vec<u8>> = fields
-        .iter()
-        .filter(|(name, _)| name.contains(&b'_'))
-        .map(|(name, _)| name.to_vec())
-        .collect();
-    for name in names {
-        fields.remove(&name);
-    }
-    Ok(())
+}
+
+/// The fields the gateway writes about the client and the original request, or
+/// refuses to pass on, in lower case (see `forwarding::write_request_head`).
+const FORWARDING: [&[u8]; 7] = [
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-forwarded-port",
+    b"x-real-ip",
+    b"x-original-url",
+    b"x-rewrite-url",
+];
+
+/// Whether a CGI or WSGI backend reads two field names as one: it turns `-` into
+/// `_` and ignores case, so `X-User-Id` and `x_user_id` are both `HTTP_X_USER_ID`.
+/// `known` is in lower case.
+pub fn read_alike(received: &[u8], known: &[u8]) -> bool {
+    let dash_or_underscore = |b: u8| b == b'-' || b == b'_';
+    received.len() == known.len()
+        && received.iter().zip(known).all(|(&r, &k)| {
+            r.to_ascii_lowercase() == k || (dash_or_underscore(r) && dash_or_underscore(k))
+        })
 }
 
 /// What `Max-Forwards` says about an OPTIONS or TRACE request (RFC 9110 §7.6.2).
@@ -546,6 +573,44 @@ mod tests {
         assert_eq!(fields.iter().count(), 3);
         let mut clean = Fields::of(&[("X-User-Id", "1")]);
         assert_eq!(underscores(&mut clean, Underscores::Reject), Ok(()));
+        // Allowed, but for the spellings of what the gateway writes about the client.
+        let mut fields = Fields::of(&[
+            ("X_Forwarded_For", "10.0.0.1"),
+            ("x-forwarded_host", "evil"),
+            ("X_REAL_IP", "10.0.0.1"),
+            ("x_original_url", "/admin"),
+            ("x_trace", "a"),
+            ("X-Forwarded-For", "10.0.0.2"),
+        ]);
+        assert_eq!(underscores(&mut fields, Underscores::Allow), Ok(()));
+        let names: Vec<_> = fields.iter().map(|(n, _)| n.to_vec()).collect();
+        assert_eq!(names, [b"x_trace".to_vec(), b"X-Forwarded-For".to_vec()]);
+    }
+
+    /// Names a CGI backend reads as one: `-` and `_` alike, in any case.
+    #[test]
+    fn names_read_alike() {
+        for (received, known) in [
+            ("X_User_Id", "x-user-id"),
+            ("x-user-id", "x-user-id"),
+            ("X-USER_ID", "x-user-id"),
+            ("x-user", "x_user"),
+        ] {
+            assert!(
+                read_alike(received.as_bytes(), known.as_bytes()),
+                "{received}"
+            );
+        }
+        for (received, known) in [
+            ("x-user-ids", "x-user-id"),
+            ("x.user.id", "x-user-id"),
+            ("xuser-id", "x-user-id"),
+        ] {
+            assert!(
+                !read_alike(received.as_bytes(), known.as_bytes()),
+                "{received}"
+            );
+        }
     }
 
     /// The reg-name table holds RFC 3986's unreserved and sub-delims characters and `%`,

@@ -18,7 +18,8 @@ use crate::message::error::json_error;
 use crate::message::fields::Fields;
 use crate::message::methods::MethodSet;
 use crate::message::request::{
-    MaxForwards, host, http2_fields, max_forwards, normalize_path, underscores, with_path,
+    MaxForwards, host, http2_fields, max_forwards, normalize_path, read_alike, underscores,
+    with_path,
 };
 use crate::observe::Transferred;
 use crate::observe::access_log::{AccessLog, LoggedPath, Record};
@@ -156,9 +157,15 @@ impl<G: Gateway> Connection<G> {
                 return (redirect_to_https(&req, port), None);
             }
             // No client can send what an identity step sets, on any route: a public
-            // route must not carry a forged identity to a service behind it.
-            for name in G::IDENTITY_HEADERS {
-                req.fields.remove(name.as_bytes());
+            // route must not carry a forged identity to a service behind it. Nor under
+            // a name a CGI backend reads as the same (`X_User_Id` for `X-User-Id`),
+            // whatever the listener does with underscores.
+            if !G::IDENTITY_HEADERS.is_empty() {
+                req.fields.remove_where(|name| {
+                    G::IDENTITY_HEADERS
+                        .iter()
+                        .any(|identity| read_alike(name, identity.as_bytes()))
+                });
             }
             if let Some(tls) = &self.cx.tls {
                 crate::tls::identity::forward(&mut req.fields, tls);

@@ -66,7 +66,7 @@ impl Setup {
             ),
         ];
         env.extend(more.iter().cloned());
-        let gateway = Gateway::start_in(AUTH_GATEWAY, &env, Some(&*dir), 1)
+        let gateway = Gateway::start_in(AUTH_GATEWAY, &env, Some(&*dir), 2)
             .unwrap_or_else(|logs| panic!("gateway did not start:\n{logs}"));
         Setup {
             keys,
