@@ -86,10 +86,10 @@ async fn transfer_encoding_overrides_content_length() {
 
 /// Responses a proxy could read two ways, or not at all, become a JSON 502: obsolete
 /// line folding, conflicting lengths, codings other than chunked, a bad chunk size, a
-/// bad status line.
+/// bad status line, a status code outside 100–599.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ambiguous_responses_are_a_502() {
-    let cases: [&'static [u8]; 7] = [
+    let cases: [&'static [u8]; 9] = [
         b"HTTP/1.1 200 OK\r\nx-folded: a\r\n b\r\ncontent-length: 2\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
         b"HTTP/1.1 200 OK\r\ncontent-length: 2, 3\r\n\r\nok",
@@ -97,6 +97,8 @@ async fn ambiguous_responses_are_a_502() {
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nx-bad header: 1\r\ncontent-length: 2\r\n\r\nok",
         b"HTTP/1.1 2000 OK\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 600 Library Error\r\ncontent-length: 2\r\n\r\nok",
+        b"HTTP/1.1 999 Weird\r\ncontent-length: 2\r\n\r\nok",
     ];
     for case in cases {
         let upstream = ScriptedUpstream::start(case, true, true).await;

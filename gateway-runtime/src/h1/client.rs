@@ -402,6 +402,11 @@ pub(crate) fn parse_head(
     if len > MAX_RESPONSE_HEAD {
         return Err(Invalid("response head too large"));
     }
+    // RFC 9110 §15: codes outside 100–599 are not HTTP's (libraries use 6xx–9xx for
+    // errors of their own), and a client reads one as a server error: here, a 502.
+    if !(200..600).contains(&code) {
+        return Err(Invalid("status code outside 100-599"));
+    }
     let status = StatusCode::from_u16(code).map_err(|_| Invalid("invalid status code"))?;
     let head = &read.bytes[..len];
     let at = |part: &[u8]| Fields::offset_in(head, part);
