@@ -340,3 +340,75 @@ async fn h2c_clients_that_never_read_are_cut_off() {
         "the whole body still came: the stream was held"
     );
 }
+
+/// A client that leaves while its request waits for the upstream takes the request
+/// with it: the upstream connection is closed at once rather than held until the
+/// upstream answers, over HTTP/1.1 (the client closes its connection) and HTTP/2 (it
+/// resets its stream), and the request is counted as 499, stopped by the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_ends_its_upstream_request() {
+    // An upstream that reads each request and never answers; it reports how long the
+    // gateway kept each connection open after asking.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let (held_tx, mut held) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        while let Ok((mut connection, _)) = listener.accept().await {
+            let held_tx = held_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0; 4096];
+                let _ = connection.read(&mut buf).await;
+                let asked = Instant::now();
+                while let Ok(1..) = connection.read(&mut buf).await {}
+                let _ = held_tx.send(asked.elapsed());
+            });
+        }
+    });
+    let gateway = Gateway::scripted(url, &[]);
+    let addr = gateway.addr("main");
+    let pause = Duration::from_millis(300);
+
+    let mut leaving = TcpStream::connect(addr).expect("connect");
+    leaving
+        .write_all(b"GET /scripted/a HTTP/1.1\r\nhost: x\r\n\r\n")
+        .expect("write");
+    std::thread::sleep(pause);
+    drop(leaving);
+    let kept = tokio::time::timeout(Duration::from_secs(3), held.recv())
+        .await
+        .expect("the upstream connection was closed before the response timeout")
+        .expect("a connection");
+    assert!(kept < Duration::from_secs(2), "HTTP/1.1: {kept:?}");
+
+    let h2 = h2c_client();
+    let request = Request::get(gateway.url("/scripted/b"))
+        .body(TestBody::empty())
+        .expect("request");
+    let gave_up = tokio::time::timeout(pause, send(&h2, request)).await;
+    assert!(gave_up.is_err(), "the upstream never answers");
+    drop(h2);
+    let kept = tokio::time::timeout(Duration::from_secs(3), held.recv())
+        .await
+        .expect("the upstream connection was closed before the response timeout")
+        .expect("a connection");
+    assert!(kept < Duration::from_secs(2), "HTTP/2: {kept:?}");
+
+    let metrics = get(
+        &client(),
+        &format!("http://{}/metrics", gateway.addr("admin")),
+    )
+    .await
+    .body;
+    let left = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("gateway_stopped_requests_total")
+                && line.contains(r#"stopped_by="client""#)
+                && line.contains(r#"reason="closed before the response""#)
+        })
+        .unwrap_or_else(|| panic!("no stop by the client in:\n{metrics}"));
+    assert!(left.ends_with(" 2"), "{left}");
+}

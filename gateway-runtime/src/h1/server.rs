@@ -280,7 +280,11 @@ where
             fields: head.fields,
             body: RequestBody::Http1(body),
         };
-        let (response, epilogue) = service(request).await;
+        let Some((response, epilogue)) =
+            unless_abandoned(service(request), &inbound, limits.max_header_size).await
+        else {
+            return Ended::Closed;
+        };
         stopping |= stopped();
         let body_done = inbound.borrow().body_done;
         let close = !head.keep_alive || stopping || !body_done;
@@ -392,6 +396,45 @@ fn oversized(head: &[u8], limit: usize) -> (StatusCode, &'static str) {
         ),
         _ => (StatusCode::URI_TOO_LONG, "request target too long"),
     }
+}
+
+/// Runs `serving` to its end, unless the client closes the connection while it waits
+/// with its request all read: then `None`, and `serving` is dropped, and with it the
+/// upstream exchange (its connection closed, not pooled) and any calls still out. The
+/// driver logs such a request as 499. nginx (`proxy_ignore_client_abort off`) and
+/// Envoy also stop the upstream request when the client goes.
+///
+/// Bytes that arrive meanwhile (a pipelined request) are kept for the next head; past
+/// `limit` of them the connection is no longer watched. The socket is read only when
+/// it reports data, so a request whose client stays costs no extra system call.
+async fn unless_abandoned<T>(
+    serving: impl Future<Output = T>,
+    inbound: &RefCell<Inbound>,
+    limit: usize,
+) -> Option<T> {
+    let mut serving = pin!(serving);
+    let mut watching = true;
+    poll_fn(|cx| {
+        if let Poll::Ready(done) = serving.as_mut().poll(cx) {
+            return Poll::Ready(Some(done));
+        }
+        let mut inbound = inbound.borrow_mut();
+        let inbound = &mut *inbound;
+        // While the body is still being read, reading it is `serving`'s own business.
+        while watching && inbound.body_done {
+            if inbound.read.bytes.len() > limit {
+                watching = false;
+                break;
+            }
+            match inbound.read.poll_fill(Pin::new(&mut inbound.reader), cx) {
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => break,
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Whether `future` is ready when polled once.

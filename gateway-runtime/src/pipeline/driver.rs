@@ -28,7 +28,7 @@ use crate::observe::metrics::{Shard, method_index};
 use crate::observe::request_id::RequestId;
 use crate::observe::trace::{Begun, SpanContext, SpanRecord};
 use crate::pipeline::gateway::{Gateway, Request, Response};
-use crate::pipeline::{Refusal, RequestContext, Stop, Trail, rescue};
+use crate::pipeline::{Refusal, RequestContext, Stop, StopReason, Trail, rescue};
 use crate::route::router::{Lookup, RouteTable};
 
 /// One client connection's view of the gateway.
@@ -56,25 +56,29 @@ impl<G: Gateway> Connection<G> {
     )]
     pub fn serve(&self, mut req: Request) -> impl Future<Output = (Response, Epilogue)> + '_ {
         async move {
-            // Timed only for what reads the time: the metrics and the log.
-            let start = (self.metrics.counting() || self.log.is_some()).then(Stamp::now);
-            let method = method_index(&req.method);
-            let request_id = G::REQUEST_ID.map(|mode| RequestId::assign(mode, &mut req.fields));
             let spans = self.metrics.spans();
             let begun = spans.map(|sink| SpanContext::begin(&mut req.fields, sink.threshold()));
-            let mut trail = Trail {
-                trace: begun.map(|begun| begun.span),
-                ..Trail::default()
+            let mut flight = InFlight {
+                connection: self,
+                // Timed only for what reads the time: the metrics and the log.
+                start: (self.metrics.counting() || self.log.is_some()).then(Stamp::now),
+                method: method_index(&req.method),
+                request_id: G::REQUEST_ID.map(|mode| RequestId::assign(mode, &mut req.fields)),
+                trail: Trail {
+                    trace: begun.map(|begun| begun.span),
+                    ..Trail::default()
+                },
+                recording: begun
+                    .filter(|begun| begun.span.sampled)
+                    .map(|begun| self.record_span(begun, &req)),
+                logged: self.log.as_ref().map(|_| {
+                    let path = LoggedPath::new(req.uri.path());
+                    (SystemTime::now(), req.method.clone(), path)
+                }),
+                answered: false,
             };
-            let recording = begun
-                .filter(|begun| begun.span.sampled)
-                .map(|begun| self.record_span(begun, &req));
             // One `await` for both cases: two would give the future two dispatch slots.
-            let logged = self.log.as_ref().map(|_| {
-                let path = LoggedPath::new(req.uri.path());
-                (SystemTime::now(), req.method.clone(), path)
-            });
-            let (outcome, route) = self.dispatch(req, &mut trail).await;
+            let outcome = self.dispatch(req, &mut flight.trail).await;
             let (mut response, stop) = match outcome {
                 Ok(response) => (response, None),
                 Err(stop) => {
@@ -88,39 +92,11 @@ impl<G: Gateway> Connection<G> {
                     fields.append(b"strict-transport-security", hsts.as_bytes());
                 }
             }
-            if let Some(id) = &request_id {
+            if let Some(id) = &flight.request_id {
                 id.answer(response.fields_mut());
             }
-            let status = response.status().as_u16();
-            let took = start.map_or(0, Stamp::elapsed_nanos);
-            self.metrics.request(route, method, status, took);
-            if let Some(reason) = stop {
-                self.metrics.stopped(route, reason);
-            }
-            if let (Some(mut span), Some(sink)) = (recording, spans) {
-                let template = route.map(|id| G::ROUTE_INFO[id].template);
-                span.answered(template, status, self.cx.client.ip());
-                sink.record(span);
-            }
-            let record = logged.map(|(at, method, path)| {
-                Box::new(Record {
-                    at,
-                    listener: self.cx.listener,
-                    client: self.cx.client.ip(),
-                    method,
-                    path,
-                    route: route.map(|id| &G::ROUTES[id]),
-                    status,
-                    duration: Duration::from_nanos(took),
-                    stop,
-                    request_id,
-                    tls: self.cx.tls.as_ref().map(|tls| tls.version),
-                    trace_id: trail.trace.map(|span| span.trace_id),
-                    served: trail.served,
-                    principal: trail.identity.as_ref().and_then(Identity::principal),
-                    transferred: Transferred::default(),
-                })
-            });
+            let record = flight.answer(response.status().as_u16(), stop);
+            let route = flight.trail.route;
             (response, Epilogue { route, record })
         }
     }
@@ -143,18 +119,18 @@ impl<G: Gateway> Connection<G> {
         &'a self,
         mut req: Request,
         trail: &'a mut Trail,
-    ) -> impl Future<Output = (Result<Response, Stop>, Option<usize>)> + 'a {
+    ) -> impl Future<Output = Result<Response, Stop>> + 'a {
         async move {
             if let Some(refusal) = self.refused {
-                return (Err(Stop::Refused(refusal)), None);
+                return Err(Stop::Refused(refusal));
             }
             if req.version == http::Version::HTTP_2
                 && let Err(rejection) = http2_fields(&req.uri, &req.fields)
             {
-                return (Err(rejection.into()), None);
+                return Err(rejection.into());
             }
             if let Some(port) = self.cx.https_redirect {
-                return (redirect_to_https(&req, port), None);
+                return redirect_to_https(&req, port);
             }
             // No client can send what an identity step sets, on any route: a public
             // route must not carry a forged identity to a service behind it. Nor under
@@ -182,13 +158,13 @@ impl<G: Gateway> Connection<G> {
                     _ => MethodSet::ANY,
                 };
                 let allowed = allowed.without(&http::Method::CONNECT);
-                return (Err(Stop::MethodNotAllowed(allowed)), None);
+                return Err(Stop::MethodNotAllowed(allowed));
             }
             // RFC 9112 §3.2.4: `OPTIONS *` asks about the server itself, which the
             // gateway answers for every upstream behind it.
             if req.method == http::Method::OPTIONS && req.uri.path() == "*" {
                 let allowed = MethodSet::ANY.without(&http::Method::CONNECT);
-                return (Ok(empty_ok().with_allow(allowed)), None);
+                return Ok(empty_ok().with_allow(allowed));
             }
             // The router and the upstream must see the same path, so the normal form
             // replaces the request's own.
@@ -196,39 +172,38 @@ impl<G: Gateway> Connection<G> {
                 Ok(None) => {}
                 Ok(Some(normal)) => match with_path(&req.uri, &normal) {
                     Some(uri) => req.uri = uri,
-                    None => return (Err(Stop::bad_request("invalid path")), None),
+                    None => return Err(Stop::bad_request("invalid path")),
                 },
-                Err(rejection) => return (Err(rejection.into()), None),
+                Err(rejection) => return Err(rejection.into()),
             }
             if let Err(rejection) = underscores(&mut req.fields, self.cx.underscores) {
-                return (Err(rejection.into()), None);
+                return Err(rejection.into());
             }
             // A cheap clone (reference-counted parts) that the route's parameters borrow,
             // so that the request itself can move on to the upstream.
             let uri = req.uri.clone();
             let lookup = match host(&req.uri, req.version, &req.fields) {
                 Ok(host) => self.table.lookup(host, &req.method, uri.path()),
-                Err(rejection) => return (Err(rejection.into()), None),
+                Err(rejection) => return Err(rejection.into()),
             };
             match lookup {
                 Lookup::Found { route, params } => {
+                    trail.route = Some(route);
                     match max_forwards(&req.method, &mut req.fields) {
                         Ok(MaxForwards::Forward) => {
-                            let outcome = self
-                                .gateway
+                            self.gateway
                                 .handle(route, &params, req, &self.cx, trail)
-                                .await;
-                            (outcome, Some(route))
+                                .await
                         }
-                        Ok(MaxForwards::Answer) => (Ok(self.answer_locally(&req)), Some(route)),
-                        Err(rejection) => (Err(rejection.into()), Some(route)),
+                        Ok(MaxForwards::Answer) => Ok(self.answer_locally(&req)),
+                        Err(rejection) => Err(rejection.into()),
                     }
                 }
                 Lookup::MethodNotAllowed { route, methods } => {
-                    let stop = self.gateway.refuse_method(route, &req, &self.cx, methods);
-                    (Err(stop), Some(route))
+                    trail.route = Some(route);
+                    Err(self.gateway.refuse_method(route, &req, &self.cx, methods))
                 }
-                Lookup::NotFound => (Err(Stop::no_route()), None),
+                Lookup::NotFound => Err(Stop::no_route()),
             }
         }
     }
@@ -273,6 +248,82 @@ pub(crate) struct Epilogue {
     /// The access-log line, but for the bytes; `None` with the log off.
     record: Option<Box<Record>>,
 }
+
+/// A request from its arrival until its response head is ready: what its metrics,
+/// span and log line need.
+///
+/// Dropped unanswered, it counts and logs the request as 499 (`client` / `closed
+/// before the response`), as nginx does. That happens when the client closed its
+/// connection or reset its HTTP/2 stream, and the server dropped the request's
+/// future, and the upstream exchange in it, rather than finish work nobody will read.
+struct InFlight<'c, G: Gateway> {
+    connection: &'c Connection<G>,
+    start: Option<Stamp>,
+    method: usize,
+    request_id: Option<RequestId>,
+    trail: Trail,
+    recording: Option<Box<SpanRecord>>,
+    logged: Option<(SystemTime, http::Method, LoggedPath)>,
+    answered: bool,
+}
+
+impl<G: Gateway> InFlight<'_, G> {
+    /// Counts the request and records its span; its log line, with the log on.
+    fn answer(&mut self, status: u16, stop: Option<StopReason>) -> Option<Box<Record>> {
+        self.answered = true;
+        let connection = self.connection;
+        let route = self.trail.route;
+        let took = self.start.map_or(0, Stamp::elapsed_nanos);
+        connection.metrics.request(route, self.method, status, took);
+        if let Some(reason) = stop {
+            connection.metrics.stopped(route, reason);
+        }
+        if let (Some(mut span), Some(sink)) = (self.recording.take(), connection.metrics.spans()) {
+            let template = route.map(|id| G::ROUTE_INFO[id].template);
+            span.answered(template, status, connection.cx.client.ip());
+            sink.record(span);
+        }
+        let (at, method, path) = self.logged.take()?;
+        Some(Box::new(Record {
+            at,
+            listener: connection.cx.listener,
+            client: connection.cx.client.ip(),
+            method,
+            path,
+            route: route.map(|id| &G::ROUTES[id]),
+            status,
+            duration: Duration::from_nanos(took),
+            stop,
+            request_id: self.request_id.take(),
+            tls: connection.cx.tls.as_ref().map(|tls| tls.version),
+            trace_id: self.trail.trace.map(|span| span.trace_id),
+            served: self.trail.served.take(),
+            principal: self.trail.identity.as_ref().and_then(Identity::principal),
+            transferred: Transferred::default(),
+        }))
+    }
+}
+
+impl<G: Gateway> Drop for InFlight<'_, G> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        if let Some(record) = self.answer(CLIENT_CLOSED_STATUS, Some(CLIENT_CLOSED))
+            && let Some(log) = &self.connection.log
+        {
+            log.record(record);
+        }
+    }
+}
+
+/// The status nginx logs for a request whose client left before the response: no
+/// client ever reads it.
+const CLIENT_CLOSED_STATUS: u16 = 499;
+const CLIENT_CLOSED: StopReason = StopReason {
+    by: "client",
+    what: "closed before the response",
+};
 
 /// A 200 with no body, for the OPTIONS requests the gateway answers itself.
 fn empty_ok() -> Response {

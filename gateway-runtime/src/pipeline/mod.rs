@@ -101,6 +101,8 @@ pub struct Trail {
     pub identity: Option<crate::auth::Identity>,
     /// The upstream target that answered the route's request, and how long it took.
     pub served: Option<crate::message::response::Served>,
+    /// The route the request matched (for a 405 too), once routing found it.
+    pub route: Option<usize>,
 }
 
 /// What a TLS connection's requests need to know of it.
