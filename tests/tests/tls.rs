@@ -646,3 +646,36 @@ async fn curl_over_tls() {
         );
     }
 }
+
+/// A TLS client that leaves while its request waits for the upstream ends the
+/// request: it is logged as 499 at once, not answered when the upstream (which takes
+/// 3 s) is done. The watch on the client runs on the socket under the TLS session.
+#[tokio::test]
+async fn a_tls_client_that_leaves_ends_its_request() {
+    use tokio::io::AsyncWriteExt;
+    let s = Setup::start("leaving", &[]).await;
+    let tcp = tokio::net::TcpStream::connect(s.addr("secure"))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("api.test").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(s.client(HTTP1))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    tls.write_all(b"GET /slow HTTP/1.1\r\nhost: api.test\r\n\r\n")
+        .await
+        .expect("write");
+    tls.flush().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(tls);
+    let left = Instant::now();
+    wait_for_log(&s.gateway, |line| {
+        line.contains("status=499") && line.contains("/slow")
+    })
+    .await;
+    assert!(
+        left.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        left.elapsed()
+    );
+}

@@ -80,6 +80,18 @@ impl ReadBuffer {
         self.poll_read(reader, cx)
     }
 
+    /// Reads once into the room the buffer has, neither growing it nor taking a spare
+    /// one: for watching a connection while its request is served, when a read
+    /// usually finds nothing and the buffer is still shared with the request's head.
+    /// `None` when there is no room.
+    pub fn poll_fill_spare<R: AsyncRead>(
+        &mut self,
+        reader: Pin<&mut R>,
+        cx: &mut Context<'_>,
+    ) -> Option<Poll<std::io::Result<usize>>> {
+        (self.bytes.capacity() > self.bytes.len()).then(|| self.poll_read(reader, cx))
+    }
+
     /// Reads once from `reader` into one buffer with room for `total` bytes in all,
     /// so that the reads up to `total` are never moved to a larger one.
     pub fn poll_fill_to<R: AsyncRead>(

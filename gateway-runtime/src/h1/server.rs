@@ -280,8 +280,10 @@ where
             fields: head.fields,
             body: RequestBody::Http1(body),
         };
+        // Pinned where it is made: moving the request's future into another would copy it.
+        let serving = pin!(service(request));
         let Some((response, epilogue)) =
-            unless_abandoned(service(request), &inbound, limits.max_header_size).await
+            unless_abandoned(serving, &inbound, limits.max_header_size).await
         else {
             return Ended::Closed;
         };
@@ -404,15 +406,14 @@ fn oversized(head: &[u8], limit: usize) -> (StatusCode, &'static str) {
 /// driver logs such a request as 499. nginx (`proxy_ignore_client_abort off`) and
 /// Envoy also stop the upstream request when the client goes.
 ///
-/// Bytes that arrive meanwhile (a pipelined request) are kept for the next head; past
-/// `limit` of them the connection is no longer watched. The socket is read only when
-/// it reports data, so a request whose client stays costs no extra system call.
+/// Bytes that arrive meanwhile (a pipelined request) are kept for the next head, in
+/// the room the read buffer has: past `limit` of them, or with no room, the connection
+/// is no longer watched.
 async fn unless_abandoned<T>(
-    serving: impl Future<Output = T>,
+    mut serving: Pin<&mut impl Future<Output = T>>,
     inbound: &RefCell<Inbound>,
     limit: usize,
 ) -> Option<T> {
-    let mut serving = pin!(serving);
     let mut watching = true;
     poll_fn(|cx| {
         if let Poll::Ready(done) = serving.as_mut().poll(cx) {
@@ -426,10 +427,19 @@ async fn unless_abandoned<T>(
                 watching = false;
                 break;
             }
-            match inbound.read.poll_fill(Pin::new(&mut inbound.reader), cx) {
-                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
-                Poll::Ready(Ok(_)) => {}
-                Poll::Pending => break,
+            // Read only once the socket has something: a bare readiness check is a
+            // third of a read's cost, and a client that stays sends nothing.
+            if inbound.reader.poll_read_ready(cx).is_pending() {
+                break;
+            }
+            match inbound
+                .read
+                .poll_fill_spare(Pin::new(&mut inbound.reader), cx)
+            {
+                Some(Poll::Ready(Ok(0) | Err(_))) => return Poll::Ready(None),
+                Some(Poll::Ready(Ok(_))) => {}
+                Some(Poll::Pending) => break,
+                None => watching = false,
             }
         }
         Poll::Pending

@@ -224,6 +224,18 @@ impl WriteHalf {
 }
 
 impl ReadHalf {
+    /// Whether the socket has something to read (data, or the peer's close), without
+    /// reading it: polling this registers for the next, at the cost of a readiness
+    /// check. For TLS, the socket under the session.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            ReadHalf::Tcp(read) => read.as_ref().poll_read_ready(cx),
+            ReadHalf::Tls(tls) => tls.borrow().0.get_ref().0.poll_read_ready(cx),
+            #[cfg(test)]
+            ReadHalf::Scripted(_) => Poll::Ready(Ok(())),
+        }
+    }
+
     /// Puts the halves back together, for a connection handed to another protocol.
     pub fn reunite(self, write: WriteHalf) -> Option<Stream> {
         match (self, write) {
