@@ -341,6 +341,15 @@ async fn h2c_clients_that_never_read_are_cut_off() {
     );
 }
 
+/// How long the upstream of `a_client_that_leaves_ends_its_upstream_request` kept its
+/// next connection open after the request, within 3 s.
+async fn closed_after(held: &mut tokio::sync::mpsc::UnboundedReceiver<Duration>) -> Duration {
+    tokio::time::timeout(Duration::from_secs(3), held.recv())
+        .await
+        .expect("the upstream connection was closed before the response timeout")
+        .expect("a connection")
+}
+
 /// A client that leaves while its request waits for the upstream takes the request
 /// with it: the upstream connection is closed at once rather than held until the
 /// upstream answers, over HTTP/1.1 (the client closes its connection) and HTTP/2 (it
@@ -377,11 +386,8 @@ async fn a_client_that_leaves_ends_its_upstream_request() {
         .expect("write");
     std::thread::sleep(pause);
     drop(leaving);
-    let kept = tokio::time::timeout(Duration::from_secs(3), held.recv())
-        .await
-        .expect("the upstream connection was closed before the response timeout")
-        .expect("a connection");
-    assert!(kept < Duration::from_secs(2), "HTTP/1.1: {kept:?}");
+    let after = closed_after(&mut held).await;
+    assert!(after < Duration::from_secs(2), "HTTP/1.1: {after:?}");
 
     let h2 = h2c_client();
     let request = Request::get(gateway.url("/scripted/b"))
@@ -390,11 +396,8 @@ async fn a_client_that_leaves_ends_its_upstream_request() {
     let gave_up = tokio::time::timeout(pause, send(&h2, request)).await;
     assert!(gave_up.is_err(), "the upstream never answers");
     drop(h2);
-    let kept = tokio::time::timeout(Duration::from_secs(3), held.recv())
-        .await
-        .expect("the upstream connection was closed before the response timeout")
-        .expect("a connection");
-    assert!(kept < Duration::from_secs(2), "HTTP/2: {kept:?}");
+    let after = closed_after(&mut held).await;
+    assert!(after < Duration::from_secs(2), "HTTP/2: {after:?}");
 
     let metrics = get(
         &client(),

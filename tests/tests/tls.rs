@@ -83,6 +83,19 @@ impl Setup {
     fn client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         pki::client_config(&self.server_ca.pem, None, alpn, true)
     }
+
+    /// A TLS session with the `secure` listener as `api.test`, HTTP/1.1 by ALPN, for
+    /// tests that write requests themselves.
+    async fn http1_session(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let tcp = tokio::net::TcpStream::connect(self.addr("secure"))
+            .await
+            .expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("api.test").expect("name");
+        tokio_rustls::TlsConnector::from(self.client(HTTP1))
+            .connect(name, tcp)
+            .await
+            .expect("handshake")
+    }
 }
 
 fn der(issued: &Issued) -> Vec<u8> {
@@ -146,14 +159,7 @@ async fn proxies_over_http1_and_h2() {
 async fn closes_say_close_notify() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = Setup::start("close-notify", &[]).await;
-    let tcp = tokio::net::TcpStream::connect(s.addr("secure"))
-        .await
-        .expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("api.test").expect("name");
-    let mut tls = tokio_rustls::TlsConnector::from(s.client(HTTP1))
-        .connect(name, tcp)
-        .await
-        .expect("handshake");
+    let mut tls = s.http1_session().await;
     tls.write_all(b"GET /bye HTTP/1.1\r\nhost: api.test\r\nconnection: close\r\n\r\n")
         .await
         .expect("request");
@@ -654,14 +660,7 @@ async fn curl_over_tls() {
 async fn a_tls_client_that_leaves_ends_its_request() {
     use tokio::io::AsyncWriteExt;
     let s = Setup::start("leaving", &[]).await;
-    let tcp = tokio::net::TcpStream::connect(s.addr("secure"))
-        .await
-        .expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("api.test").expect("name");
-    let mut tls = tokio_rustls::TlsConnector::from(s.client(HTTP1))
-        .connect(name, tcp)
-        .await
-        .expect("handshake");
+    let mut tls = s.http1_session().await;
     tls.write_all(b"GET /slow HTTP/1.1\r\nhost: api.test\r\n\r\n")
         .await
         .expect("write");
