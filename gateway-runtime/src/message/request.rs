@@ -38,7 +38,9 @@ pub fn host<'r>(
     let mut hosts = fields.get_all(b"host");
     let header = match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => return Err(bad_request("more than one Host header")),
-        (Some(value), None) => Some(host_of(value).ok_or(bad_request("invalid Host header"))?),
+        (Some(value), None) => Some(without_final_dot(
+            host_of(value).ok_or(bad_request("invalid Host header"))?,
+        )),
         (None, _) if version == Version::HTTP_11 => {
             return Err(bad_request("missing Host header"));
         }
@@ -49,10 +51,21 @@ pub fn host<'r>(
         // rules as `Host`, so userinfo (`evil@host`, an error to a recipient by RFC
         // 9110 §4.2.4) or a comma (which upstreams read as a list) never gets there.
         Some(authority) => match host_of(authority.as_str().as_bytes()) {
-            Some(_) => Ok(Some(authority.host())),
+            Some(_) => Ok(Some(without_final_dot(authority.host()))),
             None => Err(bad_request("invalid authority in the request target")),
         },
         None => Ok(header),
+    }
+}
+
+/// A host name in DNS's absolute form (`api.example.com.`) is the same host as without
+/// its final dot, and is routed as that: a route for `api.example.com` that missed it
+/// would let a client reach the routes for any host instead, while upstreams that strip
+/// the dot (as nginx does) read the name the route was meant for.
+fn without_final_dot(host: &str) -> &str {
+    match host.strip_suffix('.') {
+        Some(name) if !name.is_empty() && !name.ends_with('.') => name,
+        _ => host,
     }
 }
 
@@ -640,6 +653,24 @@ mod tests {
         );
         assert_eq!(
             check(&absolute, h11, &[("host", "b.example")]),
+            Ok(Some("a.example".into()))
+        );
+        for (dotted, expected) in [
+            ("api.example.com.", "api.example.com"),
+            ("Api.Example.com.:8080", "Api.Example.com"),
+            ("127.0.0.1.", "127.0.0.1"),
+            (".", "."),
+            ("a..", "a.."),
+        ] {
+            assert_eq!(
+                check(&origin, h11, &[("host", dotted)]),
+                Ok(Some(expected.into())),
+                "{dotted}"
+            );
+        }
+        let dotted_authority = Uri::from_static("http://a.example./x");
+        assert_eq!(
+            check(&dotted_authority, h11, &[("host", "b")]),
             Ok(Some("a.example".into()))
         );
         assert_eq!(check(&origin, h11, &[]), Err("missing Host header"));
