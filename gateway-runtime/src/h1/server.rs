@@ -360,9 +360,11 @@ fn other_version(bytes: &[u8]) -> OtherVersion {
         return OtherVersion::Malformed;
     }
     if token.len() < PATTERN.len() {
-        return match token.len() == rest.len() {
-            true => OtherVersion::Incomplete,
-            false => OtherVersion::Malformed,
+        // Cut short by the end of the bytes read so far, or by the end of the line.
+        return if token.len() == rest.len() {
+            OtherVersion::Incomplete
+        } else {
+            OtherVersion::Malformed
         };
     }
     match token[5] {

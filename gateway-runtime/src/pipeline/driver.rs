@@ -56,14 +56,16 @@ impl<G: Gateway> Connection<G> {
     )]
     pub fn serve(&self, mut req: Request) -> impl Future<Output = (Response, Epilogue)> + '_ {
         async move {
+            // Timed only for what reads the time: the metrics and the log.
+            let start = (self.metrics.counting() || self.log.is_some()).then(Stamp::now);
+            let request_id = G::REQUEST_ID.map(|mode| RequestId::assign(mode, &mut req.fields));
             let spans = self.metrics.spans();
             let begun = spans.map(|sink| SpanContext::begin(&mut req.fields, sink.threshold()));
             let mut flight = InFlight {
                 connection: self,
-                // Timed only for what reads the time: the metrics and the log.
-                start: (self.metrics.counting() || self.log.is_some()).then(Stamp::now),
+                start,
                 method: method_index(&req.method),
-                request_id: G::REQUEST_ID.map(|mode| RequestId::assign(mode, &mut req.fields)),
+                request_id,
                 trail: Trail {
                     trace: begun.map(|begun| begun.span),
                     ..Trail::default()
