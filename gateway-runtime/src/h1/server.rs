@@ -18,7 +18,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::pin::{Pin, pin};
 use std::rc::Rc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -280,11 +280,19 @@ where
             fields: head.fields,
             body: RequestBody::Http1(body),
         };
-        // Pinned where it is made: moving the request's future into another would copy it.
-        let serving = pin!(service(request));
-        let Some((response, epilogue)) =
-            unless_abandoned(serving, &inbound, limits.max_header_size).await
-        else {
+        // Pinned where it is made, as moving the request's future into another would
+        // copy it, and in a block of its own: its room in this task's future is then
+        // shared with the response's write, not added to it (every idle connection
+        // carries that room).
+        let Some((response, epilogue)) = ({
+            let mut serving = pin!(service(request));
+            let mut watching = true;
+            poll_fn(|cx| {
+                let limit = limits.max_header_size;
+                serve_unless_abandoned(serving.as_mut(), &inbound, limit, &mut watching, cx)
+            })
+            .await
+        }) else {
             return Ended::Closed;
         };
         stopping |= stopped();
@@ -402,51 +410,50 @@ fn oversized(head: &[u8], limit: usize) -> (StatusCode, &'static str) {
     }
 }
 
-/// Runs `serving` to its end, unless the client closes the connection while it waits
-/// with its request all read: then `None`, and `serving` is dropped, and with it the
-/// upstream exchange (its connection closed, not pooled) and any calls still out. The
-/// driver logs such a request as 499. nginx (`proxy_ignore_client_abort off`) and
+/// Polls `serving` to its end, unless the client closes the connection while it waits
+/// with its request all read: then `Ready(None)`, and the caller drops `serving`, and
+/// with it the upstream exchange (its connection closed, not pooled) and any calls
+/// still out. The driver logs such a request as 499. nginx (`proxy_ignore_client_abort off`) and
 /// Envoy also stop the upstream request when the client goes.
 ///
 /// Bytes that arrive meanwhile (a pipelined request) are kept for the next head, in
 /// the room the read buffer has: past `limit` of them, or with no room, the connection
-/// is no longer watched.
-async fn unless_abandoned<T>(
-    mut serving: Pin<&mut impl Future<Output = T>>,
+/// is no longer watched (`watching`). A function polled in place rather than an `async
+/// fn`: every idle connection's task has room for what the request's wait holds.
+fn serve_unless_abandoned<T>(
+    serving: Pin<&mut impl Future<Output = T>>,
     inbound: &RefCell<Inbound>,
     limit: usize,
-) -> Option<T> {
-    let mut watching = true;
-    poll_fn(|cx| {
-        if let Poll::Ready(done) = serving.as_mut().poll(cx) {
-            return Poll::Ready(Some(done));
+    watching: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<Option<T>> {
+    if let Poll::Ready(done) = serving.poll(cx) {
+        return Poll::Ready(Some(done));
+    }
+    let mut inbound = inbound.borrow_mut();
+    let inbound = &mut *inbound;
+    // While the body is still being read, reading it is `serving`'s own business.
+    while *watching && inbound.body_done {
+        if inbound.read.bytes.len() > limit {
+            *watching = false;
+            break;
         }
-        let mut inbound = inbound.borrow_mut();
-        let inbound = &mut *inbound;
-        // While the body is still being read, reading it is `serving`'s own business.
-        while watching && inbound.body_done {
-            if inbound.read.bytes.len() > limit {
-                watching = false;
-                break;
-            }
-            // Read only once the socket has something: a bare readiness check is a
-            // third of a read's cost, and a client that stays sends nothing.
-            if inbound.reader.poll_read_ready(cx).is_pending() {
-                break;
-            }
-            match inbound
-                .read
-                .poll_fill_spare(Pin::new(&mut inbound.reader), cx)
-            {
-                Some(Poll::Ready(Ok(0) | Err(_))) => return Poll::Ready(None),
-                Some(Poll::Ready(Ok(_))) => {}
-                Some(Poll::Pending) => break,
-                None => watching = false,
-            }
+        // Read only once the socket has something: a bare readiness check is a third
+        // of a read's cost, and a client that stays sends nothing.
+        if inbound.reader.poll_read_ready(cx).is_pending() {
+            break;
         }
-        Poll::Pending
-    })
-    .await
+        match inbound
+            .read
+            .poll_fill_spare(Pin::new(&mut inbound.reader), cx)
+        {
+            Some(Poll::Ready(Ok(0) | Err(_))) => return Poll::Ready(None),
+            Some(Poll::Ready(Ok(_))) => {}
+            Some(Poll::Pending) => break,
+            None => *watching = false,
+        }
+    }
+    Poll::Pending
 }
 
 /// Whether `future` is ready when polled once.
