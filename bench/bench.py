@@ -62,7 +62,7 @@ SCENARIOS = {
 }
 # Scenarios that also get a callgrind pass: instructions are what a feature's cost is
 # judged by, against `small` in the same run.
-CALLGRIND_SCENARIOS = {"small", "policies"}
+CALLGRIND_SCENARIOS = {"small", "policies", "h2c"}
 
 
 def log(*parts):
@@ -399,17 +399,19 @@ def hold_idle_connections(port, count, path):
     return held
 
 
-def instructions_per_request(make, path, workdir, name):
+def instructions_per_request(make, path, workdir, name, h2c=False):
     """User-space instructions per request under callgrind (repeatable, unlike wall time)."""
     out = os.path.join(workdir, f"callgrind.{name}.out")
     candidate = make()
     candidate.start(1, True, valgrind_out=out)
+    port = NGINX_H2C_PORT if h2c and name == "nginx" else candidate.port
+    load = run_h2load if h2c else run_wrk
     try:
         time.sleep(1.0)
-        run_wrk(candidate.port, path, 1, 4, True)  # warm the pool outside the window
+        load(port, path, 1, 4, True)  # warm the pool outside the window
         pid = candidate.proc.pid
         subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=True)
-        result = run_wrk(candidate.port, path, 5, 8, True)
+        result = load(port, path, 5, 8, True)
         subprocess.run(["callgrind_control", "-i", "off", str(pid)], capture_output=True, check=True)
         subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, check=True)
     finally:
@@ -558,7 +560,7 @@ def main():
             if not args.no_callgrind and scenario in CALLGRIND_SCENARIOS:
                 for name, make in [("nginx", lambda: Candidate("nginx", NGINX_PORT, start_nginx(workdir))),
                                    ("gateway", lambda: Candidate("gateway", GATEWAY_PORT, start_gateway(workdir)))]:
-                    ir, n = instructions_per_request(make, path, workdir, name)
+                    ir, n = instructions_per_request(make, path, workdir, name, h2c=scenario == "h2c")
                     instructions[name] = ir
                     log(f"   callgrind {name}: {ir:,.0f} instructions/request over {n} requests")
             report_lines.append(report(scenario, results, instructions))
