@@ -104,7 +104,7 @@ pub mod __private {
         CertificateSpec, ClientAuthSpec, IdentityHeaders, ListenerTlsSpec, SniCertificateSpec,
         TlsVersion, UpstreamTlsSpec,
     };
-    pub use crate::transform::body::{BodyRules, shape_request, shape_response};
+    pub use crate::transform::body::{BodyRules, ask_uncoded, shape_request, shape_response};
     pub use crate::upstream::Upstream;
     pub use http::Method;
     pub use pin_project_lite::pin_project;

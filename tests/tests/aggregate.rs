@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::json::{AggregateGateway as Setup, Answer, MOBILE_KEY};
+use support::json::{AggregateGateway as Setup, Answer, Gzip, MOBILE_KEY};
 
 /// The backends' usual answers: a user, their orders, recommendations.
 fn usual(setup: &Setup, delay: Duration) {
@@ -693,6 +693,67 @@ async fn body_rules_shape_json_both_ways() {
             assert_eq!(reply.body, body, "passed untouched");
         }
     }
+}
+
+/// Rules read JSON as it is, and compressed JSON would pass them unshaped: the
+/// upstream of a route with a response rule is asked for answers without a coding
+/// (though the client, as every HTTP library does, accepts gzip), an upstream that
+/// compresses anyway is a 502, and a compressed JSON request body is a 415 the
+/// upstream never sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_rules_are_not_stepped_around_by_compression() {
+    let setup = Setup::start(&[], 1).await;
+    let user = json!({"id": 7, "name": "Ada", "email": "ada@example.test", "cards": []});
+    setup.users.on("/users/7", Answer::json(user));
+    setup.users.gzip(Gzip::WhenAsked);
+    let gzip_accepted = [("accept-encoding", "gzip, deflate, br")];
+
+    // The backend compresses when asked, as seen without the gateway.
+    let direct = http::Request::get(format!("{}/users/7", setup.users.url()))
+        .header("accept-encoding", "gzip")
+        .body(support::TestBody::empty())
+        .expect("request");
+    let direct = support::send(&setup.client, direct).await;
+    assert_eq!(direct.headers["content-encoding"], "gzip");
+
+    let reply = setup.get("/accounts/7", &gzip_accepted).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json(),
+        json!({"id": 7, "full_name": "Ada", "cards": []})
+    );
+    assert!(!reply.headers.contains_key("content-encoding"));
+    let asked = setup.users.asked().pop().expect("the upstream was asked");
+    let accepted: Vec<_> = asked.headers.get_all("accept-encoding").iter().collect();
+    assert_eq!(accepted, ["identity"]);
+
+    // An upstream that compresses whatever it is asked: its answer cannot be shaped.
+    setup.users.gzip(Gzip::Always);
+    let reply = setup.get("/accounts/7", &gzip_accepted).await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert_eq!(
+        reply.json()["error"],
+        "upstream response has a content coding"
+    );
+
+    // The client's compressed JSON would carry `password` past `deny`.
+    let before = setup.users.asked().len();
+    let compressed = support::json::gzip(br#"{"name": "Ada", "password": "hunter2"}"#);
+    let post = http::Request::post(setup.gateway.url("/accounts/7"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(support::TestBody::Full(http_body_util::Full::new(
+            compressed,
+        )))
+        .expect("request");
+    let reply = support::send(&setup.client, post).await;
+    assert_eq!(reply.status, 415, "{}", reply.body);
+    assert_eq!(reply.json()["error"], "request body has a content coding");
+    assert_eq!(
+        setup.users.asked().len(),
+        before,
+        "refused before the upstream"
+    );
 }
 
 /// `response_body` on an aggregate route shapes the merged response.

@@ -237,8 +237,12 @@ fn chain_body(
     let target = match &route.response_body {
         Some(body) => {
             let rules = body_rules(&format_ident!("RESPONSE_BODY"), route, body);
-            // The target takes the request: what the rule needs of it is read first.
-            request.push(quote!(let head_request = req.method == rt::Method::HEAD;));
+            // The target takes the request: what the rule needs of it is read first,
+            // and the upstream is asked for an answer the rule can read.
+            request.push(quote! {
+                let head_request = req.method == rt::Method::HEAD;
+                rt::ask_uncoded(&mut req);
+            });
             quote! {{
                 #rules
                 rt::shape_response(#target, &RESPONSE_BODY, head_request).await?

@@ -2,12 +2,18 @@
 //! response body, read whole up to a bound, shaped by field rules, and sent on.
 //!
 //! Only a route with a rule reads a body whole; every other route streams it. A
-//! body a rule cannot apply to passes through untouched: a content type other than
-//! JSON (`application/json`, `*/*+json`), a `Content-Encoding`, a response that is
-//! not a 2xx with content (or answers a HEAD), one marked `Cache-Control:
-//! no-transform` (RFC 9110 §7.7). A JSON request body over the bound is 413 and one
-//! that is not JSON 400, before the upstream sees the request; a JSON response over
-//! the bound or not JSON is 502, as the upstream's fault.
+//! body a rule does not apply to passes through untouched: a content type other than
+//! JSON (`application/json`, `*/*+json`), a response that is not a 2xx with content
+//! (or answers a HEAD), one marked `Cache-Control: no-transform` (RFC 9110 §7.7). A
+//! JSON request body over the bound is 413, one that is not JSON 400, one under a
+//! content coding 415, before the upstream sees the request; a JSON response over the
+//! bound, not JSON, or under a content coding is 502, as the upstream's fault.
+//!
+//! A JSON body under a coding (gzip) cannot be read here, and passing it on unshaped
+//! would let a `deny` or `fields` rule be stepped around. So a route with a response
+//! rule asks its upstream for answers without a coding, whatever the client accepts:
+//! HTTP libraries (OkHttp, NSURLSession, browsers) send `Accept-Encoding: gzip` on
+//! every request, and most upstreams then compress JSON.
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -33,10 +39,18 @@ pub struct BodyRules {
 
 /// Shapes the request's body if it is JSON, before the upstream is contacted.
 pub async fn shape_request(req: &mut Request, spec: &'static BodyRules) -> Result<(), Stop> {
-    if !shapeable(&req.fields) {
-        return Ok(());
-    }
     let refused = |status, message| Stop::refused(status, message, spec.route);
+    match content(&req.fields) {
+        Content::Other => return Ok(()),
+        // RFC 9110 §15.5.16: a content coding the server does not accept is a 415.
+        Content::CodedJson => {
+            return Err(refused(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "request body has a content coding",
+            ));
+        }
+        Content::Json => {}
+    }
     let body = std::mem::replace(&mut req.body, RequestBody::Whole(None));
     let read = Limited::new(body, spec.max_body).collect().await;
     let bytes = match read {
@@ -81,13 +95,19 @@ pub async fn shape_response(
         && status != StatusCode::NO_CONTENT
         && status != StatusCode::PARTIAL_CONTENT
         && !head;
-    if !has_content || !shapeable(response.fields()) || no_transform(response.fields()) {
+    if !has_content || no_transform(response.fields()) {
         return Ok(response);
     }
     let failed = |message: &'static str| {
         tracing::warn!(route = spec.route, message, "a response body rule failed");
         Stop::refused(StatusCode::BAD_GATEWAY, message, spec.route)
     };
+    match content(response.fields()) {
+        Content::Other => return Ok(response),
+        // Asked for without a coding (`ask_uncoded`), sent with one.
+        Content::CodedJson => return Err(failed("upstream response has a content coding")),
+        Content::Json => {}
+    }
     let (status, mut fields, body) = response.into_parts();
     let bytes = body.whole(spec.max_body).await.map_err(|e| match e {
         NotWhole::TooLarge => failed("upstream response too large"),
@@ -111,13 +131,38 @@ pub async fn shape_response(
     Ok(Response::new(status, fields, Body::local(shaped)))
 }
 
-/// Whether a message's body is JSON the gateway can read: a JSON media type, and no
-/// content coding.
-fn shapeable(fields: &Fields) -> bool {
+/// Asks the upstream for an answer without a content coding (RFC 9110 §12.5.3), on
+/// a route whose response rule must read it: the client's `Accept-Encoding` is
+/// replaced, not passed on.
+pub fn ask_uncoded(req: &mut Request) {
+    req.fields.set(b"accept-encoding", b"identity");
+}
+
+/// What a message says its body is, for a rule that reads JSON.
+#[derive(Debug, PartialEq, Eq)]
+enum Content {
+    /// JSON, as it is: the rule applies.
+    Json,
+    /// JSON under a content coding the gateway does not undo.
+    CodedJson,
+    /// Anything else, which rules leave alone.
+    Other,
+}
+
+fn content(fields: &Fields) -> Content {
+    if !fields.get(b"content-type").is_some_and(is_json) {
+        return Content::Other;
+    }
     let coded = fields
-        .get(b"content-encoding")
-        .is_some_and(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"identity"));
-    !coded && fields.get(b"content-type").is_some_and(is_json)
+        .get_all(b"content-encoding")
+        .flat_map(|value| value.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity"));
+    if coded {
+        Content::CodedJson
+    } else {
+        Content::Json
+    }
 }
 
 /// `application/json` or a `+json` suffix (RFC 6839 §3.1), parameters aside.
@@ -171,6 +216,38 @@ mod tests {
         ] {
             assert!(!is_json(no), "{}", String::from_utf8_lossy(no));
         }
+    }
+
+    /// A coding other than `identity`, in any of the field's lines or list members,
+    /// makes JSON unreadable here; a coding on anything else does not matter.
+    #[test]
+    fn codings_on_json() {
+        let of = |list: &[(&str, &str)]| content(&Fields::of(list));
+        assert_eq!(of(&[("Content-Type", "application/json")]), Content::Json);
+        assert_eq!(
+            of(&[
+                ("Content-Type", "application/json"),
+                ("Content-Encoding", " Identity ")
+            ]),
+            Content::Json
+        );
+        for coded in [
+            &[("content-encoding", "gzip")][..],
+            &[("content-encoding", "identity, br")],
+            &[
+                ("content-encoding", "identity"),
+                ("content-encoding", "zstd"),
+            ],
+        ] {
+            let mut list = vec![("content-type", "application/problem+json")];
+            list.extend_from_slice(coded);
+            assert_eq!(of(&list), Content::CodedJson, "{coded:?}");
+        }
+        assert_eq!(
+            of(&[("Content-Type", "image/png"), ("Content-Encoding", "gzip")]),
+            Content::Other
+        );
+        assert_eq!(of(&[("Content-Encoding", "gzip")]), Content::Other);
     }
 
     #[test]

@@ -59,11 +59,23 @@ pub struct Asked {
     pub at: std::time::Instant,
 }
 
+/// When a backend compresses its answers with gzip, as nginx's `gzip on` or a
+/// framework's compression middleware does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gzip {
+    Never,
+    /// When the request's `Accept-Encoding` names gzip.
+    WhenAsked,
+    /// Whatever the request accepts.
+    Always,
+}
+
 #[derive(Clone)]
 pub struct JsonBackend {
     pub addr: SocketAddr,
     answers: Arc<Mutex<HashMap<String, Answer>>>,
     asked: Arc<Mutex<Vec<Asked>>>,
+    gzip: Arc<Mutex<Gzip>>,
 }
 
 impl JsonBackend {
@@ -75,6 +87,7 @@ impl JsonBackend {
             addr: listener.local_addr().expect("address"),
             answers: Arc::default(),
             asked: Arc::default(),
+            gzip: Arc::new(Mutex::new(Gzip::Never)),
         };
         let shared = backend.clone();
         tokio::spawn(async move {
@@ -105,6 +118,11 @@ impl JsonBackend {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Compresses answers from now on as `mode` says.
+    pub fn gzip(&self, mode: Gzip) {
+        *self.gzip.lock().expect("gzip") = mode;
     }
 
     pub fn asked(&self) -> Vec<Asked> {
@@ -151,9 +169,25 @@ impl JsonBackend {
         for (name, value) in answer.fields {
             response = response.header(name, value);
         }
-        response
-            .body(Full::new(Bytes::from(answer.body)))
-            .unwrap_or_default()
+        let accepts_gzip = head
+            .headers
+            .get_all(http::header::ACCEPT_ENCODING)
+            .iter()
+            .any(|value| value.as_bytes().windows(4).any(|w| w == b"gzip"));
+        let compress = match *self.gzip.lock().expect("gzip") {
+            Gzip::Always => true,
+            Gzip::WhenAsked => accepts_gzip,
+            Gzip::Never => false,
+        };
+        let body = if compress {
+            response = response
+                .header("content-encoding", "gzip")
+                .header("vary", "accept-encoding");
+            gzip(answer.body.as_bytes())
+        } else {
+            Bytes::from(answer.body)
+        };
+        response.body(Full::new(body)).unwrap_or_default()
     }
 }
 
@@ -205,4 +239,12 @@ impl AggregateGateway {
         let request = request.body(super::TestBody::empty()).expect("request");
         super::send(&self.client, request).await
     }
+}
+
+/// `bytes` compressed with gzip.
+pub fn gzip(bytes: &[u8]) -> Bytes {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("gzip in memory");
+    Bytes::from(encoder.finish().expect("gzip in memory"))
 }
