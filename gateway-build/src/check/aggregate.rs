@@ -196,6 +196,17 @@ fn check_route(
         // would be dropped without a word.
         for name in call.headers.iter().flat_map(|h| h.get_ref()) {
             check_header_name(name, "a call cannot pass on", found);
+            if name.get_ref().eq_ignore_ascii_case("accept-encoding") {
+                found.push(Diagnostic::new(
+                    &codes::FORBIDDEN_HEADER,
+                    name.span(),
+                    format!(
+                        "a call cannot pass on `{}`: the gateway reads every answer, and \
+                         asks for it without a content coding",
+                        name.get_ref()
+                    ),
+                ));
+            }
         }
         bounded_duration(
             &call.timeout,

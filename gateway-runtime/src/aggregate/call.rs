@@ -92,7 +92,10 @@ pub async fn call(
             fields.append(name.as_bytes(), value);
         }
     }
+    // The answer is read here, as it is: a content coding (RFC 9110 §12.5.3) would
+    // make it unreadable.
     fields.append(b"accept", b"application/json");
+    fields.append(b"accept-encoding", b"identity");
     if trace.is_some() {
         copy_state(&req.fields, &mut fields);
     }
