@@ -9,6 +9,9 @@ fn main() {
     gateway_build::Builder::new()
         .out_file("aggregate.rs")
         .compile("aggregate.toml");
+    gateway_build::Builder::new()
+        .out_file("passthrough.rs")
+        .compile("passthrough.toml");
     for name in ["observe", "observe-off", "observe-metrics"] {
         gateway_build::Builder::new()
             .out_file(format!("{name}.rs"))
