@@ -55,28 +55,25 @@ impl Caching {
     pub fn of(fields: &Fields) -> Caching {
         let mut caching = Caching::default();
         let mut s_maxage = None;
-        for line in fields.get_all(b"cache-control") {
-            for directive in line.split(|&b| b == b',') {
-                let directive = directive.trim_ascii();
-                let (name, value) = match directive.iter().position(|&b| b == b'=') {
-                    Some(at) => (&directive[..at], Some(&directive[at + 1..])),
-                    None => (directive, None),
-                };
-                let name = name.trim_ascii_end();
-                let age = || Some(value.map_or(0, seconds));
-                if is(name, b"no-store") {
-                    caching.no_store = true;
-                } else if is(name, b"private") {
-                    caching.private = true;
-                } else if is(name, b"no-cache") {
-                    caching.no_cache = true;
-                } else if is(name, b"must-revalidate") || is(name, b"proxy-revalidate") {
-                    caching.must_revalidate = true;
-                } else if is(name, b"max-age") {
-                    caching.max_age = shorter(caching.max_age, age());
-                } else if is(name, b"s-maxage") {
-                    s_maxage = shorter(s_maxage, age());
-                }
+        for directive in fields.list_members(b"cache-control") {
+            let (name, value) = match directive.iter().position(|&b| b == b'=') {
+                Some(at) => (&directive[..at], Some(&directive[at + 1..])),
+                None => (directive, None),
+            };
+            let name = name.trim_ascii_end();
+            let age = || Some(value.map_or(0, seconds));
+            if is(name, b"no-store") {
+                caching.no_store = true;
+            } else if is(name, b"private") {
+                caching.private = true;
+            } else if is(name, b"no-cache") {
+                caching.no_cache = true;
+            } else if is(name, b"must-revalidate") || is(name, b"proxy-revalidate") {
+                caching.must_revalidate = true;
+            } else if is(name, b"max-age") {
+                caching.max_age = shorter(caching.max_age, age());
+            } else if is(name, b"s-maxage") {
+                s_maxage = shorter(s_maxage, age());
             }
         }
         caching.shared_max_age = s_maxage.or(caching.max_age);

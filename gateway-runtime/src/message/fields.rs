@@ -218,6 +218,19 @@ impl Fields {
             .map(|field| span(&self.text, field.value, field.value_len))
     }
 
+    /// The members of the list that the fields called `name` make together (RFC 9110
+    /// §5.6.1: `a, b` and two lines `a` and `b` are one list), trimmed, empty ones
+    /// left out.
+    pub fn list_members<'a, 'n>(
+        &'a self,
+        name: &'n [u8],
+    ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+        self.get_all(name)
+            .flat_map(|value| value.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|member| !member.is_empty())
+    }
+
     fn is_named(&self, field: &Field, name: &[u8]) -> bool {
         named(&self.text, field, name)
     }
@@ -537,6 +550,19 @@ mod tests {
             names(&back),
             ["x-trace=1", "x-trace=2", "x-empty=", "via=2 gateway"]
         );
+    }
+
+    /// A list is its members across every line of the name, trimmed, empties left out.
+    #[test]
+    fn list_members_span_lines() {
+        let fields = Fields::of(&[
+            ("Cache-Control", " max-age=5 ,, no-store"),
+            ("x-other", "a, b"),
+            ("cache-control", "No-Transform"),
+        ]);
+        let members: Vec<_> = fields.list_members(b"cache-control").collect();
+        assert_eq!(members, [&b"max-age=5"[..], b"no-store", b"No-Transform"]);
+        assert_eq!(fields.list_members(b"vary").count(), 0);
     }
 
     /// `set` leaves exactly one field of the name, last.

@@ -40,12 +40,10 @@ impl<'f> ConnectionOptions<'f> {
             options: [&[]; MAX_CONNECTION_OPTIONS],
             len: 0,
         };
-        for value in fields.get_all(b"connection") {
-            for option in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if !option.is_empty() && gathered.len < MAX_CONNECTION_OPTIONS {
-                    gathered.options[gathered.len] = option;
-                    gathered.len += 1;
-                }
+        for option in fields.list_members(b"connection") {
+            if gathered.len < MAX_CONNECTION_OPTIONS {
+                gathered.options[gathered.len] = option;
+                gathered.len += 1;
             }
         }
         gathered

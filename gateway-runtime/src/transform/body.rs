@@ -154,10 +154,8 @@ fn content(fields: &Fields) -> Content {
         return Content::Other;
     }
     let coded = fields
-        .get_all(b"content-encoding")
-        .flat_map(|value| value.split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity"));
+        .list_members(b"content-encoding")
+        .any(|coding| !coding.eq_ignore_ascii_case(b"identity"));
     if coded {
         Content::CodedJson
     } else {
@@ -180,11 +178,9 @@ fn is_json(content_type: &[u8]) -> bool {
 
 /// RFC 9110 §7.7: a `no-transform` directive forbids changing the content.
 fn no_transform(fields: &Fields) -> bool {
-    fields.get_all(b"cache-control").any(|value| {
-        value
-            .split(|&b| b == b',')
-            .any(|directive| directive.trim_ascii().eq_ignore_ascii_case(b"no-transform"))
-    })
+    fields
+        .list_members(b"cache-control")
+        .any(|directive| directive.eq_ignore_ascii_case(b"no-transform"))
 }
 
 /// The new body's length in place of the old framing.
